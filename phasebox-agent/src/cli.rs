@@ -1,0 +1,150 @@
+//! Command-line definitions (clap derive): one subcommand per verb.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::probe::check_ring_bytes;
+
+/// phasebox learns which system calls a program really needs, phase by phase.
+#[derive(Debug, Parser)]
+#[command(name = "phasebox", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch a command traced from its execve on; exit with its exit status.
+    Run(RunArgs),
+    /// Attach to a running process, its threads and descendants.
+    Record(RecordArgs),
+    /// Read trace files.
+    #[command(subcommand)]
+    Trace(TraceCommand),
+}
+
+/// Options of every tracing command.
+#[derive(Debug, Args)]
+pub struct TraceOptions {
+    /// Write every event to this trace file (read it with `phasebox trace dump`).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Ring-buffer size: a power of two, with an optional K, M or G suffix.
+    #[arg(long = "ring-buffer", value_name = "SIZE", default_value = "8M", value_parser = parse_ring_size)]
+    pub ring_bytes: u32,
+    /// Do not print the summary table.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub trace: TraceOptions,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub trace: TraceOptions,
+    /// The process to attach to (with its threads and descendants).
+    #[arg(short, long, value_name = "PID")]
+    pub pid: u32,
+    /// Stop after this long (for example 30s, 5m, 500ms); default: until Ctrl-C, SIGTERM, or the
+    /// process tree is gone.
+    #[arg(short, long, value_name = "D", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Print a trace file, one line per event, strace-like.
+    Dump {
+        /// The trace file.
+        file: PathBuf,
+    },
+}
+
+/// Parses sizes such as 4096, 64K, 8M, 1G.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("size {s:?} has an unknown suffix (use K, M or G)")),
+            };
+            (&s[..i], mult)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("size {s:?} is not a number"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    check_ring_bytes(parse_size(s)?)
+}
+
+/// Parses durations such as 500ms, 30s, 5m, 1h, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("duration {s:?} is not a number with a unit"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("duration {s:?} has an unknown unit (use ms, s, m or h)")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("duration {s:?} must be greater than zero"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("8X").is_err());
+        assert!(parse_ring_size("3000").unwrap_err().contains("not a power of two"));
+        assert!(parse_ring_size("1K").unwrap_err().contains("too small"));
+        assert_eq!(parse_ring_size("4K"), Ok(4096));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn run_takes_the_command_verbatim() {
+        let cli = Cli::try_parse_from(["phasebox", "run", "--", "/bin/pwd", "-P"]).unwrap();
+        match cli.command {
+            Command::Run(r) => assert_eq!(r.command, vec!["/bin/pwd", "-P"]),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

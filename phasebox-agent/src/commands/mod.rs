@@ -1,0 +1,23 @@
+//! One file per subcommand, wiring the pieces together.
+mod output;
+mod record;
+mod run;
+mod trace;
+
+use crate::cli::{Cli, Command, TraceCommand};
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run(args) => runtime()?.block_on(run::run(args)),
+        Command::Record(args) => runtime()?.block_on(record::record(args)),
+        Command::Trace(TraceCommand::Dump { file }) => trace::dump(&file),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}

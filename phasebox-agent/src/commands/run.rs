@@ -1,0 +1,75 @@
+//! `phasebox run -- CMD ARGS…`: launch CMD traced from its execve on.
+use phasebox_common::track;
+use tokio::sync::oneshot;
+
+use super::output;
+use crate::{
+    cli::RunArgs,
+    launch,
+    process::ProcessTree,
+    session::{Session, Stop},
+};
+
+pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let program = launch::resolve(&args.command[0])?;
+    let (outputs, mut probe, ring, writer) =
+        output::start(&args.trace, "run", args.command.clone(), None)?;
+    launch::become_subreaper();
+    let child = launch::spawn_gated(&program, &args.command)?;
+    let pid = child.pid;
+    if let Err(e) = probe.track(pid, track::AWAIT_EXEC) {
+        child.abort();
+        return Err(e);
+    }
+    let mut tree = ProcessTree::new();
+    let comm = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    tree.add(pid, std::process::id(), program.display().to_string(), comm, None);
+
+    // Reaps the whole tree (phasebox is its subreaper) on a thread of its own.
+    let (done_tx, mut done_rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(launch::wait_all(pid));
+    });
+    child.release()?;
+
+    let mut session = Session::new(probe, ring, tree, writer)?;
+    let exit_code = std::cell::Cell::new(0);
+    let stop = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) =
+            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            exit_code.set((&mut done_rx).await.unwrap_or(1));
+            return Stop::TreeExited;
+        };
+        // The first Ctrl-C reaches the command through the terminal and the first SIGTERM is
+        // passed on to it; phasebox waits for the tree to end. A second signal stops at once.
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                code = &mut done_rx => {
+                    exit_code.set(code.unwrap_or(1));
+                    return Stop::TreeExited;
+                }
+                _ = int.recv() => signals += 1,
+                _ = term.recv() => {
+                    signals += 1;
+                    // SAFETY: plain kill on our own child.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+            }
+            if signals >= 2 {
+                return Stop::Signal("a second signal");
+            }
+        }
+    };
+    let why = session.run(stop, false).await?;
+    outputs.finish(session, args.trace.output.as_deref())?;
+    match why {
+        Stop::TreeExited => Ok(exit_code.get()),
+        Stop::Signal(_) | Stop::Duration => {
+            eprintln!("phasebox: stopped before {} ended; it keeps running untraced", args.command[0]);
+            Ok(130)
+        }
+    }
+}

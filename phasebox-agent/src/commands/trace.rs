@@ -1,0 +1,64 @@
+//! `phasebox trace dump FILE`: a trace file, one line per event, strace-like.
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use phasebox_common::syscall_flags;
+
+use crate::{event::Event, sysnames, tracefile};
+
+/// One event as a line: time since start, tid, what happened.
+pub fn render(ev: &Event, start_ns: u64) -> String {
+    let secs = |ts: u64| ts.saturating_sub(start_ns) as f64 / 1e9;
+    match ev {
+        Event::Syscall(r) => {
+            let name = sysnames::name(r.nr);
+            if r.header.flags & syscall_flags::NO_RETURN != 0 {
+                format!("{:12.6} {:>7} {name}() = ?", secs(r.enter_ns), r.tid)
+            } else {
+                format!(
+                    "{:12.6} {:>7} {name}() = {} <{:.6}>",
+                    secs(r.enter_ns),
+                    r.tid,
+                    sysnames::render_return(r.ret),
+                    r.duration_ns as f64 / 1e9
+                )
+            }
+        }
+        Event::Fork(r) => format!("{:12.6} {:>7} +++ forked {}", secs(r.ts_ns), r.parent_tid, r.child_tid),
+        Event::Exec(e) => format!("{:12.6} {:>7} +++ exec {} (comm {})", secs(e.ts_ns), e.tid, e.filename, e.comm),
+        Event::Exit(r) => {
+            let what = if r.group_dead != 0 { "process exited" } else { "thread exited" };
+            format!("{:12.6} {:>7} +++ {what} (pid {})", secs(r.ts_ns), r.tid, r.header.tgid)
+        }
+    }
+}
+
+pub fn dump(path: &Path) -> anyhow::Result<i32> {
+    let trace = tracefile::read(path)?;
+    let h = &trace.header;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut go = || -> std::io::Result<()> {
+        let what = match h.target_pid {
+            Some(pid) => format!("pid {pid}"),
+            None => h.command.join(" "),
+        };
+        writeln!(out, "# phasebox trace: {} of {what}, {} on kernel {}", h.mode, h.arch, h.kernel_release)?;
+        writeln!(out, "# {:>10} {:>7} event", "seconds", "tid")?;
+        for ev in &trace.events {
+            writeln!(out, "{}", render(ev, h.started_monotonic_ns))?;
+        }
+        writeln!(
+            out,
+            "# {} events, {} dropped while recording",
+            trace.events.len(),
+            trace.summary.dropped
+        )?;
+        out.flush()
+    };
+    match go() {
+        // A closed pipe (`| head`) is a normal end.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(anyhow::anyhow!("cannot write to standard output: {}", sysnames::describe_io(&e))),
+        Ok(()) => Ok(0),
+    }
+}

@@ -1,0 +1,169 @@
+//! The only module that knows aya: loads the kernel programs, sets map sizes, attaches, and
+//! reads the maps. Everything else sees events, counters and losses.
+pub mod preflight;
+pub mod tracefs;
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{RawTracePoint, TracePoint},
+};
+use phasebox_common::{Config, CountKey, Counts, NO_FIELD, drop_slot, mode, names};
+
+use crate::{summary::Losses, sysnames};
+
+/// The kernel object built by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/phasebox"));
+
+/// Ring-buffer sizes accepted by `--ring-buffer`.
+pub const MIN_RING_BYTES: u64 = 4096;
+pub const MAX_RING_BYTES: u64 = 1 << 30;
+
+/// How to load the programs.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeOptions {
+    /// Ring-buffer size in bytes: a power of two, at least a page.
+    pub ring_bytes: u32,
+    /// Send a record per syscall (the timeline), not only counters and process records.
+    pub stream: bool,
+}
+
+/// Loaded and attached kernel programs with their maps.
+pub struct Probe {
+    // Keeps programs and links alive; dropping it detaches everything.
+    _ebpf: Ebpf,
+    tracked: HashMap<MapData, u32, u32>,
+    counts: PerCpuHashMap<MapData, CountKey, Counts>,
+    drops: PerCpuArray<MapData, u64>,
+}
+
+/// Checks a `--ring-buffer` size.
+pub fn check_ring_bytes(bytes: u64) -> Result<u32, String> {
+    if !bytes.is_power_of_two() {
+        return Err(format!("ring buffer size {bytes} is not a power of two (try 8M)"));
+    }
+    if bytes < MIN_RING_BYTES {
+        return Err(format!("ring buffer size {bytes} is too small: the minimum is {MIN_RING_BYTES} bytes"));
+    }
+    if bytes > MAX_RING_BYTES {
+        return Err(format!("ring buffer size {bytes} is too large: the maximum is 1G"));
+    }
+    Ok(bytes as u32)
+}
+
+fn field_offset(
+    fields: &std::collections::HashMap<String, tracefs::Field>,
+    tp: &str,
+    name: &str,
+) -> anyhow::Result<u32> {
+    fields
+        .get(name)
+        .map(|f| f.offset)
+        .ok_or_else(|| anyhow::anyhow!("tracepoint {tp} has no field {name} on this kernel"))
+}
+
+impl Probe {
+    /// Checks privileges, mounts tracefs if needed, loads and attaches every program.
+    /// Returns the probe and the ring buffer the records arrive on.
+    pub fn load(opts: ProbeOptions) -> anyhow::Result<(Probe, RingBuf<MapData>)> {
+        preflight::check_privileges()?;
+        preflight::check_btf()?;
+        let tracefs = tracefs::ensure_mounted()?;
+        let fork = tracefs::fields(&tracefs, "sched", "sched_process_fork")?;
+        let exec = tracefs::fields(&tracefs, "sched", "sched_process_exec")?;
+        let exit = tracefs::fields(&tracefs, "sched", "sched_process_exit")?;
+        let nr = sysnames::special();
+        let config = Config {
+            self_tgid: std::process::id(),
+            mode: if opts.stream { mode::STREAM } else { 0 },
+            fork_child_pid_off: field_offset(&fork, "sched_process_fork", "child_pid")?,
+            exec_filename_off: field_offset(&exec, "sched_process_exec", "filename")?,
+            exec_old_pid_off: field_offset(&exec, "sched_process_exec", "old_pid")?,
+            exit_group_dead_off: exit.get("group_dead").map_or(NO_FIELD, |f| f.offset),
+            nr_execve: nr.execve,
+            nr_execveat: nr.execveat,
+            nr_exit: nr.exit,
+            nr_exit_group: nr.exit_group,
+            // Wake the reader when a quarter of the ring is full; it drains on a timer too.
+            wakeup_bytes: opts.ring_bytes / 4,
+            _pad: 0,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::CONFIG, &config, true)
+            .map_max_entries(names::EVENTS, opts.ring_bytes)
+            .load(OBJECT)
+            .context("cannot load phasebox's eBPF programs")?;
+
+        for (prog, tp) in [(names::PROG_SYS_ENTER, "sys_enter"), (names::PROG_SYS_EXIT, "sys_exit")] {
+            let p: &mut RawTracePoint = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("the eBPF object has no program {prog}"))?
+                .try_into()?;
+            p.load().with_context(|| format!("the kernel refused program {prog}"))?;
+            p.attach(tp).with_context(|| format!("cannot attach {prog} to raw_syscalls/{tp}"))?;
+        }
+        for (prog, tp) in [
+            (names::PROG_FORK, "sched_process_fork"),
+            (names::PROG_EXEC, "sched_process_exec"),
+            (names::PROG_EXIT, "sched_process_exit"),
+        ] {
+            let p: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("the eBPF object has no program {prog}"))?
+                .try_into()?;
+            p.load().with_context(|| format!("the kernel refused program {prog}"))?;
+            p.attach("sched", tp).with_context(|| format!("cannot attach {prog} to sched/{tp}"))?;
+        }
+
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("the eBPF object has no map {name}"))
+        };
+        let ring = RingBuf::try_from(take(names::EVENTS)?)?;
+        let tracked = HashMap::try_from(take(names::TRACKED)?)?;
+        let counts = PerCpuHashMap::try_from(take(names::COUNTS)?)?;
+        let drops = PerCpuArray::try_from(take(names::DROPS)?)?;
+        Ok((Probe { _ebpf: ebpf, tracked, counts, drops }, ring))
+    }
+
+    /// Starts tracing `tgid` (state: `phasebox_common::track::*`).
+    pub fn track(&mut self, tgid: u32, state: u32) -> anyhow::Result<()> {
+        self.tracked
+            .insert(tgid, state, 0)
+            .with_context(|| format!("cannot track pid {tgid}: the tracked-process map is full"))
+    }
+
+    /// Stops tracing `tgid` (a process that is gone).
+    pub fn untrack(&mut self, tgid: u32) {
+        let _ = self.tracked.remove(&tgid);
+    }
+
+    /// The exact per-(process, syscall) counters, summed over CPUs.
+    pub fn counts(&self) -> anyhow::Result<BTreeMap<CountKey, Counts>> {
+        let mut out: BTreeMap<CountKey, Counts> = BTreeMap::new();
+        for item in self.counts.iter() {
+            let (key, per_cpu) = item.context("cannot read the syscall counters")?;
+            let sum = out.entry(key).or_default();
+            for c in per_cpu.iter() {
+                sum.calls += c.calls;
+                sum.errors += c.errors;
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the kernel lost so far, summed over CPUs.
+    pub fn losses(&self) -> anyhow::Result<Losses> {
+        let slot = |i: u32| -> anyhow::Result<u64> {
+            Ok(self.drops.get(&i, 0).context("cannot read the loss counters")?.iter().sum())
+        };
+        Ok(Losses {
+            ringbuf_full: slot(drop_slot::RINGBUF)?,
+            counter_map_full: slot(drop_slot::COUNTS)?,
+            tracked_map_full: slot(drop_slot::TRACKED)?,
+        })
+    }
+}

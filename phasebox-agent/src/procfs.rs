@@ -1,0 +1,106 @@
+//! What /proc says about processes: parents, programs, liveness, descendants.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+
+/// The fields of /proc/PID/stat phasebox uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub comm: String,
+    pub state: char,
+    pub ppid: u32,
+}
+
+/// Parses a /proc/PID/stat line. The comm may hold spaces and parentheses, so it is the text
+/// between the first '(' and the last ')'.
+pub fn parse_stat(line: &str) -> Option<Stat> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let comm = line.get(open + 1..close)?.to_string();
+    let mut rest = line.get(close + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some(Stat { comm, state, ppid })
+}
+
+pub fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Whether `pid` exists and has not exited (a zombie has exited).
+pub fn is_alive(pid: u32) -> bool {
+    matches!(stat(pid), Some(s) if s.state != 'Z' && s.state != 'X')
+}
+
+/// The program `pid` runs, or "" when it cannot be read.
+pub fn exe(pid: u32) -> String {
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every process's parent.
+pub fn parents() -> BTreeMap<u32, u32> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(s) = stat(pid) {
+            out.insert(pid, s.ppid);
+        }
+    }
+    out
+}
+
+/// `root` and all its descendants in a parent map, leaving out `skip` and its descendants.
+pub fn descendants(parents: &BTreeMap<u32, u32>, root: u32, skip: u32) -> BTreeSet<u32> {
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for (&pid, &ppid) in parents {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut out = BTreeSet::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if pid == skip || !out.insert(pid) {
+            continue;
+        }
+        stack.extend(children.get(&pid).into_iter().flatten());
+    }
+    out
+}
+
+/// The kernel release (`uname -r`).
+pub fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_odd_comm() {
+        let s = parse_stat("42 (we (ird) name) S 7 42 42 0 -1").unwrap();
+        assert_eq!(s, Stat { comm: "we (ird) name".into(), state: 'S', ppid: 7 });
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn descendants_walk_the_tree_and_skip() {
+        let parents: BTreeMap<u32, u32> =
+            [(1, 0), (10, 1), (11, 10), (12, 11), (13, 10), (20, 1), (99, 11)].into();
+        let d: Vec<u32> = descendants(&parents, 10, 99).into_iter().collect();
+        assert_eq!(d, vec![10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn this_process_is_alive() {
+        let me = std::process::id();
+        assert!(is_alive(me));
+        assert_eq!(stat(me).unwrap().ppid, std::os::unix::process::parent_id());
+        assert!(!exe(me).is_empty());
+    }
+}

@@ -1,0 +1,193 @@
+//! The end-of-run summary: per process and syscall, calls and errors (like `strace -f -c`),
+//! and what was lost. Its JSON form is a stable interface for scripts.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use phasebox_common::{CountKey, Counts};
+use serde::{Deserialize, Serialize};
+
+use crate::{process::ProcessTree, sysnames};
+
+/// What the kernel could not deliver or count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Losses {
+    /// Records lost because the ring buffer was full (the counters still saw those syscalls).
+    pub ringbuf_full: u64,
+    /// Syscalls not counted because the counter map was full.
+    pub counter_map_full: u64,
+    /// Children not followed because the tracked-process map was full.
+    pub tracked_map_full: u64,
+}
+
+/// Calls and errors of one syscall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallStat {
+    pub calls: u64,
+    pub errors: u64,
+}
+
+/// One process of the summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSummary {
+    pub pid: u32,
+    pub ppid: u32,
+    pub exe: String,
+    pub comm: String,
+    pub syscalls: BTreeMap<String, SyscallStat>,
+}
+
+/// The whole summary (`--summary FILE` writes it as JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Events lost on the way to userspace (ring buffer full). Counts stay exact regardless.
+    pub dropped: u64,
+    /// Records delivered to userspace.
+    pub events: u64,
+    pub losses: Losses,
+    /// The syscall table the numbers were named with.
+    pub arch: String,
+    pub processes: Vec<ProcessSummary>,
+}
+
+impl Summary {
+    /// Builds the summary from the process tree and the kernel's exact counters.
+    pub fn build(
+        tree: &ProcessTree,
+        counts: &BTreeMap<CountKey, Counts>,
+        losses: Losses,
+        events: u64,
+    ) -> Summary {
+        let mut per_pid: BTreeMap<u32, BTreeMap<String, SyscallStat>> = BTreeMap::new();
+        for (key, c) in counts {
+            let stat = per_pid
+                .entry(key.tgid)
+                .or_default()
+                .entry(sysnames::name(key.nr).into_owned())
+                .or_default();
+            stat.calls += c.calls;
+            stat.errors += c.errors;
+        }
+        let mut processes: Vec<ProcessSummary> = tree
+            .processes()
+            .into_iter()
+            .map(|p| ProcessSummary {
+                pid: p.pid,
+                ppid: p.ppid,
+                exe: p.exe.clone(),
+                comm: p.comm.clone(),
+                syscalls: per_pid.remove(&p.pid).unwrap_or_default(),
+            })
+            .collect();
+        // Counted processes the tree missed (their records were dropped): still listed.
+        for (pid, syscalls) in per_pid {
+            processes.push(ProcessSummary {
+                pid,
+                ppid: 0,
+                exe: String::new(),
+                comm: String::new(),
+                syscalls,
+            });
+        }
+        Summary {
+            dropped: losses.ringbuf_full,
+            events,
+            losses,
+            arch: sysnames::ARCH.to_string(),
+            processes,
+        }
+    }
+
+    /// Calls and errors summed over all processes, by syscall name.
+    pub fn totals(&self) -> BTreeMap<String, SyscallStat> {
+        let mut t: BTreeMap<String, SyscallStat> = BTreeMap::new();
+        for p in &self.processes {
+            for (name, s) in &p.syscalls {
+                let e = t.entry(name.clone()).or_default();
+                e.calls += s.calls;
+                e.errors += s.errors;
+            }
+        }
+        t
+    }
+
+    /// A table per process, most-called syscalls first, like `strace -c`.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for p in &self.processes {
+            let total: u64 = p.syscalls.values().map(|s| s.calls).sum();
+            let prog = if p.exe.is_empty() { "?" } else { p.exe.as_str() };
+            let _ = writeln!(
+                out,
+                "pid {} {} ({}), parent {}: {} syscalls",
+                p.pid, prog, p.comm, p.ppid, total
+            );
+            if p.syscalls.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "  {:>10} {:>8}  syscall", "calls", "errors");
+            let mut rows: Vec<(&String, &SyscallStat)> = p.syscalls.iter().collect();
+            rows.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then(a.0.cmp(b.0)));
+            for (name, s) in rows {
+                let errors = if s.errors == 0 { String::new() } else { s.errors.to_string() };
+                let _ = writeln!(out, "  {:>10} {:>8}  {}", s.calls, errors, name);
+            }
+        }
+        let all: u64 = self.processes.iter().flat_map(|p| p.syscalls.values()).map(|s| s.calls).sum();
+        let _ = writeln!(
+            out,
+            "total: {} processes, {} syscalls, {} events delivered, {} dropped",
+            self.processes.len(),
+            all,
+            self.events,
+            self.dropped
+        );
+        if self.dropped > 0 {
+            let _ = writeln!(
+                out,
+                "warning: {} events were dropped because the ring buffer was full \
+                 (counts above are still exact; use a larger --ring-buffer for a full timeline)",
+                self.dropped
+            );
+        }
+        if self.losses.counter_map_full > 0 || self.losses.tracked_map_full > 0 {
+            let _ = writeln!(
+                out,
+                "warning: kernel maps were full: {} syscalls uncounted, {} children not followed",
+                self.losses.counter_map_full, self.losses.tracked_map_full
+            );
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("summary serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_per_process_tables_from_counters() {
+        let mut tree = ProcessTree::new();
+        tree.add(5, 1, "/usr/bin/pwd".into(), "pwd".into(), None);
+        let openat = sysnames::number("openat").unwrap();
+        let close = sysnames::number("close").unwrap();
+        let mut counts = BTreeMap::new();
+        counts.insert(CountKey { tgid: 5, nr: openat }, Counts { calls: 4, errors: 1 });
+        counts.insert(CountKey { tgid: 5, nr: close }, Counts { calls: 3, errors: 0 });
+        counts.insert(CountKey { tgid: 9, nr: close }, Counts { calls: 1, errors: 0 });
+        let losses = Losses { ringbuf_full: 2, ..Default::default() };
+        let s = Summary::build(&tree, &counts, losses, 10);
+        assert_eq!(s.dropped, 2);
+        assert_eq!(s.processes.len(), 2);
+        assert_eq!(s.processes[0].syscalls["openat"], SyscallStat { calls: 4, errors: 1 });
+        assert_eq!(s.totals()["close"].calls, 4);
+        let text = s.render_text();
+        assert!(text.contains("pid 5 /usr/bin/pwd (pwd)"), "{text}");
+        assert!(text.contains("2 events were dropped"), "{text}");
+        let back: Summary = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,80 @@
+//! Syscall and errno names of the architecture phasebox was built for, from the `syscalls`
+//! crate's tables.
+use std::borrow::Cow;
+
+use syscalls::{Errno, Sysno};
+
+/// The architecture name used in profiles, trace files and seccomp exports.
+pub const ARCH: &str = std::env::consts::ARCH;
+
+/// The name of syscall `nr`, or `syscall_<nr>` for a number the table does not know.
+pub fn name(nr: u32) -> Cow<'static, str> {
+    match Sysno::new(nr as usize) {
+        Some(s) => Cow::Borrowed(s.name()),
+        None => Cow::Owned(format!("syscall_{nr}")),
+    }
+}
+
+/// The number of the syscall called `name` on this architecture.
+pub fn number(name: &str) -> Option<u32> {
+    name.parse::<Sysno>().ok().map(|s| s.id() as u32)
+}
+
+/// Syscall numbers the kernel programs treat specially.
+pub struct Special {
+    pub execve: u32,
+    pub execveat: u32,
+    pub exit: u32,
+    pub exit_group: u32,
+}
+
+/// The special numbers of this architecture.
+pub fn special() -> Special {
+    Special {
+        execve: Sysno::execve.id() as u32,
+        execveat: Sysno::execveat.id() as u32,
+        exit: Sysno::exit.id() as u32,
+        exit_group: Sysno::exit_group.id() as u32,
+    }
+}
+
+/// strace-style rendering of a raw return value: `3`, or `-1 ENOENT (No such file or directory)`.
+pub fn render_return(ret: i64) -> String {
+    if !phasebox_common::is_error(ret) {
+        return ret.to_string();
+    }
+    let errno = Errno::new(-ret as i32);
+    match errno.name_and_description() {
+        Some((name, desc)) => format!("-1 {name} ({desc})"),
+        None => format!("-1 errno {}", -ret),
+    }
+}
+
+/// A sentence-friendly description of an I/O error, without the "(os error N)" suffix.
+pub fn describe_io(err: &std::io::Error) -> String {
+    match err.raw_os_error().and_then(|e| Errno::new(e).description()) {
+        Some(desc) => desc.to_string(),
+        None => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let nr = number("openat").expect("openat exists");
+        assert_eq!(name(nr), "openat");
+        assert_eq!(name(100_000), "syscall_100000");
+        assert_eq!(number("no_such_call"), None);
+    }
+
+    #[test]
+    fn returns_render_like_strace() {
+        assert_eq!(render_return(3), "3");
+        assert_eq!(render_return(-2), "-1 ENOENT (No such file or directory)");
+        // Large negative values that are not errors (addresses) print as numbers.
+        assert_eq!(render_return(-5000), "-5000");
+    }
+}

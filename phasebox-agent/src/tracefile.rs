@@ -1,0 +1,215 @@
+//! The trace file: every record of a run, for later analysis. Format (docs/trace-format.md):
+//!
+//! ```text
+//! "PBTRACE\0"  u32 LE header length  header JSON (TraceHeader)
+//! records      the kernel's wire records as they arrived (kind in the first two bytes)
+//! "PBTREND\0"  u32 LE footer length  footer JSON (the run's Summary)
+//! ```
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic_file::{AtomicFile, file_error};
+use crate::event::{self, Event};
+use crate::summary::Summary;
+
+pub const MAGIC: &[u8; 8] = b"PBTRACE\0";
+pub const END_MAGIC: &[u8; 8] = b"PBTREND\0";
+/// Version of the container format; the records carry `wire_version`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What the trace file says about the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceHeader {
+    pub format_version: u32,
+    pub wire_version: u32,
+    pub phasebox_version: String,
+    pub arch: String,
+    pub kernel_release: String,
+    /// "run" (launched, seen from its execve) or "record" (attached to a running process).
+    pub mode: String,
+    pub command: Vec<String>,
+    pub target_pid: Option<u32>,
+    pub started_unix_ms: u64,
+    /// Kernel monotonic time at start: record times minus this are times since start.
+    pub started_monotonic_ns: u64,
+}
+
+/// Writes a trace file atomically: it appears under its name only when finished.
+pub struct TraceWriter {
+    out: BufWriter<File>,
+    file: AtomicFile,
+    records: u64,
+}
+
+impl TraceWriter {
+    pub fn create(path: &Path, header: &TraceHeader) -> anyhow::Result<TraceWriter> {
+        let mut file = AtomicFile::create(path)?;
+        let handle = file.file().try_clone().map_err(|e| file_error("write", path, &e))?;
+        let mut w = TraceWriter { out: BufWriter::with_capacity(1 << 20, handle), file, records: 0 };
+        let json = serde_json::to_vec(header).expect("header serializes");
+        w.put(MAGIC)?;
+        w.put(&(json.len() as u32).to_le_bytes())?;
+        w.put(&json)?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.out.write_all(bytes).map_err(|e| file_error("write", self.file.dest(), &e))
+    }
+
+    /// Appends one wire record as the kernel wrote it.
+    pub fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.records += 1;
+        self.put(bytes)
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Writes the footer and gives the file its name.
+    pub fn finish(mut self, summary: &Summary) -> anyhow::Result<PathBuf> {
+        let json = serde_json::to_vec(summary).expect("summary serializes");
+        self.put(END_MAGIC)?;
+        self.put(&(json.len() as u32).to_le_bytes())?;
+        self.put(&json)?;
+        let dest = self.file.dest().to_path_buf();
+        self.out.flush().map_err(|e| file_error("write", &dest, &e))?;
+        self.file.commit()?;
+        Ok(dest)
+    }
+}
+
+/// A trace file read back.
+#[derive(Debug)]
+pub struct Trace {
+    pub header: TraceHeader,
+    pub events: Vec<Event>,
+    pub summary: Summary,
+}
+
+fn bad(path: &Path, what: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{} is not a valid phasebox trace file: {what}", path.display())
+}
+
+fn read_block(r: &mut impl Read, path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(|_| bad(path, format!("the {what} is cut short")))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 256 << 20 {
+        return Err(bad(path, format!("the {what} claims {len} bytes")));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).map_err(|_| bad(path, format!("the {what} is cut short")))?;
+    Ok(buf)
+}
+
+/// Reads a whole trace file.
+pub fn read(path: &Path) -> anyhow::Result<Trace> {
+    let f = File::open(path).map_err(|e| file_error("read", path, &e))?;
+    let mut r = BufReader::new(f);
+    let mut magic = [0u8; 8];
+    if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        return Err(bad(path, "it does not start with the trace magic"));
+    }
+    let header: TraceHeader = serde_json::from_slice(&read_block(&mut r, path, "header")?)
+        .map_err(|e| bad(path, format!("its header is malformed ({e})")))?;
+    if header.format_version != FORMAT_VERSION || header.wire_version != phasebox_common::WIRE_VERSION
+    {
+        anyhow::bail!(
+            "{} has trace format {} with records of version {}; this phasebox reads format {} \
+             with records of version {}",
+            path.display(),
+            header.format_version,
+            header.wire_version,
+            FORMAT_VERSION,
+            phasebox_common::WIRE_VERSION
+        );
+    }
+    let mut events = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let n = events.len();
+        r.read_exact(&mut buf[..8])
+            .map_err(|_| bad(path, format!("it ends after {n} records without its footer")))?;
+        if &buf[..8] == END_MAGIC {
+            break;
+        }
+        let kind = event::peek_kind(&buf[..8]).map_err(|e| bad(path, e))?;
+        let len = event::record_len(kind)
+            .ok_or_else(|| bad(path, format!("record {n} has unknown kind {kind}")))?;
+        r.read_exact(&mut buf[8..len])
+            .map_err(|_| bad(path, format!("record {n} is cut short")))?;
+        events.push(event::decode(&buf[..len]).map_err(|e| bad(path, e))?);
+    }
+    let summary: Summary = serde_json::from_slice(&read_block(&mut r, path, "footer")?)
+        .map_err(|e| bad(path, format!("its footer is malformed ({e})")))?;
+    Ok(Trace { header, events, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{as_bytes, tests::exec_record};
+    use crate::process::ProcessTree;
+    use crate::summary::Losses;
+    use phasebox_common::{Header, SyscallRecord, kind};
+    use std::collections::BTreeMap;
+
+    fn header() -> TraceHeader {
+        TraceHeader {
+            format_version: FORMAT_VERSION,
+            wire_version: phasebox_common::WIRE_VERSION,
+            phasebox_version: "test".into(),
+            arch: "x86_64".into(),
+            kernel_release: "6.0".into(),
+            mode: "run".into(),
+            command: vec!["/bin/pwd".into()],
+            target_pid: Some(4),
+            started_unix_ms: 1,
+            started_monotonic_ns: 2,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_damage() {
+        let dir = std::env::temp_dir().join(format!("pb-trace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.pbtrace");
+        let sys = SyscallRecord {
+            header: Header { kind: kind::SYSCALL, flags: 0, tgid: 4 },
+            tid: 4,
+            nr: 0,
+            enter_ns: 10,
+            duration_ns: 1,
+            ret: 5,
+        };
+        let exec = exec_record(4, "pwd", "/bin/pwd", 9);
+        let mut w = TraceWriter::create(&path, &header()).unwrap();
+        assert!(!path.exists(), "visible before finish");
+        w.record(as_bytes(&exec)).unwrap();
+        w.record(as_bytes(&sys)).unwrap();
+        let summary = Summary::build(&ProcessTree::new(), &BTreeMap::new(), Losses::default(), 2);
+        w.finish(&summary).unwrap();
+
+        let t = read(&path).unwrap();
+        assert_eq!(t.header, header());
+        assert_eq!(t.events.len(), 2);
+        assert_eq!(t.events[1], Event::Syscall(sys));
+        assert_eq!(t.summary, summary);
+
+        // A file cut in the middle of the records is reported, not misread.
+        let bytes = std::fs::read(&path).unwrap();
+        let cut = dir.join("cut.pbtrace");
+        std::fs::write(&cut, &bytes[..bytes.len() - 150]).unwrap();
+        let err = read(&cut).unwrap_err().to_string();
+        assert!(err.contains("not a valid phasebox trace file"), "{err}");
+        std::fs::write(&cut, b"hello world").unwrap();
+        let err = read(&cut).unwrap_err().to_string();
+        assert!(err.contains("trace magic"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

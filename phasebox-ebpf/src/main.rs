@@ -1,0 +1,299 @@
+//! phasebox's kernel programs: filter by tracked tgid, count, emit.
+//!
+//! - `pb_sys_enter` / `pb_sys_exit` (raw tracepoints on raw_syscalls): per-(tgid, syscall)
+//!   counters, and in stream mode one record per syscall with enter and exit paired here.
+//! - `pb_fork` / `pb_exec` / `pb_exit` (sched tracepoints): follow children, report execs and
+//!   exits, clean up.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_str_bytes,
+    },
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use phasebox_common::{
+    Config, CountKey, Counts, ExecRecord, ExitRecord, ForkRecord, Header, NO_FIELD, Pending,
+    SyscallRecord, drop_slot, is_error, kind, mode, syscall_flags, track,
+};
+
+/// Written by the agent before load (see `Config`).
+#[unsafe(no_mangle)]
+static PB_CONFIG: Config = Config {
+    self_tgid: 0,
+    mode: 0,
+    fork_child_pid_off: NO_FIELD,
+    exec_filename_off: NO_FIELD,
+    exec_old_pid_off: NO_FIELD,
+    exit_group_dead_off: NO_FIELD,
+    nr_execve: u32::MAX,
+    nr_execveat: u32::MAX,
+    nr_exit: u32::MAX,
+    nr_exit_group: u32::MAX,
+    wakeup_bytes: 0,
+    _pad: 0,
+};
+
+/// tgid → `track::*` state. Sizes of all maps are set by the agent at load time.
+#[map]
+static PB_TRACKED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+
+/// tid → the syscall it is in.
+#[map]
+static PB_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(65536, 0);
+
+/// (tgid, syscall) → calls and errors, per CPU: exact even when the ring buffer is full.
+#[map]
+static PB_COUNTS: PerCpuHashMap<CountKey, Counts> = PerCpuHashMap::with_max_entries(65536, 0);
+
+#[map]
+static PB_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
+
+/// Per-CPU loss counters, indexed by `phasebox_common::drop_slot`.
+#[map]
+static PB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_slot::SLOTS, 0);
+
+
+macro_rules! cfg {
+    ($field:ident) => {
+        {
+            // SAFETY: PB_CONFIG lives in .rodata, written once by the loader before any run.
+            #[allow(unused_unsafe)]
+            let v = unsafe { core::ptr::read_volatile(&PB_CONFIG.$field) };
+            v
+        }
+    };
+}
+
+#[inline(always)]
+fn lost(slot: u32) {
+    if let Some(n) = PB_DROPS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, no other writer on this CPU while we run.
+        unsafe { *n += 1 };
+    }
+}
+
+#[inline(always)]
+fn current() -> (u32, u32) {
+    let id = bpf_get_current_pid_tgid();
+    ((id >> 32) as u32, id as u32)
+}
+
+#[inline(always)]
+fn count(tgid: u32, nr: u32, calls: u64, errors: u64) {
+    let key = CountKey { tgid, nr };
+    match PB_COUNTS.get_ptr_mut(&key) {
+        // SAFETY: per-CPU value, no other writer on this CPU while we run.
+        Some(c) => unsafe {
+            (*c).calls += calls;
+            (*c).errors += errors;
+        },
+        None => {
+            if PB_COUNTS.insert(&key, &Counts { calls, errors }, 0).is_err() {
+                lost(drop_slot::COUNTS);
+            }
+        }
+    }
+}
+
+/// Wakes the reader only when enough bytes are waiting; it also drains on a timer.
+#[inline(always)]
+fn syscall_wakeup_flags() -> u64 {
+    if PB_EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= u64::from(cfg!(wakeup_bytes)) {
+        BPF_RB_FORCE_WAKEUP.into()
+    } else {
+        BPF_RB_NO_WAKEUP.into()
+    }
+}
+
+#[inline(always)]
+fn emit_syscall(rec: SyscallRecord) {
+    match PB_EVENTS.reserve::<SyscallRecord>(0) {
+        Some(mut entry) => {
+            entry.write(rec);
+            entry.submit(syscall_wakeup_flags());
+        }
+        None => lost(drop_slot::RINGBUF),
+    }
+}
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
+    let (tgid, tid) = current();
+    // Untracked processes (nearly all of them) leave here.
+    let Some(state) = PB_TRACKED.get_ptr_mut(&tgid) else {
+        return 0;
+    };
+    let nr = ctx.arg::<i64>(1) as u32;
+    // SAFETY: pointer to a map value, valid for this program run.
+    if unsafe { *state } == track::AWAIT_EXEC {
+        if nr != cfg!(nr_execve) && nr != cfg!(nr_execveat) {
+            return 0;
+        }
+        unsafe { *state = track::ACTIVE };
+    }
+    count(tgid, nr, 1, 0);
+    let enter_ns = unsafe { bpf_ktime_get_ns() };
+    if nr == cfg!(nr_exit) || nr == cfg!(nr_exit_group) {
+        if cfg!(mode) & mode::STREAM != 0 {
+            emit_syscall(SyscallRecord {
+                header: Header { kind: kind::SYSCALL, flags: syscall_flags::NO_RETURN, tgid },
+                tid,
+                nr,
+                enter_ns,
+                duration_ns: 0,
+                ret: 0,
+            });
+        }
+        return 0;
+    }
+    let _ = PB_PENDING.insert(&tid, &Pending { nr, _pad: 0, enter_ns }, 0);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
+    let (tgid, tid) = current();
+    if unsafe { PB_TRACKED.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let Some(pending) = PB_PENDING.get_ptr_mut(&tid) else {
+        return 0;
+    };
+    // SAFETY: pointer to a map value, valid for this program run.
+    let p = unsafe { *pending };
+    if p.enter_ns == 0 {
+        return 0; // entered before tracking began, or already reported
+    }
+    unsafe { (*pending).enter_ns = 0 };
+    let ret = ctx.arg::<i64>(1);
+    if is_error(ret) {
+        count(tgid, p.nr, 0, 1);
+    }
+    if cfg!(mode) & mode::STREAM != 0 {
+        let now = unsafe { bpf_ktime_get_ns() };
+        emit_syscall(SyscallRecord {
+            header: Header { kind: kind::SYSCALL, flags: 0, tgid },
+            tid,
+            nr: p.nr,
+            enter_ns: p.enter_ns,
+            duration_ns: now.saturating_sub(p.enter_ns),
+            ret,
+        });
+    }
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_fork")]
+pub fn pb_fork(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    let Some(state) = (unsafe { PB_TRACKED.get(&tgid) }) else {
+        return 0;
+    };
+    if *state != track::ACTIVE {
+        return 0;
+    }
+    let Ok(child) = (unsafe { ctx.read_at::<i32>(cfg!(fork_child_pid_off) as usize) }) else {
+        return 0;
+    };
+    let child = child as u32;
+    if child == cfg!(self_tgid) {
+        return 0;
+    }
+    // A thread's entry is never looked up as a tgid; pb_exit removes it.
+    if PB_TRACKED.insert(&child, &track::ACTIVE, 0).is_err() {
+        lost(drop_slot::TRACKED);
+    }
+    match PB_EVENTS.reserve::<ForkRecord>(0) {
+        Some(mut entry) => {
+            entry.write(ForkRecord {
+                header: Header { kind: kind::FORK, flags: 0, tgid },
+                parent_tid: tid,
+                child_tid: child,
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+            });
+            entry.submit(0);
+        }
+        None => lost(drop_slot::RINGBUF),
+    }
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn pb_exec(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    if unsafe { PB_TRACKED.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let Some(mut entry) = PB_EVENTS.reserve::<ExecRecord>(0) else {
+        lost(drop_slot::RINGBUF);
+        return 0;
+    };
+    let rec = entry.as_mut_ptr();
+    // SAFETY: `rec` points into the reserved ring-buffer entry, which we fill field by field
+    // (the record is too large for the BPF stack).
+    unsafe {
+        (*rec).header = Header { kind: kind::EXEC, flags: 0, tgid };
+        (*rec).tid = tid;
+        (*rec).old_tid = ctx.read_at::<i32>(cfg!(exec_old_pid_off) as usize).unwrap_or(0) as u32;
+        (*rec).ts_ns = bpf_ktime_get_ns();
+        (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*rec).filename[0] = 0;
+        if let Ok(loc) = ctx.read_at::<u32>(cfg!(exec_filename_off) as usize) {
+            let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+            let _ = bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename);
+        }
+    }
+    entry.submit(0);
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn pb_exit(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    if unsafe { PB_TRACKED.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let off = cfg!(exit_group_dead_off);
+    let group_dead = if off == NO_FIELD {
+        0
+    } else {
+        u32::from(unsafe { ctx.read_at::<u8>(off as usize) }.unwrap_or(0))
+    };
+    let _ = PB_PENDING.remove(&tid);
+    if tid != tgid {
+        let _ = PB_TRACKED.remove(&tid);
+    }
+    if group_dead != 0 {
+        let _ = PB_TRACKED.remove(&tgid);
+    }
+    match PB_EVENTS.reserve::<ExitRecord>(0) {
+        Some(mut entry) => {
+            entry.write(ExitRecord {
+                header: Header { kind: kind::EXIT, flags: 0, tgid },
+                tid,
+                group_dead,
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+            });
+            entry.submit(0);
+        }
+        None => lost(drop_slot::RINGBUF),
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,18 @@
+//! Builds the C test programs (fixtures/*.c) into OUT_DIR with the system's C compiler.
+use std::{env, path::PathBuf, process::Command};
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    for name in ["threads", "storm"] {
+        let src = format!("fixtures/{name}.c");
+        println!("cargo:rerun-if-changed={src}");
+        let status = Command::new("cc")
+            .args(["-O2", "-Wall", "-pthread", "-o"])
+            .arg(out.join(name))
+            .arg(&src)
+            .status()
+            .expect("a C compiler (cc) is needed to build the test programs");
+        assert!(status.success(), "cc failed on {src}");
+    }
+    println!("cargo:rustc-env=PHASEBOX_FIXTURE_BIN={}", out.display());
+}

@@ -1,0 +1,119 @@
+//! Helpers for the integration tests: the phasebox binary, the C test programs, strace as the
+//! oracle, and an nginx started with the test's own config.
+pub mod nginx;
+pub mod strace;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The phasebox binary under test: $PHASEBOX_BIN, else the workspace's release or debug build.
+pub fn phasebox_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PHASEBOX_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    for profile in ["release", "debug"] {
+        let p = target.join(profile).join("phasebox");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("the phasebox binary is not built: run `cargo xtask test`, or set PHASEBOX_BIN");
+}
+
+/// A C test program built by build.rs.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("PHASEBOX_FIXTURE_BIN")).join(name)
+}
+
+/// A fresh directory for one test, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let base = std::env::temp_dir().join(format!(
+            "phasebox-test-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&base).unwrap();
+        TempDir(base)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs phasebox with `args`, stdout and stderr captured.
+pub fn phasebox(args: &[&str]) -> Output {
+    Command::new(phasebox_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("phasebox runs")
+}
+
+/// Calls and errors per syscall name.
+pub type Counts = BTreeMap<String, (u64, u64)>;
+
+/// Reads a `--summary` JSON file.
+pub fn read_summary(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("summary {} not written: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("summary is not JSON: {e}\n{text}"))
+}
+
+/// Calls and errors per syscall of one process of a summary.
+pub fn process_counts(process: &serde_json::Value) -> Counts {
+    let mut out = Counts::new();
+    for (name, s) in process["syscalls"].as_object().expect("syscalls object") {
+        out.insert(name.clone(), (s["calls"].as_u64().unwrap(), s["errors"].as_u64().unwrap()));
+    }
+    out
+}
+
+/// Calls and errors per syscall summed over every process of a summary.
+pub fn summary_totals(summary: &serde_json::Value) -> Counts {
+    let mut out = Counts::new();
+    for p in summary["processes"].as_array().expect("processes array") {
+        for (name, (c, e)) in process_counts(p) {
+            let t = out.entry(name).or_default();
+            t.0 += c;
+            t.1 += e;
+        }
+    }
+    out
+}
+
+/// The differences between two count tables, one line each (empty when equal).
+pub fn diff_counts(expected: &Counts, got: &Counts) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in expected.keys().chain(got.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let (e, g) = (expected.get(name), got.get(name));
+        if e != g {
+            out.push(format!("{name}: strace {e:?}, phasebox {g:?}"));
+        }
+    }
+    out
+}
+
+/// Asserts a failed run printed one clear line (no panic, no raw errno) containing `needle`.
+pub fn assert_clear_failure(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "phasebox panicked: {stderr}");
+    assert!(!stderr.contains("os error"), "raw errno in: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.len() < 300, "message is not one short sentence: {first}");
+}

@@ -1,0 +1,151 @@
+//! An nginx from the system's package, started with the test's own config on 127.0.0.1:
+//! master process on, one worker, its own prefix, pid and log files. Stopped on drop.
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::TempDir;
+
+pub struct Nginx {
+    pub dir: TempDir,
+    pub port: u16,
+    pub master: Child,
+}
+
+/// A free loopback port, chosen by the kernel.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().unwrap().port()
+}
+
+/// The nginx config: everything under `prefix`, listening on 127.0.0.1:`port` only.
+pub fn config(prefix: &str, port: u16) -> String {
+    format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n\
+         pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n  access_log {prefix}/access.log;\n  sendfile on;\n  keepalive_timeout 5;\n\
+           client_body_temp_path {prefix}/tmp/body;\n  proxy_temp_path {prefix}/tmp/proxy;\n\
+           fastcgi_temp_path {prefix}/tmp/fastcgi;\n  uwsgi_temp_path {prefix}/tmp/uwsgi;\n\
+           scgi_temp_path {prefix}/tmp/scgi;\n\
+           server {{\n    listen 127.0.0.1:{port};\n    root {prefix}/html;\n\
+             location / {{ index index.html; }}\n  }}\n}}\n"
+    )
+}
+
+impl Nginx {
+    /// Writes the config and a small site, starts nginx as a child (not daemonized), and waits
+    /// until it accepts connections.
+    pub fn start() -> Nginx {
+        let dir = TempDir::new("nginx");
+        let prefix = dir.0.to_str().unwrap().to_string();
+        for sub in ["html", "tmp", "logs"] {
+            std::fs::create_dir_all(dir.path(sub)).unwrap();
+        }
+        std::fs::write(dir.path("html/index.html"), "<h1>phasebox test page</h1>\n").unwrap();
+        std::fs::write(dir.path("html/big.bin"), vec![b'x'; 256 * 1024]).unwrap();
+        let port = free_port();
+        std::fs::write(dir.path("nginx.conf"), config(&prefix, port)).unwrap();
+        let master = Command::new(nginx_bin())
+            .args(["-p", &prefix, "-c", &format!("{prefix}/nginx.conf"), "-e", &format!("{prefix}/error.log")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts (is the nginx package installed?)");
+        let n = Nginx { dir, port, master };
+        n.wait_listening();
+        n
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen: {}", self.error_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.master.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("error.log")).unwrap_or_default()
+    }
+
+    /// The master's children, i.e. its worker processes.
+    pub fn workers(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some(close) = stat.rfind(')') else { continue };
+            let mut f = stat[close + 1..].split_whitespace();
+            let state = f.next().unwrap_or("");
+            let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            if ppid == self.pid() && state != "Z" {
+                out.push(pid);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Sends `nginx -s SIGNAL` for this instance.
+    pub fn signal(&self, sig: &str) {
+        let prefix = self.dir.0.to_str().unwrap();
+        let st = Command::new(nginx_bin())
+            .args(["-p", prefix, "-c", &format!("{prefix}/nginx.conf"), "-e", &format!("{prefix}/error.log"), "-s", sig])
+            .status()
+            .expect("nginx -s runs");
+        assert!(st.success(), "nginx -s {sig} failed: {}", self.error_log());
+    }
+
+    /// `curl` GETs `path` `n` times; returns the HTTP status codes.
+    pub fn curl(&self, path: &str, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let out = Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+                    .arg(self.url(path))
+                    .output()
+                    .expect("curl runs");
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+            .collect()
+    }
+}
+
+pub fn nginx_bin() -> PathBuf {
+    for p in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
+        if std::path::Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("nginx is not installed (cargo xtask setup installs it)");
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = self.master.id() as i32;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.master.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.master.kill();
+        let _ = self.master.wait();
+    }
+}
