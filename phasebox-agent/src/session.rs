@@ -8,7 +8,7 @@ use phasebox_common::kind;
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
-    event,
+    event::{self, Event},
     probe::Probe,
     process::ProcessTree,
     procfs,
@@ -81,7 +81,14 @@ impl Session {
                 continue;
             }
             match event::decode(bytes) {
-                Ok(ev) => self.tree.apply(&ev),
+                Ok(ev) => {
+                    if let Event::Exit(r) = &ev
+                        && r.group_dead != 0
+                    {
+                        self.probe.untrack(r.header.tgid);
+                    }
+                    self.tree.apply(&ev);
+                }
                 Err(_) => self.bad_records += 1,
             }
         }

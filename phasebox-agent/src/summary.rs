@@ -15,8 +15,6 @@ pub struct Losses {
     pub ringbuf_full: u64,
     /// Syscalls not counted because the counter map was full.
     pub counter_map_full: u64,
-    /// Children not followed because the tracked-process map was full.
-    pub tracked_map_full: u64,
 }
 
 /// Calls and errors of one syscall.
@@ -149,11 +147,11 @@ impl Summary {
                 self.dropped
             );
         }
-        if self.losses.counter_map_full > 0 || self.losses.tracked_map_full > 0 {
+        if self.losses.counter_map_full > 0 {
             let _ = writeln!(
                 out,
-                "warning: kernel maps were full: {} syscalls uncounted, {} children not followed",
-                self.losses.counter_map_full, self.losses.tracked_map_full
+                "warning: the kernel's counter map was full: {} syscalls went uncounted",
+                self.losses.counter_map_full
             );
         }
         out

@@ -10,7 +10,9 @@ pub const WIRE_VERSION: u32 = 1;
 
 /// Map and program names, used by the kernel crate (as symbol names) and the agent.
 pub mod names {
-    pub const TRACKED: &str = "PB_TRACKED";
+    pub const AWAIT: &str = "PB_AWAIT";
+    pub const USER_BITS: &str = "PB_USER_BITS";
+    pub const KERNEL_BITS: &str = "PB_KERNEL_BITS";
     pub const PENDING: &str = "PB_PENDING";
     pub const COUNTS: &str = "PB_COUNTS";
     pub const EVENTS: &str = "PB_EVENTS";
@@ -45,19 +47,8 @@ pub mod drop_slot {
     pub const RINGBUF: u32 = 0;
     /// The counter map was full: a syscall went uncounted.
     pub const COUNTS: u32 = 1;
-    /// The tracked-process map was full: a child was not followed.
-    pub const TRACKED: u32 = 2;
     /// Number of slots.
-    pub const SLOTS: u32 = 3;
-}
-
-/// Values of the tracked-process map.
-pub mod track {
-    /// Every syscall of this tgid is traced.
-    pub const ACTIVE: u32 = 1;
-    /// Launched by phasebox: tracing starts at this tgid's next execve (its first instruction
-    /// of the new program), so the launcher's own calls between fork and exec are not counted.
-    pub const AWAIT_EXEC: u32 = 2;
+    pub const SLOTS: u32 = 2;
 }
 
 /// `Config::mode` bits.

@@ -6,6 +6,11 @@
 //!   exits, clean up.
 #![no_std]
 #![no_main]
+// Atomic add on map memory: core's atomic types have no read-modify-write on the BPF target.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
 
 use aya_ebpf::{
     EbpfContext,
@@ -15,12 +20,12 @@ use aya_ebpf::{
         bpf_probe_read_kernel_str_bytes,
     },
     macros::{map, raw_tracepoint, tracepoint},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
     Config, CountKey, Counts, ExecRecord, ExitRecord, ForkRecord, Header, NO_FIELD, Pending,
-    SyscallRecord, drop_slot, is_error, kind, mode, syscall_flags, track,
+    SyscallRecord, drop_slot, is_error, kind, mode, syscall_flags,
 };
 
 /// Written by the agent before load (see `Config`).
@@ -40,9 +45,20 @@ static PB_CONFIG: Config = Config {
     _pad: 0,
 };
 
-/// tgid → `track::*` state. Sizes of all maps are set by the agent at load time.
+/// The tracked processes: one bit per pid (word = pid / 64), so the first filter of every
+/// program is an array lookup the verifier inlines and untracked processes (nearly all) never
+/// reach a hash lookup. The agent alone writes PB_USER_BITS (processes it launched or attached
+/// to); the programs alone change PB_KERNEL_BITS, with atomic adds (children followed at fork,
+/// cleared at exit). Both are sized from pid_max by the agent.
 #[map]
-static PB_TRACKED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+static PB_USER_BITS: Array<u64> = Array::with_max_entries(1, 0);
+#[map]
+static PB_KERNEL_BITS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// The pid phasebox launched, while it waits for its execve: its calls before that (the
+/// launcher's) are not traced. 0 when none.
+#[map]
+static PB_AWAIT: Array<u32> = Array::with_max_entries(1, 0);
 
 /// tid → the syscall it is in.
 #[map]
@@ -59,16 +75,13 @@ static PB_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
 #[map]
 static PB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_slot::SLOTS, 0);
 
-
 macro_rules! cfg {
-    ($field:ident) => {
-        {
-            // SAFETY: PB_CONFIG lives in .rodata, written once by the loader before any run.
-            #[allow(unused_unsafe)]
-            let v = unsafe { core::ptr::read_volatile(&PB_CONFIG.$field) };
-            v
-        }
-    };
+    ($field:ident) => {{
+        // SAFETY: PB_CONFIG lives in .rodata, written once by the loader before any run.
+        #[allow(unused_unsafe)]
+        let v = unsafe { core::ptr::read_volatile(&PB_CONFIG.$field) };
+        v
+    }};
 }
 
 #[inline(always)]
@@ -76,6 +89,39 @@ fn lost(slot: u32) {
     if let Some(n) = PB_DROPS.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot, no other writer on this CPU while we run.
         unsafe { *n += 1 };
+    }
+}
+
+#[inline(always)]
+fn bit(pid: u32) -> (u32, u64) {
+    (pid >> 6, 1u64 << (pid & 63))
+}
+
+/// Whether `tgid` is tracked.
+#[inline(always)]
+fn tracked(tgid: u32) -> bool {
+    let (word, mask) = bit(tgid);
+    let user = PB_USER_BITS.get(word).copied().unwrap_or(0);
+    let kernel = PB_KERNEL_BITS.get(word).copied().unwrap_or(0);
+    (user | kernel) & mask != 0
+}
+
+/// Sets or clears `pid`'s kernel bit. Each bit has one writer at a time (the fork that created
+/// the pid, later its exit), so adding a bit known clear, or subtracting one known set, never
+/// carries into other pids' bits.
+#[inline(always)]
+fn set_kernel_bit(pid: u32, on: bool) {
+    let (word, mask) = bit(pid);
+    if let Some(w) = PB_KERNEL_BITS.get_ptr_mut(word) {
+        // SAFETY: pointer to an array element, valid for this run; changed only atomically.
+        unsafe {
+            let set = core::ptr::read_volatile(w) & mask != 0;
+            if on && !set {
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(w, mask);
+            } else if !on && set {
+                atomic_xsub::<u64, u64, { AtomicOrdering::Relaxed }>(w, mask);
+            }
+        }
     }
 }
 
@@ -127,16 +173,18 @@ fn emit_syscall(rec: SyscallRecord) {
 pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current();
     // Untracked processes (nearly all of them) leave here.
-    let Some(state) = PB_TRACKED.get_ptr_mut(&tgid) else {
+    if !tracked(tgid) {
         return 0;
-    };
+    }
     let nr = ctx.arg::<i64>(1) as u32;
-    // SAFETY: pointer to a map value, valid for this program run.
-    if unsafe { *state } == track::AWAIT_EXEC {
-        if nr != cfg!(nr_execve) && nr != cfg!(nr_execveat) {
-            return 0;
+    if let Some(waiting) = PB_AWAIT.get_ptr_mut(0) {
+        // SAFETY: pointer to an array element; only the launched process's thread writes it.
+        if unsafe { *waiting } == tgid {
+            if nr != cfg!(nr_execve) && nr != cfg!(nr_execveat) {
+                return 0;
+            }
+            unsafe { *waiting = 0 };
         }
-        unsafe { *state = track::ACTIVE };
     }
     count(tgid, nr, 1, 0);
     let enter_ns = unsafe { bpf_ktime_get_ns() };
@@ -153,14 +201,25 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
         }
         return 0;
     }
-    let _ = PB_PENDING.insert(&tid, &Pending { nr, _pad: 0, enter_ns }, 0);
+    // Written in place when the thread has an entry already: an update would take the map's
+    // bucket lock and swap elements on every syscall.
+    match PB_PENDING.get_ptr_mut(&tid) {
+        // SAFETY: only this thread reads or writes its own entry.
+        Some(p) => unsafe {
+            (*p).nr = nr;
+            (*p).enter_ns = enter_ns;
+        },
+        None => {
+            let _ = PB_PENDING.insert(&tid, &Pending { nr, _pad: 0, enter_ns }, 0);
+        }
+    }
     0
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current();
-    if unsafe { PB_TRACKED.get(&tgid) }.is_none() {
+    if !tracked(tgid) {
         return 0;
     }
     let Some(pending) = PB_PENDING.get_ptr_mut(&tid) else {
@@ -193,10 +252,7 @@ pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
 #[tracepoint(category = "sched", name = "sched_process_fork")]
 pub fn pb_fork(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    let Some(state) = (unsafe { PB_TRACKED.get(&tgid) }) else {
-        return 0;
-    };
-    if *state != track::ACTIVE {
+    if !tracked(tgid) {
         return 0;
     }
     let Ok(child) = (unsafe { ctx.read_at::<i32>(cfg!(fork_child_pid_off) as usize) }) else {
@@ -206,10 +262,8 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
     if child == cfg!(self_tgid) {
         return 0;
     }
-    // A thread's entry is never looked up as a tgid; pb_exit removes it.
-    if PB_TRACKED.insert(&child, &track::ACTIVE, 0).is_err() {
-        lost(drop_slot::TRACKED);
-    }
+    // A thread's bit is never looked up as a tgid while it lives; pb_exit clears it.
+    set_kernel_bit(child, true);
     match PB_EVENTS.reserve::<ForkRecord>(0) {
         Some(mut entry) => {
             entry.write(ForkRecord {
@@ -228,7 +282,7 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn pb_exec(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    if unsafe { PB_TRACKED.get(&tgid) }.is_none() {
+    if !tracked(tgid) {
         return 0;
     }
     let Some(mut entry) = PB_EVENTS.reserve::<ExecRecord>(0) else {
@@ -257,7 +311,7 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn pb_exit(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    if unsafe { PB_TRACKED.get(&tgid) }.is_none() {
+    if !tracked(tgid) {
         return 0;
     }
     let off = cfg!(exit_group_dead_off);
@@ -268,10 +322,11 @@ pub fn pb_exit(ctx: TracePointContext) -> u32 {
     };
     let _ = PB_PENDING.remove(&tid);
     if tid != tgid {
-        let _ = PB_TRACKED.remove(&tid);
+        set_kernel_bit(tid, false);
     }
     if group_dead != 0 {
-        let _ = PB_TRACKED.remove(&tgid);
+        // The agent clears the process's user bit when it reads this record.
+        set_kernel_bit(tgid, false);
     }
     match PB_EVENTS.reserve::<ExitRecord>(0) {
         Some(mut entry) => {

@@ -1,1 +1,95 @@
-fn main(){}
+//! Developer tasks, so the README stays two commands long:
+//!
+//! - `cargo xtask setup`: install what building and testing need (apt packages, rust-src for the
+//!   nightly that builds the kernel programs, bpf-linker) and mount tracefs.
+//! - `cargo xtask demo`: setup, build, and trace /bin/pwd with a short explanation.
+//! - `cargo xtask test`: setup, build, lint, and run every test (unit and real-kernel).
+//! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md.
+mod bench;
+mod setup;
+mod util;
+
+use anyhow::bail;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    match task {
+        "setup" => setup::run(),
+        "build" => {
+            setup::run()?;
+            util::build_phasebox().map(|_| ())
+        }
+        "demo" => {
+            setup::run()?;
+            demo()
+        }
+        "test" => {
+            setup::run()?;
+            test()
+        }
+        "bench" => {
+            setup::run()?;
+            bench::run(&args[1..])
+        }
+        "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask setup|build|demo|test|bench");
+            Ok(())
+        }
+        other => bail!("unknown task {other:?}; try: setup, build, demo, test, bench"),
+    }
+}
+
+/// Traces /bin/pwd from its first instruction and shows what phasebox saw.
+fn demo() -> anyhow::Result<()> {
+    let bin = util::build_phasebox()?;
+    let dir = std::env::temp_dir().join("phasebox-demo");
+    std::fs::create_dir_all(&dir)?;
+    let trace = dir.join("pwd.pbtrace");
+    let summary = dir.join("pwd-summary.json");
+    println!("== phasebox run -- /bin/pwd");
+    println!("   Launches /bin/pwd traced from its execve on. /bin/pwd prints the directory; then");
+    println!("   phasebox prints, per process, every system call it made, with calls and errors:\n");
+    util::run(
+        std::process::Command::new(&bin)
+            .args(["run", "-o"])
+            .arg(&trace)
+            .arg("--summary")
+            .arg(&summary)
+            .args(["--", "/bin/pwd"]),
+    )?;
+    println!("\n== phasebox trace dump {}  (the first 25 events)", trace.display());
+    println!("   The trace file keeps every call in order: time since start, thread, call, result.\n");
+    let out = std::process::Command::new(&bin).arg("trace").arg("dump").arg(&trace).output()?;
+    for line in String::from_utf8_lossy(&out.stdout).lines().take(27) {
+        println!("{line}");
+    }
+    println!("   ...");
+    println!("\nThe summary as JSON (for scripts) is in {}", summary.display());
+    Ok(())
+}
+
+/// Format, lints, unit tests, then the real-kernel integration tests one at a time.
+fn test() -> anyhow::Result<()> {
+    let bin = util::build_phasebox()?;
+    util::cargo(&["fmt", "--all", "--", "--check"])?;
+    util::cargo(&[
+        "clippy",
+        "-p",
+        "phasebox-common",
+        "-p",
+        "phasebox-agent",
+        "-p",
+        "xtask",
+        "-p",
+        "phasebox-tests",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    util::cargo(&["test", "-p", "phasebox-common", "-p", "phasebox-agent", "-p", "xtask"])?;
+    let mut cmd = util::cargo_cmd(&["test", "-p", "phasebox-tests", "--", "--test-threads=1"]);
+    cmd.env("PHASEBOX_BIN", &bin);
+    util::run(&mut cmd)
+}

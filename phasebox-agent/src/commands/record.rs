@@ -1,8 +1,6 @@
 //! `phasebox record -p PID`: attach to a running process tree.
 use std::collections::BTreeSet;
 
-use phasebox_common::track;
-
 use super::output;
 use crate::{
     cli::RecordArgs,
@@ -29,7 +27,7 @@ fn attach(probe: &mut Probe, tree: &mut ProcessTree, root: u32) -> anyhow::Resul
                 continue;
             }
             let Some(st) = procfs::stat(pid) else { continue };
-            probe.track(pid, track::ACTIVE)?;
+            probe.track(pid)?;
             tree.add(pid, st.ppid, procfs::exe(pid), st.comm, None);
         }
     }

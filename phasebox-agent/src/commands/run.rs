@@ -1,5 +1,4 @@
 //! `phasebox run -- CMD ARGS…`: launch CMD traced from its execve on.
-use phasebox_common::track;
 use tokio::sync::oneshot;
 
 use super::output;
@@ -17,7 +16,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     launch::become_subreaper();
     let child = launch::spawn_gated(&program, &args.command)?;
     let pid = child.pid;
-    if let Err(e) = probe.track(pid, track::AWAIT_EXEC) {
+    if let Err(e) = probe.track_from_exec(pid) {
         child.abort();
         return Err(e);
     }

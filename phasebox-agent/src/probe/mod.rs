@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
 use phasebox_common::{Config, CountKey, Counts, NO_FIELD, drop_slot, mode, names};
@@ -35,9 +35,20 @@ pub struct ProbeOptions {
 pub struct Probe {
     // Keeps programs and links alive; dropping it detaches everything.
     _ebpf: Ebpf,
-    tracked: HashMap<MapData, u32, u32>,
+    await_exec: Array<MapData, u32>,
+    /// PB_USER_BITS and the agent's copy of it (the agent is its only writer).
+    user_bits: Array<MapData, u64>,
+    user_words: Vec<u64>,
     counts: PerCpuHashMap<MapData, CountKey, Counts>,
     drops: PerCpuArray<MapData, u64>,
+}
+
+/// The kernel's highest pid + 1 (/proc/sys/kernel/pid_max; the largest possible if unreadable).
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 22)
 }
 
 /// Checks a `--ring-buffer` size.
@@ -91,9 +102,12 @@ impl Probe {
             wakeup_bytes: opts.ring_bytes / 4,
             _pad: 0,
         };
+        let words = pid_max() / 64 + 1;
         let mut ebpf = EbpfLoader::new()
             .override_global(names::CONFIG, &config, true)
             .map_max_entries(names::EVENTS, opts.ring_bytes)
+            .map_max_entries(names::USER_BITS, words)
+            .map_max_entries(names::KERNEL_BITS, words)
             .load(OBJECT)
             .context("cannot load phasebox's eBPF programs")?;
 
@@ -123,22 +137,45 @@ impl Probe {
                 .with_context(|| format!("the eBPF object has no map {name}"))
         };
         let ring = RingBuf::try_from(take(names::EVENTS)?)?;
-        let tracked = HashMap::try_from(take(names::TRACKED)?)?;
+        let await_exec = Array::try_from(take(names::AWAIT)?)?;
+        let user_bits = Array::try_from(take(names::USER_BITS)?)?;
         let counts = PerCpuHashMap::try_from(take(names::COUNTS)?)?;
         let drops = PerCpuArray::try_from(take(names::DROPS)?)?;
-        Ok((Probe { _ebpf: ebpf, tracked, counts, drops }, ring))
+        let user_words = vec![0; words as usize];
+        Ok((Probe { _ebpf: ebpf, await_exec, user_bits, user_words, counts, drops }, ring))
     }
 
-    /// Starts tracing `tgid` (state: `phasebox_common::track::*`).
-    pub fn track(&mut self, tgid: u32, state: u32) -> anyhow::Result<()> {
-        self.tracked
-            .insert(tgid, state, 0)
-            .with_context(|| format!("cannot track pid {tgid}: the tracked-process map is full"))
+    /// Starts tracing `tgid` and the children it forks from now on.
+    pub fn track(&mut self, tgid: u32) -> anyhow::Result<()> {
+        self.set_user_bit(tgid, true)
+    }
+
+    /// Starts tracing `tgid` at its next execve: its calls before are the launcher's.
+    pub fn track_from_exec(&mut self, tgid: u32) -> anyhow::Result<()> {
+        self.await_exec
+            .set(0, tgid, 0)
+            .with_context(|| format!("cannot mark pid {tgid} as launched"))?;
+        self.set_user_bit(tgid, true)
     }
 
     /// Stops tracing `tgid` (a process that is gone).
     pub fn untrack(&mut self, tgid: u32) {
-        let _ = self.tracked.remove(&tgid);
+        let _ = self.set_user_bit(tgid, false);
+    }
+
+    fn set_user_bit(&mut self, pid: u32, on: bool) -> anyhow::Result<()> {
+        let (word, mask) = ((pid / 64) as usize, 1u64 << (pid % 64));
+        let Some(w) = self.user_words.get_mut(word) else {
+            anyhow::bail!("pid {pid} is above the kernel's pid_max");
+        };
+        let old = *w;
+        if on { *w |= mask } else { *w &= !mask }
+        if *w == old {
+            return Ok(());
+        }
+        self.user_bits
+            .set(word as u32, *w, 0)
+            .with_context(|| format!("cannot update the tracked-pid bitmap for pid {pid}"))
     }
 
     /// The exact per-(process, syscall) counters, summed over CPUs.
@@ -163,7 +200,6 @@ impl Probe {
         Ok(Losses {
             ringbuf_full: slot(drop_slot::RINGBUF)?,
             counter_map_full: slot(drop_slot::COUNTS)?,
-            tracked_map_full: slot(drop_slot::TRACKED)?,
         })
     }
 }

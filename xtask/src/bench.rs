@@ -1,0 +1,277 @@
+//! Benchmarks, written to BENCHMARKS.md. Every configuration is measured side by side with its
+//! baseline in the same run, alternating, and reported as medians and ratios.
+//!
+//! - nginx + wrk on loopback: no tracer; phasebox tracing another process (the cost of the
+//!   kernel filter alone); `phasebox record` on nginx (every syscall streamed); the same with a
+//!   trace file; `strace -f` on nginx.
+//! - syscall storm: events per second delivered to userspace with no drops, and peak RSS.
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use phasebox_tests::{TempDir, fixture, nginx::Nginx};
+
+use crate::util;
+
+const BEGIN: &str = "<!-- bench:tracer-core:begin -->";
+const END: &str = "<!-- bench:tracer-core:end -->";
+
+struct Settings {
+    rounds: usize,
+    secs: u64,
+    storm_calls: u64,
+}
+
+fn settings(args: &[String]) -> Settings {
+    let quick = args.iter().any(|a| a == "--quick");
+    Settings {
+        rounds: if quick { 2 } else { 5 },
+        secs: if quick { 2 } else { 5 },
+        storm_calls: if quick { 2_000_000 } else { 10_000_000 },
+    }
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let bin = util::build_phasebox()?;
+    let s = settings(args);
+    let nginx = nginx_bench(&bin, &s)?;
+    let storm = storm_bench(&bin, &s)?;
+    let section = format!("{BEGIN}\n{}\n{}{END}", nginx, storm);
+    let path = util::root().join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(a), Some(b)) => format!("{}{}{}", &old[..a], section, &old[b + END.len()..]),
+        _ => format!("{old}\n{section}\n"),
+    };
+    std::fs::write(&path, new)?;
+    println!("{section}");
+    println!("bench: results written to {}", path.display());
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// Requests per second from wrk's output.
+fn wrk(url: &str, secs: u64) -> anyhow::Result<f64> {
+    let out = util::output("wrk", &["-t1", "-c32", &format!("-d{secs}s"), url])?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk output:\n{out}"))
+}
+
+/// A tracer attached for one measurement.
+enum Tracer {
+    None,
+    Phasebox(Child, PathBuf),
+    Strace(Child),
+}
+
+/// Starts `phasebox record` and waits until it says it is tracing.
+fn start_phasebox(bin: &Path, pid: u32, extra: &[&str], summary: PathBuf) -> anyhow::Result<Tracer> {
+    let mut child = Command::new(bin)
+        .args(["record", "-q", "-p", &pid.to_string(), "--summary"])
+        .arg(&summary)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().expect("stderr")).read_line(&mut line)?;
+    if !line.contains("tracing pid") {
+        bail!("phasebox record did not start: {line}");
+    }
+    Ok(Tracer::Phasebox(child, summary))
+}
+
+/// Ctrl-C for a tracer; phasebox must then end cleanly (strace ends by the signal).
+fn interrupt(child: &mut Child, must_succeed: bool) -> anyhow::Result<()> {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = child.wait()?;
+    if must_succeed && !st.success() {
+        bail!("tracer exited with {st}");
+    }
+    Ok(())
+}
+
+/// Stops the tracer; returns (events delivered, dropped) for phasebox.
+fn stop(t: Tracer) -> anyhow::Result<Option<(u64, u64)>> {
+    match t {
+        Tracer::None => Ok(None),
+        Tracer::Strace(mut c) => interrupt(&mut c, false).map(|_| None),
+        Tracer::Phasebox(mut c, summary) => {
+            interrupt(&mut c, true)?;
+            let s = phasebox_tests::read_summary(&summary);
+            Ok(Some((s["events"].as_u64().unwrap_or(0), s["dropped"].as_u64().unwrap_or(0))))
+        }
+    }
+}
+
+const MODES: &[(&str, &str)] = &[
+    ("baseline", "no tracer"),
+    ("filter", "phasebox tracing another process (kernel filter only)"),
+    ("record", "`phasebox record -p MASTER` (every syscall streamed to userspace)"),
+    ("record-o", "`phasebox record -p MASTER -o FILE` (streamed and written to a trace file)"),
+    ("strace", "`strace -f -qq -o /dev/null -p MASTER -p WORKER`"),
+];
+
+fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
+    let nginx = Nginx::start();
+    let url = nginx.url("/index.html");
+    let dir = TempDir::new("bench");
+    let mut other = Command::new("sleep").arg("3600").spawn()?;
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    let mut drops = vec![(0u64, 0u64); MODES.len()];
+    wrk(&url, 1)?; // warm-up
+    for round in 0..s.rounds {
+        for k in 0..MODES.len() {
+            // Rotate the order each round so no mode always runs first.
+            let m = (k + round) % MODES.len();
+            let summary = dir.path(&format!("summary-{m}.json"));
+            let trace = dir.path("bench.pbtrace");
+            let tracer = match MODES[m].0 {
+                "baseline" => Tracer::None,
+                "filter" => start_phasebox(bin, other.id(), &[], summary)?,
+                "record" => start_phasebox(bin, nginx.pid(), &[], summary)?,
+                "record-o" => start_phasebox(bin, nginx.pid(), &["-o", trace.to_str().unwrap()], summary)?,
+                _ => {
+                    let mut cmd = Command::new("strace");
+                    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
+                    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
+                        cmd.args(["-p", &pid.to_string()]);
+                    }
+                    let c = cmd.stderr(Stdio::null()).spawn()?;
+                    std::thread::sleep(Duration::from_millis(500)); // attach
+                    Tracer::Strace(c)
+                }
+            };
+            let rps = wrk(&url, s.secs)?;
+            if let Some((events, dropped)) = stop(tracer)? {
+                drops[m].0 += events;
+                drops[m].1 += dropped;
+            }
+            let _ = std::fs::remove_file(&trace);
+            eprintln!("bench: round {} {:>9}: {rps:.0} req/s", round + 1, MODES[m].0);
+            results[m].push(rps);
+        }
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+    let base = median(&mut results[0].clone());
+    let mut out = format!(
+        "## nginx + wrk on loopback\n\n\
+         nginx {} (one worker, test config), `wrk -t1 -c32 -d{}s` on 127.0.0.1, {} rounds, modes \
+         alternated in one run on this 2-core machine. Median requests/s and ratio to the \
+         no-tracer median.\n\n\
+         | mode | median req/s | vs. baseline | events delivered | dropped |\n|---|---|---|---|---|\n",
+        nginx_version(),
+        s.secs,
+        s.rounds
+    );
+    for (m, (name, what)) in MODES.iter().enumerate() {
+        let med = median(&mut results[m]);
+        let (ev, dr) = match *name {
+            "record" | "record-o" | "filter" => (drops[m].0.to_string(), drops[m].1.to_string()),
+            _ => ("-".into(), "-".into()),
+        };
+        out += &format!(
+            "| {name}: {what} | {med:.0} | {:.1}% | {ev} | {dr} |\n",
+            100.0 * med / base
+        );
+    }
+    let rec = median(&mut results[2]);
+    let st = median(&mut results[4]);
+    out += &format!(
+        "\n`phasebox record` keeps {:.1}% of nginx's throughput while recording every syscall; \
+         strace keeps {:.1}%: phasebox serves {:.1}x the requests strace does.\n",
+        100.0 * rec / base,
+        100.0 * st / base,
+        rec / st
+    );
+    Ok(out)
+}
+
+fn nginx_version() -> String {
+    Command::new(phasebox_tests::nginx::nginx_bin())
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().trim_start_matches("nginx version: nginx/").to_string())
+        .unwrap_or_default()
+}
+
+/// Runs a command, returns (stderr, peak RSS in KiB of it and its children).
+fn run_measured(cmd: &mut Command) -> anyhow::Result<(String, i64)> {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let pid = child.id() as i32;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.expect("stderr"), &mut stderr)?;
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; wait4 on our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("{cmd:?} failed: {stderr}");
+    }
+    Ok((stderr, ru.ru_maxrss))
+}
+
+fn storm_secs(stderr: &str) -> anyhow::Result<f64> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("storm: "))
+        .and_then(|l| l.split(" in ").nth(1))
+        .and_then(|t| t.trim_end_matches(" s").parse().ok())
+        .with_context(|| format!("no storm timing in: {stderr}"))
+}
+
+fn storm_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
+    let storm = fixture("storm");
+    let n = s.storm_calls.to_string();
+    let dir = TempDir::new("storm");
+    let summary = dir.path("storm.json");
+    let (mut base, mut traced, mut rss, mut dropped, mut delivered) = (vec![], vec![], vec![], 0u64, 0u64);
+    for _ in 0..s.rounds {
+        let (err, _) = run_measured(Command::new(&storm).arg(&n))?;
+        base.push(s.storm_calls as f64 / storm_secs(&err)?);
+        let (err, kib) = run_measured(
+            Command::new(bin)
+                .args(["run", "-q", "--summary"])
+                .arg(&summary)
+                .arg("--")
+                .arg(&storm)
+                .arg(&n),
+        )?;
+        traced.push(s.storm_calls as f64 / storm_secs(&err)?);
+        rss.push(kib as f64 / 1024.0);
+        let sm = phasebox_tests::read_summary(&summary);
+        dropped += sm["dropped"].as_u64().unwrap_or(0);
+        delivered += sm["events"].as_u64().unwrap_or(0);
+    }
+    let (b, t) = (median(&mut base), median(&mut traced));
+    Ok(format!(
+        "\n## Syscall storm\n\n\
+         `storm {n}`: one thread calling getppid {n} times; the rate is the program's own loop \
+         time. Traced with `phasebox run` (default 8 MiB ring buffer, every syscall streamed), \
+         {} rounds alternated with untraced runs.\n\n\
+         | | median |\n|---|---|\n\
+         | untraced getppid calls/s | {:.2} M/s |\n\
+         | traced: events delivered to userspace/s | {:.2} M/s |\n\
+         | slowdown of the traced program | {:.1}x |\n\
+         | events dropped, all rounds | {dropped} of {delivered} delivered |\n\
+         | phasebox peak RSS (wait4 ru_maxrss) | {:.1} MiB |\n",
+        s.rounds,
+        b / 1e6,
+        t / 1e6,
+        b / t,
+        median(&mut rss)
+    ))
+}

@@ -1,0 +1,103 @@
+//! Installs what phasebox needs to build and test on a fresh Debian 12 machine, as root, and
+//! skips every step that is already done.
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::util::{self, succeeds};
+
+/// Debian packages: LLVM 22 for bpf-linker, the programs the tests run and measure.
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "gcc",
+    "libc6-dev",
+    "nginx",
+    "strace",
+    "curl",
+    "wrk",
+    "bpftool",
+    "util-linux",
+];
+const BPF_LINKER: &str = "0.13.0";
+const NIGHTLY: &str = "nightly";
+
+pub fn run() -> anyhow::Result<()> {
+    apt()?;
+    rust_src()?;
+    bpf_linker()?;
+    tracefs()?;
+    Ok(())
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn apt() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    util::run(Command::new("apt-get").args(["update", "-q"]))?;
+    util::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let list = util::output("rustup", &["component", "list", "--toolchain", NIGHTLY, "--installed"])
+        .unwrap_or_default();
+    if list.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    if !util::output("rustup", &["toolchain", "list"])?.contains(NIGHTLY) {
+        eprintln!("setup: installing the nightly toolchain (it builds the kernel programs)");
+        util::run(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))?;
+    }
+    eprintln!("setup: adding rust-src to the nightly toolchain");
+    util::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let path = util::path_with_cargo_bin();
+    let current = Command::new("bpf-linker")
+        .arg("--version")
+        .env("PATH", &path)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if current.contains(BPF_LINKER) {
+        return Ok(());
+    }
+    eprintln!("setup: building bpf-linker {BPF_LINKER} against LLVM 22");
+    util::run(
+        Command::new("cargo")
+            .args(["install", &format!("bpf-linker@{BPF_LINKER}")])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+    )
+}
+
+fn tracefs() -> anyhow::Result<()> {
+    let dir = "/sys/kernel/tracing";
+    if Path::new(dir).join("events").is_dir() {
+        return Ok(());
+    }
+    eprintln!("setup: mounting tracefs at {dir}");
+    if !succeeds("mount", &["-t", "tracefs", "tracefs", dir]) {
+        bail!("cannot mount tracefs at {dir}; phasebox needs root and a kernel with tracefs");
+    }
+    Ok(())
+}
