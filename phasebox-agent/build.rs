@@ -9,7 +9,11 @@ fn main() -> anyhow::Result<()> {
     let root_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
     println!("cargo:rerun-if-changed={root_dir}/../phasebox-common/src");
     aya_build::build_ebpf(
-        [Package { name: "phasebox-ebpf", root_dir, ..Default::default() }],
+        [Package {
+            name: "phasebox-ebpf",
+            root_dir,
+            ..Default::default()
+        }],
         Toolchain::default(),
     )
 }

@@ -32,14 +32,22 @@ impl AtomicFile {
         if dest.is_dir() {
             anyhow::bail!("cannot write {}: it is a directory", dest.display());
         }
-        let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
         let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)
             .map_err(|e| file_error("write", dest, &e))?;
-        Ok(AtomicFile { file: Some(file), tmp, dest: dest.to_path_buf() })
+        Ok(AtomicFile {
+            file: Some(file),
+            tmp,
+            dest: dest.to_path_buf(),
+        })
     }
 
     pub fn file(&mut self) -> &mut File {
@@ -53,7 +61,8 @@ impl AtomicFile {
     /// Syncs and renames the file to its destination.
     pub fn commit(mut self) -> anyhow::Result<()> {
         let file = self.file.take().expect("commit once");
-        file.sync_all().map_err(|e| file_error("write", &self.dest, &e))?;
+        file.sync_all()
+            .map_err(|e| file_error("write", &self.dest, &e))?;
         drop(file);
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| file_error("write", &self.dest, &e))
     }
@@ -70,7 +79,9 @@ impl Drop for AtomicFile {
 /// Writes `bytes` to `dest` atomically.
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = AtomicFile::create(dest)?;
-    f.file().write_all(bytes).map_err(|e| file_error("write", dest, &e))?;
+    f.file()
+        .write_all(bytes)
+        .map_err(|e| file_error("write", dest, &e))?;
     f.commit()
 }
 
@@ -90,8 +101,14 @@ mod tests {
             f.file().write_all(b"partial").unwrap();
         } // dropped without commit
         assert_eq!(std::fs::read(&dest).unwrap(), b"{}");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "temp file left behind");
-        let err = write_atomic(&dir.join("no/such/dir/x"), b"").unwrap_err().to_string();
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
+        let err = write_atomic(&dir.join("no/such/dir/x"), b"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("No such file or directory"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -47,7 +47,12 @@ pub struct RunArgs {
     #[command(flatten)]
     pub trace: TraceOptions,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 
@@ -88,8 +93,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
         _ => (s, 1),
     };
-    let n: u64 = num.parse().map_err(|_| format!("size {s:?} is not a number"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("size {s:?} is not a number"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -99,15 +107,23 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 /// Parses durations such as 500ms, 30s, 5m, 1h, or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("duration {s:?} is not a number with a unit"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?} is not a number with a unit"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("duration {s:?} has an unknown unit (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "duration {s:?} has an unknown unit (use ms, s, m or h)"
+            ));
+        }
     };
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("duration {s:?} must be greater than zero"));
@@ -125,7 +141,11 @@ mod tests {
         assert_eq!(parse_size("8M"), Ok(8 << 20));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("8X").is_err());
-        assert!(parse_ring_size("3000").unwrap_err().contains("not a power of two"));
+        assert!(
+            parse_ring_size("3000")
+                .unwrap_err()
+                .contains("not a power of two")
+        );
         assert!(parse_ring_size("1K").unwrap_err().contains("too small"));
         assert_eq!(parse_ring_size("4K"), Ok(4096));
     }

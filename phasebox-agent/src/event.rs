@@ -55,7 +55,11 @@ pub fn peek_kind(bytes: &[u8]) -> Result<u16, DecodeError> {
 
 fn read<T: Copy>(bytes: &[u8], kind: u16) -> Result<T, DecodeError> {
     if bytes.len() != size_of::<T>() {
-        return Err(DecodeError::Length { kind, got: bytes.len(), want: size_of::<T>() });
+        return Err(DecodeError::Length {
+            kind,
+            got: bytes.len(),
+            want: size_of::<T>(),
+        });
     }
     // SAFETY: length checked; T is a repr(C) struct of plain integers, valid for any bytes.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
@@ -124,7 +128,11 @@ pub(crate) mod tests {
 
     pub fn exec_record(tgid: u32, comm: &str, path: &str, ts_ns: u64) -> ExecRecord {
         let mut r = ExecRecord {
-            header: Header { kind: kind::EXEC, flags: 0, tgid },
+            header: Header {
+                kind: kind::EXEC,
+                flags: 0,
+                tgid,
+            },
             tid: tgid,
             old_tid: tgid,
             ts_ns,
@@ -139,7 +147,11 @@ pub(crate) mod tests {
     #[test]
     fn decodes_each_kind() {
         let sys = SyscallRecord {
-            header: Header { kind: kind::SYSCALL, flags: 0, tgid: 7 },
+            header: Header {
+                kind: kind::SYSCALL,
+                flags: 0,
+                tgid: 7,
+            },
             tid: 8,
             nr: 257,
             enter_ns: 10,
@@ -151,13 +163,20 @@ pub(crate) mod tests {
         let exec = exec_record(7, "pwd", "/usr/bin/pwd", 3);
         match decode(as_bytes(&exec)).unwrap() {
             Event::Exec(e) => {
-                assert_eq!((e.comm.as_str(), e.filename.as_str()), ("pwd", "/usr/bin/pwd"));
+                assert_eq!(
+                    (e.comm.as_str(), e.filename.as_str()),
+                    ("pwd", "/usr/bin/pwd")
+                );
                 assert_eq!(e.tgid, 7);
             }
             other => panic!("decoded as {other:?}"),
         }
         let exit = ExitRecord {
-            header: Header { kind: kind::EXIT, flags: 0, tgid: 7 },
+            header: Header {
+                kind: kind::EXIT,
+                flags: 0,
+                tgid: 7,
+            },
             tid: 9,
             group_dead: 1,
             ts_ns: 99,

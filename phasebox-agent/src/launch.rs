@@ -60,7 +60,10 @@ pub fn spawn_gated(program: &Path, argv: &[String]) -> anyhow::Result<Gated> {
     // Everything the child needs is allocated before fork: after it, the child only makes
     // async-signal-safe calls.
     let path = c_string(program.as_os_str())?;
-    let args: Vec<CString> = argv.iter().map(|a| c_string(OsStr::new(a))).collect::<Result<_, _>>()?;
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| c_string(OsStr::new(a)))
+        .collect::<Result<_, _>>()?;
     let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     arg_ptrs.push(std::ptr::null());
     let (gate_r, gate_w) = pipe()?;
@@ -89,7 +92,12 @@ pub fn spawn_gated(program: &Path, argv: &[String]) -> anyhow::Result<Gated> {
     }
     drop(gate_r);
     drop(err_w);
-    Ok(Gated { pid: pid as u32, gate: gate_w, errors: err_r, program: program.to_path_buf() })
+    Ok(Gated {
+        pid: pid as u32,
+        gate: gate_w,
+        errors: err_r,
+        program: program.to_path_buf(),
+    })
 }
 
 impl Gated {
@@ -104,7 +112,11 @@ impl Gated {
         let n = unsafe { libc::read(self.errors.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
         if n == 4 {
             let e = std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
-            anyhow::bail!("cannot execute {}: {}", self.program.display(), describe_io(&e));
+            anyhow::bail!(
+                "cannot execute {}: {}",
+                self.program.display(),
+                describe_io(&e)
+            );
         }
         Ok(())
     }

@@ -42,7 +42,15 @@ impl ProcessTree {
         let seq = self.bump();
         self.procs.insert(
             pid,
-            Process { pid, ppid, exe, comm, started_ns, exited_ns: None, seq },
+            Process {
+                pid,
+                ppid,
+                exe,
+                comm,
+                started_ns,
+                exited_ns: None,
+                seq,
+            },
         );
     }
 
@@ -57,7 +65,8 @@ impl ProcessTree {
             Event::Syscall(r) => self.note_tgid(r.header.tgid),
             Event::Fork(r) => {
                 if r.child_tid != r.header.tgid {
-                    self.candidates.insert(r.child_tid, (r.header.tgid, r.ts_ns));
+                    self.candidates
+                        .insert(r.child_tid, (r.header.tgid, r.ts_ns));
                 }
             }
             Event::Exec(e) => {
@@ -142,12 +151,16 @@ impl ProcessTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Exec, Event};
+    use crate::event::{Event, Exec};
     use phasebox_common::{ExitRecord, ForkRecord, Header, SyscallRecord, kind};
 
     fn fork(parent: u32, child: u32, ts: u64) -> Event {
         Event::Fork(ForkRecord {
-            header: Header { kind: kind::FORK, flags: 0, tgid: parent },
+            header: Header {
+                kind: kind::FORK,
+                flags: 0,
+                tgid: parent,
+            },
             parent_tid: parent,
             child_tid: child,
             ts_ns: ts,
@@ -155,7 +168,11 @@ mod tests {
     }
     fn exit(tgid: u32, tid: u32, group_dead: u32, ts: u64) -> Event {
         Event::Exit(ExitRecord {
-            header: Header { kind: kind::EXIT, flags: 0, tgid },
+            header: Header {
+                kind: kind::EXIT,
+                flags: 0,
+                tgid,
+            },
             tid,
             group_dead,
             ts_ns: ts,
@@ -163,7 +180,11 @@ mod tests {
     }
     fn syscall(tgid: u32, tid: u32) -> Event {
         Event::Syscall(SyscallRecord {
-            header: Header { kind: kind::SYSCALL, flags: 0, tgid },
+            header: Header {
+                kind: kind::SYSCALL,
+                flags: 0,
+                tgid,
+            },
             tid,
             ..Default::default()
         })

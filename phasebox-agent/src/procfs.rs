@@ -41,9 +41,15 @@ pub fn exe(pid: u32) -> String {
 /// Every process's parent.
 pub fn parents() -> BTreeMap<u32, u32> {
     let mut out = BTreeMap::new();
-    let Ok(dir) = fs::read_dir("/proc") else { return out };
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Some(s) = stat(pid) {
@@ -84,14 +90,29 @@ mod tests {
     #[test]
     fn stat_with_odd_comm() {
         let s = parse_stat("42 (we (ird) name) S 7 42 42 0 -1").unwrap();
-        assert_eq!(s, Stat { comm: "we (ird) name".into(), state: 'S', ppid: 7 });
+        assert_eq!(
+            s,
+            Stat {
+                comm: "we (ird) name".into(),
+                state: 'S',
+                ppid: 7
+            }
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]
     fn descendants_walk_the_tree_and_skip() {
-        let parents: BTreeMap<u32, u32> =
-            [(1, 0), (10, 1), (11, 10), (12, 11), (13, 10), (20, 1), (99, 11)].into();
+        let parents: BTreeMap<u32, u32> = [
+            (1, 0),
+            (10, 1),
+            (11, 10),
+            (12, 11),
+            (13, 10),
+            (20, 1),
+            (99, 11),
+        ]
+        .into();
         let d: Vec<u32> = descendants(&parents, 10, 99).into_iter().collect();
         assert_eq!(d, vec![10, 11, 12, 13]);
     }

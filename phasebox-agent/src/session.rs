@@ -58,7 +58,14 @@ impl Session {
         // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd is dropped.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
-        Ok(Session { probe, ring, tree, writer, events: 0, bad_records: 0 })
+        Ok(Session {
+            probe,
+            ring,
+            tree,
+            writer,
+            events: 0,
+            bad_records: 0,
+        })
     }
 
     pub fn probe_mut(&mut self) -> &mut Probe {
@@ -156,7 +163,10 @@ impl Session {
             self.tree.note_tgid(key.tgid);
         }
         if self.bad_records > 0 {
-            eprintln!("phasebox: {} records could not be decoded and were skipped", self.bad_records);
+            eprintln!(
+                "phasebox: {} records could not be decoded and were skipped",
+                self.bad_records
+            );
         }
         let summary = Summary::build(&self.tree, &counts, losses, self.events);
         if let Some(w) = self.writer.take() {
@@ -169,9 +179,10 @@ impl Session {
 /// Resolves on the first Ctrl-C or SIGTERM.
 pub async fn interrupted() -> Stop {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -179,4 +190,3 @@ pub async fn interrupted() -> Stop {
         _ = term.recv() => Stop::Signal("SIGTERM"),
     }
 }
-

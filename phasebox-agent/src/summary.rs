@@ -113,7 +113,11 @@ impl Summary {
         let mut out = String::new();
         for p in &self.processes {
             let total: u64 = p.syscalls.values().map(|s| s.calls).sum();
-            let prog = if p.exe.is_empty() { "?" } else { p.exe.as_str() };
+            let prog = if p.exe.is_empty() {
+                "?"
+            } else {
+                p.exe.as_str()
+            };
             let _ = writeln!(
                 out,
                 "pid {} {} ({}), parent {}: {} syscalls",
@@ -126,11 +130,20 @@ impl Summary {
             let mut rows: Vec<(&String, &SyscallStat)> = p.syscalls.iter().collect();
             rows.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then(a.0.cmp(b.0)));
             for (name, s) in rows {
-                let errors = if s.errors == 0 { String::new() } else { s.errors.to_string() };
+                let errors = if s.errors == 0 {
+                    String::new()
+                } else {
+                    s.errors.to_string()
+                };
                 let _ = writeln!(out, "  {:>10} {:>8}  {}", s.calls, errors, name);
             }
         }
-        let all: u64 = self.processes.iter().flat_map(|p| p.syscalls.values()).map(|s| s.calls).sum();
+        let all: u64 = self
+            .processes
+            .iter()
+            .flat_map(|p| p.syscalls.values())
+            .map(|s| s.calls)
+            .sum();
         let _ = writeln!(
             out,
             "total: {} processes, {} syscalls, {} events delivered, {} dropped",
@@ -173,14 +186,44 @@ mod tests {
         let openat = sysnames::number("openat").unwrap();
         let close = sysnames::number("close").unwrap();
         let mut counts = BTreeMap::new();
-        counts.insert(CountKey { tgid: 5, nr: openat }, Counts { calls: 4, errors: 1 });
-        counts.insert(CountKey { tgid: 5, nr: close }, Counts { calls: 3, errors: 0 });
-        counts.insert(CountKey { tgid: 9, nr: close }, Counts { calls: 1, errors: 0 });
-        let losses = Losses { ringbuf_full: 2, ..Default::default() };
+        counts.insert(
+            CountKey {
+                tgid: 5,
+                nr: openat,
+            },
+            Counts {
+                calls: 4,
+                errors: 1,
+            },
+        );
+        counts.insert(
+            CountKey { tgid: 5, nr: close },
+            Counts {
+                calls: 3,
+                errors: 0,
+            },
+        );
+        counts.insert(
+            CountKey { tgid: 9, nr: close },
+            Counts {
+                calls: 1,
+                errors: 0,
+            },
+        );
+        let losses = Losses {
+            ringbuf_full: 2,
+            ..Default::default()
+        };
         let s = Summary::build(&tree, &counts, losses, 10);
         assert_eq!(s.dropped, 2);
         assert_eq!(s.processes.len(), 2);
-        assert_eq!(s.processes[0].syscalls["openat"], SyscallStat { calls: 4, errors: 1 });
+        assert_eq!(
+            s.processes[0].syscalls["openat"],
+            SyscallStat {
+                calls: 4,
+                errors: 1
+            }
+        );
         assert_eq!(s.totals()["close"].calls, 4);
         let text = s.render_text();
         assert!(text.contains("pid 5 /usr/bin/pwd (pwd)"), "{text}");

@@ -41,7 +41,12 @@ pub fn special() -> Special {
 /// strace-style rendering of a raw return value: `3`, or `-1 ENOENT (No such file or directory)`.
 pub fn render_return(ret: i64) -> String {
     if !phasebox_common::is_error(ret) {
-        return ret.to_string();
+        // Addresses (mmap, brk) read better in hex, as strace shows them.
+        return if ret >= 1 << 28 {
+            format!("{ret:#x}")
+        } else {
+            ret.to_string()
+        };
     }
     let errno = Errno::new(-ret as i32);
     match errno.name_and_description() {
@@ -73,6 +78,7 @@ mod tests {
     #[test]
     fn returns_render_like_strace() {
         assert_eq!(render_return(3), "3");
+        assert_eq!(render_return(0x7f00_0000_0000), "0x7f0000000000");
         assert_eq!(render_return(-2), "-1 ENOENT (No such file or directory)");
         // Large negative values that are not errors (addresses) print as numbers.
         assert_eq!(render_return(-5000), "-5000");

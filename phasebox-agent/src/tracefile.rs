@@ -47,8 +47,15 @@ pub struct TraceWriter {
 impl TraceWriter {
     pub fn create(path: &Path, header: &TraceHeader) -> anyhow::Result<TraceWriter> {
         let mut file = AtomicFile::create(path)?;
-        let handle = file.file().try_clone().map_err(|e| file_error("write", path, &e))?;
-        let mut w = TraceWriter { out: BufWriter::with_capacity(1 << 20, handle), file, records: 0 };
+        let handle = file
+            .file()
+            .try_clone()
+            .map_err(|e| file_error("write", path, &e))?;
+        let mut w = TraceWriter {
+            out: BufWriter::with_capacity(1 << 20, handle),
+            file,
+            records: 0,
+        };
         let json = serde_json::to_vec(header).expect("header serializes");
         w.put(MAGIC)?;
         w.put(&(json.len() as u32).to_le_bytes())?;
@@ -57,7 +64,9 @@ impl TraceWriter {
     }
 
     fn put(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.out.write_all(bytes).map_err(|e| file_error("write", self.file.dest(), &e))
+        self.out
+            .write_all(bytes)
+            .map_err(|e| file_error("write", self.file.dest(), &e))
     }
 
     /// Appends one wire record as the kernel wrote it.
@@ -77,7 +86,9 @@ impl TraceWriter {
         self.put(&(json.len() as u32).to_le_bytes())?;
         self.put(&json)?;
         let dest = self.file.dest().to_path_buf();
-        self.out.flush().map_err(|e| file_error("write", &dest, &e))?;
+        self.out
+            .flush()
+            .map_err(|e| file_error("write", &dest, &e))?;
         self.file.commit()?;
         Ok(dest)
     }
@@ -92,18 +103,23 @@ pub struct Trace {
 }
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{} is not a valid phasebox trace file: {what}", path.display())
+    anyhow::anyhow!(
+        "{} is not a valid phasebox trace file: {what}",
+        path.display()
+    )
 }
 
 fn read_block(r: &mut impl Read, path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     let mut len = [0u8; 4];
-    r.read_exact(&mut len).map_err(|_| bad(path, format!("the {what} is cut short")))?;
+    r.read_exact(&mut len)
+        .map_err(|_| bad(path, format!("the {what} is cut short")))?;
     let len = u32::from_le_bytes(len) as usize;
     if len > 256 << 20 {
         return Err(bad(path, format!("the {what} claims {len} bytes")));
     }
     let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).map_err(|_| bad(path, format!("the {what} is cut short")))?;
+    r.read_exact(&mut buf)
+        .map_err(|_| bad(path, format!("the {what} is cut short")))?;
     Ok(buf)
 }
 
@@ -117,7 +133,8 @@ pub fn read(path: &Path) -> anyhow::Result<Trace> {
     }
     let header: TraceHeader = serde_json::from_slice(&read_block(&mut r, path, "header")?)
         .map_err(|e| bad(path, format!("its header is malformed ({e})")))?;
-    if header.format_version != FORMAT_VERSION || header.wire_version != phasebox_common::WIRE_VERSION
+    if header.format_version != FORMAT_VERSION
+        || header.wire_version != phasebox_common::WIRE_VERSION
     {
         anyhow::bail!(
             "{} has trace format {} with records of version {}; this phasebox reads format {} \
@@ -133,8 +150,12 @@ pub fn read(path: &Path) -> anyhow::Result<Trace> {
     let mut buf = [0u8; 512];
     loop {
         let n = events.len();
-        r.read_exact(&mut buf[..8])
-            .map_err(|_| bad(path, format!("it ends after {n} records without its footer")))?;
+        r.read_exact(&mut buf[..8]).map_err(|_| {
+            bad(
+                path,
+                format!("it ends after {n} records without its footer"),
+            )
+        })?;
         if &buf[..8] == END_MAGIC {
             break;
         }
@@ -147,7 +168,11 @@ pub fn read(path: &Path) -> anyhow::Result<Trace> {
     }
     let summary: Summary = serde_json::from_slice(&read_block(&mut r, path, "footer")?)
         .map_err(|e| bad(path, format!("its footer is malformed ({e})")))?;
-    Ok(Trace { header, events, summary })
+    Ok(Trace {
+        header,
+        events,
+        summary,
+    })
 }
 
 #[cfg(test)]
@@ -180,7 +205,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.pbtrace");
         let sys = SyscallRecord {
-            header: Header { kind: kind::SYSCALL, flags: 0, tgid: 4 },
+            header: Header {
+                kind: kind::SYSCALL,
+                flags: 0,
+                tgid: 4,
+            },
             tid: 4,
             nr: 0,
             enter_ns: 10,

@@ -141,7 +141,10 @@ fn count(tgid: u32, nr: u32, calls: u64, errors: u64) {
             (*c).errors += errors;
         },
         None => {
-            if PB_COUNTS.insert(&key, &Counts { calls, errors }, 0).is_err() {
+            if PB_COUNTS
+                .insert(&key, &Counts { calls, errors }, 0)
+                .is_err()
+            {
                 lost(drop_slot::COUNTS);
             }
         }
@@ -191,7 +194,11 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     if nr == cfg!(nr_exit) || nr == cfg!(nr_exit_group) {
         if cfg!(mode) & mode::STREAM != 0 {
             emit_syscall(SyscallRecord {
-                header: Header { kind: kind::SYSCALL, flags: syscall_flags::NO_RETURN, tgid },
+                header: Header {
+                    kind: kind::SYSCALL,
+                    flags: syscall_flags::NO_RETURN,
+                    tgid,
+                },
                 tid,
                 nr,
                 enter_ns,
@@ -210,7 +217,15 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
             (*p).enter_ns = enter_ns;
         },
         None => {
-            let _ = PB_PENDING.insert(&tid, &Pending { nr, _pad: 0, enter_ns }, 0);
+            let _ = PB_PENDING.insert(
+                &tid,
+                &Pending {
+                    nr,
+                    _pad: 0,
+                    enter_ns,
+                },
+                0,
+            );
         }
     }
     0
@@ -238,7 +253,11 @@ pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
     if cfg!(mode) & mode::STREAM != 0 {
         let now = unsafe { bpf_ktime_get_ns() };
         emit_syscall(SyscallRecord {
-            header: Header { kind: kind::SYSCALL, flags: 0, tgid },
+            header: Header {
+                kind: kind::SYSCALL,
+                flags: 0,
+                tgid,
+            },
             tid,
             nr: p.nr,
             enter_ns: p.enter_ns,
@@ -267,7 +286,11 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
     match PB_EVENTS.reserve::<ForkRecord>(0) {
         Some(mut entry) => {
             entry.write(ForkRecord {
-                header: Header { kind: kind::FORK, flags: 0, tgid },
+                header: Header {
+                    kind: kind::FORK,
+                    flags: 0,
+                    tgid,
+                },
                 parent_tid: tid,
                 child_tid: child,
                 ts_ns: unsafe { bpf_ktime_get_ns() },
@@ -293,9 +316,15 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
     // SAFETY: `rec` points into the reserved ring-buffer entry, which we fill field by field
     // (the record is too large for the BPF stack).
     unsafe {
-        (*rec).header = Header { kind: kind::EXEC, flags: 0, tgid };
+        (*rec).header = Header {
+            kind: kind::EXEC,
+            flags: 0,
+            tgid,
+        };
         (*rec).tid = tid;
-        (*rec).old_tid = ctx.read_at::<i32>(cfg!(exec_old_pid_off) as usize).unwrap_or(0) as u32;
+        (*rec).old_tid = ctx
+            .read_at::<i32>(cfg!(exec_old_pid_off) as usize)
+            .unwrap_or(0) as u32;
         (*rec).ts_ns = bpf_ktime_get_ns();
         (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*rec).filename[0] = 0;
@@ -331,7 +360,11 @@ pub fn pb_exit(ctx: TracePointContext) -> u32 {
     match PB_EVENTS.reserve::<ExitRecord>(0) {
         Some(mut entry) => {
             entry.write(ExitRecord {
-                header: Header { kind: kind::EXIT, flags: 0, tgid },
+                header: Header {
+                    kind: kind::EXIT,
+                    flags: 0,
+                    tgid,
+                },
                 tid,
                 group_dead,
                 ts_ns: unsafe { bpf_ktime_get_ns() },

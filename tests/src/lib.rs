@@ -77,7 +77,10 @@ pub fn read_summary(path: &Path) -> serde_json::Value {
 pub fn process_counts(process: &serde_json::Value) -> Counts {
     let mut out = Counts::new();
     for (name, s) in process["syscalls"].as_object().expect("syscalls object") {
-        out.insert(name.clone(), (s["calls"].as_u64().unwrap(), s["errors"].as_u64().unwrap()));
+        out.insert(
+            name.clone(),
+            (s["calls"].as_u64().unwrap(), s["errors"].as_u64().unwrap()),
+        );
     }
     out
 }
@@ -98,7 +101,11 @@ pub fn summary_totals(summary: &serde_json::Value) -> Counts {
 /// The differences between two count tables, one line each (empty when equal).
 pub fn diff_counts(expected: &Counts, got: &Counts) -> Vec<String> {
     let mut out = Vec::new();
-    for name in expected.keys().chain(got.keys()).collect::<std::collections::BTreeSet<_>>() {
+    for name in expected
+        .keys()
+        .chain(got.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         let (e, g) = (expected.get(name), got.get(name));
         if e != g {
             out.push(format!("{name}: strace {e:?}, phasebox {g:?}"));
@@ -110,10 +117,16 @@ pub fn diff_counts(expected: &Counts, got: &Counts) -> Vec<String> {
 /// Asserts a failed run printed one clear line (no panic, no raw errno) containing `needle`.
 pub fn assert_clear_failure(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "phasebox panicked: {stderr}");
     assert!(!stderr.contains("os error"), "raw errno in: {stderr}");
     assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
     let first = stderr.lines().next().unwrap_or_default();
-    assert!(first.len() < 300, "message is not one short sentence: {first}");
+    assert!(
+        first.len() < 300,
+        "message is not one short sentence: {first}"
+    );
 }

@@ -48,7 +48,14 @@ impl Nginx {
         let port = free_port();
         std::fs::write(dir.path("nginx.conf"), config(&prefix, port)).unwrap();
         let master = Command::new(nginx_bin())
-            .args(["-p", &prefix, "-c", &format!("{prefix}/nginx.conf"), "-e", &format!("{prefix}/error.log")])
+            .args([
+                "-p",
+                &prefix,
+                "-c",
+                &format!("{prefix}/nginx.conf"),
+                "-e",
+                &format!("{prefix}/error.log"),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -62,7 +69,11 @@ impl Nginx {
     fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not listen: {}", self.error_log());
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen: {}",
+                self.error_log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -83,11 +94,19 @@ impl Nginx {
     pub fn workers(&self) -> Vec<u32> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let Some(close) = stat.rfind(')') else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(close) = stat.rfind(')') else {
+                continue;
+            };
             let mut f = stat[close + 1..].split_whitespace();
             let state = f.next().unwrap_or("");
             let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -103,7 +122,16 @@ impl Nginx {
     pub fn signal(&self, sig: &str) {
         let prefix = self.dir.0.to_str().unwrap();
         let st = Command::new(nginx_bin())
-            .args(["-p", prefix, "-c", &format!("{prefix}/nginx.conf"), "-e", &format!("{prefix}/error.log"), "-s", sig])
+            .args([
+                "-p",
+                prefix,
+                "-c",
+                &format!("{prefix}/nginx.conf"),
+                "-e",
+                &format!("{prefix}/error.log"),
+                "-s",
+                sig,
+            ])
             .status()
             .expect("nginx -s runs");
         assert!(st.success(), "nginx -s {sig} failed: {}", self.error_log());
@@ -114,7 +142,15 @@ impl Nginx {
         (0..n)
             .map(|_| {
                 let out = Command::new("curl")
-                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+                    .args([
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                        "--max-time",
+                        "5",
+                    ])
                     .arg(self.url(path))
                     .output()
                     .expect("curl runs");

@@ -35,7 +35,9 @@ pub fn parse(log: &str) -> Counts {
         let (name, finished) = if let Some(r) = rest.strip_prefix("<... ") {
             (r.split(' ').next().unwrap_or_default().to_string(), true)
         } else {
-            let Some(paren) = rest.find('(') else { continue };
+            let Some(paren) = rest.find('(') else {
+                continue;
+            };
             let name = rest[..paren].to_string();
             if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.is_empty() {
                 continue;
@@ -53,10 +55,14 @@ pub fn parse(log: &str) -> Counts {
 /// Whether a finished strace line reports an error return ("= -1 ENOENT (...)", "= ? ERESTART…").
 fn is_error(rest: &str) -> bool {
     // strace pads before " = " to align columns.
-    let Some(idx) = rest.rfind(" = ") else { return false };
+    let Some(idx) = rest.rfind(" = ") else {
+        return false;
+    };
     let ret = &rest[idx + 3..];
     let mut parts = ret.split_whitespace();
-    let (Some(val), Some(code)) = (parts.next(), parts.next()) else { return false };
+    let (Some(val), Some(code)) = (parts.next(), parts.next()) else {
+        return false;
+    };
     (val == "-1" || val == "?") && code.starts_with('E')
 }
 

@@ -7,7 +7,13 @@ use phasebox_tests::{TempDir, assert_clear_failure, phasebox, phasebox_bin, read
 fn not_root() {
     // setpriv drops to nobody with no capabilities.
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
         .arg(phasebox_bin())
         .args(["run", "--", "/bin/true"])
         .output()
@@ -54,10 +60,29 @@ fn traced_pid_that_exits_is_a_normal_end() {
         .args(["-c", "sleep 1; /bin/pwd >/dev/null"])
         .spawn()
         .unwrap();
-    let out = phasebox(&["record", "-q", "-p", &sleeper.id().to_string(), "--summary", summary.to_str().unwrap()]);
+    let out = phasebox(&[
+        "record",
+        "-q",
+        "-p",
+        &sleeper.id().to_string(),
+        "--summary",
+        summary.to_str().unwrap(),
+    ]);
     let _ = sleeper.wait();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = read_summary(&summary);
-    let exes: Vec<&str> = s["processes"].as_array().unwrap().iter().map(|p| p["exe"].as_str().unwrap()).collect();
-    assert!(exes.iter().any(|e| e.ends_with("pwd")), "the child that ran pwd was followed: {exes:?}");
+    let exes: Vec<&str> = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["exe"].as_str().unwrap())
+        .collect();
+    assert!(
+        exes.iter().any(|e| e.ends_with("pwd")),
+        "the child that ran pwd was followed: {exes:?}"
+    );
 }

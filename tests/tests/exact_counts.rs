@@ -1,9 +1,14 @@
 //! `phasebox run` counts exactly what strace sees, per syscall, with no events dropped.
-use phasebox_tests::{TempDir, diff_counts, fixture, phasebox, read_summary, strace, summary_totals};
+use phasebox_tests::{
+    TempDir, diff_counts, fixture, phasebox, read_summary, strace, summary_totals,
+};
 
 fn assert_same_as_strace(argv: &[&str]) {
     let expected = strace::counts(argv);
-    assert!(expected.contains_key("execve"), "strace saw no execve for {argv:?}: {expected:?}");
+    assert!(
+        expected.contains_key("execve"),
+        "strace saw no execve for {argv:?}: {expected:?}"
+    );
     let dir = TempDir::new("exact");
     let summary = dir.path("summary.json");
     let mut args = vec!["run", "-q", "--summary", summary.to_str().unwrap(), "--"];
@@ -18,8 +23,16 @@ fn assert_same_as_strace(argv: &[&str]) {
     assert_eq!(s["dropped"], 0, "events dropped for {argv:?}");
     let got = summary_totals(&s);
     let diff = diff_counts(&expected, &got);
-    assert!(diff.is_empty(), "{argv:?}: phasebox and strace differ:\n{}", diff.join("\n"));
-    eprintln!("{argv:?}: {} syscalls, {} distinct, same as strace", got.values().map(|c| c.0).sum::<u64>(), got.len());
+    assert!(
+        diff.is_empty(),
+        "{argv:?}: phasebox and strace differ:\n{}",
+        diff.join("\n")
+    );
+    eprintln!(
+        "{argv:?}: {} syscalls, {} distinct, same as strace",
+        got.values().map(|c| c.0).sum::<u64>(),
+        got.len()
+    );
 }
 
 #[test]
@@ -48,11 +61,27 @@ fn exit_status_and_process_tree() {
     let dir = TempDir::new("tree");
     let summary = dir.path("summary.json");
     let bin = fixture("threads");
-    let out = phasebox(&["run", "-q", "--summary", summary.to_str().unwrap(), "--", bin.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = phasebox(&[
+        "run",
+        "-q",
+        "--summary",
+        summary.to_str().unwrap(),
+        "--",
+        bin.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = read_summary(&summary);
     let procs = s["processes"].as_array().unwrap();
-    assert_eq!(procs.len(), 2, "the program and its forked child: {procs:?}");
+    assert_eq!(
+        procs.len(),
+        2,
+        "the program and its forked child: {procs:?}"
+    );
     let (parent, child) = (&procs[0], &procs[1]);
     assert_eq!(child["ppid"], parent["pid"]);
     assert_eq!(parent["exe"], bin.to_str().unwrap());

@@ -16,7 +16,13 @@ fn record_follows_workers_across_reload() {
     let dir = TempDir::new("record");
     let summary = dir.path("summary.json");
     let mut pb = Command::new(phasebox_bin())
-        .args(["record", "-p", &nginx.pid().to_string(), "--summary", summary.to_str().unwrap()])
+        .args([
+            "record",
+            "-p",
+            &nginx.pid().to_string(),
+            "--summary",
+            summary.to_str().unwrap(),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -24,7 +30,10 @@ fn record_follows_workers_across_reload() {
     let mut stderr = BufReader::new(pb.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("tracing pid"), "phasebox did not start: {line}");
+    assert!(
+        line.contains("tracing pid"),
+        "phasebox did not start: {line}"
+    );
 
     let codes = nginx.curl("/index.html", REQUESTS);
     assert!(codes.iter().all(|c| c == "200"), "{codes:?}");
@@ -38,7 +47,10 @@ fn record_follows_workers_across_reload() {
         {
             break *only;
         }
-        assert!(Instant::now() < deadline, "no new worker after reload: {w:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no new worker after reload: {w:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let codes = nginx.curl("/big.bin", REQUESTS);
@@ -59,24 +71,41 @@ fn record_follows_workers_across_reload() {
             .find(|p| p["pid"] == pid)
             .unwrap_or_else(|| panic!("pid {pid} not in summary: {procs:?}"))
     };
-    for (worker, label) in [(old_workers[0], "first worker"), (new_worker, "worker after reload")] {
+    for (worker, label) in [
+        (old_workers[0], "first worker"),
+        (new_worker, "worker after reload"),
+    ] {
         let p = find(worker);
         assert_eq!(p["ppid"], nginx.pid(), "{label}");
         let c = process_counts(p);
         for name in ["accept4", "recvfrom", "close", "epoll_wait"] {
-            assert!(c.get(name).is_some_and(|v| v.0 > 0), "{label} made no {name}: {c:?}");
+            assert!(
+                c.get(name).is_some_and(|v| v.0 > 0),
+                "{label} made no {name}: {c:?}"
+            );
         }
         assert!(
             c.contains_key("writev") || c.contains_key("sendfile"),
             "{label} sent nothing: {c:?}"
         );
-        assert!(c["accept4"].0 >= REQUESTS as u64, "{label}: {} accept4 for {REQUESTS} requests", c["accept4"].0);
-        eprintln!("{label} (pid {worker}): {} accept4, {} distinct syscalls", c["accept4"].0, c.len());
+        assert!(
+            c["accept4"].0 >= REQUESTS as u64,
+            "{label}: {} accept4 for {REQUESTS} requests",
+            c["accept4"].0
+        );
+        eprintln!(
+            "{label} (pid {worker}): {} accept4, {} distinct syscalls",
+            c["accept4"].0,
+            c.len()
+        );
     }
     // The new worker was forked while tracing, so its exe and comm were inherited.
     let w = find(new_worker);
     assert!(w["exe"].as_str().unwrap().ends_with("nginx"), "{w:?}");
-    assert!(c_has(&find(nginx.pid()), "clone"), "master forked the new worker");
+    assert!(
+        c_has(find(nginx.pid()), "clone"),
+        "master forked the new worker"
+    );
 }
 
 fn c_has(p: &serde_json::Value, name: &str) -> bool {

@@ -22,10 +22,21 @@ fn tiny_ring_buffer_drops_but_counts_stay_exact() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let s = read_summary(&summary);
     let dropped = s["dropped"].as_u64().unwrap();
-    assert!(dropped > 0, "a 4 KiB ring buffer under {CALLS} calls dropped nothing");
+    assert!(
+        dropped > 0,
+        "a 4 KiB ring buffer under {CALLS} calls dropped nothing"
+    );
     let procs = s["processes"].as_array().unwrap();
-    assert_eq!(procs[0]["syscalls"]["getppid"]["calls"].as_u64(), Some(CALLS));
-    assert!(stderr.contains("dropped because the ring buffer was full"), "{stderr}");
+    assert_eq!(
+        procs[0]["syscalls"]["getppid"]["calls"].as_u64(),
+        Some(CALLS)
+    );
+    assert!(
+        stderr.contains("dropped because the ring buffer was full"),
+        "{stderr}"
+    );
     let events = s["events"].as_u64().unwrap();
-    eprintln!("storm: {CALLS} calls counted exactly, {events} records delivered, {dropped} dropped");
+    eprintln!(
+        "storm: {CALLS} calls counted exactly, {events} records delivered, {dropped} dropped"
+    );
 }

@@ -7,24 +7,55 @@ fn trace_file_holds_every_syscall() {
     let trace = dir.path("pwd.pbtrace");
     let summary = dir.path("summary.json");
     let out = phasebox(&[
-        "run", "-q", "-o", trace.to_str().unwrap(), "--summary", summary.to_str().unwrap(), "--", "/bin/pwd",
+        "run",
+        "-q",
+        "-o",
+        trace.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
+        "--",
+        "/bin/pwd",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let total: u64 = summary_totals(&read_summary(&summary)).values().map(|c| c.0).sum();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total: u64 = summary_totals(&read_summary(&summary))
+        .values()
+        .map(|c| c.0)
+        .sum();
 
     let dump = phasebox(&["trace", "dump", trace.to_str().unwrap()]);
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let text = String::from_utf8_lossy(&dump.stdout);
-    let syscall_lines = text.lines().filter(|l| !l.starts_with('#') && !l.contains("+++")).count();
-    assert_eq!(syscall_lines as u64, total, "one line per counted syscall:\n{text}");
+    let syscall_lines = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains("+++"))
+        .count();
+    assert_eq!(
+        syscall_lines as u64, total,
+        "one line per counted syscall:\n{text}"
+    );
     assert!(text.contains("execve() = 0"), "{text}");
     assert!(text.contains("getcwd() = "), "{text}");
-    assert!(text.contains("ENOENT (No such file or directory)"), "{text}");
+    assert!(
+        text.contains("ENOENT (No such file or directory)"),
+        "{text}"
+    );
     assert!(text.contains("exit_group() = ?"), "{text}");
     assert!(text.contains("+++ exec /bin/pwd (comm pwd)"), "{text}");
     assert!(text.contains("+++ process exited"), "{text}");
     // No temporary file is left beside it.
-    let names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().flatten().map(|e| e.file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
 

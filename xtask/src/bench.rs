@@ -57,7 +57,11 @@ fn median(v: &mut [f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Requests per second from wrk's output.
@@ -77,7 +81,12 @@ enum Tracer {
 }
 
 /// Starts `phasebox record` and waits until it says it is tracing.
-fn start_phasebox(bin: &Path, pid: u32, extra: &[&str], summary: PathBuf) -> anyhow::Result<Tracer> {
+fn start_phasebox(
+    bin: &Path,
+    pid: u32,
+    extra: &[&str],
+    summary: PathBuf,
+) -> anyhow::Result<Tracer> {
     let mut child = Command::new(bin)
         .args(["record", "-q", "-p", &pid.to_string(), "--summary"])
         .arg(&summary)
@@ -111,16 +120,28 @@ fn stop(t: Tracer) -> anyhow::Result<Option<(u64, u64)>> {
         Tracer::Phasebox(mut c, summary) => {
             interrupt(&mut c, true)?;
             let s = phasebox_tests::read_summary(&summary);
-            Ok(Some((s["events"].as_u64().unwrap_or(0), s["dropped"].as_u64().unwrap_or(0))))
+            Ok(Some((
+                s["events"].as_u64().unwrap_or(0),
+                s["dropped"].as_u64().unwrap_or(0),
+            )))
         }
     }
 }
 
 const MODES: &[(&str, &str)] = &[
     ("baseline", "no tracer"),
-    ("filter", "phasebox tracing another process (kernel filter only)"),
-    ("record", "`phasebox record -p MASTER` (every syscall streamed to userspace)"),
-    ("record-o", "`phasebox record -p MASTER -o FILE` (streamed and written to a trace file)"),
+    (
+        "filter",
+        "phasebox tracing another process (kernel filter only)",
+    ),
+    (
+        "record",
+        "`phasebox record -p MASTER` (every syscall streamed to userspace)",
+    ),
+    (
+        "record-o",
+        "`phasebox record -p MASTER -o FILE` (streamed and written to a trace file)",
+    ),
     ("strace", "`strace -f -qq -o /dev/null -p MASTER -p WORKER`"),
 ];
 
@@ -142,7 +163,9 @@ fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
                 "baseline" => Tracer::None,
                 "filter" => start_phasebox(bin, other.id(), &[], summary)?,
                 "record" => start_phasebox(bin, nginx.pid(), &[], summary)?,
-                "record-o" => start_phasebox(bin, nginx.pid(), &["-o", trace.to_str().unwrap()], summary)?,
+                "record-o" => {
+                    start_phasebox(bin, nginx.pid(), &["-o", trace.to_str().unwrap()], summary)?
+                }
                 _ => {
                     let mut cmd = Command::new("strace");
                     cmd.args(["-f", "-qq", "-o", "/dev/null"]);
@@ -160,7 +183,11 @@ fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
                 drops[m].1 += dropped;
             }
             let _ = std::fs::remove_file(&trace);
-            eprintln!("bench: round {} {:>9}: {rps:.0} req/s", round + 1, MODES[m].0);
+            eprintln!(
+                "bench: round {} {:>9}: {rps:.0} req/s",
+                round + 1,
+                MODES[m].0
+            );
             results[m].push(rps);
         }
     }
@@ -204,7 +231,12 @@ fn nginx_version() -> String {
     Command::new(phasebox_tests::nginx::nginx_bin())
         .arg("-v")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().trim_start_matches("nginx version: nginx/").to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .trim()
+                .trim_start_matches("nginx version: nginx/")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -238,7 +270,8 @@ fn storm_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     let n = s.storm_calls.to_string();
     let dir = TempDir::new("storm");
     let summary = dir.path("storm.json");
-    let (mut base, mut traced, mut rss, mut dropped, mut delivered) = (vec![], vec![], vec![], 0u64, 0u64);
+    let (mut base, mut traced, mut rss, mut dropped, mut delivered) =
+        (vec![], vec![], vec![], 0u64, 0u64);
     for _ in 0..s.rounds {
         let (err, _) = run_measured(Command::new(&storm).arg(&n))?;
         base.push(s.storm_calls as f64 / storm_secs(&err)?);

@@ -49,23 +49,39 @@ fn demo() -> anyhow::Result<()> {
     let summary = dir.join("pwd-summary.json");
     println!("== phasebox run -- /bin/pwd");
     println!("   Launches /bin/pwd traced from its execve on. /bin/pwd prints the directory; then");
-    println!("   phasebox prints, per process, every system call it made, with calls and errors:\n");
+    println!(
+        "   phasebox prints, per process, every system call it made, with calls and errors:\n"
+    );
     util::run(
         std::process::Command::new(&bin)
+            // cargo sets LD_LIBRARY_PATH for xtask; pwd would search it for its libraries.
+            .env_remove("LD_LIBRARY_PATH")
             .args(["run", "-o"])
             .arg(&trace)
             .arg("--summary")
             .arg(&summary)
             .args(["--", "/bin/pwd"]),
     )?;
-    println!("\n== phasebox trace dump {}  (the first 25 events)", trace.display());
-    println!("   The trace file keeps every call in order: time since start, thread, call, result.\n");
-    let out = std::process::Command::new(&bin).arg("trace").arg("dump").arg(&trace).output()?;
+    println!(
+        "\n== phasebox trace dump {}  (the first 25 events)",
+        trace.display()
+    );
+    println!(
+        "   The trace file keeps every call in order: time since start, thread, call, result.\n"
+    );
+    let out = std::process::Command::new(&bin)
+        .arg("trace")
+        .arg("dump")
+        .arg(&trace)
+        .output()?;
     for line in String::from_utf8_lossy(&out.stdout).lines().take(27) {
         println!("{line}");
     }
     println!("   ...");
-    println!("\nThe summary as JSON (for scripts) is in {}", summary.display());
+    println!(
+        "\nThe summary as JSON (for scripts) is in {}",
+        summary.display()
+    );
     Ok(())
 }
 
@@ -88,7 +104,15 @@ fn test() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
-    util::cargo(&["test", "-p", "phasebox-common", "-p", "phasebox-agent", "-p", "xtask"])?;
+    util::cargo(&[
+        "test",
+        "-p",
+        "phasebox-common",
+        "-p",
+        "phasebox-agent",
+        "-p",
+        "xtask",
+    ])?;
     let mut cmd = util::cargo_cmd(&["test", "-p", "phasebox-tests", "--", "--test-threads=1"]);
     cmd.env("PHASEBOX_BIN", &bin);
     util::run(&mut cmd)

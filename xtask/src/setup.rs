@@ -57,14 +57,23 @@ fn apt() -> anyhow::Result<()> {
 }
 
 fn rust_src() -> anyhow::Result<()> {
-    let list = util::output("rustup", &["component", "list", "--toolchain", NIGHTLY, "--installed"])
-        .unwrap_or_default();
+    let list = util::output(
+        "rustup",
+        &["component", "list", "--toolchain", NIGHTLY, "--installed"],
+    )
+    .unwrap_or_default();
     if list.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
     if !util::output("rustup", &["toolchain", "list"])?.contains(NIGHTLY) {
         eprintln!("setup: installing the nightly toolchain (it builds the kernel programs)");
-        util::run(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))?;
+        util::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+        ]))?;
     }
     eprintln!("setup: adding rust-src to the nightly toolchain");
     util::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))

@@ -6,12 +6,17 @@ use anyhow::{Context as _, bail};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// Runs a command, inheriting stdio; fails with the command line when it fails.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -29,9 +34,15 @@ pub fn succeeds(prog: &str, args: &[&str]) -> bool {
 
 /// Output of a command that must succeed.
 pub fn output(prog: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(prog).args(args).output().with_context(|| format!("cannot run {prog}"))?;
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {prog}"))?;
     if !out.status.success() {
-        bail!("{prog} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{prog} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -50,12 +61,20 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
 
 /// $PATH with $CARGO_HOME/bin in front, where `cargo install` puts bpf-linker.
 pub fn path_with_cargo_bin() -> String {
-    let home = std::env::var("CARGO_HOME")
-        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_else(|_| "/root".into())));
+    let home = std::env::var("CARGO_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.cargo",
+            std::env::var("HOME").unwrap_or_else(|_| "/root".into())
+        )
+    });
     let path = std::env::var("PATH").unwrap_or_default();
     let bin = format!("{home}/bin");
     // Leave PATH as it is when it has the directory already: build scripts rerun when it changes.
-    if path.split(':').any(|p| p == bin) { path } else { format!("{bin}:{path}") }
+    if path.split(':').any(|p| p == bin) {
+        path
+    } else {
+        format!("{bin}:{path}")
+    }
 }
 
 /// Builds the release phasebox binary (with its kernel programs); returns its path.

@@ -20,7 +20,10 @@ pub struct Outputs {
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid timespec pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -32,8 +35,17 @@ pub fn start(
     mode: &str,
     command: Vec<String>,
     target_pid: Option<u32>,
-) -> anyhow::Result<(Outputs, Probe, aya::maps::RingBuf<aya::maps::MapData>, Option<TraceWriter>)> {
-    let summary = opts.summary.as_deref().map(AtomicFile::create).transpose()?;
+) -> anyhow::Result<(
+    Outputs,
+    Probe,
+    aya::maps::RingBuf<aya::maps::MapData>,
+    Option<TraceWriter>,
+)> {
+    let summary = opts
+        .summary
+        .as_deref()
+        .map(AtomicFile::create)
+        .transpose()?;
     let header = TraceHeader {
         format_version: FORMAT_VERSION,
         wire_version: phasebox_common::WIRE_VERSION,
@@ -48,9 +60,24 @@ pub fn start(
             .map_or(0, |d| d.as_millis() as u64),
         started_monotonic_ns: monotonic_ns(),
     };
-    let writer = opts.output.as_deref().map(|p| TraceWriter::create(p, &header)).transpose()?;
-    let (probe, ring) = Probe::load(ProbeOptions { ring_bytes: opts.ring_bytes, stream: true })?;
-    Ok((Outputs { summary, quiet: opts.quiet }, probe, ring, writer))
+    let writer = opts
+        .output
+        .as_deref()
+        .map(|p| TraceWriter::create(p, &header))
+        .transpose()?;
+    let (probe, ring) = Probe::load(ProbeOptions {
+        ring_bytes: opts.ring_bytes,
+        stream: true,
+    })?;
+    Ok((
+        Outputs {
+            summary,
+            quiet: opts.quiet,
+        },
+        probe,
+        ring,
+        writer,
+    ))
 }
 
 impl Outputs {

@@ -26,7 +26,9 @@ fn attach(probe: &mut Probe, tree: &mut ProcessTree, root: u32) -> anyhow::Resul
             if !seen.insert(pid) {
                 continue;
             }
-            let Some(st) = procfs::stat(pid) else { continue };
+            let Some(st) = procfs::stat(pid) else {
+                continue;
+            };
             probe.track(pid)?;
             tree.add(pid, st.ppid, procfs::exe(pid), st.comm, None);
         }

@@ -21,8 +21,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         return Err(e);
     }
     let mut tree = ProcessTree::new();
-    let comm = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    tree.add(pid, std::process::id(), program.display().to_string(), comm, None);
+    let comm = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tree.add(
+        pid,
+        std::process::id(),
+        program.display().to_string(),
+        comm,
+        None,
+    );
 
     // Reaps the whole tree (phasebox is its subreaper) on a thread of its own.
     let (done_tx, mut done_rx) = oneshot::channel();
@@ -35,9 +44,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let exit_code = std::cell::Cell::new(0);
     let stop = async {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) =
-            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             exit_code.set((&mut done_rx).await.unwrap_or(1));
             return Stop::TreeExited;
         };
@@ -67,7 +77,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     match why {
         Stop::TreeExited => Ok(exit_code.get()),
         Stop::Signal(_) | Stop::Duration => {
-            eprintln!("phasebox: stopped before {} ended; it keeps running untraced", args.command[0]);
+            eprintln!(
+                "phasebox: stopped before {} ended; it keeps running untraced",
+                args.command[0]
+            );
             Ok(130)
         }
     }

@@ -24,17 +24,39 @@ pub fn render(ev: &Event, start_ns: u64) -> String {
                 )
             }
         }
-        Event::Fork(r) => format!("{:12.6} {:>7} +++ forked {}", secs(r.ts_ns), r.parent_tid, r.child_tid),
-        Event::Exec(e) => format!("{:12.6} {:>7} +++ exec {} (comm {})", secs(e.ts_ns), e.tid, e.filename, e.comm),
+        Event::Fork(r) => format!(
+            "{:12.6} {:>7} +++ forked {}",
+            secs(r.ts_ns),
+            r.parent_tid,
+            r.child_tid
+        ),
+        Event::Exec(e) => format!(
+            "{:12.6} {:>7} +++ exec {} (comm {})",
+            secs(e.ts_ns),
+            e.tid,
+            e.filename,
+            e.comm
+        ),
         Event::Exit(r) => {
-            let what = if r.group_dead != 0 { "process exited" } else { "thread exited" };
-            format!("{:12.6} {:>7} +++ {what} (pid {})", secs(r.ts_ns), r.tid, r.header.tgid)
+            let what = if r.group_dead != 0 {
+                "process exited"
+            } else {
+                "thread exited"
+            };
+            format!(
+                "{:12.6} {:>7} +++ {what} (pid {})",
+                secs(r.ts_ns),
+                r.tid,
+                r.header.tgid
+            )
         }
     }
 }
 
 pub fn dump(path: &Path) -> anyhow::Result<i32> {
-    let trace = tracefile::read(path)?;
+    let mut trace = tracefile::read(path)?;
+    // Records arrive per CPU and syscalls at their exit: show them in time order.
+    trace.events.sort_by_key(Event::ts_ns);
     let h = &trace.header;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut go = || -> std::io::Result<()> {
@@ -42,7 +64,11 @@ pub fn dump(path: &Path) -> anyhow::Result<i32> {
             Some(pid) => format!("pid {pid}"),
             None => h.command.join(" "),
         };
-        writeln!(out, "# phasebox trace: {} of {what}, {} on kernel {}", h.mode, h.arch, h.kernel_release)?;
+        writeln!(
+            out,
+            "# phasebox trace: {} of {what}, {} on kernel {}",
+            h.mode, h.arch, h.kernel_release
+        )?;
         writeln!(out, "# {:>10} {:>7} event", "seconds", "tid")?;
         for ev in &trace.events {
             writeln!(out, "{}", render(ev, h.started_monotonic_ns))?;
@@ -58,7 +84,10 @@ pub fn dump(path: &Path) -> anyhow::Result<i32> {
     match go() {
         // A closed pipe (`| head`) is a normal end.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(anyhow::anyhow!("cannot write to standard output: {}", sysnames::describe_io(&e))),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot write to standard output: {}",
+            sysnames::describe_io(&e)
+        )),
         Ok(()) => Ok(0),
     }
 }

@@ -54,13 +54,19 @@ fn pid_max() -> u32 {
 /// Checks a `--ring-buffer` size.
 pub fn check_ring_bytes(bytes: u64) -> Result<u32, String> {
     if !bytes.is_power_of_two() {
-        return Err(format!("ring buffer size {bytes} is not a power of two (try 8M)"));
+        return Err(format!(
+            "ring buffer size {bytes} is not a power of two (try 8M)"
+        ));
     }
     if bytes < MIN_RING_BYTES {
-        return Err(format!("ring buffer size {bytes} is too small: the minimum is {MIN_RING_BYTES} bytes"));
+        return Err(format!(
+            "ring buffer size {bytes} is too small: the minimum is {MIN_RING_BYTES} bytes"
+        ));
     }
     if bytes > MAX_RING_BYTES {
-        return Err(format!("ring buffer size {bytes} is too large: the maximum is 1G"));
+        return Err(format!(
+            "ring buffer size {bytes} is too large: the maximum is 1G"
+        ));
     }
     Ok(bytes as u32)
 }
@@ -111,13 +117,18 @@ impl Probe {
             .load(OBJECT)
             .context("cannot load phasebox's eBPF programs")?;
 
-        for (prog, tp) in [(names::PROG_SYS_ENTER, "sys_enter"), (names::PROG_SYS_EXIT, "sys_exit")] {
+        for (prog, tp) in [
+            (names::PROG_SYS_ENTER, "sys_enter"),
+            (names::PROG_SYS_EXIT, "sys_exit"),
+        ] {
             let p: &mut RawTracePoint = ebpf
                 .program_mut(prog)
                 .with_context(|| format!("the eBPF object has no program {prog}"))?
                 .try_into()?;
-            p.load().with_context(|| format!("the kernel refused program {prog}"))?;
-            p.attach(tp).with_context(|| format!("cannot attach {prog} to raw_syscalls/{tp}"))?;
+            p.load()
+                .with_context(|| format!("the kernel refused program {prog}"))?;
+            p.attach(tp)
+                .with_context(|| format!("cannot attach {prog} to raw_syscalls/{tp}"))?;
         }
         for (prog, tp) in [
             (names::PROG_FORK, "sched_process_fork"),
@@ -128,8 +139,10 @@ impl Probe {
                 .program_mut(prog)
                 .with_context(|| format!("the eBPF object has no program {prog}"))?
                 .try_into()?;
-            p.load().with_context(|| format!("the kernel refused program {prog}"))?;
-            p.attach("sched", tp).with_context(|| format!("cannot attach {prog} to sched/{tp}"))?;
+            p.load()
+                .with_context(|| format!("the kernel refused program {prog}"))?;
+            p.attach("sched", tp)
+                .with_context(|| format!("cannot attach {prog} to sched/{tp}"))?;
         }
 
         let mut take = |name: &str| {
@@ -142,7 +155,17 @@ impl Probe {
         let counts = PerCpuHashMap::try_from(take(names::COUNTS)?)?;
         let drops = PerCpuArray::try_from(take(names::DROPS)?)?;
         let user_words = vec![0; words as usize];
-        Ok((Probe { _ebpf: ebpf, await_exec, user_bits, user_words, counts, drops }, ring))
+        Ok((
+            Probe {
+                _ebpf: ebpf,
+                await_exec,
+                user_bits,
+                user_words,
+                counts,
+                drops,
+            },
+            ring,
+        ))
     }
 
     /// Starts tracing `tgid` and the children it forks from now on.
@@ -169,7 +192,11 @@ impl Probe {
             anyhow::bail!("pid {pid} is above the kernel's pid_max");
         };
         let old = *w;
-        if on { *w |= mask } else { *w &= !mask }
+        if on {
+            *w |= mask
+        } else {
+            *w &= !mask
+        }
         if *w == old {
             return Ok(());
         }
@@ -195,7 +222,12 @@ impl Probe {
     /// What the kernel lost so far, summed over CPUs.
     pub fn losses(&self) -> anyhow::Result<Losses> {
         let slot = |i: u32| -> anyhow::Result<u64> {
-            Ok(self.drops.get(&i, 0).context("cannot read the loss counters")?.iter().sum())
+            Ok(self
+                .drops
+                .get(&i, 0)
+                .context("cannot read the loss counters")?
+                .iter()
+                .sum())
         };
         Ok(Losses {
             ringbuf_full: slot(drop_slot::RINGBUF)?,

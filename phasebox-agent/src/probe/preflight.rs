@@ -7,7 +7,10 @@ const CAP_BPF: u32 = 39;
 
 /// Effective capability bits from a /proc/PID/status text.
 pub fn effective_caps(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
     u64::from_str_radix(hex, 16).ok()
 }
 

@@ -19,7 +19,13 @@ pub fn ensure_mounted() -> anyhow::Result<PathBuf> {
     let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
@@ -44,13 +50,17 @@ pub fn parse_format(text: &str) -> HashMap<String, Field> {
     let mut out = HashMap::new();
     for line in text.lines() {
         let line = line.trim();
-        let Some(rest) = line.strip_prefix("field:") else { continue };
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
         let mut parts = rest.split(';').map(str::trim);
         let (Some(decl), Some(off), Some(size)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
         // "char comm[16]" → "comm"; "__data_loc char[] filename" → "filename".
-        let Some(name) = decl.split_whitespace().last() else { continue };
+        let Some(name) = decl.split_whitespace().last() else {
+            continue;
+        };
         let name = name.split('[').next().unwrap_or(name);
         let num = |s: &str, key: &str| s.strip_prefix(key).and_then(|v| v.trim().parse().ok());
         if let (Some(offset), Some(size)) = (num(off, "offset:"), num(size, "size:")) {
@@ -61,8 +71,16 @@ pub fn parse_format(text: &str) -> HashMap<String, Field> {
 }
 
 /// Fields of tracepoint `category/name`.
-pub fn fields(tracefs: &Path, category: &str, name: &str) -> anyhow::Result<HashMap<String, Field>> {
-    let path = tracefs.join("events").join(category).join(name).join("format");
+pub fn fields(
+    tracefs: &Path,
+    category: &str,
+    name: &str,
+) -> anyhow::Result<HashMap<String, Field>> {
+    let path = tracefs
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         anyhow::anyhow!(
             "this kernel has no tracepoint {category}/{name} ({}: {})",
@@ -87,8 +105,20 @@ mod tests {
             \tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\
             \nprint fmt: \"comm=%s\"\n";
         let f = parse_format(text);
-        assert_eq!(f["pid"], Field { offset: 24, size: 4 });
-        assert_eq!(f["group_dead"], Field { offset: 32, size: 1 });
+        assert_eq!(
+            f["pid"],
+            Field {
+                offset: 24,
+                size: 4
+            }
+        );
+        assert_eq!(
+            f["group_dead"],
+            Field {
+                offset: 32,
+                size: 1
+            }
+        );
         assert_eq!(f["comm"].size, 16);
         assert_eq!(f["filename"].offset, 8);
         assert!(!f.contains_key("print"));
