@@ -1,6 +1,6 @@
 //! Decoding of the kernel's wire records into typed events.
 use phasebox_common::{
-    ExecRecord, ExitRecord, ForkRecord, Header, SyscallRecord, WIRE_VERSION, kind,
+    ExecRecord, ExitRecord, ForkRecord, Header, PathRecord, SyscallRecord, WIRE_VERSION, kind,
 };
 
 /// One record from the kernel (or from a trace file).
@@ -10,6 +10,18 @@ pub enum Event {
     Fork(ForkRecord),
     Exec(Exec),
     Exit(ExitRecord),
+    Path(PathArg),
+}
+
+/// The path argument of a syscall; the syscall's record with the same tid and `enter_ns`
+/// follows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathArg {
+    pub tgid: u32,
+    pub tid: u32,
+    pub nr: u32,
+    pub enter_ns: u64,
+    pub path: String,
 }
 
 /// An exec with its strings decoded.
@@ -41,6 +53,7 @@ pub fn record_len(kind: u16) -> Option<usize> {
         kind::FORK => size_of::<ForkRecord>(),
         kind::EXEC => size_of::<ExecRecord>(),
         kind::EXIT => size_of::<ExitRecord>(),
+        kind::PATH => size_of::<PathRecord>(),
         _ => return None,
     })
 }
@@ -83,6 +96,16 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 filename: c_string(&r.filename),
             })
         }
+        kind::PATH => {
+            let r: PathRecord = read(bytes, kind)?;
+            Event::Path(PathArg {
+                tgid: r.header.tgid,
+                tid: r.tid,
+                nr: r.nr,
+                enter_ns: r.enter_ns,
+                path: c_string(&r.path),
+            })
+        }
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -107,6 +130,7 @@ impl Event {
             Event::Fork(r) => r.header.tgid,
             Event::Exec(e) => e.tgid,
             Event::Exit(r) => r.header.tgid,
+            Event::Path(p) => p.tgid,
         }
     }
 
@@ -117,6 +141,7 @@ impl Event {
             Event::Fork(r) => r.ts_ns,
             Event::Exec(e) => e.ts_ns,
             Event::Exit(r) => r.ts_ns,
+            Event::Path(p) => p.enter_ns,
         }
     }
 }

@@ -63,6 +63,7 @@ impl ProcessTree {
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::Syscall(r) => self.note_tgid(r.header.tgid),
+            Event::Path(p) => self.note_tgid(p.tgid),
             Event::Fork(r) => {
                 if r.child_tid != r.header.tgid {
                     self.candidates

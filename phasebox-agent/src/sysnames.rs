@@ -28,6 +28,120 @@ pub struct Special {
     pub exit_group: u32,
 }
 
+/// Syscalls of the older x86_64 table that newer architectures (aarch64, riscv64) do not have:
+/// rule files may name them, and they are skipped where they do not exist.
+const LEGACY: &[&str] = &[
+    "open",
+    "creat",
+    "stat",
+    "lstat",
+    "access",
+    "readlink",
+    "chdir",
+    "mkdir",
+    "rmdir",
+    "unlink",
+    "rename",
+    "link",
+    "symlink",
+    "mknod",
+    "chmod",
+    "chown",
+    "lchown",
+    "fork",
+    "vfork",
+    "dup2",
+    "poll",
+    "select",
+    "epoll_create",
+    "epoll_wait",
+    "pipe",
+    "alarm",
+    "pause",
+    "time",
+    "utime",
+    "utimes",
+    "getdents",
+    "inotify_init",
+    "eventfd",
+    "signalfd",
+    "uselib",
+    "arch_prctl",
+];
+
+/// Whether `name` is a syscall of this architecture or of the older x86_64 table.
+pub fn is_known_anywhere(name: &str) -> bool {
+    number(name).is_some() || LEGACY.contains(&name)
+}
+
+/// Syscalls that take a path, and which argument (0-based) holds it. The kernel side reads that
+/// argument at entry when streaming.
+pub const PATH_ARGS: &[(&str, u32)] = &[
+    ("open", 0),
+    ("openat", 1),
+    ("openat2", 1),
+    ("creat", 0),
+    ("execve", 0),
+    ("execveat", 1),
+    ("stat", 0),
+    ("lstat", 0),
+    ("newfstatat", 1),
+    ("statx", 1),
+    ("statfs", 0),
+    ("access", 0),
+    ("faccessat", 1),
+    ("faccessat2", 1),
+    ("readlink", 0),
+    ("readlinkat", 1),
+    ("chdir", 0),
+    ("chroot", 0),
+    ("mkdir", 0),
+    ("mkdirat", 1),
+    ("rmdir", 0),
+    ("unlink", 0),
+    ("unlinkat", 1),
+    ("rename", 0),
+    ("renameat", 1),
+    ("renameat2", 1),
+    ("link", 0),
+    ("linkat", 1),
+    ("symlink", 1),
+    ("symlinkat", 2),
+    ("mknod", 0),
+    ("mknodat", 1),
+    ("chmod", 0),
+    ("fchmodat", 1),
+    ("chown", 0),
+    ("lchown", 0),
+    ("fchownat", 1),
+    ("truncate", 0),
+    ("utimensat", 1),
+    ("getxattr", 0),
+    ("lgetxattr", 0),
+    ("setxattr", 0),
+    ("lsetxattr", 0),
+    ("listxattr", 0),
+    ("inotify_add_watch", 1),
+    ("mount", 1),
+    ("umount2", 0),
+    ("pivot_root", 0),
+    ("swapon", 0),
+    ("acct", 0),
+    ("uselib", 0),
+];
+
+/// Byte offsets of the six syscall arguments in this architecture's `struct pt_regs`, where
+/// phasebox knows them.
+pub fn arg_offsets() -> Option<[u32; 6]> {
+    match ARCH {
+        // di, si, dx, r10, r8, r9
+        "x86_64" => Some([112, 104, 96, 56, 72, 64]),
+        // regs[0..6]
+        "aarch64" => Some([0, 8, 16, 24, 32, 40]),
+        _ => None,
+    }
+}
+
 /// The special numbers of this architecture.
 pub fn special() -> Special {
     Special {
@@ -73,6 +187,12 @@ mod tests {
         assert_eq!(name(nr), "openat");
         assert_eq!(name(100_000), "syscall_100000");
         assert_eq!(number("no_such_call"), None);
+        // Names in the path table that this architecture lacks are simply skipped.
+        let known = PATH_ARGS
+            .iter()
+            .filter(|(n, _)| number(n).is_some())
+            .count();
+        assert!(known > 40, "{known}");
     }
 
     #[test]

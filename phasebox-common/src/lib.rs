@@ -17,6 +17,7 @@ pub mod names {
     pub const COUNTS: &str = "PB_COUNTS";
     pub const EVENTS: &str = "PB_EVENTS";
     pub const DROPS: &str = "PB_DROPS";
+    pub const PATH_ARGS: &str = "PB_PATH_ARGS";
     pub const CONFIG: &str = "PB_CONFIG";
     pub const PROG_SYS_ENTER: &str = "pb_sys_enter";
     pub const PROG_SYS_EXIT: &str = "pb_sys_exit";
@@ -33,6 +34,7 @@ pub mod kind {
     pub const FORK: u16 = 2;
     pub const EXEC: u16 = 3;
     pub const EXIT: u16 = 4;
+    pub const PATH: u16 = 5;
 }
 
 /// Flags of a [`SyscallRecord`].
@@ -79,6 +81,9 @@ pub struct Config {
     pub nr_execveat: u32,
     pub nr_exit: u32,
     pub nr_exit_group: u32,
+    /// Byte offsets of the six syscall arguments in `struct pt_regs` (NO_FIELD: no path
+    /// capture on this architecture).
+    pub arg_offsets: [u32; 6],
     /// Wake the reader once this many bytes wait in the ring buffer (syscall records are
     /// submitted without a wakeup below it; the reader also drains on a timer).
     pub wakeup_bytes: u32,
@@ -116,6 +121,23 @@ pub struct ForkRecord {
     pub parent_tid: u32,
     pub child_tid: u32,
     pub ts_ns: u64,
+}
+
+/// Number of syscall numbers PB_PATH_ARGS covers.
+pub const MAX_SYSCALLS: u32 = 1024;
+/// Length of a captured path argument (longer ones are cut).
+pub const PATH_LEN: usize = 256;
+
+/// The path argument of a syscall, read at its entry; the syscall's own record (same tid and
+/// `enter_ns`) follows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathRecord {
+    pub header: Header,
+    pub tid: u32,
+    pub nr: u32,
+    pub enter_ns: u64,
+    pub path: [u8; PATH_LEN],
 }
 
 /// Length of the path kept from an exec.
@@ -193,4 +215,5 @@ const _: () = assert!(core::mem::size_of::<SyscallRecord>() == 40);
 const _: () = assert!(core::mem::size_of::<ForkRecord>() == 24);
 const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + COMM_LEN + EXEC_PATH_LEN);
 const _: () = assert!(core::mem::size_of::<ExitRecord>() == 24);
-const _: () = assert!(core::mem::size_of::<Config>() == 48);
+const _: () = assert!(core::mem::size_of::<Config>() == 72);
+const _: () = assert!(core::mem::size_of::<PathRecord>() == 24 + PATH_LEN);

@@ -16,16 +16,16 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
     },
     macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
-    Config, CountKey, Counts, ExecRecord, ExitRecord, ForkRecord, Header, NO_FIELD, Pending,
-    SyscallRecord, drop_slot, is_error, kind, mode, syscall_flags,
+    Config, CountKey, Counts, ExecRecord, ExitRecord, ForkRecord, Header, MAX_SYSCALLS, NO_FIELD,
+    PathRecord, Pending, SyscallRecord, drop_slot, is_error, kind, mode, syscall_flags,
 };
 
 /// Written by the agent before load (see `Config`).
@@ -41,6 +41,7 @@ static PB_CONFIG: Config = Config {
     nr_execveat: u32::MAX,
     nr_exit: u32::MAX,
     nr_exit_group: u32::MAX,
+    arg_offsets: [NO_FIELD; 6],
     wakeup_bytes: 0,
     _pad: 0,
 };
@@ -59,6 +60,10 @@ static PB_KERNEL_BITS: Array<u64> = Array::with_max_entries(1, 0);
 /// launcher's) are not traced. 0 when none.
 #[map]
 static PB_AWAIT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// syscall number → 1 + index of its path argument (0: it takes no path).
+#[map]
+static PB_PATH_ARGS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
 /// tid → the syscall it is in.
 #[map]
@@ -172,6 +177,49 @@ fn emit_syscall(rec: SyscallRecord) {
     }
 }
 
+/// Sends the path argument of syscall `nr`, if it takes one (stream mode only).
+#[inline(always)]
+fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns: u64) {
+    let Some(&arg) = PB_PATH_ARGS.get(nr) else {
+        return;
+    };
+    if arg == 0 || arg > 3 {
+        return;
+    }
+    let off = match arg {
+        1 => cfg!(arg_offsets)[0],
+        2 => cfg!(arg_offsets)[1],
+        _ => cfg!(arg_offsets)[2],
+    };
+    if off == NO_FIELD {
+        return;
+    }
+    let regs = ctx.arg::<u64>(0) as *const u8;
+    // SAFETY: `regs` is the tracepoint's pt_regs; reads go through the probe helpers.
+    let Ok(ptr) = (unsafe { bpf_probe_read_kernel(regs.add(off as usize).cast::<u64>()) }) else {
+        return;
+    };
+    let Some(mut entry) = PB_EVENTS.reserve::<PathRecord>(0) else {
+        lost(drop_slot::RINGBUF);
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    // SAFETY: `rec` points into the reserved entry, filled field by field.
+    unsafe {
+        (*rec).header = Header {
+            kind: kind::PATH,
+            flags: 0,
+            tgid,
+        };
+        (*rec).tid = tid;
+        (*rec).nr = nr;
+        (*rec).enter_ns = enter_ns;
+        (*rec).path[0] = 0;
+        let _ = bpf_probe_read_user_str_bytes(ptr as *const u8, &mut (*rec).path);
+    }
+    entry.submit(BPF_RB_NO_WAKEUP.into());
+}
+
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current();
@@ -207,6 +255,9 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
             });
         }
         return 0;
+    }
+    if cfg!(mode) & mode::STREAM != 0 {
+        emit_path(&ctx, tgid, tid, nr, enter_ns);
     }
     // Written in place when the thread has an entry already: an update would take the map's
     // bucket lock and swap elements on every syscall.

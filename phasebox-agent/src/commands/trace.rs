@@ -1,4 +1,5 @@
 //! `phasebox trace dump FILE`: a trace file, one line per event, strace-like.
+use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -6,17 +7,20 @@ use phasebox_common::syscall_flags;
 
 use crate::{event::Event, sysnames, tracefile};
 
-/// One event as a line: time since start, tid, what happened.
-pub fn render(ev: &Event, start_ns: u64) -> String {
+/// One event as a line: time since start, tid, what happened. `path` is the syscall's path
+/// argument when it has one.
+pub fn render(ev: &Event, start_ns: u64, path: Option<&str>) -> Option<String> {
     let secs = |ts: u64| ts.saturating_sub(start_ns) as f64 / 1e9;
-    match ev {
+    let args = path.map(|p| format!("{p:?}")).unwrap_or_default();
+    Some(match ev {
+        Event::Path(_) => return None,
         Event::Syscall(r) => {
             let name = sysnames::name(r.nr);
             if r.header.flags & syscall_flags::NO_RETURN != 0 {
-                format!("{:12.6} {:>7} {name}() = ?", secs(r.enter_ns), r.tid)
+                format!("{:12.6} {:>7} {name}({args}) = ?", secs(r.enter_ns), r.tid)
             } else {
                 format!(
-                    "{:12.6} {:>7} {name}() = {} <{:.6}>",
+                    "{:12.6} {:>7} {name}({args}) = {} <{:.6}>",
                     secs(r.enter_ns),
                     r.tid,
                     sysnames::render_return(r.ret),
@@ -50,7 +54,7 @@ pub fn render(ev: &Event, start_ns: u64) -> String {
                 r.header.tgid
             )
         }
-    }
+    })
 }
 
 pub fn dump(path: &Path) -> anyhow::Result<i32> {
@@ -70,8 +74,22 @@ pub fn dump(path: &Path) -> anyhow::Result<i32> {
             h.mode, h.arch, h.kernel_release
         )?;
         writeln!(out, "# {:>10} {:>7} event", "seconds", "tid")?;
+        let paths: HashMap<(u32, u64), &str> = trace
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Path(p) => Some(((p.tid, p.enter_ns), p.path.as_str())),
+                _ => None,
+            })
+            .collect();
         for ev in &trace.events {
-            writeln!(out, "{}", render(ev, h.started_monotonic_ns))?;
+            let path = match ev {
+                Event::Syscall(r) => paths.get(&(r.tid, r.enter_ns)).copied(),
+                _ => None,
+            };
+            if let Some(line) = render(ev, h.started_monotonic_ns, path) {
+                writeln!(out, "{line}")?;
+            }
         }
         writeln!(
             out,

@@ -11,7 +11,7 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
-use phasebox_common::{Config, CountKey, Counts, NO_FIELD, drop_slot, mode, names};
+use phasebox_common::{Config, CountKey, Counts, MAX_SYSCALLS, NO_FIELD, drop_slot, mode, names};
 
 use crate::{summary::Losses, sysnames};
 
@@ -104,6 +104,7 @@ impl Probe {
             nr_execveat: nr.execveat,
             nr_exit: nr.exit,
             nr_exit_group: nr.exit_group,
+            arg_offsets: sysnames::arg_offsets().unwrap_or([NO_FIELD; 6]),
             // Wake the reader when a quarter of the ring is full; it drains on a timer too.
             wakeup_bytes: opts.ring_bytes / 4,
             _pad: 0,
@@ -154,6 +155,14 @@ impl Probe {
         let user_bits = Array::try_from(take(names::USER_BITS)?)?;
         let counts = PerCpuHashMap::try_from(take(names::COUNTS)?)?;
         let drops = PerCpuArray::try_from(take(names::DROPS)?)?;
+        let mut path_args: Array<MapData, u32> = Array::try_from(take(names::PATH_ARGS)?)?;
+        for (name, arg) in sysnames::PATH_ARGS {
+            if let Some(nr) = sysnames::number(name).filter(|&n| n < MAX_SYSCALLS) {
+                path_args
+                    .set(nr, arg + 1, 0)
+                    .context("cannot fill the path-argument table")?;
+            }
+        }
         let user_words = vec![0; words as usize];
         Ok((
             Probe {

@@ -1,0 +1,449 @@
+//! Learning a profile from events: each process gets a role and a phase tracker, and every
+//! syscall is added to its role's phase. Works the same on live events and on a trace file.
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use crate::{
+    event::Event,
+    phase::{Detector, Tracker, rules::Obs},
+    process::ProcessTree,
+    profile::{self, MAX_PATHS, Profile, SyscallUse},
+    sysnames,
+};
+
+/// One call waiting for its phase.
+#[derive(Debug)]
+struct Item {
+    nr: u32,
+    ts_ns: u64,
+    path: Option<String>,
+}
+
+#[derive(Debug)]
+struct ProcState {
+    role: usize,
+    tracker: Tracker<Item>,
+}
+
+#[derive(Debug, Default)]
+struct Use {
+    calls: u64,
+    first_ns: u64,
+    paths: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+struct RoleAgg {
+    name: String,
+    start_ns: u64,
+    pids: HashSet<u32>,
+    /// Phase index → syscall number → use.
+    phases: BTreeMap<usize, BTreeMap<u32, Use>>,
+}
+
+/// Where a learned profile came from.
+#[derive(Clone, Debug, Default)]
+pub struct RunInfo {
+    pub name: String,
+    pub launched: bool,
+    pub started_unix_ms: u64,
+    pub kernel_release: String,
+    pub dropped: u64,
+}
+
+/// Builds a profile from events.
+#[derive(Debug)]
+pub struct Learner {
+    det: Detector,
+    roots: HashSet<u32>,
+    attached: HashSet<u32>,
+    procs: HashMap<u32, ProcState>,
+    /// tid → the path argument of the syscall it is in (enter time, path).
+    paths: HashMap<u32, (u64, String)>,
+    roles: Vec<RoleAgg>,
+}
+
+impl Learner {
+    /// `roots`: the processes phasebox launched or attached to; `attached`: processes that
+    /// were running before tracing began (they start in their role's steady phase).
+    pub fn new(det: Detector, roots: &[u32], attached: &[u32]) -> Learner {
+        Learner {
+            det,
+            roots: roots.iter().copied().collect(),
+            attached: attached.iter().copied().collect(),
+            procs: HashMap::new(),
+            paths: HashMap::new(),
+            roles: Vec::new(),
+        }
+    }
+
+    fn role_name(&self, pid: u32, tree: &ProcessTree, execd: bool) -> String {
+        let root = self.roots.contains(&pid);
+        let parent_role = tree
+            .get(pid)
+            .and_then(|p| self.procs.get(&p.ppid))
+            .map(|s| self.roles[s.role].name.clone());
+        if let Detector::Rules(r) = &self.det {
+            let fits = |rule: &crate::phase::rules::RoleRule| {
+                rule.root.is_none_or(|x| x == root)
+                    && rule
+                        .parent
+                        .as_ref()
+                        .is_none_or(|p| Some(p) == parent_role.as_ref())
+                    && rule.exec.is_none_or(|e| e == execd)
+            };
+            if let Some(rule) = r.roles.iter().find(|rule| fits(rule)) {
+                return rule.name.clone();
+            }
+        }
+        if root {
+            return "main".into();
+        }
+        if execd {
+            let exe = tree.get(pid).map(|p| p.exe.clone()).unwrap_or_default();
+            let base = exe.rsplit('/').next().unwrap_or_default();
+            if !base.is_empty() {
+                return base.to_string();
+            }
+        }
+        format!("{}-child", parent_role.unwrap_or_else(|| "main".into()))
+    }
+
+    fn role_index(&mut self, name: String, ts_ns: u64) -> usize {
+        if let Some(i) = self.roles.iter().position(|r| r.name == name) {
+            return i;
+        }
+        self.roles.push(RoleAgg {
+            name,
+            start_ns: ts_ns,
+            pids: HashSet::new(),
+            phases: BTreeMap::new(),
+        });
+        self.roles.len() - 1
+    }
+
+    /// Gives `pid` a role and a fresh tracker.
+    fn start(&mut self, pid: u32, tree: &ProcessTree, execd: bool, ts_ns: u64) {
+        let name = self.role_name(pid, tree, execd);
+        let role = self.role_index(name, ts_ns);
+        self.roles[role].pids.insert(pid);
+        let attached = !execd && self.attached.contains(&pid);
+        let tracker = self.det.tracker(&self.roles[role].name, attached);
+        self.procs.insert(pid, ProcState { role, tracker });
+    }
+
+    fn record(&mut self, role: usize, released: Vec<(usize, Item)>) {
+        let agg = &mut self.roles[role];
+        for (phase, item) in released {
+            let u = agg
+                .phases
+                .entry(phase)
+                .or_default()
+                .entry(item.nr)
+                .or_insert_with(|| Use {
+                    first_ns: item.ts_ns.saturating_sub(agg.start_ns),
+                    ..Default::default()
+                });
+            u.calls += 1;
+            if let Some(p) = item.path
+                && u.paths.len() < MAX_PATHS
+            {
+                u.paths.insert(p);
+            }
+        }
+    }
+
+    fn flush(&mut self, pid: u32) {
+        if let Some(mut st) = self.procs.remove(&pid) {
+            let released = st.tracker.flush();
+            self.record(st.role, released);
+        }
+    }
+
+    /// Takes one event (after the process tree has taken it).
+    pub fn observe(&mut self, ev: &Event, tree: &ProcessTree) {
+        match ev {
+            Event::Path(p) => {
+                self.paths.insert(p.tid, (p.enter_ns, p.path.clone()));
+            }
+            Event::Syscall(r) => {
+                let tgid = r.header.tgid;
+                if !self.procs.contains_key(&tgid) {
+                    self.start(tgid, tree, false, r.enter_ns);
+                }
+                let path = match self.paths.remove(&r.tid) {
+                    Some((ns, p)) if ns == r.enter_ns => Some(p),
+                    _ => None,
+                };
+                let st = self.procs.get_mut(&tgid).expect("started above");
+                let role_name = &self.roles[st.role].name;
+                let item = Item {
+                    nr: r.nr,
+                    ts_ns: r.enter_ns,
+                    path: path.clone(),
+                };
+                let released =
+                    st.tracker
+                        .syscall(&self.det, role_name, r.nr, path.as_deref(), item);
+                let role = st.role;
+                self.record(role, released);
+            }
+            Event::Fork(f) => {
+                if let Some(st) = self.procs.get_mut(&f.header.tgid) {
+                    let role_name = &self.roles[st.role].name;
+                    st.tracker.process_event(&self.det, role_name, Obs::Fork);
+                }
+            }
+            Event::Exec(e) => {
+                self.flush(e.tgid);
+                self.start(e.tgid, tree, true, e.ts_ns);
+                let st = self.procs.get_mut(&e.tgid).expect("started above");
+                let role_name = &self.roles[st.role].name;
+                st.tracker.process_event(&self.det, role_name, Obs::Exec);
+            }
+            Event::Exit(x) => {
+                if x.group_dead != 0 {
+                    self.flush(x.header.tgid);
+                }
+            }
+        }
+    }
+
+    /// The profile learned so far.
+    pub fn finish(mut self, tree: &ProcessTree, run: &RunInfo) -> Profile {
+        let pids: Vec<u32> = self.procs.keys().copied().collect();
+        for pid in pids {
+            self.flush(pid);
+        }
+        let root = self.roots.iter().filter_map(|&p| tree.get(p)).next();
+        let mut incomplete = Vec::new();
+        if !run.launched {
+            incomplete.push("attached to a running process: its startup was not seen".to_string());
+        }
+        if run.dropped > 0 {
+            incomplete.push(format!("{} events were dropped", run.dropped));
+        }
+        let roles = self
+            .roles
+            .iter()
+            .filter(|r| !r.phases.is_empty())
+            .map(|r| profile::Role {
+                name: r.name.clone(),
+                processes: r.pids.len() as u64,
+                phases: r
+                    .phases
+                    .iter()
+                    .map(|(idx, calls)| profile::Phase {
+                        name: self.det.phase_name(&r.name, *idx),
+                        syscalls: calls
+                            .iter()
+                            .map(|(nr, u)| {
+                                (
+                                    sysnames::name(*nr).into_owned(),
+                                    SyscallUse {
+                                        calls: u.calls,
+                                        first_seen_ns: u.first_ns,
+                                        paths: u.paths.iter().cloned().collect(),
+                                    },
+                                )
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Profile {
+            schema: profile::SCHEMA.into(),
+            program: profile::Program {
+                path: root.map(|p| p.exe.clone()).unwrap_or_default(),
+                comm: root.map(|p| p.comm.clone()).unwrap_or_default(),
+            },
+            arch: sysnames::ARCH.into(),
+            kernel_release: run.kernel_release.clone(),
+            complete: incomplete.is_empty(),
+            incomplete_reasons: incomplete,
+            runs: vec![profile::Run {
+                name: run.name.clone(),
+                how: if run.launched { "launched" } else { "attached" }.into(),
+                started_unix_ms: run.started_unix_ms,
+                phasebox_version: env!("CARGO_PKG_VERSION").into(),
+                rules: self.det.name(),
+                dropped: run.dropped,
+            }],
+            roles,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Exec, PathArg};
+    use phasebox_common::{ExitRecord, ForkRecord, Header, SyscallRecord, kind};
+
+    struct Feed {
+        tree: ProcessTree,
+        learner: Learner,
+        ts: u64,
+    }
+
+    impl Feed {
+        fn new(spec: &str, root: u32) -> Feed {
+            let mut tree = ProcessTree::new();
+            tree.add(root, 1, "/usr/sbin/nginx".into(), "nginx".into(), None);
+            Feed {
+                tree,
+                learner: Learner::new(Detector::load(spec).unwrap(), &[root], &[]),
+                ts: 0,
+            }
+        }
+        fn ev(&mut self, ev: Event) {
+            self.tree.apply(&ev);
+            self.learner.observe(&ev, &self.tree);
+        }
+        fn call(&mut self, tgid: u32, name: &str, path: Option<&str>) {
+            self.ts += 10;
+            let nr = sysnames::number(name).unwrap();
+            if let Some(p) = path {
+                self.ev(Event::Path(PathArg {
+                    tgid,
+                    tid: tgid,
+                    nr,
+                    enter_ns: self.ts,
+                    path: p.into(),
+                }));
+            }
+            self.ev(Event::Syscall(SyscallRecord {
+                header: Header {
+                    kind: kind::SYSCALL,
+                    flags: 0,
+                    tgid,
+                },
+                tid: tgid,
+                nr,
+                enter_ns: self.ts,
+                duration_ns: 1,
+                ret: 0,
+            }));
+        }
+    }
+
+    #[test]
+    fn nginx_rules_split_master_and_worker() {
+        let mut f = Feed::new("nginx", 100);
+        f.ev(Event::Exec(Exec {
+            tgid: 100,
+            tid: 100,
+            old_tid: 100,
+            ts_ns: 1,
+            comm: "nginx".into(),
+            filename: "/usr/sbin/nginx".into(),
+        }));
+        f.call(100, "execve", Some("/usr/sbin/nginx"));
+        f.call(100, "openat", Some("/etc/ld.so.cache"));
+        f.call(100, "openat", Some("/tmp/p/error.log"));
+        f.call(100, "openat", Some("/tmp/p/nginx.conf"));
+        f.call(100, "pread64", None);
+        f.call(100, "setsockopt", None);
+        f.call(100, "bind", None);
+        f.call(100, "rt_sigaction", None);
+        f.call(100, "socketpair", None);
+        f.call(100, "clone", None);
+        f.ev(Event::Fork(ForkRecord {
+            header: Header {
+                kind: kind::FORK,
+                flags: 0,
+                tgid: 100,
+            },
+            parent_tid: 100,
+            child_tid: 101,
+            ts_ns: 200,
+        }));
+        f.call(101, "setuid", None);
+        f.call(101, "epoll_create", None);
+        f.call(101, "epoll_wait", None);
+        f.call(101, "epoll_wait", None);
+        f.call(101, "accept4", None);
+        f.ev(Event::Exit(ExitRecord {
+            header: Header {
+                kind: kind::EXIT,
+                flags: 0,
+                tgid: 101,
+            },
+            tid: 101,
+            group_dead: 1,
+            ts_ns: 300,
+        }));
+        let p = f.learner.finish(
+            &f.tree,
+            &RunInfo {
+                launched: true,
+                ..Default::default()
+            },
+        );
+        assert!(p.complete);
+        let master = p.role("master").unwrap();
+        let names: Vec<&str> = master.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "execution-initiation",
+                "loading-shared-libraries",
+                "initializing-logging",
+                "reading-configuration-files",
+                "creating-and-configuring-sockets",
+                "setting-up-signal-handlers",
+                "setting-up-worker-processes"
+            ]
+        );
+        let conf = master.phase("reading-configuration-files").unwrap();
+        assert_eq!(conf.syscalls["openat"].paths, ["/tmp/p/nginx.conf"]);
+        assert!(conf.syscalls.contains_key("pread64"));
+        let worker = p.role("worker").unwrap();
+        let w: Vec<(&str, Vec<&str>)> = worker
+            .phases
+            .iter()
+            .map(|p| (p.name.as_str(), p.names().collect()))
+            .collect();
+        assert_eq!(
+            w,
+            [
+                ("worker-process-initialization", vec!["setuid"]),
+                ("entering-event-loop", vec!["epoll_create", "epoll_wait"]),
+                (
+                    "accepting-and-serving-requests",
+                    vec!["accept4", "epoll_wait"]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn attached_processes_start_in_the_steady_phase() {
+        let mut tree = ProcessTree::new();
+        tree.add(7, 1, "/usr/bin/srv".into(), "srv".into(), None);
+        let mut l = Learner::new(Detector::load("generic").unwrap(), &[7], &[7]);
+        let ev = Event::Syscall(SyscallRecord {
+            header: Header {
+                kind: kind::SYSCALL,
+                flags: 0,
+                tgid: 7,
+            },
+            tid: 7,
+            nr: sysnames::number("read").unwrap(),
+            ..Default::default()
+        });
+        l.observe(&ev, &tree);
+        let p = l.finish(
+            &tree,
+            &RunInfo {
+                launched: false,
+                dropped: 3,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.roles[0].name, "main");
+        assert_eq!(p.roles[0].phases[0].name, "serving");
+        assert!(!p.complete);
+        assert_eq!(p.incomplete_reasons.len(), 2);
+    }
+}

@@ -1,0 +1,339 @@
+//! Phase rule sets: data files (TOML) of ordered phases per role, each entered on a marker.
+//! Two are built in (`generic`, `nginx`); any other is loaded by path. Format: docs/phases.md.
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::sysnames;
+
+const GENERIC: &str = include_str!("../../rules/generic.toml");
+const NGINX: &str = include_str!("../../rules/nginx.toml");
+
+/// The built-in rule sets, by name.
+pub const BUILTIN: &[(&str, &str)] = &[("generic", GENERIC), ("nginx", NGINX)];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default, rename = "role")]
+    roles: Vec<RoleRule>,
+    #[serde(rename = "phase")]
+    phases: Vec<PhaseFile>,
+}
+
+/// How a process gets a role: every given condition must hold; the first role that fits wins.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRule {
+    pub name: String,
+    /// The process phasebox launched or attached to.
+    #[serde(default)]
+    pub root: Option<bool>,
+    /// The role of its parent.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Whether it executed a program of its own (else it is a fork of its parent).
+    #[serde(default)]
+    pub exec: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhaseFile {
+    #[serde(default)]
+    role: Option<String>,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    enter: Vec<MarkerFile>,
+    #[serde(default)]
+    steady: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkerFile {
+    #[serde(default)]
+    syscalls: Vec<String>,
+    #[serde(default)]
+    path_prefix: Vec<String>,
+    #[serde(default)]
+    path_suffix: Vec<String>,
+    #[serde(default)]
+    path_contains: Vec<String>,
+    #[serde(default)]
+    occurrence: Option<u32>,
+    #[serde(default)]
+    exec: bool,
+    #[serde(default)]
+    fork: bool,
+}
+
+/// What a marker looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Obs<'a> {
+    /// A syscall with its path argument when it has one; `seen` counts this syscall's calls
+    /// in the process so far, this one included.
+    Syscall {
+        nr: u32,
+        path: Option<&'a str>,
+        seen: u32,
+    },
+    Exec,
+    Fork,
+}
+
+/// An event that starts a phase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Marker {
+    pub syscalls: HashSet<u32>,
+    pub path_prefix: Vec<String>,
+    pub path_suffix: Vec<String>,
+    pub path_contains: Vec<String>,
+    pub occurrence: Option<u32>,
+    pub exec: bool,
+    pub fork: bool,
+}
+
+impl Marker {
+    pub fn matches(&self, obs: &Obs) -> bool {
+        match *obs {
+            Obs::Exec => self.exec,
+            Obs::Fork => self.fork,
+            Obs::Syscall { nr, path, seen } => {
+                if !self.syscalls.contains(&nr) {
+                    return false;
+                }
+                if self.occurrence.is_some_and(|n| n != seen) {
+                    return false;
+                }
+                let wants_path = !(self.path_prefix.is_empty()
+                    && self.path_suffix.is_empty()
+                    && self.path_contains.is_empty());
+                if !wants_path {
+                    return true;
+                }
+                let Some(p) = path else { return false };
+                self.path_prefix.iter().any(|x| p.starts_with(x.as_str()))
+                    || self.path_suffix.iter().any(|x| p.ends_with(x.as_str()))
+                    || self.path_contains.iter().any(|x| p.contains(x.as_str()))
+            }
+        }
+    }
+}
+
+/// One phase of a role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phase {
+    pub name: String,
+    pub description: String,
+    pub enter: Vec<Marker>,
+    /// Where a process that was already running when phasebox attached is put.
+    pub steady: bool,
+}
+
+/// A checked rule set.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub name: String,
+    pub description: String,
+    pub roles: Vec<RoleRule>,
+    /// Phases of roles that have their own list.
+    by_role: HashMap<String, Vec<Phase>>,
+    /// Phases of every other role.
+    default: Vec<Phase>,
+}
+
+impl Rules {
+    /// The phases of `role`.
+    pub fn phases(&self, role: &str) -> &[Phase] {
+        self.by_role.get(role).map_or(&self.default, Vec::as_slice)
+    }
+
+    /// Index of the phase a process attached late starts in.
+    pub fn steady_phase(&self, role: &str) -> usize {
+        self.phases(role).iter().position(|p| p.steady).unwrap_or(0)
+    }
+
+    /// Parses and checks a rule set; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Rules> {
+        let file: RuleFile = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!("{origin} is not a valid phase rule set: {}", e.message())
+        })?;
+        let bad = |what: String| anyhow::anyhow!("{origin} is not a valid phase rule set: {what}");
+        let role_names: HashSet<&str> = file.roles.iter().map(|r| r.name.as_str()).collect();
+        for r in &file.roles {
+            if let Some(p) = &r.parent
+                && !role_names.contains(p.as_str())
+            {
+                return Err(bad(format!(
+                    "role {} names an unknown parent role {p}",
+                    r.name
+                )));
+            }
+        }
+        let mut by_role: HashMap<String, Vec<Phase>> = HashMap::new();
+        let mut default = Vec::new();
+        for p in file.phases {
+            let mut enter = Vec::new();
+            for m in p.enter {
+                let mut syscalls = HashSet::new();
+                for name in &m.syscalls {
+                    // Names this architecture lacks (open on aarch64) are skipped.
+                    if let Some(nr) = sysnames::number(name) {
+                        syscalls.insert(nr);
+                    } else if !sysnames::is_known_anywhere(name) {
+                        return Err(bad(format!(
+                            "phase {} names an unknown syscall {name}",
+                            p.name
+                        )));
+                    }
+                }
+                if syscalls.is_empty() && !m.exec && !m.fork {
+                    return Err(bad(format!("a marker of phase {} matches nothing", p.name)));
+                }
+                enter.push(Marker {
+                    syscalls,
+                    path_prefix: m.path_prefix,
+                    path_suffix: m.path_suffix,
+                    path_contains: m.path_contains,
+                    occurrence: m.occurrence,
+                    exec: m.exec,
+                    fork: m.fork,
+                });
+            }
+            let phase = Phase {
+                name: p.name,
+                description: p.description,
+                enter,
+                steady: p.steady,
+            };
+            let list = match p.role {
+                Some(role) => {
+                    if !role_names.contains(role.as_str()) {
+                        return Err(bad(format!(
+                            "phase {} is for unknown role {role}",
+                            phase.name
+                        )));
+                    }
+                    by_role.entry(role).or_default()
+                }
+                None => &mut default,
+            };
+            if list.iter().any(|q| q.name == phase.name) {
+                return Err(bad(format!(
+                    "phase {} is listed twice for one role",
+                    phase.name
+                )));
+            }
+            list.push(phase);
+        }
+        if default.is_empty() && by_role.is_empty() {
+            return Err(bad("it has no phases".into()));
+        }
+        Ok(Rules {
+            name: file.name,
+            description: file.description,
+            roles: file.roles,
+            by_role,
+            default,
+        })
+    }
+
+    /// A built-in rule set by name, or a rule file by path.
+    pub fn load(spec: &str) -> anyhow::Result<Rules> {
+        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == spec) {
+            return Rules::parse(text, &format!("built-in rule set {spec}"));
+        }
+        let path = Path::new(spec);
+        if !path.exists() {
+            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+            anyhow::bail!(
+                "unknown phase rules {spec}: not a built-in ({}, auto) and no such file",
+                names.join(", ")
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::atomic_file::file_error("read", path, &e))?;
+        Rules::parse(&text, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nr(name: &str) -> u32 {
+        sysnames::number(name).unwrap()
+    }
+
+    #[test]
+    fn builtins_parse() {
+        let g = Rules::load("generic").unwrap();
+        assert_eq!(g.phases("main").len(), 5);
+        assert_eq!(g.steady_phase("main"), 3);
+        let n = Rules::load("nginx").unwrap();
+        assert_eq!(n.phases("master").len() + n.phases("worker").len(), 11);
+        assert_eq!(n.phases("worker")[2].name, "accepting-and-serving-requests");
+    }
+
+    #[test]
+    fn markers_match_paths_and_occurrences() {
+        let g = Rules::load("generic").unwrap();
+        let loading = &g.phases("main")[1].enter;
+        let hit = |o: Obs| loading.iter().any(|m| m.matches(&o));
+        let openat = nr("openat");
+        assert!(hit(Obs::Syscall {
+            nr: openat,
+            path: Some("/etc/ld.so.cache"),
+            seen: 1
+        }));
+        assert!(hit(Obs::Syscall {
+            nr: openat,
+            path: Some("/lib/libc.so.6"),
+            seen: 2
+        }));
+        assert!(!hit(Obs::Syscall {
+            nr: openat,
+            path: Some("/etc/passwd"),
+            seen: 3
+        }));
+        assert!(!hit(Obs::Syscall {
+            nr: openat,
+            path: None,
+            seen: 3
+        }));
+        let n = Rules::load("nginx").unwrap();
+        let serving = &n.phases("worker")[2].enter;
+        let ew = nr("epoll_wait");
+        assert!(!serving.iter().any(|m| m.matches(&Obs::Syscall {
+            nr: ew,
+            path: None,
+            seen: 1
+        })));
+        assert!(serving.iter().any(|m| m.matches(&Obs::Syscall {
+            nr: ew,
+            path: None,
+            seen: 2
+        })));
+    }
+
+    #[test]
+    fn bad_rule_files_are_explained() {
+        let err = |t: &str| Rules::parse(t, "x.toml").unwrap_err().to_string();
+        assert!(err("name = 1").contains("x.toml is not a valid phase rule set"));
+        let e = err("name='a'\n[[phase]]\nname='p'\nenter=[{syscalls=['no_such']}]");
+        assert!(e.contains("unknown syscall no_such"), "{e}");
+        let e = err("name='a'\n[[phase]]\nrole='r'\nname='p'");
+        assert!(e.contains("unknown role r"), "{e}");
+        let e = err("name='a'\n[[phase]]\nname='p'\nbogus=1");
+        assert!(e.contains("bogus"), "{e}");
+        let e = Rules::load("/no/such/rules.toml").unwrap_err().to_string();
+        assert!(e.contains("not a built-in"), "{e}");
+    }
+}

@@ -1,0 +1,213 @@
+//! Merging profiles (union, calls summed, provenance kept) and diffing them (per role and
+//! phase, what was gained or lost).
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::{MAX_PATHS, Profile, SyscallUse};
+
+fn merge_use(into: &mut SyscallUse, from: &SyscallUse) {
+    into.calls += from.calls;
+    into.first_seen_ns = into.first_seen_ns.min(from.first_seen_ns);
+    let paths: BTreeSet<String> = into
+        .paths
+        .drain(..)
+        .chain(from.paths.iter().cloned())
+        .collect();
+    into.paths = paths.into_iter().take(MAX_PATHS).collect();
+}
+
+/// The union of `profiles`: roles and phases matched by name (new ones appended in the order
+/// they come), calls summed, earliest first-seen kept, every run listed.
+pub fn merge(profiles: &[Profile]) -> anyhow::Result<Profile> {
+    let Some(first) = profiles.first() else {
+        anyhow::bail!("nothing to merge");
+    };
+    let mut out = first.clone();
+    for p in &profiles[1..] {
+        if p.arch != out.arch {
+            anyhow::bail!(
+                "cannot merge profiles of different architectures ({} and {})",
+                out.arch,
+                p.arch
+            );
+        }
+        out.complete &= p.complete;
+        for r in &p.incomplete_reasons {
+            if !out.incomplete_reasons.contains(r) {
+                out.incomplete_reasons.push(r.clone());
+            }
+        }
+        out.runs.extend(p.runs.iter().cloned());
+        for role in &p.roles {
+            let Some(into) = out.roles.iter_mut().find(|r| r.name == role.name) else {
+                out.roles.push(role.clone());
+                continue;
+            };
+            into.processes += role.processes;
+            for phase in &role.phases {
+                let Some(ph) = into.phases.iter_mut().find(|q| q.name == phase.name) else {
+                    into.phases.push(phase.clone());
+                    continue;
+                };
+                for (name, u) in &phase.syscalls {
+                    match ph.syscalls.get_mut(name) {
+                        Some(have) => merge_use(have, u),
+                        None => {
+                            ph.syscalls.insert(name.clone(), u.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What changed in one role's phase from A to B.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PhaseDiff {
+    pub role: String,
+    pub phase: String,
+    /// In B, not in A.
+    pub gained: Vec<String>,
+    /// In A, not in B.
+    pub lost: Vec<String>,
+    pub only_in_a: bool,
+    pub only_in_b: bool,
+}
+
+/// Per role and phase (in A's order, then B's new ones), the syscalls gained and lost.
+pub fn diff(a: &Profile, b: &Profile) -> Vec<PhaseDiff> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for p in [a, b] {
+        for role in &p.roles {
+            for ph in &role.phases {
+                let k = (role.name.clone(), ph.name.clone());
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+    }
+    let set = |p: &Profile, role: &str, phase: &str| -> Option<BTreeSet<String>> {
+        p.role(role)?
+            .phase(phase)
+            .map(|ph| ph.syscalls.keys().cloned().collect())
+    };
+    keys.into_iter()
+        .map(|(role, phase)| {
+            let (sa, sb) = (set(a, &role, &phase), set(b, &role, &phase));
+            let (ea, eb) = (
+                sa.clone().unwrap_or_default(),
+                sb.clone().unwrap_or_default(),
+            );
+            PhaseDiff {
+                gained: eb.difference(&ea).cloned().collect(),
+                lost: ea.difference(&eb).cloned().collect(),
+                only_in_a: sb.is_none(),
+                only_in_b: sa.is_none(),
+                role,
+                phase,
+            }
+        })
+        .collect()
+}
+
+/// The diff as text: one line per role and phase that changed.
+pub fn render_diff(diffs: &[PhaseDiff]) -> String {
+    let mut out = String::new();
+    for d in diffs {
+        let tag = if d.only_in_a {
+            " (only in A)"
+        } else if d.only_in_b {
+            " (only in B)"
+        } else {
+            ""
+        };
+        if d.gained.is_empty() && d.lost.is_empty() {
+            continue;
+        }
+        let _ = write!(out, "{} / {}{tag}:", d.role, d.phase);
+        if !d.gained.is_empty() {
+            let _ = write!(out, " +{}", d.gained.join(" +"));
+        }
+        if !d.lost.is_empty() {
+            let _ = write!(out, " -{}", d.lost.join(" -"));
+        }
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str("no differences in syscall sets\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sample;
+    use super::*;
+
+    #[test]
+    fn merge_is_a_union_with_summed_calls() {
+        let a = sample(&[(
+            "worker",
+            &[("init", &["setuid"]), ("serving", &["accept4"])],
+        )]);
+        let mut b = sample(&[
+            (
+                "worker",
+                &[
+                    ("serving", &["accept4", "sendfile"]),
+                    ("exit", &["exit_group"]),
+                ],
+            ),
+            ("master", &[("start", &["execve"])]),
+        ]);
+        b.complete = false;
+        b.incomplete_reasons = vec!["attached".into()];
+        let m = merge(&[a.clone(), b]).unwrap();
+        let w = m.role("worker").unwrap();
+        let names: Vec<&str> = w.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["init", "serving", "exit"]);
+        assert_eq!(w.phase("serving").unwrap().syscalls["accept4"].calls, 2);
+        assert!(
+            w.phase("serving")
+                .unwrap()
+                .syscalls
+                .contains_key("sendfile")
+        );
+        assert!(m.role("master").is_some());
+        assert_eq!(m.runs.len(), 2);
+        assert!(!m.complete);
+        assert_eq!(m.incomplete_reasons, ["attached"]);
+        assert_eq!(merge(&[a.clone()]).unwrap(), a);
+    }
+
+    #[test]
+    fn diff_shows_gains_and_losses() {
+        let a = sample(&[(
+            "worker",
+            &[("serving", &["accept4", "writev"]), ("init", &["setuid"])],
+        )]);
+        let b = sample(&[("worker", &[("serving", &["accept4", "sendfile"])])]);
+        let d = diff(&a, &b);
+        let serving = d.iter().find(|x| x.phase == "serving").unwrap();
+        assert_eq!(serving.gained, ["sendfile"]);
+        assert_eq!(serving.lost, ["writev"]);
+        let init = d.iter().find(|x| x.phase == "init").unwrap();
+        assert!(init.only_in_a);
+        let text = render_diff(&d);
+        assert!(
+            text.contains("worker / serving: +sendfile -writev"),
+            "{text}"
+        );
+        assert!(
+            text.contains("worker / init (only in A): -setuid"),
+            "{text}"
+        );
+        assert_eq!(
+            render_diff(&diff(&a, &a)),
+            "no differences in syscall sets\n"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! The learned profile: program → role → phase → syscall, with provenance. JSON with a schema
+//! version (docs/profile-format.md).
+pub mod compare;
+pub mod show;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic_file::{file_error, write_atomic};
+
+/// The schema this phasebox writes and reads.
+pub const SCHEMA: &str = "phasebox.profile/v1";
+/// Distinct paths kept per syscall and phase.
+pub const MAX_PATHS: usize = 32;
+
+/// The program a profile describes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub path: String,
+    pub comm: String,
+}
+
+/// One run a profile was learned from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// A name for the run (the scenario's, or the command line).
+    pub name: String,
+    /// "launched" (seen from its execve) or "attached" (startup missing).
+    pub how: String,
+    pub started_unix_ms: u64,
+    pub phasebox_version: String,
+    /// The phase rules used.
+    pub rules: String,
+    /// Events lost on the way to userspace in that run.
+    pub dropped: u64,
+}
+
+/// What one syscall did in one phase.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallUse {
+    pub calls: u64,
+    /// First call, in ns since the role's start.
+    pub first_seen_ns: u64,
+    /// Path arguments seen (at most MAX_PATHS, sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+}
+
+/// One phase of a role.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    pub syscalls: BTreeMap<String, SyscallUse>,
+}
+
+/// One role (master, worker, main…), its phases in the order they happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    /// Processes seen in this role.
+    pub processes: u64,
+    pub phases: Vec<Phase>,
+}
+
+/// A learned profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub schema: String,
+    pub program: Program,
+    pub arch: String,
+    pub kernel_release: String,
+    /// Whether every run saw the program from its start with no events dropped.
+    pub complete: bool,
+    /// Why it is not complete.
+    #[serde(default)]
+    pub incomplete_reasons: Vec<String>,
+    pub runs: Vec<Run>,
+    pub roles: Vec<Role>,
+}
+
+impl Phase {
+    /// Names of its syscalls.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.syscalls.keys().map(String::as_str)
+    }
+}
+
+impl Role {
+    pub fn phase(&self, name: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+
+    /// Every syscall of every phase.
+    pub fn union(&self) -> std::collections::BTreeSet<&str> {
+        self.phases.iter().flat_map(Phase::names).collect()
+    }
+}
+
+impl Profile {
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("profile serializes")
+    }
+
+    /// Writes the profile atomically.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        write_atomic(path, self.to_json().as_bytes())
+    }
+
+    /// Parses and checks a profile; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Profile> {
+        let bad =
+            |what: String| anyhow::anyhow!("{origin} is not a valid phasebox profile: {what}");
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        match value.get("schema").and_then(|s| s.as_str()) {
+            Some(SCHEMA) => {}
+            Some(other) => {
+                anyhow::bail!(
+                    "{origin} has profile schema {other:?}; this phasebox reads {SCHEMA:?}"
+                )
+            }
+            None => return Err(bad("it has no \"schema\" key".into())),
+        }
+        // Parse again from the text so errors carry line and column.
+        let p: Profile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        for role in &p.roles {
+            let mut seen = std::collections::HashSet::new();
+            for ph in &role.phases {
+                if !seen.insert(ph.name.as_str()) {
+                    return Err(bad(format!(
+                        "role {} lists phase {} twice",
+                        role.name, ph.name
+                    )));
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Profile> {
+        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        Profile::parse(&text, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small profile: role → [(phase, [syscalls])].
+    pub fn sample(roles: &[(&str, &[(&str, &[&str])])]) -> Profile {
+        Profile {
+            schema: SCHEMA.into(),
+            program: Program {
+                path: "/usr/sbin/nginx".into(),
+                comm: "nginx".into(),
+            },
+            arch: "x86_64".into(),
+            kernel_release: "6.18".into(),
+            complete: true,
+            incomplete_reasons: vec![],
+            runs: vec![Run {
+                name: "t".into(),
+                how: "launched".into(),
+                ..Default::default()
+            }],
+            roles: roles
+                .iter()
+                .map(|(name, phases)| Role {
+                    name: name.to_string(),
+                    processes: 1,
+                    phases: phases
+                        .iter()
+                        .map(|(ph, calls)| Phase {
+                            name: ph.to_string(),
+                            syscalls: calls
+                                .iter()
+                                .map(|c| {
+                                    (
+                                        c.to_string(),
+                                        SyscallUse {
+                                            calls: 1,
+                                            ..Default::default()
+                                        },
+                                    )
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let mut p = sample(&[(
+            "worker",
+            &[("init", &["setuid"]), ("serving", &["accept4", "close"])],
+        )]);
+        p.roles[0].phases[1]
+            .syscalls
+            .get_mut("close")
+            .unwrap()
+            .paths = vec!["/x".into()];
+        let back = Profile::parse(&p.to_json(), "p.json").unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.role("worker").unwrap().union().len(), 3);
+    }
+
+    #[test]
+    fn malformed_profiles_name_file_and_place() {
+        let e = Profile::parse(
+            "{\"schema\": \"phasebox.profile/v1\",\n \"roles\": 3}",
+            "bad.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("bad.json is not a valid phasebox profile"),
+            "{e}"
+        );
+        assert!(e.contains("line 2"), "{e}");
+        let e = Profile::parse("{\"schema\": \"other/v9\"}", "o.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("schema \"other/v9\""), "{e}");
+        let e = Profile::parse("not json", "n.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("n.json is not a valid phasebox profile"), "{e}");
+        let mut p = sample(&[("main", &[("a", &["read"])])]);
+        let again = p.roles[0].phases[0].clone();
+        p.roles[0].phases.push(again);
+        let e = Profile::parse(&p.to_json(), "d.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lists phase a twice"), "{e}");
+    }
+}

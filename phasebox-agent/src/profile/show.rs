@@ -1,0 +1,77 @@
+//! The profile as the poster's table: per role, a row per phase with its syscalls.
+use std::fmt::Write as _;
+
+use super::Profile;
+
+pub fn render(p: &Profile) -> String {
+    let mut out = String::new();
+    let state = if p.complete {
+        "complete".to_string()
+    } else {
+        format!("incomplete: {}", p.incomplete_reasons.join("; "))
+    };
+    let _ = writeln!(
+        out,
+        "{} ({}), {} on {}, {} run{}, {}",
+        p.program.path,
+        p.program.comm,
+        p.arch,
+        p.kernel_release,
+        p.runs.len(),
+        if p.runs.len() == 1 { "" } else { "s" },
+        state
+    );
+    for role in &p.roles {
+        let union = role.union();
+        let _ = writeln!(
+            out,
+            "\nrole {} ({} process{}, {} syscalls in all)",
+            role.name,
+            role.processes,
+            if role.processes == 1 { "" } else { "es" },
+            union.len()
+        );
+        let width = role
+            .phases
+            .iter()
+            .map(|ph| ph.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let _ = writeln!(out, "  {:<width$}  {:>5}  syscalls", "phase", "count");
+        for ph in &role.phases {
+            let names: Vec<&str> = ph.names().collect();
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:>5}  {}",
+                ph.name,
+                names.len(),
+                names.join(", ")
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sample;
+    use super::*;
+
+    #[test]
+    fn table_lists_phases_in_order() {
+        let p = sample(&[(
+            "worker",
+            &[("init", &["setuid", "prctl"]), ("serving", &["accept4"])],
+        )]);
+        let t = render(&p);
+        let init = t.find("init ").unwrap();
+        let serving = t.find("serving").unwrap();
+        assert!(init < serving, "{t}");
+        assert!(t.contains("prctl, setuid"), "{t}");
+        assert!(
+            t.contains("role worker (1 process, 3 syscalls in all)"),
+            "{t}"
+        );
+    }
+}
