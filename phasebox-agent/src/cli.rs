@@ -23,6 +23,43 @@ pub enum Command {
     /// Read trace files.
     #[command(subcommand)]
     Trace(TraceCommand),
+    /// Learn a profile from a trace file.
+    Analyze(AnalyzeArgs),
+    /// Show, merge and compare profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The trace file (from `run -o` or `record -o`).
+    pub trace: PathBuf,
+    /// Phase rules: generic, nginx, auto, or a rule file.
+    #[arg(long, default_value = "generic", value_name = "RULES")]
+    pub phases: String,
+    /// Write the profile to this file.
+    #[arg(long, value_name = "FILE")]
+    pub profile: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Print the phase table per role, like the poster's.
+    Show {
+        /// The profile.
+        file: PathBuf,
+    },
+    /// Union of profiles: calls summed, provenance kept.
+    Merge {
+        /// The profiles to merge.
+        #[arg(required = true, num_args = 2..)]
+        inputs: Vec<PathBuf>,
+        /// Where to write the merged profile.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Per role and phase, the syscalls B gained or lost against A.
+    Diff { a: PathBuf, b: PathBuf },
 }
 
 /// Options of every tracing command.
@@ -40,6 +77,12 @@ pub struct TraceOptions {
     /// Do not print the summary table.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Learn a profile (roles, phases, syscalls) and write it to this file.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Phase rules for the profile: generic, nginx, auto, or a rule file.
+    #[arg(long, default_value = "generic", value_name = "RULES")]
+    pub phases: String,
 }
 
 #[derive(Debug, Args)]

@@ -9,11 +9,12 @@ use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
     event::{self, Event},
+    learn::Learner,
     probe::Probe,
     process::ProcessTree,
     procfs,
     summary::Summary,
-    tracefile::TraceWriter,
+    tracefile::{TraceFooter, TraceWriter},
 };
 
 /// Why a session ended.
@@ -38,13 +39,31 @@ enum Wake {
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
 const LIVENESS_EVERY: Duration = Duration::from_millis(200);
 
+/// Which processes a session started from.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// Launched or attached to.
+    pub roots: Vec<u32>,
+    /// Already running when tracing began.
+    pub attached: Vec<u32>,
+}
+
 pub struct Session {
     probe: Probe,
     ring: AsyncFd<RingBuf<MapData>>,
     pub tree: ProcessTree,
     writer: Option<TraceWriter>,
+    learner: Option<Learner>,
+    origin: Origin,
     events: u64,
     bad_records: u64,
+}
+
+/// What a session leaves.
+pub struct Finished {
+    pub summary: Summary,
+    pub tree: ProcessTree,
+    pub learner: Option<Learner>,
 }
 
 impl Session {
@@ -54,6 +73,8 @@ impl Session {
         ring: RingBuf<MapData>,
         tree: ProcessTree,
         writer: Option<TraceWriter>,
+        learner: Option<Learner>,
+        origin: Origin,
     ) -> anyhow::Result<Session> {
         // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd is dropped.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -63,13 +84,11 @@ impl Session {
             ring,
             tree,
             writer,
+            learner,
+            origin,
             events: 0,
             bad_records: 0,
         })
-    }
-
-    pub fn probe_mut(&mut self) -> &mut Probe {
-        &mut self.probe
     }
 
     /// Reads every record waiting in the ring buffer.
@@ -81,8 +100,10 @@ impl Session {
             if let Some(w) = self.writer.as_mut() {
                 w.record(bytes)?;
             }
-            // Syscall records only matter here for telling new processes from threads.
-            if event::peek_kind(bytes) == Ok(kind::SYSCALL) {
+            // Without a learner, syscall records only matter here for telling new processes
+            // from threads, and are not decoded.
+            let k = event::peek_kind(bytes);
+            if self.learner.is_none() && (k == Ok(kind::SYSCALL) || k == Ok(kind::PATH)) {
                 let tgid = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
                 self.tree.note_tgid(tgid);
                 continue;
@@ -95,6 +116,9 @@ impl Session {
                         self.probe.untrack(r.header.tgid);
                     }
                     self.tree.apply(&ev);
+                    if let Some(l) = self.learner.as_mut() {
+                        l.observe(&ev, &self.tree);
+                    }
                 }
                 Err(_) => self.bad_records += 1,
             }
@@ -155,7 +179,7 @@ impl Session {
     }
 
     /// Final drain, exact counters, and the trace file's footer.
-    pub fn finish(mut self) -> anyhow::Result<Summary> {
+    pub fn finish(mut self) -> anyhow::Result<Finished> {
         self.drain()?;
         let counts = self.probe.counts()?;
         let losses = self.probe.losses()?;
@@ -170,9 +194,18 @@ impl Session {
         }
         let summary = Summary::build(&self.tree, &counts, losses, self.events);
         if let Some(w) = self.writer.take() {
-            w.finish(&summary)?;
+            let footer = TraceFooter {
+                summary: summary.clone(),
+                root_pids: self.origin.roots.clone(),
+                attached_pids: self.origin.attached.clone(),
+            };
+            w.finish(&footer)?;
         }
-        Ok(summary)
+        Ok(Finished {
+            summary,
+            tree: self.tree,
+            learner: self.learner,
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! "PBTRACE\0"  u32 LE header length  header JSON (TraceHeader)
 //! records      the kernel's wire records as they arrived (kind in the first two bytes)
-//! "PBTREND\0"  u32 LE footer length  footer JSON (the run's Summary)
+//! "PBTREND\0"  u32 LE footer length  footer JSON (TraceFooter: the run's summary and roots)
 //! ```
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -35,6 +35,17 @@ pub struct TraceHeader {
     pub started_unix_ms: u64,
     /// Kernel monotonic time at start: record times minus this are times since start.
     pub started_monotonic_ns: u64,
+}
+
+/// What the trace file says at its end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceFooter {
+    /// The run's summary: exact counters and every process with its parent and program.
+    pub summary: Summary,
+    /// The processes phasebox launched or attached to.
+    pub root_pids: Vec<u32>,
+    /// Processes that were already running when tracing began.
+    pub attached_pids: Vec<u32>,
 }
 
 /// Writes a trace file atomically: it appears under its name only when finished.
@@ -80,8 +91,8 @@ impl TraceWriter {
     }
 
     /// Writes the footer and gives the file its name.
-    pub fn finish(mut self, summary: &Summary) -> anyhow::Result<PathBuf> {
-        let json = serde_json::to_vec(summary).expect("summary serializes");
+    pub fn finish(mut self, footer: &TraceFooter) -> anyhow::Result<PathBuf> {
+        let json = serde_json::to_vec(footer).expect("footer serializes");
         self.put(END_MAGIC)?;
         self.put(&(json.len() as u32).to_le_bytes())?;
         self.put(&json)?;
@@ -99,7 +110,7 @@ impl TraceWriter {
 pub struct Trace {
     pub header: TraceHeader,
     pub events: Vec<Event>,
-    pub summary: Summary,
+    pub footer: TraceFooter,
 }
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> anyhow::Error {
@@ -166,12 +177,12 @@ pub fn read(path: &Path) -> anyhow::Result<Trace> {
             .map_err(|_| bad(path, format!("record {n} is cut short")))?;
         events.push(event::decode(&buf[..len]).map_err(|e| bad(path, e))?);
     }
-    let summary: Summary = serde_json::from_slice(&read_block(&mut r, path, "footer")?)
+    let footer: TraceFooter = serde_json::from_slice(&read_block(&mut r, path, "footer")?)
         .map_err(|e| bad(path, format!("its footer is malformed ({e})")))?;
     Ok(Trace {
         header,
         events,
-        summary,
+        footer,
     })
 }
 
@@ -222,13 +233,18 @@ mod tests {
         w.record(as_bytes(&exec)).unwrap();
         w.record(as_bytes(&sys)).unwrap();
         let summary = Summary::build(&ProcessTree::new(), &BTreeMap::new(), Losses::default(), 2);
-        w.finish(&summary).unwrap();
+        let footer = TraceFooter {
+            summary,
+            root_pids: vec![4],
+            attached_pids: vec![],
+        };
+        w.finish(&footer).unwrap();
 
         let t = read(&path).unwrap();
         assert_eq!(t.header, header());
         assert_eq!(t.events.len(), 2);
         assert_eq!(t.events[1], Event::Syscall(sys));
-        assert_eq!(t.summary, summary);
+        assert_eq!(t.footer, footer);
 
         // A file cut in the middle of the records is reported, not misread.
         let bytes = std::fs::read(&path).unwrap();

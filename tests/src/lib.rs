@@ -1,6 +1,7 @@
 //! Helpers for the integration tests: the phasebox binary, the C test programs, strace as the
 //! oracle, and an nginx started with the test's own config.
 pub mod nginx;
+pub mod profile;
 pub mod strace;
 
 use std::collections::BTreeMap;
@@ -54,10 +55,15 @@ impl Drop for TempDir {
     }
 }
 
+/// cargo sets LD_LIBRARY_PATH for tests; the programs traced here run without it, as they would
+/// for a user (the loader would search every directory in it first).
+pub const CARGO_LIBRARY_PATH: &str = "LD_LIBRARY_PATH";
+
 /// Runs phasebox with `args`, stdout and stderr captured.
 pub fn phasebox(args: &[&str]) -> Output {
     Command::new(phasebox_bin())
         .args(args)
+        .env_remove(CARGO_LIBRARY_PATH)
         .stdin(Stdio::null())
         .output()
         .expect("phasebox runs")

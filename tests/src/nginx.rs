@@ -10,7 +10,9 @@ use crate::TempDir;
 pub struct Nginx {
     pub dir: TempDir,
     pub port: u16,
+    /// nginx's master, or the program it runs under (`start_under`).
     pub master: Child,
+    wrapped: bool,
 }
 
 /// A free loopback port, chosen by the kernel.
@@ -38,6 +40,12 @@ impl Nginx {
     /// Writes the config and a small site, starts nginx as a child (not daemonized), and waits
     /// until it accepts connections.
     pub fn start() -> Nginx {
+        Nginx::start_under(&[])
+    }
+
+    /// Like `start`, with nginx's command line appended to `wrapper` (for example
+    /// `phasebox run --profile F --`); the wrapper is the child, nginx's master its child.
+    pub fn start_under(wrapper: &[&str]) -> Nginx {
         let dir = TempDir::new("nginx");
         let prefix = dir.0.to_str().unwrap().to_string();
         for sub in ["html", "tmp", "logs"] {
@@ -47,21 +55,41 @@ impl Nginx {
         std::fs::write(dir.path("html/big.bin"), vec![b'x'; 256 * 1024]).unwrap();
         let port = free_port();
         std::fs::write(dir.path("nginx.conf"), config(&prefix, port)).unwrap();
-        let master = Command::new(nginx_bin())
-            .args([
-                "-p",
-                &prefix,
-                "-c",
-                &format!("{prefix}/nginx.conf"),
-                "-e",
-                &format!("{prefix}/error.log"),
-            ])
+        let nginx = nginx_bin();
+        let nginx_args = [
+            nginx.to_str().unwrap().to_string(),
+            "-p".into(),
+            prefix.clone(),
+            "-c".into(),
+            format!("{prefix}/nginx.conf"),
+            "-e".into(),
+            format!("{prefix}/error.log"),
+        ];
+        let argv: Vec<String> = wrapper
+            .iter()
+            .map(|s| s.to_string())
+            .chain(nginx_args)
+            .collect();
+        // A wrapper's messages (phasebox's) go to the test's output.
+        let stderr = if wrapper.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        };
+        let master = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_remove(crate::CARGO_LIBRARY_PATH)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("nginx starts (is the nginx package installed?)");
-        let n = Nginx { dir, port, master };
+        let n = Nginx {
+            dir,
+            port,
+            master,
+            wrapped: !wrapper.is_empty(),
+        };
         n.wait_listening();
         n
     }
@@ -78,8 +106,34 @@ impl Nginx {
         }
     }
 
+    /// The master's pid (from its pid file when it runs under a wrapper).
     pub fn pid(&self) -> u32 {
-        self.master.id()
+        if !self.wrapped {
+            return self.master.id();
+        }
+        let text = std::fs::read_to_string(self.dir.path("nginx.pid")).unwrap_or_default();
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no nginx pid file: {}", self.error_log()))
+    }
+
+    /// Graceful quit (SIGQUIT to the master); waits for the child (nginx or its wrapper) to
+    /// end and returns its exit status.
+    pub fn quit(&mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own (grand)child.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGQUIT) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = self.master.try_wait() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not quit: {}",
+                self.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -92,6 +146,7 @@ impl Nginx {
 
     /// The master's children, i.e. its worker processes.
     pub fn workers(&self) -> Vec<u32> {
+        let master = self.pid();
         let mut out = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Some(pid) = entry
@@ -110,7 +165,7 @@ impl Nginx {
             let mut f = stat[close + 1..].split_whitespace();
             let state = f.next().unwrap_or("");
             let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-            if ppid == self.pid() && state != "Z" {
+            if ppid == master && state != "Z" {
                 out.push(pid);
             }
         }
@@ -171,6 +226,10 @@ pub fn nginx_bin() -> PathBuf {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.master.try_wait() {
+            return;
+        }
+        // A wrapper (phasebox run) passes SIGTERM on to nginx.
         let pid = self.master.id() as i32;
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid, libc::SIGTERM) };

@@ -13,6 +13,7 @@ pub fn counts(argv: &[&str]) -> Counts {
         .args(["-f", "-qq", "-o"])
         .arg(&log)
         .args(argv)
+        .env_remove(crate::CARGO_LIBRARY_PATH)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

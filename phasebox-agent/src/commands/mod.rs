@@ -1,5 +1,7 @@
 //! One file per subcommand, wiring the pieces together.
+mod analyze;
 mod output;
+mod profile;
 mod record;
 mod run;
 mod trace;
@@ -12,6 +14,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => runtime()?.block_on(run::run(args)),
         Command::Record(args) => runtime()?.block_on(record::record(args)),
         Command::Trace(TraceCommand::Dump { file }) => trace::dump(&file),
+        Command::Analyze(args) => analyze::analyze(&args),
+        Command::Profile(cmd) => profile::profile(&cmd),
     }
 }
 

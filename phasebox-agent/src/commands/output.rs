@@ -1,22 +1,27 @@
-//! What `run` and `record` write at the end: the summary table, the summary JSON, the trace.
+//! What `run` and `record` write at the end: the summary table, the summary JSON, the trace,
+//! the profile. Every output is opened before tracing starts, so a bad path fails up front.
 use std::io::Write as _;
-use std::path::Path;
 
 use crate::{
     atomic_file::{AtomicFile, file_error},
     cli::TraceOptions,
+    learn::{Learner, RunInfo},
+    phase::Detector,
     probe::{Probe, ProbeOptions},
     procfs,
-    session::Session,
+    session::{Origin, Session},
     summary::Summary,
     sysnames,
     tracefile::{FORMAT_VERSION, TraceHeader, TraceWriter},
 };
 
-/// Output files opened before tracing starts, so an unwritable path fails up front.
+/// Outputs opened before tracing starts.
 pub struct Outputs {
     summary: Option<AtomicFile>,
+    profile: Option<(AtomicFile, Detector)>,
+    trace: Option<std::path::PathBuf>,
     quiet: bool,
+    run: RunInfo,
 }
 
 fn monotonic_ns() -> u64 {
@@ -29,23 +34,33 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Checks the outputs, loads the probe and opens the trace file.
+/// Everything a tracing command needs before its target runs.
+pub struct Started {
+    pub outputs: Outputs,
+    pub probe: Probe,
+    pub ring: aya::maps::RingBuf<aya::maps::MapData>,
+    pub writer: Option<TraceWriter>,
+}
+
+/// Checks the outputs and phase rules, loads the probe and opens the trace file.
 pub fn start(
     opts: &TraceOptions,
     mode: &str,
     command: Vec<String>,
     target_pid: Option<u32>,
-) -> anyhow::Result<(
-    Outputs,
-    Probe,
-    aya::maps::RingBuf<aya::maps::MapData>,
-    Option<TraceWriter>,
-)> {
+) -> anyhow::Result<Started> {
     let summary = opts
         .summary
         .as_deref()
         .map(AtomicFile::create)
         .transpose()?;
+    let profile = match &opts.profile {
+        Some(path) => Some((AtomicFile::create(path)?, Detector::load(&opts.phases)?)),
+        None => None,
+    };
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let header = TraceHeader {
         format_version: FORMAT_VERSION,
         wire_version: phasebox_common::WIRE_VERSION,
@@ -53,11 +68,9 @@ pub fn start(
         arch: sysnames::ARCH.to_string(),
         kernel_release: procfs::kernel_release(),
         mode: mode.to_string(),
-        command,
+        command: command.clone(),
         target_pid,
-        started_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        started_unix_ms,
         started_monotonic_ns: monotonic_ns(),
     };
     let writer = opts
@@ -69,21 +82,43 @@ pub fn start(
         ring_bytes: opts.ring_bytes,
         stream: true,
     })?;
-    Ok((
-        Outputs {
-            summary,
-            quiet: opts.quiet,
+    let run = RunInfo {
+        name: match target_pid {
+            Some(pid) => format!("record -p {pid}"),
+            None => command.join(" "),
         },
+        launched: mode == "run",
+        started_unix_ms,
+        kernel_release: header.kernel_release.clone(),
+        dropped: 0,
+    };
+    let outputs = Outputs {
+        summary,
+        profile,
+        trace: opts.output.clone(),
+        quiet: opts.quiet,
+        run,
+    };
+    Ok(Started {
+        outputs,
         probe,
         ring,
         writer,
-    ))
+    })
 }
 
 impl Outputs {
+    /// A learner when a profile was asked for.
+    pub fn learner(&self, origin: &Origin) -> Option<Learner> {
+        self.profile
+            .as_ref()
+            .map(|(_, det)| Learner::new(det.clone(), &origin.roots, &origin.attached))
+    }
+
     /// Ends the session and writes everything it learned.
-    pub fn finish(self, session: Session, trace: Option<&Path>) -> anyhow::Result<Summary> {
-        let summary = session.finish()?;
+    pub fn finish(self, session: Session) -> anyhow::Result<Summary> {
+        let done = session.finish()?;
+        let summary = done.summary;
         if !self.quiet {
             eprint!("{}", summary.render_text());
         }
@@ -94,7 +129,27 @@ impl Outputs {
                 .map_err(|e| file_error("write", &dest, &e))?;
             file.commit()?;
         }
-        if let (Some(path), false) = (trace, self.quiet) {
+        if let (Some((mut file, _)), Some(learner)) = (self.profile, done.learner) {
+            let run = RunInfo {
+                dropped: summary.dropped,
+                ..self.run
+            };
+            let profile = learner.finish(&done.tree, &run);
+            let dest = file.dest().to_path_buf();
+            file.file()
+                .write_all(profile.to_json().as_bytes())
+                .map_err(|e| file_error("write", &dest, &e))?;
+            file.commit()?;
+            if !self.quiet {
+                let phases: usize = profile.roles.iter().map(|r| r.phases.len()).sum();
+                eprintln!(
+                    "phasebox: profile written to {} ({} roles, {phases} phases)",
+                    dest.display(),
+                    profile.roles.len()
+                );
+            }
+        }
+        if let (Some(path), false) = (&self.trace, self.quiet) {
             eprintln!("phasebox: trace written to {}", path.display());
         }
         Ok(summary)

@@ -7,7 +7,7 @@ use crate::{
     probe::Probe,
     process::ProcessTree,
     procfs,
-    session::{Session, Stop, interrupted},
+    session::{Origin, Session, Stop, interrupted},
 };
 
 /// Tracks `root` and every descendant /proc shows (twice, to catch forks made meanwhile; after
@@ -48,8 +48,12 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
         }
         Some(_) => {}
     }
-    let (outputs, mut probe, ring, writer) =
-        output::start(&args.trace, "record", Vec::new(), Some(pid))?;
+    let output::Started {
+        outputs,
+        mut probe,
+        ring,
+        writer,
+    } = output::start(&args.trace, "record", Vec::new(), Some(pid))?;
     let mut tree = ProcessTree::new();
     attach(&mut probe, &mut tree, pid)?;
     if tree.is_empty() {
@@ -60,7 +64,13 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
         "phasebox: tracing pid {pid} and its descendants ({n} process{}); Ctrl-C to stop",
         if n == 1 { "" } else { "es" }
     );
-    let mut session = Session::new(probe, ring, tree, writer)?;
+    let attached: Vec<u32> = tree.processes().iter().map(|p| p.pid).collect();
+    let origin = Origin {
+        roots: vec![pid],
+        attached,
+    };
+    let learner = outputs.learner(&origin);
+    let mut session = Session::new(probe, ring, tree, writer, learner, origin)?;
     let duration = args.duration;
     let stop = async move {
         match duration {
@@ -75,6 +85,6 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
     if why == Stop::TreeExited && !args.trace.quiet {
         eprintln!("phasebox: process {pid} and its descendants have exited");
     }
-    outputs.finish(session, args.trace.output.as_deref())?;
+    outputs.finish(session)?;
     Ok(0)
 }

@@ -6,13 +6,17 @@ use crate::{
     cli::RunArgs,
     launch,
     process::ProcessTree,
-    session::{Session, Stop},
+    session::{Origin, Session, Stop},
 };
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let program = launch::resolve(&args.command[0])?;
-    let (outputs, mut probe, ring, writer) =
-        output::start(&args.trace, "run", args.command.clone(), None)?;
+    let output::Started {
+        outputs,
+        mut probe,
+        ring,
+        writer,
+    } = output::start(&args.trace, "run", args.command.clone(), None)?;
     launch::become_subreaper();
     let child = launch::spawn_gated(&program, &args.command)?;
     let pid = child.pid;
@@ -40,7 +44,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     });
     child.release()?;
 
-    let mut session = Session::new(probe, ring, tree, writer)?;
+    let origin = Origin {
+        roots: vec![pid],
+        attached: vec![],
+    };
+    let learner = outputs.learner(&origin);
+    let mut session = Session::new(probe, ring, tree, writer, learner, origin)?;
     let exit_code = std::cell::Cell::new(0);
     let stop = async {
         use tokio::signal::unix::{SignalKind, signal};
@@ -73,7 +82,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     };
     let why = session.run(stop, false).await?;
-    outputs.finish(session, args.trace.output.as_deref())?;
+    outputs.finish(session)?;
     match why {
         Stop::TreeExited => Ok(exit_code.get()),
         Stop::Signal(_) | Stop::Duration => {

@@ -95,7 +95,7 @@ pub fn dump(path: &Path) -> anyhow::Result<i32> {
             out,
             "# {} events, {} dropped while recording",
             trace.events.len(),
-            trace.summary.dropped
+            trace.footer.summary.dropped
         )?;
         out.flush()
     };

@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(m.runs.len(), 2);
         assert!(!m.complete);
         assert_eq!(m.incomplete_reasons, ["attached"]);
-        assert_eq!(merge(&[a.clone()]).unwrap(), a);
+        assert_eq!(merge(std::slice::from_ref(&a)).unwrap(), a);
     }
 
     #[test]

@@ -153,8 +153,11 @@ impl Profile {
 pub(crate) mod tests {
     use super::*;
 
+    /// Phases of a sample role: (phase, syscalls).
+    pub type SamplePhases<'a> = &'a [(&'a str, &'a [&'a str])];
+
     /// A small profile: role → [(phase, [syscalls])].
-    pub fn sample(roles: &[(&str, &[(&str, &[&str])])]) -> Profile {
+    pub fn sample(roles: &[(&str, SamplePhases)]) -> Profile {
         Profile {
             schema: SCHEMA.into(),
             program: Program {

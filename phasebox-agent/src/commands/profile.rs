@@ -1,0 +1,31 @@
+//! `phasebox profile show|merge|diff`.
+use crate::{
+    cli::ProfileCommand,
+    profile::{Profile, compare, show},
+};
+
+pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ProfileCommand::Show { file } => {
+            print!("{}", show::render(&Profile::load(file)?));
+        }
+        ProfileCommand::Merge { inputs, output } => {
+            let profiles = inputs
+                .iter()
+                .map(|p| Profile::load(p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let merged = compare::merge(&profiles)?;
+            merged.save(output)?;
+            eprintln!(
+                "phasebox: merged {} profiles into {}",
+                profiles.len(),
+                output.display()
+            );
+        }
+        ProfileCommand::Diff { a, b } => {
+            let (pa, pb) = (Profile::load(a)?, Profile::load(b)?);
+            print!("{}", compare::render_diff(&compare::diff(&pa, &pb)));
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,66 @@
+//! Reading learned profiles in tests.
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+pub fn load(path: &Path) -> Value {
+    crate::read_summary(path)
+}
+
+pub fn role<'a>(p: &'a Value, name: &str) -> &'a Value {
+    p["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no role {name} in profile: {}", role_names(p).join(", ")))
+}
+
+pub fn role_names(p: &Value) -> Vec<String> {
+    p["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Phase names of a role, in order.
+pub fn phase_names(role: &Value) -> Vec<String> {
+    role["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn phase<'a>(role: &'a Value, name: &str) -> &'a Value {
+    role["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no phase {name}: {:?}", phase_names(role)))
+}
+
+/// Syscall names of a phase.
+pub fn syscalls(phase: &Value) -> BTreeSet<String> {
+    phase["syscalls"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Every syscall of a role.
+pub fn union(role: &Value) -> BTreeSet<String> {
+    role["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(syscalls)
+        .collect()
+}

@@ -1,0 +1,283 @@
+//! nginx launched under `phasebox run --phases nginx`: the learned profile has the seed
+//! poster's 11 phases in the right roles, compared set by set with the poster's table; the
+//! same trace analyzed offline gives the same profile; and automatic segmentation finds the
+//! worker's init/serving boundary without the nginx rules.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use phasebox_tests::{TempDir, nginx::Nginx, phasebox, phasebox_bin, profile};
+
+const REQUESTS: usize = 20;
+
+/// nginx 1.22's order of the poster's phases (docs/phases.md says why it differs).
+const MASTER: [&str; 8] = [
+    "execution-initiation",
+    "loading-shared-libraries",
+    "initializing-logging",
+    "reading-configuration-files",
+    "opening-files-and-directories",
+    "creating-and-configuring-sockets",
+    "setting-up-signal-handlers",
+    "setting-up-worker-processes",
+];
+const WORKER: [&str; 3] = [
+    "worker-process-initialization",
+    "entering-event-loop",
+    "accepting-and-serving-requests",
+];
+
+/// The poster's table: phase → syscalls.
+fn poster() -> Vec<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/poster-nginx-phases.tsv"),
+    )
+    .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("order"))
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            (
+                cols[1].to_string(),
+                cols[2].split(',').map(String::from).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Names a poster syscall goes by on this system: glibc 2.36 makes fstat and stat calls with
+/// newfstatat.
+fn equivalents(name: &str) -> Vec<&str> {
+    match name {
+        "fstat" | "stat" => vec![name, "newfstatat"],
+        _ => vec![name],
+    }
+}
+
+/// The documented differences: (phase, poster syscall) → reason, from docs/phases.md.
+fn documented() -> BTreeMap<(String, String), String> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/phases.md"))
+            .unwrap();
+    let section = doc
+        .split("<!-- poster-differences -->")
+        .nth(1)
+        .expect("differences table in docs/phases.md");
+    section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| phase") && !l.starts_with("|--"))
+        .map(|l| {
+            let c: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            (
+                (
+                    c[0].trim_matches('`').to_string(),
+                    c[1].trim_matches('`').to_string(),
+                ),
+                c[2].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn nginx_profile_matches_the_poster() {
+    let dir = TempDir::new("phases");
+    let prof = dir.path("nginx.json");
+    let trace = dir.path("nginx.pbtrace");
+    let bin = phasebox_bin();
+    let wrapper = [
+        bin.to_str().unwrap(),
+        "run",
+        "--phases",
+        "nginx",
+        "--profile",
+        prof.to_str().unwrap(),
+        "-o",
+        trace.to_str().unwrap(),
+        "--",
+    ];
+    let mut nginx = Nginx::start_under(&wrapper);
+    assert!(
+        nginx
+            .curl("/index.html", REQUESTS)
+            .iter()
+            .all(|c| c == "200")
+    );
+    assert!(nginx.curl("/big.bin", REQUESTS).iter().all(|c| c == "200"));
+    let st = nginx.quit();
+    assert!(st.success(), "phasebox run ended with {st}");
+
+    let p = profile::load(&prof);
+    assert_eq!(p["complete"], true, "{}", p["incomplete_reasons"]);
+    let master = profile::role(&p, "master");
+    let worker = profile::role(&p, "worker");
+    assert_eq!(
+        profile::phase_names(master),
+        MASTER,
+        "master phases, in order"
+    );
+    assert_eq!(
+        profile::phase_names(worker),
+        WORKER,
+        "worker phases, in order"
+    );
+
+    // Each phase's set against the poster's.
+    let docs = documented();
+    let mut undocumented = Vec::new();
+    let (mut found_total, mut poster_total) = (0, 0);
+    eprintln!(
+        "{:<34} {:>6} {:>8}  missing (poster) / extra (here)",
+        "phase", "poster", "found"
+    );
+    for (name, want) in poster() {
+        let role = if WORKER.contains(&name.as_str()) {
+            worker
+        } else {
+            master
+        };
+        let have = profile::syscalls(profile::phase(role, &name));
+        let missing: Vec<&String> = want
+            .iter()
+            .filter(|w| !equivalents(w).iter().any(|e| have.contains(*e)))
+            .collect();
+        let mapped: BTreeSet<&str> = want.iter().flat_map(|w| equivalents(w)).collect();
+        let extra: Vec<&String> = have
+            .iter()
+            .filter(|h| !mapped.contains(h.as_str()))
+            .collect();
+        poster_total += want.len();
+        found_total += want.len() - missing.len();
+        eprintln!(
+            "{name:<34} {:>6} {:>8}  -{missing:?} / +{} others",
+            want.len(),
+            want.len() - missing.len(),
+            extra.len()
+        );
+        for m in missing {
+            if !docs.contains_key(&(name.clone(), m.clone())) {
+                undocumented.push(format!("{name}: {m}"));
+            }
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "poster syscalls missing here and not explained in docs/phases.md: {undocumented:?}"
+    );
+    eprintln!("poster syscalls found in their phase: {found_total} of {poster_total}");
+    assert!(
+        found_total * 10 >= poster_total * 8,
+        "only {found_total} of {poster_total}"
+    );
+
+    // Specialization: serving needs fewer syscalls than the worker's whole life.
+    let serving = profile::syscalls(profile::phase(worker, WORKER[2]));
+    let all = profile::union(worker);
+    eprintln!(
+        "worker: {} syscalls while serving, {} over all its phases",
+        serving.len(),
+        all.len()
+    );
+    assert!(serving.len() < all.len());
+    for s in [
+        "accept4",
+        "recvfrom",
+        "sendfile",
+        "writev",
+        "epoll_wait",
+        "close",
+    ] {
+        assert!(serving.contains(s), "serving lacks {s}: {serving:?}");
+    }
+    for s in ["setuid", "setgid", "epoll_create"] {
+        assert!(
+            !serving.contains(s),
+            "{s} is an init-only call, yet in serving"
+        );
+    }
+
+    // The same trace analyzed offline gives the same roles, phases and sets.
+    let offline = dir.path("offline.json");
+    let out = phasebox(&[
+        "analyze",
+        trace.to_str().unwrap(),
+        "--phases",
+        "nginx",
+        "--profile",
+        offline.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = profile::load(&offline);
+    for role in ["master", "worker"] {
+        let (a, b) = (profile::role(&p, role), profile::role(&q, role));
+        assert_eq!(profile::phase_names(a), profile::phase_names(b));
+        for ph in profile::phase_names(a) {
+            assert_eq!(
+                profile::syscalls(profile::phase(a, &ph)),
+                profile::syscalls(profile::phase(b, &ph)),
+                "{role}/{ph} differs between live and offline"
+            );
+        }
+    }
+
+    // Without the nginx rules: automatic segmentation finds where the worker starts serving.
+    let auto = dir.path("auto.json");
+    let out = phasebox(&[
+        "analyze",
+        trace.to_str().unwrap(),
+        "--phases",
+        "auto",
+        "--profile",
+        auto.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = profile::load(&auto);
+    let roles = profile::role_names(&a);
+    let worker_role = roles
+        .iter()
+        .find(|r| r.ends_with("-child"))
+        .expect("a forked role");
+    let w = profile::role(&a, worker_role);
+    let segments: Vec<(String, BTreeSet<String>)> = profile::phase_names(w)
+        .into_iter()
+        .map(|n| {
+            let s = profile::syscalls(profile::phase(w, &n));
+            (n, s)
+        })
+        .collect();
+    let calls = |seg: &str, name: &str| {
+        profile::phase(w, seg)["syscalls"][name]["calls"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let serving_seg = segments
+        .iter()
+        .max_by_key(|(n, _)| calls(n, "accept4"))
+        .unwrap();
+    let idx = segments.iter().position(|s| s.0 == serving_seg.0).unwrap();
+    eprintln!(
+        "auto: worker in {} segments; serving is {} of them: {:?}",
+        segments.len(),
+        serving_seg.0,
+        serving_seg.1
+    );
+    assert!(serving_seg.1.contains("accept4") && serving_seg.1.contains("recvfrom"));
+    for s in ["setuid", "setgid", "epoll_create", "prctl"] {
+        assert!(
+            !serving_seg.1.contains(s),
+            "{s} in the serving segment {:?}",
+            serving_seg.1
+        );
+    }
+    assert!(
+        segments[..idx].iter().any(|(_, s)| s.contains("setuid")),
+        "no init segment before serving"
+    );
+}
