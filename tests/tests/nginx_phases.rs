@@ -78,6 +78,25 @@ fn documented() -> BTreeMap<(String, String), String> {
         .collect()
 }
 
+/// `phasebox analyze TRACE --phases RULES`, read back.
+fn analyze(dir: &TempDir, trace: &Path, rules: &str) -> serde_json::Value {
+    let out_path = dir.path(&format!("offline-{rules}.json"));
+    let out = phasebox(&[
+        "analyze",
+        trace.to_str().unwrap(),
+        "--phases",
+        rules,
+        "--profile",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    profile::load(&out_path)
+}
+
 #[test]
 fn nginx_profile_matches_the_poster() {
     let dir = TempDir::new("phases");
@@ -196,21 +215,8 @@ fn nginx_profile_matches_the_poster() {
     }
 
     // The same trace analyzed offline gives the same roles, phases and sets.
-    let offline = dir.path("offline.json");
-    let out = phasebox(&[
-        "analyze",
-        trace.to_str().unwrap(),
-        "--phases",
-        "nginx",
-        "--profile",
-        offline.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let q = profile::load(&offline);
+    let q = analyze(&dir, &trace, "nginx");
+
     for role in ["master", "worker"] {
         let (a, b) = (profile::role(&p, role), profile::role(&q, role));
         assert_eq!(profile::phase_names(a), profile::phase_names(b));
@@ -224,21 +230,7 @@ fn nginx_profile_matches_the_poster() {
     }
 
     // Without the nginx rules: automatic segmentation finds where the worker starts serving.
-    let auto = dir.path("auto.json");
-    let out = phasebox(&[
-        "analyze",
-        trace.to_str().unwrap(),
-        "--phases",
-        "auto",
-        "--profile",
-        auto.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let a = profile::load(&auto);
+    let a = analyze(&dir, &trace, "auto");
     let roles = profile::role_names(&a);
     let worker_role = roles
         .iter()

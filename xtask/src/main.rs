@@ -89,8 +89,8 @@ fn demo() -> anyhow::Result<()> {
 fn test() -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     util::cargo(&["fmt", "--all", "--", "--check"])?;
-    util::cargo(&[
-        "clippy",
+    // The userspace crates (never phasebox-ebpf: it only builds for the BPF target).
+    const CRATES: [&str; 8] = [
         "-p",
         "phasebox-common",
         "-p",
@@ -99,20 +99,14 @@ fn test() -> anyhow::Result<()> {
         "xtask",
         "-p",
         "phasebox-tests",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
-    util::cargo(&[
-        "test",
-        "-p",
-        "phasebox-common",
-        "-p",
-        "phasebox-agent",
-        "-p",
-        "xtask",
-    ])?;
+    ];
+    let mut clippy = vec!["clippy"];
+    clippy.extend(CRATES);
+    clippy.extend(["--all-targets", "--", "-D", "warnings"]);
+    util::cargo(&clippy)?;
+    let mut unit = vec!["test"];
+    unit.extend(&CRATES[..6]);
+    util::cargo(&unit)?;
     let mut cmd = util::cargo_cmd(&["test", "-p", "phasebox-tests", "--", "--test-threads=1"]);
     cmd.env("PHASEBOX_BIN", &bin);
     util::run(&mut cmd)
