@@ -28,6 +28,27 @@ pub enum Command {
     /// Show, merge and compare profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Compare a learned profile with policies (sysfilter, Chestnut, OCI/Docker seccomp, name
+    /// lists, other profiles).
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The learned profile.
+    pub profile: PathBuf,
+    /// The policies to compare it with.
+    #[arg(required = true)]
+    pub policies: Vec<PathBuf>,
+    /// Only this role.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Only this phase.
+    #[arg(long)]
+    pub phase: Option<String>,
+    /// Also write the comparison as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

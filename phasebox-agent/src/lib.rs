@@ -9,6 +9,7 @@ pub mod event;
 pub mod launch;
 pub mod learn;
 pub mod phase;
+pub mod policy;
 pub mod probe;
 pub mod process;
 pub mod procfs;

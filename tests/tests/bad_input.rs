@@ -86,3 +86,28 @@ fn traced_pid_that_exits_is_a_normal_end() {
         "the child that ran pwd was followed: {exes:?}"
     );
 }
+
+#[test]
+fn unreadable_policy_for_compare() {
+    let dir = TempDir::new("bad-policy");
+    let prof = dir.path("true.json");
+    let out = phasebox(&[
+        "run",
+        "-q",
+        "--profile",
+        prof.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.path("policy.json");
+    std::fs::write(&bad, "{\"what\": 1}").unwrap();
+    let out = phasebox(&["compare", prof.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_clear_failure(&out, "is not a policy phasebox can read");
+    let out = phasebox(&["compare", prof.to_str().unwrap(), "/no/such/policy.json"]);
+    assert_clear_failure(&out, "cannot read /no/such/policy.json");
+}

@@ -214,6 +214,55 @@ fn nginx_profile_matches_the_poster() {
         );
     }
 
+    // The serving phase against Docker's default profile and against the worker's own union.
+    let cmp = dir.path("compare.json");
+    let docker = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/docker-default-seccomp.json");
+    let out = phasebox(&[
+        "compare",
+        prof.to_str().unwrap(),
+        docker.to_str().unwrap(),
+        prof.to_str().unwrap(),
+        "--role",
+        "worker",
+        "--phase",
+        WORKER[2],
+        "--json",
+        cmp.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    let c = profile::load(&cmp);
+    let rows = c["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let (d, own) = (&rows[0], &rows[1]);
+    assert_eq!(d["used_count"].as_u64().unwrap() as usize, serving.len());
+    assert_eq!(
+        d["missing"].as_array().unwrap().len(),
+        0,
+        "Docker allows all of nginx's serving calls"
+    );
+    assert!(d["over_approximation"].as_array().unwrap().len() > 200);
+    let crit: Vec<&str> = d["critical_allowed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        crit.contains(&"execve") && crit.contains(&"ptrace"),
+        "{crit:?}"
+    );
+    assert_eq!(own["allowed_count"].as_u64().unwrap() as usize, all.len());
+    assert_eq!(
+        own["over_approximation"].as_array().unwrap().len(),
+        all.len() - serving.len()
+    );
+    assert_eq!(own["missing"].as_array().unwrap().len(), 0);
+
     // The same trace analyzed offline gives the same roles, phases and sets.
     let q = analyze(&dir, &trace, "nginx");
 

@@ -1,5 +1,6 @@
 //! One file per subcommand, wiring the pieces together.
 mod analyze;
+mod compare;
 mod output;
 mod profile;
 mod record;
@@ -16,6 +17,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Trace(TraceCommand::Dump { file }) => trace::dump(&file),
         Command::Analyze(args) => analyze::analyze(&args),
         Command::Profile(cmd) => profile::profile(&cmd),
+        Command::Compare(args) => compare::compare(&args),
     }
 }
 

@@ -1,0 +1,32 @@
+//! `phasebox compare PROFILE POLICY…`: a learned profile against other policies.
+use crate::{
+    atomic_file::write_atomic,
+    cli::CompareArgs,
+    policy::{Policy, report},
+    profile::Profile,
+};
+
+pub fn compare(args: &CompareArgs) -> anyhow::Result<i32> {
+    let profile = Profile::load(&args.profile)?;
+    let policies = args
+        .policies
+        .iter()
+        .map(|p| Policy::load(p, &profile.kernel_release, args.role.as_deref()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let c = report::compare(
+        &profile,
+        &policies,
+        args.role.as_deref(),
+        args.phase.as_deref(),
+    )?;
+    print!("{}", report::render(&c));
+    if let Some(path) = &args.json {
+        write_atomic(
+            path,
+            serde_json::to_string_pretty(&c)
+                .expect("serializes")
+                .as_bytes(),
+        )?;
+    }
+    Ok(0)
+}

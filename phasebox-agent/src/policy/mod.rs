@@ -1,0 +1,429 @@
+//! Policies from elsewhere, imported as sets of allowed syscall names for one architecture:
+//! sysfilter's and Chestnut's number arrays, Chestnut's policy files, OCI/Docker seccomp
+//! profiles (current and legacy form, default-deny and default-allow), `App:name,…` lists, and
+//! phasebox's own profiles. Formats and rules: docs/compare.md.
+pub mod critical;
+pub mod report;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{atomic_file::file_error, profile::Profile, sysnames};
+
+/// An imported policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// What it is called in reports (the file name).
+    pub name: String,
+    /// The format it was read as.
+    pub format: &'static str,
+    /// Syscalls it allows.
+    pub allowed: BTreeSet<String>,
+    /// Allowed only when arguments match (OCI `args` conditions): counted as allowed.
+    pub conditional: BTreeSet<String>,
+}
+
+/// Capabilities a container gets from Docker by default: rules that need only these apply.
+const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every syscall name of this architecture.
+pub fn all_syscalls() -> BTreeSet<String> {
+    syscalls::Sysno::iter()
+        .map(|s| s.name().to_string())
+        .collect()
+}
+
+/// The names Docker's and libseccomp's `arches` use for this architecture.
+fn arch_aliases() -> &'static [&'static str] {
+    match sysnames::ARCH {
+        "x86_64" => &["amd64", "x86_64", "SCMP_ARCH_X86_64"],
+        "aarch64" => &["arm64", "aarch64", "SCMP_ARCH_AARCH64"],
+        _ => &[],
+    }
+}
+
+/// "6.18.44-x" → (6, 18).
+fn kernel_version(release: &str) -> (u32, u32) {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+struct Ctx<'a> {
+    origin: &'a str,
+    kernel: (u32, u32),
+}
+
+impl Ctx<'_> {
+    fn bad(&self, what: impl std::fmt::Display) -> anyhow::Error {
+        anyhow::anyhow!("{} is not a policy phasebox can read: {what}", self.origin)
+    }
+
+    fn number(&self, v: &Value) -> anyhow::Result<String> {
+        let n = v
+            .as_u64()
+            .ok_or_else(|| self.bad(format!("{v} is not a syscall number")))?;
+        let name = sysnames::name(n as u32);
+        if name.starts_with("syscall_") {
+            return Err(self.bad(format!(
+                "syscall number {n} is not in the {} table",
+                sysnames::ARCH
+            )));
+        }
+        Ok(name.into_owned())
+    }
+
+    /// A syscall given by number or name.
+    fn syscall(&self, v: &Value) -> anyhow::Result<String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            _ => self.number(v),
+        }
+    }
+
+    /// Whether an OCI rule's `includes`/`excludes` make it apply to a default container on
+    /// this architecture and kernel.
+    fn applies(&self, rule: &Value) -> bool {
+        let has_arch = |list: &Value| {
+            list.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x.as_str().is_some_and(|s| arch_aliases().contains(&s)))
+            })
+        };
+        let caps_default = |list: &Value| {
+            list.as_array().is_some_and(|a| {
+                a.iter()
+                    .all(|c| c.as_str().is_some_and(|c| DEFAULT_CAPS.contains(&c)))
+            })
+        };
+        let any_default_cap = |list: &Value| {
+            list.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|c| c.as_str().is_some_and(|c| DEFAULT_CAPS.contains(&c)))
+            })
+        };
+        let inc = &rule["includes"];
+        let exc = &rule["excludes"];
+        if !inc["arches"].is_null() && !has_arch(&inc["arches"]) {
+            return false;
+        }
+        if !inc["caps"].is_null() && !caps_default(&inc["caps"]) {
+            return false;
+        }
+        if let Some(min) = inc["minKernel"].as_str()
+            && self.kernel < kernel_version(min)
+        {
+            return false;
+        }
+        if !exc["arches"].is_null() && has_arch(&exc["arches"]) {
+            return false;
+        }
+        if !exc["caps"].is_null() && any_default_cap(&exc["caps"]) {
+            return false;
+        }
+        true
+    }
+
+    fn oci(&self, v: &Value) -> anyhow::Result<Policy> {
+        let default = v["defaultAction"]
+            .as_str()
+            .ok_or_else(|| self.bad("defaultAction is not a string"))?;
+        let allows = |action: &str| matches!(action, "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG");
+        let rules = match &v["syscalls"] {
+            Value::Null => &Vec::new(),
+            Value::Array(a) => a,
+            _ => return Err(self.bad("\"syscalls\" is not a list")),
+        };
+        let mut allowed = BTreeSet::new();
+        let mut denied = BTreeSet::new();
+        let mut conditional = BTreeSet::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let action = rule["action"]
+                .as_str()
+                .ok_or_else(|| self.bad(format!("rule {i} has no action")))?;
+            // Current form: "names": [...]; legacy form: "name": "...".
+            let names: Vec<String> = match (&rule["names"], &rule["name"]) {
+                (Value::Array(a), _) => a
+                    .iter()
+                    .map(|n| self.syscall(n))
+                    .collect::<anyhow::Result<_>>()?,
+                (_, Value::String(n)) => vec![n.clone()],
+                _ => return Err(self.bad(format!("rule {i} has neither \"names\" nor \"name\""))),
+            };
+            if !self.applies(rule) {
+                continue;
+            }
+            let has_args = rule["args"].as_array().is_some_and(|a| !a.is_empty());
+            if allows(action) {
+                if has_args {
+                    conditional.extend(names.iter().cloned());
+                }
+                allowed.extend(names);
+            } else if !has_args {
+                denied.extend(names);
+            }
+        }
+        let allowed = if allows(default) {
+            all_syscalls().difference(&denied).cloned().collect()
+        } else {
+            allowed.difference(&denied).cloned().collect()
+        };
+        let format = if allows(default) {
+            "OCI seccomp (default allow)"
+        } else {
+            "OCI seccomp (default deny)"
+        };
+        Ok(Policy {
+            name: String::new(),
+            format,
+            allowed,
+            conditional,
+        })
+    }
+
+    fn parse(&self, text: &str) -> anyhow::Result<Policy> {
+        let trimmed = text.trim_start();
+        if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+            return self.name_list(text);
+        }
+        let v: Value = serde_json::from_str(text).map_err(|e| self.bad(e))?;
+        let (format, allowed) = match &v {
+            Value::Array(a) => (
+                "syscall number list (sysfilter, Chestnut)",
+                a.iter()
+                    .map(|n| self.number(n))
+                    .collect::<anyhow::Result<_>>()?,
+            ),
+            Value::Object(o) if o.contains_key("defaultAction") => return self.oci(&v),
+            Value::Object(o) if o.contains_key("syscalls") => {
+                let list = o["syscalls"]
+                    .as_array()
+                    .ok_or_else(|| self.bad("\"syscalls\" is not a list"))?;
+                (
+                    "Chestnut policy",
+                    list.iter()
+                        .map(|n| self.syscall(n))
+                        .collect::<anyhow::Result<_>>()?,
+                )
+            }
+            _ => {
+                return Err(self.bad(
+                    "expected a JSON list of syscall numbers, a Chestnut policy, an OCI seccomp profile, \
+                     or lines of App:name,name",
+                ));
+            }
+        };
+        Ok(Policy {
+            name: String::new(),
+            format,
+            allowed,
+            conditional: BTreeSet::new(),
+        })
+    }
+
+    /// Lines of `App:name,name,…` (several apps: their union).
+    fn name_list(&self, text: &str) -> anyhow::Result<Policy> {
+        let mut allowed = BTreeSet::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let Some((_, names)) = line.split_once(':') else {
+                return Err(self.bad(format!("line {} is not App:name,name,…", i + 1)));
+            };
+            for n in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(self.bad(format!(
+                        "line {} has {n:?}, which is not a syscall name",
+                        i + 1
+                    )));
+                }
+                allowed.insert(n.to_string());
+            }
+        }
+        if allowed.is_empty() {
+            return Err(self.bad("it lists no syscalls"));
+        }
+        Ok(Policy {
+            name: String::new(),
+            format: "name list",
+            allowed,
+            conditional: BTreeSet::new(),
+        })
+    }
+}
+
+impl Policy {
+    /// Reads a policy text; `origin` names it in errors, `kernel` decides OCI `minKernel` rules.
+    pub fn parse(text: &str, origin: &str, kernel: &str) -> anyhow::Result<Policy> {
+        let ctx = Ctx {
+            origin,
+            kernel: kernel_version(kernel),
+        };
+        let mut p = ctx.parse(text)?;
+        p.name = origin.rsplit('/').next().unwrap_or(origin).to_string();
+        Ok(p)
+    }
+
+    /// Reads a policy file, or a phasebox profile (the union of `role`'s phases, or of every
+    /// role when it has no such role).
+    pub fn load(path: &Path, kernel: &str, role: Option<&str>) -> anyhow::Result<Policy> {
+        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        let origin = path.display().to_string();
+        if text.contains("\"schema\"") && text.contains(crate::profile::SCHEMA) {
+            let prof = Profile::parse(&text, &origin)?;
+            let roles: Vec<_> = match role.and_then(|r| prof.role(r)) {
+                Some(r) => vec![r],
+                None => prof.roles.iter().collect(),
+            };
+            let allowed = roles
+                .iter()
+                .flat_map(|r| r.union())
+                .map(String::from)
+                .collect();
+            let name = path
+                .file_name()
+                .map_or(origin.clone(), |n| n.to_string_lossy().into_owned());
+            return Ok(Policy {
+                name,
+                format: "phasebox profile (union of phases)",
+                allowed,
+                conditional: BTreeSet::new(),
+            });
+        }
+        Policy::parse(&text, &origin, kernel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCKER: &str = include_str!("../../../tests/fixtures/docker-default-seccomp.json");
+
+    fn parse(text: &str) -> Policy {
+        Policy::parse(text, "t.json", "6.18.0").unwrap()
+    }
+
+    fn nr(name: &str) -> u32 {
+        sysnames::number(name).unwrap()
+    }
+
+    #[test]
+    fn number_lists_and_chestnut_policies() {
+        let p = parse(&format!("[{}, {}]", nr("read"), nr("write")));
+        assert_eq!(p.allowed, BTreeSet::from(["read".into(), "write".into()]));
+        assert_eq!(p.format, "syscall number list (sysfilter, Chestnut)");
+        let p = parse(&format!(
+            "{{\"version\":1,\"syscalls\":[{}],\"parameters\":{{}}}}",
+            nr("openat")
+        ));
+        assert_eq!(p.allowed, BTreeSet::from(["openat".into()]));
+        assert_eq!(p.format, "Chestnut policy");
+    }
+
+    #[test]
+    fn name_lists() {
+        let p = parse("nginx:accept4,read, write\nhelper:close\n");
+        assert_eq!(p.allowed.len(), 4);
+        let e = Policy::parse("nginx read", "l.txt", "6.1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("l.txt") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn oci_current_and_legacy_default_deny() {
+        let p = parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["read","write"],"action":"SCMP_ACT_ALLOW"},
+                {"name":"close","action":"SCMP_ACT_ALLOW"},
+                {"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":2,"op":"SCMP_CMP_EQ"}]},
+                {"names":["reboot"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_BOOT"]}},
+                {"names":["chroot"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_CHROOT"]}},
+                {"names":["modify_ldt"],"action":"SCMP_ACT_ALLOW","includes":{"arches":["s390x"]}},
+                {"names":["ptrace"],"action":"SCMP_ACT_ALLOW","includes":{"minKernel":"9.0"}}]}"#,
+        );
+        let want: BTreeSet<String> = ["read", "write", "close", "socket", "chroot"]
+            .map(String::from)
+            .into();
+        assert_eq!(p.allowed, want);
+        assert_eq!(p.conditional, BTreeSet::from(["socket".into()]));
+    }
+
+    #[test]
+    fn oci_default_allow_is_everything_but_the_denied() {
+        let p = parse(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["ptrace","mount"],"action":"SCMP_ACT_ERRNO"},
+                {"names":["clone"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
+        );
+        assert!(!p.allowed.contains("ptrace") && !p.allowed.contains("mount"));
+        assert!(
+            p.allowed.contains("clone"),
+            "a conditional deny leaves the call allowed"
+        );
+        assert_eq!(p.allowed.len(), all_syscalls().len() - 2);
+    }
+
+    #[test]
+    fn docker_default_profile() {
+        let p = parse(DOCKER);
+        assert_eq!(p.format, "OCI seccomp (default deny)");
+        for s in [
+            "read",
+            "openat",
+            "execve",
+            "clone",
+            "ptrace",
+            "arch_prctl",
+            "chroot",
+        ] {
+            assert!(p.allowed.contains(s), "docker allows {s}");
+        }
+        for s in [
+            "mount",
+            "bpf",
+            "init_module",
+            "reboot",
+            "kexec_load",
+            "clone3",
+        ] {
+            assert!(!p.allowed.contains(s), "docker denies {s}");
+        }
+        assert!(p.conditional.contains("clone") && p.conditional.contains("personality"));
+        // On an old kernel the minKernel rule drops ptrace.
+        let old = Policy::parse(DOCKER, "d.json", "4.4.0").unwrap();
+        assert!(!old.allowed.contains("ptrace"));
+    }
+
+    #[test]
+    fn malformed_policies_are_explained() {
+        let err = |t: &str| Policy::parse(t, "p.json", "6.1").unwrap_err().to_string();
+        assert!(err("[1, \"x\"]").contains("\"x\" is not a syscall number"));
+        assert!(err("[99999]").contains("99999 is not in the"));
+        assert!(err("{\"foo\": 1}").contains("expected a JSON list"));
+        assert!(err("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":[{\"action\":\"SCMP_ACT_ALLOW\"}]}")
+            .contains("rule 0 has neither"));
+        assert!(err("{not json").starts_with("p.json is not a policy phasebox can read"));
+    }
+}

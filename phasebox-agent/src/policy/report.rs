@@ -1,0 +1,246 @@
+//! A learned profile against policies: per policy and phase, what the policy allows that the
+//! program never used (over-approximation), what the program used that the policy would deny
+//! (it would break the program), and which security-critical syscalls stay allowed.
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Policy, all_syscalls, critical::CRITICAL};
+use crate::profile::Profile;
+
+/// One policy against one role's phase (or all its phases).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Row {
+    pub policy: String,
+    pub format: String,
+    pub role: String,
+    /// A phase name, or "(all phases)" for the role's union.
+    pub phase: String,
+    pub allowed_count: usize,
+    pub used_count: usize,
+    /// Allowed, never used.
+    pub over_approximation: Vec<String>,
+    /// Used, not allowed.
+    pub missing: Vec<String>,
+    /// Security-critical syscalls the policy allows.
+    pub critical_allowed: Vec<String>,
+    /// Share of the architecture's syscall table the policy denies.
+    pub surface_removed: f64,
+}
+
+/// The whole comparison (`--json`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Comparison {
+    pub arch: String,
+    pub table_size: usize,
+    pub critical: Vec<Critical>,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Critical {
+    pub name: String,
+    pub reason: String,
+}
+
+pub const ALL_PHASES: &str = "(all phases)";
+
+/// Compares; `role`/`phase` narrow the rows.
+pub fn compare(
+    profile: &Profile,
+    policies: &[Policy],
+    role: Option<&str>,
+    phase: Option<&str>,
+) -> anyhow::Result<Comparison> {
+    let role_names: Vec<&str> = profile.roles.iter().map(|r| r.name.as_str()).collect();
+    let roles: Vec<_> = match role {
+        Some(r) => vec![profile.role(r).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the profile has no role {r} (it has: {})",
+                role_names.join(", ")
+            )
+        })?],
+        None => profile.roles.iter().collect(),
+    };
+    let mut targets: Vec<(String, String, BTreeSet<String>)> = Vec::new();
+    for r in &roles {
+        match phase {
+            Some(p) => {
+                if let Some(ph) = r.phase(p) {
+                    targets.push((
+                        r.name.clone(),
+                        p.to_string(),
+                        ph.names().map(String::from).collect(),
+                    ));
+                }
+            }
+            None => {
+                for ph in &r.phases {
+                    targets.push((
+                        r.name.clone(),
+                        ph.name.clone(),
+                        ph.names().map(String::from).collect(),
+                    ));
+                }
+                targets.push((
+                    r.name.clone(),
+                    ALL_PHASES.into(),
+                    r.union().into_iter().map(String::from).collect(),
+                ));
+            }
+        }
+    }
+    if let (Some(p), true) = (phase, targets.is_empty()) {
+        anyhow::bail!("no selected role of the profile has a phase {p}");
+    }
+    let table = all_syscalls();
+    let mut rows = Vec::new();
+    for pol in policies {
+        // Names of other architectures cannot be allowed here.
+        let allowed: BTreeSet<&String> =
+            pol.allowed.iter().filter(|n| table.contains(*n)).collect();
+        let critical_allowed: Vec<String> = CRITICAL
+            .iter()
+            .filter(|(n, _)| pol.allowed.contains(*n))
+            .map(|(n, _)| n.to_string())
+            .collect();
+        for (role, phase, used) in &targets {
+            rows.push(Row {
+                policy: pol.name.clone(),
+                format: pol.format.to_string(),
+                role: role.clone(),
+                phase: phase.clone(),
+                allowed_count: allowed.len(),
+                used_count: used.len(),
+                over_approximation: allowed
+                    .iter()
+                    .filter(|n| !used.contains(**n))
+                    .map(|n| n.to_string())
+                    .collect(),
+                missing: used
+                    .iter()
+                    .filter(|n| !pol.allowed.contains(*n))
+                    .cloned()
+                    .collect(),
+                critical_allowed: critical_allowed.clone(),
+                surface_removed: 1.0 - allowed.len() as f64 / table.len() as f64,
+            });
+        }
+    }
+    Ok(Comparison {
+        arch: profile.arch.clone(),
+        table_size: table.len(),
+        critical: CRITICAL
+            .iter()
+            .map(|(n, r)| Critical {
+                name: n.to_string(),
+                reason: r.to_string(),
+            })
+            .collect(),
+        rows,
+    })
+}
+
+/// The comparison as text: per policy, a line of totals and a row per role and phase.
+pub fn render(c: &Comparison) -> String {
+    let mut out = String::new();
+    let mut last = None;
+    for r in &c.rows {
+        if last != Some(&r.policy) {
+            let _ = writeln!(
+                out,
+                "\n{} ({}): allows {} of {} {} syscalls, removes {:.1}% of the table",
+                r.policy,
+                r.format,
+                r.allowed_count,
+                c.table_size,
+                c.arch,
+                100.0 * r.surface_removed
+            );
+            let _ = writeln!(
+                out,
+                "  critical syscalls still allowed: {}",
+                list(&r.critical_allowed)
+            );
+            let _ = writeln!(
+                out,
+                "  {:<48} {:>5} {:>11} {:>8}  missing",
+                "role / phase", "used", "over-approx", "missing"
+            );
+            last = Some(&r.policy);
+        }
+        let _ = writeln!(
+            out,
+            "  {:<48} {:>5} {:>11} {:>8}  {}",
+            format!("{} / {}", r.role, r.phase),
+            r.used_count,
+            r.over_approximation.len(),
+            r.missing.len(),
+            list(&r.missing)
+        );
+    }
+    out
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::sample;
+
+    fn policy(names: &[&str]) -> Policy {
+        Policy {
+            name: "p".into(),
+            format: "name list",
+            allowed: names.iter().map(|s| s.to_string()).collect(),
+            conditional: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn over_approximation_missing_and_critical() {
+        let prof = sample(&[(
+            "worker",
+            &[
+                ("init", &["setuid", "read"]),
+                ("serving", &["accept4", "read"]),
+            ],
+        )]);
+        let pol = policy(&["read", "accept4", "execve", "ptrace", "no_such_call"]);
+        let c = compare(&prof, &[pol], Some("worker"), Some("serving")).unwrap();
+        assert_eq!(c.rows.len(), 1);
+        let r = &c.rows[0];
+        assert_eq!((r.used_count, r.allowed_count), (2, 4));
+        assert_eq!(r.over_approximation, ["execve", "ptrace"]);
+        assert!(r.missing.is_empty());
+        assert_eq!(r.critical_allowed, ["execve", "ptrace"]);
+        assert!((r.surface_removed - (1.0 - 4.0 / c.table_size as f64)).abs() < 1e-9);
+
+        let all = compare(&prof, &[policy(&["read"])], None, None).unwrap();
+        let phases: Vec<&str> = all.rows.iter().map(|r| r.phase.as_str()).collect();
+        assert_eq!(phases, ["init", "serving", ALL_PHASES]);
+        assert_eq!(all.rows[2].missing, ["accept4", "setuid"]);
+        let text = render(&all);
+        assert!(text.contains("worker / (all phases)"), "{text}");
+
+        let e = compare(&prof, &[], Some("master"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no role master (it has: worker)"), "{e}");
+        let e = compare(&prof, &[], None, Some("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no selected role of the profile has a phase nope"),
+            "{e}"
+        );
+    }
+}
