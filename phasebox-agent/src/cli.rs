@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::probe::check_ring_bytes;
+use crate::seccomp::export::{DefaultAction, Format};
 
 /// phasebox learns which system calls a program really needs, phase by phase.
 #[derive(Debug, Parser)]
@@ -31,6 +32,72 @@ pub enum Command {
     /// Compare a learned profile with policies (sysfilter, Chestnut, OCI/Docker seccomp, name
     /// lists, other profiles).
     Compare(CompareArgs),
+    /// Export a learned profile as a seccomp policy (OCI, Kubernetes SPO, systemd).
+    Export(ExportArgs),
+    /// Run a command under a learned profile and report whether it passes, with the calls the
+    /// profile denied.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The learned profile.
+    pub profile: PathBuf,
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: Format,
+    /// Only this role (default: every role).
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Only this phase (default: the union of all phases).
+    #[arg(long, conflicts_with = "union")]
+    pub phase: Option<String>,
+    /// The union of all phases (the default).
+    #[arg(long)]
+    pub union: bool,
+    /// Write here instead of standard output.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "per_phase")]
+    pub output: Option<PathBuf>,
+    /// One file per role and phase in DIR, and DIR/manifest.json with their order.
+    #[arg(long, value_name = "DIR")]
+    pub per_phase: Option<PathBuf>,
+    /// What a call outside the profile gets.
+    #[arg(long, value_enum, default_value = "errno")]
+    pub default_action: DefaultAction,
+    /// The errno of --default-action errno.
+    #[arg(long, default_value_t = 1)]
+    pub errno: u32,
+    /// Add what every program may need to exit or handle signals (exit, exit_group,
+    /// rt_sigreturn, restart_syscall); phasebox says which were added.
+    #[arg(long)]
+    pub add_basics: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The learned profile to validate (the union of its phases, or --role/--phase).
+    #[arg(long, value_name = "FILE", required_unless_present = "seccomp")]
+    pub profile: Option<PathBuf>,
+    /// Or an OCI seccomp profile.
+    #[arg(long, value_name = "FILE", conflicts_with = "profile")]
+    pub seccomp: Option<PathBuf>,
+    #[arg(long)]
+    pub role: Option<String>,
+    #[arg(long)]
+    pub phase: Option<String>,
+    /// See `export --add-basics`.
+    #[arg(long)]
+    pub add_basics: bool,
+    /// Leave out syscall names the running kernel does not know instead of failing.
+    #[arg(long)]
+    pub seccomp_skip_unknown: bool,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +177,12 @@ pub struct TraceOptions {
 pub struct RunArgs {
     #[command(flatten)]
     pub trace: TraceOptions,
+    /// Run the command under this OCI seccomp profile (installed just before its execve).
+    #[arg(long, value_name = "FILE")]
+    pub seccomp: Option<PathBuf>,
+    /// Leave out syscall names the running kernel does not know instead of failing.
+    #[arg(long)]
+    pub seccomp_skip_unknown: bool,
     /// The command and its arguments.
     #[arg(
         required = true,

@@ -36,8 +36,14 @@ pub struct Gated {
     pub pid: u32,
     gate: OwnedFd,
     errors: OwnedFd,
+    /// Where the child sends its seccomp listener, when its filter has one.
+    listener: Option<OwnedFd>,
     program: PathBuf,
 }
+
+/// What failed in the child before its program ran (the first word on the error pipe).
+const STAGE_SECCOMP: i32 = 1;
+const STAGE_EXEC: i32 = 2;
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -50,13 +56,88 @@ fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+fn socket_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("cannot create a socket pair: {}", describe_io(&e));
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 fn c_string(s: &OsStr) -> anyhow::Result<CString> {
     CString::new(s.as_bytes())
         .map_err(|_| anyhow::anyhow!("argument {:?} contains a NUL byte", s.to_string_lossy()))
 }
 
-/// Forks a child that will exec `program` with `argv` once [`Gated::release`] is called.
-pub fn spawn_gated(program: &Path, argv: &[String]) -> anyhow::Result<Gated> {
+/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS). Async-signal-safe: no allocation.
+unsafe fn send_fd(sock: i32, fd: i32) {
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    let mut buf = [0u64; 4]; // room for one cmsghdr with an int, aligned
+    // SAFETY: msghdr fields point at live stack buffers of the right sizes.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = buf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+        libc::sendmsg(sock, &msg, 0);
+    }
+}
+
+/// Receives a file descriptor sent with `send_fd`; None when the peer closed first.
+fn recv_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    let mut buf = [0u64; 4];
+    // SAFETY: msghdr fields point at live stack buffers of the right sizes.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = buf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&buf);
+        if libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
+            return None;
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return None;
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
+        Some(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// A seccomp filter for the launched command.
+pub struct Seccomp<'a> {
+    pub spec: &'a crate::seccomp::filter::FilterSpec,
+    /// Leave out names the running kernel does not know.
+    pub skip_unknown: bool,
+}
+
+/// Forks a child that will exec `program` with `argv` once [`Gated::release`] is called,
+/// after installing the `seccomp` filter when given.
+pub fn spawn_gated(
+    program: &Path,
+    argv: &[String],
+    seccomp: Option<Seccomp>,
+) -> anyhow::Result<Gated> {
     // Everything the child needs is allocated before fork: after it, the child only makes
     // async-signal-safe calls.
     let path = c_string(program.as_os_str())?;
@@ -68,6 +149,23 @@ pub fn spawn_gated(program: &Path, argv: &[String]) -> anyhow::Result<Gated> {
     arg_ptrs.push(std::ptr::null());
     let (gate_r, gate_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    let listener_pair = match &seccomp {
+        Some(s) if s.spec.needs_listener() => Some(socket_pair()?),
+        _ => None,
+    };
+    let launcher_sock = listener_pair.as_ref().map(|(_, c)| c.as_raw_fd());
+    let compiled = seccomp
+        .map(|s| s.spec.compile(s.skip_unknown, launcher_sock))
+        .transpose()?;
+    let fprog = compiled.as_ref().map(|p| libc::sock_fprog {
+        len: p.filters.len() as u16,
+        filter: p.filters.as_ptr().cast_mut(),
+    });
+    let flags = match listener_pair {
+        Some(_) => libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+        None => 0,
+    };
+    let child_sock = listener_pair.as_ref().map_or(-1, |(_, c)| c.as_raw_fd());
 
     // SAFETY: the child branch below calls only async-signal-safe functions.
     let pid = unsafe { libc::fork() };
@@ -76,49 +174,83 @@ pub fn spawn_gated(program: &Path, argv: &[String]) -> anyhow::Result<Gated> {
         anyhow::bail!("cannot fork: {}", describe_io(&e));
     }
     if pid == 0 {
-        // Child: wait for the gate, then exec; report an exec failure's errno on `err_w`.
+        // Child: wait for the gate, install the filter, exec; a failure's stage and errno go
+        // to `err_w`.
         unsafe {
             libc::close(gate_w.as_raw_fd());
             libc::close(err_r.as_raw_fd());
+            let report = |stage: i32| {
+                let word = [stage, *libc::__errno_location()];
+                libc::write(err_w.as_raw_fd(), word.as_ptr().cast(), 8);
+                libc::_exit(127);
+            };
             let mut byte = 0u8;
-            let n = libc::read(gate_r.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
-            if n == 1 {
-                libc::execv(path.as_ptr(), arg_ptrs.as_ptr());
-                let errno = *libc::__errno_location();
-                libc::write(err_w.as_raw_fd(), (&errno as *const i32).cast(), 4);
+            if libc::read(gate_r.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
+                libc::_exit(127);
             }
-            libc::_exit(127);
+            if let Some(prog) = &fprog {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                let prog: *const libc::sock_fprog = prog;
+                let fd = libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    flags,
+                    prog,
+                );
+                if fd < 0 {
+                    report(STAGE_SECCOMP);
+                }
+                // The listener (close-on-exec) goes to phasebox; the filter allows sendmsg on
+                // exactly this socket for it.
+                if child_sock >= 0 {
+                    send_fd(child_sock, fd as i32);
+                }
+            }
+            libc::execv(path.as_ptr(), arg_ptrs.as_ptr());
+            report(STAGE_EXEC);
         }
     }
     drop(gate_r);
     drop(err_w);
+    let listener = listener_pair.map(|(parent, _child)| parent);
     Ok(Gated {
         pid: pid as u32,
         gate: gate_w,
         errors: err_r,
+        listener,
         program: program.to_path_buf(),
     })
 }
 
 impl Gated {
-    /// Lets the child exec, and reports whether the exec succeeded.
-    pub fn release(self) -> anyhow::Result<()> {
+    /// Lets the child install its seccomp filter and exec, and reports whether that worked.
+    /// A filter's notification listener goes to `on_listener` before the exec is waited for
+    /// (the exec itself may need an answer).
+    pub fn release(self, on_listener: impl FnOnce(OwnedFd)) -> anyhow::Result<()> {
         let byte = 1u8;
         // SAFETY: valid fd and buffer.
         unsafe { libc::write(self.gate.as_raw_fd(), (&byte as *const u8).cast(), 1) };
         drop(self.gate);
-        let mut errno = [0u8; 4];
-        // The error pipe closes on a successful exec (O_CLOEXEC), so this read returns 0.
-        let n = unsafe { libc::read(self.errors.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
-        if n == 4 {
-            let e = std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
-            anyhow::bail!(
-                "cannot execute {}: {}",
-                self.program.display(),
-                describe_io(&e)
-            );
+        if let Some(sock) = &self.listener
+            && let Some(fd) = recv_fd(sock)
+        {
+            on_listener(fd);
         }
-        Ok(())
+        let mut word = [0i32; 2];
+        // The error pipe closes on a successful exec (O_CLOEXEC), so this read returns 0.
+        let n = unsafe { libc::read(self.errors.as_raw_fd(), word.as_mut_ptr().cast(), 8) };
+        if n != 8 {
+            return Ok(());
+        }
+        let e = describe_io(&std::io::Error::from_raw_os_error(word[1]));
+        let prog = self.program.display();
+        match word[0] {
+            STAGE_SECCOMP => anyhow::bail!("cannot install the seccomp filter: {e}"),
+            _ if word[1] == libc::EPERM => {
+                anyhow::bail!("cannot execute {prog}: {e} (does the seccomp profile allow execve?)")
+            }
+            _ => anyhow::bail!("cannot execute {prog}: {e}"),
+        }
     }
 
     /// Kills the waiting child (phasebox failed before releasing it).

@@ -14,6 +14,7 @@ pub mod probe;
 pub mod process;
 pub mod procfs;
 pub mod profile;
+pub mod seccomp;
 pub mod session;
 pub mod summary;
 pub mod sysnames;

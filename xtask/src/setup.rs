@@ -21,6 +21,9 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "bpftool",
     "util-linux",
+    "libseccomp-dev",
+    "pkg-config",
+    "runc",
 ];
 const BPF_LINKER: &str = "0.13.0";
 const NIGHTLY: &str = "nightly";

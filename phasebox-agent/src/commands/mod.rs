@@ -1,11 +1,13 @@
 //! One file per subcommand, wiring the pieces together.
 mod analyze;
 mod compare;
+mod export;
 mod output;
 mod profile;
 mod record;
 mod run;
 mod trace;
+mod validate;
 
 use crate::cli::{Cli, Command, TraceCommand};
 
@@ -18,6 +20,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Analyze(args) => analyze::analyze(&args),
         Command::Profile(cmd) => profile::profile(&cmd),
         Command::Compare(args) => compare::compare(&args),
+        Command::Export(args) => export::export(&args),
+        Command::Validate(args) => validate::validate(&args),
     }
 }
 

@@ -2,12 +2,26 @@
 use tokio::sync::oneshot;
 
 use super::output;
+use crate::seccomp::{filter::FilterSpec, oci::OciProfile};
 use crate::{
     cli::RunArgs,
     launch,
     process::ProcessTree,
     session::{Origin, Session, Stop},
 };
+
+/// The OCI seccomp profile at `path`, for the launched command.
+fn seccomp_spec(path: &std::path::Path) -> anyhow::Result<FilterSpec> {
+    let spec = FilterSpec::from_oci(&OciProfile::load(path)?)?;
+    if spec.skipped_conditional > 0 {
+        eprintln!(
+            "phasebox: {} rules of {} depend on capabilities or architectures (includes/excludes) and were left out",
+            spec.skipped_conditional,
+            path.display()
+        );
+    }
+    Ok(spec)
+}
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let program = launch::resolve(&args.command[0])?;
@@ -18,7 +32,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         writer,
     } = output::start(&args.trace, "run", args.command.clone(), None)?;
     launch::become_subreaper();
-    let child = launch::spawn_gated(&program, &args.command)?;
+    let spec = args.seccomp.as_deref().map(seccomp_spec).transpose()?;
+    let seccomp = spec.as_ref().map(|spec| launch::Seccomp {
+        spec,
+        skip_unknown: args.seccomp_skip_unknown,
+    });
+    let child = launch::spawn_gated(&program, &args.command, seccomp)?;
     let pid = child.pid;
     if let Err(e) = probe.track_from_exec(pid) {
         child.abort();
@@ -42,7 +61,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     std::thread::spawn(move || {
         let _ = done_tx.send(launch::wait_all(pid));
     });
-    child.release()?;
+    child.release(drop)?;
 
     let origin = Origin {
         roots: vec![pid],

@@ -1,0 +1,69 @@
+//! `phasebox export PROFILE`: a learned profile as a seccomp policy.
+use std::io::Write as _;
+
+use crate::{
+    atomic_file::write_atomic,
+    cli::ExportArgs,
+    profile::Profile,
+    seccomp::export::{self, Target},
+};
+
+pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
+    let p = Profile::load(&args.profile)?;
+    let label = [
+        Some(p.program.comm.as_str()),
+        args.role.as_deref(),
+        args.phase.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let target = Target {
+        arch: &p.arch,
+        label,
+        action: args.default_action,
+        errno: args.errno,
+    };
+    if let Some(dir) = &args.per_phase {
+        let manifest = export::per_phase(
+            &p,
+            args.role.as_deref(),
+            dir,
+            args.format,
+            &target,
+            args.add_basics,
+        )?;
+        eprintln!(
+            "phasebox: one policy per phase in {}, order in {}",
+            dir.display(),
+            manifest.display()
+        );
+        return Ok(0);
+    }
+    let mut names = export::select(&p, args.role.as_deref(), args.phase.as_deref())?;
+    if args.add_basics {
+        let added = export::add_basics(&mut names);
+        if added.is_empty() {
+            eprintln!("phasebox: --add-basics: the profile had them all already");
+        } else {
+            eprintln!("phasebox: --add-basics added {}", added.join(", "));
+        }
+    }
+    let text = export::render(args.format, &names, &target);
+    match &args.output {
+        Some(path) => write_atomic(path, text.as_bytes())?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(text.as_bytes())
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                anyhow::bail!(
+                    "cannot write to standard output: {}",
+                    crate::sysnames::describe_io(&e)
+                );
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,350 @@
+//! Learned profiles as seccomp policies: OCI JSON (Docker, Podman, runc, crun), the Kubernetes
+//! Security Profiles Operator's SeccompProfile, and systemd's SystemCallFilter=; for the union
+//! of phases, one phase, or one file per phase with a manifest of their order.
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::oci::{OciProfile, scmp_arch};
+use crate::{atomic_file::write_atomic, profile::Profile};
+
+/// What every program may need to end or handle signals even when a run never showed it
+/// (`--add-basics`), with the reason.
+pub const BASICS: &[(&str, &str)] = &[
+    ("exit", "a thread ends"),
+    ("exit_group", "the process ends"),
+    ("rt_sigreturn", "return from a signal handler"),
+    (
+        "restart_syscall",
+        "the kernel restarts a call interrupted by a stopped signal",
+    ),
+];
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// OCI runtime-spec seccomp JSON.
+    Oci,
+    /// Kubernetes Security Profiles Operator SeccompProfile (YAML).
+    Spo,
+    /// A systemd SystemCallFilter= line.
+    Systemd,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Oci => "json",
+            Format::Spo => "yaml",
+            Format::Systemd => "conf",
+        }
+    }
+}
+
+/// What a denied call gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefaultAction {
+    /// Fail with an errno (--errno, EPERM by default).
+    Errno,
+    /// Kill the whole process.
+    Kill,
+    /// Allow, but log to the kernel audit log.
+    Log,
+}
+
+impl DefaultAction {
+    pub fn scmp(self) -> &'static str {
+        match self {
+            DefaultAction::Errno => "SCMP_ACT_ERRNO",
+            DefaultAction::Kill => "SCMP_ACT_KILL_PROCESS",
+            DefaultAction::Log => "SCMP_ACT_LOG",
+        }
+    }
+}
+
+/// The syscalls of `role` (every role when None) in `phase` (every phase when None).
+pub fn select(
+    p: &Profile,
+    role: Option<&str>,
+    phase: Option<&str>,
+) -> anyhow::Result<BTreeSet<String>> {
+    let role_names: Vec<&str> = p.roles.iter().map(|r| r.name.as_str()).collect();
+    let roles: Vec<_> = match role {
+        Some(r) => vec![p.role(r).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the profile has no role {r} (it has: {})",
+                role_names.join(", ")
+            )
+        })?],
+        None => p.roles.iter().collect(),
+    };
+    let mut out = BTreeSet::new();
+    let mut found = phase.is_none();
+    for r in roles {
+        for ph in &r.phases {
+            if phase.is_none_or(|x| x == ph.name) {
+                found = true;
+                out.extend(ph.names().map(String::from));
+            }
+        }
+    }
+    if !found {
+        anyhow::bail!(
+            "the profile has no phase {} in the selected roles",
+            phase.unwrap_or_default()
+        );
+    }
+    Ok(out)
+}
+
+/// Adds BASICS to `names`; returns what was not there.
+pub fn add_basics(names: &mut BTreeSet<String>) -> Vec<String> {
+    BASICS
+        .iter()
+        .filter(|(n, _)| names.insert(n.to_string()))
+        .map(|(n, _)| n.to_string())
+        .collect()
+}
+
+/// Settings of an export.
+#[derive(Clone, Debug)]
+pub struct Target<'a> {
+    pub arch: &'a str,
+    /// A name for the policy (SPO metadata.name, comments).
+    pub label: String,
+    pub action: DefaultAction,
+    pub errno: u32,
+}
+
+fn k8s_name(label: &str) -> String {
+    let s: String = label
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    s.trim_matches('-').to_string()
+}
+
+/// `names` as text in `format`.
+pub fn render(format: Format, names: &BTreeSet<String>, t: &Target) -> String {
+    match format {
+        Format::Oci => {
+            let mut p = OciProfile::allow_list(names, t.arch, t.action.scmp(), t.errno);
+            if let Some(rule) = p.syscalls.first_mut() {
+                rule.comment = Some(format!("learned by phasebox: {}", t.label));
+            }
+            p.to_json()
+        }
+        Format::Spo => {
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "apiVersion: security-profiles-operator.x-k8s.io/v1beta1"
+            );
+            let _ = writeln!(out, "kind: SeccompProfile");
+            let _ = writeln!(out, "metadata:\n  name: {}", k8s_name(&t.label));
+            let _ = writeln!(
+                out,
+                "  annotations:\n    description: \"learned by phasebox: {}\"",
+                t.label
+            );
+            let _ = writeln!(out, "spec:\n  defaultAction: {}", t.action.scmp());
+            let _ = writeln!(out, "  architectures:\n  - {}", scmp_arch(t.arch));
+            let _ = writeln!(out, "  syscalls:\n  - action: SCMP_ACT_ALLOW\n    names:");
+            for n in names {
+                let _ = writeln!(out, "    - {n}");
+            }
+            out
+        }
+        Format::Systemd => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let errno = match t.action {
+                DefaultAction::Errno => format!("SystemCallErrorNumber={}\n", errno_name(t.errno)),
+                DefaultAction::Kill | DefaultAction::Log => String::new(),
+            };
+            format!(
+                "# learned by phasebox: {}\nSystemCallArchitectures=native\nSystemCallFilter={}\n{errno}",
+                t.label,
+                names.join(" ")
+            )
+        }
+    }
+}
+
+fn errno_name(errno: u32) -> String {
+    syscalls::Errno::new(errno as i32)
+        .name()
+        .map_or(errno.to_string(), str::to_string)
+}
+
+/// One file of a per-phase export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPhase {
+    pub name: String,
+    pub file: String,
+    pub syscalls: usize,
+}
+
+/// A role's phases in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRole {
+    pub role: String,
+    pub phases: Vec<ManifestPhase>,
+}
+
+/// The order of the per-phase files (`--per-phase DIR` writes it as manifest.json).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: String,
+    pub program: String,
+    pub arch: String,
+    /// The phase rules the profile was learned with.
+    pub rules: String,
+    pub format: String,
+    pub roles: Vec<ManifestRole>,
+}
+
+pub const MANIFEST_SCHEMA: &str = "phasebox.seccomp-phases/v1";
+
+/// Writes one file per role and phase into `dir`, and the manifest; returns the manifest path.
+pub fn per_phase(
+    p: &Profile,
+    role: Option<&str>,
+    dir: &Path,
+    format: Format,
+    base: &Target,
+    basics: bool,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::atomic_file::file_error("create", dir, &e))?;
+    let mut roles = Vec::new();
+    for r in p.roles.iter().filter(|r| role.is_none_or(|x| x == r.name)) {
+        let mut phases = Vec::new();
+        for (i, ph) in r.phases.iter().enumerate() {
+            let mut names: BTreeSet<String> = ph.names().map(String::from).collect();
+            if basics {
+                add_basics(&mut names);
+            }
+            let file = format!(
+                "{}-{:02}-{}.{}",
+                k8s_name(&r.name),
+                i + 1,
+                k8s_name(&ph.name),
+                format.extension()
+            );
+            let t = Target {
+                label: format!("{} {} {}", base.label, r.name, ph.name),
+                ..base.clone()
+            };
+            write_atomic(&dir.join(&file), render(format, &names, &t).as_bytes())?;
+            phases.push(ManifestPhase {
+                name: ph.name.clone(),
+                file,
+                syscalls: names.len(),
+            });
+        }
+        roles.push(ManifestRole {
+            role: r.name.clone(),
+            phases,
+        });
+    }
+    if roles.is_empty() {
+        anyhow::bail!("the profile has no role {}", role.unwrap_or_default());
+    }
+    let manifest = Manifest {
+        schema: MANIFEST_SCHEMA.into(),
+        program: p.program.path.clone(),
+        arch: p.arch.clone(),
+        rules: p.runs.first().map(|r| r.rules.clone()).unwrap_or_default(),
+        format: format!("{format:?}").to_lowercase(),
+        roles,
+    };
+    let path = dir.join("manifest.json");
+    write_atomic(
+        &path,
+        (serde_json::to_string_pretty(&manifest).expect("serializes") + "\n").as_bytes(),
+    )?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::sample;
+
+    fn target() -> Target<'static> {
+        Target {
+            arch: "x86_64",
+            label: "nginx worker".into(),
+            action: DefaultAction::Errno,
+            errno: 1,
+        }
+    }
+
+    #[test]
+    fn selection_and_basics() {
+        let p = sample(&[
+            ("master", &[("start", &["execve", "read"])]),
+            (
+                "worker",
+                &[("init", &["setuid"]), ("serving", &["accept4", "read"])],
+            ),
+        ]);
+        assert_eq!(select(&p, None, None).unwrap().len(), 4);
+        assert_eq!(
+            select(&p, Some("worker"), Some("serving")).unwrap().len(),
+            2
+        );
+        assert!(
+            select(&p, Some("nope"), None)
+                .unwrap_err()
+                .to_string()
+                .contains("no role nope")
+        );
+        assert!(
+            select(&p, Some("worker"), Some("x"))
+                .unwrap_err()
+                .to_string()
+                .contains("no phase x")
+        );
+        let mut s: BTreeSet<String> = ["exit_group".to_string()].into();
+        let added = add_basics(&mut s);
+        assert_eq!(added, ["exit", "rt_sigreturn", "restart_syscall"]);
+    }
+
+    #[test]
+    fn formats() {
+        let names: BTreeSet<String> = ["read", "accept4"].map(String::from).into();
+        let oci = render(Format::Oci, &names, &target());
+        let back = OciProfile::parse(&oci, "x").unwrap();
+        assert_eq!(back.allowed(), names);
+        let spo = render(Format::Spo, &names, &target());
+        assert!(
+            spo.contains("kind: SeccompProfile") && spo.contains("name: nginx-worker"),
+            "{spo}"
+        );
+        assert!(spo.contains("    - accept4\n    - read\n"), "{spo}");
+        let sd = render(Format::Systemd, &names, &target());
+        assert!(
+            sd.contains("SystemCallFilter=accept4 read\n")
+                && sd.contains("SystemCallErrorNumber=EPERM"),
+            "{sd}"
+        );
+    }
+
+    #[test]
+    fn per_phase_files_and_manifest() {
+        let p = sample(&[(
+            "worker",
+            &[("init", &["setuid"]), ("serving", &["accept4", "read"])],
+        )]);
+        let dir = std::env::temp_dir().join(format!("pb-export-{}", std::process::id()));
+        let m = per_phase(&p, None, &dir, Format::Oci, &target(), false).unwrap();
+        let man: Manifest = serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+        assert_eq!(man.roles[0].phases[1].file, "worker-02-serving.json");
+        let serving = OciProfile::load(&dir.join(&man.roles[0].phases[1].file)).unwrap();
+        assert_eq!(serving.allowed().len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,201 @@
+//! The OCI runtime-spec seccomp profile (what Docker, Podman, runc and crun read): reading,
+//! checking and writing it.
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{atomic_file::file_error, sysnames};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciProfile {
+    pub default_action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_errno_ret: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<String>,
+    #[serde(default)]
+    pub syscalls: Vec<OciRule>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciRule {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// The legacy one-name form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno_ret: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<OciArg>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub includes: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excludes: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciArg {
+    pub index: u32,
+    pub value: u64,
+    #[serde(default)]
+    pub value_two: u64,
+    pub op: String,
+}
+
+/// The libseccomp architecture name of this machine.
+pub fn native_arch() -> &'static str {
+    match sysnames::ARCH {
+        "x86_64" => "SCMP_ARCH_X86_64",
+        "aarch64" => "SCMP_ARCH_AARCH64",
+        "riscv64" => "SCMP_ARCH_RISCV64",
+        _ => "SCMP_ARCH_NATIVE",
+    }
+}
+
+/// The libseccomp architecture name for a profile's `arch`.
+pub fn scmp_arch(arch: &str) -> String {
+    match arch {
+        "x86_64" => "SCMP_ARCH_X86_64".into(),
+        "aarch64" => "SCMP_ARCH_AARCH64".into(),
+        other => format!("SCMP_ARCH_{}", other.to_uppercase()),
+    }
+}
+
+/// Actions a rule or the default may take.
+pub const ACTIONS: &[&str] = &[
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_LOG",
+];
+
+impl OciRule {
+    /// The names the rule covers, in either form.
+    pub fn all_names(&self) -> Vec<String> {
+        let mut v = self.names.clone();
+        v.extend(self.name.clone());
+        v
+    }
+}
+
+impl OciProfile {
+    /// A default-deny profile that allows `names`.
+    pub fn allow_list(
+        names: &BTreeSet<String>,
+        arch: &str,
+        default_action: &str,
+        errno: u32,
+    ) -> OciProfile {
+        OciProfile {
+            default_action: default_action.to_string(),
+            default_errno_ret: (default_action == "SCMP_ACT_ERRNO").then_some(errno),
+            architectures: vec![scmp_arch(arch)],
+            syscalls: vec![OciRule {
+                names: names.iter().cloned().collect(),
+                action: "SCMP_ACT_ALLOW".into(),
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// Names the profile allows outright (rules with SCMP_ACT_ALLOW and no conditions).
+    pub fn allowed(&self) -> BTreeSet<String> {
+        self.syscalls
+            .iter()
+            .filter(|r| r.action == "SCMP_ACT_ALLOW" && r.args.is_empty())
+            .flat_map(OciRule::all_names)
+            .collect()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("profile serializes") + "\n"
+    }
+
+    /// Parses and checks a profile; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<OciProfile> {
+        let bad =
+            |what: String| anyhow::anyhow!("{origin} is not a valid OCI seccomp profile: {what}");
+        let p: OciProfile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if !ACTIONS.contains(&p.default_action.as_str()) {
+            return Err(bad(format!("unknown defaultAction {}", p.default_action)));
+        }
+        for (i, r) in p.syscalls.iter().enumerate() {
+            if !ACTIONS.contains(&r.action.as_str()) {
+                return Err(bad(format!("rule {i} has unknown action {}", r.action)));
+            }
+            if r.all_names().is_empty() {
+                return Err(bad(format!("rule {i} names no syscall")));
+            }
+        }
+        if !p.architectures.is_empty() && !p.architectures.iter().any(|a| a == native_arch()) {
+            anyhow::bail!(
+                "{origin} is for {} and this machine is {}",
+                p.architectures.join(", "),
+                native_arch()
+            );
+        }
+        Ok(p)
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<OciProfile> {
+        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        OciProfile::parse(&text, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_round_trips_field_by_field() {
+        let names: BTreeSet<String> = ["write", "read", "exit_group"].map(String::from).into();
+        let p = OciProfile::allow_list(&names, "x86_64", "SCMP_ACT_ERRNO", 1);
+        let json = p.to_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(v["defaultErrnoRet"], 1);
+        assert_eq!(v["architectures"][0], "SCMP_ARCH_X86_64");
+        assert_eq!(v["syscalls"][0]["action"], "SCMP_ACT_ALLOW");
+        assert_eq!(
+            v["syscalls"][0]["names"],
+            serde_json::json!(["exit_group", "read", "write"])
+        );
+        assert_eq!(OciProfile::parse(&json, "p.json").unwrap(), p);
+        assert_eq!(p.allowed(), names);
+    }
+
+    #[test]
+    fn docker_default_parses() {
+        let text = include_str!("../../../tests/fixtures/docker-default-seccomp.json");
+        let p = OciProfile::parse(text, "docker.json").unwrap();
+        assert!(p.allowed().contains("read"));
+        assert_eq!(p.default_errno_ret, Some(1));
+    }
+
+    #[test]
+    fn bad_profiles_are_explained() {
+        let err = |t: &str| OciProfile::parse(t, "s.json").unwrap_err().to_string();
+        assert!(err("{}").contains("s.json is not a valid OCI seccomp profile"));
+        assert!(err(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#).contains("unknown defaultAction"));
+        assert!(
+            err(r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"action":"SCMP_ACT_ALLOW"}]}"#)
+                .contains("rule 0 names no syscall")
+        );
+        assert!(
+            err(r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_S390X"]}"#)
+                .contains("is for SCMP_ARCH_S390X")
+        );
+    }
+}
