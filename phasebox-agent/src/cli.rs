@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::probe::check_ring_bytes;
-use crate::seccomp::export::{DefaultAction, Format};
+use crate::seccomp::export::{DefaultAction, Format, Runtime};
 
 /// phasebox learns which system calls a program really needs, phase by phase.
 #[derive(Debug, Parser)]
@@ -70,6 +70,9 @@ pub struct ExportArgs {
     /// rt_sigreturn, restart_syscall); phasebox says which were added.
     #[arg(long)]
     pub add_basics: bool,
+    /// Add what this container runtime's own init calls after installing the filter.
+    #[arg(long, value_enum, value_name = "RUNTIME")]
+    pub for_runtime: Option<Runtime>,
 }
 
 #[derive(Debug, Args)]

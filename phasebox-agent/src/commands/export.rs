@@ -50,6 +50,17 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
             eprintln!("phasebox: --add-basics added {}", added.join(", "));
         }
     }
+    if let Some(rt) = args.for_runtime {
+        let added = export::add_runtime(&mut names, rt);
+        eprintln!(
+            "phasebox: --for-runtime {rt:?} added {}",
+            if added.is_empty() {
+                "nothing".into()
+            } else {
+                added.join(", ")
+            }
+        );
+    }
     let text = export::render(args.format, &names, &target);
     match &args.output {
         Some(path) => write_atomic(path, text.as_bytes())?,
