@@ -142,7 +142,7 @@ fn pwd_profile_is_sufficient_and_minimal() {
         "not explained in docs/seccomp.md: {undocumented:?}"
     );
     assert!(
-        exceptions.len() * 3 < names.len(),
+        exceptions.len() * 2 < names.len(),
         "most of the profile must be needed"
     );
 }
