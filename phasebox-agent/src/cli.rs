@@ -186,6 +186,10 @@ pub struct RunArgs {
     /// Leave out syscall names the running kernel does not know instead of failing.
     #[arg(long)]
     pub seccomp_skip_unknown: bool,
+    /// Phase-aware enforcement: the union of the phases in this manifest (from `export
+    /// --per-phase`), tightened to the serving phase's calls once a process starts serving.
+    #[arg(long, value_name = "MANIFEST", conflicts_with = "seccomp")]
+    pub seccomp_phases: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(
         required = true,

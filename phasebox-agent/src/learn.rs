@@ -60,7 +60,13 @@ pub struct Learner {
     /// tid → the path argument of the syscall it is in (enter time, path).
     paths: HashMap<u32, (u64, String)>,
     roles: Vec<RoleAgg>,
+    /// Processes that reached their role's steady (serving) phase, shared with phase-aware
+    /// seccomp enforcement.
+    serving: Option<ServingSet>,
 }
+
+/// Tgids in their serving phase.
+pub type ServingSet = std::sync::Arc<std::sync::Mutex<HashSet<u32>>>;
 
 impl Learner {
     /// `roots`: the processes phasebox launched or attached to; `attached`: processes that
@@ -73,6 +79,28 @@ impl Learner {
             procs: HashMap::new(),
             paths: HashMap::new(),
             roles: Vec::new(),
+            serving: None,
+        }
+    }
+
+    /// Keeps `set` up to date with the processes in their steady (serving) phase.
+    pub fn share_serving(&mut self, set: ServingSet) {
+        self.serving = Some(set);
+    }
+
+    /// Notes `pid` in the serving set when its tracker is at or past its role's steady phase.
+    fn note_serving(&self, pid: u32) {
+        let (Some(set), Detector::Rules(r), Some(st)) =
+            (&self.serving, &self.det, self.procs.get(&pid))
+        else {
+            return;
+        };
+        let steady = r.steady_index(&self.roles[st.role].name);
+        if let (Some(s), Some(p)) = (steady, st.tracker.rule_phase())
+            && p >= s
+            && let Ok(mut set) = set.lock()
+        {
+            set.insert(pid);
         }
     }
 
@@ -186,6 +214,7 @@ impl Learner {
                         .syscall(&self.det, role_name, r.nr, path.as_deref(), item);
                 let role = st.role;
                 self.record(role, released);
+                self.note_serving(tgid);
             }
             Event::Fork(f) => {
                 if let Some(st) = self.procs.get_mut(&f.header.tgid) {
@@ -194,6 +223,11 @@ impl Learner {
                 }
             }
             Event::Exec(e) => {
+                if let Some(set) = &self.serving
+                    && let Ok(mut set) = set.lock()
+                {
+                    set.remove(&e.tgid); // a new program starts over
+                }
                 self.flush(e.tgid);
                 self.start(e.tgid, tree, true, e.ts_ns);
                 let st = self.procs.get_mut(&e.tgid).expect("started above");

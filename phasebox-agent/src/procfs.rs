@@ -26,6 +26,15 @@ pub fn stat(pid: u32) -> Option<Stat> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The process (thread group) a thread belongs to.
+pub fn tgid(tid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Whether `pid` exists and has not exited (a zombie has exited).
 pub fn is_alive(pid: u32) -> bool {
     matches!(stat(pid), Some(s) if s.state != 'Z' && s.state != 'X')

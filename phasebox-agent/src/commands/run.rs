@@ -1,14 +1,39 @@
 //! `phasebox run -- CMD ARGS…`: launch CMD traced from its execve on.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::oneshot;
 
 use super::output;
-use crate::seccomp::{filter::FilterSpec, oci::OciProfile};
 use crate::{
     cli::RunArgs,
     launch,
+    learn::{Learner, ServingSet},
+    phase::Detector,
     process::ProcessTree,
+    seccomp::{filter::FilterSpec, notify, oci::OciProfile, phased},
     session::{Origin, Session, Stop},
 };
+
+/// What phase-aware enforcement denied.
+fn report_denials(denials: &[notify::Denial]) {
+    let Some(first) = denials.first() else {
+        eprintln!("phasebox: phase-aware seccomp denied no call");
+        return;
+    };
+    let mut by_name: std::collections::BTreeMap<&str, usize> = Default::default();
+    for d in denials {
+        *by_name.entry(d.name.as_str()).or_default() += 1;
+    }
+    let all: Vec<String> = by_name.iter().map(|(n, c)| format!("{n}×{c}")).collect();
+    eprintln!(
+        "phasebox: phase-aware seccomp denied {} calls made after serving began: {} (first: {} by pid {})",
+        denials.len(),
+        all.join(" "),
+        first.name,
+        first.pid
+    );
+}
 
 /// The OCI seccomp profile at `path`, for the launched command.
 fn seccomp_spec(path: &std::path::Path) -> anyhow::Result<FilterSpec> {
@@ -32,7 +57,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         writer,
     } = output::start(&args.trace, "run", args.command.clone(), None)?;
     launch::become_subreaper();
-    let spec = args.seccomp.as_deref().map(seccomp_spec).transpose()?;
+    let plan = args
+        .seccomp_phases
+        .as_deref()
+        .map(phased::plan)
+        .transpose()?;
+    if let Some(p) = &plan
+        && args.trace.profile.is_some()
+        && args.trace.phases != p.rules.name
+    {
+        anyhow::bail!(
+            "--phases {} differs from the phase rules of the manifest ({}); use --phases {}",
+            args.trace.phases,
+            p.rules.name,
+            p.rules.name
+        );
+    }
+    let spec = match (&args.seccomp, &plan) {
+        (Some(path), _) => Some(seccomp_spec(path)?),
+        (None, Some(p)) => Some(p.spec()?),
+        (None, None) => None,
+    };
     let seccomp = spec.as_ref().map(|spec| launch::Seccomp {
         spec,
         skip_unknown: args.seccomp_skip_unknown,
@@ -61,13 +106,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     std::thread::spawn(move || {
         let _ = done_tx.send(launch::wait_all(pid));
     });
-    child.release(drop)?;
+    let serving: ServingSet = Default::default();
+    let stop_supervisor = Arc::new(AtomicBool::new(false));
+    let mut supervisor = None;
+    let decide_set = serving.clone();
+    child.release(|fd| {
+        supervisor = Some(notify::supervise(
+            fd,
+            stop_supervisor.clone(),
+            move |pid, _| phased::decide(&decide_set, pid),
+        ));
+    })?;
 
     let origin = Origin {
         roots: vec![pid],
         attached: vec![],
     };
-    let learner = outputs.learner(&origin);
+    let mut learner = outputs.learner(&origin);
+    if let Some(p) = &plan {
+        let l = learner.get_or_insert_with(|| {
+            Learner::new(
+                Detector::Rules(p.rules.clone()),
+                &origin.roots,
+                &origin.attached,
+            )
+        });
+        l.share_serving(serving.clone());
+    }
     let mut session = Session::new(probe, ring, tree, writer, learner, origin)?;
     let exit_code = std::cell::Cell::new(0);
     let stop = async {
@@ -102,6 +167,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     };
     let why = session.run(stop, false).await?;
     outputs.finish(session)?;
+    stop_supervisor.store(true, Ordering::Relaxed);
+    if let Some(h) = supervisor {
+        report_denials(&h.join().unwrap_or_default());
+    }
     match why {
         Stop::TreeExited => Ok(exit_code.get()),
         Stop::Signal(_) | Stop::Duration => {

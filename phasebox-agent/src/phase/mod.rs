@@ -91,6 +91,14 @@ impl<T> Tracker<T> {
         }
     }
 
+    /// The phase a rules tracker is in (None for automatic segmentation).
+    pub fn rule_phase(&self) -> Option<usize> {
+        match self {
+            Tracker::Rules { phase, .. } => Some(*phase),
+            Tracker::Auto(_) => None,
+        }
+    }
+
     /// The calls still held back.
     pub fn flush(&mut self) -> Vec<(usize, T)> {
         match self {

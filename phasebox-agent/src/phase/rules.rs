@@ -157,7 +157,12 @@ impl Rules {
 
     /// Index of the phase a process attached late starts in.
     pub fn steady_phase(&self, role: &str) -> usize {
-        self.phases(role).iter().position(|p| p.steady).unwrap_or(0)
+        self.steady_index(role).unwrap_or(0)
+    }
+
+    /// Index of `role`'s steady (serving) phase, if it has one.
+    pub fn steady_index(&self, role: &str) -> Option<usize> {
+        self.phases(role).iter().position(|p| p.steady)
     }
 
     /// Parses and checks a rule set; `origin` names it in errors.

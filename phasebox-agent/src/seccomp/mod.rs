@@ -4,3 +4,4 @@ pub mod export;
 pub mod filter;
 pub mod notify;
 pub mod oci;
+pub mod phased;

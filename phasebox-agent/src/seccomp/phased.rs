@@ -1,0 +1,95 @@
+//! Phase-aware enforcement (`run --seccomp-phases MANIFEST`): one filter for the whole run,
+//! the union of every phase, in which the calls a role needs only before its serving phase go
+//! to phasebox as user notifications. phasebox allows them while the calling process has not
+//! reached its serving phase, and denies them (EPERM) once it has. Everything needed in serving
+//! and after is allowed by the kernel without a round trip. A decision uses only the syscall
+//! number and the process's phase, which phasebox learns from its own trace: never the
+//! target's memory. Design: ARCHITECTURE.md.
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::{
+    export::{MANIFEST_SCHEMA, Manifest},
+    filter::FilterSpec,
+    notify::Verdict,
+    oci::OciProfile,
+};
+use crate::{atomic_file::file_error, learn::ServingSet, phase::rules::Rules, procfs};
+
+/// A manifest read back, with the sets the filter needs.
+pub struct Plan {
+    pub rules: Rules,
+    /// Every phase of every role.
+    pub union: BTreeSet<String>,
+    /// Needed only before a role's serving phase: these are notified.
+    pub early_only: BTreeSet<String>,
+    pub arch: String,
+}
+
+/// Reads `manifest` and the phase files beside it.
+pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
+    let text = std::fs::read_to_string(manifest).map_err(|e| file_error("read", manifest, &e))?;
+    let origin = manifest.display();
+    let m: Manifest = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{origin} is not a valid phase manifest: {e}"))?;
+    if m.schema != MANIFEST_SCHEMA {
+        anyhow::bail!(
+            "{origin} has schema {:?}; this phasebox reads {MANIFEST_SCHEMA:?}",
+            m.schema
+        );
+    }
+    if m.format != "oci" {
+        anyhow::bail!(
+            "{origin} lists {} files; phase-aware enforcement needs OCI files (export --format oci)",
+            m.format
+        );
+    }
+    let rules = Rules::load(&m.rules)
+        .map_err(|e| anyhow::anyhow!("{origin} names phase rules that cannot be loaded: {e}"))?;
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    let (mut union, mut late) = (BTreeSet::new(), BTreeSet::new());
+    for role in &m.roles {
+        let phases = rules.phases(&role.role);
+        let steady = rules.steady_index(&role.role);
+        let mut in_serving = false;
+        for ph in &role.phases {
+            let names = OciProfile::load(&dir.join(&ph.file))?.allowed();
+            let index = phases.iter().position(|p| p.name == ph.name);
+            in_serving |= matches!((index, steady), (Some(i), Some(s)) if i >= s);
+            if in_serving {
+                late.extend(names.iter().cloned());
+            }
+            union.extend(names);
+        }
+    }
+    let early_only = union.difference(&late).cloned().collect();
+    Ok(Plan {
+        rules,
+        union,
+        early_only,
+        arch: m.arch,
+    })
+}
+
+impl Plan {
+    /// The filter: the union allowed, the early-only calls notified.
+    pub fn spec(&self) -> anyhow::Result<FilterSpec> {
+        let mut spec = FilterSpec::from_oci(&OciProfile::allow_list(
+            &self.union,
+            &self.arch,
+            "SCMP_ACT_ERRNO",
+            1,
+        ))?;
+        spec.notify(&self.early_only);
+        Ok(spec)
+    }
+}
+
+/// Allows an early-only call unless the calling thread's process is serving.
+pub fn decide(serving: &ServingSet, pid: u32) -> Verdict {
+    let tgid = procfs::tgid(pid).unwrap_or(pid);
+    match serving.lock() {
+        Ok(set) if set.contains(&tgid) => Verdict::Deny(libc::EPERM),
+        _ => Verdict::Allow,
+    }
+}

@@ -1,0 +1,135 @@
+//! Phase-aware enforcement: a server runs under the union of its phases; once it serves, a
+//! call it needed only at startup (socket) is denied, while requests keep succeeding.
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use phasebox_tests::{
+    CARGO_LIBRARY_PATH, TempDir, fixture, nginx::free_port, phasebox, phasebox_bin, profile,
+};
+
+fn ask(port: u16, line: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "server not up: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    s.write_all(line.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn serve(args: &[&str], port: u16) -> Child {
+    let server = fixture("phased_server");
+    Command::new(phasebox_bin())
+        .args(args)
+        .arg("--")
+        .arg(&server)
+        .arg(port.to_string())
+        .env_remove(CARGO_LIBRARY_PATH)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "server under phasebox failed: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn startup_only_call_is_denied_once_serving() {
+    let dir = TempDir::new("phase-aware");
+    let prof = dir.path("server.json");
+
+    // Learn from a normal run: requests, then quit.
+    let port = free_port();
+    let child = serve(
+        &[
+            "run",
+            "-q",
+            "--phases",
+            "generic",
+            "--profile",
+            prof.to_str().unwrap(),
+        ],
+        port,
+    );
+    for _ in 0..5 {
+        assert_eq!(ask(port, "GET"), "hello\n");
+    }
+    assert_eq!(ask(port, "quit"), "bye\n");
+    finish(child);
+    let p = profile::load(&prof);
+    let main = profile::role(&p, "main");
+    let serving = profile::syscalls(profile::phase(main, "serving"));
+    assert!(
+        !serving.contains("socket"),
+        "socket is a startup call: {serving:?}"
+    );
+    assert!(profile::syscalls(profile::phase(main, "initialization")).contains("socket"));
+
+    let phases = dir.path("phases");
+    let out = phasebox(&[
+        "export",
+        prof.to_str().unwrap(),
+        "--per-phase",
+        phases.to_str().unwrap(),
+        "--add-basics",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = phases.join("manifest.json");
+
+    // Under the union alone, the startup call still works while serving.
+    let union = dir.path("union.json");
+    let out = phasebox(&[
+        "export",
+        prof.to_str().unwrap(),
+        "-o",
+        union.to_str().unwrap(),
+        "--add-basics",
+    ]);
+    assert!(out.status.success());
+    let port = free_port();
+    let child = serve(&["run", "-q", "--seccomp", union.to_str().unwrap()], port);
+    assert_eq!(ask(port, "GET"), "hello\n");
+    assert_eq!(ask(port, "socket"), "socket: ok\n");
+    assert_eq!(ask(port, "quit"), "bye\n");
+    finish(child);
+
+    // Phase-aware: denied once serving, and the server keeps serving.
+    let port = free_port();
+    let child = serve(
+        &["run", "-q", "--seccomp-phases", manifest.to_str().unwrap()],
+        port,
+    );
+    assert_eq!(ask(port, "GET"), "hello\n");
+    std::thread::sleep(Duration::from_millis(100)); // let phasebox read the serving marker
+    assert_eq!(ask(port, "socket"), "socket: Operation not permitted\n");
+    for _ in 0..3 {
+        assert_eq!(ask(port, "GET"), "hello\n");
+    }
+    assert_eq!(ask(port, "quit"), "bye\n");
+    let stderr = finish(child);
+    assert!(
+        stderr.contains("denied 1 calls made after serving began: socket×1"),
+        "{stderr}"
+    );
+}
