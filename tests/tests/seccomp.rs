@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use phasebox_tests::{CARGO_LIBRARY_PATH, TempDir, nginx::Nginx, phasebox, phasebox_bin};
+use phasebox_tests::{CARGO_LIBRARY_PATH, TempDir, nginx::Nginx, phasebox, phasebox_bin, profile};
 
 const PWD_RUNS: [&[&str]; 3] = [&[], &["-P"], &["--help"]];
 
@@ -193,6 +193,38 @@ fn nginx_serves_under_its_exported_union() {
     assert!(
         nginx.quit().success(),
         "nginx ended badly under its profile: {}",
+        nginx.error_log()
+    );
+    drop(nginx);
+
+    // Phase-aware: the union, tightened per process once it serves; requests keep succeeding.
+    let phases = dir.path("phases");
+    ok(&phasebox(&[
+        "export",
+        prof.to_str().unwrap(),
+        "--per-phase",
+        phases.to_str().unwrap(),
+    ]));
+    let manifest = phases.join("manifest.json");
+    let m = profile::load(&manifest);
+    assert_eq!(m["rules"], "nginx");
+    let aware = [
+        bin.to_str().unwrap(),
+        "run",
+        "-q",
+        "--seccomp-phases",
+        manifest.to_str().unwrap(),
+        "--",
+    ];
+    let mut nginx = Nginx::start_under(&aware);
+    let codes = [nginx.curl("/index.html", 20), nginx.curl("/big.bin", 20)].concat();
+    assert!(
+        codes.iter().all(|c| c == "200"),
+        "under phase-aware enforcement: {codes:?}"
+    );
+    assert!(
+        nginx.quit().success(),
+        "nginx ended badly under phase-aware enforcement: {}",
         nginx.error_log()
     );
 }

@@ -36,19 +36,36 @@ fn settings(args: &[String]) -> Settings {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = settings(args);
-    let nginx = nginx_bench(&bin, &s)?;
-    let storm = storm_bench(&bin, &s)?;
-    let section = format!("{BEGIN}\n{}\n{}{END}", nginx, storm);
-    let path = util::root().join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let new = match (old.find(BEGIN), old.find(END)) {
-        (Some(a), Some(b)) => format!("{}{}{}", &old[..a], section, &old[b + END.len()..]),
-        _ => format!("{old}\n{section}\n"),
+    let only_seccomp = args.iter().any(|a| a == "--seccomp");
+    let section = if only_seccomp {
+        String::new()
+    } else {
+        let nginx = nginx_bench(&bin, &s)?;
+        let storm = storm_bench(&bin, &s)?;
+        format!("{BEGIN}\n{}\n{}{END}", nginx, storm)
     };
-    std::fs::write(&path, new)?;
-    println!("{section}");
+    let seccomp = format!("{SECCOMP_BEGIN}\n{}{SECCOMP_END}", seccomp_bench(&bin, &s)?);
+    let path = util::root().join("BENCHMARKS.md");
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    if !section.is_empty() {
+        text = replace_section(&text, BEGIN, END, &section);
+    }
+    text = replace_section(&text, SECCOMP_BEGIN, SECCOMP_END, &seccomp);
+    std::fs::write(&path, text)?;
+    println!("{section}\n{seccomp}");
     println!("bench: results written to {}", path.display());
     Ok(())
+}
+
+const SECCOMP_BEGIN: &str = "<!-- bench:seccomp:begin -->";
+const SECCOMP_END: &str = "<!-- bench:seccomp:end -->";
+
+/// `text` with the part between `begin` and `end` replaced by `section` (appended if absent).
+fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> String {
+    match (text.find(begin), text.find(end)) {
+        (Some(a), Some(b)) => format!("{}{}{}", &text[..a], section, &text[b + end.len()..]),
+        _ => format!("{text}\n{section}\n"),
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -306,5 +323,113 @@ fn storm_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         t / 1e6,
         b / t,
         median(&mut rss)
+    ))
+}
+
+/// nginx under its exported seccomp profiles: the union alone (applied by `phasebox validate`,
+/// which does not trace) against no filter, and phase-aware enforcement (which needs the trace)
+/// against tracing alone.
+fn seccomp_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
+    let dir = TempDir::new("bench-seccomp");
+    let prof = dir.path("nginx.json");
+    let b = bin.to_str().unwrap();
+    let mut learn = Nginx::start_under(&[
+        b,
+        "run",
+        "-q",
+        "--phases",
+        "nginx",
+        "--profile",
+        prof.to_str().unwrap(),
+        "--",
+    ]);
+    wrk(&learn.url("/index.html"), 2)?;
+    if !learn.quit().success() {
+        bail!("nginx did not quit cleanly while learning");
+    }
+    drop(learn);
+    let union = dir.path("union.json");
+    let phases = dir.path("phases");
+    for args in [
+        vec![
+            "export",
+            prof.to_str().unwrap(),
+            "-o",
+            union.to_str().unwrap(),
+        ],
+        vec![
+            "export",
+            prof.to_str().unwrap(),
+            "--per-phase",
+            phases.to_str().unwrap(),
+        ],
+    ] {
+        let out = Command::new(bin).args(&args).output()?;
+        if !out.status.success() {
+            bail!(
+                "phasebox {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let manifest = phases.join("manifest.json");
+    let modes: [(&str, Vec<&str>); 4] = [
+        ("no filter", vec![]),
+        (
+            "union filter (phasebox validate --seccomp)",
+            vec![b, "validate", "--seccomp", union.to_str().unwrap(), "--"],
+        ),
+        ("traced only (phasebox run)", vec![b, "run", "-q", "--"]),
+        (
+            "traced + phase-aware (phasebox run --seccomp-phases)",
+            vec![
+                b,
+                "run",
+                "-q",
+                "--seccomp-phases",
+                manifest.to_str().unwrap(),
+                "--",
+            ],
+        ),
+    ];
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for round in 0..s.rounds {
+        for k in 0..modes.len() {
+            let m = (k + round) % modes.len();
+            let mut nginx = Nginx::start_under(&modes[m].1);
+            let url = nginx.url("/index.html");
+            wrk(&url, 1)?; // warm-up, and into the serving phase
+            let rps = wrk(&url, s.secs)?;
+            if !nginx.quit().success() {
+                bail!("nginx did not quit cleanly under {}", modes[m].0);
+            }
+            eprintln!("bench: round {} {}: {rps:.0} req/s", round + 1, modes[m].0);
+            results[m].push(rps);
+        }
+    }
+    let med: Vec<f64> = results.iter_mut().map(|r| median(r)).collect();
+    Ok(format!(
+        "## nginx under its learned seccomp profiles\n\n\
+         nginx {}, its profile learned by `phasebox run --phases nginx` under wrk, exported as the\n\
+         union of all roles and phases and per phase. Each mode starts a fresh nginx, warms up 1 s,\n\
+         then `wrk -t1 -c32 -d{}s`; {} rounds, modes alternated. Median requests/s.\n\n\
+         | mode | median req/s | ratio |\n|---|---|---|\n\
+         | {} | {:.0} | 100% |\n\
+         | {} | {:.0} | {:.1}% of no filter |\n\
+         | {} | {:.0} | |\n\
+         | {} | {:.0} | {:.1}% of traced only |\n",
+        nginx_version(),
+        s.secs,
+        s.rounds,
+        modes[0].0,
+        med[0],
+        modes[1].0,
+        med[1],
+        100.0 * med[1] / med[0],
+        modes[2].0,
+        med[2],
+        modes[3].0,
+        med[3],
+        100.0 * med[3] / med[2],
     ))
 }

@@ -169,7 +169,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     outputs.finish(session)?;
     stop_supervisor.store(true, Ordering::Relaxed);
     if let Some(h) = supervisor {
-        report_denials(&h.join().unwrap_or_default());
+        let denials = h.join().unwrap_or_default();
+        if !args.trace.quiet || !denials.is_empty() {
+            report_denials(&denials);
+        }
     }
     match why {
         Stop::TreeExited => Ok(exit_code.get()),
