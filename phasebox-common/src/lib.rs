@@ -58,6 +58,9 @@ pub mod mode {
     /// Send one record per syscall to the ring buffer (the timeline). Without it only the
     /// kernel counters and process records are kept.
     pub const STREAM: u32 = 1;
+    /// With STREAM: also send the path argument of path-taking syscalls (for profiles and
+    /// trace files; a summary alone does not need them).
+    pub const PATHS: u32 = 2;
 }
 
 /// `Config` field value for a tracepoint field the running kernel does not have.

@@ -177,7 +177,7 @@ fn emit_syscall(rec: SyscallRecord) {
     }
 }
 
-/// Sends the path argument of syscall `nr`, if it takes one (stream mode only).
+/// Sends the path argument of syscall `nr`, if it takes one (PATHS mode).
 #[inline(always)]
 fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns: u64) {
     let Some(&arg) = PB_PATH_ARGS.get(nr) else {
@@ -256,7 +256,7 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
         }
         return 0;
     }
-    if cfg!(mode) & mode::STREAM != 0 {
+    if cfg!(mode) & mode::PATHS != 0 {
         emit_path(&ctx, tgid, tid, nr, enter_ns);
     }
     // Written in place when the thread has an entry already: an update would take the map's

@@ -156,8 +156,12 @@ const MODES: &[(&str, &str)] = &[
         "`phasebox record -p MASTER` (every syscall streamed to userspace)",
     ),
     (
+        "record-profile",
+        "`phasebox record -p MASTER --phases nginx --profile FILE` (streamed with paths, phases learned)",
+    ),
+    (
         "record-o",
-        "`phasebox record -p MASTER -o FILE` (streamed and written to a trace file)",
+        "`phasebox record -p MASTER -o FILE` (streamed with paths, written to a trace file)",
     ),
     ("strace", "`strace -f -qq -o /dev/null -p MASTER -p WORKER`"),
 ];
@@ -182,6 +186,11 @@ fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
                 "record" => start_phasebox(bin, nginx.pid(), &[], summary)?,
                 "record-o" => {
                     start_phasebox(bin, nginx.pid(), &["-o", trace.to_str().unwrap()], summary)?
+                }
+                "record-profile" => {
+                    let prof = dir.path("bench-profile.json");
+                    let args = ["--phases", "nginx", "--profile", prof.to_str().unwrap()];
+                    start_phasebox(bin, nginx.pid(), &args, summary)?
                 }
                 _ => {
                     let mut cmd = Command::new("strace");
@@ -224,7 +233,9 @@ fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     for (m, (name, what)) in MODES.iter().enumerate() {
         let med = median(&mut results[m]);
         let (ev, dr) = match *name {
-            "record" | "record-o" | "filter" => (drops[m].0.to_string(), drops[m].1.to_string()),
+            "record" | "record-profile" | "record-o" | "filter" => {
+                (drops[m].0.to_string(), drops[m].1.to_string())
+            }
             _ => ("-".into(), "-".into()),
         };
         out += &format!(
@@ -233,7 +244,7 @@ fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         );
     }
     let rec = median(&mut results[2]);
-    let st = median(&mut results[4]);
+    let st = median(&mut results[MODES.len() - 1]);
     out += &format!(
         "\n`phasebox record` keeps {:.1}% of nginx's throughput while recording every syscall; \
          strace keeps {:.1}%: phasebox serves {:.1}x the requests strace does.\n",

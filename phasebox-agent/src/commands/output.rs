@@ -48,6 +48,7 @@ pub fn start(
     mode: &str,
     command: Vec<String>,
     target_pid: Option<u32>,
+    force_paths: bool,
 ) -> anyhow::Result<Started> {
     let summary = opts
         .summary
@@ -78,9 +79,11 @@ pub fn start(
         .as_deref()
         .map(|p| TraceWriter::create(p, &header))
         .transpose()?;
+    let paths = opts.profile.is_some() || opts.output.is_some() || force_paths;
     let (probe, ring) = Probe::load(ProbeOptions {
         ring_bytes: opts.ring_bytes,
         stream: true,
+        paths,
     })?;
     let run = RunInfo {
         name: match target_pid {

@@ -53,7 +53,7 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
         mut probe,
         ring,
         writer,
-    } = output::start(&args.trace, "record", Vec::new(), Some(pid))?;
+    } = output::start(&args.trace, "record", Vec::new(), Some(pid), false)?;
     let mut tree = ProcessTree::new();
     attach(&mut probe, &mut tree, pid)?;
     if tree.is_empty() {

@@ -50,18 +50,25 @@ fn seccomp_spec(path: &std::path::Path) -> anyhow::Result<FilterSpec> {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let program = launch::resolve(&args.command[0])?;
-    let output::Started {
-        outputs,
-        mut probe,
-        ring,
-        writer,
-    } = output::start(&args.trace, "run", args.command.clone(), None)?;
-    launch::become_subreaper();
     let plan = args
         .seccomp_phases
         .as_deref()
         .map(phased::plan)
         .transpose()?;
+    // Phase-aware enforcement follows phases, whose markers may need path arguments.
+    let output::Started {
+        outputs,
+        mut probe,
+        ring,
+        writer,
+    } = output::start(
+        &args.trace,
+        "run",
+        args.command.clone(),
+        None,
+        plan.is_some(),
+    )?;
+    launch::become_subreaper();
     if let Some(p) = &plan
         && args.trace.profile.is_some()
         && args.trace.phases != p.rules.name

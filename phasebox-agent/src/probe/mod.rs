@@ -29,6 +29,8 @@ pub struct ProbeOptions {
     pub ring_bytes: u32,
     /// Send a record per syscall (the timeline), not only counters and process records.
     pub stream: bool,
+    /// With `stream`: also send path arguments (profiles and trace files use them).
+    pub paths: bool,
 }
 
 /// Loaded and attached kernel programs with their maps.
@@ -95,7 +97,11 @@ impl Probe {
         let nr = sysnames::special();
         let config = Config {
             self_tgid: std::process::id(),
-            mode: if opts.stream { mode::STREAM } else { 0 },
+            mode: match (opts.stream, opts.paths) {
+                (true, true) => mode::STREAM | mode::PATHS,
+                (true, false) => mode::STREAM,
+                (false, _) => 0,
+            },
             fork_child_pid_off: field_offset(&fork, "sched_process_fork", "child_pid")?,
             exec_filename_off: field_offset(&exec, "sched_process_exec", "filename")?,
             exec_old_pid_off: field_offset(&exec, "sched_process_exec", "old_pid")?,
