@@ -105,11 +105,21 @@ impl Learner {
     }
 
     fn role_name(&self, pid: u32, tree: &ProcessTree, execd: bool) -> String {
+        self.role_name_at(pid, tree, execd, 0)
+    }
+
+    /// The role of `pid`; a parent not seen yet (attached processes come in any order) gets
+    /// its role from the process tree, up to `MAX_DEPTH` ancestors.
+    fn role_name_at(&self, pid: u32, tree: &ProcessTree, execd: bool, depth: usize) -> String {
+        const MAX_DEPTH: usize = 32;
         let root = self.roots.contains(&pid);
-        let parent_role = tree
-            .get(pid)
-            .and_then(|p| self.procs.get(&p.ppid))
-            .map(|s| self.roles[s.role].name.clone());
+        let parent_role = tree.get(pid).and_then(|p| match self.procs.get(&p.ppid) {
+            Some(s) => Some(self.roles[s.role].name.clone()),
+            None if depth < MAX_DEPTH && !root && tree.get(p.ppid).is_some() => {
+                Some(self.role_name_at(p.ppid, tree, false, depth + 1))
+            }
+            None => None,
+        });
         if let Detector::Rules(r) = &self.det {
             let fits = |rule: &crate::phase::rules::RoleRule| {
                 rule.root.is_none_or(|x| x == root)

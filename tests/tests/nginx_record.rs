@@ -15,6 +15,7 @@ fn record_follows_workers_across_reload() {
     assert_eq!(old_workers.len(), 1, "one worker expected");
     let dir = TempDir::new("record");
     let summary = dir.path("summary.json");
+    let prof = dir.path("profile.json");
     let mut pb = Command::new(phasebox_bin())
         .args([
             "record",
@@ -22,6 +23,10 @@ fn record_follows_workers_across_reload() {
             &nginx.pid().to_string(),
             "--summary",
             summary.to_str().unwrap(),
+            "--phases",
+            "nginx",
+            "--profile",
+            prof.to_str().unwrap(),
         ])
         .stderr(Stdio::piped())
         .spawn()
@@ -105,6 +110,23 @@ fn record_follows_workers_across_reload() {
     assert!(
         c_has(find(nginx.pid()), "clone"),
         "master forked the new worker"
+    );
+    check_attached_profile(&prof);
+}
+
+/// A profile learned by attaching late: incomplete, and the running processes start in their
+/// steady phases.
+fn check_attached_profile(path: &std::path::Path) {
+    let p = phasebox_tests::profile::load(path);
+    assert_eq!(p["complete"], false);
+    assert_eq!(p["runs"][0]["how"], "attached");
+    let worker = phasebox_tests::profile::role(&p, "worker");
+    let serving = phasebox_tests::profile::phase(worker, "accepting-and-serving-requests");
+    assert!(phasebox_tests::profile::syscalls(serving).contains("accept4"));
+    let master = phasebox_tests::profile::role(&p, "master");
+    assert!(
+        phasebox_tests::profile::phase_names(master)
+            .contains(&"setting-up-worker-processes".to_string())
     );
 }
 

@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use auto::{AutoParams, Segmenter};
 use rules::{Obs, Rules};
 
+/// The one phase of a role that the rule set gives no phases.
+pub const UNPHASED: &str = "unphased";
+
 /// How phases are found.
 #[derive(Clone, Debug)]
 pub enum Detector {
@@ -34,7 +37,11 @@ impl Detector {
     /// The name of phase `index` of `role`.
     pub fn phase_name(&self, role: &str, index: usize) -> String {
         match self {
-            Detector::Rules(r) => r.phases(role)[index].name.clone(),
+            // A role the rules give no phases to keeps all its calls in one.
+            Detector::Rules(r) => r
+                .phases(role)
+                .get(index)
+                .map_or_else(|| UNPHASED.to_string(), |p| p.name.clone()),
             Detector::Auto(_) => format!("segment-{}", index + 1),
         }
     }
