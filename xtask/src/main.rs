@@ -107,7 +107,15 @@ fn test() -> anyhow::Result<()> {
     let mut unit = vec!["test"];
     unit.extend(&CRATES[..6]);
     util::cargo(&unit)?;
-    let mut cmd = util::cargo_cmd(&["test", "-p", "phasebox-tests", "--", "--test-threads=1"]);
+    // --tests: the integration binaries only, so the run ends on real tests, not doc-tests.
+    let mut cmd = util::cargo_cmd(&[
+        "test",
+        "-p",
+        "phasebox-tests",
+        "--tests",
+        "--",
+        "--test-threads=1",
+    ]);
     cmd.env("PHASEBOX_BIN", &bin);
     util::run(&mut cmd)
 }
