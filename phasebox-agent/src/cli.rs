@@ -21,6 +21,9 @@ pub enum Command {
     Run(RunArgs),
     /// Attach to a running process, its threads and descendants.
     Record(RecordArgs),
+    /// Long-running: attach to a process tree, learn its phases, serve Prometheus metrics,
+    /// and checkpoint the learned profile.
+    Agent(AgentArgs),
     /// Read trace files.
     #[command(subcommand)]
     Trace(TraceCommand),
@@ -119,6 +122,28 @@ pub struct CompareArgs {
     /// Also write the comparison as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The process to attach to (with its threads and descendants).
+    #[arg(short, long, value_name = "PID")]
+    pub pid: u32,
+    /// Phase rules: generic, nginx, auto, or a rule file.
+    #[arg(long, default_value = "generic", value_name = "RULES")]
+    pub phases: String,
+    /// Where to serve /metrics.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Keep the learned profile in this file (written every --checkpoint and at the end).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// How often the profile is written.
+    #[arg(long, default_value = "30s", value_name = "D", value_parser = parse_duration)]
+    pub checkpoint: Duration,
+    /// Ring-buffer size: a power of two, with an optional K, M or G suffix.
+    #[arg(long = "ring-buffer", value_name = "SIZE", default_value = "8M", value_parser = parse_ring_size)]
+    pub ring_bytes: u32,
 }
 
 #[derive(Debug, Args)]

@@ -258,6 +258,31 @@ impl Learner {
         for pid in pids {
             self.flush(pid);
         }
+        self.snapshot(tree, run)
+    }
+
+    /// The current phase of each role: the furthest phase any of its live processes reached.
+    pub fn current_phases(&self) -> Vec<(String, String)> {
+        let mut furthest: BTreeMap<usize, usize> = BTreeMap::new();
+        for st in self.procs.values() {
+            if let Some(p) = st.tracker.rule_phase() {
+                let e = furthest.entry(st.role).or_insert(p);
+                *e = (*e).max(p);
+            }
+        }
+        furthest
+            .into_iter()
+            .map(|(role, p)| {
+                let name = self.roles[role].name.clone();
+                let phase = self.det.phase_name(&name, p);
+                (name, phase)
+            })
+            .collect()
+    }
+
+    /// The profile learned so far, without ending anything (checkpoints, metrics). Calls that
+    /// automatic segmentation still holds back are not in it yet.
+    pub fn snapshot(&self, tree: &ProcessTree, run: &RunInfo) -> Profile {
         let root = self.roots.iter().filter_map(|&p| tree.get(p)).next();
         let mut incomplete = Vec::new();
         if !run.launched {

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod event;
 pub mod launch;
 pub mod learn;
+pub mod metrics;
 pub mod phase;
 pub mod policy;
 pub mod probe;

@@ -178,6 +178,19 @@ impl Session {
         }
     }
 
+    pub fn learner(&self) -> Option<&Learner> {
+        self.learner.as_ref()
+    }
+
+    pub fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
+    /// Records delivered so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
     /// Final drain, exact counters, and the trace file's footer.
     pub fn finish(mut self) -> anyhow::Result<Finished> {
         self.drain()?;

@@ -1,4 +1,5 @@
 //! One file per subcommand, wiring the pieces together.
+mod agent;
 mod analyze;
 mod compare;
 mod export;
@@ -16,6 +17,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => runtime()?.block_on(run::run(args)),
         Command::Record(args) => runtime()?.block_on(record::record(args)),
+        Command::Agent(args) => runtime()?.block_on(agent::agent(args)),
         Command::Trace(TraceCommand::Dump { file }) => trace::dump(&file),
         Command::Analyze(args) => analyze::analyze(&args),
         Command::Profile(cmd) => profile::profile(&cmd),

@@ -12,7 +12,7 @@ use crate::{
 
 /// Tracks `root` and every descendant /proc shows (twice, to catch forks made meanwhile; after
 /// that the kernel follows new children itself).
-fn attach(probe: &mut Probe, tree: &mut ProcessTree, root: u32) -> anyhow::Result<()> {
+pub(super) fn attach(probe: &mut Probe, tree: &mut ProcessTree, root: u32) -> anyhow::Result<()> {
     let me = std::process::id();
     let mut seen = BTreeSet::new();
     for pass in 0..2 {
@@ -36,8 +36,8 @@ fn attach(probe: &mut Probe, tree: &mut ProcessTree, root: u32) -> anyhow::Resul
     Ok(())
 }
 
-pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
-    let pid = args.pid;
+/// Refuses phasebox's own pid and pids that do not exist or have exited.
+pub(super) fn check_target(pid: u32) -> anyhow::Result<()> {
     if pid == std::process::id() {
         anyhow::bail!("phasebox cannot trace itself (pid {pid})");
     }
@@ -48,6 +48,12 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
         }
         Some(_) => {}
     }
+    Ok(())
+}
+
+pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
+    let pid = args.pid;
+    check_target(pid)?;
     let output::Started {
         outputs,
         mut probe,

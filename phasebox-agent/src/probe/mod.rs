@@ -18,6 +18,12 @@ use crate::{summary::Losses, sysnames};
 /// The kernel object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/phasebox"));
 
+/// Turns on the kernel's BPF run-time statistics while the returned fd lives.
+pub fn enable_run_time_stats() -> anyhow::Result<std::os::fd::OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| anyhow::anyhow!("cannot enable BPF run-time statistics: {e}"))
+}
+
 /// Ring-buffer sizes accepted by `--ring-buffer`.
 pub const MIN_RING_BYTES: u64 = 4096;
 pub const MAX_RING_BYTES: u64 = 1 << 30;
@@ -36,7 +42,7 @@ pub struct ProbeOptions {
 /// Loaded and attached kernel programs with their maps.
 pub struct Probe {
     // Keeps programs and links alive; dropping it detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     await_exec: Array<MapData, u32>,
     /// PB_USER_BITS and the agent's copy of it (the agent is its only writer).
     user_bits: Array<MapData, u64>,
@@ -172,7 +178,7 @@ impl Probe {
         let user_words = vec![0; words as usize];
         Ok((
             Probe {
-                _ebpf: ebpf,
+                ebpf,
                 await_exec,
                 user_bits,
                 user_words,
@@ -218,6 +224,25 @@ impl Probe {
         self.user_bits
             .set(word as u32, *w, 0)
             .with_context(|| format!("cannot update the tracked-pid bitmap for pid {pid}"))
+    }
+
+    /// Run time and run count of each kernel program (BPF run-time statistics must be on:
+    /// see `enable_run_time_stats`).
+    pub fn run_stats(&self) -> Vec<(&'static str, std::time::Duration, u64)> {
+        let names = [
+            names::PROG_SYS_ENTER,
+            names::PROG_SYS_EXIT,
+            names::PROG_FORK,
+            names::PROG_EXEC,
+            names::PROG_EXIT,
+        ];
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let info = self.ebpf.program(n)?.info().ok()?;
+                Some((n, info.run_time(), info.run_count()))
+            })
+            .collect()
     }
 
     /// The exact per-(process, syscall) counters, summed over CPUs.

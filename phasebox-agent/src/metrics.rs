@@ -1,0 +1,224 @@
+//! Prometheus metrics of a running agent, refreshed from the session once a second and served
+//! on /metrics. Label values are bounded: program, role, phase and syscall names, never pids.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus::{
+    CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::profile::Profile;
+
+/// The agent's metrics.
+pub struct Metrics {
+    registry: Registry,
+    syscalls: IntCounterVec,
+    phase_info: IntGaugeVec,
+    tracked: IntGauge,
+    dropped: IntCounter,
+    events: IntCounter,
+    bpf_run_time: CounterVec,
+    bpf_runs: IntCounterVec,
+    /// Counted by monitor mode (a series appears with the first violation).
+    pub violations: IntCounterVec,
+    /// Last values pushed into each counter, to add only the increase.
+    last: HashMap<String, f64>,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Metrics> {
+        let registry = Registry::new();
+        let syscalls = IntCounterVec::new(
+            opts(
+                "phasebox_syscalls_total",
+                "System calls seen, by program, role, phase and syscall.",
+            ),
+            &["program", "role", "phase", "syscall"],
+        )?;
+        let phase_info = IntGaugeVec::new(
+            opts(
+                "phasebox_phase_info",
+                "The phase each role is in now (value 1).",
+            ),
+            &["program", "role", "phase"],
+        )?;
+        let tracked = IntGauge::new("phasebox_tracked_processes", "Processes traced now.")?;
+        let dropped = IntCounter::new(
+            "phasebox_events_dropped_total",
+            "Events lost because the ring buffer was full (the syscall counters stay exact).",
+        )?;
+        let events = IntCounter::new("phasebox_events_total", "Events delivered from the kernel.")?;
+        let bpf_run_time = CounterVec::new(
+            opts(
+                "phasebox_bpf_run_time_seconds_total",
+                "Time spent in each phasebox kernel program.",
+            ),
+            &["program"],
+        )?;
+        let bpf_runs = IntCounterVec::new(
+            opts(
+                "phasebox_bpf_runs_total",
+                "Runs of each phasebox kernel program.",
+            ),
+            &["program"],
+        )?;
+        let violations = IntCounterVec::new(
+            opts(
+                "phasebox_profile_violations_total",
+                "System calls outside the monitored profile's current phase.",
+            ),
+            &["program", "role", "phase", "syscall"],
+        )?;
+        registry.register(Box::new(syscalls.clone()))?;
+        registry.register(Box::new(phase_info.clone()))?;
+        registry.register(Box::new(tracked.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(bpf_run_time.clone()))?;
+        registry.register(Box::new(bpf_runs.clone()))?;
+        registry.register(Box::new(violations.clone()))?;
+        Ok(Metrics {
+            registry,
+            syscalls,
+            phase_info,
+            tracked,
+            dropped,
+            events,
+            bpf_run_time,
+            bpf_runs,
+            violations,
+            last: HashMap::new(),
+        })
+    }
+
+    /// How much `key` grew since the last call.
+    fn delta(&mut self, key: String, now: f64) -> f64 {
+        let last = self.last.insert(key, now).unwrap_or(0.0);
+        (now - last).max(0.0)
+    }
+
+    /// Takes the learned profile so far and the session's counters.
+    pub fn update(
+        &mut self,
+        snapshot: &Profile,
+        phases: &[(String, String)],
+        live: usize,
+        report: &Counters,
+    ) {
+        let program = snapshot.program.comm.clone();
+        for role in &snapshot.roles {
+            for ph in &role.phases {
+                for (name, u) in &ph.syscalls {
+                    let key = format!("s|{}|{}|{name}", role.name, ph.name);
+                    let d = self.delta(key, u.calls as f64) as u64;
+                    self.syscalls
+                        .with_label_values(&[&program, &role.name, &ph.name, name])
+                        .inc_by(d);
+                }
+            }
+        }
+        self.phase_info.reset();
+        for (role, phase) in phases {
+            self.phase_info
+                .with_label_values(&[&program, role, phase])
+                .set(1);
+        }
+        self.tracked.set(live as i64);
+        let d = self.delta("dropped".into(), report.dropped as f64) as u64;
+        self.dropped.inc_by(d);
+        let d = self.delta("events".into(), report.events as f64) as u64;
+        self.events.inc_by(d);
+        for (prog, time, runs) in &report.bpf {
+            let d = self.delta(format!("t|{prog}"), time.as_secs_f64());
+            self.bpf_run_time.with_label_values(&[prog]).inc_by(d);
+            let d = self.delta(format!("r|{prog}"), *runs as f64) as u64;
+            self.bpf_runs.with_label_values(&[prog]).inc_by(d);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Session counters for `Metrics::update`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub events: u64,
+    pub dropped: u64,
+    pub bpf: Vec<(&'static str, std::time::Duration, u64)>,
+}
+
+/// Serves `/metrics` (the latest rendering in `page`) on `addr`.
+pub async fn serve(
+    addr: SocketAddr,
+    page: Arc<std::sync::Mutex<String>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use axum::{Router, http::header, routing::get};
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr}: {}",
+            crate::sysnames::describe_io(&e)
+        )
+    })?;
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let page = page.clone();
+            async move {
+                let body = page.lock().map(|p| p.clone()).unwrap_or_default();
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+            }
+        }),
+    );
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::sample;
+
+    #[test]
+    fn counters_grow_by_the_increase_only() {
+        let mut m = Metrics::new().unwrap();
+        let mut p = sample(&[("worker", &[("serving", &["accept4"])])]);
+        let c = Counters {
+            events: 10,
+            dropped: 0,
+            bpf: vec![("pb_sys_enter", std::time::Duration::from_millis(5), 100)],
+        };
+        m.update(&p, &[("worker".into(), "serving".into())], 2, &c);
+        p.roles[0].phases[0]
+            .syscalls
+            .get_mut("accept4")
+            .unwrap()
+            .calls = 5;
+        m.update(&p, &[("worker".into(), "serving".into())], 2, &c);
+        let text = m.render();
+        assert!(text.contains(r#"phasebox_syscalls_total{phase="serving",program="nginx",role="worker",syscall="accept4"} 5"#), "{text}");
+        assert!(
+            text.contains(
+                r#"phasebox_phase_info{phase="serving",program="nginx",role="worker"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("phasebox_tracked_processes 2"), "{text}");
+        assert!(text.contains("phasebox_events_total 10"), "{text}");
+        assert!(
+            text.contains(r#"phasebox_bpf_runs_total{program="pb_sys_enter"} 100"#),
+            "{text}"
+        );
+    }
+}

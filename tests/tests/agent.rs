@@ -1,0 +1,117 @@
+//! `phasebox agent` on a running nginx: its /metrics count the worker's serving calls, and
+//! after `kill -9` the last checkpoint is a valid profile and no phasebox program stays loaded.
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use phasebox_tests::{
+    TempDir,
+    nginx::{Nginx, free_port},
+    phasebox, phasebox_bin,
+};
+
+const REQUESTS: u64 = 15;
+
+fn metric(text: &str, prefix: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && labels.iter().all(|x| l.contains(x)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn agent_metrics_checkpoints_and_kill() {
+    let nginx = Nginx::start();
+    let dir = TempDir::new("agent");
+    let prof = dir.path("checkpoint.json");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut agent = Command::new(phasebox_bin())
+        .args([
+            "agent",
+            "-p",
+            &nginx.pid().to_string(),
+            "--phases",
+            "nginx",
+            "--listen",
+            &listen,
+        ])
+        .args(["--profile", prof.to_str().unwrap(), "--checkpoint", "1s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(agent.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("metrics on"), "agent did not start: {line}");
+
+    assert!(
+        nginx
+            .curl("/index.html", REQUESTS as usize)
+            .iter()
+            .all(|c| c == "200")
+    );
+    std::thread::sleep(Duration::from_millis(2500)); // a refresh and a checkpoint
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{listen}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let accepts = metric(
+        &text,
+        "phasebox_syscalls_total{",
+        &[
+            r#"role="worker""#,
+            r#"syscall="accept4""#,
+            r#"phase="accepting-and-serving-requests""#,
+        ],
+    )
+    .unwrap_or_else(|| panic!("no accept4 series:\n{text}"));
+    assert!(
+        accepts >= REQUESTS as f64,
+        "{accepts} accept4 for {REQUESTS} requests"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "phasebox_phase_info{",
+            &[
+                r#"role="worker""#,
+                r#"phase="accepting-and-serving-requests""#
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(metric(&text, "phasebox_tracked_processes", &[]), Some(2.0));
+    assert!(
+        metric(
+            &text,
+            "phasebox_bpf_runs_total{",
+            &[r#"program="pb_sys_enter""#]
+        )
+        .unwrap_or(0.0)
+            > 0.0
+    );
+    assert!(!text.contains("pid="), "no pid labels");
+
+    // kill -9: the last checkpoint stands, and the kernel unloads phasebox's programs.
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let show = phasebox(&["profile", "show", prof.to_str().unwrap()]);
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    assert!(String::from_utf8_lossy(&show.stdout).contains("accepting-and-serving-requests"));
+    std::thread::sleep(Duration::from_millis(200));
+    let progs = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool is installed");
+    let listed = String::from_utf8_lossy(&progs.stdout);
+    assert!(
+        !listed.contains("pb_sys_enter") && !listed.contains("pb_fork"),
+        "phasebox programs left loaded:\n{listed}"
+    );
+}
