@@ -138,6 +138,11 @@ pub struct AgentArgs {
     /// Keep the learned profile in this file (written every --checkpoint and at the end).
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// Send every syscall to userspace (the timeline), as `record` does. By default the agent
+    /// runs in summary mode: exact counters in the kernel, and only each process's first use
+    /// of a syscall per phase and the phase markers' calls are sent.
+    #[arg(long)]
+    pub stream: bool,
     /// How often the profile is written.
     #[arg(long, default_value = "30s", value_name = "D", value_parser = parse_duration)]
     pub checkpoint: Duration,

@@ -22,7 +22,13 @@ struct Item {
 struct ProcState {
     role: usize,
     tracker: Tracker<Item>,
+    /// The phase last passed on by `take_phase_changes`.
+    reported: Option<usize>,
 }
+
+/// A process that moved to another phase: (tgid, epoch = phase index + 1, whether any later
+/// phase still has markers to watch for).
+pub type PhaseChange = (u32, u32, bool);
 
 #[derive(Debug, Default)]
 struct Use {
@@ -166,7 +172,14 @@ impl Learner {
         self.roles[role].pids.insert(pid);
         let attached = !execd && self.attached.contains(&pid);
         let tracker = self.det.tracker(&self.roles[role].name, attached);
-        self.procs.insert(pid, ProcState { role, tracker });
+        self.procs.insert(
+            pid,
+            ProcState {
+                role,
+                tracker,
+                reported: None,
+            },
+        );
     }
 
     fn record(&mut self, role: usize, released: Vec<(usize, Item)>) {
@@ -194,6 +207,44 @@ impl Learner {
         if let Some(mut st) = self.procs.remove(&pid) {
             let released = st.tracker.flush();
             self.record(st.role, released);
+        }
+    }
+
+    /// Phase changes since the last call (summary mode tells the kernel, so first uses are
+    /// reported again per phase and markers stop once none is left).
+    pub fn take_phase_changes(&mut self) -> Vec<PhaseChange> {
+        let Detector::Rules(r) = &self.det else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (&pid, st) in self.procs.iter_mut() {
+            let Some(p) = st.tracker.rule_phase() else {
+                continue;
+            };
+            if st.reported == Some(p) {
+                continue;
+            }
+            st.reported = Some(p);
+            let phases = r.phases(&self.roles[st.role].name);
+            let markers_left = phases.iter().skip(p + 1).any(|ph| !ph.enter.is_empty());
+            out.push((pid, p as u32 + 1, markers_left));
+        }
+        out
+    }
+
+    /// The role and current phase of `tgid`.
+    pub fn role_phase_of(&self, tgid: u32) -> Option<(String, String)> {
+        let st = self.procs.get(&tgid)?;
+        let role = self.roles[st.role].name.clone();
+        let phase = self.det.phase_name(&role, st.tracker.rule_phase()?);
+        Some((role, phase))
+    }
+
+    /// Every syscall a marker of the rules looks at (summary mode reports them all).
+    pub fn marker_syscalls(&self) -> Vec<u32> {
+        match &self.det {
+            Detector::Rules(r) => r.marker_syscalls(),
+            Detector::Auto(_) => Vec::new(),
         }
     }
 

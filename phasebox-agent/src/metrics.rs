@@ -9,8 +9,6 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::profile::Profile;
-
 /// The agent's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -103,30 +101,25 @@ impl Metrics {
         (now - last).max(0.0)
     }
 
-    /// Takes the learned profile so far and the session's counters.
+    /// Takes new calls (role, phase, syscall, how many more), the phase each role is in, how
+    /// many processes live, and the session's counters.
     pub fn update(
         &mut self,
-        snapshot: &Profile,
+        program: &str,
+        calls: &[(String, String, String, u64)],
         phases: &[(String, String)],
         live: usize,
         report: &Counters,
     ) {
-        let program = snapshot.program.comm.clone();
-        for role in &snapshot.roles {
-            for ph in &role.phases {
-                for (name, u) in &ph.syscalls {
-                    let key = format!("s|{}|{}|{name}", role.name, ph.name);
-                    let d = self.delta(key, u.calls as f64) as u64;
-                    self.syscalls
-                        .with_label_values(&[&program, &role.name, &ph.name, name])
-                        .inc_by(d);
-                }
-            }
+        for (role, phase, syscall, n) in calls {
+            self.syscalls
+                .with_label_values(&[program, role, phase, syscall])
+                .inc_by(*n);
         }
         self.phase_info.reset();
         for (role, phase) in phases {
             self.phase_info
-                .with_label_values(&[&program, role, phase])
+                .with_label_values(&[program, role.as_str(), phase.as_str()])
                 .set(1);
         }
         self.tracked.set(live as i64);
@@ -188,24 +181,26 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::tests::sample;
 
     #[test]
     fn counters_grow_by_the_increase_only() {
         let mut m = Metrics::new().unwrap();
-        let mut p = sample(&[("worker", &[("serving", &["accept4"])])]);
         let c = Counters {
             events: 10,
             dropped: 0,
             bpf: vec![("pb_sys_enter", std::time::Duration::from_millis(5), 100)],
         };
-        m.update(&p, &[("worker".into(), "serving".into())], 2, &c);
-        p.roles[0].phases[0]
-            .syscalls
-            .get_mut("accept4")
-            .unwrap()
-            .calls = 5;
-        m.update(&p, &[("worker".into(), "serving".into())], 2, &c);
+        let phases = [("worker".to_string(), "serving".to_string())];
+        let calls = |n| {
+            vec![(
+                "worker".to_string(),
+                "serving".to_string(),
+                "accept4".to_string(),
+                n,
+            )]
+        };
+        m.update("nginx", &calls(2), &phases, 2, &c);
+        m.update("nginx", &calls(3), &phases, 2, &c);
         let text = m.render();
         assert!(text.contains(r#"phasebox_syscalls_total{phase="serving",program="nginx",role="worker",syscall="accept4"} 5"#), "{text}");
         assert!(

@@ -57,6 +57,8 @@ pub struct Session {
     origin: Origin,
     events: u64,
     bad_records: u64,
+    /// The kernel sends first uses per phase and marker calls, not every call.
+    summary_mode: bool,
 }
 
 /// What a session leaves.
@@ -88,6 +90,7 @@ impl Session {
             origin,
             events: 0,
             bad_records: 0,
+            summary_mode: false,
         })
     }
 
@@ -114,10 +117,18 @@ impl Session {
                         && r.group_dead != 0
                     {
                         self.probe.untrack(r.header.tgid);
+                        if self.summary_mode {
+                            self.probe.forget(r.header.tgid);
+                        }
                     }
                     self.tree.apply(&ev);
                     if let Some(l) = self.learner.as_mut() {
                         l.observe(&ev, &self.tree);
+                        if self.summary_mode {
+                            for (tgid, epoch, markers_left) in l.take_phase_changes() {
+                                self.probe.set_epoch(tgid, epoch, !markers_left);
+                            }
+                        }
                     }
                 }
                 Err(_) => self.bad_records += 1,
@@ -176,6 +187,17 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Summary mode: the kernel reports first uses per phase and marker calls; this passes the
+    /// learner's phase changes and markers to it.
+    pub fn use_summary_mode(&mut self) -> anyhow::Result<()> {
+        self.summary_mode = true;
+        if let Some(l) = &self.learner {
+            let markers = l.marker_syscalls();
+            self.probe.set_markers(&markers)?;
+        }
+        Ok(())
     }
 
     pub fn learner(&self) -> Option<&Learner> {

@@ -18,6 +18,9 @@ pub mod names {
     pub const EVENTS: &str = "PB_EVENTS";
     pub const DROPS: &str = "PB_DROPS";
     pub const PATH_ARGS: &str = "PB_PATH_ARGS";
+    pub const EPOCH: &str = "PB_EPOCH";
+    pub const SEEN: &str = "PB_SEEN";
+    pub const MARKERS: &str = "PB_MARKERS";
     pub const CONFIG: &str = "PB_CONFIG";
     pub const PROG_SYS_ENTER: &str = "pb_sys_enter";
     pub const PROG_SYS_EXIT: &str = "pb_sys_exit";
@@ -41,6 +44,10 @@ pub mod kind {
 pub mod syscall_flags {
     /// The syscall does not return (exit, exit_group): `ret` and `duration_ns` are 0.
     pub const NO_RETURN: u16 = 1;
+    /// Summary mode: sent at entry (`ret` and `duration_ns` are 0).
+    pub const AT_ENTRY: u16 = 2;
+    /// Summary mode: the process's first use of this syscall in its current phase.
+    pub const FIRST_USE: u16 = 4;
 }
 
 /// Slots of the per-CPU loss counters.
@@ -62,6 +69,10 @@ pub mod mode {
     /// trace files; a summary alone does not need them).
     pub const PATHS: u32 = 2;
 }
+
+/// `PB_EPOCH` value bit: the process is in a phase after which no marker matters, so marker
+/// syscalls need not be sent any more (only first uses).
+pub const EPOCH_NO_MARKERS: u32 = 1 << 31;
 
 /// `Config` field value for a tracepoint field the running kernel does not have.
 pub const NO_FIELD: u32 = u32::MAX;

@@ -24,8 +24,9 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
-    Config, CountKey, Counts, ExecRecord, ExitRecord, ForkRecord, Header, MAX_SYSCALLS, NO_FIELD,
-    PathRecord, Pending, SyscallRecord, drop_slot, is_error, kind, mode, syscall_flags,
+    Config, CountKey, Counts, EPOCH_NO_MARKERS, ExecRecord, ExitRecord, ForkRecord, Header,
+    MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, SyscallRecord, drop_slot, is_error, kind, mode,
+    syscall_flags,
 };
 
 /// Written by the agent before load (see `Config`).
@@ -64,6 +65,19 @@ static PB_AWAIT: Array<u32> = Array::with_max_entries(1, 0);
 /// syscall number → 1 + index of its path argument (0: it takes no path).
 #[map]
 static PB_PATH_ARGS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
+
+/// Summary mode: tgid → phase epoch (set by the agent when the process changes phase; bit 31:
+/// no marker matters any more).
+#[map]
+static PB_EPOCH: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Summary mode: (tgid, syscall) → the epoch in which its use was last reported.
+#[map]
+static PB_SEEN: HashMap<CountKey, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Summary mode: syscall number → 1 when phase markers use it (always reported).
+#[map]
+static PB_MARKERS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
 /// tid → the syscall it is in.
 #[map]
@@ -220,6 +234,54 @@ fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns:
     entry.submit(BPF_RB_NO_WAKEUP.into());
 }
 
+/// Summary mode: reports a syscall at entry when it is the process's first use of it in its
+/// current phase epoch, or when phase markers use it (until the agent says none matters).
+#[inline(always)]
+fn summary_report(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns: u64) {
+    let epoch_word = unsafe { PB_EPOCH.get(&tgid) }.copied().unwrap_or(0);
+    let epoch = epoch_word & !EPOCH_NO_MARKERS;
+    let key = CountKey { tgid, nr };
+    let first = match PB_SEEN.get_ptr_mut(&key) {
+        // SAFETY: pointer to a map value; a tgid's entries change only with its own calls.
+        Some(seen) => unsafe {
+            if *seen == epoch {
+                false
+            } else {
+                *seen = epoch;
+                true
+            }
+        },
+        None => PB_SEEN.insert(&key, &epoch, 0).is_ok(),
+    };
+    let marker =
+        epoch_word & EPOCH_NO_MARKERS == 0 && PB_MARKERS.get(nr).copied().unwrap_or(0) != 0;
+    if !first && !marker {
+        return;
+    }
+    if cfg!(mode) & mode::PATHS != 0 {
+        emit_path(ctx, tgid, tid, nr, enter_ns);
+    }
+    let flags = syscall_flags::AT_ENTRY | if first { syscall_flags::FIRST_USE } else { 0 };
+    match PB_EVENTS.reserve::<SyscallRecord>(0) {
+        Some(mut entry) => {
+            entry.write(SyscallRecord {
+                header: Header {
+                    kind: kind::SYSCALL,
+                    flags,
+                    tgid,
+                },
+                tid,
+                nr,
+                enter_ns,
+                duration_ns: 0,
+                ret: 0,
+            });
+            entry.submit(syscall_wakeup_flags());
+        }
+        None => lost(drop_slot::RINGBUF),
+    }
+}
+
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current();
@@ -253,11 +315,17 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
                 duration_ns: 0,
                 ret: 0,
             });
+        } else {
+            summary_report(&ctx, tgid, tid, nr, enter_ns);
         }
         return 0;
     }
-    if cfg!(mode) & mode::PATHS != 0 {
-        emit_path(&ctx, tgid, tid, nr, enter_ns);
+    if cfg!(mode) & mode::STREAM != 0 {
+        if cfg!(mode) & mode::PATHS != 0 {
+            emit_path(&ctx, tgid, tid, nr, enter_ns);
+        }
+    } else {
+        summary_report(&ctx, tgid, tid, nr, enter_ns);
     }
     // Written in place when the thread has an entry already: an update would take the map's
     // bucket lock and swap elements on every syscall.

@@ -14,6 +14,7 @@ use crate::{
     process::ProcessTree,
     procfs,
     session::{Origin, Session, Stop, interrupted},
+    sysnames,
 };
 
 const REFRESH: Duration = Duration::from_secs(1);
@@ -31,12 +32,16 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         phases: args.phases.clone(),
     };
     // Path arguments feed the phase markers.
+    if !args.stream && args.phases == "auto" {
+        anyhow::bail!("--phases auto needs every call: use it with --stream");
+    }
+    // Path arguments feed the phase markers.
     let output::Started {
         outputs,
         mut probe,
         ring,
         writer,
-    } = output::start(&opts, "record", Vec::new(), Some(pid), true)?;
+    } = output::start(&opts, "record", Vec::new(), Some(pid), true, args.stream)?;
     let _stats = probe::enable_run_time_stats()?;
     let mut tree = ProcessTree::new();
     record::attach(&mut probe, &mut tree, pid)?;
@@ -49,6 +54,9 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         .learner(&origin)
         .unwrap_or_else(|| Learner::new(detector, &origin.roots, &origin.attached));
     let mut session = Session::new(probe, ring, tree, writer, Some(learner), origin)?;
+    if !args.stream {
+        session.use_summary_mode()?;
+    }
 
     let page = Arc::new(Mutex::new(String::new()));
     let server = metrics::serve(args.listen, page.clone()).await?;
@@ -67,6 +75,8 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         dropped: 0,
     };
     let mut last_checkpoint = Instant::now();
+    let mut prev_calls: std::collections::HashMap<phasebox_common::CountKey, u64> =
+        Default::default();
     let mut interrupt = std::pin::pin!(interrupted());
     loop {
         let tick = async {
@@ -83,15 +93,30 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         };
         if let Some(l) = session.learner() {
             let snapshot = l.snapshot(&session.tree, &run);
+            // Exact kernel counters, their growth given to each process's current phase.
+            let mut calls = Vec::new();
+            for (key, c) in session.probe().counts()? {
+                let before = prev_calls.insert(key, c.calls).unwrap_or(0);
+                let grew = c.calls.saturating_sub(before);
+                if grew == 0 {
+                    continue;
+                }
+                let (role, phase) = l
+                    .role_phase_of(key.tgid)
+                    .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+                calls.push((role, phase, sysnames::name(key.nr).into_owned(), grew));
+            }
             let counters = Counters {
                 events: session.events(),
                 dropped: losses.ringbuf_full,
                 bpf: session.probe().run_stats(),
             };
+            let live = session.tree.live_pids().len();
             metrics.update(
-                &snapshot,
+                &snapshot.program.comm,
+                &calls,
                 &l.current_phases(),
-                session.tree.live_pids().len(),
+                live,
                 &counters,
             );
             if let Ok(mut p) = page.lock() {

@@ -49,6 +49,7 @@ pub fn start(
     command: Vec<String>,
     target_pid: Option<u32>,
     force_paths: bool,
+    stream: bool,
 ) -> anyhow::Result<Started> {
     let summary = opts
         .summary
@@ -82,7 +83,7 @@ pub fn start(
     let paths = opts.profile.is_some() || opts.output.is_some() || force_paths;
     let (probe, ring) = Probe::load(ProbeOptions {
         ring_bytes: opts.ring_bytes,
-        stream: true,
+        stream,
         paths,
     })?;
     let run = RunInfo {

@@ -59,7 +59,7 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
         mut probe,
         ring,
         writer,
-    } = output::start(&args.trace, "record", Vec::new(), Some(pid), false)?;
+    } = output::start(&args.trace, "record", Vec::new(), Some(pid), false, true)?;
     let mut tree = ProcessTree::new();
     attach(&mut probe, &mut tree, pid)?;
     if tree.is_empty() {

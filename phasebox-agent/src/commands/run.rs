@@ -67,6 +67,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         args.command.clone(),
         None,
         plan.is_some(),
+        true,
     )?;
     launch::become_subreaper();
     if let Some(p) = &plan

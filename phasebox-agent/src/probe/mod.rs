@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
-use phasebox_common::{Config, CountKey, Counts, MAX_SYSCALLS, NO_FIELD, drop_slot, mode, names};
+use phasebox_common::{
+    Config, CountKey, Counts, EPOCH_NO_MARKERS, MAX_SYSCALLS, NO_FIELD, drop_slot, mode, names,
+};
 
 use crate::{summary::Losses, sysnames};
 
@@ -48,6 +50,9 @@ pub struct Probe {
     user_bits: Array<MapData, u64>,
     user_words: Vec<u64>,
     counts: PerCpuHashMap<MapData, CountKey, Counts>,
+    epoch: HashMap<MapData, u32, u32>,
+    seen: HashMap<MapData, CountKey, u32>,
+    markers: Array<MapData, u32>,
     drops: PerCpuArray<MapData, u64>,
 }
 
@@ -175,6 +180,9 @@ impl Probe {
                     .context("cannot fill the path-argument table")?;
             }
         }
+        let epoch = HashMap::try_from(take(names::EPOCH)?)?;
+        let seen = HashMap::try_from(take(names::SEEN)?)?;
+        let markers = Array::try_from(take(names::MARKERS)?)?;
         let user_words = vec![0; words as usize];
         Ok((
             Probe {
@@ -184,6 +192,9 @@ impl Probe {
                 user_words,
                 counts,
                 drops,
+                epoch,
+                seen,
+                markers,
             },
             ring,
         ))
@@ -224,6 +235,37 @@ impl Probe {
         self.user_bits
             .set(word as u32, *w, 0)
             .with_context(|| format!("cannot update the tracked-pid bitmap for pid {pid}"))
+    }
+
+    /// Summary mode: `tgid` entered phase epoch `epoch`; `markers_done` when no later phase
+    /// has a marker.
+    pub fn set_epoch(&mut self, tgid: u32, epoch: u32, markers_done: bool) {
+        let word = epoch | if markers_done { EPOCH_NO_MARKERS } else { 0 };
+        let _ = self.epoch.insert(tgid, word, 0);
+    }
+
+    /// Summary mode: forgets an exited process's first-use state (its pid may be reused).
+    pub fn forget(&mut self, tgid: u32) {
+        let _ = self.epoch.remove(&tgid);
+        let keys: Vec<CountKey> = self
+            .seen
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.tgid == tgid)
+            .collect();
+        for k in keys {
+            let _ = self.seen.remove(&k);
+        }
+    }
+
+    /// Summary mode: syscalls phase markers use, reported at every call.
+    pub fn set_markers(&mut self, nrs: &[u32]) -> anyhow::Result<()> {
+        for &nr in nrs.iter().filter(|&&n| n < MAX_SYSCALLS) {
+            self.markers
+                .set(nr, 1, 0)
+                .context("cannot fill the marker table")?;
+        }
+        Ok(())
     }
 
     /// Run time and run count of each kernel program (BPF run-time statistics must be on:
