@@ -143,12 +143,27 @@ pub struct AgentArgs {
     /// of a syscall per phase and the phase markers' calls are sent.
     #[arg(long)]
     pub stream: bool,
+    /// Monitor mode: this learned profile is the expected behaviour; a syscall outside the
+    /// caller's current phase is a violation (counted, and logged once per role, phase and
+    /// syscall).
+    #[arg(long, value_name = "PROFILE")]
+    pub monitor: Option<PathBuf>,
+    /// What a violation does: log it, or have the kernel kill the process.
+    #[arg(long, value_enum, default_value = "log", requires = "monitor")]
+    pub on_violation: OnViolation,
     /// How often the profile is written.
     #[arg(long, default_value = "30s", value_name = "D", value_parser = parse_duration)]
     pub checkpoint: Duration,
     /// Ring-buffer size: a power of two, with an optional K, M or G suffix.
     #[arg(long = "ring-buffer", value_name = "SIZE", default_value = "8M", value_parser = parse_ring_size)]
     pub ring_bytes: u32,
+}
+
+/// What monitor mode does with a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnViolation {
+    Log,
+    Kill,
 }
 
 #[derive(Debug, Args)]

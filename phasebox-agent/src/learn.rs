@@ -56,6 +56,13 @@ pub struct RunInfo {
     pub dropped: u64,
 }
 
+/// Whether `pid` runs another program than its parent.
+fn runs_other_program(pid: u32, tree: &ProcessTree) -> bool {
+    let Some(p) = tree.get(pid) else { return false };
+    tree.get(p.ppid)
+        .is_some_and(|parent| !p.exe.is_empty() && parent.exe != p.exe)
+}
+
 /// Builds a profile from events.
 #[derive(Debug)]
 pub struct Learner {
@@ -167,6 +174,8 @@ impl Learner {
 
     /// Gives `pid` a role and a fresh tracker.
     fn start(&mut self, pid: u32, tree: &ProcessTree, execd: bool, ts_ns: u64) {
+        // A process found running runs its own program if it differs from its parent's.
+        let execd = execd || (self.attached.contains(&pid) && runs_other_program(pid, tree));
         let name = self.role_name(pid, tree, execd);
         let role = self.role_index(name, ts_ns);
         self.roles[role].pids.insert(pid);

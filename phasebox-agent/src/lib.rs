@@ -9,6 +9,7 @@ pub mod event;
 pub mod launch;
 pub mod learn;
 pub mod metrics;
+pub mod monitor;
 pub mod phase;
 pub mod policy;
 pub mod probe;

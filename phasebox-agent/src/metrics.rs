@@ -21,6 +21,7 @@ pub struct Metrics {
     bpf_runs: IntCounterVec,
     /// Counted by monitor mode (a series appears with the first violation).
     pub violations: IntCounterVec,
+    killed: IntCounter,
     /// Last values pushed into each counter, to add only the increase.
     last: HashMap<String, f64>,
 }
@@ -81,6 +82,11 @@ impl Metrics {
         registry.register(Box::new(bpf_run_time.clone()))?;
         registry.register(Box::new(bpf_runs.clone()))?;
         registry.register(Box::new(violations.clone()))?;
+        let killed = IntCounter::new(
+            "phasebox_processes_killed_total",
+            "Processes killed in monitor mode for a syscall outside their phase.",
+        )?;
+        registry.register(Box::new(killed.clone()))?;
         Ok(Metrics {
             registry,
             syscalls,
@@ -91,6 +97,7 @@ impl Metrics {
             bpf_run_time,
             bpf_runs,
             violations,
+            killed,
             last: HashMap::new(),
         })
     }
@@ -125,6 +132,8 @@ impl Metrics {
         self.tracked.set(live as i64);
         let d = self.delta("dropped".into(), report.dropped as f64) as u64;
         self.dropped.inc_by(d);
+        let d = self.delta("killed".into(), report.killed as f64) as u64;
+        self.killed.inc_by(d);
         let d = self.delta("events".into(), report.events as f64) as u64;
         self.events.inc_by(d);
         for (prog, time, runs) in &report.bpf {
@@ -148,6 +157,7 @@ impl Metrics {
 pub struct Counters {
     pub events: u64,
     pub dropped: u64,
+    pub killed: u64,
     pub bpf: Vec<(&'static str, std::time::Duration, u64)>,
 }
 
@@ -188,6 +198,7 @@ mod tests {
         let c = Counters {
             events: 10,
             dropped: 0,
+            killed: 0,
             bpf: vec![("pb_sys_enter", std::time::Duration::from_millis(5), 100)],
         };
         let phases = [("worker".to_string(), "serving".to_string())];

@@ -204,6 +204,10 @@ impl Session {
         self.learner.as_ref()
     }
 
+    pub fn probe_mut(&mut self) -> &mut Probe {
+        &mut self.probe
+    }
+
     pub fn probe(&self) -> &Probe {
         &self.probe
     }

@@ -21,6 +21,7 @@ pub mod names {
     pub const EPOCH: &str = "PB_EPOCH";
     pub const SEEN: &str = "PB_SEEN";
     pub const MARKERS: &str = "PB_MARKERS";
+    pub const ALLOWED: &str = "PB_ALLOWED";
     pub const CONFIG: &str = "PB_CONFIG";
     pub const PROG_SYS_ENTER: &str = "pb_sys_enter";
     pub const PROG_SYS_EXIT: &str = "pb_sys_exit";
@@ -56,8 +57,10 @@ pub mod drop_slot {
     pub const RINGBUF: u32 = 0;
     /// The counter map was full: a syscall went uncounted.
     pub const COUNTS: u32 = 1;
+    /// Not a loss: processes killed for a syscall outside their allowed set.
+    pub const KILLED: u32 = 2;
     /// Number of slots.
-    pub const SLOTS: u32 = 2;
+    pub const SLOTS: u32 = 3;
 }
 
 /// `Config::mode` bits.
@@ -68,7 +71,13 @@ pub mod mode {
     /// With STREAM: also send the path argument of path-taking syscalls (for profiles and
     /// trace files; a summary alone does not need them).
     pub const PATHS: u32 = 2;
+    /// Monitor mode with kill: a process calling a syscall outside its PB_ALLOWED set gets
+    /// SIGKILL from the kernel.
+    pub const KILL: u32 = 4;
 }
+
+/// Bits of a PB_ALLOWED value: one per syscall number below MAX_SYSCALLS.
+pub const ALLOWED_WORDS: usize = (MAX_SYSCALLS / 64) as usize;
 
 /// `PB_EPOCH` value bit: the process is in a phase after which no marker matters, so marker
 /// syscalls need not be sent any more (only first uses).

@@ -17,16 +17,16 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated::bpf_send_signal,
     },
     macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
-    Config, CountKey, Counts, EPOCH_NO_MARKERS, ExecRecord, ExitRecord, ForkRecord, Header,
-    MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, SyscallRecord, drop_slot, is_error, kind, mode,
-    syscall_flags,
+    ALLOWED_WORDS, Config, CountKey, Counts, EPOCH_NO_MARKERS, ExecRecord, ExitRecord, ForkRecord,
+    Header, MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, SyscallRecord, drop_slot, is_error, kind,
+    mode, syscall_flags,
 };
 
 /// Written by the agent before load (see `Config`).
@@ -78,6 +78,10 @@ static PB_SEEN: HashMap<CountKey, u32> = HashMap::with_max_entries(65536, 0);
 /// Summary mode: syscall number → 1 when phase markers use it (always reported).
 #[map]
 static PB_MARKERS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
+
+/// Monitor mode with kill: tgid → syscalls it may still make (its phase and the later ones).
+#[map]
+static PB_ALLOWED: HashMap<u32, [u64; ALLOWED_WORDS]> = HashMap::with_max_entries(16384, 0);
 
 /// tid → the syscall it is in.
 #[map]
@@ -234,6 +238,21 @@ fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns:
     entry.submit(BPF_RB_NO_WAKEUP.into());
 }
 
+/// Monitor mode with kill: SIGKILL for a call outside the process's allowed set.
+#[inline(always)]
+fn enforce(tgid: u32, nr: u32) {
+    let Some(allowed) = (unsafe { PB_ALLOWED.get(&tgid) }) else {
+        return; // no set yet (a new process): nothing to enforce
+    };
+    let word = (nr / 64) as usize;
+    let allowed_here = word < ALLOWED_WORDS && allowed[word] & (1u64 << (nr % 64)) != 0;
+    if !allowed_here {
+        // SAFETY: plain helper call; signals the current process.
+        unsafe { bpf_send_signal(9) };
+        lost(drop_slot::KILLED);
+    }
+}
+
 /// Summary mode: reports a syscall at entry when it is the process's first use of it in its
 /// current phase epoch, or when phase markers use it (until the agent says none matters).
 #[inline(always)]
@@ -300,6 +319,9 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
         }
     }
     count(tgid, nr, 1, 0);
+    if cfg!(mode) & mode::KILL != 0 {
+        enforce(tgid, nr);
+    }
     let enter_ns = unsafe { bpf_ktime_get_ns() };
     if nr == cfg!(nr_exit) || nr == cfg!(nr_exit_group) {
         if cfg!(mode) & mode::STREAM != 0 {

@@ -1,14 +1,19 @@
-//! `phasebox agent -p PID`: long-running. Attaches like `record`, learns roles and phases,
-//! refreshes Prometheus metrics every second, and checkpoints the learned profile.
+//! `phasebox agent -p PID`: long-running. Attaches like `record`, learns roles and phases (in
+//! summary mode by default), refreshes Prometheus metrics every second, checkpoints the learned
+//! profile, and in monitor mode counts (or kills) calls outside the expected phase.
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use phasebox_common::CountKey;
 
 use super::{output, record};
 use crate::{
     atomic_file::write_atomic,
-    cli::{AgentArgs, TraceOptions},
+    cli::{AgentArgs, OnViolation, TraceOptions},
     learn::{Learner, RunInfo},
     metrics::{self, Counters, Metrics},
+    monitor::Monitor,
     phase::Detector,
     probe,
     process::ProcessTree,
@@ -19,10 +24,29 @@ use crate::{
 
 const REFRESH: Duration = Duration::from_secs(1);
 
+/// What the agent carries from one refresh to the next.
+struct State {
+    metrics: Metrics,
+    page: Arc<Mutex<String>>,
+    prev_calls: HashMap<CountKey, u64>,
+    monitor: Option<Monitor>,
+    last_checkpoint: Instant,
+    run: RunInfo,
+}
+
 pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     let pid = args.pid;
     record::check_target(pid)?;
     let detector = Detector::load(&args.phases)?;
+    if !args.stream && args.phases == "auto" {
+        anyhow::bail!("--phases auto needs every call: use it with --stream");
+    }
+    let kill = args.on_violation == OnViolation::Kill;
+    let monitor = args
+        .monitor
+        .as_deref()
+        .map(|p| Monitor::load(p, kill))
+        .transpose()?;
     let opts = TraceOptions {
         output: None,
         summary: None,
@@ -32,16 +56,20 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         phases: args.phases.clone(),
     };
     // Path arguments feed the phase markers.
-    if !args.stream && args.phases == "auto" {
-        anyhow::bail!("--phases auto needs every call: use it with --stream");
-    }
-    // Path arguments feed the phase markers.
     let output::Started {
         outputs,
         mut probe,
         ring,
         writer,
-    } = output::start(&opts, "record", Vec::new(), Some(pid), true, args.stream)?;
+    } = output::start(
+        &opts,
+        "record",
+        Vec::new(),
+        Some(pid),
+        true,
+        args.stream,
+        kill,
+    )?;
     let _stats = probe::enable_run_time_stats()?;
     let mut tree = ProcessTree::new();
     record::attach(&mut probe, &mut tree, pid)?;
@@ -60,23 +88,26 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
 
     let page = Arc::new(Mutex::new(String::new()));
     let server = metrics::serve(args.listen, page.clone()).await?;
-    let mut metrics = Metrics::new()?;
     eprintln!(
         "phasebox agent: tracing pid {pid} and its descendants; metrics on http://{}/metrics",
         args.listen
     );
-    let run = RunInfo {
-        name: format!("agent -p {pid}"),
-        launched: false,
-        started_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        kernel_release: procfs::kernel_release(),
-        dropped: 0,
+    let mut state = State {
+        metrics: Metrics::new()?,
+        page,
+        prev_calls: HashMap::new(),
+        monitor,
+        last_checkpoint: Instant::now(),
+        run: RunInfo {
+            name: format!("agent -p {pid}"),
+            launched: false,
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            kernel_release: procfs::kernel_release(),
+            dropped: 0,
+        },
     };
-    let mut last_checkpoint = Instant::now();
-    let mut prev_calls: std::collections::HashMap<phasebox_common::CountKey, u64> =
-        Default::default();
     let mut interrupt = std::pin::pin!(interrupted());
     loop {
         let tick = async {
@@ -86,49 +117,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
             }
         };
         let why = session.run(tick, true).await?;
-        let losses = session.probe().losses()?;
-        let run = RunInfo {
-            dropped: losses.ringbuf_full,
-            ..run.clone()
-        };
-        if let Some(l) = session.learner() {
-            let snapshot = l.snapshot(&session.tree, &run);
-            // Exact kernel counters, their growth given to each process's current phase.
-            let mut calls = Vec::new();
-            for (key, c) in session.probe().counts()? {
-                let before = prev_calls.insert(key, c.calls).unwrap_or(0);
-                let grew = c.calls.saturating_sub(before);
-                if grew == 0 {
-                    continue;
-                }
-                let (role, phase) = l
-                    .role_phase_of(key.tgid)
-                    .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
-                calls.push((role, phase, sysnames::name(key.nr).into_owned(), grew));
-            }
-            let counters = Counters {
-                events: session.events(),
-                dropped: losses.ringbuf_full,
-                bpf: session.probe().run_stats(),
-            };
-            let live = session.tree.live_pids().len();
-            metrics.update(
-                &snapshot.program.comm,
-                &calls,
-                &l.current_phases(),
-                live,
-                &counters,
-            );
-            if let Ok(mut p) = page.lock() {
-                *p = metrics.render();
-            }
-            if let Some(path) = &args.profile
-                && last_checkpoint.elapsed() >= args.checkpoint
-            {
-                write_atomic(path, snapshot.to_json().as_bytes())?;
-                last_checkpoint = Instant::now();
-            }
-        }
+        refresh(&mut session, &mut state, &args)?;
         match why {
             Stop::Duration => continue,
             Stop::Signal(s) => eprintln!("phasebox agent: {s}, writing what was learned"),
@@ -141,4 +130,73 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     server.abort();
     outputs.finish(session)?;
     Ok(0)
+}
+
+/// Metrics, monitor mode and checkpoints, once per refresh.
+fn refresh(session: &mut Session, st: &mut State, args: &AgentArgs) -> anyhow::Result<()> {
+    let losses = session.probe().losses()?;
+    st.run.dropped = losses.ringbuf_full;
+    let Some(l) = session.learner() else {
+        return Ok(());
+    };
+    let snapshot = l.snapshot(&session.tree, &st.run);
+    let program = snapshot.program.comm.clone();
+    // Exact kernel counters; their growth goes to each process's current phase.
+    let mut calls = Vec::new();
+    let mut allowed = Vec::new();
+    for (key, c) in session.probe().counts()? {
+        let before = st.prev_calls.insert(key, c.calls).unwrap_or(0);
+        let grew = c.calls.saturating_sub(before);
+        let (role, phase) = l
+            .role_phase_of(key.tgid)
+            .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        let syscall = sysnames::name(key.nr).into_owned();
+        if let Some(m) = st.monitor.as_mut() {
+            if grew > 0 && m.violates(&role, &phase, &syscall) {
+                st.metrics
+                    .violations
+                    .with_label_values(&[&program, &role, &phase, &syscall])
+                    .inc_by(grew);
+                if m.first_report(&role, &phase, &syscall) {
+                    eprintln!(
+                        "phasebox agent: violation: pid {} ({role}, phase {phase}) called {syscall}, \
+                         which the profile does not allow there",
+                        key.tgid
+                    );
+                }
+            }
+            if m.kill
+                && let Some(bits) = m.allowed_from(&role, &phase)
+                && m.needs_update(key.tgid, bits)
+            {
+                allowed.push((key.tgid, bits));
+            }
+        }
+        if grew > 0 {
+            calls.push((role, phase, syscall, grew));
+        }
+    }
+    let counters = Counters {
+        events: session.events(),
+        dropped: losses.ringbuf_full,
+        killed: session.probe().kills()?,
+        bpf: session.probe().run_stats(),
+    };
+    let phases = l.current_phases();
+    let live = session.tree.live_pids().len();
+    st.metrics
+        .update(&program, &calls, &phases, live, &counters);
+    if let Ok(mut p) = st.page.lock() {
+        *p = st.metrics.render();
+    }
+    for (tgid, bits) in allowed {
+        session.probe_mut().set_allowed(tgid, bits)?;
+    }
+    if let Some(path) = &args.profile
+        && st.last_checkpoint.elapsed() >= args.checkpoint
+    {
+        write_atomic(path, snapshot.to_json().as_bytes())?;
+        st.last_checkpoint = Instant::now();
+    }
+    Ok(())
 }

@@ -50,6 +50,7 @@ pub fn start(
     target_pid: Option<u32>,
     force_paths: bool,
     stream: bool,
+    kill: bool,
 ) -> anyhow::Result<Started> {
     let summary = opts
         .summary
@@ -85,6 +86,7 @@ pub fn start(
         ring_bytes: opts.ring_bytes,
         stream,
         paths,
+        kill,
     })?;
     let run = RunInfo {
         name: match target_pid {

@@ -59,7 +59,15 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
         mut probe,
         ring,
         writer,
-    } = output::start(&args.trace, "record", Vec::new(), Some(pid), false, true)?;
+    } = output::start(
+        &args.trace,
+        "record",
+        Vec::new(),
+        Some(pid),
+        false,
+        true,
+        false,
+    )?;
     let mut tree = ProcessTree::new();
     attach(&mut probe, &mut tree, pid)?;
     if tree.is_empty() {

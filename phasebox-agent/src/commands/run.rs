@@ -68,6 +68,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         None,
         plan.is_some(),
         true,
+        false,
     )?;
     launch::become_subreaper();
     if let Some(p) = &plan

@@ -12,7 +12,8 @@ use aya::{
     programs::{RawTracePoint, TracePoint},
 };
 use phasebox_common::{
-    Config, CountKey, Counts, EPOCH_NO_MARKERS, MAX_SYSCALLS, NO_FIELD, drop_slot, mode, names,
+    ALLOWED_WORDS, Config, CountKey, Counts, EPOCH_NO_MARKERS, MAX_SYSCALLS, NO_FIELD, drop_slot,
+    mode, names,
 };
 
 use crate::{summary::Losses, sysnames};
@@ -37,6 +38,8 @@ pub struct ProbeOptions {
     pub ring_bytes: u32,
     /// Send a record per syscall (the timeline), not only counters and process records.
     pub stream: bool,
+    /// Kill processes that call outside their allowed set (monitor mode).
+    pub kill: bool,
     /// With `stream`: also send path arguments (profiles and trace files use them).
     pub paths: bool,
 }
@@ -53,6 +56,7 @@ pub struct Probe {
     epoch: HashMap<MapData, u32, u32>,
     seen: HashMap<MapData, CountKey, u32>,
     markers: Array<MapData, u32>,
+    allowed: HashMap<MapData, u32, [u64; ALLOWED_WORDS]>,
     drops: PerCpuArray<MapData, u64>,
 }
 
@@ -111,8 +115,9 @@ impl Probe {
             mode: match (opts.stream, opts.paths) {
                 (true, true) => mode::STREAM | mode::PATHS,
                 (true, false) => mode::STREAM,
-                (false, _) => 0,
-            },
+                (false, true) => mode::PATHS,
+                (false, false) => 0,
+            } | if opts.kill { mode::KILL } else { 0 },
             fork_child_pid_off: field_offset(&fork, "sched_process_fork", "child_pid")?,
             exec_filename_off: field_offset(&exec, "sched_process_exec", "filename")?,
             exec_old_pid_off: field_offset(&exec, "sched_process_exec", "old_pid")?,
@@ -183,6 +188,7 @@ impl Probe {
         let epoch = HashMap::try_from(take(names::EPOCH)?)?;
         let seen = HashMap::try_from(take(names::SEEN)?)?;
         let markers = Array::try_from(take(names::MARKERS)?)?;
+        let allowed = HashMap::try_from(take(names::ALLOWED)?)?;
         let user_words = vec![0; words as usize];
         Ok((
             Probe {
@@ -195,6 +201,7 @@ impl Probe {
                 epoch,
                 seen,
                 markers,
+                allowed,
             },
             ring,
         ))
@@ -256,6 +263,23 @@ impl Probe {
         for k in keys {
             let _ = self.seen.remove(&k);
         }
+    }
+
+    /// Monitor mode with kill: the syscalls `tgid` may make from now on.
+    pub fn set_allowed(&mut self, tgid: u32, bits: [u64; ALLOWED_WORDS]) -> anyhow::Result<()> {
+        self.allowed
+            .insert(tgid, bits, 0)
+            .with_context(|| format!("cannot set the allowed syscalls of pid {tgid}"))
+    }
+
+    /// Processes the kernel killed for a syscall outside their allowed set.
+    pub fn kills(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .drops
+            .get(&drop_slot::KILLED, 0)
+            .context("cannot read the kill counter")?
+            .iter()
+            .sum())
     }
 
     /// Summary mode: syscalls phase markers use, reported at every call.

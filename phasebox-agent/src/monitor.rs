@@ -1,0 +1,106 @@
+//! Monitor mode: a learned profile as the expected behaviour. A syscall outside the set of the
+//! caller's current role and phase is a violation; with kill on, the kernel kills a process that
+//! calls outside its phase and the later ones (phases only move forward, so a process that has
+//! not yet been told of its next phase is never killed for that phase's calls).
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+use phasebox_common::{ALLOWED_WORDS, MAX_SYSCALLS};
+
+use crate::{profile::Profile, sysnames};
+
+pub struct Monitor {
+    profile: Profile,
+    pub kill: bool,
+    logged: HashSet<(String, String, String)>,
+    applied: HashMap<u32, [u64; ALLOWED_WORDS]>,
+}
+
+impl Monitor {
+    pub fn load(path: &Path, kill: bool) -> anyhow::Result<Monitor> {
+        Ok(Monitor {
+            profile: Profile::load(path)?,
+            kill,
+            logged: HashSet::new(),
+            applied: HashMap::new(),
+        })
+    }
+
+    pub fn new(profile: Profile, kill: bool) -> Monitor {
+        Monitor {
+            profile,
+            kill,
+            logged: HashSet::new(),
+            applied: HashMap::new(),
+        }
+    }
+
+    /// Whether `syscall` is outside `role`'s `phase` in the profile (an unknown role or phase
+    /// has no allowed calls).
+    pub fn violates(&self, role: &str, phase: &str, syscall: &str) -> bool {
+        let allowed = self.profile.role(role).and_then(|r| r.phase(phase));
+        allowed.is_none_or(|p| !p.syscalls.contains_key(syscall))
+    }
+
+    /// True the first time (role, phase, syscall) is seen violating: log it then.
+    pub fn first_report(&mut self, role: &str, phase: &str, syscall: &str) -> bool {
+        self.logged
+            .insert((role.to_string(), phase.to_string(), syscall.to_string()))
+    }
+
+    /// The syscalls `role` may make from `phase` on, as kernel bits; None when the profile
+    /// does not know the role or phase (then nothing is enforced).
+    pub fn allowed_from(&self, role: &str, phase: &str) -> Option<[u64; ALLOWED_WORDS]> {
+        let r = self.profile.role(role)?;
+        let at = r.phases.iter().position(|p| p.name == phase)?;
+        let names: BTreeSet<&str> = r.phases[at..].iter().flat_map(|p| p.names()).collect();
+        let mut bits = [0u64; ALLOWED_WORDS];
+        for n in names
+            .iter()
+            .filter_map(|n| sysnames::number(n))
+            .filter(|&n| n < MAX_SYSCALLS)
+        {
+            bits[(n / 64) as usize] |= 1 << (n % 64);
+        }
+        Some(bits)
+    }
+
+    /// Whether `bits` differ from what `tgid` has in the kernel (and records them as applied).
+    pub fn needs_update(&mut self, tgid: u32, bits: [u64; ALLOWED_WORDS]) -> bool {
+        self.applied.insert(tgid, bits) != Some(bits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::sample;
+
+    #[test]
+    fn violations_and_allowed_sets() {
+        let p = sample(&[(
+            "main",
+            &[
+                ("init", &["socket", "bind"]),
+                ("serving", &["accept4", "read"]),
+                ("exit", &["exit_group"]),
+            ],
+        )]);
+        let mut m = Monitor::new(p, true);
+        assert!(!m.violates("main", "serving", "accept4"));
+        assert!(m.violates("main", "serving", "socket"));
+        assert!(m.violates("main", "serving", "ptrace"));
+        assert!(m.violates("other", "serving", "read"));
+        assert!(m.first_report("main", "serving", "ptrace"));
+        assert!(!m.first_report("main", "serving", "ptrace"));
+        let bits = m.allowed_from("main", "serving").unwrap();
+        let has = |n: &str| {
+            let nr = sysnames::number(n).unwrap();
+            bits[(nr / 64) as usize] & (1 << (nr % 64)) != 0
+        };
+        assert!(has("accept4") && has("exit_group") && !has("socket") && !has("ptrace"));
+        assert!(m.needs_update(7, bits));
+        assert!(!m.needs_update(7, bits));
+        assert_eq!(m.allowed_from("main", "nope"), None);
+    }
+}
