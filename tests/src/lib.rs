@@ -2,6 +2,7 @@
 //! oracle, and an nginx started with the test's own config.
 pub mod nginx;
 pub mod profile;
+pub mod prometheus;
 pub mod strace;
 
 use std::collections::BTreeMap;

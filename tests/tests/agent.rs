@@ -8,6 +8,7 @@ use phasebox_tests::{
     TempDir,
     nginx::{Nginx, free_port},
     phasebox, phasebox_bin,
+    prometheus::Prometheus,
 };
 
 const REQUESTS: u64 = 15;
@@ -114,4 +115,79 @@ fn agent_metrics_checkpoints_and_kill() {
         !listed.contains("pb_sys_enter") && !listed.contains("pb_fork"),
         "phasebox programs left loaded:\n{listed}"
     );
+}
+
+#[test]
+fn prometheus_scrapes_the_agent() {
+    let nginx = Nginx::start();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut agent = Command::new(phasebox_bin())
+        .args([
+            "agent",
+            "-p",
+            &nginx.pid().to_string(),
+            "--phases",
+            "nginx",
+            "--listen",
+            &listen,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(agent.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("metrics on"), "agent did not start: {line}");
+    let prom = Prometheus::start(&listen);
+    assert!(
+        nginx
+            .curl("/index.html", REQUESTS as usize)
+            .iter()
+            .all(|c| c == "200")
+    );
+    std::thread::sleep(Duration::from_millis(3500)); // a refresh, then scrapes
+
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{listen}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let labels = [r#"role="worker""#, r#"syscall="accept4""#];
+    let own =
+        metric(&text, "phasebox_syscalls_total{", &labels).expect("agent's own accept4 count");
+    let query = r#"sum(phasebox_syscalls_total{role="worker",syscall="accept4"})"#;
+    let scraped = prom
+        .query_one(query)
+        .unwrap_or_else(|| panic!("prometheus has no {query}"));
+    eprintln!("accept4: agent says {own}, prometheus says {scraped}");
+    assert_eq!(own, scraped, "prometheus and the agent disagree");
+    assert!(own >= REQUESTS as f64);
+    let tracked = prom
+        .query_one("phasebox_tracked_processes")
+        .expect("tracked processes in prometheus");
+    assert_eq!(tracked, 2.0);
+
+    // promtool finds nothing to complain about in the exposition.
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed");
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let res = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(
+        res.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
 }

@@ -24,6 +24,7 @@ const PACKAGES: &[&str] = &[
     "libseccomp-dev",
     "pkg-config",
     "runc",
+    "prometheus",
 ];
 const BPF_LINKER: &str = "0.13.0";
 const NIGHTLY: &str = "nightly";

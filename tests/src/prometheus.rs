@@ -1,0 +1,96 @@
+//! A Prometheus server from the system's package, started by a test on loopback with its own
+//! config and data directory, scraping one target every second. Stopped on drop.
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{TempDir, nginx::free_port};
+
+pub struct Prometheus {
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `target` (host:port) and waits until it is ready.
+    pub fn start(target: &str) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let config = dir.path("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: phasebox\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is installed (cargo xtask setup installs it)");
+        let p = Prometheus {
+            port,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !p.get("/-/ready").contains("Ready") {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Target discovery runs a few seconds after start: wait for the first good scrape.
+        while p.query_one(r#"up{job="phasebox"}"#) != Some(1.0) {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus never scraped {target}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        p
+    }
+
+    fn get(&self, path: &str) -> String {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "5",
+                &format!("http://127.0.0.1:{}{path}", self.port),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The value of an instant query with one result, if it has one.
+    pub fn query_one(&self, query: &str) -> Option<f64> {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "5",
+                "-G",
+                &format!("http://127.0.0.1:{}/api/v1/query", self.port),
+            ])
+            .args(["--data-urlencode", &format!("query={query}")])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
