@@ -45,18 +45,22 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         format!("{BEGIN}\n{}\n{}{END}", nginx, storm)
     };
     let seccomp = format!("{SECCOMP_BEGIN}\n{}{SECCOMP_END}", seccomp_bench(&bin, &s)?);
+    let agent = format!("{AGENT_BEGIN}\n{}{AGENT_END}", agent_bench(&bin, &s)?);
     let path = util::root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
     if !section.is_empty() {
         text = replace_section(&text, BEGIN, END, &section);
     }
     text = replace_section(&text, SECCOMP_BEGIN, SECCOMP_END, &seccomp);
+    text = replace_section(&text, AGENT_BEGIN, AGENT_END, &agent);
     std::fs::write(&path, text)?;
-    println!("{section}\n{seccomp}");
+    println!("{section}\n{seccomp}\n{agent}");
     println!("bench: results written to {}", path.display());
     Ok(())
 }
 
+const AGENT_BEGIN: &str = "<!-- bench:agent:begin -->";
+const AGENT_END: &str = "<!-- bench:agent:end -->";
 const SECCOMP_BEGIN: &str = "<!-- bench:seccomp:begin -->";
 const SECCOMP_END: &str = "<!-- bench:seccomp:end -->";
 
@@ -443,4 +447,152 @@ fn seccomp_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         med[3],
         100.0 * med[3] / med[2],
     ))
+}
+
+/// A metric's value in a Prometheus text page (summed over its series).
+fn metric_sum(text: &str, prefix: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn scrape(listen: &str) -> String {
+    util::output(
+        "curl",
+        &["-s", "--max-time", "2", &format!("http://{listen}/metrics")],
+    )
+    .unwrap_or_default()
+}
+
+/// KiB of resident memory of `pid` (VmRSS).
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .map(|v| v.trim().trim_end_matches(" kB").trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The agent in summary mode on nginx, side by side with no tracer, `record` (stream mode)
+/// and strace; time to a non-empty /metrics, the agent's memory and the kernel programs' cost.
+fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
+    let nginx = Nginx::start();
+    let url = nginx.url("/index.html");
+    let dir = TempDir::new("bench-agent");
+    const MODES: [&str; 4] = [
+        "baseline",
+        "agent (summary mode)",
+        "record (stream mode)",
+        "strace -f",
+    ];
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    let (mut ready_ms, mut rss, mut ns_per_call, mut events) = (vec![], vec![], vec![], vec![]);
+    wrk(&url, 1)?;
+    for round in 0..s.rounds {
+        for k in 0..MODES.len() {
+            let m = (k + round) % MODES.len();
+            let rps = match m {
+                0 => wrk(&url, s.secs)?,
+                1 => {
+                    let listen = format!("127.0.0.1:{}", phasebox_tests::nginx::free_port());
+                    let t0 = std::time::Instant::now();
+                    let mut agent = Command::new(bin)
+                        .args([
+                            "agent",
+                            "-p",
+                            &nginx.pid().to_string(),
+                            "--phases",
+                            "nginx",
+                            "--listen",
+                            &listen,
+                        ])
+                        .stderr(Stdio::null())
+                        .spawn()?;
+                    while !scrape(&listen).contains("phasebox_tracked_processes") {
+                        if t0.elapsed() > Duration::from_secs(20) {
+                            bail!("the agent served no metrics");
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    ready_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    let rps = wrk(&url, s.secs)?;
+                    std::thread::sleep(Duration::from_millis(1200)); // one more refresh
+                    rss.push(rss_kib(agent.id()) / 1024.0);
+                    let text = scrape(&listen);
+                    let runs = metric_sum(
+                        &text,
+                        "phasebox_bpf_runs_total{",
+                        r#"program="pb_sys_enter""#,
+                    );
+                    let time = metric_sum(
+                        &text,
+                        "phasebox_bpf_run_time_seconds_total{",
+                        r#"program="pb_sys_"#,
+                    );
+                    if runs > 0.0 {
+                        ns_per_call.push(time * 1e9 / runs);
+                    }
+                    events.push(metric_sum(&text, "phasebox_events_total", ""));
+                    interrupt(&mut agent, true)?;
+                    rps
+                }
+                2 => {
+                    let summary = dir.path("summary.json");
+                    let t = start_phasebox(bin, nginx.pid(), &[], summary)?;
+                    let rps = wrk(&url, s.secs)?;
+                    stop(t)?;
+                    rps
+                }
+                _ => {
+                    let mut cmd = Command::new("strace");
+                    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
+                    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
+                        cmd.args(["-p", &pid.to_string()]);
+                    }
+                    let c = cmd.stderr(Stdio::null()).spawn()?;
+                    std::thread::sleep(Duration::from_millis(500));
+                    let rps = wrk(&url, s.secs)?;
+                    stop(Tracer::Strace(c))?;
+                    rps
+                }
+            };
+            eprintln!("bench: round {} {}: {rps:.0} req/s", round + 1, MODES[m]);
+            results[m].push(rps);
+        }
+    }
+    let med: Vec<f64> = results.iter_mut().map(|r| median(r)).collect();
+    let mut out = format!(
+        "## The agent on nginx\n\n\
+         `phasebox agent -p MASTER --phases nginx` (summary mode: exact counters in the kernel, only\n\
+         each process's first use of a syscall per phase and the phase markers' calls sent), nginx\n\
+         {}, `wrk -t1 -c32 -d{}s`, {} rounds alternated. Median requests/s.\n\n\
+         | mode | median req/s | vs. baseline |\n|---|---|---|\n",
+        nginx_version(),
+        s.secs,
+        s.rounds
+    );
+    for (m, name) in MODES.iter().enumerate() {
+        out += &format!(
+            "| {name} | {:.0} | {:.1}% |\n",
+            med[m],
+            100.0 * med[m] / med[0]
+        );
+    }
+    out += &format!(
+        "\n| agent | median |\n|---|---|\n\
+         | start to a non-empty /metrics | {:.0} ms |\n\
+         | resident memory after a run | {:.1} MiB |\n\
+         | kernel programs' time per syscall (enter + exit, BPF run-time stats) | {:.0} ns |\n\
+         | events sent to userspace per run (summary mode) | {:.0} |\n",
+        median(&mut ready_ms),
+        median(&mut rss),
+        median(&mut ns_per_call),
+        median(&mut events)
+    );
+    Ok(out)
 }

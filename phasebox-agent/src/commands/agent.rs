@@ -88,10 +88,6 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
 
     let page = Arc::new(Mutex::new(String::new()));
     let server = metrics::serve(args.listen, page.clone()).await?;
-    eprintln!(
-        "phasebox agent: tracing pid {pid} and its descendants; metrics on http://{}/metrics",
-        args.listen
-    );
     let mut state = State {
         metrics: Metrics::new()?,
         page,
@@ -108,6 +104,12 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
             dropped: 0,
         },
     };
+    // A first page right away: /metrics is never empty once the agent says it is up.
+    refresh(&mut session, &mut state, &args)?;
+    eprintln!(
+        "phasebox agent: tracing pid {pid} and its descendants; metrics on http://{}/metrics",
+        args.listen
+    );
     let mut interrupt = std::pin::pin!(interrupted());
     loop {
         let tick = async {
