@@ -32,8 +32,11 @@ impl AtomicFile {
         if dest.is_dir() {
             anyhow::bail!("cannot write {}: it is a directory", dest.display());
         }
+        // Unique per file being written: the agent checkpoints a file whose final write is open.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(
-            ".{}.tmp-{}",
+            ".{}.tmp-{}-{n}",
             name.to_string_lossy(),
             std::process::id()
         ));

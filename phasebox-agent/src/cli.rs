@@ -127,8 +127,18 @@ pub struct CompareArgs {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// The process to attach to (with its threads and descendants).
-    #[arg(short, long, value_name = "PID")]
-    pub pid: u32,
+    #[arg(
+        short,
+        long,
+        value_name = "PID",
+        required_unless_present = "exec_name",
+        conflicts_with = "exec_name"
+    )]
+    pub pid: Option<u32>,
+    /// Wait for processes that execute this program, and trace each from its execve on (its
+    /// startup phases too).
+    #[arg(long, value_name = "NAME")]
+    pub exec_name: Option<String>,
     /// Phase rules: generic, nginx, auto, or a rule file.
     #[arg(long, default_value = "generic", value_name = "RULES")]
     pub phases: String,
@@ -216,6 +226,9 @@ pub struct TraceOptions {
     /// Learn a profile (roles, phases, syscalls) and write it to this file.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// Track any process that executes this program (used by `agent --exec-name`).
+    #[arg(skip)]
+    pub exec_name: Option<String>,
     /// Phase rules for the profile: generic, nginx, auto, or a rule file.
     #[arg(long, default_value = "generic", value_name = "RULES")]
     pub phases: String,

@@ -27,6 +27,8 @@ pub struct PathArg {
 /// An exec with its strings decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exec {
+    /// The process was not tracked before this exec (`--exec-name`).
+    pub new_root: bool,
     pub tgid: u32,
     pub tid: u32,
     pub old_tid: u32,
@@ -88,6 +90,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         kind::EXEC => {
             let r: ExecRecord = read(bytes, kind)?;
             Event::Exec(Exec {
+                new_root: r.header.flags & phasebox_common::exec_flags::NEW_ROOT != 0,
                 tgid: r.header.tgid,
                 tid: r.tid,
                 old_tid: r.old_tid,

@@ -96,6 +96,12 @@ impl Learner {
         }
     }
 
+    /// A process phasebox started tracking at its exec (`--exec-name`): a root, seen from its
+    /// start.
+    pub fn add_root(&mut self, pid: u32) {
+        self.roots.insert(pid);
+    }
+
     /// Keeps `set` up to date with the processes in their steady (serving) phase.
     pub fn share_serving(&mut self, set: ServingSet) {
         self.serving = Some(set);
@@ -303,6 +309,19 @@ impl Learner {
                 let st = self.procs.get_mut(&e.tgid).expect("started above");
                 let role_name = &self.roles[st.role].name;
                 st.tracker.process_event(&self.det, role_name, Obs::Exec);
+                if e.new_root {
+                    // Tracking began inside this execve: the call itself was not seen, but the
+                    // exec proves it (execveat is rare enough to be named as execve).
+                    let nr = sysnames::special().execve;
+                    let item = Item {
+                        nr,
+                        ts_ns: e.ts_ns,
+                        path: Some(e.filename.clone()),
+                    };
+                    let released = st.tracker.syscall(&self.det, role_name, nr, None, item);
+                    let role = st.role;
+                    self.record(role, released);
+                }
             }
             Event::Exit(x) => {
                 if x.group_dead != 0 {
@@ -460,6 +479,7 @@ mod tests {
     fn nginx_rules_split_master_and_worker() {
         let mut f = Feed::new("nginx", 100);
         f.ev(Event::Exec(Exec {
+            new_root: false,
             tgid: 100,
             tid: 100,
             old_tid: 100,

@@ -214,6 +214,7 @@ mod tests {
         t.add(20, 1, "/bin/sh".into(), "sh".into(), Some(1));
         t.apply(&fork(20, 21, 2));
         t.apply(&Event::Exec(Exec {
+            new_root: false,
             tgid: 21,
             tid: 21,
             old_tid: 21,

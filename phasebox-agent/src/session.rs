@@ -113,6 +113,22 @@ impl Session {
             }
             match event::decode(bytes) {
                 Ok(ev) => {
+                    if let Event::Exec(e) = &ev
+                        && e.new_root
+                    {
+                        let ppid = procfs::stat(e.tgid).map_or(0, |s| s.ppid);
+                        self.tree.add(
+                            e.tgid,
+                            ppid,
+                            e.filename.clone(),
+                            e.comm.clone(),
+                            Some(e.ts_ns),
+                        );
+                        self.origin.roots.push(e.tgid);
+                        if let Some(l) = self.learner.as_mut() {
+                            l.add_root(e.tgid);
+                        }
+                    }
                     if let Event::Exit(r) = &ev
                         && r.group_dead != 0
                     {

@@ -41,6 +41,12 @@ pub mod kind {
     pub const PATH: u16 = 5;
 }
 
+/// Flags of an [`ExecRecord`].
+pub mod exec_flags {
+    /// The process was not tracked: it is tracked from this exec on (`--exec-name`).
+    pub const NEW_ROOT: u16 = 1;
+}
+
 /// Flags of a [`SyscallRecord`].
 pub mod syscall_flags {
     /// The syscall does not return (exit, exit_group): `ret` and `duration_ns` are 0.
@@ -107,6 +113,9 @@ pub struct Config {
     /// Byte offsets of the six syscall arguments in `struct pt_regs` (NO_FIELD: no path
     /// capture on this architecture).
     pub arg_offsets: [u32; 6],
+    /// `--exec-name`: an untracked process that executes a program with this comm is tracked
+    /// from its execve on (all zero: off).
+    pub exec_comm: [u8; COMM_LEN],
     /// Wake the reader once this many bytes wait in the ring buffer (syscall records are
     /// submitted without a wakeup below it; the reader also drains on a timer).
     pub wakeup_bytes: u32,
@@ -238,5 +247,5 @@ const _: () = assert!(core::mem::size_of::<SyscallRecord>() == 40);
 const _: () = assert!(core::mem::size_of::<ForkRecord>() == 24);
 const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + COMM_LEN + EXEC_PATH_LEN);
 const _: () = assert!(core::mem::size_of::<ExitRecord>() == 24);
-const _: () = assert!(core::mem::size_of::<Config>() == 72);
+const _: () = assert!(core::mem::size_of::<Config>() == 88);
 const _: () = assert!(core::mem::size_of::<PathRecord>() == 24 + PATH_LEN);

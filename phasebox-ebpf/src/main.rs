@@ -25,8 +25,8 @@ use aya_ebpf::{
 };
 use phasebox_common::{
     ALLOWED_WORDS, Config, CountKey, Counts, EPOCH_NO_MARKERS, ExecRecord, ExitRecord, ForkRecord,
-    Header, MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, SyscallRecord, drop_slot, is_error, kind,
-    mode, syscall_flags,
+    Header, MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, SyscallRecord, drop_slot, exec_flags,
+    is_error, kind, mode, syscall_flags,
 };
 
 /// Written by the agent before load (see `Config`).
@@ -43,6 +43,7 @@ static PB_CONFIG: Config = Config {
     nr_exit: u32::MAX,
     nr_exit_group: u32::MAX,
     arg_offsets: [NO_FIELD; 6],
+    exec_comm: [0; 16],
     wakeup_bytes: 0,
     _pad: 0,
 };
@@ -443,11 +444,37 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Whether the current task's comm is the `--exec-name` one.
+#[inline(always)]
+fn exec_name_matches(comm: &[u8; 16]) -> bool {
+    let want = cfg!(exec_comm);
+    if want[0] == 0 {
+        return false;
+    }
+    let mut i = 0;
+    while i < 16 {
+        if comm[i] != want[i] {
+            return false;
+        }
+        if want[i] == 0 {
+            return true;
+        }
+        i += 1;
+    }
+    true
+}
+
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn pb_exec(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let mut flags = 0;
     if !tracked(tgid) {
-        return 0;
+        if !exec_name_matches(&comm) {
+            return 0;
+        }
+        set_kernel_bit(tgid, true);
+        flags = exec_flags::NEW_ROOT;
     }
     let Some(mut entry) = PB_EVENTS.reserve::<ExecRecord>(0) else {
         lost(drop_slot::RINGBUF);
@@ -459,7 +486,7 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
     unsafe {
         (*rec).header = Header {
             kind: kind::EXEC,
-            flags: 0,
+            flags,
             tgid,
         };
         (*rec).tid = tid;
@@ -467,7 +494,7 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
             .read_at::<i32>(cfg!(exec_old_pid_off) as usize)
             .unwrap_or(0) as u32;
         (*rec).ts_ns = bpf_ktime_get_ns();
-        (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*rec).comm = comm;
         (*rec).filename[0] = 0;
         if let Ok(loc) = ctx.read_at::<u32>(cfg!(exec_filename_off) as usize) {
             let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);

@@ -179,3 +179,63 @@ fn violations_are_counted_and_killed() {
     let _ = tree.kill();
     let _ = tree.wait();
 }
+
+#[test]
+fn agent_waits_for_a_program_by_name_and_sees_its_startup() {
+    let dir = TempDir::new("exec-name");
+    let prof = dir.path("server.json");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut agent = Command::new(phasebox_bin())
+        .args([
+            "agent",
+            "--exec-name",
+            "phased_server",
+            "--phases",
+            "generic",
+            "--listen",
+            &listen,
+        ])
+        .args(["--profile", prof.to_str().unwrap(), "--checkpoint", "1s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(agent.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("waiting for phased_server"), "{line}");
+    let port = free_port();
+    let mut server = Command::new(fixture("phased_server"))
+        .arg(port.to_string())
+        .env_remove(CARGO_LIBRARY_PATH)
+        .spawn()
+        .unwrap();
+    assert_eq!(ask(port, "GET"), "hello\n");
+    assert_eq!(ask(port, "quit"), "bye\n");
+    assert!(server.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the agent keeps waiting after the program ends"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert!(agent.wait().unwrap().success());
+
+    let p = phasebox_tests::profile::load(&prof);
+    assert_eq!(
+        p["complete"], true,
+        "seen from its execve: {}",
+        p["incomplete_reasons"]
+    );
+    let main = phasebox_tests::profile::role(&p, "main");
+    let names = phasebox_tests::profile::phase_names(main);
+    assert_eq!(
+        names,
+        ["exec", "loading", "initialization", "serving", "exit"]
+    );
+    let sys =
+        |ph: &str| phasebox_tests::profile::syscalls(phasebox_tests::profile::phase(main, ph));
+    assert!(sys("exec").contains("execve"));
+    assert!(sys("initialization").contains("socket") && sys("initialization").contains("listen"));
+    assert!(sys("serving").contains("accept4"));
+}

@@ -35,8 +35,9 @@ struct State {
 }
 
 pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
-    let pid = args.pid;
-    record::check_target(pid)?;
+    if let Some(pid) = args.pid {
+        record::check_target(pid)?;
+    }
     let detector = Detector::load(&args.phases)?;
     if !args.stream && args.phases == "auto" {
         anyhow::bail!("--phases auto needs every call: use it with --stream");
@@ -54,6 +55,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         quiet: true,
         profile: args.profile.clone(),
         phases: args.phases.clone(),
+        exec_name: args.exec_name.clone(),
     };
     // Path arguments feed the phase markers.
     let output::Started {
@@ -63,19 +65,26 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         writer,
     } = output::start(
         &opts,
-        "record",
+        // Programs found by name are seen from their execve, as if launched.
+        if args.exec_name.is_some() {
+            "run"
+        } else {
+            "record"
+        },
         Vec::new(),
-        Some(pid),
+        args.pid,
         true,
         args.stream,
         kill,
     )?;
     let _stats = probe::enable_run_time_stats()?;
     let mut tree = ProcessTree::new();
-    record::attach(&mut probe, &mut tree, pid)?;
+    if let Some(pid) = args.pid {
+        record::attach(&mut probe, &mut tree, pid)?;
+    }
     let attached: Vec<u32> = tree.processes().iter().map(|p| p.pid).collect();
     let origin = Origin {
-        roots: vec![pid],
+        roots: args.pid.into_iter().collect(),
         attached,
     };
     let learner = outputs
@@ -95,8 +104,14 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         monitor,
         last_checkpoint: Instant::now(),
         run: RunInfo {
-            name: format!("agent -p {pid}"),
-            launched: false,
+            name: match (&args.pid, &args.exec_name) {
+                (Some(pid), _) => format!("agent -p {pid}"),
+                (None, name) => {
+                    format!("agent --exec-name {}", name.as_deref().unwrap_or_default())
+                }
+            },
+            // Programs found by name are seen from their execve.
+            launched: args.exec_name.is_some(),
             started_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
@@ -106,8 +121,15 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     };
     // A first page right away: /metrics is never empty once the agent says it is up.
     refresh(&mut session, &mut state, &args)?;
+    let what = match (&args.pid, &args.exec_name) {
+        (Some(pid), _) => format!("tracing pid {pid} and its descendants"),
+        (None, name) => format!(
+            "waiting for {} to start",
+            name.as_deref().unwrap_or_default()
+        ),
+    };
     eprintln!(
-        "phasebox agent: tracing pid {pid} and its descendants; metrics on http://{}/metrics",
+        "phasebox agent: {what}; metrics on http://{}/metrics",
         args.listen
     );
     let mut interrupt = std::pin::pin!(interrupted());
@@ -118,14 +140,13 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
                 _ = tokio::time::sleep(REFRESH) => Stop::Duration,
             }
         };
-        let why = session.run(tick, true).await?;
+        // With --exec-name, the agent waits for the next start when a program ends.
+        let why = session.run(tick, args.exec_name.is_none()).await?;
         refresh(&mut session, &mut state, &args)?;
         match why {
             Stop::Duration => continue,
             Stop::Signal(s) => eprintln!("phasebox agent: {s}, writing what was learned"),
-            Stop::TreeExited => {
-                eprintln!("phasebox agent: process {pid} and its descendants have exited")
-            }
+            Stop::TreeExited => eprintln!("phasebox agent: the traced processes have exited"),
         }
         break;
     }

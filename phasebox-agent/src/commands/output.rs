@@ -42,6 +42,20 @@ pub struct Started {
     pub writer: Option<TraceWriter>,
 }
 
+/// The comm the kernel sees for `--exec-name NAME` (a program's name, at most 15 bytes).
+fn exec_comm(name: &Option<String>) -> anyhow::Result<Option<[u8; phasebox_common::COMM_LEN]>> {
+    let Some(name) = name else { return Ok(None) };
+    let base = name.rsplit('/').next().unwrap_or(name);
+    if base.is_empty() {
+        anyhow::bail!("--exec-name needs a program name");
+    }
+    // The kernel keeps the first 15 bytes of the program's file name as its comm.
+    let mut comm = [0u8; phasebox_common::COMM_LEN];
+    let n = base.len().min(phasebox_common::COMM_LEN - 1);
+    comm[..n].copy_from_slice(&base.as_bytes()[..n]);
+    Ok(Some(comm))
+}
+
 /// Checks the outputs and phase rules, loads the probe and opens the trace file.
 pub fn start(
     opts: &TraceOptions,
@@ -87,6 +101,7 @@ pub fn start(
         stream,
         paths,
         kill,
+        exec_comm: exec_comm(&opts.exec_name)?,
     })?;
     let run = RunInfo {
         name: match target_pid {

@@ -40,6 +40,8 @@ pub struct ProbeOptions {
     pub stream: bool,
     /// Kill processes that call outside their allowed set (monitor mode).
     pub kill: bool,
+    /// Track any process that executes a program with this comm, from its execve on.
+    pub exec_comm: Option<[u8; phasebox_common::COMM_LEN]>,
     /// With `stream`: also send path arguments (profiles and trace files use them).
     pub paths: bool,
 }
@@ -127,6 +129,7 @@ impl Probe {
             nr_exit: nr.exit,
             nr_exit_group: nr.exit_group,
             arg_offsets: sysnames::arg_offsets().unwrap_or([NO_FIELD; 6]),
+            exec_comm: opts.exec_comm.unwrap_or([0; phasebox_common::COMM_LEN]),
             // Wake the reader when a quarter of the ring is full; it drains on a timer too.
             wakeup_bytes: opts.ring_bytes / 4,
             _pad: 0,
