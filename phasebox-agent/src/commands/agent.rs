@@ -31,6 +31,7 @@ struct State {
     prev_calls: HashMap<CountKey, u64>,
     monitor: Option<Monitor>,
     last_checkpoint: Instant,
+    started: Instant,
     run: RunInfo,
 }
 
@@ -103,6 +104,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         prev_calls: HashMap::new(),
         monitor,
         last_checkpoint: Instant::now(),
+        started: Instant::now(),
         run: RunInfo {
             name: match (&args.pid, &args.exec_name) {
                 (Some(pid), _) => format!("agent -p {pid}"),
@@ -182,8 +184,9 @@ fn refresh(session: &mut Session, st: &mut State, args: &AgentArgs) -> anyhow::R
                     .inc_by(grew);
                 if m.first_report(&role, &phase, &syscall) {
                     eprintln!(
-                        "phasebox agent: violation: pid {} ({role}, phase {phase}) called {syscall}, \
+                        "phasebox agent: {:.1} s: violation: pid {} ({role}, phase {phase}) called {syscall}, \
                          which the profile does not allow there",
+                        st.started.elapsed().as_secs_f64(),
                         key.tgid
                     );
                 }
