@@ -137,3 +137,45 @@ pub fn assert_clear_failure(out: &Output, needle: &str) {
         "message is not one short sentence: {first}"
     );
 }
+
+/// Sends one line to a test server on 127.0.0.1:`port` (waiting up to 10 s for it to listen)
+/// and returns all it answers; "" when it closes without answering.
+pub fn ask(port: u16, line: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut s = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "server not up: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    };
+    let _ = s.write_all(line.as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Starts `phasebox agent ARGS` and waits for its first line (it is up); returns it, with its
+/// standard error to read the rest from.
+pub fn spawn_agent(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
+    use std::io::BufRead;
+    let mut agent = Command::new(phasebox_bin())
+        .arg("agent")
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("phasebox agent starts");
+    let mut err = std::io::BufReader::new(agent.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("agent's first line");
+    (agent, err, line)
+}

@@ -1,14 +1,14 @@
 //! `phasebox agent` on a running nginx: its /metrics count the worker's serving calls, and
 //! after `kill -9` the last checkpoint is a valid profile and no phasebox program stays loaded.
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use phasebox_tests::{
     TempDir,
     nginx::{Nginx, free_port},
-    phasebox, phasebox_bin,
+    phasebox,
     prometheus::Prometheus,
+    spawn_agent,
 };
 
 const REQUESTS: u64 = 15;
@@ -26,24 +26,20 @@ fn agent_metrics_checkpoints_and_kill() {
     let prof = dir.path("checkpoint.json");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut agent = Command::new(phasebox_bin())
-        .args([
-            "agent",
-            "-p",
-            &nginx.pid().to_string(),
-            "--phases",
-            "nginx",
-            "--listen",
-            &listen,
-        ])
-        .args(["--profile", prof.to_str().unwrap(), "--checkpoint", "1s"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(agent.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let pid = nginx.pid().to_string();
+    let args = [
+        "-p",
+        &pid,
+        "--phases",
+        "nginx",
+        "--listen",
+        &listen,
+        "--profile",
+        prof.to_str().unwrap(),
+        "--checkpoint",
+        "1s",
+    ];
+    let (mut agent, _err, line) = spawn_agent(&args);
     assert!(line.contains("metrics on"), "agent did not start: {line}");
 
     assert!(
@@ -122,23 +118,9 @@ fn prometheus_scrapes_the_agent() {
     let nginx = Nginx::start();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut agent = Command::new(phasebox_bin())
-        .args([
-            "agent",
-            "-p",
-            &nginx.pid().to_string(),
-            "--phases",
-            "nginx",
-            "--listen",
-            &listen,
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(agent.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let pid = nginx.pid().to_string();
+    let (mut agent, _err, line) =
+        spawn_agent(&["-p", &pid, "--phases", "nginx", "--listen", &listen]);
     assert!(line.contains("metrics on"), "agent did not start: {line}");
     let prom = Prometheus::start(&listen);
     assert!(

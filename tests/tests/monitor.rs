@@ -1,31 +1,14 @@
 //! Monitor mode: with a profile learned from a server's normal run, a request that makes it
 //! call ptrace in its serving phase raises the violation counter; with kill on, the kernel
 //! kills the server and the agent keeps running.
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use phasebox_tests::{
-    CARGO_LIBRARY_PATH, TempDir, fixture, nginx::free_port, phasebox, phasebox_bin,
+    CARGO_LIBRARY_PATH, TempDir, ask, fixture, nginx::free_port, phasebox, phasebox_bin,
 };
-
-fn ask(port: u16, line: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "server not up: {e}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    };
-    let _ = s.write_all(line.as_bytes());
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
 
 /// `sh -c 'SERVER PORT; sleep 60'`: a tree that outlives the server.
 fn shell_with_server(port: u16) -> Child {
@@ -58,23 +41,20 @@ fn start_agent(
     listen: &str,
     on: &str,
 ) -> (Child, BufReader<std::process::ChildStderr>) {
-    let mut agent = Command::new(phasebox_bin())
-        .args([
-            "agent",
-            "-p",
-            &pid.to_string(),
-            "--phases",
-            "generic",
-            "--listen",
-            listen,
-        ])
-        .args(["--monitor", monitor, "--on-violation", on])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(agent.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
+    let pid = pid.to_string();
+    let args = [
+        "-p",
+        &pid,
+        "--phases",
+        "generic",
+        "--listen",
+        listen,
+        "--monitor",
+        monitor,
+        "--on-violation",
+        on,
+    ];
+    let (agent, err, line) = phasebox_tests::spawn_agent(&args);
     assert!(line.contains("metrics on"), "agent did not start: {line}");
     (agent, err)
 }
@@ -185,23 +165,19 @@ fn agent_waits_for_a_program_by_name_and_sees_its_startup() {
     let dir = TempDir::new("exec-name");
     let prof = dir.path("server.json");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut agent = Command::new(phasebox_bin())
-        .args([
-            "agent",
-            "--exec-name",
-            "phased_server",
-            "--phases",
-            "generic",
-            "--listen",
-            &listen,
-        ])
-        .args(["--profile", prof.to_str().unwrap(), "--checkpoint", "1s"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(agent.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
+    let args = [
+        "--exec-name",
+        "phased_server",
+        "--phases",
+        "generic",
+        "--listen",
+        &listen,
+        "--profile",
+        prof.to_str().unwrap(),
+        "--checkpoint",
+        "1s",
+    ];
+    let (mut agent, _err, line) = phasebox_tests::spawn_agent(&args);
     assert!(line.contains("waiting for phased_server"), "{line}");
     let port = free_port();
     let mut server = Command::new(fixture("phased_server"))

@@ -1,30 +1,11 @@
 //! Phase-aware enforcement: a server runs under the union of its phases; once it serves, a
 //! call it needed only at startup (socket) is denied, while requests keep succeeding.
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use phasebox_tests::{
-    CARGO_LIBRARY_PATH, TempDir, fixture, nginx::free_port, phasebox, phasebox_bin, profile,
+    CARGO_LIBRARY_PATH, TempDir, ask, fixture, nginx::free_port, phasebox, phasebox_bin, profile,
 };
-
-fn ask(port: u16, line: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "server not up: {e}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    };
-    s.write_all(line.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
 
 fn serve(args: &[&str], port: u16) -> Child {
     let server = fixture("phased_server");

@@ -147,6 +147,19 @@ fn pwd_profile_is_sufficient_and_minimal() {
     );
 }
 
+/// nginx under `wrapper` serves 20 small and 20 large files, answers 404, and quits cleanly.
+fn serves_under(wrapper: &[&str], what: &str) {
+    let mut nginx = Nginx::start_under(wrapper);
+    let codes = [nginx.curl("/index.html", 20), nginx.curl("/big.bin", 20)].concat();
+    assert!(codes.iter().all(|c| c == "200"), "under {what}: {codes:?}");
+    assert!(nginx.curl("/missing", 1) == ["404"], "under {what}");
+    assert!(
+        nginx.quit().success(),
+        "nginx ended badly under {what}: {}",
+        nginx.error_log()
+    );
+}
+
 #[test]
 fn nginx_serves_under_its_exported_union() {
     let dir = TempDir::new("seccomp-nginx");
@@ -183,19 +196,7 @@ fn nginx_serves_under_its_exported_union() {
         union.to_str().unwrap(),
         "--",
     ];
-    let mut nginx = Nginx::start_under(&enforce);
-    let codes = [nginx.curl("/index.html", 20), nginx.curl("/big.bin", 20)].concat();
-    assert!(
-        codes.iter().all(|c| c == "200"),
-        "under its union profile: {codes:?}"
-    );
-    assert!(nginx.curl("/missing", 1) == ["404"]);
-    assert!(
-        nginx.quit().success(),
-        "nginx ended badly under its profile: {}",
-        nginx.error_log()
-    );
-    drop(nginx);
+    serves_under(&enforce, "its union profile");
 
     // Phase-aware: the union, tightened per process once it serves; requests keep succeeding.
     let phases = dir.path("phases");
@@ -216,17 +217,7 @@ fn nginx_serves_under_its_exported_union() {
         manifest.to_str().unwrap(),
         "--",
     ];
-    let mut nginx = Nginx::start_under(&aware);
-    let codes = [nginx.curl("/index.html", 20), nginx.curl("/big.bin", 20)].concat();
-    assert!(
-        codes.iter().all(|c| c == "200"),
-        "under phase-aware enforcement: {codes:?}"
-    );
-    assert!(
-        nginx.quit().success(),
-        "nginx ended badly under phase-aware enforcement: {}",
-        nginx.error_log()
-    );
+    serves_under(&aware, "phase-aware enforcement");
 }
 
 /// Files /bin/pwd needs in a root file system: itself, its libraries and the loader.
