@@ -179,3 +179,21 @@ pub fn spawn_agent(
     err.read_line(&mut line).expect("agent's first line");
     (agent, err, line)
 }
+
+/// `phasebox run -q --profile PROFILE -- ARGV…`, which must succeed: learns `argv`'s profile.
+pub fn learn_profile(profile: &Path, argv: &[&str]) {
+    let mut args = vec![
+        "run",
+        "-q",
+        "--profile",
+        profile.to_str().expect("UTF-8 path"),
+        "--",
+    ];
+    args.extend_from_slice(argv);
+    let out = phasebox(&args);
+    assert!(
+        out.status.success(),
+        "learning {argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

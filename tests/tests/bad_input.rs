@@ -91,19 +91,7 @@ fn traced_pid_that_exits_is_a_normal_end() {
 fn unreadable_policy_for_compare() {
     let dir = TempDir::new("bad-policy");
     let prof = dir.path("true.json");
-    let out = phasebox(&[
-        "run",
-        "-q",
-        "--profile",
-        prof.to_str().unwrap(),
-        "--",
-        "/bin/true",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phasebox_tests::learn_profile(&prof, &["/bin/true"]);
     let bad = dir.path("policy.json");
     std::fs::write(&bad, "{\"what\": 1}").unwrap();
     let out = phasebox(&["compare", prof.to_str().unwrap(), bad.to_str().unwrap()]);

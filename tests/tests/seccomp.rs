@@ -236,6 +236,21 @@ fn copy_with_libraries(exe: &str, rootfs: &Path) {
     }
 }
 
+/// `runc run` of `bundle` as container `id`, then its removal.
+fn runc_run(bundle: &Path, id: &str) -> Output {
+    let out = Command::new("runc")
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runc is installed");
+    let _ = Command::new("runc")
+        .args(["delete", "--force", id])
+        .output();
+    out
+}
+
 #[test]
 fn runc_runs_pwd_under_the_exported_profile() {
     let dir = TempDir::new("runc");
@@ -261,16 +276,7 @@ fn runc_runs_pwd_under_the_exported_profile() {
     std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
 
     let id = format!("phasebox-test-{}", std::process::id());
-    let out = Command::new("runc")
-        .args(["run", "--bundle"])
-        .arg(&bundle)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let _ = Command::new("runc")
-        .args(["delete", "--force", &id])
-        .output();
+    let out = runc_run(&bundle, &id);
     assert!(
         out.status.success(),
         "runc failed: {}",
@@ -285,16 +291,7 @@ fn runc_runs_pwd_under_the_exported_profile() {
         .unwrap();
     names.retain(|v| v != "getcwd" && v != "newfstatat");
     std::fs::write(&config_path, serde_json::to_string_pretty(&strict).unwrap()).unwrap();
-    let out = Command::new("runc")
-        .args(["run", "--bundle"])
-        .arg(&bundle)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let _ = Command::new("runc")
-        .args(["delete", "--force", &id])
-        .output();
+    let out = runc_run(&bundle, &id);
     assert!(
         !out.status.success() || out.stdout.is_empty(),
         "pwd worked without getcwd and newfstatat"

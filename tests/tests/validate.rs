@@ -5,19 +5,7 @@ use phasebox_tests::{TempDir, assert_clear_failure, phasebox};
 fn validate_reports_pass_fail_and_denials() {
     let dir = TempDir::new("validate");
     let prof = dir.path("pwd.json");
-    let out = phasebox(&[
-        "run",
-        "-q",
-        "--profile",
-        prof.to_str().unwrap(),
-        "--",
-        "/bin/pwd",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phasebox_tests::learn_profile(&prof, &["/bin/pwd"]);
 
     let out = phasebox(&[
         "validate",
