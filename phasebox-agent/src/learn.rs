@@ -24,6 +24,8 @@ struct ProcState {
     tracker: Tracker<Item>,
     /// The phase last passed on by `take_phase_changes`.
     reported: Option<usize>,
+    /// Already in the shared serving set.
+    serving: bool,
 }
 
 /// A process that moved to another phase: (tgid, epoch = phase index + 1, whether any later
@@ -108,18 +110,22 @@ impl Learner {
     }
 
     /// Notes `pid` in the serving set when its tracker is at or past its role's steady phase.
-    fn note_serving(&self, pid: u32) {
+    fn note_serving(&mut self, pid: u32) {
         let (Some(set), Detector::Rules(r), Some(st)) =
-            (&self.serving, &self.det, self.procs.get(&pid))
+            (&self.serving, &self.det, self.procs.get_mut(&pid))
         else {
             return;
         };
+        if st.serving {
+            return; // the lock is taken once per process, not per call
+        }
         let steady = r.steady_index(&self.roles[st.role].name);
         if let (Some(s), Some(p)) = (steady, st.tracker.rule_phase())
             && p >= s
             && let Ok(mut set) = set.lock()
         {
             set.insert(pid);
+            st.serving = true;
         }
     }
 
@@ -193,6 +199,7 @@ impl Learner {
                 role,
                 tracker,
                 reported: None,
+                serving: false,
             },
         );
     }

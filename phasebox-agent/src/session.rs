@@ -140,14 +140,15 @@ impl Session {
                     self.tree.apply(&ev);
                     if let Some(l) = self.learner.as_mut() {
                         l.observe(&ev, &self.tree);
-                        if self.summary_mode {
-                            for (tgid, epoch, markers_left) in l.take_phase_changes() {
-                                self.probe.set_epoch(tgid, epoch, !markers_left);
-                            }
-                        }
                     }
                 }
                 Err(_) => self.bad_records += 1,
+            }
+        }
+        // Once per batch, not per event: the kernel learns of phase changes a batch later.
+        if let (true, Some(l)) = (self.summary_mode, self.learner.as_mut()) {
+            for (tgid, epoch, markers_left) in l.take_phase_changes() {
+                self.probe.set_epoch(tgid, epoch, !markers_left);
             }
         }
         Ok(())

@@ -187,10 +187,16 @@ fn syscall_wakeup_flags() -> u64 {
 
 #[inline(always)]
 fn emit_syscall(rec: SyscallRecord) {
-    match PB_EVENTS.reserve::<SyscallRecord>(0) {
+    emit(rec, syscall_wakeup_flags());
+}
+
+/// Sends one record; a full ring buffer is counted, never silent.
+#[inline(always)]
+fn emit<T: 'static>(rec: T, flags: u64) {
+    match PB_EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(rec);
-            entry.submit(syscall_wakeup_flags());
+            entry.submit(flags);
         }
         None => lost(drop_slot::RINGBUF),
     }
@@ -282,24 +288,18 @@ fn summary_report(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, ente
         emit_path(ctx, tgid, tid, nr, enter_ns);
     }
     let flags = syscall_flags::AT_ENTRY | if first { syscall_flags::FIRST_USE } else { 0 };
-    match PB_EVENTS.reserve::<SyscallRecord>(0) {
-        Some(mut entry) => {
-            entry.write(SyscallRecord {
-                header: Header {
-                    kind: kind::SYSCALL,
-                    flags,
-                    tgid,
-                },
-                tid,
-                nr,
-                enter_ns,
-                duration_ns: 0,
-                ret: 0,
-            });
-            entry.submit(syscall_wakeup_flags());
-        }
-        None => lost(drop_slot::RINGBUF),
-    }
+    emit_syscall(SyscallRecord {
+        header: Header {
+            kind: kind::SYSCALL,
+            flags,
+            tgid,
+        },
+        tid,
+        nr,
+        enter_ns,
+        duration_ns: 0,
+        ret: 0,
+    });
 }
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
@@ -425,22 +425,19 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
     }
     // A thread's bit is never looked up as a tgid while it lives; pb_exit clears it.
     set_kernel_bit(child, true);
-    match PB_EVENTS.reserve::<ForkRecord>(0) {
-        Some(mut entry) => {
-            entry.write(ForkRecord {
-                header: Header {
-                    kind: kind::FORK,
-                    flags: 0,
-                    tgid,
-                },
-                parent_tid: tid,
-                child_tid: child,
-                ts_ns: unsafe { bpf_ktime_get_ns() },
-            });
-            entry.submit(0);
-        }
-        None => lost(drop_slot::RINGBUF),
-    }
+    emit(
+        ForkRecord {
+            header: Header {
+                kind: kind::FORK,
+                flags: 0,
+                tgid,
+            },
+            parent_tid: tid,
+            child_tid: child,
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        0,
+    );
     0
 }
 
@@ -525,22 +522,19 @@ pub fn pb_exit(ctx: TracePointContext) -> u32 {
         // The agent clears the process's user bit when it reads this record.
         set_kernel_bit(tgid, false);
     }
-    match PB_EVENTS.reserve::<ExitRecord>(0) {
-        Some(mut entry) => {
-            entry.write(ExitRecord {
-                header: Header {
-                    kind: kind::EXIT,
-                    flags: 0,
-                    tgid,
-                },
-                tid,
-                group_dead,
-                ts_ns: unsafe { bpf_ktime_get_ns() },
-            });
-            entry.submit(0);
-        }
-        None => lost(drop_slot::RINGBUF),
-    }
+    emit(
+        ExitRecord {
+            header: Header {
+                kind: kind::EXIT,
+                flags: 0,
+                tgid,
+            },
+            tid,
+            group_dead,
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        0,
+    );
     0
 }
 

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use phasebox_common::CountKey;
 
-use super::{output, record};
+use super::{
+    output::{self, Capture},
+    record,
+};
 use crate::{
     atomic_file::write_atomic,
     cli::{AgentArgs, OnViolation, TraceOptions},
@@ -74,9 +77,11 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         },
         Vec::new(),
         args.pid,
-        true,
-        args.stream,
-        kill,
+        Capture {
+            stream: args.stream,
+            markers_need_paths: true,
+            kill,
+        },
     )?;
     let _stats = probe::enable_run_time_stats()?;
     let mut tree = ProcessTree::new();

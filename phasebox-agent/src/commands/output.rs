@@ -56,15 +56,24 @@ fn exec_comm(name: &Option<String>) -> anyhow::Result<Option<[u8; phasebox_commo
     Ok(Some(comm))
 }
 
+/// What the kernel sends besides its exact counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Capture {
+    /// Every syscall (else summary mode: first uses per phase and marker calls).
+    pub stream: bool,
+    /// Path arguments even without a profile or trace file (phase markers use them).
+    pub markers_need_paths: bool,
+    /// Monitor mode kills from the kernel.
+    pub kill: bool,
+}
+
 /// Checks the outputs and phase rules, loads the probe and opens the trace file.
 pub fn start(
     opts: &TraceOptions,
     mode: &str,
     command: Vec<String>,
     target_pid: Option<u32>,
-    force_paths: bool,
-    stream: bool,
-    kill: bool,
+    capture: Capture,
 ) -> anyhow::Result<Started> {
     let summary = opts
         .summary
@@ -95,12 +104,12 @@ pub fn start(
         .as_deref()
         .map(|p| TraceWriter::create(p, &header))
         .transpose()?;
-    let paths = opts.profile.is_some() || opts.output.is_some() || force_paths;
+    let paths = opts.profile.is_some() || opts.output.is_some() || capture.markers_need_paths;
     let (probe, ring) = Probe::load(ProbeOptions {
         ring_bytes: opts.ring_bytes,
-        stream,
+        stream: capture.stream,
         paths,
-        kill,
+        kill: capture.kill,
         exec_comm: exec_comm(&opts.exec_name)?,
     })?;
     let run = RunInfo {

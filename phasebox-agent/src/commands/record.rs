@@ -1,7 +1,7 @@
 //! `phasebox record -p PID`: attach to a running process tree.
 use std::collections::BTreeSet;
 
-use super::output;
+use super::output::{self, Capture};
 use crate::{
     cli::RecordArgs,
     probe::Probe,
@@ -64,9 +64,10 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
         "record",
         Vec::new(),
         Some(pid),
-        false,
-        true,
-        false,
+        Capture {
+            stream: true,
+            ..Default::default()
+        },
     )?;
     let mut tree = ProcessTree::new();
     attach(&mut probe, &mut tree, pid)?;

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::oneshot;
 
-use super::output;
+use super::output::{self, Capture};
 use crate::{
     cli::RunArgs,
     launch,
@@ -66,9 +66,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         "run",
         args.command.clone(),
         None,
-        plan.is_some(),
-        true,
-        false,
+        Capture {
+            stream: true,
+            markers_need_paths: plan.is_some(),
+            kill: false,
+        },
     )?;
     launch::become_subreaper();
     if let Some(p) = &plan
