@@ -40,6 +40,58 @@ pub enum Command {
     /// Run a command under a learned profile and report whether it passes, with the calls the
     /// profile denied.
     Validate(ValidateArgs),
+    /// Execution scenarios: run a scenario set traced, one profile per scenario, the merged
+    /// profile and the coverage.
+    #[command(subcommand)]
+    Scenarios(ScenariosCommand),
+    /// One self-contained HTML page: timelines, phase tables, scenario coverage and
+    /// comparisons with policies.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenariosCommand {
+    /// Run every scenario of FILE traced; write DIR/SCENARIO.profile.json, DIR/merged.profile.json
+    /// and DIR/coverage.{txt,json}; print the coverage.
+    Run(ScenariosRunArgs),
+    /// List the scenarios of FILE with what each covers.
+    List {
+        /// The scenario file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScenariosRunArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Where the profiles and the coverage go (default: phasebox-scenarios-NAME).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Only these scenarios (by name; repeat or separate with commas).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Also run each scenario under strace in a fresh environment and compare the syscalls
+    /// it saw with the profile's; any difference fails the run.
+    #[arg(long)]
+    pub oracle_strace: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Learned profiles: several of one program are taken as scenarios, in this order, for
+    /// the coverage section.
+    #[arg(required = true)]
+    pub profiles: Vec<PathBuf>,
+    /// Compare with these policies (any format `compare` reads).
+    #[arg(long, value_name = "POLICY", num_args = 1..)]
+    pub compare: Vec<PathBuf>,
+    /// The page's title.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Where the page goes.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +221,13 @@ pub struct AgentArgs {
     pub ring_bytes: u32,
 }
 
+/// A namespace `run --isolate` gives the command afresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Namespace {
+    Mount,
+    Pid,
+}
+
 /// What monitor mode does with a violation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnViolation {
@@ -248,6 +307,13 @@ pub struct RunArgs {
     /// --per-phase`), tightened to the serving phase's calls once a process starts serving.
     #[arg(long, value_name = "MANIFEST", conflicts_with = "seccomp")]
     pub seccomp_phases: Option<PathBuf>,
+    /// Run the command in fresh namespaces, comma-separated: mount (its mounts stay its
+    /// own), pid (it is pid 1 of a new pid namespace with its own /proc; implies mount).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "NS")]
+    pub isolate: Vec<Namespace>,
+    /// Start the command with its standard output closed (to see how it copes).
+    #[arg(long)]
+    pub close_stdout: bool,
     /// The command and its arguments.
     #[arg(
         required = true,

@@ -33,7 +33,11 @@ pub fn resolve(cmd: &str) -> anyhow::Result<PathBuf> {
 
 /// A forked child waiting to exec.
 pub struct Gated {
+    /// The process that will run the command (trace this one).
     pub pid: u32,
+    /// The child to wait for: `pid` itself, or the process that waits for it in the parent
+    /// pid namespace and exits with its status.
+    pub waited: u32,
     gate: OwnedFd,
     errors: OwnedFd,
     /// Where the child sends its seccomp listener, when its filter has one.
@@ -44,6 +48,17 @@ pub struct Gated {
 /// What failed in the child before its program ran (the first word on the error pipe).
 const STAGE_SECCOMP: i32 = 1;
 const STAGE_EXEC: i32 = 2;
+const STAGE_ISOLATE: i32 = 3;
+
+/// Fresh namespaces for the launched command. A fresh pid namespace needs a fresh mount
+/// namespace (its own /proc), so `pid` implies `mount`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Isolation {
+    pub mount: bool,
+    pub pid: bool,
+    /// Close the command's standard output before it runs.
+    pub close_stdout: bool,
+}
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -132,11 +147,13 @@ pub struct Seccomp<'a> {
 }
 
 /// Forks a child that will exec `program` with `argv` once [`Gated::release`] is called,
-/// after installing the `seccomp` filter when given.
+/// after installing the `seccomp` filter when given. With `isolate`, the child enters fresh
+/// namespaces first; for a pid namespace it forks once more, so the command is its pid 1.
 pub fn spawn_gated(
     program: &Path,
     argv: &[String],
     seccomp: Option<Seccomp>,
+    isolate: Isolation,
 ) -> anyhow::Result<Gated> {
     // Everything the child needs is allocated before fork: after it, the child only makes
     // async-signal-safe calls.
@@ -149,6 +166,16 @@ pub fn spawn_gated(
     arg_ptrs.push(std::ptr::null());
     let (gate_r, gate_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    // With a pid namespace, the command's pid as phasebox sees it comes back on this pipe.
+    let (pid_r, pid_w) = pipe()?;
+    let ns_flags = match (isolate.pid, isolate.mount) {
+        (true, _) => libc::CLONE_NEWNS | libc::CLONE_NEWPID,
+        (false, true) => libc::CLONE_NEWNS,
+        (false, false) => 0,
+    };
+    let root = c"/";
+    let proc_fs = c"proc";
+    let proc_dir = c"/proc";
     let listener_pair = match &seccomp {
         Some(s) if s.spec.needs_listener() => Some(socket_pair()?),
         _ => None,
@@ -179,11 +206,69 @@ pub fn spawn_gated(
         unsafe {
             libc::close(gate_w.as_raw_fd());
             libc::close(err_r.as_raw_fd());
+            libc::close(pid_r.as_raw_fd());
             let report = |stage: i32| {
                 let word = [stage, *libc::__errno_location()];
                 libc::write(err_w.as_raw_fd(), word.as_ptr().cast(), 8);
                 libc::_exit(127);
             };
+            if ns_flags != 0 {
+                if libc::unshare(ns_flags) != 0 {
+                    report(STAGE_ISOLATE);
+                }
+                // Mounts made inside stay inside.
+                let flags = libc::MS_REC | libc::MS_PRIVATE;
+                if libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    report(STAGE_ISOLATE);
+                }
+            }
+            if isolate.pid {
+                let inner = libc::fork();
+                if inner < 0 {
+                    report(STAGE_ISOLATE);
+                }
+                if inner > 0 {
+                    // Stays in phasebox's pid namespace: passes the command's pid on, waits
+                    // for it and exits with its status.
+                    libc::write(pid_w.as_raw_fd(), (&inner as *const i32).cast(), 4);
+                    for fd in [
+                        pid_w.as_raw_fd(),
+                        gate_r.as_raw_fd(),
+                        err_w.as_raw_fd(),
+                        child_sock,
+                    ] {
+                        libc::close(fd);
+                    }
+                    let mut status = 0;
+                    while libc::waitpid(inner, &mut status, 0) < 0
+                        && *libc::__errno_location() == libc::EINTR
+                    {}
+                    libc::_exit(exit_code(status));
+                }
+                // pid 1 of the new namespace: its own /proc.
+                let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+                if libc::mount(
+                    proc_fs.as_ptr(),
+                    proc_dir.as_ptr(),
+                    proc_fs.as_ptr(),
+                    flags,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    report(STAGE_ISOLATE);
+                }
+            }
+            libc::close(pid_w.as_raw_fd());
+            if isolate.close_stdout {
+                libc::close(1);
+            }
             let mut byte = 0u8;
             if libc::read(gate_r.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
                 libc::_exit(127);
@@ -212,9 +297,19 @@ pub fn spawn_gated(
     }
     drop(gate_r);
     drop(err_w);
+    drop(pid_w);
+    let mut traced = pid;
+    if isolate.pid {
+        let mut inner = 0i32;
+        // SAFETY: valid fd and buffer; 0 bytes means the child failed (release reports why).
+        if unsafe { libc::read(pid_r.as_raw_fd(), (&mut inner as *mut i32).cast(), 4) } == 4 {
+            traced = inner;
+        }
+    }
     let listener = listener_pair.map(|(parent, _child)| parent);
     Ok(Gated {
-        pid: pid as u32,
+        pid: traced as u32,
+        waited: pid as u32,
         gate: gate_w,
         errors: err_r,
         listener,
@@ -246,6 +341,7 @@ impl Gated {
         let prog = self.program.display();
         match word[0] {
             STAGE_SECCOMP => anyhow::bail!("cannot install the seccomp filter: {e}"),
+            STAGE_ISOLATE => anyhow::bail!("cannot give {prog} fresh namespaces: {e}"),
             _ if word[1] == libc::EPERM => {
                 anyhow::bail!("cannot execute {prog}: {e} (does the seccomp profile allow execve?)")
             }
@@ -258,7 +354,8 @@ impl Gated {
         // SAFETY: plain syscalls on our own child.
         unsafe {
             libc::kill(self.pid as i32, libc::SIGKILL);
-            libc::waitpid(self.pid as i32, std::ptr::null_mut(), 0);
+            libc::kill(self.waited as i32, libc::SIGKILL);
+            libc::waitpid(self.waited as i32, std::ptr::null_mut(), 0);
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::{
     event::Event,
     phase::{Detector, Tracker, rules::Obs},
     process::ProcessTree,
-    profile::{self, MAX_PATHS, Profile, SyscallUse},
+    profile::{self, MAX_PATHS, MAX_TIMES, Profile, SyscallUse},
     sysnames,
 };
 
@@ -32,11 +32,39 @@ struct ProcState {
 /// phase still has markers to watch for).
 pub type PhaseChange = (u32, u32, bool);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Use {
     calls: u64,
     first_ns: u64,
     paths: BTreeSet<String>,
+    /// Sampled call times and the sampling stride (every `stride`-th call is kept).
+    times: Vec<u64>,
+    stride: u64,
+}
+
+impl Use {
+    fn new(first_ns: u64) -> Use {
+        Use {
+            calls: 0,
+            first_ns,
+            paths: BTreeSet::new(),
+            times: Vec::new(),
+            stride: 1,
+        }
+    }
+
+    /// Counts a call at `t` ns; keeps its time when it falls on the stride, and halves the
+    /// sample (doubling the stride) when it reaches twice MAX_TIMES.
+    fn add(&mut self, t: u64) {
+        if self.calls.is_multiple_of(self.stride) {
+            self.times.push(t);
+            if self.times.len() >= 2 * MAX_TIMES {
+                self.times = self.times.iter().step_by(2).copied().collect();
+                self.stride *= 2;
+            }
+        }
+        self.calls += 1;
+    }
 }
 
 #[derive(Debug)]
@@ -46,6 +74,8 @@ struct RoleAgg {
     pids: HashSet<u32>,
     /// Phase index → syscall number → use.
     phases: BTreeMap<usize, BTreeMap<u32, Use>>,
+    /// Phase index → first and last call, ns since the role's start.
+    spans: BTreeMap<usize, (u64, u64)>,
 }
 
 /// Where a learned profile came from.
@@ -180,6 +210,7 @@ impl Learner {
             start_ns: ts_ns,
             pids: HashSet::new(),
             phases: BTreeMap::new(),
+            spans: BTreeMap::new(),
         });
         self.roles.len() - 1
     }
@@ -207,16 +238,16 @@ impl Learner {
     fn record(&mut self, role: usize, released: Vec<(usize, Item)>) {
         let agg = &mut self.roles[role];
         for (phase, item) in released {
+            let t = item.ts_ns.saturating_sub(agg.start_ns);
+            let span = agg.spans.entry(phase).or_insert((t, t));
+            *span = (span.0.min(t), span.1.max(t));
             let u = agg
                 .phases
                 .entry(phase)
                 .or_default()
                 .entry(item.nr)
-                .or_insert_with(|| Use {
-                    first_ns: item.ts_ns.saturating_sub(agg.start_ns),
-                    ..Default::default()
-                });
-            u.calls += 1;
+                .or_insert_with(|| Use::new(t));
+            u.add(t);
             if let Some(p) = item.path
                 && u.paths.len() < MAX_PATHS
             {
@@ -389,6 +420,8 @@ impl Learner {
                     .iter()
                     .map(|(idx, calls)| profile::Phase {
                         name: self.det.phase_name(&r.name, *idx),
+                        start_ns: r.spans.get(idx).map_or(0, |s| s.0),
+                        end_ns: r.spans.get(idx).map_or(0, |s| s.1),
                         syscalls: calls
                             .iter()
                             .map(|(nr, u)| {
@@ -398,6 +431,7 @@ impl Learner {
                                         calls: u.calls,
                                         first_seen_ns: u.first_ns,
                                         paths: u.paths.iter().cloned().collect(),
+                                        times_ns: u.times.clone(),
                                     },
                                 )
                             })
@@ -571,6 +605,27 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn call_times_are_sampled_evenly() {
+        let mut u = Use::new(0);
+        for t in 0..10_000u64 {
+            u.add(t);
+        }
+        assert_eq!(u.calls, 10_000);
+        assert!(
+            u.times.len() >= MAX_TIMES && u.times.len() < 2 * MAX_TIMES,
+            "{}",
+            u.times.len()
+        );
+        // evenly spread: a constant step, from the first call to near the last
+        let step = u.times[1] - u.times[0];
+        assert!(u.times.windows(2).all(|w| w[1] - w[0] == step));
+        assert!(*u.times.last().unwrap() >= 10_000 - step);
+        let mut few = Use::new(0);
+        (0..5).for_each(|t| few.add(t * 7));
+        assert_eq!(few.times, [0, 7, 14, 21, 28]);
     }
 
     #[test]

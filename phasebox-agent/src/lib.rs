@@ -16,6 +16,8 @@ pub mod probe;
 pub mod process;
 pub mod procfs;
 pub mod profile;
+pub mod report;
+pub mod scenario;
 pub mod seccomp;
 pub mod session;
 pub mod summary;

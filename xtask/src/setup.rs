@@ -7,7 +7,8 @@ use anyhow::bail;
 
 use crate::util::{self, succeeds};
 
-/// Debian packages: LLVM 22 for bpf-linker, the programs the tests run and measure.
+/// Debian packages: LLVM 22 for bpf-linker, the programs the tests run and measure, and the
+/// browser that opens the HTML report.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -25,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "pkg-config",
     "runc",
     "prometheus",
+    "chromium",
 ];
 const BPF_LINKER: &str = "0.13.0";
 const NIGHTLY: &str = "nightly";

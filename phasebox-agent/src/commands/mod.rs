@@ -6,11 +6,13 @@ mod export;
 mod output;
 mod profile;
 mod record;
+mod report;
 mod run;
+mod scenarios;
 mod trace;
 mod validate;
 
-use crate::cli::{Cli, Command, TraceCommand};
+use crate::cli::{Cli, Command, ScenariosCommand, TraceCommand};
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -24,6 +26,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Compare(args) => compare::compare(&args),
         Command::Export(args) => export::export(&args),
         Command::Validate(args) => validate::validate(&args),
+        Command::Scenarios(ScenariosCommand::Run(args)) => scenarios::run(&args),
+        Command::Scenarios(ScenariosCommand::List { file }) => scenarios::list(&file),
+        Command::Report(args) => report::report(&args),
     }
 }
 

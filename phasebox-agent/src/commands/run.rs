@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 
 use super::output::{self, Capture};
 use crate::{
-    cli::RunArgs,
+    cli::{Namespace, RunArgs},
     launch,
     learn::{Learner, ServingSet},
     phase::Detector,
@@ -93,7 +93,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         spec,
         skip_unknown: args.seccomp_skip_unknown,
     });
-    let child = launch::spawn_gated(&program, &args.command, seccomp)?;
+    let isolate = launch::Isolation {
+        mount: !args.isolate.is_empty(),
+        pid: args.isolate.contains(&Namespace::Pid),
+        close_stdout: args.close_stdout,
+    };
+    let child = launch::spawn_gated(&program, &args.command, seccomp, isolate)?;
+    let waited = child.waited;
     let pid = child.pid;
     if let Err(e) = probe.track_from_exec(pid) {
         child.abort();
@@ -115,7 +121,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     // Reaps the whole tree (phasebox is its subreaper) on a thread of its own.
     let (done_tx, mut done_rx) = oneshot::channel();
     std::thread::spawn(move || {
-        let _ = done_tx.send(launch::wait_all(pid));
+        let _ = done_tx.send(launch::wait_all(waited));
     });
     let serving: ServingSet = Default::default();
     let stop_supervisor = Arc::new(AtomicBool::new(false));

@@ -39,8 +39,8 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
         spec: &spec,
         skip_unknown: args.seccomp_skip_unknown,
     };
-    let child = launch::spawn_gated(&exe, &args.command, Some(seccomp))?;
-    let pid = child.pid;
+    let child = launch::spawn_gated(&exe, &args.command, Some(seccomp), Default::default())?;
+    let child_waited = child.waited;
     let stop = Arc::new(AtomicBool::new(false));
     let mut supervisor = None;
     let released = child.release(|fd| {
@@ -48,7 +48,7 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
             Verdict::Deny(libc::EPERM)
         }));
     });
-    let code = launch::wait_all(pid);
+    let code = launch::wait_all(child_waited);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let denials = supervisor
         .map(|h| h.join().unwrap_or_default())

@@ -16,6 +16,16 @@ fn merge_use(into: &mut SyscallUse, from: &SyscallUse) {
     into.paths = paths.into_iter().take(MAX_PATHS).collect();
 }
 
+/// Runs have no common clock: a merged profile keeps no call times.
+fn forget_times(p: &mut Profile) {
+    for ph in p.roles.iter_mut().flat_map(|r| r.phases.iter_mut()) {
+        (ph.start_ns, ph.end_ns) = (0, 0);
+        for u in ph.syscalls.values_mut() {
+            u.times_ns.clear();
+        }
+    }
+}
+
 /// The union of `profiles`: roles and phases matched by name (new ones appended in the order
 /// they come), calls summed, earliest first-seen kept, every run listed.
 pub fn merge(profiles: &[Profile]) -> anyhow::Result<Profile> {
@@ -59,6 +69,9 @@ pub fn merge(profiles: &[Profile]) -> anyhow::Result<Profile> {
                 }
             }
         }
+    }
+    if profiles.len() > 1 {
+        forget_times(&mut out);
     }
     Ok(out)
 }

@@ -14,6 +14,9 @@ use crate::atomic_file::{file_error, write_atomic};
 pub const SCHEMA: &str = "phasebox.profile/v1";
 /// Distinct paths kept per syscall and phase.
 pub const MAX_PATHS: usize = 32;
+/// Call times kept per syscall and phase for the timeline: at most this many, spread evenly
+/// over the calls (every call while there are fewer).
+pub const MAX_TIMES: usize = 128;
 
 /// The program a profile describes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,12 +49,22 @@ pub struct SyscallUse {
     /// Path arguments seen (at most MAX_PATHS, sorted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// Times of calls, in ns since the role's start, for the timeline: every call up to
+    /// MAX_TIMES, then an even sample. Not kept in merged profiles (runs have no common clock).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times_ns: Vec<u64>,
 }
 
 /// One phase of a role.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
     pub name: String,
+    /// First and last call of the phase, in ns since the role's start (both 0 when unknown,
+    /// as in merged profiles).
+    #[serde(default)]
+    pub start_ns: u64,
+    #[serde(default)]
+    pub end_ns: u64,
     pub syscalls: BTreeMap<String, SyscallUse>,
 }
 
@@ -182,6 +195,8 @@ pub(crate) mod tests {
                         .iter()
                         .map(|(ph, calls)| Phase {
                             name: ph.to_string(),
+                            start_ns: 0,
+                            end_ns: 0,
                             syscalls: calls
                                 .iter()
                                 .map(|c| {

@@ -1,0 +1,63 @@
+//! `phasebox report PROFILE… -o report.html`: the HTML page of one or more profiles.
+use crate::{
+    atomic_file::write_atomic,
+    cli::ReportArgs,
+    policy::{Policy, report as compare},
+    profile::{Profile, compare::merge},
+    report::{Page, html},
+    scenario::coverage,
+};
+
+/// A profile's label: its run's name (a scenario's "set/name"), else its file name.
+fn label(p: &Profile, path: &std::path::Path) -> String {
+    match p.runs.as_slice() {
+        [one] if !one.name.is_empty() => one.name.clone(),
+        _ => path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    }
+}
+
+pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+    let profiles = args
+        .profiles
+        .iter()
+        .map(|p| Profile::load(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let labelled: Vec<(String, &Profile)> = profiles
+        .iter()
+        .zip(&args.profiles)
+        .map(|(p, path)| (label(p, path), p))
+        .collect();
+    let coverage = (profiles.len() > 1).then(|| coverage::coverage(&labelled));
+    let comparison = if args.compare.is_empty() {
+        None
+    } else {
+        let merged = merge(&profiles)?;
+        let policies = args
+            .compare
+            .iter()
+            .map(|p| Policy::load(p, &merged.kernel_release, None))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Some(compare::compare(&merged, &policies, None, None)?)
+    };
+    let title = args.title.clone().unwrap_or_else(|| {
+        let prog = profiles[0]
+            .program
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        format!("phasebox report: {prog}")
+    });
+    let page = Page {
+        title,
+        profiles: labelled,
+        coverage,
+        comparison,
+    };
+    write_atomic(&args.output, html(&page)?.as_bytes())?;
+    eprintln!("phasebox: report written to {}", args.output.display());
+    Ok(0)
+}

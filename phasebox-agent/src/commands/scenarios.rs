@@ -1,0 +1,223 @@
+//! `phasebox scenarios run FILE`: every scenario traced in a fresh environment, a profile
+//! each, the merged profile and the coverage; `scenarios list FILE`.
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::{
+    atomic_file::write_atomic,
+    cli::ScenariosRunArgs,
+    profile::{Profile, compare::merge},
+    scenario::{
+        Scenario, ScenarioSet,
+        coverage::{self, ScenarioCoverage},
+        oracle::{OracleDiff, profile_names, strace_names},
+        runner::{self, Tracer},
+    },
+};
+
+pub fn list(file: &Path) -> anyhow::Result<i32> {
+    let set = ScenarioSet::load(file)?;
+    println!(
+        "{} ({} scenarios, phase rules {}): {}",
+        set.name,
+        set.scenarios.len(),
+        set.phases,
+        set.description
+    );
+    let w = set
+        .scenarios
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    for s in &set.scenarios {
+        println!("  {:<w$}  {}", s.name, s.covers);
+    }
+    Ok(0)
+}
+
+/// A one-line progress bar on a terminal; plain lines elsewhere.
+struct Progress {
+    total: usize,
+    tty: bool,
+}
+
+impl Progress {
+    fn start(&self, done: usize, name: &str) {
+        if self.tty {
+            let width = 24;
+            let filled = done * width / self.total.max(1);
+            eprint!(
+                "\r\x1b[2K[{}{}] {done}/{} {name}…",
+                "█".repeat(filled),
+                "░".repeat(width - filled),
+                self.total
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn line(&self, done: usize, text: &str) {
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("[{done}/{}] {text}", self.total);
+    }
+}
+
+/// What one scenario gave.
+struct Done {
+    name: String,
+    profile: Option<Profile>,
+    oracle: Option<OracleDiff>,
+}
+
+fn selected<'a>(set: &'a ScenarioSet, only: &[String]) -> anyhow::Result<Vec<&'a Scenario>> {
+    for name in only {
+        if !set.scenarios.iter().any(|s| &s.name == name) {
+            let all: Vec<&str> = set.scenarios.iter().map(|s| s.name.as_str()).collect();
+            anyhow::bail!(
+                "{} has no scenario {name} (it has: {})",
+                set.name,
+                all.join(", ")
+            );
+        }
+    }
+    Ok(set
+        .scenarios
+        .iter()
+        .filter(|s| only.is_empty() || only.contains(&s.name))
+        .collect())
+}
+
+/// Runs one scenario under phasebox (and strace), returns its line for the log.
+fn one(
+    set: &ScenarioSet,
+    s: &Scenario,
+    dir: &Path,
+    oracle: bool,
+) -> anyhow::Result<(Done, String)> {
+    let path = dir.join(format!("{}.profile.json", s.name));
+    let tracer = Tracer::Phasebox {
+        exe: std::env::current_exe()?,
+        profile: path.clone(),
+    };
+    let out = runner::run(set, s, &tracer)?;
+    let log = dir.join(format!("{}.log", s.name));
+    write_atomic(
+        &log,
+        format!("--- stdout\n{}--- stderr\n{}", out.stdout, out.stderr).as_bytes(),
+    )?;
+    let mut done = Done {
+        name: s.name.clone(),
+        profile: None,
+        oracle: None,
+    };
+    if let Some(why) = out.failure {
+        let _ = std::fs::remove_file(&path);
+        return Ok((
+            done,
+            format!("FAIL {}: {why} (output in {})", s.name, log.display()),
+        ));
+    }
+    let mut profile = Profile::load(&path)?;
+    for r in &mut profile.runs {
+        r.name = format!("{}/{}", set.name, s.name);
+    }
+    profile.save(&path)?;
+    let names = profile_names(&profile);
+    let mut line = format!(
+        "ok   {} ({:.1} s, {} syscalls in {} roles)",
+        s.name,
+        out.elapsed.as_secs_f64(),
+        names.len(),
+        profile.roles.len()
+    );
+    if oracle {
+        let st = dir.join(format!("{}.strace", s.name));
+        let o = runner::run(set, s, &Tracer::Strace { log: st.clone() })?;
+        let diff = match o.failure {
+            Some(why) => {
+                line = format!("FAIL {}: under strace: {why}", s.name);
+                None
+            }
+            None => {
+                let log = std::fs::read_to_string(&st).unwrap_or_default();
+                let d = OracleDiff::new(&strace_names(&log), &names);
+                line.push_str(&format!("; {}", d.describe()));
+                if !d.agrees() {
+                    line = line.replacen("ok  ", "FAIL", 1);
+                }
+                Some(d)
+            }
+        };
+        let _ = std::fs::remove_file(&st);
+        done.oracle = diff;
+        if done.oracle.is_none() {
+            return Ok((done, line));
+        }
+    }
+    done.profile = Some(profile);
+    Ok((done, line))
+}
+
+pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
+    let set = ScenarioSet::load(&args.file)?;
+    let chosen = selected(&set, &args.only)?;
+    let dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("phasebox-scenarios-{}", set.name)));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let progress = Progress {
+        total: chosen.len(),
+        tty: std::io::stderr().is_terminal(),
+    };
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for (i, s) in chosen.iter().enumerate() {
+        progress.start(i, &s.name);
+        let (done, line) = one(&set, s, &dir, args.oracle_strace)?;
+        let bad = line.starts_with("FAIL");
+        failed += usize::from(bad);
+        progress.line(i + 1, &line);
+        results.push(done);
+    }
+    let learned: Vec<(String, &Profile)> = results
+        .iter()
+        .filter_map(|d| d.profile.as_ref().map(|p| (d.name.clone(), p)))
+        .collect();
+    if learned.is_empty() {
+        anyhow::bail!("no scenario of {} passed: nothing learned", set.name);
+    }
+    let merged = merge(
+        &learned
+            .iter()
+            .map(|(_, p)| (*p).clone())
+            .collect::<Vec<_>>(),
+    )?;
+    merged.save(&dir.join("merged.profile.json"))?;
+    let cov: Vec<ScenarioCoverage> = coverage::coverage(&learned);
+    let text = coverage::render(&cov);
+    write_atomic(&dir.join("coverage.txt"), text.as_bytes())?;
+    let json = serde_json::json!({
+        "set": set.name,
+        "scenarios": cov,
+        "oracle": results.iter().filter_map(|d| d.oracle.as_ref().map(|o| (d.name.clone(), o))).collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    write_atomic(
+        &dir.join("coverage.json"),
+        serde_json::to_string_pretty(&json)
+            .expect("serializes")
+            .as_bytes(),
+    )?;
+    println!("{text}");
+    eprintln!(
+        "phasebox: {} of {} scenarios passed; profiles, merged.profile.json and coverage in {}",
+        chosen.len() - failed,
+        chosen.len(),
+        dir.display()
+    );
+    Ok(if failed == 0 { 0 } else { 1 })
+}

@@ -1,0 +1,421 @@
+//! Execution scenarios: a TOML file names a program and the ways to exercise it, each in a
+//! clean environment (docs/scenarios.md). This module holds the format and its checks; the
+//! runner runs them, coverage says what each one added.
+pub mod coverage;
+pub mod http;
+pub mod oracle;
+pub mod runner;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::atomic_file::file_error;
+
+/// A scenario set: one program, several scenarios.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSet {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Phase rules for every scenario (generic, nginx, auto or a rule file).
+    #[serde(default = "generic")]
+    pub phases: String,
+    /// The command every scenario runs unless it names its own.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Files every scenario's directory gets (before the scenario's own).
+    #[serde(default, rename = "file")]
+    pub files: Vec<FileSpec>,
+    /// A shell command run in every scenario's directory before the scenario's own setup.
+    pub setup: Option<String>,
+    #[serde(rename = "scenario")]
+    pub scenarios: Vec<Scenario>,
+}
+
+fn generic() -> String {
+    "generic".into()
+}
+
+/// What the program's standard output is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stdout {
+    /// Kept, for `expect.stdout*`.
+    #[default]
+    Capture,
+    /// /dev/null.
+    Null,
+    /// Closed before the program starts.
+    Closed,
+    /// /dev/full: every write fails with ENOSPC.
+    Full,
+}
+
+/// Fresh namespaces for the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Namespace {
+    Mount,
+    Pid,
+}
+
+/// A file written into the scenario's directory before it runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Relative to the scenario's directory.
+    pub path: String,
+    #[serde(default)]
+    pub content: String,
+    /// Or this many bytes of 'x' (large files).
+    pub size: Option<u64>,
+}
+
+/// One HTTP exchange (or `count` of them).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStep {
+    #[serde(default = "root_path")]
+    pub path: String,
+    /// The status every response must have.
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// Requests in all.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Clients sending them at once.
+    #[serde(default = "one")]
+    pub concurrency: u32,
+    /// Send all of one client's requests on one connection.
+    #[serde(default)]
+    pub keepalive: bool,
+    /// Send these bytes instead of a GET (a malformed request, say); \r\n as written.
+    pub raw: Option<String>,
+    /// Each response body must contain this.
+    pub body_contains: Option<String>,
+    /// Each response body must be this long.
+    pub body_bytes: Option<u64>,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+fn ok_status() -> u16 {
+    200
+}
+fn one() -> u32 {
+    1
+}
+
+/// One step of the driver; exactly one field is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Wait until 127.0.0.1:{port} accepts connections.
+    #[serde(default)]
+    pub wait_port: bool,
+    pub http: Option<HttpStep>,
+    /// A signal name for the program (HUP, USR1, QUIT, TERM…).
+    pub signal: Option<String>,
+    /// A shell command run in the scenario's directory ($PB_PID, $PB_PORT, $PB_DIR set);
+    /// it must exit 0.
+    pub shell: Option<String>,
+    /// A pause, like "200ms" or "1s".
+    pub sleep: Option<String>,
+}
+
+/// What success means.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    #[serde(default)]
+    pub exit: i32,
+    pub stdout: Option<String>,
+    pub stdout_contains: Option<String>,
+    pub stderr_contains: Option<String>,
+}
+
+/// One scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// One line: what this scenario covers.
+    pub covers: String,
+    /// Replaces the set's command.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Appended to the command.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Added to a clean environment (PATH, HOME={dir}, LANG=C).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// A shell command run in the directory before the program (not traced).
+    pub setup: Option<String>,
+    /// The program's working directory, relative to the scenario's directory.
+    #[serde(default = "dot")]
+    pub cwd: String,
+    /// Then go down into the only subdirectory until there is none (for working directories
+    /// longer than PATH_MAX, which cannot be named whole).
+    #[serde(default)]
+    pub descend: bool,
+    /// Remove the working directory once the program's environment is set up: it starts in
+    /// a deleted directory.
+    #[serde(default)]
+    pub remove_cwd: bool,
+    #[serde(default)]
+    pub stdout: Stdout,
+    /// Fresh namespaces (pid implies mount).
+    #[serde(default)]
+    pub isolate: Vec<Namespace>,
+    /// The driver: steps run in order while the program runs.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+    /// A signal sent after the last step to end the program (else it ends by itself).
+    pub stop: Option<String>,
+    /// Longest the scenario may take, like "20s".
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+fn dot() -> String {
+    ".".into()
+}
+fn default_timeout() -> String {
+    "30s".into()
+}
+
+/// Parses "250ms", "2s", "1m".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 250ms, 2s or 1m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?} is not a duration like 250ms, 2s or 1m")),
+    }
+}
+
+/// Signal numbers by name, with or without SIG.
+pub fn signal_number(name: &str) -> Option<i32> {
+    let n = name.trim().trim_start_matches("SIG");
+    Some(match n {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "WINCH" => libc::SIGWINCH,
+        _ => return None,
+    })
+}
+
+impl ScenarioSet {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> anyhow::Result<ScenarioSet> {
+        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        ScenarioSet::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<ScenarioSet> {
+        let set: ScenarioSet = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{origin} is not a valid scenario file: {e}"))?;
+        set.check()
+            .map_err(|e| anyhow::anyhow!("{origin} is not a valid scenario file: {e}"))?;
+        Ok(set)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.scenarios.is_empty() {
+            return Err("it has no [[scenario]]".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.scenarios {
+            let at = format!("scenario {:?}", s.name);
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(format!("{at}: a name is letters, digits and '-'"));
+            }
+            if !names.insert(&s.name) {
+                return Err(format!("{at} appears twice"));
+            }
+            if s.covers.trim().is_empty() {
+                return Err(format!("{at} does not say what it covers (covers = \"…\")"));
+            }
+            if self.command.is_empty() && s.command.is_empty() {
+                return Err(format!("{at} has no command, and the set has none"));
+            }
+            parse_duration(&s.timeout).map_err(|e| format!("{at}: timeout {e}"))?;
+            if let Some(sig) = &s.stop
+                && signal_number(sig).is_none()
+            {
+                return Err(format!("{at}: unknown signal {sig:?} in stop"));
+            }
+            if Path::new(&s.cwd).is_absolute() || s.cwd.split('/').any(|c| c == "..") {
+                return Err(format!(
+                    "{at}: cwd must stay inside the scenario's directory"
+                ));
+            }
+            for f in self.files.iter().chain(&s.files) {
+                if Path::new(&f.path).is_absolute() || f.path.split('/').any(|c| c == "..") {
+                    return Err(format!(
+                        "{at}: file {:?} must stay inside the directory",
+                        f.path
+                    ));
+                }
+            }
+            for (i, step) in s.steps.iter().enumerate() {
+                let set = [
+                    step.wait_port,
+                    step.http.is_some(),
+                    step.signal.is_some(),
+                    step.shell.is_some(),
+                    step.sleep.is_some(),
+                ];
+                if set.iter().filter(|b| **b).count() != 1 {
+                    return Err(format!(
+                        "{at}: step {} must have exactly one of wait_port, http, signal, shell, sleep",
+                        i + 1
+                    ));
+                }
+                if let Some(sig) = &step.signal
+                    && signal_number(sig).is_none()
+                {
+                    return Err(format!("{at}: step {}: unknown signal {sig:?}", i + 1));
+                }
+                if let Some(d) = &step.sleep {
+                    parse_duration(d).map_err(|e| format!("{at}: step {}: {e}", i + 1))?;
+                }
+                if let Some(h) = &step.http
+                    && (h.count == 0 || h.concurrency == 0)
+                {
+                    return Err(format!(
+                        "{at}: step {}: count and concurrency must be at least 1",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// The command line, before placeholders are filled in.
+    pub fn argv(&self, set: &ScenarioSet) -> Vec<String> {
+        let base = if self.command.is_empty() {
+            &set.command
+        } else {
+            &self.command
+        };
+        base.iter().chain(&self.args).cloned().collect()
+    }
+
+    /// Whether the driver talks to a port (a free one is chosen for {port}).
+    pub fn uses_port(&self) -> bool {
+        self.steps.iter().any(|s| s.wait_port || s.http.is_some())
+    }
+}
+
+/// Fills in {dir} and {port}.
+pub fn expand(s: &str, dir: &str, port: u16) -> String {
+    s.replace("{dir}", dir).replace("{port}", &port.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "demo"
+command = ["/bin/pwd"]
+[[scenario]]
+name = "plain"
+covers = "the usual run"
+[[scenario]]
+name = "srv"
+covers = "a server"
+command = ["/usr/sbin/nginx", "-p", "{dir}"]
+stop = "QUIT"
+[[scenario.step]]
+wait_port = true
+[[scenario.step]]
+http = { path = "/x", status = 404, count = 3 }
+"#;
+
+    #[test]
+    fn parses_a_set() {
+        let set = ScenarioSet::parse(GOOD, "t").unwrap();
+        assert_eq!(set.phases, "generic");
+        assert_eq!(set.scenarios[0].argv(&set), ["/bin/pwd"]);
+        assert_eq!(set.scenarios[1].steps[1].http.as_ref().unwrap().count, 3);
+        assert!(set.scenarios[1].uses_port());
+        assert!(!set.scenarios[0].uses_port());
+        assert_eq!(expand("{dir}/a:{port}", "/t", 80), "/t/a:80");
+    }
+
+    #[test]
+    fn rejects_bad_sets_with_a_reason() {
+        let cases = [
+            (
+                GOOD.replace("covers = \"the usual run\"", ""),
+                "missing field `covers`",
+            ),
+            (GOOD.replace("\"srv\"", "\"plain\""), "appears twice"),
+            (GOOD.replace("\"QUIT\"", "\"NOPE\""), "unknown signal"),
+            (
+                GOOD.replace("wait_port = true", "wait_port = true\nsleep = \"1s\""),
+                "exactly one",
+            ),
+            (GOOD.replace("count = 3", "count = 0"), "at least 1"),
+            (
+                GOOD.replace("name = \"plain\"", "name = \"plain\"\ncwd = \"../x\""),
+                "inside",
+            ),
+            (
+                GOOD.replace("name = \"plain\"", "name = \"plain\"\ntimeout = \"soon\""),
+                "duration",
+            ),
+            (GOOD.replace("command = [\"/bin/pwd\"]", ""), "no command"),
+            (
+                GOOD.replace("covers = \"a server\"", "covers = \"a server\"\nbogus = 1"),
+                "unknown field",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = ScenarioSet::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(err.contains("t.toml is not a valid scenario file"), "{err}");
+            assert!(err.contains(want), "{want:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("x").is_err());
+    }
+}

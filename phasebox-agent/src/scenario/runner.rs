@@ -1,0 +1,469 @@
+//! Runs one scenario: a fresh directory with its files, the program launched under a tracer
+//! (`phasebox run`, or strace for the oracle) with a clean environment, the driver's steps,
+//! the stop signal, then the checks of `expect`.
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{
+    Namespace, Scenario, ScenarioSet, Stdout, expand, http, parse_duration, signal_number,
+};
+
+/// What traces the program.
+#[derive(Clone, Debug)]
+pub enum Tracer {
+    /// `phasebox run --phases P --profile FILE`.
+    Phasebox { exe: PathBuf, profile: PathBuf },
+    /// `strace -f -o LOG`.
+    Strace { log: PathBuf },
+}
+
+/// How a run went.
+#[derive(Debug)]
+pub struct Outcome {
+    /// None when every check passed.
+    pub failure: Option<String>,
+    pub elapsed: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The scenario's own directory, removed when dropped.
+struct Workdir(PathBuf);
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fresh_dir(set: &str, scenario: &str) -> anyhow::Result<Workdir> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "phasebox-scenario-{set}-{scenario}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    Ok(Workdir(dir))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| anyhow::anyhow!("cannot find a free loopback port: {e}"))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The environment every scenario starts from, plus its own variables.
+fn clean_env(cmd: &mut Command, s: &Scenario, dir: &str, port: u16) {
+    cmd.env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOME", dir)
+        .env("LANG", "C");
+    for (k, v) in &s.env {
+        cmd.env(k, expand(v, dir, port));
+    }
+}
+
+/// Writes the files and runs the setup commands.
+fn prepare(set: &ScenarioSet, s: &Scenario, dir: &str, port: u16) -> Result<(), String> {
+    for f in set.files.iter().chain(&s.files) {
+        let path = Path::new(dir).join(&f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let body = match f.size {
+            Some(n) => vec![b'x'; n as usize],
+            None => expand(&f.content, dir, port).into_bytes(),
+        };
+        std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    for setup in set.setup.iter().chain(&s.setup) {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(expand(setup, dir, port)).current_dir(dir);
+        clean_env(&mut cmd, s, dir, port);
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run the setup command: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "the setup command failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Moves this process into the scenario's working directory (component by component, so a
+/// path longer than PATH_MAX works) and returns the way back. The child inherits it.
+struct Cwd {
+    back: File,
+}
+
+impl Cwd {
+    fn enter(s: &Scenario, dir: &str) -> Result<Cwd, String> {
+        let back =
+            File::open(".").map_err(|e| format!("cannot open the current directory: {e}"))?;
+        let go = |p: &Path| {
+            std::env::set_current_dir(p).map_err(|e| format!("cannot enter {}: {e}", p.display()))
+        };
+        go(Path::new(dir))?;
+        let cwd = Cwd { back };
+        for part in s.cwd.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            go(Path::new(part))?;
+        }
+        if s.descend {
+            loop {
+                let subdirs: Vec<PathBuf> = std::fs::read_dir(".")
+                    .map_err(|e| format!("cannot list a directory to descend: {e}"))?
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| PathBuf::from(e.file_name()))
+                    .collect();
+                match subdirs.as_slice() {
+                    [one] => go(one)?,
+                    [] => break,
+                    _ => return Err("descend found a directory with several subdirectories".into()),
+                }
+            }
+        }
+        Ok(cwd)
+    }
+}
+
+impl Drop for Cwd {
+    fn drop(&mut self) {
+        // SAFETY: fchdir on a directory fd we own.
+        unsafe { libc::fchdir(self.back.as_raw_fd()) };
+    }
+}
+
+/// The children of `pid` (its threads' children).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The program under the tracer: down the first-child chain, past the tracer's own processes.
+fn program_pid(tracer: u32, limit: Instant) -> Option<u32> {
+    loop {
+        let mut pid = tracer;
+        while let Some(&c) = children(pid).first() {
+            if matches!(comm(c).as_str(), "phasebox" | "strace" | "unshare") {
+                pid = c;
+                continue;
+            }
+            return Some(c);
+        }
+        if Instant::now() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kills every descendant of `pid` (not `pid` itself), deepest last seen first.
+fn kill_descendants(pid: u32) {
+    let mut all = Vec::new();
+    let mut stack = children(pid);
+    while let Some(p) = stack.pop() {
+        all.push(p);
+        stack.extend(children(p));
+    }
+    for p in all.into_iter().rev() {
+        // SAFETY: plain kill.
+        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+    }
+}
+
+fn send(pid: u32, sig: &str) -> Result<(), String> {
+    let n = signal_number(sig).ok_or_else(|| format!("unknown signal {sig}"))?;
+    // SAFETY: plain kill.
+    if unsafe { libc::kill(pid as i32, n) } != 0 {
+        return Err(format!(
+            "cannot send SIG{} to {pid}: {}",
+            sig.trim_start_matches("SIG"),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The tracer's command line.
+fn tracer_command(set: &ScenarioSet, s: &Scenario, tracer: &Tracer, argv: &[String]) -> Command {
+    let pid_ns = s.isolate.contains(&Namespace::Pid);
+    match tracer {
+        Tracer::Phasebox { exe, profile } => {
+            let mut cmd = Command::new(exe);
+            cmd.args(["run", "-q", "--phases", &set.phases, "--profile"])
+                .arg(profile);
+            if !s.isolate.is_empty() {
+                cmd.arg("--isolate")
+                    .arg(if pid_ns { "pid" } else { "mount" });
+            }
+            if s.stdout == Stdout::Closed {
+                cmd.arg("--close-stdout");
+            }
+            cmd.arg("--").args(argv);
+            cmd
+        }
+        Tracer::Strace { log } => {
+            let mut strace: Vec<String> =
+                vec!["strace".into(), "-f".into(), "-qq".into(), "-o".into()];
+            strace.push(log.display().to_string());
+            strace.push("--".into());
+            strace.extend(argv.iter().cloned());
+            let mut cmd = if s.isolate.is_empty() {
+                Command::new("strace")
+            } else {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private"]);
+                if pid_ns {
+                    c.args(["--pid", "--fork", "--mount-proc"]);
+                }
+                c.arg("--").arg("strace");
+                c
+            };
+            cmd.args(&strace[1..]);
+            cmd
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut r) = r {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            s = String::from_utf8_lossy(&buf).into_owned();
+        }
+        s
+    })
+}
+
+/// Runs `s` once under `tracer` in a fresh environment.
+pub fn run(set: &ScenarioSet, s: &Scenario, tracer: &Tracer) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let work = fresh_dir(&set.name, &s.name)?;
+    let dir = work.0.display().to_string();
+    let port = if s.uses_port() { free_port()? } else { 0 };
+    let fail = |why: String| Outcome {
+        failure: Some(why),
+        elapsed: started.elapsed(),
+        stdout: String::new(),
+        stderr: String::new(),
+    };
+    if let Err(why) = prepare(set, s, &dir, port) {
+        return Ok(fail(why));
+    }
+    let argv: Vec<String> = s.argv(set).iter().map(|a| expand(a, &dir, port)).collect();
+    let mut cmd = tracer_command(set, s, tracer, &argv);
+    clean_env(&mut cmd, s, &dir, port);
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+    match s.stdout {
+        Stdout::Capture => cmd.stdout(Stdio::piped()),
+        Stdout::Null | Stdout::Closed => cmd.stdout(Stdio::null()),
+        Stdout::Full => cmd.stdout(File::options().write(true).open("/dev/full")?),
+    };
+    if s.stdout == Stdout::Closed && matches!(tracer, Tracer::Strace { .. }) {
+        // SAFETY: close is async-signal-safe. strace closes its log in the program, so the
+        // program starts with no fd 1. (phasebox, whose runtime reopens a closed fd 1 on
+        // /dev/null, is told --close-stdout.)
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            });
+        }
+    }
+    let child = {
+        let cwd = match Cwd::enter(s, &dir) {
+            Ok(c) => c,
+            Err(why) => return Ok(fail(why)),
+        };
+        let child = cmd.spawn();
+        if s.remove_cwd {
+            let _ = std::fs::remove_dir(Path::new(&dir).join(&s.cwd));
+        }
+        drop(cwd);
+        child.map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", cmd.get_program()))?
+    };
+    drive(s, child, port, &dir, started)
+}
+
+/// Runs the steps, stops the program, waits for the tracer and checks the outcome.
+fn drive(
+    s: &Scenario,
+    mut child: Child,
+    port: u16,
+    dir: &str,
+    started: Instant,
+) -> anyhow::Result<Outcome> {
+    let timeout = parse_duration(&s.timeout).map_err(|e| anyhow::anyhow!(e))?;
+    let deadline = started + timeout;
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let tracer_pid = child.id();
+    let mut failure = None;
+    let needs_pid = s.stop.is_some()
+        || s.steps
+            .iter()
+            .any(|st| st.signal.is_some() || st.shell.is_some());
+    let program = if needs_pid {
+        program_pid(tracer_pid, deadline)
+    } else {
+        None
+    };
+    if needs_pid && program.is_none() {
+        failure = Some("the program did not start".to_string());
+    }
+    for (i, step) in s.steps.iter().enumerate() {
+        if failure.is_some() {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let result = if step.wait_port {
+            http::wait_port(port, left)
+        } else if let Some(h) = &step.http {
+            http::run(port, h)
+        } else if let Some(sig) = &step.signal {
+            send(program.unwrap_or(0), sig)
+        } else if let Some(d) = &step.sleep {
+            std::thread::sleep(parse_duration(d).unwrap_or_default());
+            Ok(())
+        } else if let Some(sh) = &step.shell {
+            shell(s, sh, dir, port, program.unwrap_or(0))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            failure = Some(format!("step {}: {e}", i + 1));
+        }
+    }
+    if let (None, Some(sig), Some(pid)) = (&failure, &s.stop, program)
+        && let Err(e) = send(pid, sig)
+    {
+        failure = Some(e);
+    }
+    if failure.is_some() {
+        kill_descendants(tracer_pid);
+    }
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if Instant::now() > deadline {
+            failure.get_or_insert(format!("it did not end within {}", s.timeout));
+            kill_descendants(tracer_pid);
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if failure.is_none() {
+        failure = check(s, status.code(), &stdout, &stderr, dir, port);
+    }
+    Ok(Outcome {
+        failure,
+        elapsed: started.elapsed(),
+        stdout,
+        stderr,
+    })
+}
+
+fn shell(s: &Scenario, sh: &str, dir: &str, port: u16, pid: u32) -> Result<(), String> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(expand(sh, dir, port)).current_dir(dir);
+    clean_env(&mut cmd, s, dir, port);
+    let out = cmd
+        .env("PB_PID", pid.to_string())
+        .env("PB_PORT", port.to_string())
+        .env("PB_DIR", dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{sh}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The checks of `expect`; None when all pass.
+fn check(
+    s: &Scenario,
+    code: Option<i32>,
+    stdout: &str,
+    stderr: &str,
+    dir: &str,
+    port: u16,
+) -> Option<String> {
+    let e = &s.expect;
+    let tail = |t: &str| t.trim().lines().last().unwrap_or("").to_string();
+    if code != Some(e.exit) {
+        let got = code.map_or("a signal".to_string(), |c| c.to_string());
+        return Some(format!(
+            "exit status {got}, expected {} ({})",
+            e.exit,
+            tail(stderr)
+        ));
+    }
+    if let Some(want) = &e.stdout
+        && stdout != expand(want, dir, port)
+    {
+        return Some(format!(
+            "stdout was {:?}, expected {:?}",
+            stdout,
+            expand(want, dir, port)
+        ));
+    }
+    if let Some(want) = &e.stdout_contains
+        && !stdout.contains(&expand(want, dir, port))
+    {
+        return Some(format!("stdout does not contain {want:?}"));
+    }
+    if let Some(want) = &e.stderr_contains
+        && !stderr.contains(&expand(want, dir, port))
+    {
+        return Some(format!(
+            "stderr does not contain {want:?} ({})",
+            tail(stderr)
+        ));
+    }
+    None
+}

@@ -1,0 +1,204 @@
+//! Scenario sets run for real: every pwd scenario traced and checked against strace run in the
+//! same fresh environment, the nginx set with real HTTP clients, signals and stops; coverage
+//! and merged profiles read back.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use phasebox_tests::{TempDir, assert_clear_failure, phasebox};
+
+fn scenario_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scenarios/{name}.toml"))
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} not written: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every syscall name of a profile.
+fn names(profile: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for role in profile["roles"].as_array().unwrap() {
+        for ph in role["phases"].as_array().unwrap() {
+            out.extend(ph["syscalls"].as_object().unwrap().keys().cloned());
+        }
+    }
+    out
+}
+
+/// Runs a set into `dir`; returns coverage.json after checking the run passed.
+fn run_set(name: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let file = scenario_file(name);
+    let mut args = vec![
+        "scenarios",
+        "run",
+        file.to_str().unwrap(),
+        "-o",
+        dir.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = phasebox(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name} scenarios failed:\n{stderr}\n{stdout}"
+    );
+    read_json(&dir.join("coverage.json"))
+}
+
+#[test]
+fn pwd_scenarios_match_strace_and_each_adds_or_confirms_calls() {
+    let dir = TempDir::new("pwd-scenarios");
+    let cov = run_set("pwd", &dir.0, &["--oracle-strace"]);
+    let scenarios = cov["scenarios"].as_array().unwrap();
+    assert!(scenarios.len() >= 6, "{} scenarios", scenarios.len());
+    let merged = read_json(&dir.path("merged.profile.json"));
+    let mut union = BTreeSet::new();
+    let mut adders = 0;
+    for s in scenarios {
+        let name = s["scenario"].as_str().unwrap();
+        let (calls, new, confirmed) = (
+            s["calls"].as_u64().unwrap(),
+            s["new"].as_u64().unwrap(),
+            s["confirmed"].as_u64().unwrap(),
+        );
+        // Each scenario adds or confirms calls, and the two add up to what it saw.
+        assert!(calls > 0 && new + confirmed == calls, "{name}: {s}");
+        adders += usize::from(new > 0);
+        // strace, run in a fresh copy of the same environment, saw the same syscalls.
+        let oracle = &cov["oracle"][name];
+        assert_eq!(
+            oracle["only_strace"],
+            serde_json::json!([]),
+            "{name}: {oracle}"
+        );
+        assert_eq!(
+            oracle["only_phasebox"],
+            serde_json::json!([]),
+            "{name}: {oracle}"
+        );
+        let profile = read_json(&dir.path(&format!("{name}.profile.json")));
+        assert_eq!(profile["runs"][0]["name"], format!("pwd/{name}"));
+        assert_eq!(profile["complete"], true, "{name}");
+        union.extend(names(&profile));
+    }
+    // Beyond the plain run, the set reaches calls only other surroundings provoke.
+    assert!(adders >= 4, "only {adders} scenarios added calls");
+    for needed in ["getdents64", "fchdir", "getcwd", "write", "ioctl"] {
+        assert!(union.contains(needed), "no scenario reached {needed}");
+    }
+    assert_eq!(names(&merged), union, "merged profile is not the union");
+    assert_eq!(merged["runs"].as_array().unwrap().len(), scenarios.len());
+    let text = std::fs::read_to_string(dir.path("coverage.txt")).unwrap();
+    for s in scenarios {
+        let name = s["scenario"].as_str().unwrap();
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} not in:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn nginx_scenarios_run_green_with_a_profile_each() {
+    let dir = TempDir::new("nginx-scenarios");
+    let cov = run_set("nginx", &dir.0, &[]);
+    let scenarios = cov["scenarios"].as_array().unwrap();
+    assert!(scenarios.len() >= 6, "{} scenarios", scenarios.len());
+    let merged = read_json(&dir.path("merged.profile.json"));
+    let role = |p: &serde_json::Value, r: &str| {
+        p["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == r)
+            .unwrap_or_else(|| panic!("no role {r}"))
+            .clone()
+    };
+    let serving = |p: &serde_json::Value| -> BTreeSet<String> {
+        let w = role(p, "worker");
+        let ph = w["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ph| ph["name"] == "accepting-and-serving-requests")
+            .expect("worker reached its serving phase")
+            .clone();
+        ph["syscalls"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    for s in scenarios {
+        let name = s["scenario"].as_str().unwrap();
+        let p = read_json(&dir.path(&format!("{name}.profile.json")));
+        role(&p, "master");
+        let calls = serving(&p);
+        assert!(
+            calls.contains("accept4") && calls.contains("recvfrom"),
+            "{name}: {calls:?}"
+        );
+    }
+    let all = serving(&merged);
+    // What single scenarios bring: a directory listing reads the directory, a large file is
+    // sent with sendfile.
+    for needed in ["getdents64", "sendfile", "writev"] {
+        assert!(
+            all.contains(needed),
+            "merged serving phase lacks {needed}: {all:?}"
+        );
+    }
+    let dir_index = scenarios
+        .iter()
+        .find(|s| s["scenario"] == "directory-index")
+        .unwrap();
+    let listing_added = dir_index["phases"].as_array().unwrap().iter().any(|p| {
+        p["new"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "getdents64")
+    });
+    assert!(
+        listing_added,
+        "directory-index did not add getdents64: {dir_index}"
+    );
+}
+
+#[test]
+fn a_failing_scenario_fails_the_run_and_says_why() {
+    let dir = TempDir::new("scenario-fail");
+    let file = dir.path("set.toml");
+    std::fs::write(
+        &file,
+        "name = \"t\"\ncommand = [\"/bin/pwd\"]\n\
+         [[scenario]]\nname = \"good\"\ncovers = \"plain\"\n\
+         [[scenario]]\nname = \"wrong\"\ncovers = \"an expectation that cannot hold\"\n\
+         expect = { stdout = \"nowhere\" }\n",
+    )
+    .unwrap();
+    let out_dir = dir.path("out");
+    let out = phasebox(&[
+        "scenarios",
+        "run",
+        file.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FAIL wrong: stdout was"), "{stderr}");
+    assert!(stderr.contains("1 of 2 scenarios passed"), "{stderr}");
+    assert!(out_dir.join("good.profile.json").exists());
+    assert!(!out_dir.join("wrong.profile.json").exists());
+
+    std::fs::write(&file, "name = \"t\"\n[[scenario]]\nname = \"x\"\n").unwrap();
+    let out = phasebox(&["scenarios", "run", file.to_str().unwrap()]);
+    assert_clear_failure(&out, "is not a valid scenario file");
+    let out = phasebox(&["scenarios", "run", "/no/such.toml"]);
+    assert_clear_failure(&out, "/no/such.toml");
+}
