@@ -75,6 +75,10 @@ pub struct ScenariosRunArgs {
     /// it saw with the profile's; any difference fails the run.
     #[arg(long)]
     pub oracle_strace: bool,
+    /// Run every scenario under this OCI seccomp profile (from `export`): a scenario that
+    /// fails under it needs a call the profile does not allow.
+    #[arg(long, value_name = "FILE")]
+    pub seccomp: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

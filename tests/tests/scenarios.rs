@@ -202,3 +202,52 @@ fn a_failing_scenario_fails_the_run_and_says_why() {
     let out = phasebox(&["scenarios", "run", "/no/such.toml"]);
     assert_clear_failure(&out, "/no/such.toml");
 }
+
+#[test]
+fn the_merged_profile_passes_every_pwd_scenario_and_one_scenario_alone_does_not() {
+    let dir = TempDir::new("pwd-seccomp");
+    let learned = dir.path("learned");
+    run_set("pwd", &learned, &[]);
+    let export = |profile: &str, oci: &str| {
+        let out = phasebox(&[
+            "export",
+            learned.join(profile).to_str().unwrap(),
+            "--add-basics",
+            "-o",
+            dir.path(oci).to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    export("merged.profile.json", "merged.oci.json");
+    export("plain.profile.json", "plain.oci.json");
+    let merged = dir.path("merged.oci.json");
+    run_set(
+        "pwd",
+        &dir.path("under-merged"),
+        &["--seccomp", merged.to_str().unwrap()],
+    );
+
+    let file = scenario_file("pwd");
+    let plain = dir.path("plain.oci.json");
+    let out = phasebox(&[
+        "scenarios",
+        "run",
+        file.to_str().unwrap(),
+        "--seccomp",
+        plain.to_str().unwrap(),
+        "-o",
+        dir.path("under-plain").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The deleted and deep directories need fchdir and getdents64, which the plain run never
+    // made; the plain run itself still passes.
+    for broken in ["FAIL deleted:", "FAIL deep:"] {
+        assert!(stderr.contains(broken), "{broken} not in:\n{stderr}");
+    }
+    assert!(stderr.contains("ok   plain"), "{stderr}");
+}

@@ -95,12 +95,14 @@ fn one(
     set: &ScenarioSet,
     s: &Scenario,
     dir: &Path,
-    oracle: bool,
+    args: &ScenariosRunArgs,
 ) -> anyhow::Result<(Done, String)> {
+    let oracle = args.oracle_strace;
     let path = dir.join(format!("{}.profile.json", s.name));
     let tracer = Tracer::Phasebox {
         exe: std::env::current_exe()?,
         profile: path.clone(),
+        seccomp: args.seccomp.clone(),
     };
     let out = runner::run(set, s, &tracer)?;
     let log = dir.join(format!("{}.log", s.name));
@@ -164,6 +166,10 @@ fn one(
 pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
     let set = ScenarioSet::load(&args.file)?;
     let chosen = selected(&set, &args.only)?;
+    if let Some(oci) = &args.seccomp {
+        // A bad profile fails once, here, rather than in every scenario.
+        crate::seccomp::oci::OciProfile::load(oci)?;
+    }
     let dir = args
         .output
         .clone()
@@ -178,7 +184,7 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
     let mut failed = 0;
     for (i, s) in chosen.iter().enumerate() {
         progress.start(i, &s.name);
-        let (done, line) = one(&set, s, &dir, args.oracle_strace)?;
+        let (done, line) = one(&set, s, &dir, args)?;
         let bad = line.starts_with("FAIL");
         failed += usize::from(bad);
         progress.line(i + 1, &line);

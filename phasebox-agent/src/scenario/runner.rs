@@ -16,8 +16,12 @@ use super::{
 /// What traces the program.
 #[derive(Clone, Debug)]
 pub enum Tracer {
-    /// `phasebox run --phases P --profile FILE`.
-    Phasebox { exe: PathBuf, profile: PathBuf },
+    /// `phasebox run --phases P --profile FILE [--seccomp OCI]`.
+    Phasebox {
+        exe: PathBuf,
+        profile: PathBuf,
+        seccomp: Option<PathBuf>,
+    },
     /// `strace -f -o LOG`.
     Strace { log: PathBuf },
 }
@@ -222,7 +226,11 @@ fn send(pid: u32, sig: &str) -> Result<(), String> {
 fn tracer_command(set: &ScenarioSet, s: &Scenario, tracer: &Tracer, argv: &[String]) -> Command {
     let pid_ns = s.isolate.contains(&Namespace::Pid);
     match tracer {
-        Tracer::Phasebox { exe, profile } => {
+        Tracer::Phasebox {
+            exe,
+            profile,
+            seccomp,
+        } => {
             let mut cmd = Command::new(exe);
             cmd.args(["run", "-q", "--phases", &set.phases, "--profile"])
                 .arg(profile);
@@ -232,6 +240,9 @@ fn tracer_command(set: &ScenarioSet, s: &Scenario, tracer: &Tracer, argv: &[Stri
             }
             if s.stdout == Stdout::Closed {
                 cmd.arg("--close-stdout");
+            }
+            if let Some(oci) = seccomp {
+                cmd.arg("--seccomp").arg(oci);
             }
             cmd.arg("--").args(argv);
             cmd
