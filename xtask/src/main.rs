@@ -82,6 +82,62 @@ fn demo() -> anyhow::Result<()> {
         "\nThe summary as JSON (for scripts) is in {}",
         summary.display()
     );
+    scenarios_demo(&bin, &dir)
+}
+
+/// The demo's second half: pwd's scenario set and its HTML report.
+fn scenarios_demo(bin: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let set = root.join("scenarios/pwd.toml");
+    let out = dir.join("pwd-scenarios");
+    println!("\n== phasebox scenarios run scenarios/pwd.toml --oracle-strace");
+    println!(
+        "   Runs pwd in 12 settings (symlinks, a deleted and a very deep directory, a locale,"
+    );
+    println!(
+        "   bad options, stdout closed or full…), each traced in a fresh directory and checked"
+    );
+    println!("   against strace; then shows which calls each setting added:\n");
+    util::run(
+        std::process::Command::new(bin)
+            .env_remove("LD_LIBRARY_PATH")
+            .args(["scenarios", "run"])
+            .arg(&set)
+            .arg("-o")
+            .arg(&out)
+            .arg("--oracle-strace"),
+    )?;
+    let names = [
+        "plain",
+        "logical",
+        "physical",
+        "deleted",
+        "deep",
+        "locale",
+        "help",
+        "version",
+        "bad-option",
+        "stdout-closed",
+        "stdout-full",
+        "pid-namespace",
+    ];
+    let report = dir.join("pwd-report.html");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("report");
+    for n in names {
+        cmd.arg(out.join(format!("{n}.profile.json")));
+    }
+    cmd.arg(out.join("merged.profile.json"));
+    cmd.arg("--compare")
+        .arg(root.join("tests/fixtures/docker-default-seccomp.json"))
+        .arg("-o")
+        .arg(&report);
+    util::run(&mut cmd)?;
+    println!(
+        "\nOpen {} in a browser: per scenario the timeline and the phase table, then the",
+        report.display()
+    );
+    println!("coverage and the comparison with Docker's default seccomp profile.");
     Ok(())
 }
 
