@@ -196,6 +196,32 @@ fn a_failing_scenario_fails_the_run_and_says_why() {
     assert!(out_dir.join("good.profile.json").exists());
     assert!(!out_dir.join("wrong.profile.json").exists());
 
+    // A program that does not end within its timeout is killed and the scenario fails.
+    std::fs::write(
+        &file,
+        "name = \"t\"\n[[scenario]]\nname = \"hang\"\ncovers = \"a program that never ends\"\n\
+         command = [\"/bin/sleep\", \"60\"]\ntimeout = \"1s\"\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = phasebox(&[
+        "scenarios",
+        "run",
+        file.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_clear_failure(&out, "no scenario of t passed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("FAIL hang: it did not end within 1s"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "the hanging program was not killed"
+    );
+
     std::fs::write(&file, "name = \"t\"\n[[scenario]]\nname = \"x\"\n").unwrap();
     let out = phasebox(&["scenarios", "run", file.to_str().unwrap()]);
     assert_clear_failure(&out, "is not a valid scenario file");
@@ -250,4 +276,67 @@ fn the_merged_profile_passes_every_pwd_scenario_and_one_scenario_alone_does_not(
         assert!(stderr.contains(broken), "{broken} not in:\n{stderr}");
     }
     assert!(stderr.contains("ok   plain"), "{stderr}");
+}
+
+#[test]
+fn a_failing_nginx_scenario_leaves_no_nginx_behind() {
+    let dir = TempDir::new("nginx-fail");
+    // The 404 scenario, expecting 200: the step fails while nginx serves.
+    let text = std::fs::read_to_string(scenario_file("nginx")).unwrap();
+    let wrong = text.replace(
+        "http = { path = \"/missing.html\", status = 404 }",
+        "http = { path = \"/missing.html\", status = 200 }",
+    );
+    assert_ne!(text, wrong);
+    let file = dir.path("nginx.toml");
+    std::fs::write(&file, wrong).unwrap();
+    let out = phasebox(&[
+        "scenarios",
+        "run",
+        file.to_str().unwrap(),
+        "--only",
+        "not-found,static-file",
+        "-o",
+        dir.path("out").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("FAIL not-found: step 2: /missing.html got status 404, expected 200"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ok   static-file"), "{stderr}");
+    // Every nginx the runner started is gone (their config paths name the scenario directory).
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "phasebox-scenario-nginx-"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[test]
+fn report_refuses_bad_input_clearly() {
+    let dir = TempDir::new("report-bad");
+    let bad = dir.path("bad.json");
+    std::fs::write(&bad, "{ not json").unwrap();
+    let page = dir.path("r.html");
+    let out = phasebox(&[
+        "report",
+        bad.to_str().unwrap(),
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert_clear_failure(&out, "is not a valid phasebox profile");
+    assert!(!page.exists());
+    let out = phasebox(&[
+        "report",
+        "/no/such/profile.json",
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert_clear_failure(&out, "/no/such/profile.json");
 }

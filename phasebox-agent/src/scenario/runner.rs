@@ -93,20 +93,7 @@ fn prepare(set: &ScenarioSet, s: &Scenario, dir: &str, port: u16) -> Result<(), 
         std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     for setup in set.setup.iter().chain(&s.setup) {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(expand(setup, dir, port)).current_dir(dir);
-        clean_env(&mut cmd, s, dir, port);
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run the setup command: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "the setup command failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        shell(s, setup, dir, port, None).map_err(|e| format!("the setup command {e}"))?;
     }
     Ok(())
 }
@@ -374,7 +361,7 @@ fn drive(
             std::thread::sleep(parse_duration(d).unwrap_or_default());
             Ok(())
         } else if let Some(sh) = &step.shell {
-            shell(s, sh, dir, port, program.unwrap_or(0))
+            shell(s, sh, dir, port, Some(program.unwrap_or(0)))
         } else {
             Ok(())
         };
@@ -414,20 +401,26 @@ fn drive(
     })
 }
 
-fn shell(s: &Scenario, sh: &str, dir: &str, port: u16, pid: u32) -> Result<(), String> {
+/// Runs `script` with sh in the scenario's directory and environment; steps (with the
+/// program's pid) also get $PB_PID, $PB_PORT and $PB_DIR. It must exit 0.
+fn shell(s: &Scenario, script: &str, dir: &str, port: u16, pid: Option<u32>) -> Result<(), String> {
     let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c").arg(expand(sh, dir, port)).current_dir(dir);
+    cmd.arg("-c")
+        .arg(expand(script, dir, port))
+        .current_dir(dir);
     clean_env(&mut cmd, s, dir, port);
+    if let Some(pid) = pid {
+        cmd.env("PB_PID", pid.to_string())
+            .env("PB_PORT", port.to_string())
+            .env("PB_DIR", dir);
+    }
     let out = cmd
-        .env("PB_PID", pid.to_string())
-        .env("PB_PORT", port.to_string())
-        .env("PB_DIR", dir)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run sh: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "`{sh}` failed ({}): {}",
+            "`{script}` failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ));
