@@ -194,6 +194,7 @@ mod tests {
             Counts {
                 calls: 4,
                 errors: 1,
+                ..Default::default()
             },
         );
         counts.insert(
@@ -201,6 +202,7 @@ mod tests {
             Counts {
                 calls: 3,
                 errors: 0,
+                ..Default::default()
             },
         );
         counts.insert(
@@ -208,6 +210,7 @@ mod tests {
             Counts {
                 calls: 1,
                 errors: 0,
+                ..Default::default()
             },
         );
         let losses = Losses {

@@ -19,7 +19,6 @@ pub mod names {
     pub const DROPS: &str = "PB_DROPS";
     pub const PATH_ARGS: &str = "PB_PATH_ARGS";
     pub const EPOCH: &str = "PB_EPOCH";
-    pub const SEEN: &str = "PB_SEEN";
     pub const MARKERS: &str = "PB_MARKERS";
     pub const ALLOWED: &str = "PB_ALLOWED";
     pub const CONFIG: &str = "PB_CONFIG";
@@ -212,7 +211,11 @@ pub struct CountKey {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub calls: u64,
+    /// Failed returns (stream mode only: summary mode does not watch syscall exits).
     pub errors: u64,
+    /// Summary mode: 1 + the phase epoch in which this CPU last reported the call (0: never).
+    pub seen: u32,
+    pub _pad: u32,
 }
 
 /// A syscall entered and not yet returned, keyed by tid.

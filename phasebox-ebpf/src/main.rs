@@ -72,10 +72,6 @@ static PB_PATH_ARGS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 #[map]
 static PB_EPOCH: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 
-/// Summary mode: (tgid, syscall) → the epoch in which its use was last reported.
-#[map]
-static PB_SEEN: HashMap<CountKey, u32> = HashMap::with_max_entries(65536, 0);
-
 /// Summary mode: syscall number → 1 when phase markers use it (always reported).
 #[map]
 static PB_MARKERS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
@@ -88,7 +84,8 @@ static PB_ALLOWED: HashMap<u32, [u64; ALLOWED_WORDS]> = HashMap::with_max_entrie
 #[map]
 static PB_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(65536, 0);
 
-/// (tgid, syscall) → calls and errors, per CPU: exact even when the ring buffer is full.
+/// (tgid, syscall) → calls and errors, per CPU: exact even when the ring buffer is full. In
+/// summary mode the value also keeps the epoch of its last first-use report (`seen`).
 #[map]
 static PB_COUNTS: PerCpuHashMap<CountKey, Counts> = PerCpuHashMap::with_max_entries(65536, 0);
 
@@ -166,7 +163,15 @@ fn count(tgid: u32, nr: u32, calls: u64, errors: u64) {
         },
         None => {
             if PB_COUNTS
-                .insert(&key, &Counts { calls, errors }, 0)
+                .insert(
+                    &key,
+                    &Counts {
+                        calls,
+                        errors,
+                        ..Counts::default()
+                    },
+                    0,
+                )
                 .is_err()
             {
                 lost(drop_slot::COUNTS);
@@ -260,24 +265,34 @@ fn enforce(tgid: u32, nr: u32) {
     }
 }
 
-/// Summary mode: reports a syscall at entry when it is the process's first use of it in its
-/// current phase epoch, or when phase markers use it (until the agent says none matters).
+/// Summary mode: counts the call, and reports it at entry when it is the process's first use
+/// of it in its current phase epoch (on this CPU), or when phase markers use it (until the
+/// agent says none matters). One counter lookup does both; no exit program runs.
 #[inline(always)]
-fn summary_report(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns: u64) {
+fn summary_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns: u64) {
     let epoch_word = unsafe { PB_EPOCH.get(&tgid) }.copied().unwrap_or(0);
-    let epoch = epoch_word & !EPOCH_NO_MARKERS;
+    let tag = (epoch_word & !EPOCH_NO_MARKERS) + 1;
     let key = CountKey { tgid, nr };
-    let first = match PB_SEEN.get_ptr_mut(&key) {
-        // SAFETY: pointer to a map value; a tgid's entries change only with its own calls.
-        Some(seen) => unsafe {
-            if *seen == epoch {
-                false
-            } else {
-                *seen = epoch;
-                true
-            }
+    let first = match PB_COUNTS.get_ptr_mut(&key) {
+        // SAFETY: per-CPU value, no other writer on this CPU while we run.
+        Some(c) => unsafe {
+            (*c).calls += 1;
+            let first = (*c).seen != tag;
+            (*c).seen = tag;
+            first
         },
-        None => PB_SEEN.insert(&key, &epoch, 0).is_ok(),
+        None => {
+            let fresh = Counts {
+                calls: 1,
+                seen: tag,
+                ..Counts::default()
+            };
+            let ok = PB_COUNTS.insert(&key, &fresh, 0).is_ok();
+            if !ok {
+                lost(drop_slot::COUNTS);
+            }
+            ok
+        }
     };
     let marker =
         epoch_word & EPOCH_NO_MARKERS == 0 && PB_MARKERS.get(nr).copied().unwrap_or(0) != 0;
@@ -319,36 +334,32 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
             unsafe { *waiting = 0 };
         }
     }
-    count(tgid, nr, 1, 0);
     if cfg!(mode) & mode::KILL != 0 {
         enforce(tgid, nr);
     }
     let enter_ns = unsafe { bpf_ktime_get_ns() };
-    if nr == cfg!(nr_exit) || nr == cfg!(nr_exit_group) {
-        if cfg!(mode) & mode::STREAM != 0 {
-            emit_syscall(SyscallRecord {
-                header: Header {
-                    kind: kind::SYSCALL,
-                    flags: syscall_flags::NO_RETURN,
-                    tgid,
-                },
-                tid,
-                nr,
-                enter_ns,
-                duration_ns: 0,
-                ret: 0,
-            });
-        } else {
-            summary_report(&ctx, tgid, tid, nr, enter_ns);
-        }
+    if cfg!(mode) & mode::STREAM == 0 {
+        summary_enter(&ctx, tgid, tid, nr, enter_ns);
         return 0;
     }
-    if cfg!(mode) & mode::STREAM != 0 {
-        if cfg!(mode) & mode::PATHS != 0 {
-            emit_path(&ctx, tgid, tid, nr, enter_ns);
-        }
-    } else {
-        summary_report(&ctx, tgid, tid, nr, enter_ns);
+    count(tgid, nr, 1, 0);
+    if nr == cfg!(nr_exit) || nr == cfg!(nr_exit_group) {
+        emit_syscall(SyscallRecord {
+            header: Header {
+                kind: kind::SYSCALL,
+                flags: syscall_flags::NO_RETURN,
+                tgid,
+            },
+            tid,
+            nr,
+            enter_ns,
+            duration_ns: 0,
+            ret: 0,
+        });
+        return 0;
+    }
+    if cfg!(mode) & mode::PATHS != 0 {
+        emit_path(&ctx, tgid, tid, nr, enter_ns);
     }
     // Written in place when the thread has an entry already: an update would take the map's
     // bucket lock and swap elements on every syscall.

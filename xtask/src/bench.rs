@@ -587,7 +587,7 @@ fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         "\n| agent | median |\n|---|---|\n\
          | start to a non-empty /metrics | {:.0} ms |\n\
          | resident memory after a run | {:.1} MiB |\n\
-         | kernel programs' time per syscall (enter + exit, BPF run-time stats) | {:.0} ns |\n\
+         | kernel programs' time per syscall (summary mode: the enter program only; BPF run-time stats) | {:.0} ns |\n\
          | events sent to userspace per run (summary mode) | {:.0} |\n",
         median(&mut ready_ms),
         median(&mut rss),

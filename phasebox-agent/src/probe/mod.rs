@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
 use phasebox_common::{
@@ -56,7 +56,6 @@ pub struct Probe {
     user_words: Vec<u64>,
     counts: PerCpuHashMap<MapData, CountKey, Counts>,
     epoch: HashMap<MapData, u32, u32>,
-    seen: HashMap<MapData, CountKey, u32>,
     markers: Array<MapData, u32>,
     allowed: HashMap<MapData, u32, [u64; ALLOWED_WORDS]>,
     drops: PerCpuArray<MapData, u64>,
@@ -143,10 +142,16 @@ impl Probe {
             .load(OBJECT)
             .context("cannot load phasebox's eBPF programs")?;
 
-        for (prog, tp) in [
-            (names::PROG_SYS_ENTER, "sys_enter"),
-            (names::PROG_SYS_EXIT, "sys_exit"),
-        ] {
+        // Summary mode counts calls on entry and never looks at returns: no exit program.
+        let sys_progs: &[(&str, &str)] = if opts.stream {
+            &[
+                (names::PROG_SYS_ENTER, "sys_enter"),
+                (names::PROG_SYS_EXIT, "sys_exit"),
+            ]
+        } else {
+            &[(names::PROG_SYS_ENTER, "sys_enter")]
+        };
+        for &(prog, tp) in sys_progs {
             let p: &mut RawTracePoint = ebpf
                 .program_mut(prog)
                 .with_context(|| format!("the eBPF object has no program {prog}"))?
@@ -189,7 +194,6 @@ impl Probe {
             }
         }
         let epoch = HashMap::try_from(take(names::EPOCH)?)?;
-        let seen = HashMap::try_from(take(names::SEEN)?)?;
         let markers = Array::try_from(take(names::MARKERS)?)?;
         let allowed = HashMap::try_from(take(names::ALLOWED)?)?;
         let user_words = vec![0; words as usize];
@@ -202,7 +206,6 @@ impl Probe {
                 counts,
                 drops,
                 epoch,
-                seen,
                 markers,
                 allowed,
             },
@@ -254,17 +257,24 @@ impl Probe {
         let _ = self.epoch.insert(tgid, word, 0);
     }
 
-    /// Summary mode: forgets an exited process's first-use state (its pid may be reused).
+    /// Summary mode: forgets an exited process's first-use state (its pid may be reused); its
+    /// counts stay.
     pub fn forget(&mut self, tgid: u32) {
         let _ = self.epoch.remove(&tgid);
         let keys: Vec<CountKey> = self
-            .seen
+            .counts
             .keys()
             .filter_map(Result::ok)
             .filter(|k| k.tgid == tgid)
             .collect();
         for k in keys {
-            let _ = self.seen.remove(&k);
+            let Ok(values) = self.counts.get(&k, 0) else {
+                continue;
+            };
+            let cleared: Vec<Counts> = values.iter().map(|c| Counts { seen: 0, ..*c }).collect();
+            if let Ok(v) = PerCpuValues::try_from(cleared) {
+                let _ = self.counts.insert(k, v, 0);
+            }
         }
     }
 

@@ -278,6 +278,11 @@ impl ScenarioSet {
                     "{at}: cwd must stay inside the scenario's directory"
                 ));
             }
+            if s.remove_cwd && (s.descend || s.cwd.split('/').all(|c| c.is_empty() || c == ".")) {
+                return Err(format!(
+                    "{at}: remove_cwd needs a cwd of its own, named directly (not with descend)"
+                ));
+            }
             for f in self.files.iter().chain(&s.files) {
                 if Path::new(&f.path).is_absolute() || f.path.split('/').any(|c| c == "..") {
                     return Err(format!(
@@ -399,6 +404,10 @@ http = { path = "/x", status = 404, count = 3 }
                 "duration",
             ),
             (GOOD.replace("command = [\"/bin/pwd\"]", ""), "no command"),
+            (
+                GOOD.replace("name = \"plain\"", "name = \"plain\"\nremove_cwd = true"),
+                "remove_cwd",
+            ),
             (
                 GOOD.replace("covers = \"a server\"", "covers = \"a server\"\nbogus = 1"),
                 "unknown field",
