@@ -303,6 +303,13 @@ fn summary_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter
         emit_path(ctx, tgid, tid, nr, enter_ns);
     }
     let flags = syscall_flags::AT_ENTRY | if first { syscall_flags::FIRST_USE } else { 0 };
+    emit_at_entry(tgid, tid, nr, enter_ns, flags);
+}
+
+/// A syscall record sent at entry, with no duration or return value (summary mode, and calls
+/// that never return).
+#[inline(always)]
+fn emit_at_entry(tgid: u32, tid: u32, nr: u32, enter_ns: u64, flags: u16) {
     emit_syscall(SyscallRecord {
         header: Header {
             kind: kind::SYSCALL,
@@ -344,18 +351,7 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     }
     count(tgid, nr, 1, 0);
     if nr == cfg!(nr_exit) || nr == cfg!(nr_exit_group) {
-        emit_syscall(SyscallRecord {
-            header: Header {
-                kind: kind::SYSCALL,
-                flags: syscall_flags::NO_RETURN,
-                tgid,
-            },
-            tid,
-            nr,
-            enter_ns,
-            duration_ns: 0,
-            ret: 0,
-        });
+        emit_at_entry(tgid, tid, nr, enter_ns, syscall_flags::NO_RETURN);
         return 0;
     }
     if cfg!(mode) & mode::PATHS != 0 {

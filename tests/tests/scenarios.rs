@@ -27,6 +27,16 @@ fn names(profile: &serde_json::Value) -> BTreeSet<String> {
     out
 }
 
+/// No process's command line matches `pattern` (pgrep -f).
+fn assert_none_running(pattern: &str) {
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(left.is_empty(), "left running: {left}");
+}
+
 /// Runs a set into `dir`; returns coverage.json after checking the run passed.
 fn run_set(name: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
     let file = scenario_file(name);
@@ -91,6 +101,8 @@ fn pwd_scenarios_match_strace_and_each_adds_or_confirms_calls() {
     }
     assert_eq!(names(&merged), union, "merged profile is not the union");
     assert_eq!(merged["runs"].as_array().unwrap().len(), scenarios.len());
+    let page = std::fs::read_to_string(dir.path("report.html")).unwrap();
+    assert!(page.contains("id=\"coverage\"") && page.contains("pwd/deep"));
     let text = std::fs::read_to_string(dir.path("coverage.txt")).unwrap();
     for s in scenarios {
         let name = s["scenario"].as_str().unwrap();
@@ -217,15 +229,7 @@ fn a_failing_scenario_fails_the_run_and_says_why() {
         "{stderr}"
     );
     // It was killed, not left behind.
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", "^/bin/sleep 60$"])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "left running: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    assert_none_running("^/bin/sleep 60$");
 
     std::fs::write(&file, "name = \"t\"\n[[scenario]]\nname = \"x\"\n").unwrap();
     let out = phasebox(&["scenarios", "run", file.to_str().unwrap()]);
@@ -312,15 +316,7 @@ fn a_failing_nginx_scenario_leaves_no_nginx_behind() {
     );
     assert!(stderr.contains("ok   static-file"), "{stderr}");
     // Every nginx the runner started is gone (their config paths name the scenario directory).
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", "phasebox-scenario-nginx-"])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "left running: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    assert_none_running("phasebox-scenario-nginx-");
 }
 
 #[test]

@@ -218,9 +218,15 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
             .expect("serializes")
             .as_bytes(),
     )?;
+    let page = super::report::page(
+        learned.clone(),
+        &[],
+        Some(format!("phasebox scenarios: {}", set.name)),
+    )?;
+    write_atomic(&dir.join("report.html"), page.as_bytes())?;
     println!("{text}");
     eprintln!(
-        "phasebox: {} of {} scenarios passed; profiles, merged.profile.json and coverage in {}",
+        "phasebox: {} of {} scenarios passed; profiles, merged.profile.json, coverage and report.html in {}",
         chosen.len() - failed,
         chosen.len(),
         dir.display()
