@@ -37,9 +37,8 @@ fn assert_none_running(pattern: &str) {
     assert!(left.is_empty(), "left running: {left}");
 }
 
-/// Runs a set into `dir`; returns coverage.json after checking the run passed.
-fn run_set(name: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let file = scenario_file(name);
+/// `phasebox scenarios run FILE -o DIR EXTRA…`.
+fn scenarios_run(file: &Path, dir: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "scenarios",
         "run",
@@ -48,7 +47,12 @@ fn run_set(name: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
         dir.to_str().unwrap(),
     ];
     args.extend(extra);
-    let out = phasebox(&args);
+    phasebox(&args)
+}
+
+/// Runs a set into `dir`; returns coverage.json after checking the run passed.
+fn run_set(name: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = scenarios_run(&scenario_file(name), dir, extra);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -194,13 +198,7 @@ fn a_failing_scenario_fails_the_run_and_says_why() {
     )
     .unwrap();
     let out_dir = dir.path("out");
-    let out = phasebox(&[
-        "scenarios",
-        "run",
-        file.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-    ]);
+    let out = scenarios_run(&file, &out_dir, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("FAIL wrong: stdout was"), "{stderr}");
@@ -215,13 +213,7 @@ fn a_failing_scenario_fails_the_run_and_says_why() {
          command = [\"/bin/sleep\", \"60\"]\ntimeout = \"1s\"\n",
     )
     .unwrap();
-    let out = phasebox(&[
-        "scenarios",
-        "run",
-        file.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-    ]);
+    let out = scenarios_run(&file, &out_dir, &[]);
     assert_clear_failure(&out, "no scenario of t passed");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -268,15 +260,11 @@ fn the_merged_profile_passes_every_pwd_scenario_and_one_scenario_alone_does_not(
 
     let file = scenario_file("pwd");
     let plain = dir.path("plain.oci.json");
-    let out = phasebox(&[
-        "scenarios",
-        "run",
-        file.to_str().unwrap(),
-        "--seccomp",
-        plain.to_str().unwrap(),
-        "-o",
-        dir.path("under-plain").to_str().unwrap(),
-    ]);
+    let out = scenarios_run(
+        &file,
+        &dir.path("under-plain"),
+        &["--seccomp", plain.to_str().unwrap()],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     // The deleted and deep directories need fchdir and getdents64, which the plain run never
@@ -299,15 +287,11 @@ fn a_failing_nginx_scenario_leaves_no_nginx_behind() {
     assert_ne!(text, wrong);
     let file = dir.path("nginx.toml");
     std::fs::write(&file, wrong).unwrap();
-    let out = phasebox(&[
-        "scenarios",
-        "run",
-        file.to_str().unwrap(),
-        "--only",
-        "not-found,static-file",
-        "-o",
-        dir.path("out").to_str().unwrap(),
-    ]);
+    let out = scenarios_run(
+        &file,
+        &dir.path("out"),
+        &["--only", "not-found,static-file"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
