@@ -118,9 +118,9 @@ fn pwd_scenarios_match_strace_and_each_adds_or_confirms_calls() {
 }
 
 #[test]
-fn nginx_scenarios_run_green_with_a_profile_each() {
+fn nginx_scenarios_run_green_match_strace_with_a_profile_each() {
     let dir = TempDir::new("nginx-scenarios");
-    let cov = run_set("nginx", &dir.0, &[]);
+    let cov = run_set("nginx", &dir.0, &["--oracle-strace"]);
     let scenarios = cov["scenarios"].as_array().unwrap();
     assert!(scenarios.len() >= 6, "{} scenarios", scenarios.len());
     let merged = read_json(&dir.path("merged.profile.json"));
@@ -151,6 +151,18 @@ fn nginx_scenarios_run_green_with_a_profile_each() {
     };
     for s in scenarios {
         let name = s["scenario"].as_str().unwrap();
+        // strace, run in a fresh copy of the scenario, saw the same syscalls.
+        let oracle = &cov["oracle"][name];
+        assert_eq!(
+            oracle["only_strace"],
+            serde_json::json!([]),
+            "{name}: {oracle}"
+        );
+        assert_eq!(
+            oracle["only_phasebox"],
+            serde_json::json!([]),
+            "{name}: {oracle}"
+        );
         let p = read_json(&dir.path(&format!("{name}.profile.json")));
         role(&p, "master");
         let calls = serving(&p);
