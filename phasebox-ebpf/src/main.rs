@@ -269,7 +269,7 @@ fn enforce(tgid: u32, nr: u32) {
 /// of it in its current phase epoch (on this CPU), or when phase markers use it (until the
 /// agent says none matters). One counter lookup does both; no exit program runs.
 #[inline(always)]
-fn summary_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns: u64) {
+fn summary_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) {
     let epoch_word = unsafe { PB_EPOCH.get(&tgid) }.copied().unwrap_or(0);
     let tag = (epoch_word & !EPOCH_NO_MARKERS) + 1;
     let key = CountKey { tgid, nr };
@@ -299,6 +299,8 @@ fn summary_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter
     if !first && !marker {
         return;
     }
+    // The clock is read only for a call that is reported.
+    let enter_ns = unsafe { bpf_ktime_get_ns() };
     if cfg!(mode) & mode::PATHS != 0 {
         emit_path(ctx, tgid, tid, nr, enter_ns);
     }
@@ -344,11 +346,11 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     if cfg!(mode) & mode::KILL != 0 {
         enforce(tgid, nr);
     }
-    let enter_ns = unsafe { bpf_ktime_get_ns() };
     if cfg!(mode) & mode::STREAM == 0 {
-        summary_enter(&ctx, tgid, tid, nr, enter_ns);
+        summary_enter(&ctx, tgid, tid, nr);
         return 0;
     }
+    let enter_ns = unsafe { bpf_ktime_get_ns() };
     count(tgid, nr, 1, 0);
     if nr == cfg!(nr_exit) || nr == cfg!(nr_exit_group) {
         emit_at_entry(tgid, tid, nr, enter_ns, syscall_flags::NO_RETURN);

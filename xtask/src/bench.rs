@@ -36,22 +36,30 @@ fn settings(args: &[String]) -> Settings {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = settings(args);
+    // --seccomp: the seccomp and agent sections only; --agent: the agent section only.
     let only_seccomp = args.iter().any(|a| a == "--seccomp");
-    let section = if only_seccomp {
+    let only_agent = args.iter().any(|a| a == "--agent");
+    let section = if only_seccomp || only_agent {
         String::new()
     } else {
         let nginx = nginx_bench(&bin, &s)?;
         let storm = storm_bench(&bin, &s)?;
         format!("{BEGIN}\n{}\n{}{END}", nginx, storm)
     };
-    let seccomp = format!("{SECCOMP_BEGIN}\n{}{SECCOMP_END}", seccomp_bench(&bin, &s)?);
+    let seccomp = if only_agent {
+        String::new()
+    } else {
+        format!("{SECCOMP_BEGIN}\n{}{SECCOMP_END}", seccomp_bench(&bin, &s)?)
+    };
     let agent = format!("{AGENT_BEGIN}\n{}{AGENT_END}", agent_bench(&bin, &s)?);
     let path = util::root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
     if !section.is_empty() {
         text = replace_section(&text, BEGIN, END, &section);
     }
-    text = replace_section(&text, SECCOMP_BEGIN, SECCOMP_END, &seccomp);
+    if !seccomp.is_empty() {
+        text = replace_section(&text, SECCOMP_BEGIN, SECCOMP_END, &seccomp);
+    }
     text = replace_section(&text, AGENT_BEGIN, AGENT_END, &agent);
     std::fs::write(&path, text)?;
     println!("{section}\n{seccomp}\n{agent}");
