@@ -72,10 +72,16 @@ struct RoleAgg {
     name: String,
     start_ns: u64,
     pids: HashSet<u32>,
-    /// Phase index → syscall number → use.
-    phases: BTreeMap<usize, BTreeMap<u32, Use>>,
-    /// Phase index → first and last call, ns since the role's start.
-    spans: BTreeMap<usize, (u64, u64)>,
+    /// Phase index → what happened in it.
+    phases: BTreeMap<usize, PhaseAgg>,
+}
+
+/// One phase of a role: its syscalls, and its first and last call (ns since the role's start).
+#[derive(Debug, Default)]
+struct PhaseAgg {
+    calls: BTreeMap<u32, Use>,
+    first_ns: u64,
+    last_ns: u64,
 }
 
 /// Where a learned profile came from.
@@ -210,7 +216,6 @@ impl Learner {
             start_ns: ts_ns,
             pids: HashSet::new(),
             phases: BTreeMap::new(),
-            spans: BTreeMap::new(),
         });
         self.roles.len() - 1
     }
@@ -239,14 +244,13 @@ impl Learner {
         let agg = &mut self.roles[role];
         for (phase, item) in released {
             let t = item.ts_ns.saturating_sub(agg.start_ns);
-            let span = agg.spans.entry(phase).or_insert((t, t));
-            *span = (span.0.min(t), span.1.max(t));
-            let u = agg
-                .phases
-                .entry(phase)
-                .or_default()
-                .entry(item.nr)
-                .or_insert_with(|| Use::new(t));
+            let ph = agg.phases.entry(phase).or_insert_with(|| PhaseAgg {
+                first_ns: t,
+                last_ns: t,
+                ..Default::default()
+            });
+            (ph.first_ns, ph.last_ns) = (ph.first_ns.min(t), ph.last_ns.max(t));
+            let u = ph.calls.entry(item.nr).or_insert_with(|| Use::new(t));
             u.add(t);
             if let Some(p) = item.path
                 && u.paths.len() < MAX_PATHS
@@ -418,11 +422,12 @@ impl Learner {
                 phases: r
                     .phases
                     .iter()
-                    .map(|(idx, calls)| profile::Phase {
+                    .map(|(idx, ph)| profile::Phase {
                         name: self.det.phase_name(&r.name, *idx),
-                        start_ns: r.spans.get(idx).map_or(0, |s| s.0),
-                        end_ns: r.spans.get(idx).map_or(0, |s| s.1),
-                        syscalls: calls
+                        start_ns: ph.first_ns,
+                        end_ns: ph.last_ns,
+                        syscalls: ph
+                            .calls
                             .iter()
                             .map(|(nr, u)| {
                                 (

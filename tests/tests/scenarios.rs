@@ -27,6 +27,21 @@ fn names(profile: &serde_json::Value) -> BTreeSet<String> {
     out
 }
 
+/// coverage.json says strace saw exactly the scenario's syscalls.
+fn assert_agrees_with_strace(cov: &serde_json::Value, name: &str) {
+    let oracle = &cov["oracle"][name];
+    assert_eq!(
+        oracle["only_strace"],
+        serde_json::json!([]),
+        "{name}: {oracle}"
+    );
+    assert_eq!(
+        oracle["only_phasebox"],
+        serde_json::json!([]),
+        "{name}: {oracle}"
+    );
+}
+
 /// No process's command line matches `pattern` (pgrep -f).
 fn assert_none_running(pattern: &str) {
     let left = std::process::Command::new("pgrep")
@@ -82,17 +97,7 @@ fn pwd_scenarios_match_strace_and_each_adds_or_confirms_calls() {
         assert!(calls > 0 && new + confirmed == calls, "{name}: {s}");
         adders += usize::from(new > 0);
         // strace, run in a fresh copy of the same environment, saw the same syscalls.
-        let oracle = &cov["oracle"][name];
-        assert_eq!(
-            oracle["only_strace"],
-            serde_json::json!([]),
-            "{name}: {oracle}"
-        );
-        assert_eq!(
-            oracle["only_phasebox"],
-            serde_json::json!([]),
-            "{name}: {oracle}"
-        );
+        assert_agrees_with_strace(&cov, name);
         let profile = read_json(&dir.path(&format!("{name}.profile.json")));
         assert_eq!(profile["runs"][0]["name"], format!("pwd/{name}"));
         assert_eq!(profile["complete"], true, "{name}");
@@ -152,17 +157,7 @@ fn nginx_scenarios_run_green_match_strace_with_a_profile_each() {
     for s in scenarios {
         let name = s["scenario"].as_str().unwrap();
         // strace, run in a fresh copy of the scenario, saw the same syscalls.
-        let oracle = &cov["oracle"][name];
-        assert_eq!(
-            oracle["only_strace"],
-            serde_json::json!([]),
-            "{name}: {oracle}"
-        );
-        assert_eq!(
-            oracle["only_phasebox"],
-            serde_json::json!([]),
-            "{name}: {oracle}"
-        );
+        assert_agrees_with_strace(&cov, name);
         let p = read_json(&dir.path(&format!("{name}.profile.json")));
         role(&p, "master");
         let calls = serving(&p);

@@ -10,9 +10,10 @@ use crate::{
     scenario::{
         Scenario, ScenarioSet,
         coverage::{self, ScenarioCoverage},
-        oracle::{OracleDiff, profile_names, strace_names},
+        oracle::{OracleDiff, strace_names},
         runner::{self, Tracer},
     },
+    seccomp::export::select,
 };
 
 pub fn list(file: &Path) -> anyhow::Result<i32> {
@@ -68,8 +69,22 @@ impl Progress {
 /// What one scenario gave.
 struct Done {
     name: String,
+    /// The learned profile, unless the scenario failed before one could be trusted.
     profile: Option<Profile>,
     oracle: Option<OracleDiff>,
+    /// Why it failed.
+    failure: Option<String>,
+    /// How it went, for the `ok` line.
+    detail: String,
+}
+
+impl Done {
+    fn line(&self) -> String {
+        match &self.failure {
+            Some(why) => format!("FAIL {}: {why}", self.name),
+            None => format!("ok   {} {}", self.name, self.detail),
+        }
+    }
 }
 
 fn selected<'a>(set: &'a ScenarioSet, only: &[String]) -> anyhow::Result<Vec<&'a Scenario>> {
@@ -90,14 +105,13 @@ fn selected<'a>(set: &'a ScenarioSet, only: &[String]) -> anyhow::Result<Vec<&'a
         .collect())
 }
 
-/// Runs one scenario under phasebox (and strace), returns its line for the log.
+/// Runs one scenario under phasebox (and under strace with the oracle).
 fn one(
     set: &ScenarioSet,
     s: &Scenario,
     dir: &Path,
     args: &ScenariosRunArgs,
-) -> anyhow::Result<(Done, String)> {
-    let oracle = args.oracle_strace;
+) -> anyhow::Result<Done> {
     let path = dir.join(format!("{}.profile.json", s.name));
     let tracer = Tracer::Phasebox {
         exe: std::env::current_exe()?,
@@ -114,53 +128,45 @@ fn one(
         name: s.name.clone(),
         profile: None,
         oracle: None,
+        failure: None,
+        detail: String::new(),
     };
     if let Some(why) = out.failure {
         let _ = std::fs::remove_file(&path);
-        return Ok((
-            done,
-            format!("FAIL {}: {why} (output in {})", s.name, log.display()),
-        ));
+        done.failure = Some(format!("{why} (output in {})", log.display()));
+        return Ok(done);
     }
     let mut profile = Profile::load(&path)?;
     for r in &mut profile.runs {
         r.name = format!("{}/{}", set.name, s.name);
     }
     profile.save(&path)?;
-    let names = profile_names(&profile);
-    let mut line = format!(
-        "ok   {} ({:.1} s, {} syscalls in {} roles)",
-        s.name,
+    let names = select(&profile, None, None)?;
+    done.detail = format!(
+        "({:.1} s, {} syscalls in {} roles)",
         out.elapsed.as_secs_f64(),
         names.len(),
         profile.roles.len()
     );
-    if oracle {
+    if args.oracle_strace {
         let st = dir.join(format!("{}.strace", s.name));
         let o = runner::run(set, s, &Tracer::Strace { log: st.clone() })?;
-        let diff = match o.failure {
-            Some(why) => {
-                line = format!("FAIL {}: under strace: {why}", s.name);
-                None
-            }
-            None => {
-                let log = std::fs::read_to_string(&st).unwrap_or_default();
-                let d = OracleDiff::new(&strace_names(&log), &names);
-                line.push_str(&format!("; {}", d.describe()));
-                if !d.agrees() {
-                    line = line.replacen("ok  ", "FAIL", 1);
-                }
-                Some(d)
-            }
-        };
+        let log = std::fs::read_to_string(&st).unwrap_or_default();
         let _ = std::fs::remove_file(&st);
-        done.oracle = diff;
-        if done.oracle.is_none() {
-            return Ok((done, line));
+        if let Some(why) = o.failure {
+            done.failure = Some(format!("under strace: {why}"));
+            return Ok(done);
         }
+        let d = OracleDiff::new(&strace_names(&log), &names);
+        if d.agrees() {
+            done.detail.push_str(&format!("; {}", d.describe()));
+        } else {
+            done.failure = Some(format!("differs from strace: {}", d.describe()));
+        }
+        done.oracle = Some(d);
     }
     done.profile = Some(profile);
-    Ok((done, line))
+    Ok(done)
 }
 
 pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
@@ -184,10 +190,9 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
     let mut failed = 0;
     for (i, s) in chosen.iter().enumerate() {
         progress.start(i, &s.name);
-        let (done, line) = one(&set, s, &dir, args)?;
-        let bad = line.starts_with("FAIL");
-        failed += usize::from(bad);
-        progress.line(i + 1, &line);
+        let done = one(&set, s, &dir, args)?;
+        failed += usize::from(done.failure.is_some());
+        progress.line(i + 1, &done.line());
         results.push(done);
     }
     let learned: Vec<(String, &Profile)> = results

@@ -8,11 +8,11 @@ pub mod runner;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::atomic_file::file_error;
+use crate::cli::parse_duration;
 
 /// A scenario set: one program, several scenarios.
 #[derive(Clone, Debug, Deserialize)]
@@ -194,23 +194,6 @@ fn default_timeout() -> String {
     "30s".into()
 }
 
-/// Parses "250ms", "2s", "1m".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, ""), |i| s.split_at(i));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 250ms, 2s or 1m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?} is not a duration like 250ms, 2s or 1m")),
-    }
-}
-
 /// Signal numbers by name, with or without SIG.
 pub fn signal_number(name: &str) -> Option<i32> {
     let n = name.trim().trim_start_matches("SIG");
@@ -351,6 +334,8 @@ pub fn expand(s: &str, dir: &str, port: u16) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const GOOD: &str = r#"

@@ -2,8 +2,6 @@
 //! fresh environment, and the syscall names it saw set against the learned profile's.
 use std::collections::BTreeSet;
 
-use crate::profile::Profile;
-
 /// Syscall names in `strace -f -o FILE` output ("PID name(args) = ret"; the "<... name
 /// resumed>" halves of interrupted calls were already counted by their first half).
 pub fn strace_names(log: &str) -> BTreeSet<String> {
@@ -15,15 +13,6 @@ pub fn strace_names(log: &str) -> BTreeSet<String> {
                 !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             ok.then(|| name.to_string())
         })
-        .collect()
-}
-
-/// Every syscall name of every role and phase.
-pub fn profile_names(p: &Profile) -> BTreeSet<String> {
-    p.roles
-        .iter()
-        .flat_map(|r| r.union())
-        .map(String::from)
         .collect()
 }
 

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{
-    Namespace, Scenario, ScenarioSet, Stdout, expand, http, parse_duration, signal_number,
-};
+use crate::{cli::parse_duration, procfs};
+
+use super::{Namespace, Scenario, ScenarioSet, Stdout, expand, http, signal_number};
 
 /// What traces the program.
 #[derive(Clone, Debug)]
@@ -142,38 +142,17 @@ impl Drop for Cwd {
     }
 }
 
-/// The children of `pid` (its threads' children).
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The program under the tracer: down the first-child chain, past the tracer's own processes.
+/// The program under the tracer: down the chain of children, past the tracer's own processes.
 fn program_pid(tracer: u32, limit: Instant) -> Option<u32> {
     loop {
+        let parents = procfs::parents();
         let mut pid = tracer;
-        while let Some(&c) = children(pid).first() {
-            if matches!(comm(c).as_str(), "phasebox" | "strace" | "unshare") {
-                pid = c;
-                continue;
+        while let Some((&c, _)) = parents.iter().find(|(_, pp)| **pp == pid) {
+            let comm = procfs::stat(c).map(|st| st.comm).unwrap_or_default();
+            if !matches!(comm.as_str(), "phasebox" | "strace" | "unshare") {
+                return Some(c);
             }
-            return Some(c);
+            pid = c;
         }
         if Instant::now() > limit {
             return None;
@@ -182,17 +161,13 @@ fn program_pid(tracer: u32, limit: Instant) -> Option<u32> {
     }
 }
 
-/// Kills every descendant of `pid` (not `pid` itself), deepest last seen first.
+/// Kills every descendant of `pid` (not `pid` itself).
 fn kill_descendants(pid: u32) {
-    let mut all = Vec::new();
-    let mut stack = children(pid);
-    while let Some(p) = stack.pop() {
-        all.push(p);
-        stack.extend(children(p));
-    }
-    for p in all.into_iter().rev() {
-        // SAFETY: plain kill.
-        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+    for p in procfs::descendants(&procfs::parents(), pid, 0) {
+        if p != pid {
+            // SAFETY: plain kill.
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        }
     }
 }
 
@@ -235,11 +210,6 @@ fn tracer_command(set: &ScenarioSet, s: &Scenario, tracer: &Tracer, argv: &[Stri
             cmd
         }
         Tracer::Strace { log } => {
-            let mut strace: Vec<String> =
-                vec!["strace".into(), "-f".into(), "-qq".into(), "-o".into()];
-            strace.push(log.display().to_string());
-            strace.push("--".into());
-            strace.extend(argv.iter().cloned());
             let mut cmd = if s.isolate.is_empty() {
                 Command::new("strace")
             } else {
@@ -251,7 +221,7 @@ fn tracer_command(set: &ScenarioSet, s: &Scenario, tracer: &Tracer, argv: &[Stri
                 c.arg("--").arg("strace");
                 c
             };
-            cmd.args(&strace[1..]);
+            cmd.args(["-f", "-qq", "-o"]).arg(log).arg("--").args(argv);
             cmd
         }
     }
