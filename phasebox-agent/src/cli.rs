@@ -5,7 +5,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::probe::check_ring_bytes;
-use crate::seccomp::export::{DefaultAction, Format, Runtime};
+use phasebox_core::seccomp::export::{DefaultAction, Format, Named, Runtime};
+use phasebox_core::units::{parse_duration, parse_size};
 
 /// phasebox learns which system calls a program really needs, phase by phase.
 #[derive(Debug, Parser)]
@@ -102,7 +103,7 @@ pub struct ReportArgs {
 pub struct ExportArgs {
     /// The learned profile.
     pub profile: PathBuf,
-    #[arg(long, value_enum, default_value = "oci")]
+    #[arg(long, value_parser = named::<Format>(), default_value = "oci")]
     pub format: Format,
     /// Only this role (default: every role).
     #[arg(long)]
@@ -120,7 +121,7 @@ pub struct ExportArgs {
     #[arg(long, value_name = "DIR")]
     pub per_phase: Option<PathBuf>,
     /// What a call outside the profile gets.
-    #[arg(long, value_enum, default_value = "errno")]
+    #[arg(long, value_parser = named::<DefaultAction>(), default_value = "errno")]
     pub default_action: DefaultAction,
     /// The errno of --default-action errno.
     #[arg(long, default_value_t = 1)]
@@ -130,7 +131,7 @@ pub struct ExportArgs {
     #[arg(long)]
     pub add_basics: bool,
     /// Add what this container runtime's own init calls after installing the filter.
-    #[arg(long, value_enum, value_name = "RUNTIME")]
+    #[arg(long, value_parser = named::<Runtime>(), value_name = "RUNTIME")]
     pub for_runtime: Option<Runtime>,
 }
 
@@ -350,57 +351,15 @@ pub enum TraceCommand {
     },
 }
 
-/// Parses sizes such as 4096, 64K, 8M, 1G.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let mult = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => return Err(format!("size {s:?} has an unknown suffix (use K, M or G)")),
-            };
-            (&s[..i], mult)
-        }
-        _ => (s, 1),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("size {s:?} is not a number"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+fn parse_ring_size(s: &str) -> anyhow::Result<u32> {
+    check_ring_bytes(parse_size(s)?).map_err(anyhow::Error::msg)
 }
 
-fn parse_ring_size(s: &str) -> Result<u32, String> {
-    check_ring_bytes(parse_size(s)?)
-}
-
-/// Parses durations such as 500ms, 30s, 5m, 1h, or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("duration {s:?} is not a number with a unit"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "duration {s:?} has an unknown unit (use ms, s, m or h)"
-            ));
-        }
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("duration {s:?} must be greater than zero"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+/// A clap parser for a core enum with names.
+fn named<T: Named + Send + Sync>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(T::NAMES.iter().map(|(n, _)| *n))
+        .map(|s| T::from_name(&s).expect("clap checked the name"))
 }
 
 #[cfg(test)]
@@ -408,27 +367,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64K"), Ok(65536));
-        assert_eq!(parse_size("8M"), Ok(8 << 20));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("8X").is_err());
-        assert!(
-            parse_ring_size("3000")
-                .unwrap_err()
-                .contains("not a power of two")
-        );
-        assert!(parse_ring_size("1K").unwrap_err().contains("too small"));
-        assert_eq!(parse_ring_size("4K"), Ok(4096));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("soon").is_err());
+    fn ring_sizes() {
+        let err = |s| parse_ring_size(s).unwrap_err().to_string();
+        assert!(err("3000").contains("not a power of two"));
+        assert!(err("1K").contains("too small"));
+        assert!(err("8X").contains("suffix"));
+        assert_eq!(parse_ring_size("4K").unwrap(), 4096);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::sysnames::describe_io;
+use phasebox_core::sysnames::describe_io;
 
 /// Finds `cmd` the way a shell does: as given when it holds a '/', else on $PATH.
 pub fn resolve(cmd: &str) -> anyhow::Result<PathBuf> {
@@ -141,7 +141,7 @@ fn recv_fd(sock: &OwnedFd) -> Option<OwnedFd> {
 
 /// A seccomp filter for the launched command.
 pub struct Seccomp<'a> {
-    pub spec: &'a crate::seccomp::filter::FilterSpec,
+    pub spec: &'a crate::enforce::filter::FilterSpec,
     /// Leave out names the running kernel does not know.
     pub skip_unknown: bool,
 }

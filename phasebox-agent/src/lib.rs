@@ -1,25 +1,13 @@
-//! phasebox: learns which system calls a program really needs, phase by phase.
-//!
-//! Kernel I/O stays at the edge (`probe`, `launch`, `procfs`); `event`, `process`, `summary`
-//! and `tracefile` are plain logic, unit-tested without root.
-pub mod atomic_file;
+//! phasebox's agent: the edge where phasebox meets the kernel and other processes. `probe`
+//! loads and reads the eBPF programs, `launch` starts commands, `procfs` reads /proc,
+//! `enforce` installs seccomp filters, `session` ties a tracing run together, and `commands`
+//! are the thin CLI adapters over it. Everything that is plain logic is in `phasebox_core`.
 pub mod cli;
 pub mod commands;
-pub mod event;
+pub mod enforce;
 pub mod launch;
-pub mod learn;
-pub mod metrics;
-pub mod monitor;
-pub mod phase;
-pub mod policy;
 pub mod probe;
-pub mod process;
 pub mod procfs;
-pub mod profile;
-pub mod report;
-pub mod scenario;
-pub mod seccomp;
+pub mod runner;
+pub mod serve;
 pub mod session;
-pub mod summary;
-pub mod sysnames;
-pub mod tracefile;

@@ -7,15 +7,15 @@ use aya::maps::{MapData, RingBuf};
 use phasebox_common::kind;
 use tokio::io::{Interest, unix::AsyncFd};
 
-use crate::{
+use phasebox_core::{
     event::{self, Event},
     learn::Learner,
-    probe::Probe,
     process::ProcessTree,
-    procfs,
     summary::Summary,
     tracefile::{TraceFooter, TraceWriter},
 };
+
+use crate::{probe::Probe, procfs};
 
 /// Why a session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

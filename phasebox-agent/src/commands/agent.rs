@@ -12,16 +12,17 @@ use super::{
     record,
 };
 use crate::{
-    atomic_file::write_atomic,
     cli::{AgentArgs, OnViolation, TraceOptions},
+    probe, procfs,
+    session::{Origin, Session, Stop, interrupted},
+};
+use phasebox_core::{
+    atomic_file::write_atomic,
     learn::{Learner, RunInfo},
-    metrics::{self, Counters, Metrics},
+    metrics::{Counters, Metrics},
     monitor::Monitor,
     phase::Detector,
-    probe,
     process::ProcessTree,
-    procfs,
-    session::{Origin, Session, Stop, interrupted},
     sysnames,
 };
 
@@ -102,7 +103,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     }
 
     let page = Arc::new(Mutex::new(String::new()));
-    let server = metrics::serve(args.listen, page.clone()).await?;
+    let server = crate::serve::serve(args.listen, page.clone()).await?;
     let mut state = State {
         metrics: Metrics::new()?,
         page,

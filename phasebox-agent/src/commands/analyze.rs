@@ -1,8 +1,8 @@
 //! `phasebox analyze TRACE --phases R --profile FILE`: learn a profile from a trace file, with
 //! the same pipeline as a live run.
-use crate::{
+use crate::cli::AnalyzeArgs;
+use phasebox_core::{
     atomic_file::{AtomicFile, file_error},
-    cli::AnalyzeArgs,
     learn::{Learner, RunInfo},
     phase::Detector,
     process::ProcessTree,

@@ -1,7 +1,7 @@
 //! `phasebox compare PROFILE POLICY…`: a learned profile against other policies.
-use crate::{
+use crate::cli::CompareArgs;
+use phasebox_core::{
     atomic_file::write_atomic,
-    cli::CompareArgs,
     policy::{Policy, report},
     profile::Profile,
 };

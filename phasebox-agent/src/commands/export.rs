@@ -1,12 +1,13 @@
 //! `phasebox export PROFILE`: a learned profile as a seccomp policy.
 use std::io::Write as _;
 
-use crate::{
+use phasebox_core::{
     atomic_file::write_atomic,
-    cli::ExportArgs,
     profile::Profile,
     seccomp::export::{self, Target},
 };
+
+use crate::cli::ExportArgs;
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     let p = Profile::load(&args.profile)?;
@@ -71,7 +72,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
             {
                 anyhow::bail!(
                     "cannot write to standard output: {}",
-                    crate::sysnames::describe_io(&e)
+                    phasebox_core::sysnames::describe_io(&e)
                 );
             }
         }

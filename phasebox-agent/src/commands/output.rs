@@ -2,17 +2,20 @@
 //! the profile. Every output is opened before tracing starts, so a bad path fails up front.
 use std::io::Write as _;
 
-use crate::{
+use phasebox_core::{
     atomic_file::{AtomicFile, file_error},
-    cli::TraceOptions,
     learn::{Learner, RunInfo},
     phase::Detector,
-    probe::{Probe, ProbeOptions},
-    procfs,
-    session::{Origin, Session},
     summary::Summary,
     sysnames,
     tracefile::{FORMAT_VERSION, TraceHeader, TraceWriter},
+};
+
+use crate::{
+    cli::TraceOptions,
+    probe::{Probe, ProbeOptions},
+    procfs,
+    session::{Origin, Session},
 };
 
 /// Outputs opened before tracing starts.

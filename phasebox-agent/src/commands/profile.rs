@@ -1,8 +1,6 @@
 //! `phasebox profile show|merge|diff`.
-use crate::{
-    cli::ProfileCommand,
-    profile::{Profile, compare, show},
-};
+use crate::cli::ProfileCommand;
+use phasebox_core::profile::{Profile, compare, show};
 
 pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
     match cmd {

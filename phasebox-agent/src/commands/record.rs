@@ -5,10 +5,10 @@ use super::output::{self, Capture};
 use crate::{
     cli::RecordArgs,
     probe::Probe,
-    process::ProcessTree,
     procfs,
     session::{Origin, Session, Stop, interrupted},
 };
+use phasebox_core::process::ProcessTree;
 
 /// Tracks `root` and every descendant /proc shows (twice, to catch forks made meanwhile; after
 /// that the kernel follows new children itself).

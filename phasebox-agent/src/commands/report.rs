@@ -1,14 +1,15 @@
 //! `phasebox report PROFILE… -o report.html`: the HTML page of one or more profiles.
 use std::path::PathBuf;
 
-use crate::{
+use phasebox_core::{
     atomic_file::write_atomic,
-    cli::ReportArgs,
     policy::{Policy, report as compare},
     profile::{Profile, compare::merge},
     report::{Page, html},
     scenario::coverage,
 };
+
+use crate::cli::ReportArgs;
 
 /// A profile's label: its run's name (a scenario's "set/name"), else its file name.
 fn label(p: &Profile, path: &std::path::Path) -> String {

@@ -7,12 +7,15 @@ use tokio::sync::oneshot;
 use super::output::{self, Capture};
 use crate::{
     cli::{Namespace, RunArgs},
+    enforce::{filter::FilterSpec, notify, phased},
     launch,
+    session::{Origin, Session, Stop},
+};
+use phasebox_core::{
     learn::{Learner, ServingSet},
     phase::Detector,
     process::ProcessTree,
-    seccomp::{filter::FilterSpec, notify, oci::OciProfile, phased},
-    session::{Origin, Session, Stop},
+    seccomp::oci::OciProfile,
 };
 
 /// What phase-aware enforcement denied.

@@ -3,18 +3,19 @@
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::{
+use phasebox_core::{
     atomic_file::write_atomic,
-    cli::ScenariosRunArgs,
     profile::{Profile, compare::merge},
     scenario::{
         Scenario, ScenarioSet,
         coverage::{self, ScenarioCoverage},
         oracle::{OracleDiff, strace_names},
-        runner::{self, Tracer},
     },
     seccomp::export::select,
 };
+
+use crate::cli::ScenariosRunArgs;
+use crate::runner::{self, Tracer};
 
 pub fn list(file: &Path) -> anyhow::Result<i32> {
     let set = ScenarioSet::load(file)?;
@@ -174,7 +175,7 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
     let chosen = selected(&set, &args.only)?;
     if let Some(oci) = &args.seccomp {
         // A bad profile fails once, here, rather than in every scenario.
-        crate::seccomp::oci::OciProfile::load(oci)?;
+        phasebox_core::seccomp::oci::OciProfile::load(oci)?;
     }
     let dir = args
         .output

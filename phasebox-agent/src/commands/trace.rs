@@ -5,7 +5,7 @@ use std::path::Path;
 
 use phasebox_common::syscall_flags;
 
-use crate::{event::Event, sysnames, tracefile};
+use phasebox_core::{event::Event, sysnames, tracefile};
 
 /// One event as a line: time since start, tid, what happened. `path` is the syscall's path
 /// argument when it has one.

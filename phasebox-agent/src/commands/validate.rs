@@ -5,17 +5,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use phasebox_core::{
+    profile::Profile,
+    seccomp::{export, oci::OciProfile},
+    sysnames,
+};
+
 use crate::{
     cli::ValidateArgs,
-    launch,
-    profile::Profile,
-    seccomp::{
-        export,
+    enforce::{
         filter::FilterSpec,
         notify::{self, Verdict},
-        oci::OciProfile,
     },
-    sysnames,
+    launch,
 };
 
 pub fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {

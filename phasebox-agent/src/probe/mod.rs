@@ -16,7 +16,7 @@ use phasebox_common::{
     mode, names,
 };
 
-use crate::{summary::Losses, sysnames};
+use phasebox_core::{summary::Losses, sysnames};
 
 /// The kernel object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/phasebox"));

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::sysnames::describe_io;
+use phasebox_core::sysnames::describe_io;
 
 const MOUNT_POINT: &str = "/sys/kernel/tracing";
 const LEGACY: &str = "/sys/kernel/debug/tracing";

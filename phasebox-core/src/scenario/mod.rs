@@ -1,10 +1,8 @@
 //! Execution scenarios: a TOML file names a program and the ways to exercise it, each in a
 //! clean environment (docs/scenarios.md). This module holds the format and its checks; the
-//! runner runs them, coverage says what each one added.
+//! agent's runner runs them, coverage says what each one added.
 pub mod coverage;
-pub mod http;
 pub mod oracle;
-pub mod runner;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::atomic_file::file_error;
-use crate::cli::parse_duration;
+use crate::units::parse_duration;
 
 /// A scenario set: one program, several scenarios.
 #[derive(Clone, Debug, Deserialize)]

@@ -8,13 +8,14 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::{
+use phasebox_core::seccomp::{
     export::{MANIFEST_SCHEMA, Manifest},
-    filter::FilterSpec,
-    notify::Verdict,
     oci::OciProfile,
 };
-use crate::{atomic_file::file_error, learn::ServingSet, phase::rules::Rules, procfs};
+
+use super::{filter::FilterSpec, notify::Verdict};
+use crate::procfs;
+use phasebox_core::{atomic_file::file_error, learn::ServingSet, phase::rules::Rules};
 
 /// A manifest read back, with the sets the filter needs.
 pub struct Plan {

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::HttpStep;
+use phasebox_core::scenario::HttpStep;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 

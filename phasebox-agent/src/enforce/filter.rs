@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
-use super::oci::OciProfile;
+use phasebox_core::seccomp::oci::OciProfile;
 
 /// A seccomp filter ready to install.
 #[derive(Clone, Debug)]
@@ -217,7 +217,7 @@ mod tests {
         let names: BTreeSet<String> = ["read", "write", "exit_group", "no_such_call"]
             .map(String::from)
             .into();
-        let p = OciProfile::allow_list(&names, crate::sysnames::ARCH, "SCMP_ACT_ERRNO", 1);
+        let p = OciProfile::allow_list(&names, phasebox_core::sysnames::ARCH, "SCMP_ACT_ERRNO", 1);
         let spec = FilterSpec::from_oci(&p).unwrap();
         assert_eq!(spec.unknown_names(), ["no_such_call"]);
         let e = spec.compile(false, None).unwrap_err().to_string();

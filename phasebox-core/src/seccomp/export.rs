@@ -51,10 +51,27 @@ pub const RUNC_INIT: &[&str] = &[
     "execve",
 ];
 
+/// An enum whose values have names on the command line and in files.
+pub trait Named: Sized + Copy + 'static {
+    /// Every value with its name.
+    const NAMES: &'static [(&'static str, Self)];
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
+    }
+}
+
 /// Container runtimes `--for-runtime` knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runtime {
     Runc,
+}
+
+impl Named for Runtime {
+    const NAMES: &'static [(&'static str, Self)] = &[("runc", Runtime::Runc)];
 }
 
 /// Adds what `runtime` itself needs after installing the filter; returns what was not there.
@@ -69,7 +86,7 @@ pub fn add_runtime(names: &mut BTreeSet<String>, runtime: Runtime) -> Vec<String
 }
 
 /// Output formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// OCI runtime-spec seccomp JSON.
     Oci,
@@ -77,6 +94,14 @@ pub enum Format {
     Spo,
     /// A systemd SystemCallFilter= line.
     Systemd,
+}
+
+impl Named for Format {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("oci", Format::Oci),
+        ("spo", Format::Spo),
+        ("systemd", Format::Systemd),
+    ];
 }
 
 impl Format {
@@ -90,7 +115,7 @@ impl Format {
 }
 
 /// What a denied call gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DefaultAction {
     /// Fail with an errno (--errno, EPERM by default).
     Errno,
@@ -98,6 +123,14 @@ pub enum DefaultAction {
     Kill,
     /// Allow, but log to the kernel audit log.
     Log,
+}
+
+impl Named for DefaultAction {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("errno", DefaultAction::Errno),
+        ("kill", DefaultAction::Kill),
+        ("log", DefaultAction::Log),
+    ];
 }
 
 impl DefaultAction {

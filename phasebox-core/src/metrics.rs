@@ -1,8 +1,6 @@
 //! Prometheus metrics of a running agent, refreshed from the session once a second and served
 //! on /metrics. Label values are bounded: program, role, phase and syscall names, never pids.
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 use prometheus::{
     CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -159,33 +157,6 @@ pub struct Counters {
     pub dropped: u64,
     pub killed: u64,
     pub bpf: Vec<(&'static str, std::time::Duration, u64)>,
-}
-
-/// Serves `/metrics` (the latest rendering in `page`) on `addr`.
-pub async fn serve(
-    addr: SocketAddr,
-    page: Arc<std::sync::Mutex<String>>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use axum::{Router, http::header, routing::get};
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {addr}: {}",
-            crate::sysnames::describe_io(&e)
-        )
-    })?;
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let page = page.clone();
-            async move {
-                let body = page.lock().map(|p| p.clone()).unwrap_or_default();
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
-            }
-        }),
-    );
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    }))
 }
 
 #[cfg(test)]

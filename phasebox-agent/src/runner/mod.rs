@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{cli::parse_duration, procfs};
+use phasebox_core::scenario::{Namespace, Scenario, ScenarioSet, Stdout, expand, signal_number};
+use phasebox_core::units::parse_duration;
 
-use super::{Namespace, Scenario, ScenarioSet, Stdout, expand, http, signal_number};
+use crate::procfs;
+
+pub mod http;
 
 /// What traces the program.
 #[derive(Clone, Debug)]

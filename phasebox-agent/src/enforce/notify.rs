@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
 
-use crate::sysnames;
+use phasebox_core::sysnames;
 
 /// What to do with a notified call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
