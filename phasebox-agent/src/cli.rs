@@ -48,6 +48,16 @@ pub enum Command {
     /// One self-contained HTML page: timelines, phase tables, scenario coverage and
     /// comparisons with policies.
     Report(ReportArgs),
+    /// For the cost benchmark: attach only an empty program to raw_syscalls/sys_enter.
+    #[command(hide = true)]
+    Floor(FloorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// Detach after this long (default: on Ctrl-C or SIGTERM).
+    #[arg(short, long, value_name = "D", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +163,10 @@ pub struct ValidateArgs {
     /// Leave out syscall names the running kernel does not know instead of failing.
     #[arg(long)]
     pub seccomp_skip_unknown: bool,
+    /// Phase rules that name the phase of each denied call (default: the profile's own, if
+    /// built in, else generic).
+    #[arg(long, value_name = "RULES")]
+    pub phases: Option<String>,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -183,15 +197,17 @@ pub struct CompareArgs {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The process to attach to (with its threads and descendants).
+    /// The processes to attach to (with their threads and descendants): repeat, or separate
+    /// with commas.
     #[arg(
         short,
-        long,
+        long = "pid",
         value_name = "PID",
+        value_delimiter = ',',
         required_unless_present = "exec_name",
         conflicts_with = "exec_name"
     )]
-    pub pid: Option<u32>,
+    pub pids: Vec<u32>,
     /// Wait for processes that execute this program, and trace each from its execve on (its
     /// startup phases too).
     #[arg(long, value_name = "NAME")]
@@ -218,6 +234,18 @@ pub struct AgentArgs {
     /// What a violation does: log it, or have the kernel kill the process.
     #[arg(long, value_enum, default_value = "log", requires = "monitor")]
     pub on_violation: OnViolation,
+    /// Count failed calls per role, phase and syscall (phasebox_syscall_errors_total). It
+    /// adds a program on every syscall's exit, which every process on the host pays for (see
+    /// BENCHMARKS.md).
+    #[arg(long)]
+    pub errors: bool,
+    /// How often BPF run-time statistics are sampled (they tax every BPF program on the host
+    /// while on); `off` never turns them on.
+    #[arg(long, default_value = "60s", value_name = "D", value_parser = parse_period)]
+    pub bpf_stats_every: Duration,
+    /// How long each sample lasts.
+    #[arg(long, default_value = "1s", value_name = "D", value_parser = parse_duration)]
+    pub bpf_stats_window: Duration,
     /// How often the profile is written.
     #[arg(long, default_value = "30s", value_name = "D", value_parser = parse_duration)]
     pub checkpoint: Duration,
@@ -290,9 +318,6 @@ pub struct TraceOptions {
     /// Learn a profile (roles, phases, syscalls) and write it to this file.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
-    /// Track any process that executes this program (used by `agent --exec-name`).
-    #[arg(skip)]
-    pub exec_name: Option<String>,
     /// Phase rules for the profile: generic, nginx, auto, or a rule file.
     #[arg(long, default_value = "generic", value_name = "RULES")]
     pub phases: String,
@@ -333,9 +358,16 @@ pub struct RunArgs {
 pub struct RecordArgs {
     #[command(flatten)]
     pub trace: TraceOptions,
-    /// The process to attach to (with its threads and descendants).
-    #[arg(short, long, value_name = "PID")]
-    pub pid: u32,
+    /// The processes to attach to (with their threads and descendants): repeat, or separate
+    /// with commas.
+    #[arg(
+        short,
+        long = "pid",
+        value_name = "PID",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub pids: Vec<u32>,
     /// Stop after this long (for example 30s, 5m, 500ms); default: until Ctrl-C, SIGTERM, or the
     /// process tree is gone.
     #[arg(short, long, value_name = "D", value_parser = parse_duration)]
@@ -352,7 +384,15 @@ pub enum TraceCommand {
 }
 
 fn parse_ring_size(s: &str) -> anyhow::Result<u32> {
-    check_ring_bytes(parse_size(s)?).map_err(anyhow::Error::msg)
+    Ok(check_ring_bytes(parse_size(s)?)?)
+}
+
+/// A duration, or `off` (zero).
+fn parse_period(s: &str) -> Result<Duration, phasebox_core::units::UnitError> {
+    if s.trim() == "off" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
 }
 
 /// A clap parser for a core enum with names.
@@ -373,6 +413,15 @@ mod tests {
         assert!(err("1K").contains("too small"));
         assert!(err("8X").contains("suffix"));
         assert_eq!(parse_ring_size("4K").unwrap(), 4096);
+    }
+
+    #[test]
+    fn several_pids() {
+        let cli = Cli::try_parse_from(["phasebox", "record", "-p", "3", "-p", "4,5"]).unwrap();
+        match cli.command {
+            Command::Record(r) => assert_eq!(r.pids, vec![3, 4, 5]),
+            other => panic!("parsed as {other:?}"),
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod enforce;
 pub mod launch;
+pub mod logging;
 pub mod probe;
 pub mod procfs;
 pub mod runner;

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // One sentence: the message and its causes, joined.
             let msg: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            eprintln!("phasebox: {}", msg.join(": "));
+            phasebox::say!("phasebox: {}", msg.join(": "));
             ExitCode::FAILURE
         }
     }

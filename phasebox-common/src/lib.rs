@@ -3,10 +3,16 @@
 //! Every record the kernel writes to the ring buffer starts with a [`Header`]; its `kind` says
 //! which fixed-size record follows. Records are `#[repr(C)]` with explicit padding so the layout
 //! is the same on both sides and in trace files (which store these records as they are).
+//!
+//! **Segments.** The kernel splits each process's life into segments at every call that could
+//! start a new phase (a phase-marker syscall, an exec, a fork when forks are markers) and keys
+//! its counters by (process, segment, syscall). Userspace names the phase of each segment when
+//! it reads the record that opened it ([`SegmentRecord`]), so every call is counted in the
+//! phase its process was in when it made it, whenever userspace happens to read the counters.
 #![no_std]
 
 /// Version of the record layout below; trace files carry it.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 
 /// Map and program names, used by the kernel crate (as symbol names) and the agent.
 pub mod names {
@@ -15,29 +21,64 @@ pub mod names {
     pub const KERNEL_BITS: &str = "PB_KERNEL_BITS";
     pub const PENDING: &str = "PB_PENDING";
     pub const COUNTS: &str = "PB_COUNTS";
+    pub const PROCS: &str = "PB_PROCS";
+    pub const NEXT_INSTANCE: &str = "PB_NEXT_INSTANCE";
+    pub const SET_REQUESTS: &str = "PB_SET_REQUESTS";
     pub const EVENTS: &str = "PB_EVENTS";
     pub const DROPS: &str = "PB_DROPS";
     pub const PATH_ARGS: &str = "PB_PATH_ARGS";
-    pub const EPOCH: &str = "PB_EPOCH";
     pub const MARKERS: &str = "PB_MARKERS";
     pub const ALLOWED: &str = "PB_ALLOWED";
     pub const CONFIG: &str = "PB_CONFIG";
+    pub const MODE: &str = "PB_MODE";
     pub const PROG_SYS_ENTER: &str = "pb_sys_enter";
     pub const PROG_SYS_EXIT: &str = "pb_sys_exit";
     pub const PROG_FORK: &str = "pb_fork";
     pub const PROG_EXEC: &str = "pb_exec";
     pub const PROG_EXIT: &str = "pb_exit";
+    /// A program that does nothing, for measuring what a tracepoint costs by itself.
+    pub const PROG_FLOOR: &str = "pb_floor";
     /// Every phasebox program name starts with this.
     pub const PROG_PREFIX: &str = "pb_";
 }
 
 /// Record kinds (the `kind` of [`Header`]). Fixed numbers: new kinds get new numbers.
-pub mod kind {
-    pub const SYSCALL: u16 = 1;
-    pub const FORK: u16 = 2;
-    pub const EXEC: u16 = 3;
-    pub const EXIT: u16 = 4;
-    pub const PATH: u16 = 5;
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Syscall = 1,
+    Fork = 2,
+    Exec = 3,
+    Exit = 4,
+    Path = 5,
+    Segment = 6,
+}
+
+impl Kind {
+    /// The kind with this number, if there is one.
+    pub const fn from_u16(n: u16) -> Option<Kind> {
+        Some(match n {
+            1 => Kind::Syscall,
+            2 => Kind::Fork,
+            3 => Kind::Exec,
+            4 => Kind::Exit,
+            5 => Kind::Path,
+            6 => Kind::Segment,
+            _ => return None,
+        })
+    }
+}
+
+/// A ring-buffer record.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]`, start with a [`Header`], have no implicit padding (every
+/// byte is a field: the layout asserts below check the sizes), and are valid for any bit
+/// pattern (plain integers and byte arrays only). Reading one from bytes, or viewing one as
+/// bytes, is then sound.
+pub unsafe trait Record: Copy + 'static {
+    /// The `kind` its header carries.
+    const KIND: Kind;
 }
 
 /// Flags of an [`ExecRecord`].
@@ -50,10 +91,23 @@ pub mod exec_flags {
 pub mod syscall_flags {
     /// The syscall does not return (exit, exit_group): `ret` and `duration_ns` are 0.
     pub const NO_RETURN: u16 = 1;
-    /// Summary mode: sent at entry (`ret` and `duration_ns` are 0).
+    /// Sent at entry (`ret` and `duration_ns` are 0): summary mode's first uses.
     pub const AT_ENTRY: u16 = 2;
-    /// Summary mode: the process's first use of this syscall in its current phase.
+    /// Summary mode: the first call of this syscall in its segment.
     pub const FIRST_USE: u16 = 4;
+}
+
+/// Why a segment opened (the `flags` of a [`SegmentRecord`]'s header).
+pub mod segment_flags {
+    /// A call of a syscall that a later phase's marker looks at (`nr` says which).
+    pub const MARKER: u16 = 1;
+    /// The process's first traced call: it was not known to the kernel before (attached, or
+    /// launched and now at its execve). May come with MARKER.
+    pub const FIRST: u16 = 2;
+    /// The process executed a new program (after its [`super::ExecRecord`]).
+    pub const EXEC: u16 = 4;
+    /// The process forked while forks are phase markers.
+    pub const FORK: u16 = 8;
 }
 
 /// Slots of the per-CPU loss counters.
@@ -64,41 +118,59 @@ pub mod drop_slot {
     pub const COUNTS: u32 = 1;
     /// Not a loss: processes killed for a syscall outside their allowed set.
     pub const KILLED: u32 = 2;
+    /// The process map was full: a process's calls were counted without segments.
+    pub const PROCS: u32 = 3;
     /// Number of slots.
-    pub const SLOTS: u32 = 3;
+    pub const SLOTS: u32 = 4;
 }
 
-/// `Config::mode` bits.
+/// `PB_MODE` bits.
 pub mod mode {
     /// Send one record per syscall to the ring buffer (the timeline). Without it only the
-    /// kernel counters and process records are kept.
+    /// counters, segment openers, first uses and process records are sent.
     pub const STREAM: u32 = 1;
-    /// With STREAM: also send the path argument of path-taking syscalls (for profiles and
-    /// trace files; a summary alone does not need them).
+    /// Also send the path argument of path-taking syscalls (phase markers, profiles and trace
+    /// files use them).
     pub const PATHS: u32 = 2;
     /// Monitor mode with kill: a process calling a syscall outside its PB_ALLOWED set gets
     /// SIGKILL from the kernel.
     pub const KILL: u32 = 4;
+    /// Count failed calls (needs the sys_exit program; implied by STREAM).
+    pub const ERRORS: u32 = 8;
 }
+
+/// Number of syscall numbers the per-syscall tables cover.
+pub const MAX_SYSCALLS: u32 = 1024;
+/// Slot of a marker set that says forks are markers (no syscall has this number).
+pub const FORK_MARKER_SLOT: u32 = MAX_SYSCALLS - 1;
+/// Number of marker sets (`PB_MARKERS` holds `MAX_MARKER_SETS * MAX_SYSCALLS` entries).
+pub const MAX_MARKER_SETS: u32 = 64;
+/// Marker set 0: every marker of the rule set, what a process starts with (and after an exec).
+pub const FULL_MARKER_SET: u32 = 0;
 
 /// Bits of a PB_ALLOWED value: one per syscall number below MAX_SYSCALLS.
 pub const ALLOWED_WORDS: usize = (MAX_SYSCALLS / 64) as usize;
 
-/// `PB_EPOCH` value bit: the process is in a phase after which no marker matters, so marker
-/// syscalls need not be sent any more (only first uses).
-pub const EPOCH_NO_MARKERS: u32 = 1 << 31;
-
 /// `Config` field value for a tracepoint field the running kernel does not have.
 pub const NO_FIELD: u32 = u32::MAX;
 
-/// Settings the agent writes into the kernel programs before loading them.
+/// The signal monitor mode's kill sends.
+pub const SIGKILL: u32 = 9;
+
+/// Length of a task's comm.
+pub const COMM_LEN: usize = 16;
+/// Length of a captured path argument (longer ones are cut).
+pub const PATH_LEN: usize = 256;
+/// Length of the path kept from an exec.
+pub const EXEC_PATH_LEN: usize = 256;
+
+/// Settings the agent writes into the kernel programs before loading them (the hot `mode`
+/// bits are a global of their own, `PB_MODE`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The agent's own tgid: never tracked.
     pub self_tgid: u32,
-    /// `mode` bits.
-    pub mode: u32,
     /// Offsets into the tracepoint records, read from tracefs `format` files at run time.
     pub fork_child_pid_off: u32,
     pub exec_filename_off: u32,
@@ -118,7 +190,24 @@ pub struct Config {
     /// Wake the reader once this many bytes wait in the ring buffer (syscall records are
     /// submitted without a wakeup below it; the reader also drains on a timer).
     pub wakeup_bytes: u32,
-    pub _pad: u32,
+}
+
+impl Config {
+    /// What the kernel programs use before the agent overrides it.
+    pub const UNSET: Config = Config {
+        self_tgid: 0,
+        fork_child_pid_off: NO_FIELD,
+        exec_filename_off: NO_FIELD,
+        exec_old_pid_off: NO_FIELD,
+        exit_group_dead_off: NO_FIELD,
+        nr_execve: u32::MAX,
+        nr_execveat: u32::MAX,
+        nr_exit: u32::MAX,
+        nr_exit_group: u32::MAX,
+        arg_offsets: [NO_FIELD; 6],
+        exec_comm: [0; COMM_LEN],
+        wakeup_bytes: 0,
+    };
 }
 
 /// Start of every ring-buffer record.
@@ -130,13 +219,28 @@ pub struct Header {
     pub tgid: u32,
 }
 
-/// One system call, enter and exit paired in the kernel.
+impl Header {
+    /// The header of a record of type `R`.
+    pub const fn of<R: Record>(flags: u16, tgid: u32) -> Header {
+        Header {
+            kind: R::KIND as u16,
+            flags,
+            tgid,
+        }
+    }
+}
+
+/// One system call (enter and exit paired in the kernel in stream mode; its entry alone for
+/// summary mode's first uses).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallRecord {
     pub header: Header,
     pub tid: u32,
     pub nr: u32,
+    /// The process instance and its segment the call was counted in.
+    pub instance: u32,
+    pub seg: u32,
     /// CLOCK_MONOTONIC (bpf_ktime_get_ns) at entry.
     pub enter_ns: u64,
     pub duration_ns: u64,
@@ -144,23 +248,37 @@ pub struct SyscallRecord {
 }
 
 /// A tracked task created a task (process or thread; a thread's `child_tid` never shows up
-/// as a tgid).
+/// as a tgid). `child_instance` is the instance the kernel gave the child should it be a
+/// process; its first segment is 1.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ForkRecord {
     pub header: Header,
     pub parent_tid: u32,
     pub child_tid: u32,
+    pub child_instance: u32,
+    pub _pad: u32,
     pub ts_ns: u64,
 }
 
-/// Number of syscall numbers PB_PATH_ARGS covers.
-pub const MAX_SYSCALLS: u32 = 1024;
-/// Length of a captured path argument (longer ones are cut).
-pub const PATH_LEN: usize = 256;
+/// A process's new segment: from this record on (in segment order), its calls are counted
+/// under (`instance`, `seg`). Segments of an instance are numbered 1, 2, 3… without gaps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentRecord {
+    /// `flags`: `segment_flags`.
+    pub header: Header,
+    pub tid: u32,
+    /// The call that opened it (MARKER, FIRST); 0 otherwise.
+    pub nr: u32,
+    pub instance: u32,
+    pub seg: u32,
+    /// Entry time of the call (a PathRecord with the same tid and time may precede it).
+    pub ts_ns: u64,
+}
 
-/// The path argument of a syscall, read at its entry; the syscall's own record (same tid and
-/// `enter_ns`) follows.
+/// The path argument of a syscall, read at its entry; the syscall's own record or segment
+/// opener (same tid and entry time) follows.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PathRecord {
@@ -170,11 +288,6 @@ pub struct PathRecord {
     pub enter_ns: u64,
     pub path: [u8; PATH_LEN],
 }
-
-/// Length of the path kept from an exec.
-pub const EXEC_PATH_LEN: usize = 256;
-/// Length of a task's comm.
-pub const COMM_LEN: usize = 16;
 
 /// A tracked process executed a new program.
 #[repr(C)]
@@ -198,11 +311,36 @@ pub struct ExitRecord {
     pub ts_ns: u64,
 }
 
-/// Key of the per-process syscall counters.
+// SAFETY: each is repr(C), starts with a Header, and is made of integers and byte arrays with
+// explicit padding fields; the size asserts below fail the build on any implicit padding.
+unsafe impl Record for SyscallRecord {
+    const KIND: Kind = Kind::Syscall;
+}
+unsafe impl Record for ForkRecord {
+    const KIND: Kind = Kind::Fork;
+}
+unsafe impl Record for ExecRecord {
+    const KIND: Kind = Kind::Exec;
+}
+unsafe impl Record for ExitRecord {
+    const KIND: Kind = Kind::Exit;
+}
+unsafe impl Record for PathRecord {
+    const KIND: Kind = Kind::Path;
+}
+unsafe impl Record for SegmentRecord {
+    const KIND: Kind = Kind::Segment;
+}
+
+/// Key of the syscall counters: one process instance's segment and syscall.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CountKey {
     pub tgid: u32,
+    /// Unique per process the kernel has seen (pids are reused, instances are not); 0 when
+    /// the process map was full.
+    pub instance: u32,
+    pub seg: u32,
     pub nr: u32,
 }
 
@@ -211,11 +349,31 @@ pub struct CountKey {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub calls: u64,
-    /// Failed returns (stream mode only: summary mode does not watch syscall exits).
+    /// Failed returns (only with mode::ERRORS or STREAM: the exit program counts them).
     pub errors: u64,
-    /// Summary mode: 1 + the phase epoch in which this CPU last reported the call (0: never).
-    pub seen: u32,
-    pub _pad: u32,
+}
+
+/// The kernel's state of a tracked process, keyed by tgid. Only the kernel writes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcState {
+    pub instance: u32,
+    /// The current segment (1, 2, 3…).
+    pub seg: u32,
+    /// The marker set in force (`PB_MARKERS`).
+    pub marker_set: u32,
+    /// Execs so far: a set request made for an earlier program is ignored.
+    pub execs: u32,
+}
+
+/// The agent asks for a narrower marker set for a process whose phase it now knows (phases
+/// only move forward, so later phases need fewer markers). The kernel applies it at the
+/// process's next marker-candidate call if `execs` still matches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetRequest {
+    pub marker_set: u32,
+    pub execs: u32,
 }
 
 /// A syscall entered and not yet returned, keyed by tid.
@@ -223,6 +381,8 @@ pub struct Counts {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pending {
     pub nr: u32,
+    pub instance: u32,
+    pub seg: u32,
     pub _pad: u32,
     pub enter_ns: u64,
 }
@@ -242,13 +402,29 @@ mod pod {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for CountKey {}
     unsafe impl aya::Pod for Counts {}
+    unsafe impl aya::Pod for ProcState {}
+    unsafe impl aya::Pod for SetRequest {}
+    unsafe impl aya::Pod for Pending {}
 }
 
-// Sizes are part of the wire format: a change here is a new WIRE_VERSION.
-const _: () = assert!(core::mem::size_of::<Header>() == 8);
-const _: () = assert!(core::mem::size_of::<SyscallRecord>() == 40);
-const _: () = assert!(core::mem::size_of::<ForkRecord>() == 24);
-const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + COMM_LEN + EXEC_PATH_LEN);
-const _: () = assert!(core::mem::size_of::<ExitRecord>() == 24);
-const _: () = assert!(core::mem::size_of::<Config>() == 88);
-const _: () = assert!(core::mem::size_of::<PathRecord>() == 24 + PATH_LEN);
+// Sizes and offsets are part of the wire format: a change here is a new WIRE_VERSION. A size
+// equal to the sum of the fields' sizes means no implicit padding.
+use core::mem::{offset_of, size_of};
+const _: () = assert!(size_of::<Header>() == 8);
+const _: () = assert!(size_of::<SyscallRecord>() == 48);
+const _: () = assert!(offset_of!(SyscallRecord, enter_ns) == 24);
+const _: () = assert!(size_of::<ForkRecord>() == 32);
+const _: () = assert!(size_of::<SegmentRecord>() == 32);
+const _: () = assert!(offset_of!(SegmentRecord, ts_ns) == 24);
+const _: () = assert!(size_of::<ExecRecord>() == 24 + COMM_LEN + EXEC_PATH_LEN);
+const _: () = assert!(size_of::<ExitRecord>() == 24);
+const _: () = assert!(size_of::<PathRecord>() == 24 + PATH_LEN);
+const _: () = assert!(size_of::<Config>() == 4 * 9 + 4 * 6 + COMM_LEN + 4);
+const _: () = assert!(size_of::<CountKey>() == 16);
+const _: () = assert!(offset_of!(CountKey, nr) == 12);
+const _: () = assert!(size_of::<Counts>() == 16);
+const _: () = assert!(offset_of!(Counts, errors) == 8);
+const _: () = assert!(size_of::<ProcState>() == 16);
+const _: () = assert!(size_of::<SetRequest>() == 8);
+const _: () = assert!(size_of::<Pending>() == 24);
+const _: () = assert!(offset_of!(Pending, enter_ns) == 16);

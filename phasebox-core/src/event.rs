@@ -1,6 +1,7 @@
 //! Decoding of the kernel's wire records into typed events.
 use phasebox_common::{
-    ExecRecord, ExitRecord, ForkRecord, Header, PathRecord, SyscallRecord, WIRE_VERSION, kind,
+    ExecRecord, ExitRecord, ForkRecord, Header, Kind, PathRecord, Record, SegmentRecord,
+    SyscallRecord, WIRE_VERSION, exec_flags,
 };
 
 /// One record from the kernel (or from a trace file).
@@ -11,10 +12,11 @@ pub enum Event {
     Exec(Exec),
     Exit(ExitRecord),
     Path(PathArg),
+    Segment(SegmentRecord),
 }
 
-/// The path argument of a syscall; the syscall's record with the same tid and `enter_ns`
-/// follows it.
+/// The path argument of a syscall; the syscall's record (or segment opener) with the same tid
+/// and entry time follows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathArg {
     pub tgid: u32,
@@ -44,53 +46,66 @@ pub enum DecodeError {
     Short(usize),
     #[error("record kind {0} is unknown to this phasebox (wire version {WIRE_VERSION})")]
     UnknownKind(u16),
-    #[error("record of kind {kind} has {got} bytes, expected {want}")]
-    Length { kind: u16, got: usize, want: usize },
+    #[error("record of kind {kind:?} has {got} bytes, expected {want}")]
+    Length { kind: Kind, got: usize, want: usize },
 }
 
-/// Size of the record of `kind`, or None for an unknown kind.
-pub fn record_len(kind: u16) -> Option<usize> {
-    Some(match kind {
-        kind::SYSCALL => size_of::<SyscallRecord>(),
-        kind::FORK => size_of::<ForkRecord>(),
-        kind::EXEC => size_of::<ExecRecord>(),
-        kind::EXIT => size_of::<ExitRecord>(),
-        kind::PATH => size_of::<PathRecord>(),
-        _ => return None,
+/// Size of the record of `kind`.
+pub fn record_len(kind: Kind) -> usize {
+    match kind {
+        Kind::Syscall => size_of::<SyscallRecord>(),
+        Kind::Fork => size_of::<ForkRecord>(),
+        Kind::Exec => size_of::<ExecRecord>(),
+        Kind::Exit => size_of::<ExitRecord>(),
+        Kind::Path => size_of::<PathRecord>(),
+        Kind::Segment => size_of::<SegmentRecord>(),
+    }
+}
+
+/// The header of the record starting at `bytes`.
+pub fn peek_header(bytes: &[u8]) -> Result<Header, DecodeError> {
+    let head = bytes
+        .first_chunk::<8>()
+        .ok_or(DecodeError::Short(bytes.len()))?;
+    let [k0, k1, f0, f1, t0, t1, t2, t3] = *head;
+    Ok(Header {
+        kind: u16::from_ne_bytes([k0, k1]),
+        flags: u16::from_ne_bytes([f0, f1]),
+        tgid: u32::from_ne_bytes([t0, t1, t2, t3]),
     })
 }
 
 /// The kind of the record starting at `bytes`.
-pub fn peek_kind(bytes: &[u8]) -> Result<u16, DecodeError> {
-    if bytes.len() < size_of::<Header>() {
-        return Err(DecodeError::Short(bytes.len()));
-    }
-    Ok(u16::from_ne_bytes([bytes[0], bytes[1]]))
+pub fn peek_kind(bytes: &[u8]) -> Result<Kind, DecodeError> {
+    let kind = peek_header(bytes)?.kind;
+    Kind::from_u16(kind).ok_or(DecodeError::UnknownKind(kind))
 }
 
-fn read<T: Copy>(bytes: &[u8], kind: u16) -> Result<T, DecodeError> {
-    if bytes.len() != size_of::<T>() {
+/// Reads a whole record of type `R` from exactly its bytes.
+pub fn read<R: Record>(bytes: &[u8]) -> Result<R, DecodeError> {
+    if bytes.len() != size_of::<R>() {
         return Err(DecodeError::Length {
-            kind,
+            kind: R::KIND,
             got: bytes.len(),
-            want: size_of::<T>(),
+            want: size_of::<R>(),
         });
     }
-    // SAFETY: length checked; T is a repr(C) struct of plain integers, valid for any bytes.
-    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+    // SAFETY: the length is checked, and `Record` guarantees a layout without padding that is
+    // valid for any bytes.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<R>()) })
 }
 
 /// Decodes one whole record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let kind = peek_kind(bytes)?;
-    Ok(match kind {
-        kind::SYSCALL => Event::Syscall(read(bytes, kind)?),
-        kind::FORK => Event::Fork(read(bytes, kind)?),
-        kind::EXIT => Event::Exit(read(bytes, kind)?),
-        kind::EXEC => {
-            let r: ExecRecord = read(bytes, kind)?;
+    Ok(match peek_kind(bytes)? {
+        Kind::Syscall => Event::Syscall(read(bytes)?),
+        Kind::Fork => Event::Fork(read(bytes)?),
+        Kind::Exit => Event::Exit(read(bytes)?),
+        Kind::Segment => Event::Segment(read(bytes)?),
+        Kind::Exec => {
+            let r: ExecRecord = read(bytes)?;
             Event::Exec(Exec {
-                new_root: r.header.flags & phasebox_common::exec_flags::NEW_ROOT != 0,
+                new_root: r.header.flags & exec_flags::NEW_ROOT != 0,
                 tgid: r.header.tgid,
                 tid: r.tid,
                 old_tid: r.old_tid,
@@ -99,8 +114,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 filename: c_string(&r.filename),
             })
         }
-        kind::PATH => {
-            let r: PathRecord = read(bytes, kind)?;
+        Kind::Path => {
+            let r: PathRecord = read(bytes)?;
             Event::Path(PathArg {
                 tgid: r.header.tgid,
                 tid: r.tid,
@@ -109,14 +124,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 path: c_string(&r.path),
             })
         }
-        other => return Err(DecodeError::UnknownKind(other)),
     })
 }
 
-/// The bytes of a plain-old-data record, as the kernel wrote them.
-pub fn as_bytes<T: Copy>(rec: &T) -> &[u8] {
-    // SAFETY: T is a repr(C) wire record without implicit padding (checked in phasebox-common).
-    unsafe { std::slice::from_raw_parts((rec as *const T).cast::<u8>(), size_of::<T>()) }
+/// The bytes of a record, as the kernel wrote it.
+pub fn as_bytes<R: Record>(rec: &R) -> &[u8] {
+    // SAFETY: `Record` guarantees a layout without padding, so every byte is initialized.
+    unsafe { std::slice::from_raw_parts((rec as *const R).cast::<u8>(), size_of::<R>()) }
 }
 
 /// A NUL-terminated byte string as text (lossy).
@@ -134,6 +148,7 @@ impl Event {
             Event::Exec(e) => e.tgid,
             Event::Exit(r) => r.header.tgid,
             Event::Path(p) => p.tgid,
+            Event::Segment(s) => s.header.tgid,
         }
     }
 
@@ -145,6 +160,7 @@ impl Event {
             Event::Exec(e) => e.ts_ns,
             Event::Exit(r) => r.ts_ns,
             Event::Path(p) => p.enter_ns,
+            Event::Segment(s) => s.ts_ns,
         }
     }
 }
@@ -156,11 +172,7 @@ pub(crate) mod tests {
 
     pub fn exec_record(tgid: u32, comm: &str, path: &str, ts_ns: u64) -> ExecRecord {
         let mut r = ExecRecord {
-            header: Header {
-                kind: kind::EXEC,
-                flags: 0,
-                tgid,
-            },
+            header: Header::of::<ExecRecord>(0, tgid),
             tid: tgid,
             old_tid: tgid,
             ts_ns,
@@ -175,13 +187,11 @@ pub(crate) mod tests {
     #[test]
     fn decodes_each_kind() {
         let sys = SyscallRecord {
-            header: Header {
-                kind: kind::SYSCALL,
-                flags: 0,
-                tgid: 7,
-            },
+            header: Header::of::<SyscallRecord>(0, 7),
             tid: 8,
             nr: 257,
+            instance: 3,
+            seg: 2,
             enter_ns: 10,
             duration_ns: 5,
             ret: -2,
@@ -200,11 +210,7 @@ pub(crate) mod tests {
             other => panic!("decoded as {other:?}"),
         }
         let exit = ExitRecord {
-            header: Header {
-                kind: kind::EXIT,
-                flags: 0,
-                tgid: 7,
-            },
+            header: Header::of::<ExitRecord>(0, 7),
             tid: 9,
             group_dead: 1,
             ts_ns: 99,
@@ -218,7 +224,7 @@ pub(crate) mod tests {
         let mut bytes = [0u8; 40];
         bytes[0] = 99;
         assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(99)));
-        bytes[0] = kind::FORK as u8;
+        bytes[0] = Kind::Fork as u8;
         assert!(matches!(decode(&bytes), Err(DecodeError::Length { .. })));
     }
 }

@@ -1,42 +1,89 @@
 //! Prometheus metrics of a running agent, refreshed from the session once a second and served
 //! on /metrics. Label values are bounded: program, role, phase and syscall names, never pids.
+//! Syscall counts come from the learner, which attributes every call to the phase its
+//! process was in when it made it, so a scrape and the profile written at the end agree.
 use std::collections::HashMap;
 
 use prometheus::{
-    CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Counter, CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+
+use crate::monitor::Violation;
+
+/// Calls and errors per (role, phase, syscall), as the learner's totals give them.
+pub type Totals = [(String, String, String, u64, u64)];
 
 /// The agent's metrics.
 pub struct Metrics {
     registry: Registry,
     syscalls: IntCounterVec,
+    errors: IntCounterVec,
     phase_info: IntGaugeVec,
     tracked: IntGauge,
     dropped: IntCounter,
     events: IntCounter,
     bpf_run_time: CounterVec,
     bpf_runs: IntCounterVec,
-    /// Counted by monitor mode (a series appears with the first violation).
-    pub violations: IntCounterVec,
+    bpf_sampled: Counter,
+    violations: IntCounterVec,
     killed: IntCounter,
+    checkpoint_failures: IntCounter,
     /// Last values pushed into each counter, to add only the increase.
     last: HashMap<String, f64>,
+}
+
+/// Run time and runs of one kernel program in the sampled windows so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BpfCost {
+    pub program: &'static str,
+    pub run_time_s: f64,
+    pub runs: u64,
+}
+
+/// The session's counters for [`Metrics::update`].
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub events: u64,
+    pub dropped: u64,
+    pub killed: u64,
+    pub live: usize,
+    pub bpf: Vec<BpfCost>,
+    /// Seconds BPF statistics were on (the run times above are from those windows only).
+    pub bpf_sampled_s: f64,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
 }
 
+/// What the build info metric says.
+#[derive(Clone, Debug, Default)]
+pub struct BuildInfo {
+    pub version: String,
+    pub kernel: String,
+    pub arch: String,
+    /// summary or stream.
+    pub mode: String,
+}
+
 impl Metrics {
-    pub fn new() -> anyhow::Result<Metrics> {
+    pub fn new(build: &BuildInfo) -> anyhow::Result<Metrics> {
         let registry = Registry::new();
+        let by_call = ["program", "role", "phase", "syscall"];
         let syscalls = IntCounterVec::new(
             opts(
                 "phasebox_syscalls_total",
-                "System calls seen, by program, role, phase and syscall.",
+                "System calls, by the role and phase the calling process was in when it made them.",
             ),
-            &["program", "role", "phase", "syscall"],
+            &by_call,
+        )?;
+        let errors = IntCounterVec::new(
+            opts(
+                "phasebox_syscall_errors_total",
+                "Failed system calls (agent --errors or --stream), by role and phase.",
+            ),
+            &by_call,
         )?;
         let phase_info = IntGaugeVec::new(
             opts(
@@ -54,50 +101,85 @@ impl Metrics {
         let bpf_run_time = CounterVec::new(
             opts(
                 "phasebox_bpf_run_time_seconds_total",
-                "Time spent in each phasebox kernel program.",
+                "Time spent in each phasebox kernel program while BPF statistics were sampled \
+                 (see phasebox_bpf_stats_sampled_seconds_total).",
             ),
             &["program"],
         )?;
         let bpf_runs = IntCounterVec::new(
             opts(
                 "phasebox_bpf_runs_total",
-                "Runs of each phasebox kernel program.",
+                "Runs of each phasebox kernel program while BPF statistics were sampled.",
             ),
             &["program"],
+        )?;
+        let bpf_sampled = Counter::new(
+            "phasebox_bpf_stats_sampled_seconds_total",
+            "Seconds BPF run-time statistics were on (they tax every BPF program on the host, \
+             so the agent samples them).",
         )?;
         let violations = IntCounterVec::new(
             opts(
                 "phasebox_profile_violations_total",
-                "System calls outside the monitored profile's current phase.",
+                "System calls outside the monitored profile's phase their process was in.",
             ),
-            &["program", "role", "phase", "syscall"],
+            &by_call,
         )?;
-        registry.register(Box::new(syscalls.clone()))?;
-        registry.register(Box::new(phase_info.clone()))?;
-        registry.register(Box::new(tracked.clone()))?;
-        registry.register(Box::new(dropped.clone()))?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(bpf_run_time.clone()))?;
-        registry.register(Box::new(bpf_runs.clone()))?;
-        registry.register(Box::new(violations.clone()))?;
         let killed = IntCounter::new(
             "phasebox_processes_killed_total",
             "Processes killed in monitor mode for a syscall outside their phase.",
         )?;
-        registry.register(Box::new(killed.clone()))?;
+        let checkpoint_failures = IntCounter::new(
+            "phasebox_checkpoint_failures_total",
+            "Checkpoints of the learned profile that could not be written.",
+        )?;
+        let info = IntGaugeVec::new(
+            opts(
+                "phasebox_build_info",
+                "phasebox's version and where it runs (value 1).",
+            ),
+            &["version", "kernel", "arch", "mode"],
+        )?;
+        info.with_label_values(&[&build.version, &build.kernel, &build.arch, &build.mode])
+            .set(1);
+        for c in [
+            Box::new(syscalls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(errors.clone()),
+            Box::new(phase_info.clone()),
+            Box::new(tracked.clone()),
+            Box::new(dropped.clone()),
+            Box::new(events.clone()),
+            Box::new(bpf_run_time.clone()),
+            Box::new(bpf_runs.clone()),
+            Box::new(bpf_sampled.clone()),
+            Box::new(violations.clone()),
+            Box::new(killed.clone()),
+            Box::new(checkpoint_failures.clone()),
+            Box::new(info),
+        ] {
+            registry.register(c)?;
+        }
         Ok(Metrics {
             registry,
             syscalls,
+            errors,
             phase_info,
             tracked,
             dropped,
             events,
             bpf_run_time,
             bpf_runs,
+            bpf_sampled,
             violations,
             killed,
+            checkpoint_failures,
             last: HashMap::new(),
         })
+    }
+
+    /// The registry, for more collectors (the process's own metrics).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// How much `key` grew since the last call.
@@ -106,20 +188,25 @@ impl Metrics {
         (now - last).max(0.0)
     }
 
-    /// Takes new calls (role, phase, syscall, how many more), the phase each role is in, how
-    /// many processes live, and the session's counters.
+    /// Takes the learner's totals, the phase each role is in, and the session's counters.
     pub fn update(
         &mut self,
         program: &str,
-        calls: &[(String, String, String, u64)],
+        totals: &Totals,
         phases: &[(String, String)],
-        live: usize,
-        report: &Counters,
+        c: &Counters,
     ) {
-        for (role, phase, syscall, n) in calls {
-            self.syscalls
-                .with_label_values(&[program, role, phase, syscall])
-                .inc_by(*n);
+        for (role, phase, syscall, calls, errors) in totals {
+            let key = format!("{role}\u{1}{phase}\u{1}{syscall}");
+            let labels = [program, role, phase, syscall];
+            let d = self.delta(format!("c{key}"), *calls as f64) as u64;
+            if d > 0 {
+                self.syscalls.with_label_values(&labels).inc_by(d);
+            }
+            let d = self.delta(format!("e{key}"), *errors as f64) as u64;
+            if d > 0 {
+                self.errors.with_label_values(&labels).inc_by(d);
+            }
         }
         self.phase_info.reset();
         for (role, phase) in phases {
@@ -127,19 +214,35 @@ impl Metrics {
                 .with_label_values(&[program, role.as_str(), phase.as_str()])
                 .set(1);
         }
-        self.tracked.set(live as i64);
-        let d = self.delta("dropped".into(), report.dropped as f64) as u64;
+        self.tracked.set(c.live as i64);
+        let d = self.delta("dropped".into(), c.dropped as f64) as u64;
         self.dropped.inc_by(d);
-        let d = self.delta("killed".into(), report.killed as f64) as u64;
+        let d = self.delta("killed".into(), c.killed as f64) as u64;
         self.killed.inc_by(d);
-        let d = self.delta("events".into(), report.events as f64) as u64;
+        let d = self.delta("events".into(), c.events as f64) as u64;
         self.events.inc_by(d);
-        for (prog, time, runs) in &report.bpf {
-            let d = self.delta(format!("t|{prog}"), time.as_secs_f64());
-            self.bpf_run_time.with_label_values(&[prog]).inc_by(d);
-            let d = self.delta(format!("r|{prog}"), *runs as f64) as u64;
-            self.bpf_runs.with_label_values(&[prog]).inc_by(d);
+        let d = self.delta("sampled".into(), c.bpf_sampled_s);
+        self.bpf_sampled.inc_by(d);
+        for b in &c.bpf {
+            let d = self.delta(format!("t|{}", b.program), b.run_time_s);
+            self.bpf_run_time.with_label_values(&[b.program]).inc_by(d);
+            let d = self.delta(format!("r|{}", b.program), b.runs as f64) as u64;
+            self.bpf_runs.with_label_values(&[b.program]).inc_by(d);
         }
+    }
+
+    /// Counts violations found by the monitor.
+    pub fn violations(&self, program: &str, found: &[Violation]) {
+        for v in found {
+            self.violations
+                .with_label_values(&[program, &v.role, &v.phase, &v.syscall])
+                .inc_by(v.calls);
+        }
+    }
+
+    /// A checkpoint could not be written.
+    pub fn checkpoint_failed(&self) {
+        self.checkpoint_failures.inc();
     }
 
     /// The text exposition format.
@@ -150,41 +253,46 @@ impl Metrics {
     }
 }
 
-/// Session counters for `Metrics::update`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub events: u64,
-    pub dropped: u64,
-    pub killed: u64,
-    pub bpf: Vec<(&'static str, std::time::Duration, u64)>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn totals(calls: u64, errors: u64) -> Vec<(String, String, String, u64, u64)> {
+        vec![(
+            "worker".to_string(),
+            "serving".to_string(),
+            "accept4".to_string(),
+            calls,
+            errors,
+        )]
+    }
+
     #[test]
     fn counters_grow_by_the_increase_only() {
-        let mut m = Metrics::new().unwrap();
+        let mut m = Metrics::new(&BuildInfo {
+            version: "1".into(),
+            kernel: "6.0".into(),
+            arch: "x86_64".into(),
+            mode: "summary".into(),
+        })
+        .unwrap();
         let c = Counters {
             events: 10,
-            dropped: 0,
-            killed: 0,
-            bpf: vec![("pb_sys_enter", std::time::Duration::from_millis(5), 100)],
+            live: 2,
+            bpf: vec![BpfCost {
+                program: "pb_sys_enter",
+                run_time_s: 0.005,
+                runs: 100,
+            }],
+            bpf_sampled_s: 1.0,
+            ..Default::default()
         };
         let phases = [("worker".to_string(), "serving".to_string())];
-        let calls = |n| {
-            vec![(
-                "worker".to_string(),
-                "serving".to_string(),
-                "accept4".to_string(),
-                n,
-            )]
-        };
-        m.update("nginx", &calls(2), &phases, 2, &c);
-        m.update("nginx", &calls(3), &phases, 2, &c);
+        m.update("nginx", &totals(2, 0), &phases, &c);
+        m.update("nginx", &totals(5, 1), &phases, &c);
         let text = m.render();
         assert!(text.contains(r#"phasebox_syscalls_total{phase="serving",program="nginx",role="worker",syscall="accept4"} 5"#), "{text}");
+        assert!(text.contains(r#"phasebox_syscall_errors_total{phase="serving",program="nginx",role="worker",syscall="accept4"} 1"#), "{text}");
         assert!(
             text.contains(
                 r#"phasebox_phase_info{phase="serving",program="nginx",role="worker"} 1"#
@@ -194,8 +302,20 @@ mod tests {
         assert!(text.contains("phasebox_tracked_processes 2"), "{text}");
         assert!(text.contains("phasebox_events_total 10"), "{text}");
         assert!(
+            text.contains("phasebox_bpf_stats_sampled_seconds_total 1"),
+            "{text}"
+        );
+        assert!(
             text.contains(r#"phasebox_bpf_runs_total{program="pb_sys_enter"} 100"#),
             "{text}"
         );
+        assert!(
+            text.contains(
+                r#"phasebox_build_info{arch="x86_64",kernel="6.0",mode="summary",version="1"} 1"#
+            ),
+            "{text}"
+        );
+        m.checkpoint_failed();
+        assert!(m.render().contains("phasebox_checkpoint_failures_total 1"));
     }
 }

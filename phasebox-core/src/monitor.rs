@@ -7,7 +7,20 @@ use std::path::Path;
 
 use phasebox_common::{ALLOWED_WORDS, MAX_SYSCALLS};
 
-use crate::{profile::Profile, sysnames};
+use crate::{harvest::Attributed, learn::Learner, profile::Profile, sysnames};
+
+/// A call outside the profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub pid: u32,
+    pub role: String,
+    pub phase: String,
+    pub syscall: String,
+    /// Calls of it since the last check.
+    pub calls: u64,
+    /// The first time this (role, phase, syscall) violates: log it.
+    pub first: bool,
+}
 
 pub struct Monitor {
     profile: Profile,
@@ -68,6 +81,50 @@ impl Monitor {
     /// Whether `bits` differ from what `tgid` has in the kernel (and records them as applied).
     pub fn needs_update(&mut self, tgid: u32, bits: [u64; ALLOWED_WORDS]) -> bool {
         self.applied.insert(tgid, bits) != Some(bits)
+    }
+
+    /// The violations among counter growth the learner attributed: each call is judged in
+    /// the role and phase its process was in when it made it.
+    pub fn check(&mut self, attributed: &[Attributed], learner: &Learner) -> Vec<Violation> {
+        let mut out = Vec::new();
+        for a in attributed {
+            let (role, phase) = learner.names(a.role, a.phase);
+            let syscall = sysnames::name(a.key.nr);
+            if a.grew.calls == 0 || !self.violates(role, &phase, &syscall) {
+                continue;
+            }
+            let first = self.first_report(role, &phase, &syscall);
+            out.push(Violation {
+                pid: a.key.tgid,
+                role: role.to_string(),
+                phase,
+                syscall: syscall.into_owned(),
+                calls: a.grew.calls,
+                first,
+            });
+        }
+        out
+    }
+
+    /// Kill mode: the allowed sets of processes whose phase is known and whose set changed.
+    pub fn kill_sets(
+        &mut self,
+        places: &[(u32, String, String)],
+    ) -> Vec<(u32, [u64; ALLOWED_WORDS])> {
+        let mut out = Vec::new();
+        for (tgid, role, phase) in places {
+            if let Some(bits) = self.allowed_from(role, phase)
+                && self.needs_update(*tgid, bits)
+            {
+                out.push((*tgid, bits));
+            }
+        }
+        out
+    }
+
+    /// Forgets what was applied for processes that are gone.
+    pub fn forget(&mut self, tgid: u32) {
+        self.applied.remove(&tgid);
     }
 }
 

@@ -1,17 +1,24 @@
-//! The traced process tree: which processes exist, their parents, programs and lifetimes.
+//! The traced process tree: which processes exist, their parents, programs, lifetimes and
+//! exact syscall counts.
 //!
-//! Built from fork, exec and exit events (and from /proc for processes that existed before
-//! tracing began). A fork record does not say whether the child is a process or a thread:
-//! the child stays a candidate until an event shows it as a tgid (a process) or as a tid
-//! inside another tgid (a thread).
+//! Built from fork, exec, segment and exit events (and from /proc for processes that existed
+//! before tracing began). A process is told apart from a later one with the same pid by its
+//! kernel instance number (pids are reused; the kernel gives each process it sees an instance,
+//! and both are in every record and counter key). A fork record does not say whether the child
+//! is a process or a thread: the child stays a candidate until an event shows it as a tgid (a
+//! process) or as a tid inside another tgid (a thread).
 use std::collections::{BTreeMap, HashMap};
+
+use phasebox_common::{CountKey, Counts};
 
 use crate::event::Event;
 
-/// One traced process.
+/// One traced process (one instance of a pid).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Process {
     pub pid: u32,
+    /// The kernel's instance number (0 until a record says it).
+    pub instance: u32,
     pub ppid: u32,
     /// Path of the program it runs (the last exec, or inherited from its parent).
     pub exe: String,
@@ -19,17 +26,20 @@ pub struct Process {
     /// When it was first seen (kernel monotonic ns); None when it existed before tracing.
     pub started_ns: Option<u64>,
     pub exited_ns: Option<u64>,
-    /// Order in which processes were seen, for stable listings.
-    pub seq: u64,
+    /// Exact calls and errors per syscall number, from the kernel's counters.
+    pub counts: BTreeMap<u32, Counts>,
 }
 
 /// The tree of traced processes.
 #[derive(Debug, Default)]
 pub struct ProcessTree {
-    procs: BTreeMap<u32, Process>,
-    /// Fork children not yet known to be processes or threads: child id → (parent tgid, time).
-    candidates: HashMap<u32, (u32, u64)>,
-    next_seq: u64,
+    /// Every instance seen, in the order seen.
+    procs: Vec<Process>,
+    /// pid → its newest instance in `procs`.
+    by_pid: HashMap<u32, usize>,
+    /// Fork children not yet known to be processes or threads: child id → (parent tgid, time,
+    /// the instance the kernel gave it).
+    candidates: HashMap<u32, (u32, u64, u32)>,
 }
 
 impl ProcessTree {
@@ -37,42 +47,47 @@ impl ProcessTree {
         Self::default()
     }
 
-    /// Adds a process that phasebox found or launched itself.
+    /// Adds a process that phasebox found or launched itself (its instance comes with its
+    /// first record).
     pub fn add(&mut self, pid: u32, ppid: u32, exe: String, comm: String, started_ns: Option<u64>) {
-        let seq = self.bump();
-        self.procs.insert(
+        self.insert(Process {
             pid,
-            Process {
-                pid,
-                ppid,
-                exe,
-                comm,
-                started_ns,
-                exited_ns: None,
-                seq,
-            },
-        );
+            instance: 0,
+            ppid,
+            exe,
+            comm,
+            started_ns,
+            exited_ns: None,
+            counts: BTreeMap::new(),
+        });
     }
 
-    fn bump(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
+    fn insert(&mut self, p: Process) -> usize {
+        let i = self.procs.len();
+        self.by_pid.insert(p.pid, i);
+        self.procs.push(p);
+        i
     }
 
     /// Applies one event.
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::Syscall(r) => self.note_tgid(r.header.tgid),
+            Event::Syscall(r) => {
+                self.note_instance(r.header.tgid, r.instance, r.enter_ns);
+            }
+            Event::Segment(s) => {
+                self.note_instance(s.header.tgid, s.instance, s.ts_ns);
+            }
             Event::Path(p) => self.note_tgid(p.tgid),
             Event::Fork(r) => {
                 if r.child_tid != r.header.tgid {
                     self.candidates
-                        .insert(r.child_tid, (r.header.tgid, r.ts_ns));
+                        .insert(r.child_tid, (r.header.tgid, r.ts_ns, r.child_instance));
                 }
             }
             Event::Exec(e) => {
                 self.note_tgid(e.tgid);
-                if let Some(p) = self.procs.get_mut(&e.tgid) {
+                if let Some(p) = self.current_mut(e.tgid) {
                     p.exe = e.filename.clone();
                     p.comm = e.comm.clone();
                 }
@@ -96,42 +111,150 @@ impl ProcessTree {
         if self.candidates.is_empty() {
             return;
         }
-        if let Some((parent, ts)) = self.candidates.remove(&tgid) {
-            let (exe, comm) = match self.procs.get(&parent) {
+        if let Some((parent, ts, instance)) = self.candidates.remove(&tgid) {
+            let (exe, comm) = match self.get(parent) {
                 Some(p) => (p.exe.clone(), p.comm.clone()),
                 None => (String::new(), String::new()),
             };
-            self.add(tgid, parent, exe, comm, Some(ts));
+            self.insert(Process {
+                pid: tgid,
+                instance,
+                ppid: parent,
+                exe,
+                comm,
+                started_ns: Some(ts),
+                exited_ns: None,
+                counts: BTreeMap::new(),
+            });
         }
     }
 
-    /// Marks a process as gone.
+    /// Records that `tgid` runs as kernel instance `instance`: fills in an instance phasebox
+    /// added itself, and starts a new process when the pid was reused.
+    fn note_instance(&mut self, tgid: u32, instance: u32, ts_ns: u64) {
+        self.note_tgid(tgid);
+        if instance == 0 {
+            return;
+        }
+        let Some(&i) = self.by_pid.get(&tgid) else {
+            self.insert(Process {
+                pid: tgid,
+                instance,
+                ppid: 0,
+                exe: String::new(),
+                comm: String::new(),
+                started_ns: Some(ts_ns),
+                exited_ns: None,
+                counts: BTreeMap::new(),
+            });
+            return;
+        };
+        let p = &mut self.procs[i];
+        if p.instance == 0 {
+            p.instance = instance;
+        } else if p.instance != instance {
+            // The pid now belongs to another process: the old one has ended.
+            p.exited_ns.get_or_insert(ts_ns);
+            self.insert(Process {
+                pid: tgid,
+                instance,
+                ppid: 0,
+                exe: String::new(),
+                comm: String::new(),
+                started_ns: Some(ts_ns),
+                exited_ns: None,
+                counts: BTreeMap::new(),
+            });
+        }
+    }
+
+    /// Marks the newest process with this pid as gone.
     pub fn mark_exited(&mut self, pid: u32, ts_ns: u64) {
-        if let Some(p) = self.procs.get_mut(&pid) {
+        if let Some(p) = self.current_mut(pid) {
             p.exited_ns.get_or_insert(ts_ns);
         }
     }
 
+    fn current_mut(&mut self, pid: u32) -> Option<&mut Process> {
+        let i = *self.by_pid.get(&pid)?;
+        self.procs.get_mut(i)
+    }
+
+    /// The newest process with this pid.
     pub fn get(&self, pid: u32) -> Option<&Process> {
-        self.procs.get(&pid)
+        self.by_pid.get(&pid).map(|&i| &self.procs[i])
+    }
+
+    /// The process a counter key belongs to.
+    pub fn find(&self, tgid: u32, instance: u32) -> Option<&Process> {
+        let newest = self.get(tgid)?;
+        if newest.instance == instance || newest.instance == 0 {
+            return Some(newest);
+        }
+        self.procs
+            .iter()
+            .rev()
+            .find(|p| p.pid == tgid && p.instance == instance)
+    }
+
+    fn find_index(&self, tgid: u32, instance: u32) -> Option<usize> {
+        let &newest = self.by_pid.get(&tgid)?;
+        let p = &self.procs[newest];
+        if p.instance == instance || p.instance == 0 {
+            return Some(newest);
+        }
+        self.procs
+            .iter()
+            .rposition(|p| p.pid == tgid && p.instance == instance)
+    }
+
+    /// Adds harvested counter growth to its process (one that only the counters saw is added
+    /// with what is known: its pid).
+    pub fn add_counts(&mut self, key: &CountKey, grew: Counts) {
+        let i = match self.find_index(key.tgid, key.instance) {
+            Some(i) => i,
+            None => self.insert(Process {
+                pid: key.tgid,
+                instance: key.instance,
+                ppid: 0,
+                exe: String::new(),
+                comm: String::new(),
+                started_ns: None,
+                exited_ns: None,
+                counts: BTreeMap::new(),
+            }),
+        };
+        let p = &mut self.procs[i];
+        if p.instance == 0 {
+            p.instance = key.instance;
+        }
+        let c = p.counts.entry(key.nr).or_default();
+        c.calls += grew.calls;
+        c.errors += grew.errors;
+    }
+
+    /// Whether the process a counter key belongs to has exited (its counts are final).
+    pub fn has_exited(&self, tgid: u32, instance: u32) -> bool {
+        self.find(tgid, instance)
+            .is_some_and(|p| p.exited_ns.is_some())
     }
 
     /// Processes in the order they were seen.
-    pub fn processes(&self) -> Vec<&Process> {
-        let mut v: Vec<&Process> = self.procs.values().collect();
-        v.sort_by_key(|p| p.seq);
-        v
+    pub fn processes(&self) -> impl Iterator<Item = &Process> {
+        self.procs.iter()
     }
 
     /// Pids of processes not known to have exited, and fork children not yet classified.
     pub fn live_pids(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self
-            .procs
+            .by_pid
             .values()
+            .map(|&i| &self.procs[i])
             .filter(|p| p.exited_ns.is_none())
             .map(|p| p.pid)
             .collect();
         v.extend(self.candidates.keys());
+        v.sort_unstable();
         v
     }
 
@@ -153,40 +276,34 @@ impl ProcessTree {
 mod tests {
     use super::*;
     use crate::event::{Event, Exec};
-    use phasebox_common::{ExitRecord, ForkRecord, Header, SyscallRecord, kind};
+    use phasebox_common::{
+        ExitRecord, ForkRecord, Header, SegmentRecord, SyscallRecord, segment_flags,
+    };
 
-    fn fork(parent: u32, child: u32, ts: u64) -> Event {
+    fn fork(parent: u32, child: u32, instance: u32, ts: u64) -> Event {
         Event::Fork(ForkRecord {
-            header: Header {
-                kind: kind::FORK,
-                flags: 0,
-                tgid: parent,
-            },
+            header: Header::of::<ForkRecord>(0, parent),
             parent_tid: parent,
             child_tid: child,
+            child_instance: instance,
+            _pad: 0,
             ts_ns: ts,
         })
     }
     fn exit(tgid: u32, tid: u32, group_dead: u32, ts: u64) -> Event {
         Event::Exit(ExitRecord {
-            header: Header {
-                kind: kind::EXIT,
-                flags: 0,
-                tgid,
-            },
+            header: Header::of::<ExitRecord>(0, tgid),
             tid,
             group_dead,
             ts_ns: ts,
         })
     }
-    fn syscall(tgid: u32, tid: u32) -> Event {
+    fn syscall(tgid: u32, tid: u32, instance: u32) -> Event {
         Event::Syscall(SyscallRecord {
-            header: Header {
-                kind: kind::SYSCALL,
-                flags: 0,
-                tgid,
-            },
+            header: Header::of::<SyscallRecord>(0, tgid),
             tid,
+            instance,
+            seg: 1,
             ..Default::default()
         })
     }
@@ -195,16 +312,17 @@ mod tests {
     fn children_become_processes_threads_do_not() {
         let mut t = ProcessTree::new();
         t.add(10, 1, "/usr/sbin/nginx".into(), "nginx".into(), None);
-        t.apply(&fork(10, 11, 5)); // a worker process
-        t.apply(&fork(10, 12, 6)); // a thread of 10
-        t.apply(&syscall(11, 11));
-        t.apply(&syscall(10, 12));
+        t.apply(&fork(10, 11, 5, 5)); // a worker process
+        t.apply(&fork(10, 12, 6, 6)); // a thread of 10
+        t.apply(&syscall(11, 11, 5));
+        t.apply(&syscall(10, 12, 1));
         t.apply(&exit(10, 12, 0, 7));
-        let pids: Vec<u32> = t.processes().iter().map(|p| p.pid).collect();
+        let pids: Vec<u32> = t.processes().map(|p| p.pid).collect();
         assert_eq!(pids, vec![10, 11]);
         let worker = t.get(11).unwrap();
         assert_eq!((worker.ppid, worker.exe.as_str()), (10, "/usr/sbin/nginx"));
-        assert_eq!(worker.started_ns, Some(5));
+        assert_eq!((worker.started_ns, worker.instance), (Some(5), 5));
+        assert_eq!(t.get(10).unwrap().instance, 1);
         assert!(!t.is_candidate(12));
     }
 
@@ -212,7 +330,7 @@ mod tests {
     fn exec_renames_and_exit_ends() {
         let mut t = ProcessTree::new();
         t.add(20, 1, "/bin/sh".into(), "sh".into(), Some(1));
-        t.apply(&fork(20, 21, 2));
+        t.apply(&fork(20, 21, 2, 2));
         t.apply(&Event::Exec(Exec {
             new_root: false,
             tgid: 21,
@@ -224,11 +342,49 @@ mod tests {
         }));
         assert_eq!(t.get(21).unwrap().exe, "/usr/bin/pwd");
         assert_eq!(t.get(20).unwrap().exe, "/bin/sh");
-        let mut live = t.live_pids();
-        live.sort();
-        assert_eq!(live, vec![20, 21]);
+        assert_eq!(t.live_pids(), vec![20, 21]);
         t.apply(&exit(21, 21, 1, 9));
         assert_eq!(t.get(21).unwrap().exited_ns, Some(9));
         assert_eq!(t.live_pids(), vec![20]);
+    }
+
+    #[test]
+    fn a_reused_pid_is_another_process() {
+        let mut t = ProcessTree::new();
+        t.add(30, 1, "/bin/sh".into(), "sh".into(), None);
+        t.apply(&fork(30, 31, 7, 1));
+        t.apply(&syscall(31, 31, 7));
+        t.apply(&exit(31, 31, 1, 2));
+        // Pid 31 again, for another child: another instance.
+        t.apply(&fork(30, 31, 9, 3));
+        t.apply(&Event::Segment(SegmentRecord {
+            header: Header::of::<SegmentRecord>(segment_flags::FIRST, 31),
+            tid: 31,
+            instance: 9,
+            seg: 1,
+            ..Default::default()
+        }));
+        let key = |instance| CountKey {
+            tgid: 31,
+            instance,
+            seg: 1,
+            nr: 0,
+        };
+        let one = Counts {
+            calls: 1,
+            errors: 0,
+        };
+        t.add_counts(&key(7), one);
+        t.add_counts(&key(9), one);
+        t.add_counts(&key(9), one);
+        let mine: Vec<(u32, u64)> = t
+            .processes()
+            .filter(|p| p.pid == 31)
+            .map(|p| (p.instance, p.counts[&0].calls))
+            .collect();
+        assert_eq!(mine, vec![(7, 1), (9, 2)]);
+        assert!(t.has_exited(31, 7));
+        assert!(!t.has_exited(31, 9));
+        assert_eq!(t.find(31, 7).unwrap().exited_ns, Some(2));
     }
 }

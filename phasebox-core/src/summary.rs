@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use phasebox_common::{CountKey, Counts};
 use serde::{Deserialize, Serialize};
 
 use crate::{process::ProcessTree, sysnames};
@@ -15,6 +14,10 @@ pub struct Losses {
     pub ringbuf_full: u64,
     /// Syscalls not counted because the counter map was full.
     pub counter_map_full: u64,
+    /// Processes the kernel could not keep state for (its process map was full): their calls
+    /// were counted, without phases.
+    #[serde(default)]
+    pub process_map_full: u64,
 }
 
 /// Calls and errors of one syscall.
@@ -24,10 +27,13 @@ pub struct SyscallStat {
     pub errors: u64,
 }
 
-/// One process of the summary.
+/// One process of the summary (a pid reused during the run is two processes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessSummary {
     pub pid: u32,
+    /// The kernel's number for this process: two processes with the same pid differ here.
+    #[serde(default)]
+    pub instance: u32,
     pub ppid: u32,
     pub exe: String,
     pub comm: String,
@@ -48,44 +54,29 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Builds the summary from the process tree and the kernel's exact counters.
-    pub fn build(
-        tree: &ProcessTree,
-        counts: &BTreeMap<CountKey, Counts>,
-        losses: Losses,
-        events: u64,
-    ) -> Summary {
-        let mut per_pid: BTreeMap<u32, BTreeMap<String, SyscallStat>> = BTreeMap::new();
-        for (key, c) in counts {
-            let stat = per_pid
-                .entry(key.tgid)
-                .or_default()
-                .entry(sysnames::name(key.nr).into_owned())
-                .or_default();
-            stat.calls += c.calls;
-            stat.errors += c.errors;
-        }
-        let mut processes: Vec<ProcessSummary> = tree
+    /// Builds the summary from the process tree and the exact counts harvested into it.
+    pub fn build(tree: &ProcessTree, losses: Losses, events: u64) -> Summary {
+        let processes = tree
             .processes()
-            .into_iter()
             .map(|p| ProcessSummary {
                 pid: p.pid,
+                instance: p.instance,
                 ppid: p.ppid,
                 exe: p.exe.clone(),
                 comm: p.comm.clone(),
-                syscalls: per_pid.remove(&p.pid).unwrap_or_default(),
+                syscalls: p
+                    .counts
+                    .iter()
+                    .map(|(&nr, c)| {
+                        let stat = SyscallStat {
+                            calls: c.calls,
+                            errors: c.errors,
+                        };
+                        (sysnames::name(nr).into_owned(), stat)
+                    })
+                    .collect(),
             })
             .collect();
-        // Counted processes the tree missed (their records were dropped): still listed.
-        for (pid, syscalls) in per_pid {
-            processes.push(ProcessSummary {
-                pid,
-                ppid: 0,
-                exe: String::new(),
-                comm: String::new(),
-                syscalls,
-            });
-        }
         Summary {
             dropped: losses.ringbuf_full,
             events,
@@ -160,6 +151,13 @@ impl Summary {
                 self.dropped
             );
         }
+        if self.losses.process_map_full > 0 {
+            let _ = writeln!(
+                out,
+                "warning: the kernel's process map was full: {} processes were counted without phases",
+                self.losses.process_map_full
+            );
+        }
         if self.losses.counter_map_full > 0 {
             let _ = writeln!(
                 out,
@@ -181,43 +179,26 @@ mod tests {
 
     #[test]
     fn builds_per_process_tables_from_counters() {
+        use phasebox_common::{CountKey, Counts};
         let mut tree = ProcessTree::new();
         tree.add(5, 1, "/usr/bin/pwd".into(), "pwd".into(), None);
         let openat = sysnames::number("openat").unwrap();
         let close = sysnames::number("close").unwrap();
-        let mut counts = BTreeMap::new();
-        counts.insert(
-            CountKey {
-                tgid: 5,
-                nr: openat,
-            },
-            Counts {
-                calls: 4,
-                errors: 1,
-                ..Default::default()
-            },
-        );
-        counts.insert(
-            CountKey { tgid: 5, nr: close },
-            Counts {
-                calls: 3,
-                errors: 0,
-                ..Default::default()
-            },
-        );
-        counts.insert(
-            CountKey { tgid: 9, nr: close },
-            Counts {
-                calls: 1,
-                errors: 0,
-                ..Default::default()
-            },
-        );
+        let key = |tgid, nr| CountKey {
+            tgid,
+            instance: 1,
+            seg: 1,
+            nr,
+        };
+        let c = |calls, errors| Counts { calls, errors };
+        tree.add_counts(&key(5, openat), c(4, 1));
+        tree.add_counts(&key(5, close), c(3, 0));
+        tree.add_counts(&key(9, close), c(1, 0));
         let losses = Losses {
             ringbuf_full: 2,
             ..Default::default()
         };
-        let s = Summary::build(&tree, &counts, losses, 10);
+        let s = Summary::build(&tree, losses, 10);
         assert_eq!(s.dropped, 2);
         assert_eq!(s.processes.len(), 2);
         assert_eq!(

@@ -170,9 +170,9 @@ pub fn read(path: &Path) -> anyhow::Result<Trace> {
         if &buf[..8] == END_MAGIC {
             break;
         }
-        let kind = event::peek_kind(&buf[..8]).map_err(|e| bad(path, e))?;
-        let len = event::record_len(kind)
-            .ok_or_else(|| bad(path, format!("record {n} has unknown kind {kind}")))?;
+        let kind =
+            event::peek_kind(&buf[..8]).map_err(|e| bad(path, format!("record {n}: {e}")))?;
+        let len = event::record_len(kind);
         r.read_exact(&mut buf[8..len])
             .map_err(|_| bad(path, format!("record {n} is cut short")))?;
         events.push(event::decode(&buf[..len]).map_err(|e| bad(path, e))?);
@@ -192,8 +192,7 @@ mod tests {
     use crate::event::{as_bytes, tests::exec_record};
     use crate::process::ProcessTree;
     use crate::summary::Losses;
-    use phasebox_common::{Header, SyscallRecord, kind};
-    use std::collections::BTreeMap;
+    use phasebox_common::{Header, SyscallRecord};
 
     fn header() -> TraceHeader {
         TraceHeader {
@@ -216,13 +215,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.pbtrace");
         let sys = SyscallRecord {
-            header: Header {
-                kind: kind::SYSCALL,
-                flags: 0,
-                tgid: 4,
-            },
+            header: Header::of::<SyscallRecord>(0, 4),
             tid: 4,
             nr: 0,
+            instance: 1,
+            seg: 1,
             enter_ns: 10,
             duration_ns: 1,
             ret: 5,
@@ -232,7 +229,7 @@ mod tests {
         assert!(!path.exists(), "visible before finish");
         w.record(as_bytes(&exec)).unwrap();
         w.record(as_bytes(&sys)).unwrap();
-        let summary = Summary::build(&ProcessTree::new(), &BTreeMap::new(), Losses::default(), 2);
+        let summary = Summary::build(&ProcessTree::new(), Losses::default(), 2);
         let footer = TraceFooter {
             summary,
             root_pids: vec![4],

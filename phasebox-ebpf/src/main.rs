@@ -1,20 +1,27 @@
-//! phasebox's kernel programs: filter by tracked tgid, count, emit.
+//! phasebox's kernel programs: filter by tracked tgid, count per (process, segment, syscall),
+//! emit what userspace needs.
 //!
-//! - `pb_sys_enter` / `pb_sys_exit` (raw tracepoints on raw_syscalls): per-(tgid, syscall)
-//!   counters, and in stream mode one record per syscall with enter and exit paired here.
+//! - `pb_sys_enter` (raw tracepoint raw_syscalls/sys_enter): the only program every syscall on
+//!   the host runs in summary mode. Untracked processes leave after two inlined array lookups.
+//!   Tracked ones: their segment (a new one at a marker-candidate call), the counter, and a
+//!   record for segment openers and first uses (every call in stream mode, at exit).
+//! - `pb_sys_exit` (raw_syscalls/sys_exit, stream and errors modes only): failed calls, and the
+//!   paired record with duration and return value.
 //! - `pb_fork` / `pb_exec` / `pb_exit` (sched tracepoints): follow children, report execs and
 //!   exits, clean up.
+//! - `pb_floor`: does nothing; the cost benchmark attaches it alone to measure a tracepoint's
+//!   own cost (the floor every tracer pays).
 #![no_std]
 #![no_main]
-// Atomic add on map memory: core's atomic types have no read-modify-write on the BPF target.
+// Atomic read-modify-write on map memory: core's atomic types have none on the BPF target.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
 
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    EbpfContext, Global,
+    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated::bpf_send_signal,
@@ -24,29 +31,20 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
-    ALLOWED_WORDS, Config, CountKey, Counts, EPOCH_NO_MARKERS, ExecRecord, ExitRecord, ForkRecord,
-    Header, MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, SyscallRecord, drop_slot, exec_flags,
-    is_error, kind, mode, syscall_flags,
+    ALLOWED_WORDS, COMM_LEN, Config, CountKey, Counts, ExecRecord, ExitRecord, FORK_MARKER_SLOT,
+    FULL_MARKER_SET, ForkRecord, Header, MAX_MARKER_SETS, MAX_SYSCALLS, NO_FIELD, PathRecord,
+    Pending, ProcState, Record, SIGKILL, SegmentRecord, SetRequest, SyscallRecord, drop_slot,
+    exec_flags, is_error, mode, segment_flags, syscall_flags,
 };
 
-/// Written by the agent before load (see `Config`).
+/// Settings written by the agent before load (see `Config`).
 #[unsafe(no_mangle)]
-static PB_CONFIG: Config = Config {
-    self_tgid: 0,
-    mode: 0,
-    fork_child_pid_off: NO_FIELD,
-    exec_filename_off: NO_FIELD,
-    exec_old_pid_off: NO_FIELD,
-    exit_group_dead_off: NO_FIELD,
-    nr_execve: u32::MAX,
-    nr_execveat: u32::MAX,
-    nr_exit: u32::MAX,
-    nr_exit_group: u32::MAX,
-    arg_offsets: [NO_FIELD; 6],
-    exec_comm: [0; 16],
-    wakeup_bytes: 0,
-    _pad: 0,
-};
+static PB_CONFIG: Global<Config> = Global::new(Config::UNSET);
+
+/// `phasebox_common::mode` bits, written by the agent before load. The verifier sees the
+/// frozen value and removes the branches a mode does not take.
+#[unsafe(no_mangle)]
+static PB_MODE: Global<u32> = Global::new(0);
 
 /// The tracked processes: one bit per pid (word = pid / 64), so the first filter of every
 /// program is an array lookup the verifier inlines and untracked processes (nearly all) never
@@ -67,25 +65,33 @@ static PB_AWAIT: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static PB_PATH_ARGS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
-/// Summary mode: tgid → phase epoch (set by the agent when the process changes phase; bit 31:
-/// no marker matters any more).
+/// Marker sets: `set * MAX_SYSCALLS + nr` → 1 when a call of `nr` may start a later phase for
+/// a process using that set (slot FORK_MARKER_SLOT: forks may). Set 0 holds every marker.
 #[map]
-static PB_EPOCH: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+static PB_MARKERS: Array<u8> = Array::with_max_entries(MAX_MARKER_SETS * MAX_SYSCALLS, 0);
 
-/// Summary mode: syscall number → 1 when phase markers use it (always reported).
+/// tgid → the process's instance, current segment and marker set. Only the programs write it.
 #[map]
-static PB_MARKERS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
+static PB_PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(16384, 0);
+
+/// The next process instance number (1, 2, 3…: never reused, unlike pids).
+#[map]
+static PB_NEXT_INSTANCE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// tgid → a narrower marker set the agent asks for (see `SetRequest`). Only the agent writes.
+#[map]
+static PB_SET_REQUESTS: HashMap<u32, SetRequest> = HashMap::with_max_entries(16384, 0);
 
 /// Monitor mode with kill: tgid → syscalls it may still make (its phase and the later ones).
 #[map]
-static PB_ALLOWED: HashMap<u32, [u64; ALLOWED_WORDS]> = HashMap::with_max_entries(16384, 0);
+static PB_ALLOWED: HashMap<u32, [u64; ALLOWED_WORDS]> = HashMap::with_max_entries(4096, 0);
 
-/// tid → the syscall it is in.
+/// tid → the syscall it is in (stream and errors modes).
 #[map]
 static PB_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(65536, 0);
 
-/// (tgid, syscall) → calls and errors, per CPU: exact even when the ring buffer is full. In
-/// summary mode the value also keeps the epoch of its last first-use report (`seen`).
+/// (tgid, instance, segment, syscall) → calls and errors, per CPU: exact even when the ring
+/// buffer is full. The agent reads and deletes the entries of exited processes.
 #[map]
 static PB_COUNTS: PerCpuHashMap<CountKey, Counts> = PerCpuHashMap::with_max_entries(65536, 0);
 
@@ -96,19 +102,15 @@ static PB_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
 #[map]
 static PB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_slot::SLOTS, 0);
 
-macro_rules! cfg {
-    ($field:ident) => {{
-        // SAFETY: PB_CONFIG lives in .rodata, written once by the loader before any run.
-        #[allow(unused_unsafe)]
-        let v = unsafe { core::ptr::read_volatile(&PB_CONFIG.$field) };
-        v
-    }};
+#[inline(always)]
+fn mode_has(bit: u32) -> bool {
+    PB_MODE.load() & bit != 0
 }
 
 #[inline(always)]
 fn lost(slot: u32) {
     if let Some(n) = PB_DROPS.get_ptr_mut(slot) {
-        // SAFETY: per-CPU slot, no other writer on this CPU while we run.
+        // SAFETY: this CPU's slot; nothing else writes it while this program runs here.
         unsafe { *n += 1 };
     }
 }
@@ -133,16 +135,18 @@ fn tracked(tgid: u32) -> bool {
 #[inline(always)]
 fn set_kernel_bit(pid: u32, on: bool) {
     let (word, mask) = bit(pid);
-    if let Some(w) = PB_KERNEL_BITS.get_ptr_mut(word) {
-        // SAFETY: pointer to an array element, valid for this run; changed only atomically.
-        unsafe {
-            let set = core::ptr::read_volatile(w) & mask != 0;
-            if on && !set {
-                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(w, mask);
-            } else if !on && set {
-                atomic_xsub::<u64, u64, { AtomicOrdering::Relaxed }>(w, mask);
-            }
-        }
+    let Some(w) = PB_KERNEL_BITS.get_ptr_mut(word) else {
+        return;
+    };
+    // SAFETY: `w` points at an array element, valid for this run; other writers change other
+    // bits of it, and only atomically.
+    let set = unsafe { core::ptr::read_volatile(w) } & mask != 0;
+    if on && !set {
+        // SAFETY: as above; the bit is clear, so the add cannot carry.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(w, mask) };
+    } else if !on && set {
+        // SAFETY: as above; the bit is set, so the subtraction cannot borrow.
+        unsafe { atomic_xsub::<u64, u64, { AtomicOrdering::Relaxed }>(w, mask) };
     }
 }
 
@@ -153,51 +157,14 @@ fn current() -> (u32, u32) {
 }
 
 #[inline(always)]
-fn count(tgid: u32, nr: u32, calls: u64, errors: u64) {
-    let key = CountKey { tgid, nr };
-    match PB_COUNTS.get_ptr_mut(&key) {
-        // SAFETY: per-CPU value, no other writer on this CPU while we run.
-        Some(c) => unsafe {
-            (*c).calls += calls;
-            (*c).errors += errors;
-        },
-        None => {
-            if PB_COUNTS
-                .insert(
-                    &key,
-                    &Counts {
-                        calls,
-                        errors,
-                        ..Counts::default()
-                    },
-                    0,
-                )
-                .is_err()
-            {
-                lost(drop_slot::COUNTS);
-            }
-        }
-    }
-}
-
-/// Wakes the reader only when enough bytes are waiting; it also drains on a timer.
-#[inline(always)]
-fn syscall_wakeup_flags() -> u64 {
-    if PB_EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= u64::from(cfg!(wakeup_bytes)) {
-        BPF_RB_FORCE_WAKEUP.into()
-    } else {
-        BPF_RB_NO_WAKEUP.into()
-    }
-}
-
-#[inline(always)]
-fn emit_syscall(rec: SyscallRecord) {
-    emit(rec, syscall_wakeup_flags());
+fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
 }
 
 /// Sends one record; a full ring buffer is counted, never silent.
 #[inline(always)]
-fn emit<T: 'static>(rec: T, flags: u64) {
+fn emit<T: Record>(rec: T, flags: u64) {
     match PB_EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(rec);
@@ -207,7 +174,107 @@ fn emit<T: 'static>(rec: T, flags: u64) {
     }
 }
 
-/// Sends the path argument of syscall `nr`, if it takes one (PATHS mode).
+/// Wakes the reader only when enough bytes are waiting; it also drains on a timer.
+#[inline(always)]
+fn batched_wakeup() -> u64 {
+    if PB_EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= u64::from(PB_CONFIG.load().wakeup_bytes) {
+        BPF_RB_FORCE_WAKEUP.into()
+    } else {
+        BPF_RB_NO_WAKEUP.into()
+    }
+}
+
+/// A fresh process instance number. Two processes created at the same instant may get the
+/// same number; they have different tgids, and userspace tells instances apart by (tgid,
+/// instance), so only a reused pid needs a new number, which it gets.
+#[inline(always)]
+fn new_instance() -> u32 {
+    let Some(next) = PB_NEXT_INSTANCE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: `next` points at the array's only element; it is changed only atomically. The
+    // add's result is not used (the BPF ISA this builds for has no fetching atomics): the
+    // value is read back, never smaller than our own increment made it.
+    unsafe {
+        atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(next, 1);
+        core::ptr::read_volatile(next)
+    }
+}
+
+/// Starts keeping state for `tgid` at its first segment. Returns None when the map is full
+/// (its calls are then counted under instance 0, without segments).
+#[inline(always)]
+fn start_process(tgid: u32, instance: u32) -> Option<ProcState> {
+    let st = ProcState {
+        instance,
+        seg: 1,
+        marker_set: FULL_MARKER_SET,
+        execs: 0,
+    };
+    match PB_PROCS.insert(&tgid, &st, 0) {
+        Ok(()) => Some(st),
+        Err(_) => {
+            lost(drop_slot::PROCS);
+            None
+        }
+    }
+}
+
+/// Whether a call of `nr` (or a fork, FORK_MARKER_SLOT) may start a later phase under `set`.
+#[inline(always)]
+fn is_marker(set: u32, nr: u32) -> bool {
+    if set >= MAX_MARKER_SETS || nr >= MAX_SYSCALLS {
+        return false;
+    }
+    PB_MARKERS
+        .get(set * MAX_SYSCALLS + nr)
+        .copied()
+        .unwrap_or(0)
+        != 0
+}
+
+/// Applies the agent's narrower marker set for `tgid`, if it asked for one for this program.
+#[inline(always)]
+fn apply_set_request(tgid: u32, st: *mut ProcState) {
+    // SAFETY: a map value read for this run; only the agent writes it, whole.
+    let Some(req) = (unsafe { PB_SET_REQUESTS.get(&tgid) }) else {
+        return;
+    };
+    // SAFETY: `st` points at this process's PB_PROCS value; see `open_segment` for writers.
+    unsafe {
+        if req.execs == (*st).execs {
+            (*st).marker_set = req.marker_set;
+        }
+    }
+}
+
+/// Opens the process's next segment and reports it; returns the new segment.
+#[inline(always)]
+fn open_segment(tgid: u32, tid: u32, st: *mut ProcState, nr: u32, why: u16, ts_ns: u64) -> u32 {
+    // SAFETY: `st` points at this process's PB_PROCS value. Its threads may race here: the
+    // atomic add never loses a step, so segments only move forward; two threads opening at the
+    // same instant may read the same new number (userspace then takes both markers for it).
+    let (instance, seg) = unsafe {
+        let seg = &raw mut (*st).seg;
+        atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(seg, 1);
+        ((*st).instance, core::ptr::read_volatile(seg))
+    };
+    emit(
+        SegmentRecord {
+            header: Header::of::<SegmentRecord>(why, tgid),
+            tid,
+            nr,
+            instance,
+            seg,
+            ts_ns,
+        },
+        // Phase changes reach the agent at once: it narrows the marker set in reply.
+        BPF_RB_FORCE_WAKEUP.into(),
+    );
+    seg
+}
+
+/// Sends the path argument of syscall `nr`, if it takes one.
 #[inline(always)]
 fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns: u64) {
     let Some(&arg) = PB_PATH_ARGS.get(nr) else {
@@ -216,16 +283,18 @@ fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns:
     if arg == 0 || arg > 3 {
         return;
     }
+    let offsets = PB_CONFIG.load().arg_offsets;
     let off = match arg {
-        1 => cfg!(arg_offsets)[0],
-        2 => cfg!(arg_offsets)[1],
-        _ => cfg!(arg_offsets)[2],
+        1 => offsets[0],
+        2 => offsets[1],
+        _ => offsets[2],
     };
     if off == NO_FIELD {
         return;
     }
     let regs = ctx.arg::<u64>(0) as *const u8;
-    // SAFETY: `regs` is the tracepoint's pt_regs; reads go through the probe helpers.
+    // SAFETY: `regs` is the tracepoint's pt_regs; the read goes through the probe helper,
+    // which fails cleanly on a bad address.
     let Ok(ptr) = (unsafe { bpf_probe_read_kernel(regs.add(off as usize).cast::<u64>()) }) else {
         return;
     };
@@ -234,13 +303,10 @@ fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns:
         return;
     };
     let rec = entry.as_mut_ptr();
-    // SAFETY: `rec` points into the reserved entry, filled field by field.
+    // SAFETY: `rec` points into the reserved entry, which is filled field by field (the record
+    // is too large for the BPF stack); the user string is read by the probe helper.
     unsafe {
-        (*rec).header = Header {
-            kind: kind::PATH,
-            flags: 0,
-            tgid,
-        };
+        (*rec).header = Header::of::<PathRecord>(0, tgid);
         (*rec).tid = tid;
         (*rec).nr = nr;
         (*rec).enter_ns = enter_ns;
@@ -253,77 +319,113 @@ fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns:
 /// Monitor mode with kill: SIGKILL for a call outside the process's allowed set.
 #[inline(always)]
 fn enforce(tgid: u32, nr: u32) {
+    // SAFETY: a map value read for this run; only the agent writes it, whole.
     let Some(allowed) = (unsafe { PB_ALLOWED.get(&tgid) }) else {
         return; // no set yet (a new process): nothing to enforce
     };
     let word = (nr / 64) as usize;
     let allowed_here = word < ALLOWED_WORDS && allowed[word] & (1u64 << (nr % 64)) != 0;
     if !allowed_here {
-        // SAFETY: plain helper call; signals the current process.
-        unsafe { bpf_send_signal(9) };
+        // SAFETY: a helper that signals the current process.
+        unsafe { bpf_send_signal(SIGKILL) };
         lost(drop_slot::KILLED);
     }
 }
 
-/// Summary mode: counts the call, and reports it at entry when it is the process's first use
-/// of it in its current phase epoch (on this CPU), or when phase markers use it (until the
-/// agent says none matters). One counter lookup does both; no exit program runs.
+/// Counts one call; returns whether it is the first of its syscall in its segment.
 #[inline(always)]
-fn summary_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) {
-    let epoch_word = unsafe { PB_EPOCH.get(&tgid) }.copied().unwrap_or(0);
-    let tag = (epoch_word & !EPOCH_NO_MARKERS) + 1;
-    let key = CountKey { tgid, nr };
-    let first = match PB_COUNTS.get_ptr_mut(&key) {
-        // SAFETY: per-CPU value, no other writer on this CPU while we run.
-        Some(c) => unsafe {
-            (*c).calls += 1;
-            let first = (*c).seen != tag;
-            (*c).seen = tag;
-            first
-        },
-        None => {
-            let fresh = Counts {
-                calls: 1,
-                seen: tag,
-                ..Counts::default()
-            };
-            let ok = PB_COUNTS.insert(&key, &fresh, 0).is_ok();
-            if !ok {
-                lost(drop_slot::COUNTS);
-            }
-            ok
-        }
+fn count(key: &CountKey) -> bool {
+    if let Some(c) = PB_COUNTS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value; nothing else writes it while this program runs here.
+        unsafe { (*c).calls += 1 };
+        return false;
+    }
+    let one = Counts {
+        calls: 1,
+        errors: 0,
     };
-    let marker =
-        epoch_word & EPOCH_NO_MARKERS == 0 && PB_MARKERS.get(nr).copied().unwrap_or(0) != 0;
-    if !first && !marker {
-        return;
+    match PB_COUNTS.insert(key, &one, BPF_NOEXIST.into()) {
+        Ok(()) => true,
+        Err(_) => {
+            // Another CPU created it first (or the map is full).
+            match PB_COUNTS.get_ptr_mut(key) {
+                // SAFETY: as above.
+                Some(c) => unsafe { (*c).calls += 1 },
+                None => lost(drop_slot::COUNTS),
+            }
+            false
+        }
     }
-    // The clock is read only for a call that is reported.
-    let enter_ns = unsafe { bpf_ktime_get_ns() };
-    if cfg!(mode) & mode::PATHS != 0 {
-        emit_path(ctx, tgid, tid, nr, enter_ns);
-    }
-    let flags = syscall_flags::AT_ENTRY | if first { syscall_flags::FIRST_USE } else { 0 };
-    emit_at_entry(tgid, tid, nr, enter_ns, flags);
 }
 
-/// A syscall record sent at entry, with no duration or return value (summary mode, and calls
-/// that never return).
+/// Where a tracked process's call is counted: its instance and segment (a new segment when
+/// the call may start a later phase).
 #[inline(always)]
-fn emit_at_entry(tgid: u32, tid: u32, nr: u32, enter_ns: u64, flags: u16) {
-    emit_syscall(SyscallRecord {
-        header: Header {
-            kind: kind::SYSCALL,
-            flags,
-            tgid,
+fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> (u32, u32) {
+    let mut why = 0;
+    let st = match PB_PROCS.get_ptr_mut(&tgid) {
+        Some(st) => st,
+        None => {
+            let Some(fresh) = start_process(tgid, new_instance()) else {
+                return (0, 0);
+            };
+            why |= segment_flags::FIRST;
+            match PB_PROCS.get_ptr_mut(&tgid) {
+                Some(st) => st,
+                None => return (fresh.instance, fresh.seg),
+            }
+        }
+    };
+    // SAFETY: `st` points at this process's PB_PROCS value for this run.
+    let (instance, seg, set) = unsafe { ((*st).instance, (*st).seg, (*st).marker_set) };
+    if is_marker(set, nr) {
+        apply_set_request(tgid, st);
+        // SAFETY: as above.
+        if is_marker(unsafe { (*st).marker_set }, nr) {
+            why |= segment_flags::MARKER;
+        }
+    }
+    if why == 0 {
+        return (instance, seg);
+    }
+    let ts_ns = now();
+    if why & segment_flags::MARKER != 0 && mode_has(mode::PATHS) {
+        emit_path(ctx, tgid, tid, nr, ts_ns);
+    }
+    if why & segment_flags::FIRST != 0 {
+        // A process's first segment needs no new number: report it as it is.
+        emit(
+            SegmentRecord {
+                header: Header::of::<SegmentRecord>(why, tgid),
+                tid,
+                nr,
+                instance,
+                seg,
+                ts_ns,
+            },
+            BPF_RB_FORCE_WAKEUP.into(),
+        );
+        return (instance, seg);
+    }
+    (instance, open_segment(tgid, tid, st, nr, why, ts_ns))
+}
+
+/// A syscall record sent at entry, with no duration or return value.
+#[inline(always)]
+fn emit_at_entry(key: &CountKey, tid: u32, enter_ns: u64, flags: u16) {
+    emit(
+        SyscallRecord {
+            header: Header::of::<SyscallRecord>(flags, key.tgid),
+            tid,
+            nr: key.nr,
+            instance: key.instance,
+            seg: key.seg,
+            enter_ns,
+            duration_ns: 0,
+            ret: 0,
         },
-        tid,
-        nr,
-        enter_ns,
-        duration_ns: 0,
-        ret: 0,
-    });
+        batched_wakeup(),
+    );
 }
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
@@ -335,51 +437,74 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     }
     let nr = ctx.arg::<i64>(1) as u32;
     if let Some(waiting) = PB_AWAIT.get_ptr_mut(0) {
-        // SAFETY: pointer to an array element; only the launched process's thread writes it.
+        // SAFETY: the array's only element; only the launched process's thread clears it.
         if unsafe { *waiting } == tgid {
-            if nr != cfg!(nr_execve) && nr != cfg!(nr_execveat) {
+            let cfg = PB_CONFIG.load();
+            if nr != cfg.nr_execve && nr != cfg.nr_execveat {
                 return 0;
             }
+            // SAFETY: as above.
             unsafe { *waiting = 0 };
         }
     }
-    if cfg!(mode) & mode::KILL != 0 {
+    if mode_has(mode::KILL) {
         enforce(tgid, nr);
     }
-    if cfg!(mode) & mode::STREAM == 0 {
-        summary_enter(&ctx, tgid, tid, nr);
-        return 0;
+    let (instance, seg) = segment_of(&ctx, tgid, tid, nr);
+    let key = CountKey {
+        tgid,
+        instance,
+        seg,
+        nr,
+    };
+    let first = count(&key);
+    if mode_has(mode::STREAM) {
+        let enter_ns = now();
+        let cfg = PB_CONFIG.load();
+        if nr == cfg.nr_exit || nr == cfg.nr_exit_group {
+            emit_at_entry(&key, tid, enter_ns, syscall_flags::NO_RETURN);
+            return 0;
+        }
+        if mode_has(mode::PATHS) {
+            emit_path(&ctx, tgid, tid, nr, enter_ns);
+        }
+        remember(tid, &key, enter_ns);
+    } else {
+        if mode_has(mode::ERRORS) {
+            remember(tid, &key, 1);
+        }
+        if first {
+            // The clock is read only for a call that is reported.
+            let enter_ns = now();
+            if mode_has(mode::PATHS) {
+                emit_path(&ctx, tgid, tid, nr, enter_ns);
+            }
+            let flags = syscall_flags::AT_ENTRY | syscall_flags::FIRST_USE;
+            emit_at_entry(&key, tid, enter_ns, flags);
+        }
     }
-    let enter_ns = unsafe { bpf_ktime_get_ns() };
-    count(tgid, nr, 1, 0);
-    if nr == cfg!(nr_exit) || nr == cfg!(nr_exit_group) {
-        emit_at_entry(tgid, tid, nr, enter_ns, syscall_flags::NO_RETURN);
-        return 0;
-    }
-    if cfg!(mode) & mode::PATHS != 0 {
-        emit_path(&ctx, tgid, tid, nr, enter_ns);
-    }
+    0
+}
+
+/// Notes the call `tid` is in, for the exit program.
+#[inline(always)]
+fn remember(tid: u32, key: &CountKey, enter_ns: u64) {
+    let p = Pending {
+        nr: key.nr,
+        instance: key.instance,
+        seg: key.seg,
+        _pad: 0,
+        enter_ns,
+    };
     // Written in place when the thread has an entry already: an update would take the map's
     // bucket lock and swap elements on every syscall.
     match PB_PENDING.get_ptr_mut(&tid) {
         // SAFETY: only this thread reads or writes its own entry.
-        Some(p) => unsafe {
-            (*p).nr = nr;
-            (*p).enter_ns = enter_ns;
-        },
+        Some(slot) => unsafe { *slot = p },
         None => {
-            let _ = PB_PENDING.insert(
-                &tid,
-                &Pending {
-                    nr,
-                    _pad: 0,
-                    enter_ns,
-                },
-                0,
-            );
+            let _ = PB_PENDING.insert(&tid, &p, 0);
         }
     }
-    0
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
@@ -391,31 +516,47 @@ pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
     let Some(pending) = PB_PENDING.get_ptr_mut(&tid) else {
         return 0;
     };
-    // SAFETY: pointer to a map value, valid for this program run.
+    // SAFETY: only this thread reads or writes its own entry.
     let p = unsafe { *pending };
     if p.enter_ns == 0 {
         return 0; // entered before tracking began, or already reported
     }
+    // SAFETY: as above.
     unsafe { (*pending).enter_ns = 0 };
     let ret = ctx.arg::<i64>(1);
-    if is_error(ret) {
-        count(tgid, p.nr, 0, 1);
+    let key = CountKey {
+        tgid,
+        instance: p.instance,
+        seg: p.seg,
+        nr: p.nr,
+    };
+    if is_error(ret)
+        && let Some(c) = PB_COUNTS.get_ptr_mut(&key)
+    {
+        // SAFETY: this CPU's value; nothing else writes it while this program runs here.
+        unsafe { (*c).errors += 1 };
     }
-    if cfg!(mode) & mode::STREAM != 0 {
-        let now = unsafe { bpf_ktime_get_ns() };
-        emit_syscall(SyscallRecord {
-            header: Header {
-                kind: kind::SYSCALL,
-                flags: 0,
-                tgid,
+    if mode_has(mode::STREAM) {
+        emit(
+            SyscallRecord {
+                header: Header::of::<SyscallRecord>(0, tgid),
+                tid,
+                nr: p.nr,
+                instance: p.instance,
+                seg: p.seg,
+                enter_ns: p.enter_ns,
+                duration_ns: now().saturating_sub(p.enter_ns),
+                ret,
             },
-            tid,
-            nr: p.nr,
-            enter_ns: p.enter_ns,
-            duration_ns: now.saturating_sub(p.enter_ns),
-            ret,
-        });
+            batched_wakeup(),
+        );
     }
+    0
+}
+
+/// Does nothing: the per-syscall cost benchmark's floor.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn pb_floor(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
@@ -425,25 +566,37 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
     if !tracked(tgid) {
         return 0;
     }
-    let Ok(child) = (unsafe { ctx.read_at::<i32>(cfg!(fork_child_pid_off) as usize) }) else {
+    let cfg = PB_CONFIG.load();
+    // SAFETY: a read of the tracepoint record through the probe helper at an offset read from
+    // the kernel's own format file.
+    let Ok(child) = (unsafe { ctx.read_at::<i32>(cfg.fork_child_pid_off as usize) }) else {
         return 0;
     };
     let child = child as u32;
-    if child == cfg!(self_tgid) {
+    if child == cfg.self_tgid {
         return 0;
     }
-    // A thread's bit is never looked up as a tgid while it lives; pb_exit clears it.
+    let ts_ns = now();
+    // A fork may start the parent's next phase.
+    if let Some(st) = PB_PROCS.get_ptr_mut(&tgid) {
+        // SAFETY: `st` points at the parent's PB_PROCS value for this run.
+        if is_marker(unsafe { (*st).marker_set }, FORK_MARKER_SLOT) {
+            open_segment(tgid, tid, st, 0, segment_flags::FORK, ts_ns);
+        }
+    }
+    // A thread's bit and state are never looked up as a tgid's while it lives; pb_exit clears
+    // them.
     set_kernel_bit(child, true);
+    let child_instance = new_instance();
+    start_process(child, child_instance);
     emit(
         ForkRecord {
-            header: Header {
-                kind: kind::FORK,
-                flags: 0,
-                tgid,
-            },
+            header: Header::of::<ForkRecord>(0, tgid),
             parent_tid: tid,
             child_tid: child,
-            ts_ns: unsafe { bpf_ktime_get_ns() },
+            child_instance,
+            _pad: 0,
+            ts_ns,
         },
         0,
     );
@@ -452,13 +605,12 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
 
 /// Whether the current task's comm is the `--exec-name` one.
 #[inline(always)]
-fn exec_name_matches(comm: &[u8; 16]) -> bool {
-    let want = cfg!(exec_comm);
+fn exec_name_matches(comm: &[u8; COMM_LEN], want: &[u8; COMM_LEN]) -> bool {
     if want[0] == 0 {
         return false;
     }
     let mut i = 0;
-    while i < 16 {
+    while i < COMM_LEN {
         if comm[i] != want[i] {
             return false;
         }
@@ -473,41 +625,70 @@ fn exec_name_matches(comm: &[u8; 16]) -> bool {
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn pb_exec(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let cfg = PB_CONFIG.load();
+    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     let mut flags = 0;
     if !tracked(tgid) {
-        if !exec_name_matches(&comm) {
+        if !exec_name_matches(&comm, &cfg.exec_comm) {
             return 0;
         }
         set_kernel_bit(tgid, true);
         flags = exec_flags::NEW_ROOT;
     }
+    let ts_ns = now();
     let Some(mut entry) = PB_EVENTS.reserve::<ExecRecord>(0) else {
         lost(drop_slot::RINGBUF);
         return 0;
     };
     let rec = entry.as_mut_ptr();
-    // SAFETY: `rec` points into the reserved ring-buffer entry, which we fill field by field
-    // (the record is too large for the BPF stack).
+    // SAFETY: `rec` points into the reserved ring-buffer entry, filled field by field (the
+    // record is too large for the BPF stack); tracepoint fields are read through the probe
+    // helpers at offsets read from the kernel's own format file.
     unsafe {
-        (*rec).header = Header {
-            kind: kind::EXEC,
-            flags,
-            tgid,
-        };
+        (*rec).header = Header::of::<ExecRecord>(flags, tgid);
         (*rec).tid = tid;
         (*rec).old_tid = ctx
-            .read_at::<i32>(cfg!(exec_old_pid_off) as usize)
+            .read_at::<i32>(cfg.exec_old_pid_off as usize)
             .unwrap_or(0) as u32;
-        (*rec).ts_ns = bpf_ktime_get_ns();
+        (*rec).ts_ns = ts_ns;
         (*rec).comm = comm;
         (*rec).filename[0] = 0;
-        if let Ok(loc) = ctx.read_at::<u32>(cfg!(exec_filename_off) as usize) {
+        if let Ok(loc) = ctx.read_at::<u32>(cfg.exec_filename_off as usize) {
             let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
             let _ = bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename);
         }
     }
     entry.submit(0);
+    // A new program: a new segment, and every marker matters again (its role may differ).
+    let st = match PB_PROCS.get_ptr_mut(&tgid) {
+        Some(st) => st,
+        None => {
+            let Some(fresh) = start_process(tgid, new_instance()) else {
+                return 0;
+            };
+            emit(
+                SegmentRecord {
+                    header: Header::of::<SegmentRecord>(
+                        segment_flags::FIRST | segment_flags::EXEC,
+                        tgid,
+                    ),
+                    tid,
+                    nr: 0,
+                    instance: fresh.instance,
+                    seg: fresh.seg,
+                    ts_ns,
+                },
+                0,
+            );
+            return 0;
+        }
+    };
+    // SAFETY: `st` points at this process's PB_PROCS value; exec has ended its other threads.
+    unsafe {
+        (*st).marker_set = FULL_MARKER_SET;
+        (*st).execs += 1;
+    }
+    open_segment(tgid, tid, st, 0, segment_flags::EXEC, ts_ns);
     0
 }
 
@@ -517,30 +698,32 @@ pub fn pb_exit(ctx: TracePointContext) -> u32 {
     if !tracked(tgid) {
         return 0;
     }
-    let off = cfg!(exit_group_dead_off);
+    let off = PB_CONFIG.load().exit_group_dead_off;
     let group_dead = if off == NO_FIELD {
         0
     } else {
+        // SAFETY: a read of the tracepoint record through the probe helper at an offset read
+        // from the kernel's own format file.
         u32::from(unsafe { ctx.read_at::<u8>(off as usize) }.unwrap_or(0))
     };
     let _ = PB_PENDING.remove(&tid);
     if tid != tgid {
         set_kernel_bit(tid, false);
+        // The state pb_fork made in case the thread was a process.
+        let _ = PB_PROCS.remove(&tid);
     }
     if group_dead != 0 {
-        // The agent clears the process's user bit when it reads this record.
+        // The agent clears the process's user bit when it reads this record, and reads the
+        // process's counters before it deletes them; a reused pid starts a new instance.
         set_kernel_bit(tgid, false);
+        let _ = PB_PROCS.remove(&tgid);
     }
     emit(
         ExitRecord {
-            header: Header {
-                kind: kind::EXIT,
-                flags: 0,
-                tgid,
-            },
+            header: Header::of::<ExitRecord>(0, tgid),
             tid,
             group_dead,
-            ts_ns: unsafe { bpf_ktime_get_ns() },
+            ts_ns: now(),
         },
         0,
     );

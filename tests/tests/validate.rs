@@ -17,7 +17,7 @@ fn validate_reports_pass_fail_and_denials() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("pass: `/bin/pwd` exited with 0") && text.contains("no call was denied"),
+        text.contains("pass: `/bin/pwd` exited with 0") && text.contains("; 0 calls denied"),
         "{text}"
     );
 
@@ -33,15 +33,41 @@ fn validate_reports_pass_fail_and_denials() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("fail: `/bin/ls /` exited with 2"), "{text}");
-    assert!(text.contains("first denied call: "), "{text}");
-    let denied = text
-        .lines()
-        .find(|l| l.starts_with("denied: "))
-        .expect("a denied line");
+    // Each denied call with its count, role, phase and pid.
+    let denied: Vec<&str> = text.lines().filter(|l| l.starts_with("denied: ")).collect();
     assert!(
-        denied.contains("statx") || denied.contains("statfs") || denied.contains("ioctl"),
-        "{denied}"
+        denied.iter().any(|l| ["statx", "statfs", "ioctl"]
+            .iter()
+            .any(|c| l.starts_with(&format!("denied: {c}×")))),
+        "{text}"
     );
+    assert!(
+        denied
+            .iter()
+            .all(|l| l.contains(" in role main, phase ") && l.contains("(pid ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_denied_call_fails_validation_even_when_the_command_succeeds() {
+    let dir = TempDir::new("validate-quiet-denial");
+    let prof = dir.path("sh.json");
+    phasebox_tests::learn_profile(&prof, &["/bin/sh", "-c", "exit 0"]);
+    // umask is not in the profile; the shell ignores its failure and exits 0.
+    let out = phasebox(&[
+        "validate",
+        "--profile",
+        prof.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "umask 022; exit 0",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.starts_with("fail: ") && text.contains("exited with 0"), "{text}");
+    assert!(text.contains("denied: umask×"), "{text}");
 }
 
 #[test]

@@ -1,147 +1,82 @@
-//! `phasebox agent -p PID`: long-running. Attaches like `record`, learns roles and phases (in
-//! summary mode by default), refreshes Prometheus metrics every second, checkpoints the learned
-//! profile, and in monitor mode counts (or kills) calls outside the expected phase.
-use std::collections::HashMap;
+//! `phasebox agent -p PID`: long-running. Attaches like `record` (or finds programs by name at
+//! their exec), learns roles and phases in summary mode by default, refreshes Prometheus
+//! metrics every second, checkpoints the learned profile, and in monitor mode counts (or has
+//! the kernel kill) calls outside the expected phase.
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use phasebox_common::CountKey;
-
-use super::{
-    output::{self, Capture},
-    record,
-};
-use crate::{
-    cli::{AgentArgs, OnViolation, TraceOptions},
-    probe, procfs,
-    session::{Origin, Session, Stop, interrupted},
-};
 use phasebox_core::{
     atomic_file::write_atomic,
-    learn::{Learner, RunInfo},
-    metrics::{Counters, Metrics},
+    metrics::{BpfCost, BuildInfo, Counters, Metrics},
     monitor::Monitor,
     phase::Detector,
-    process::ProcessTree,
     sysnames,
+};
+
+use crate::{
+    cli::{AgentArgs, OnViolation},
+    probe::stats::{Sampling, StatsSampler},
+    procfs,
+    session::{Mode, OutputPaths, Session, Stop, interrupted},
 };
 
 const REFRESH: Duration = Duration::from_secs(1);
 
-/// What the agent carries from one refresh to the next.
-struct State {
-    metrics: Metrics,
-    page: Arc<Mutex<String>>,
-    prev_calls: HashMap<CountKey, u64>,
-    monitor: Option<Monitor>,
-    last_checkpoint: Instant,
-    started: Instant,
-    run: RunInfo,
-}
-
 pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
-    if let Some(pid) = args.pid {
-        record::check_target(pid)?;
-    }
+    crate::logging::init();
     let detector = Detector::load(&args.phases)?;
-    if !args.stream && args.phases == "auto" {
+    if !args.stream && matches!(detector, Detector::Auto(_)) {
         anyhow::bail!("--phases auto needs every call: use it with --stream");
     }
     let kill = args.on_violation == OnViolation::Kill;
-    let monitor = args
-        .monitor
-        .as_deref()
-        .map(|p| Monitor::load(p, kill))
-        .transpose()?;
-    let opts = TraceOptions {
-        output: None,
-        summary: None,
-        ring_bytes: args.ring_bytes,
-        quiet: true,
-        profile: args.profile.clone(),
-        phases: args.phases.clone(),
-        exec_name: args.exec_name.clone(),
+    let monitor = match &args.monitor {
+        Some(_) if matches!(detector, Detector::Auto(_)) => {
+            anyhow::bail!(
+                "monitor mode needs phase rules (generic, nginx or a rule file), not auto"
+            )
+        }
+        Some(p) => Some(Monitor::load(p, kill)?),
+        None => None,
     };
-    // Path arguments feed the phase markers.
-    let output::Started {
-        outputs,
-        mut probe,
-        ring,
-        writer,
-    } = output::start(
-        &opts,
-        // Programs found by name are seen from their execve, as if launched.
-        if args.exec_name.is_some() {
-            "run"
-        } else {
-            "record"
-        },
-        Vec::new(),
-        args.pid,
-        Capture {
-            stream: args.stream,
-            markers_need_paths: true,
-            kill,
-        },
-    )?;
-    let _stats = probe::enable_run_time_stats()?;
-    let mut tree = ProcessTree::new();
-    if let Some(pid) = args.pid {
-        record::attach(&mut probe, &mut tree, pid)?;
+    if !args.listen.ip().is_loopback() {
+        log::warn!(
+            "--listen {} is not a loopback address: /metrics can be read from the network",
+            args.listen
+        );
     }
-    let attached: Vec<u32> = tree.processes().iter().map(|p| p.pid).collect();
-    let origin = Origin {
-        roots: args.pid.into_iter().collect(),
-        attached,
-    };
-    let learner = outputs
-        .learner(&origin)
-        .unwrap_or_else(|| Learner::new(detector, &origin.roots, &origin.attached));
-    let mut session = Session::new(probe, ring, tree, writer, Some(learner), origin)?;
-    if !args.stream {
-        session.use_summary_mode()?;
+    let mut session = Session::builder(Mode::Agent)
+        .ring_bytes(args.ring_bytes)
+        .stream(args.stream)
+        .errors(args.errors)
+        .kill(kill)
+        .exec_name(args.exec_name.clone())
+        .phases(detector)
+        .outputs(OutputPaths {
+            profile: args.profile.clone(),
+            quiet: true,
+            ..Default::default()
+        })
+        .start()?;
+    if !args.pids.is_empty() {
+        session.attach(&args.pids)?;
     }
-
-    let page = Arc::new(Mutex::new(String::new()));
-    let server = crate::serve::serve(args.listen, page.clone()).await?;
-    let mut state = State {
-        metrics: Metrics::new()?,
-        page,
-        prev_calls: HashMap::new(),
-        monitor,
-        last_checkpoint: Instant::now(),
-        started: Instant::now(),
-        run: RunInfo {
-            name: match (&args.pid, &args.exec_name) {
-                (Some(pid), _) => format!("agent -p {pid}"),
-                (None, name) => {
-                    format!("agent --exec-name {}", name.as_deref().unwrap_or_default())
-                }
-            },
-            // Programs found by name are seen from their execve.
-            launched: args.exec_name.is_some(),
-            started_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            kernel_release: procfs::kernel_release(),
-            dropped: 0,
-        },
-    };
+    if monitor.is_some() {
+        session.keep_attributed();
+    }
+    let mut r = Refresher::new(&args, monitor)?;
+    let server = crate::serve::serve(args.listen, r.page.clone()).await?;
     // A first page right away: /metrics is never empty once the agent says it is up.
-    refresh(&mut session, &mut state, &args)?;
-    let what = match (&args.pid, &args.exec_name) {
-        (Some(pid), _) => format!("tracing pid {pid} and its descendants"),
-        (None, name) => format!(
-            "waiting for {} to start",
-            name.as_deref().unwrap_or_default()
-        ),
+    r.refresh(&mut session)?;
+    let what = match &args.exec_name {
+        Some(name) => format!("waiting for {name} to start"),
+        None => format!("tracing pid {} and descendants", join(&args.pids)),
     };
-    eprintln!(
+    crate::say!(
         "phasebox agent: {what}; metrics on http://{}/metrics",
         args.listen
     );
     let mut interrupt = std::pin::pin!(interrupted());
-    loop {
+    let why = loop {
         let tick = async {
             tokio::select! {
                 s = &mut interrupt => s,
@@ -150,85 +85,173 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         };
         // With --exec-name, the agent waits for the next start when a program ends.
         let why = session.run(tick, args.exec_name.is_none()).await?;
-        refresh(&mut session, &mut state, &args)?;
-        match why {
-            Stop::Duration => continue,
-            Stop::Signal(s) => eprintln!("phasebox agent: {s}, writing what was learned"),
-            Stop::TreeExited => eprintln!("phasebox agent: the traced processes have exited"),
+        r.refresh(&mut session)?;
+        if why != Stop::Duration {
+            break why;
         }
-        break;
+    };
+    match why {
+        Stop::Signal(s) => log::info!("{s}, writing what was learned"),
+        _ => log::info!("the traced processes have exited"),
     }
     server.abort();
-    outputs.finish(session)?;
+    session.finish()?;
     Ok(0)
 }
 
-/// Metrics, monitor mode and checkpoints, once per refresh.
-fn refresh(session: &mut Session, st: &mut State, args: &AgentArgs) -> anyhow::Result<()> {
-    let losses = session.probe().losses()?;
-    st.run.dropped = losses.ringbuf_full;
-    let Some(l) = session.learner() else {
-        return Ok(());
-    };
-    let snapshot = l.snapshot(&session.tree, &st.run);
-    let program = snapshot.program.comm.clone();
-    // Exact kernel counters; their growth goes to each process's current phase.
-    let mut calls = Vec::new();
-    let mut allowed = Vec::new();
-    for (key, c) in session.probe().counts()? {
-        let before = st.prev_calls.insert(key, c.calls).unwrap_or(0);
-        let grew = c.calls.saturating_sub(before);
-        let (role, phase) = l
-            .role_phase_of(key.tgid)
-            .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
-        let syscall = sysnames::name(key.nr).into_owned();
-        if let Some(m) = st.monitor.as_mut() {
-            if grew > 0 && m.violates(&role, &phase, &syscall) {
-                st.metrics
-                    .violations
-                    .with_label_values(&[&program, &role, &phase, &syscall])
-                    .inc_by(grew);
-                if m.first_report(&role, &phase, &syscall) {
-                    eprintln!(
-                        "phasebox agent: {:.1} s: violation: pid {} ({role}, phase {phase}) called {syscall}, \
-                         which the profile does not allow there",
-                        st.started.elapsed().as_secs_f64(),
-                        key.tgid
-                    );
-                }
-            }
-            if m.kill
-                && let Some(bits) = m.allowed_from(&role, &phase)
-                && m.needs_update(key.tgid, bits)
-            {
-                allowed.push((key.tgid, bits));
+fn join(pids: &[u32]) -> String {
+    let v: Vec<String> = pids.iter().map(u32::to_string).collect();
+    v.join(", ")
+}
+
+/// What the agent carries from one refresh to the next.
+struct Refresher {
+    metrics: Metrics,
+    page: Arc<Mutex<String>>,
+    monitor: Option<Monitor>,
+    stats: Option<StatsSampler>,
+    checkpoint: Option<(std::path::PathBuf, Duration)>,
+    last_checkpoint: Instant,
+}
+
+impl Refresher {
+    fn new(args: &AgentArgs, monitor: Option<Monitor>) -> anyhow::Result<Refresher> {
+        let metrics = Metrics::new(&BuildInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            kernel: procfs::kernel_release(),
+            arch: sysnames::ARCH.into(),
+            mode: if args.stream { "stream" } else { "summary" }.into(),
+        })?;
+        metrics.registry().register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let stats = (!args.bpf_stats_every.is_zero()).then(|| {
+            let sampling = Sampling {
+                every: args.bpf_stats_every,
+                window: args.bpf_stats_window.min(args.bpf_stats_every),
+            };
+            StatsSampler::new(sampling, Instant::now())
+        });
+        Ok(Refresher {
+            metrics,
+            page: Arc::new(Mutex::new(String::new())),
+            monitor,
+            stats,
+            checkpoint: args.profile.clone().map(|p| (p, args.checkpoint)),
+            last_checkpoint: Instant::now(),
+        })
+    }
+
+    /// Metrics, monitor mode and checkpoints, once per refresh.
+    fn refresh(&mut self, session: &mut Session) -> anyhow::Result<()> {
+        session.harvest()?;
+        let Some(l) = session.learner() else {
+            return Ok(());
+        };
+        let program = session
+            .tree()
+            .processes()
+            .next()
+            .map(|p| p.comm.clone())
+            .unwrap_or_default();
+        let totals = l.totals();
+        let phases = l.current_phases();
+        let places = l.places();
+        let counters = self.counters(session)?;
+        self.metrics.update(&program, &totals, &phases, &counters);
+        self.watch(session, &program, &places)?;
+        if let Ok(mut p) = self.page.lock() {
+            *p = self.metrics.render();
+        }
+        self.checkpoint(session)
+    }
+
+    fn counters(&mut self, session: &Session) -> anyhow::Result<Counters> {
+        let losses = session.losses()?;
+        let window_closed = match self.stats.as_mut() {
+            Some(s) => s.tick(Instant::now())?,
+            None => false,
+        };
+        // Programs' run times only grow while statistics are on: read them when a window
+        // closes, and keep the last reading otherwise.
+        let bpf = if window_closed {
+            session
+                .probe()
+                .run_stats()
+                .into_iter()
+                .map(|s| BpfCost {
+                    program: s.name,
+                    run_time_s: s.run_time.as_secs_f64(),
+                    runs: s.runs,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Counters {
+            events: session.events(),
+            dropped: losses.ringbuf_full,
+            killed: session.probe().kills()?,
+            live: session.tree().live_pids().len(),
+            bpf,
+            bpf_sampled_s: self
+                .stats
+                .as_ref()
+                .map_or(0.0, |s| s.sampled().as_secs_f64()),
+        })
+    }
+
+    /// Monitor mode: violations counted and logged once per (role, phase, syscall); in kill
+    /// mode, each process's allowed set follows its phase.
+    fn watch(
+        &mut self,
+        session: &mut Session,
+        program: &str,
+        places: &[(u32, String, String)],
+    ) -> anyhow::Result<()> {
+        let Some(m) = self.monitor.as_mut() else {
+            return Ok(());
+        };
+        let attributed = session.take_attributed();
+        let Some(l) = session.learner() else {
+            return Ok(());
+        };
+        let found = m.check(&attributed, l);
+        self.metrics.violations(program, &found);
+        for v in found.iter().filter(|v| v.first) {
+            log::warn!(
+                "violation: pid {} ({}, phase {}) called {}, which the profile does not allow there",
+                v.pid,
+                v.role,
+                v.phase,
+                v.syscall
+            );
+        }
+        if m.kill {
+            for (tgid, bits) in m.kill_sets(places) {
+                session.probe_mut().set_allowed(tgid, bits)?;
             }
         }
-        if grew > 0 {
-            calls.push((role, phase, syscall, grew));
+        Ok(())
+    }
+
+    /// Writes the profile every `--checkpoint`; a failed write is logged and counted, and the
+    /// agent goes on.
+    fn checkpoint(&mut self, session: &mut Session) -> anyhow::Result<()> {
+        let Some((path, every)) = &self.checkpoint else {
+            return Ok(());
+        };
+        if self.last_checkpoint.elapsed() < *every {
+            return Ok(());
         }
+        self.last_checkpoint = Instant::now();
+        let Some(profile) = session.snapshot()? else {
+            return Ok(());
+        };
+        if let Err(e) = write_atomic(path, profile.to_json().as_bytes()) {
+            self.metrics.checkpoint_failed();
+            log::error!("checkpoint not written: {e:#}");
+        }
+        Ok(())
     }
-    let counters = Counters {
-        events: session.events(),
-        dropped: losses.ringbuf_full,
-        killed: session.probe().kills()?,
-        bpf: session.probe().run_stats(),
-    };
-    let phases = l.current_phases();
-    let live = session.tree.live_pids().len();
-    st.metrics
-        .update(&program, &calls, &phases, live, &counters);
-    if let Ok(mut p) = st.page.lock() {
-        *p = st.metrics.render();
-    }
-    for (tgid, bits) in allowed {
-        session.probe_mut().set_allowed(tgid, bits)?;
-    }
-    if let Some(path) = &args.profile
-        && st.last_checkpoint.elapsed() >= args.checkpoint
-    {
-        write_atomic(path, snapshot.to_json().as_bytes())?;
-        st.last_checkpoint = Instant::now();
-    }
-    Ok(())
 }

@@ -3,7 +3,7 @@
 use crate::cli::AnalyzeArgs;
 use phasebox_core::{
     atomic_file::{AtomicFile, file_error},
-    learn::{Learner, RunInfo},
+    learn::{Counting, Learner, RunInfo},
     phase::Detector,
     process::ProcessTree,
     tracefile,
@@ -24,7 +24,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
             tree.add(p.pid, p.ppid, p.exe.clone(), p.comm.clone(), None);
         }
     }
-    let mut learner = Learner::new(det, &f.root_pids, &f.attached_pids);
+    let mut learner = Learner::new(det, Counting::Records, &f.root_pids, &f.attached_pids);
     for ev in &trace.events {
         tree.apply(ev);
         learner.observe(ev, &tree);
@@ -45,6 +45,6 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
         .write_all(profile.to_json().as_bytes())
         .map_err(|e| file_error("write", &dest, &e))?;
     out.commit()?;
-    eprintln!("phasebox: profile written to {}", dest.display());
+    crate::say!("phasebox: profile written to {}", dest.display());
     Ok(0)
 }

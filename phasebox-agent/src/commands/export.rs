@@ -35,7 +35,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
             &target,
             args.add_basics,
         )?;
-        eprintln!(
+        crate::say!(
             "phasebox: one policy per phase in {}, order in {}",
             dir.display(),
             manifest.display()
@@ -46,14 +46,14 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     if args.add_basics {
         let added = export::add_basics(&mut names);
         if added.is_empty() {
-            eprintln!("phasebox: --add-basics: the profile had them all already");
+            crate::say!("phasebox: --add-basics: the profile had them all already");
         } else {
-            eprintln!("phasebox: --add-basics added {}", added.join(", "));
+            crate::say!("phasebox: --add-basics added {}", added.join(", "));
         }
     }
     if let Some(rt) = args.for_runtime {
         let added = export::add_runtime(&mut names, rt);
-        eprintln!(
+        crate::say!(
             "phasebox: --for-runtime {rt:?} added {}",
             if added.is_empty() {
                 "nothing".into()

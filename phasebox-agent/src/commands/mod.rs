@@ -1,9 +1,11 @@
-//! One file per subcommand, wiring the pieces together.
+//! One file per subcommand: each parses nothing (clap did), builds what the library needs
+//! from its arguments, calls it, and says what happened.
 mod agent;
 mod analyze;
 mod compare;
+mod denials;
 mod export;
-mod output;
+mod floor;
 mod profile;
 mod record;
 mod report;
@@ -12,7 +14,10 @@ mod scenarios;
 mod trace;
 mod validate;
 
-use crate::cli::{Cli, Command, ScenariosCommand, TraceCommand};
+use phasebox_core::phase::Detector;
+
+use crate::cli::{Cli, Command, ScenariosCommand, TraceCommand, TraceOptions};
+use crate::session::{Mode, OutputPaths, Session, SessionBuilder};
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -25,10 +30,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Profile(cmd) => profile::profile(&cmd),
         Command::Compare(args) => compare::compare(&args),
         Command::Export(args) => export::export(&args),
-        Command::Validate(args) => validate::validate(&args),
+        Command::Validate(args) => runtime()?.block_on(validate::validate(args)),
         Command::Scenarios(ScenariosCommand::Run(args)) => scenarios::run(&args),
         Command::Scenarios(ScenariosCommand::List { file }) => scenarios::list(&file),
         Command::Report(args) => report::report(&args),
+        Command::Floor(args) => runtime()?.block_on(floor::floor(args)),
     }
 }
 
@@ -37,4 +43,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
+/// A session for `run` or `record` with the outputs and phase rules of `opts`.
+fn trace_session(mode: Mode, opts: &TraceOptions) -> anyhow::Result<SessionBuilder> {
+    let mut b = Session::builder(mode)
+        .ring_bytes(opts.ring_bytes)
+        .outputs(OutputPaths {
+            summary: opts.summary.clone(),
+            trace: opts.output.clone(),
+            profile: opts.profile.clone(),
+            quiet: opts.quiet,
+        });
+    if opts.profile.is_some() {
+        b = b.phases(Detector::load(&opts.phases)?);
+    }
+    Ok(b)
 }

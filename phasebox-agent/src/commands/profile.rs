@@ -14,7 +14,7 @@ pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let merged = compare::merge(&profiles)?;
             merged.save(output)?;
-            eprintln!(
+            crate::say!(
                 "phasebox: merged {} profiles into {}",
                 profiles.len(),
                 output.display()

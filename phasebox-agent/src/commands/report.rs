@@ -1,13 +1,5 @@
 //! `phasebox report PROFILE… -o report.html`: the HTML page of one or more profiles.
-use std::path::PathBuf;
-
-use phasebox_core::{
-    atomic_file::write_atomic,
-    policy::{Policy, report as compare},
-    profile::{Profile, compare::merge},
-    report::{Page, html},
-    scenario::coverage,
-};
+use phasebox_core::{atomic_file::write_atomic, profile::Profile, report::page};
 
 use crate::cli::ReportArgs;
 
@@ -35,40 +27,6 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         .collect();
     let page = page(labelled, &args.compare, args.title.clone())?;
     write_atomic(&args.output, page.as_bytes())?;
-    eprintln!("phasebox: report written to {}", args.output.display());
+    crate::say!("phasebox: report written to {}", args.output.display());
     Ok(0)
-}
-
-/// The page of `profiles` (several: with their coverage in this order), compared with
-/// `policies` when any.
-pub fn page(
-    profiles: Vec<(String, &Profile)>,
-    policies: &[PathBuf],
-    title: Option<String>,
-) -> anyhow::Result<String> {
-    let Some((_, first)) = profiles.first() else {
-        anyhow::bail!("a report needs at least one profile");
-    };
-    let coverage = (profiles.len() > 1).then(|| coverage::coverage(&profiles));
-    let comparison = if policies.is_empty() {
-        None
-    } else {
-        let all: Vec<Profile> = profiles.iter().map(|(_, p)| (*p).clone()).collect();
-        let merged = merge(&all)?;
-        let policies = policies
-            .iter()
-            .map(|p| Policy::load(p, &merged.kernel_release, None))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Some(compare::compare(&merged, &policies, None, None)?)
-    };
-    let title = title.unwrap_or_else(|| {
-        let prog = first.program.path.rsplit('/').next().unwrap_or_default();
-        format!("phasebox report: {prog}")
-    });
-    html(&Page {
-        title,
-        profiles,
-        coverage,
-        comparison,
-    })
 }

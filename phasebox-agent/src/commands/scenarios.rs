@@ -49,21 +49,21 @@ impl Progress {
         if self.tty {
             let width = 24;
             let filled = done * width / self.total.max(1);
-            eprint!(
+            crate::logging::write_stderr(&format!(
                 "\r\x1b[2K[{}{}] {done}/{} {name}…",
                 "█".repeat(filled),
                 "░".repeat(width - filled),
                 self.total
-            );
+            ));
             let _ = std::io::stderr().flush();
         }
     }
 
     fn line(&self, done: usize, text: &str) {
         if self.tty {
-            eprint!("\r\x1b[2K");
+            crate::logging::write_stderr("\r\x1b[2K");
         }
-        eprintln!("[{done}/{}] {text}", self.total);
+        crate::say!("[{done}/{}] {text}", self.total);
     }
 }
 
@@ -224,14 +224,14 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
             .expect("serializes")
             .as_bytes(),
     )?;
-    let page = super::report::page(
+    let page = phasebox_core::report::page(
         learned.clone(),
         &[],
         Some(format!("phasebox scenarios: {}", set.name)),
     )?;
     write_atomic(&dir.join("report.html"), page.as_bytes())?;
     println!("{text}");
-    eprintln!(
+    crate::say!(
         "phasebox: {} of {} scenarios passed; profiles, merged.profile.json, coverage and report.html in {}",
         chosen.len() - failed,
         chosen.len(),

@@ -13,7 +13,8 @@ pub fn render(ev: &Event, start_ns: u64, path: Option<&str>) -> Option<String> {
     let secs = |ts: u64| ts.saturating_sub(start_ns) as f64 / 1e9;
     let args = path.map(|p| format!("{p:?}")).unwrap_or_default();
     Some(match ev {
-        Event::Path(_) => return None,
+        // Paths show in their syscall's line; segment openers only matter to phases.
+        Event::Path(_) | Event::Segment(_) => return None,
         Event::Syscall(r) => {
             let name = sysnames::name(r.nr);
             if r.header.flags & syscall_flags::NO_RETURN != 0 {

@@ -1,15 +1,19 @@
 //! `phasebox validate --profile P -- CMD…`: runs CMD under the profile as a seccomp filter whose
 //! denials come to phasebox (user notifications) instead of failing silently; the calls are
-//! still denied (EPERM), so CMD behaves as under the real filter. Passes when CMD exits 0.
+//! still denied (EPERM), so CMD behaves as under the real filter. CMD is traced too, so each
+//! denied call is reported with the role and phase its process was in. Passes only when CMD
+//! exits 0 and nothing was denied.
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use phasebox_core::{
+    phase::Detector,
     profile::Profile,
     seccomp::{export, oci::OciProfile},
     sysnames,
 };
+use tokio::sync::oneshot;
 
 use crate::{
     cli::ValidateArgs,
@@ -17,68 +21,124 @@ use crate::{
         filter::FilterSpec,
         notify::{self, Verdict},
     },
-    launch,
+    launch, procfs,
+    session::{Mode, OutputPaths, PhaseBoard, Session},
 };
 
-pub fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
-    let oci = match (&args.profile, &args.seccomp) {
+/// A denied call, where it happened.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Denied {
+    role: String,
+    phase: String,
+    syscall: String,
+    pid: u32,
+}
+
+/// The profile (or OCI policy) to validate, and the phase rules to name phases with.
+fn policy(args: &ValidateArgs) -> anyhow::Result<(OciProfile, Detector)> {
+    let rules = |name: &str| Detector::load(name).or_else(|_| Detector::load("generic"));
+    match (&args.profile, &args.seccomp) {
         (Some(path), _) => {
             let p = Profile::load(path)?;
             let mut names = export::select(&p, args.role.as_deref(), args.phase.as_deref())?;
             if args.add_basics {
                 export::add_basics(&mut names);
             }
-            OciProfile::allow_list(&names, &p.arch, "SCMP_ACT_ERRNO", libc::EPERM as u32)
+            let oci = OciProfile::allow_list(&names, &p.arch, "SCMP_ACT_ERRNO", libc::EPERM as u32);
+            let det = match &args.phases {
+                Some(r) => Detector::load(r)?,
+                None => rules(p.runs.first().map_or("generic", |r| r.rules.as_str()))?,
+            };
+            Ok((oci, det))
         }
-        (None, Some(path)) => OciProfile::load(path)?,
+        (None, Some(path)) => {
+            let det = Detector::load(args.phases.as_deref().unwrap_or("generic"))?;
+            Ok((OciProfile::load(path)?, det))
+        }
         (None, None) => anyhow::bail!("validate needs --profile or --seccomp"),
-    };
+    }
+}
+
+pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
+    let (oci, det) = policy(&args)?;
     let mut spec = FilterSpec::from_oci(&oci)?;
     spec.notify_by_default();
     let exe = launch::resolve(&args.command[0])?;
-    launch::become_subreaper();
+    let board = PhaseBoard::default();
+    let mut session = Session::builder(Mode::Validate)
+        .phases(det)
+        .board(board.clone())
+        .command(args.command.clone())
+        .outputs(OutputPaths {
+            quiet: true,
+            ..Default::default()
+        })
+        .start()?;
     let seccomp = launch::Seccomp {
         spec: &spec,
         skip_unknown: args.seccomp_skip_unknown,
     };
-    let child = launch::spawn_gated(&exe, &args.command, Some(seccomp), Default::default())?;
-    let child_waited = child.waited;
+    let child = session.launch(&exe, &args.command, Some(seccomp), Default::default())?;
+    let waited = child.waited;
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(launch::wait_all(waited));
+    });
     let stop = Arc::new(AtomicBool::new(false));
+    let denied: Arc<Mutex<Vec<Denied>>> = Default::default();
     let mut supervisor = None;
+    let log = denied.clone();
     let released = child.release(|fd| {
-        supervisor = Some(notify::supervise(fd, stop.clone(), |_, _| {
+        supervisor = Some(notify::supervise(fd, stop.clone(), move |pid, nr| {
+            let tgid = procfs::tgid(pid).unwrap_or(pid);
+            let place = board.get(tgid);
+            if let Ok(mut v) = log.lock() {
+                v.push(Denied {
+                    role: place.as_ref().map_or("?".into(), |p| p.role.clone()),
+                    phase: place.map_or("?".into(), |p| p.phase),
+                    syscall: sysnames::name(nr).into_owned(),
+                    pid: tgid,
+                });
+            }
             Verdict::Deny(libc::EPERM)
         }));
     });
-    let code = launch::wait_all(child_waited);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let denials = supervisor
-        .map(|h| h.join().unwrap_or_default())
-        .unwrap_or_default();
+    let code = std::cell::Cell::new(1);
+    let until = async {
+        code.set(done_rx.await.unwrap_or(1));
+        crate::session::Stop::TreeExited
+    };
+    session.run(until, false).await?;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = supervisor {
+        let _ = h.join();
+    }
     released?;
+    session.finish()?;
+    let denied = denied.lock().map(|v| v.clone()).unwrap_or_default();
+    Ok(report(&args, code.get(), oci.allowed().len(), &denied))
+}
 
-    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
-    for d in &denials {
-        *by_name.entry(d.name.as_str()).or_default() += 1;
-    }
-    let allowed = oci.allowed().len();
+/// Prints the verdict and every denied call with its role, phase, pid and count; returns the
+/// exit code (0 only for a pass).
+fn report(args: &ValidateArgs, code: i32, allowed: usize, denied: &[Denied]) -> i32 {
+    let pass = code == 0 && denied.is_empty();
     let cmd = args.command.join(" ");
-    let pass = code == 0;
     println!(
-        "{}: `{cmd}` exited with {code} under a filter of {allowed} {} syscalls",
+        "{}: `{cmd}` exited with {code} under a filter of {allowed} {} syscalls; {} calls denied",
         if pass { "pass" } else { "fail" },
-        sysnames::ARCH
+        sysnames::ARCH,
+        denied.len()
     );
-    match denials.first() {
-        None => println!("no call was denied"),
-        Some(first) => {
-            println!(
-                "first denied call: {} (pid {}, {:.3} s after start)",
-                first.name, first.pid, first.after_s
-            );
-            let all: Vec<String> = by_name.iter().map(|(n, c)| format!("{n}×{c}")).collect();
-            println!("denied: {}", all.join(" "));
-        }
+    let mut groups: BTreeMap<&Denied, usize> = BTreeMap::new();
+    for d in denied {
+        *groups.entry(d).or_default() += 1;
     }
-    Ok(if pass { 0 } else { 1 })
+    for (d, n) in groups {
+        println!(
+            "denied: {}×{n} in role {}, phase {} (pid {})",
+            d.syscall, d.role, d.phase, d.pid
+        );
+    }
+    if pass { 0 } else { 1 }
 }

@@ -14,8 +14,8 @@ use phasebox_core::seccomp::{
 };
 
 use super::{filter::FilterSpec, notify::Verdict};
-use crate::procfs;
-use phasebox_core::{atomic_file::file_error, learn::ServingSet, phase::rules::Rules};
+use crate::{procfs, session::PhaseBoard};
+use phasebox_core::{atomic_file::file_error, phase::rules::Rules};
 
 /// A manifest read back, with the sets the filter needs.
 pub struct Plan {
@@ -87,10 +87,11 @@ impl Plan {
 }
 
 /// Allows an early-only call unless the calling thread's process is serving.
-pub fn decide(serving: &ServingSet, pid: u32) -> Verdict {
+pub fn decide(board: &PhaseBoard, pid: u32) -> Verdict {
     let tgid = procfs::tgid(pid).unwrap_or(pid);
-    match serving.lock() {
-        Ok(set) if set.contains(&tgid) => Verdict::Deny(libc::EPERM),
-        _ => Verdict::Allow,
+    if board.serving(tgid) {
+        Verdict::Deny(libc::EPERM)
+    } else {
+        Verdict::Allow
     }
 }

@@ -1,49 +1,77 @@
 //! The only module that knows aya: loads the kernel programs, sets map sizes, attaches, and
-//! reads the maps. Everything else sees events, counters and losses.
+//! reads and writes the maps. Everything else sees records, counters and losses.
+mod error;
+mod events;
+mod load;
 pub mod preflight;
+pub mod stats;
 pub mod tracefs;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
-use anyhow::Context as _;
 use aya::{
-    Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
 };
 use phasebox_common::{
-    ALLOWED_WORDS, Config, CountKey, Counts, EPOCH_NO_MARKERS, MAX_SYSCALLS, NO_FIELD, drop_slot,
-    mode, names,
+    ALLOWED_WORDS, COMM_LEN, CountKey, Counts, MAX_MARKER_SETS, MAX_SYSCALLS, SetRequest,
+    drop_slot, names,
 };
+use phasebox_core::summary::Losses;
 
-use phasebox_core::{summary::Losses, sysnames};
-
-/// The kernel object built by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/phasebox"));
-
-/// Turns on the kernel's BPF run-time statistics while the returned fd lives.
-pub fn enable_run_time_stats() -> anyhow::Result<std::os::fd::OwnedFd> {
-    aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .map_err(|e| anyhow::anyhow!("cannot enable BPF run-time statistics: {e}"))
-}
+pub use error::ProbeError;
+pub use events::EventStream;
 
 /// Ring-buffer sizes accepted by `--ring-buffer`.
 pub const MIN_RING_BYTES: u64 = 4096;
 pub const MAX_RING_BYTES: u64 = 1 << 30;
 
 /// How to load the programs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ProbeOptions {
     /// Ring-buffer size in bytes: a power of two, at least a page.
     pub ring_bytes: u32,
-    /// Send a record per syscall (the timeline), not only counters and process records.
+    /// Send a record per syscall (the timeline), not only counters, segment openers, first
+    /// uses and process records.
     pub stream: bool,
+    /// Send path arguments (phase markers, profiles and trace files use them).
+    pub paths: bool,
+    /// Count failed calls (attaches the exit program; stream mode always does).
+    pub errors: bool,
     /// Kill processes that call outside their allowed set (monitor mode).
     pub kill: bool,
     /// Track any process that executes a program with this comm, from its execve on.
-    pub exec_comm: Option<[u8; phasebox_common::COMM_LEN]>,
-    /// With `stream`: also send path arguments (profiles and trace files use them).
-    pub paths: bool,
+    pub exec_comm: Option<[u8; COMM_LEN]>,
+}
+
+/// Checks a `--ring-buffer` size.
+pub fn check_ring_bytes(bytes: u64) -> Result<u32, ProbeError> {
+    if !bytes.is_power_of_two() {
+        return Err(ProbeError::RingNotPowerOfTwo(bytes));
+    }
+    if bytes < MIN_RING_BYTES {
+        return Err(ProbeError::RingTooSmall(bytes));
+    }
+    if bytes > MAX_RING_BYTES {
+        return Err(ProbeError::RingTooLarge(bytes));
+    }
+    Ok(bytes as u32)
+}
+
+/// Run time and runs of one kernel program, and its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: &'static str,
+    pub run_time: std::time::Duration,
+    pub runs: u64,
+    /// Instructions after verification, and bytes of machine code.
+    pub xlated_bytes: u32,
+    pub jited_bytes: u32,
+}
+
+/// The empty program, attached while this lives.
+pub struct Floor {
+    _ebpf: Ebpf,
 }
 
 /// Loaded and attached kernel programs with their maps.
@@ -55,187 +83,73 @@ pub struct Probe {
     user_bits: Array<MapData, u64>,
     user_words: Vec<u64>,
     counts: PerCpuHashMap<MapData, CountKey, Counts>,
-    epoch: HashMap<MapData, u32, u32>,
-    markers: Array<MapData, u32>,
+    markers: Array<MapData, u8>,
+    set_requests: HashMap<MapData, u32, SetRequest>,
     allowed: HashMap<MapData, u32, [u64; ALLOWED_WORDS]>,
     drops: PerCpuArray<MapData, u64>,
 }
 
-/// The kernel's highest pid + 1 (/proc/sys/kernel/pid_max; the largest possible if unreadable).
-fn pid_max() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1 << 22)
-}
-
-/// Checks a `--ring-buffer` size.
-pub fn check_ring_bytes(bytes: u64) -> Result<u32, String> {
-    if !bytes.is_power_of_two() {
-        return Err(format!(
-            "ring buffer size {bytes} is not a power of two (try 8M)"
-        ));
-    }
-    if bytes < MIN_RING_BYTES {
-        return Err(format!(
-            "ring buffer size {bytes} is too small: the minimum is {MIN_RING_BYTES} bytes"
-        ));
-    }
-    if bytes > MAX_RING_BYTES {
-        return Err(format!(
-            "ring buffer size {bytes} is too large: the maximum is 1G"
-        ));
-    }
-    Ok(bytes as u32)
-}
-
-fn field_offset(
-    fields: &std::collections::HashMap<String, tracefs::Field>,
-    tp: &str,
-    name: &str,
-) -> anyhow::Result<u32> {
-    fields
-        .get(name)
-        .map(|f| f.offset)
-        .ok_or_else(|| anyhow::anyhow!("tracepoint {tp} has no field {name} on this kernel"))
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(ProbeError::Missing { what: "map", name })?;
+    T::try_from(map).map_err(ProbeError::map("open", name))
 }
 
 impl Probe {
-    /// Checks privileges, mounts tracefs if needed, loads and attaches every program.
-    /// Returns the probe and the ring buffer the records arrive on.
-    pub fn load(opts: ProbeOptions) -> anyhow::Result<(Probe, RingBuf<MapData>)> {
-        preflight::check_privileges()?;
-        preflight::check_btf()?;
-        let tracefs = tracefs::ensure_mounted()?;
-        let fork = tracefs::fields(&tracefs, "sched", "sched_process_fork")?;
-        let exec = tracefs::fields(&tracefs, "sched", "sched_process_exec")?;
-        let exit = tracefs::fields(&tracefs, "sched", "sched_process_exit")?;
-        let nr = sysnames::special();
-        let config = Config {
-            self_tgid: std::process::id(),
-            mode: match (opts.stream, opts.paths) {
-                (true, true) => mode::STREAM | mode::PATHS,
-                (true, false) => mode::STREAM,
-                (false, true) => mode::PATHS,
-                (false, false) => 0,
-            } | if opts.kill { mode::KILL } else { 0 },
-            fork_child_pid_off: field_offset(&fork, "sched_process_fork", "child_pid")?,
-            exec_filename_off: field_offset(&exec, "sched_process_exec", "filename")?,
-            exec_old_pid_off: field_offset(&exec, "sched_process_exec", "old_pid")?,
-            exit_group_dead_off: exit.get("group_dead").map_or(NO_FIELD, |f| f.offset),
-            nr_execve: nr.execve,
-            nr_execveat: nr.execveat,
-            nr_exit: nr.exit,
-            nr_exit_group: nr.exit_group,
-            arg_offsets: sysnames::arg_offsets().unwrap_or([NO_FIELD; 6]),
-            exec_comm: opts.exec_comm.unwrap_or([0; phasebox_common::COMM_LEN]),
-            // Wake the reader when a quarter of the ring is full; it drains on a timer too.
-            wakeup_bytes: opts.ring_bytes / 4,
-            _pad: 0,
+    /// Checks privileges, mounts tracefs if needed, loads and attaches the programs `opts`
+    /// needs. Returns the probe and the stream the records arrive on.
+    pub fn load(opts: ProbeOptions) -> Result<(Probe, EventStream), ProbeError> {
+        let mut ebpf = load::load(&opts)?;
+        let ring = take(&mut ebpf, names::EVENTS)?;
+        let probe = Probe {
+            await_exec: take(&mut ebpf, names::AWAIT)?,
+            user_bits: take(&mut ebpf, names::USER_BITS)?,
+            user_words: vec![0; (load::pid_max() / 64 + 1) as usize],
+            counts: take(&mut ebpf, names::COUNTS)?,
+            markers: take(&mut ebpf, names::MARKERS)?,
+            set_requests: take(&mut ebpf, names::SET_REQUESTS)?,
+            allowed: take(&mut ebpf, names::ALLOWED)?,
+            drops: take(&mut ebpf, names::DROPS)?,
+            ebpf,
         };
-        let words = pid_max() / 64 + 1;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(names::CONFIG, &config, true)
-            .map_max_entries(names::EVENTS, opts.ring_bytes)
-            .map_max_entries(names::USER_BITS, words)
-            .map_max_entries(names::KERNEL_BITS, words)
-            .load(OBJECT)
-            .context("cannot load phasebox's eBPF programs")?;
+        Ok((probe, EventStream::new(ring)))
+    }
 
-        // Summary mode counts calls on entry and never looks at returns: no exit program.
-        let sys_progs: &[(&str, &str)] = if opts.stream {
-            &[
-                (names::PROG_SYS_ENTER, "sys_enter"),
-                (names::PROG_SYS_EXIT, "sys_exit"),
-            ]
-        } else {
-            &[(names::PROG_SYS_ENTER, "sys_enter")]
-        };
-        for &(prog, tp) in sys_progs {
-            let p: &mut RawTracePoint = ebpf
-                .program_mut(prog)
-                .with_context(|| format!("the eBPF object has no program {prog}"))?
-                .try_into()?;
-            p.load()
-                .with_context(|| format!("the kernel refused program {prog}"))?;
-            p.attach(tp)
-                .with_context(|| format!("cannot attach {prog} to raw_syscalls/{tp}"))?;
-        }
-        for (prog, tp) in [
-            (names::PROG_FORK, "sched_process_fork"),
-            (names::PROG_EXEC, "sched_process_exec"),
-            (names::PROG_EXIT, "sched_process_exit"),
-        ] {
-            let p: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .with_context(|| format!("the eBPF object has no program {prog}"))?
-                .try_into()?;
-            p.load()
-                .with_context(|| format!("the kernel refused program {prog}"))?;
-            p.attach("sched", tp)
-                .with_context(|| format!("cannot attach {prog} to sched/{tp}"))?;
-        }
-
-        let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("the eBPF object has no map {name}"))
-        };
-        let ring = RingBuf::try_from(take(names::EVENTS)?)?;
-        let await_exec = Array::try_from(take(names::AWAIT)?)?;
-        let user_bits = Array::try_from(take(names::USER_BITS)?)?;
-        let counts = PerCpuHashMap::try_from(take(names::COUNTS)?)?;
-        let drops = PerCpuArray::try_from(take(names::DROPS)?)?;
-        let mut path_args: Array<MapData, u32> = Array::try_from(take(names::PATH_ARGS)?)?;
-        for (name, arg) in sysnames::PATH_ARGS {
-            if let Some(nr) = sysnames::number(name).filter(|&n| n < MAX_SYSCALLS) {
-                path_args
-                    .set(nr, arg + 1, 0)
-                    .context("cannot fill the path-argument table")?;
-            }
-        }
-        let epoch = HashMap::try_from(take(names::EPOCH)?)?;
-        let markers = Array::try_from(take(names::MARKERS)?)?;
-        let allowed = HashMap::try_from(take(names::ALLOWED)?)?;
-        let user_words = vec![0; words as usize];
-        Ok((
-            Probe {
-                ebpf,
-                await_exec,
-                user_bits,
-                user_words,
-                counts,
-                drops,
-                epoch,
-                markers,
-                allowed,
-            },
-            ring,
-        ))
+    /// Loads only the empty program on raw_syscalls/sys_enter (the cost benchmark's floor).
+    pub fn load_floor() -> Result<Floor, ProbeError> {
+        load::load_floor().map(|ebpf| Floor { _ebpf: ebpf })
     }
 
     /// Starts tracing `tgid` and the children it forks from now on.
-    pub fn track(&mut self, tgid: u32) -> anyhow::Result<()> {
+    pub fn track(&mut self, tgid: u32) -> Result<(), ProbeError> {
         self.set_user_bit(tgid, true)
     }
 
     /// Starts tracing `tgid` at its next execve: its calls before are the launcher's.
-    pub fn track_from_exec(&mut self, tgid: u32) -> anyhow::Result<()> {
+    pub fn track_from_exec(&mut self, tgid: u32) -> Result<(), ProbeError> {
         self.await_exec
             .set(0, tgid, 0)
-            .with_context(|| format!("cannot mark pid {tgid} as launched"))?;
+            .map_err(ProbeError::map("mark the launched pid in", names::AWAIT))?;
         self.set_user_bit(tgid, true)
     }
 
-    /// Stops tracing `tgid` (a process that is gone).
+    /// Stops tracing `tgid` (a process that is gone) and drops what the agent asked for it.
     pub fn untrack(&mut self, tgid: u32) {
         let _ = self.set_user_bit(tgid, false);
+        let _ = self.set_requests.remove(&tgid);
+        let _ = self.allowed.remove(&tgid);
     }
 
-    fn set_user_bit(&mut self, pid: u32, on: bool) -> anyhow::Result<()> {
+    fn set_user_bit(&mut self, pid: u32, on: bool) -> Result<(), ProbeError> {
         let (word, mask) = ((pid / 64) as usize, 1u64 << (pid % 64));
-        let Some(w) = self.user_words.get_mut(word) else {
-            anyhow::bail!("pid {pid} is above the kernel's pid_max");
-        };
+        let w = self
+            .user_words
+            .get_mut(word)
+            .ok_or(ProbeError::PidTooLarge(pid))?;
         let old = *w;
         if on {
             *w |= mask
@@ -247,110 +161,107 @@ impl Probe {
         }
         self.user_bits
             .set(word as u32, *w, 0)
-            .with_context(|| format!("cannot update the tracked-pid bitmap for pid {pid}"))
+            .map_err(ProbeError::map("update", names::USER_BITS))
     }
 
-    /// Summary mode: `tgid` entered phase epoch `epoch`; `markers_done` when no later phase
-    /// has a marker.
-    pub fn set_epoch(&mut self, tgid: u32, epoch: u32, markers_done: bool) {
-        let word = epoch | if markers_done { EPOCH_NO_MARKERS } else { 0 };
-        let _ = self.epoch.insert(tgid, word, 0);
-    }
-
-    /// Summary mode: forgets an exited process's first-use state (its pid may be reused); its
-    /// counts stay.
-    pub fn forget(&mut self, tgid: u32) {
-        let _ = self.epoch.remove(&tgid);
-        let keys: Vec<CountKey> = self
-            .counts
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.tgid == tgid)
-            .collect();
-        for k in keys {
-            let Ok(values) = self.counts.get(&k, 0) else {
-                continue;
-            };
-            let cleared: Vec<Counts> = values.iter().map(|c| Counts { seen: 0, ..*c }).collect();
-            if let Ok(v) = PerCpuValues::try_from(cleared) {
-                let _ = self.counts.insert(k, v, 0);
-            }
+    /// Writes marker set `set` (its syscall slots; see `phase::markers`).
+    pub fn set_markers(&mut self, set: u32, slots: &BTreeSet<u32>) -> Result<(), ProbeError> {
+        if set >= MAX_MARKER_SETS {
+            return Ok(());
         }
-    }
-
-    /// Monitor mode with kill: the syscalls `tgid` may make from now on.
-    pub fn set_allowed(&mut self, tgid: u32, bits: [u64; ALLOWED_WORDS]) -> anyhow::Result<()> {
-        self.allowed
-            .insert(tgid, bits, 0)
-            .with_context(|| format!("cannot set the allowed syscalls of pid {tgid}"))
-    }
-
-    /// Processes the kernel killed for a syscall outside their allowed set.
-    pub fn kills(&self) -> anyhow::Result<u64> {
-        Ok(self
-            .drops
-            .get(&drop_slot::KILLED, 0)
-            .context("cannot read the kill counter")?
-            .iter()
-            .sum())
-    }
-
-    /// Summary mode: syscalls phase markers use, reported at every call.
-    pub fn set_markers(&mut self, nrs: &[u32]) -> anyhow::Result<()> {
-        for &nr in nrs.iter().filter(|&&n| n < MAX_SYSCALLS) {
+        for &slot in slots.iter().filter(|&&s| s < MAX_SYSCALLS) {
             self.markers
-                .set(nr, 1, 0)
-                .context("cannot fill the marker table")?;
+                .set(set * MAX_SYSCALLS + slot, 1, 0)
+                .map_err(ProbeError::map("fill", names::MARKERS))?;
         }
         Ok(())
     }
 
-    /// Run time and run count of each kernel program (BPF run-time statistics must be on:
-    /// see `enable_run_time_stats`).
-    pub fn run_stats(&self) -> Vec<(&'static str, std::time::Duration, u64)> {
-        let names = [
+    /// Asks the kernel to use marker set `set` for `tgid` from its next marker candidate on,
+    /// if it still runs the program it ran after `execs` execs.
+    pub fn request_markers(&mut self, tgid: u32, set: u32, execs: u32) -> Result<(), ProbeError> {
+        let req = SetRequest {
+            marker_set: set,
+            execs,
+        };
+        self.set_requests
+            .insert(tgid, req, 0)
+            .map_err(ProbeError::map("update", names::SET_REQUESTS))
+    }
+
+    /// Monitor mode with kill: the syscalls `tgid` may make from now on.
+    pub fn set_allowed(&mut self, tgid: u32, bits: [u64; ALLOWED_WORDS]) -> Result<(), ProbeError> {
+        self.allowed
+            .insert(tgid, bits, 0)
+            .map_err(ProbeError::map("update", names::ALLOWED))
+    }
+
+    fn drop_slot(&self, slot: u32) -> Result<u64, ProbeError> {
+        Ok(self
+            .drops
+            .get(&slot, 0)
+            .map_err(ProbeError::map("read", names::DROPS))?
+            .iter()
+            .sum())
+    }
+
+    /// Processes the kernel killed for a syscall outside their allowed set.
+    pub fn kills(&self) -> Result<u64, ProbeError> {
+        self.drop_slot(drop_slot::KILLED)
+    }
+
+    /// What the kernel lost so far, summed over CPUs.
+    pub fn losses(&self) -> Result<Losses, ProbeError> {
+        Ok(Losses {
+            ringbuf_full: self.drop_slot(drop_slot::RINGBUF)?,
+            counter_map_full: self.drop_slot(drop_slot::COUNTS)?,
+            process_map_full: self.drop_slot(drop_slot::PROCS)?,
+        })
+    }
+
+    /// Run time, runs and size of each attached program. Run time and runs grow only while
+    /// BPF statistics are on (see `stats`).
+    pub fn run_stats(&self) -> Vec<ProgramStats> {
+        [
             names::PROG_SYS_ENTER,
             names::PROG_SYS_EXIT,
             names::PROG_FORK,
             names::PROG_EXEC,
             names::PROG_EXIT,
-        ];
-        names
-            .into_iter()
-            .filter_map(|n| {
-                let info = self.ebpf.program(n)?.info().ok()?;
-                Some((n, info.run_time(), info.run_count()))
+        ]
+        .into_iter()
+        .filter_map(|name| {
+            let info = self.ebpf.program(name)?.info().ok()?;
+            Some(ProgramStats {
+                name,
+                run_time: info.run_time(),
+                runs: info.run_count(),
+                xlated_bytes: info.size_translated().unwrap_or(0),
+                jited_bytes: info.size_jitted(),
             })
-            .collect()
+        })
+        .collect()
     }
 
-    /// The exact per-(process, syscall) counters, summed over CPUs.
-    pub fn counts(&self) -> anyhow::Result<BTreeMap<CountKey, Counts>> {
-        let mut out: BTreeMap<CountKey, Counts> = BTreeMap::new();
+    /// The exact per-(process, segment, syscall) counters, summed over CPUs.
+    pub fn counts(&self) -> Result<Vec<(CountKey, Counts)>, ProbeError> {
+        let mut out = Vec::new();
         for item in self.counts.iter() {
-            let (key, per_cpu) = item.context("cannot read the syscall counters")?;
-            let sum = out.entry(key).or_default();
+            let (key, per_cpu) = item.map_err(ProbeError::map("read", names::COUNTS))?;
+            let mut sum = Counts::default();
             for c in per_cpu.iter() {
                 sum.calls += c.calls;
                 sum.errors += c.errors;
             }
+            out.push((key, sum));
         }
         Ok(out)
     }
 
-    /// What the kernel lost so far, summed over CPUs.
-    pub fn losses(&self) -> anyhow::Result<Losses> {
-        let slot = |i: u32| -> anyhow::Result<u64> {
-            Ok(self
-                .drops
-                .get(&i, 0)
-                .context("cannot read the loss counters")?
-                .iter()
-                .sum())
-        };
-        Ok(Losses {
-            ringbuf_full: slot(drop_slot::RINGBUF)?,
-            counter_map_full: slot(drop_slot::COUNTS)?,
-        })
+    /// Deletes counters read for the last time (their processes have exited).
+    pub fn delete_counts(&mut self, keys: &[CountKey]) {
+        for k in keys {
+            let _ = self.counts.remove(k);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Phase detection: which phase of its role a process is in, from its events alone (live or
 //! replayed from a trace file). Rule sets (`rules`) or automatic segmentation (`auto`).
 pub mod auto;
+pub mod markers;
 pub mod rules;
 
 use std::collections::HashMap;
@@ -88,6 +89,16 @@ impl<T> Tracker<T> {
             }
             (Tracker::Auto(s), _) => s.push(nr, item),
             (Tracker::Rules { phase, .. }, Detector::Auto(_)) => vec![(*phase, item)],
+        }
+    }
+
+    /// A call that opened a segment in the kernel because a marker may look at it (rules
+    /// only): counts it, and moves to the nearest later phase whose marker matches.
+    pub fn mark(&mut self, det: &Detector, role: &str, nr: u32, path: Option<&str>) {
+        if let (Tracker::Rules { phase, seen }, Detector::Rules(r)) = (self, det) {
+            let n = seen.entry(nr).or_insert(0);
+            *n += 1;
+            advance(r, role, phase, &Obs::Syscall { nr, path, seen: *n });
         }
     }
 

@@ -165,18 +165,12 @@ impl Rules {
         self.phases(role).iter().position(|p| p.steady)
     }
 
-    /// Every syscall any marker looks at.
-    pub fn marker_syscalls(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self
-            .by_role
+    /// Every phase of every role.
+    pub fn all_phases(&self) -> impl Iterator<Item = &Phase> {
+        self.by_role
             .values()
             .chain(std::iter::once(&self.default))
             .flatten()
-            .flat_map(|p| p.enter.iter().flat_map(|m| m.syscalls.iter().copied()))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
     }
 
     /// Parses and checks a rule set; `origin` names it in errors.

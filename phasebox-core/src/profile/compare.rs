@@ -7,6 +7,7 @@ use super::{MAX_PATHS, Profile, SyscallUse};
 
 fn merge_use(into: &mut SyscallUse, from: &SyscallUse) {
     into.calls += from.calls;
+    into.errors = into.errors.saturating_add(from.errors);
     into.first_seen_ns = into.first_seen_ns.min(from.first_seen_ns);
     let paths: BTreeSet<String> = into
         .paths

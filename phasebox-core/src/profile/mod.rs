@@ -18,6 +18,10 @@ pub const MAX_PATHS: usize = 32;
 /// over the calls (every call while there are fewer).
 pub const MAX_TIMES: usize = 128;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The program a profile describes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Program {
@@ -44,6 +48,9 @@ pub struct Run {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyscallUse {
     pub calls: u64,
+    /// Failed calls, when the run counted them (`agent --errors`, `run`, `record`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub errors: u64,
     /// First call, in ns since the role's start.
     pub first_seen_ns: u64,
     /// Path arguments seen (at most MAX_PATHS, sorted).

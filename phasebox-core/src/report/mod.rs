@@ -1,7 +1,10 @@
 //! The HTML report: one self-contained page (inline CSS and SVG, no script, nothing fetched)
 //! with, per profile and role, the timeline and the poster-style phase table; the scenario
 //! coverage when several profiles are given; the comparison with policies when asked.
+mod assemble;
 pub mod timeline;
+
+pub use assemble::page;
 
 use std::fmt::Write as _;
 

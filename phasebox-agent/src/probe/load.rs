@@ -1,0 +1,177 @@
+//! Loading the kernel object: the settings it gets before load, map sizes, and attaching the
+//! programs a mode needs (and no other: every program on the syscall path costs every process
+//! on the host).
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData},
+    programs::{RawTracePoint, TracePoint},
+};
+use phasebox_common::{COMM_LEN, Config, MAX_SYSCALLS, NO_FIELD, mode, names};
+use phasebox_core::sysnames;
+
+use super::{ProbeError, ProbeOptions, preflight, tracefs};
+
+/// The kernel object built by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/phasebox"));
+
+/// The kernel's highest pid + 1 (/proc/sys/kernel/pid_max; the largest possible if unreadable).
+pub(super) fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 22)
+}
+
+fn preflight_error(e: anyhow::Error) -> ProbeError {
+    let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    ProbeError::Preflight(msg.join(": "))
+}
+
+/// Checks what loading needs, and the settings the programs get.
+fn config(opts: &ProbeOptions) -> Result<Config, ProbeError> {
+    preflight::check_privileges().map_err(preflight_error)?;
+    preflight::check_btf().map_err(preflight_error)?;
+    let tracefs = tracefs::ensure_mounted().map_err(preflight_error)?;
+    let fields = |event: &str| tracefs::fields(&tracefs, "sched", event).map_err(preflight_error);
+    let (fork, exec, exit) = (
+        fields("sched_process_fork")?,
+        fields("sched_process_exec")?,
+        fields("sched_process_exit")?,
+    );
+    let offset = |f: &std::collections::HashMap<String, tracefs::Field>, tp: &str, name: &str| {
+        f.get(name).map(|f| f.offset).ok_or_else(|| {
+            ProbeError::Preflight(format!(
+                "tracepoint {tp} has no field {name} on this kernel"
+            ))
+        })
+    };
+    let nr = sysnames::special();
+    Ok(Config {
+        self_tgid: std::process::id(),
+        fork_child_pid_off: offset(&fork, "sched_process_fork", "child_pid")?,
+        exec_filename_off: offset(&exec, "sched_process_exec", "filename")?,
+        exec_old_pid_off: offset(&exec, "sched_process_exec", "old_pid")?,
+        exit_group_dead_off: exit.get("group_dead").map_or(NO_FIELD, |f| f.offset),
+        nr_execve: nr.execve,
+        nr_execveat: nr.execveat,
+        nr_exit: nr.exit,
+        nr_exit_group: nr.exit_group,
+        arg_offsets: sysnames::arg_offsets().unwrap_or([NO_FIELD; 6]),
+        exec_comm: opts.exec_comm.unwrap_or([0; COMM_LEN]),
+        // Wake the reader when a quarter of the ring is full; it drains on a timer too.
+        wakeup_bytes: opts.ring_bytes / 4,
+    })
+}
+
+/// The `PB_MODE` bits of `opts`.
+fn mode_bits(opts: &ProbeOptions) -> u32 {
+    let mut bits = 0;
+    for (on, bit) in [
+        (opts.stream, mode::STREAM),
+        (opts.paths, mode::PATHS),
+        (opts.kill, mode::KILL),
+        (opts.errors, mode::ERRORS),
+    ] {
+        if on {
+            bits |= bit;
+        }
+    }
+    bits
+}
+
+/// Loads the object with its settings and map sizes, and attaches what `opts` needs.
+pub(super) fn load(opts: &ProbeOptions) -> Result<Ebpf, ProbeError> {
+    let config = config(opts)?;
+    let mode = mode_bits(opts);
+    let words = pid_max() / 64 + 1;
+    let mut ebpf = EbpfLoader::new()
+        .override_global(names::CONFIG, &config, true)
+        .override_global(names::MODE, &mode, true)
+        .map_max_entries(names::EVENTS, opts.ring_bytes)
+        .map_max_entries(names::USER_BITS, words)
+        .map_max_entries(names::KERNEL_BITS, words)
+        .load(OBJECT)
+        .map_err(ProbeError::Load)?;
+    // Summary mode counts calls on entry and never looks at returns: no exit program.
+    attach_raw(&mut ebpf, names::PROG_SYS_ENTER, "sys_enter")?;
+    if opts.stream || opts.errors {
+        attach_raw(&mut ebpf, names::PROG_SYS_EXIT, "sys_exit")?;
+    }
+    for (prog, tp) in [
+        (names::PROG_FORK, "sched_process_fork"),
+        (names::PROG_EXEC, "sched_process_exec"),
+        (names::PROG_EXIT, "sched_process_exit"),
+    ] {
+        let p: &mut TracePoint = program(&mut ebpf, prog)?;
+        p.load()
+            .map_err(|source| ProbeError::Program { name: prog, source })?;
+        p.attach("sched", tp).map_err(|source| ProbeError::Attach {
+            name: prog,
+            tracepoint: tp,
+            source,
+        })?;
+    }
+    fill_path_args(&mut ebpf)?;
+    Ok(ebpf)
+}
+
+/// Loads the object and attaches only the empty program `pb_floor` to raw_syscalls/sys_enter:
+/// what any tracer on that tracepoint costs the host, for the cost benchmark.
+pub(super) fn load_floor() -> Result<Ebpf, ProbeError> {
+    preflight::check_privileges().map_err(preflight_error)?;
+    tracefs::ensure_mounted().map_err(preflight_error)?;
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(names::USER_BITS, 1)
+        .map_max_entries(names::KERNEL_BITS, 1)
+        .load(OBJECT)
+        .map_err(ProbeError::Load)?;
+    attach_raw(&mut ebpf, names::PROG_FLOOR, "sys_enter")?;
+    Ok(ebpf)
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(ProbeError::Missing {
+            what: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| ProbeError::Program { name, source })
+}
+
+fn attach_raw(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    tracepoint: &'static str,
+) -> Result<(), ProbeError> {
+    let p: &mut RawTracePoint = program(ebpf, name)?;
+    p.load()
+        .map_err(|source| ProbeError::Program { name, source })?;
+    p.attach(tracepoint).map_err(|source| ProbeError::Attach {
+        name,
+        tracepoint,
+        source,
+    })?;
+    Ok(())
+}
+
+/// Which argument of each path-taking syscall is the path.
+fn fill_path_args(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
+    let map = ebpf.map_mut(names::PATH_ARGS).ok_or(ProbeError::Missing {
+        what: "map",
+        name: names::PATH_ARGS,
+    })?;
+    let mut path_args: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(ProbeError::map("open", names::PATH_ARGS))?;
+    for (name, arg) in sysnames::PATH_ARGS {
+        if let Some(nr) = sysnames::number(name).filter(|&n| n < MAX_SYSCALLS) {
+            path_args
+                .set(nr, arg + 1, 0)
+                .map_err(ProbeError::map("fill", names::PATH_ARGS))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! What a session traces: processes it attaches to (with their descendants, walked in /proc),
+//! or a command it launches, traced from its execve on.
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::Session;
+use crate::{
+    launch::{self, Gated, Isolation, Seccomp},
+    procfs,
+};
+
+/// Refuses phasebox's own pid and pids that do not exist or have exited.
+pub fn check_target(pid: u32) -> anyhow::Result<()> {
+    if pid == std::process::id() {
+        anyhow::bail!("phasebox cannot trace itself (pid {pid})");
+    }
+    match procfs::stat(pid) {
+        None => anyhow::bail!("no process with pid {pid} exists"),
+        Some(s) if s.state == 'Z' || s.state == 'X' => {
+            anyhow::bail!("process {pid} has already exited")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+impl Session {
+    /// Tracks each of `pids` and every descendant /proc shows (twice, to catch forks made
+    /// meanwhile; after that the kernel follows new children itself). Returns how many
+    /// processes are traced.
+    pub fn attach(&mut self, pids: &[u32]) -> anyhow::Result<usize> {
+        for &pid in pids {
+            check_target(pid)?;
+        }
+        let me = std::process::id();
+        let mut seen = BTreeSet::new();
+        for _pass in 0..2 {
+            let parents = procfs::parents();
+            for &root in pids {
+                let below = procfs::descendants(&parents, root, me);
+                for pid in std::iter::once(root).chain(below) {
+                    if !seen.insert(pid) {
+                        continue;
+                    }
+                    let Some(st) = procfs::stat(pid) else {
+                        continue;
+                    };
+                    self.probe.track(pid)?;
+                    self.tree.add(pid, st.ppid, procfs::exe(pid), st.comm, None);
+                    self.attached.push(pid);
+                }
+            }
+        }
+        self.roots.extend_from_slice(pids);
+        if let Some(l) = self.learner.as_mut() {
+            l.add_origin(pids, &self.attached);
+        }
+        if self.run.name.is_empty() || self.run.name.starts_with(self.mode.name()) {
+            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+            self.run.name = format!("{} -p {}", self.mode.name(), list.join(","));
+        }
+        Ok(self.tree.processes().count())
+    }
+
+    /// Forks `program` behind a gate, tracked from its execve on; the caller releases it
+    /// ([`Gated::release`]).
+    pub fn launch(
+        &mut self,
+        program: &Path,
+        argv: &[String],
+        seccomp: Option<Seccomp>,
+        isolate: Isolation,
+    ) -> anyhow::Result<Gated> {
+        launch::become_subreaper();
+        let child = launch::spawn_gated(program, argv, seccomp, isolate)?;
+        if let Err(e) = self.probe.track_from_exec(child.pid) {
+            child.abort();
+            return Err(e.into());
+        }
+        let comm = program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let exe = program.display().to_string();
+        self.tree
+            .add(child.pid, std::process::id(), exe, comm, None);
+        self.roots.push(child.pid);
+        if let Some(l) = self.learner.as_mut() {
+            l.add_origin(&[child.pid], &[]);
+        }
+        Ok(child)
+    }
+}

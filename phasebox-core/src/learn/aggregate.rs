@@ -1,0 +1,191 @@
+//! What a learner keeps per role, phase and syscall, and how it becomes a profile.
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::{
+    phase::Detector,
+    profile::{self, MAX_PATHS, MAX_TIMES, SyscallUse},
+    sysnames,
+};
+
+/// One call of a record, on its way into an aggregate.
+#[derive(Debug)]
+pub(super) struct Item {
+    pub nr: u32,
+    pub ts_ns: u64,
+    pub path: Option<String>,
+    /// Whether the call failed (records with a return value).
+    pub failed: bool,
+}
+
+/// What one syscall did in one phase of a role.
+#[derive(Debug)]
+pub(super) struct Use {
+    pub calls: u64,
+    pub errors: u64,
+    /// First call seen in a record, in ns since the role's start (u64::MAX: none yet).
+    pub first_ns: u64,
+    pub paths: BTreeSet<String>,
+    /// Calls seen in records, for sampling their times.
+    pub seen: u64,
+    /// Sampled call times and the sampling stride (every `stride`-th seen call is kept).
+    pub times: Vec<u64>,
+    pub stride: u64,
+}
+
+impl Use {
+    pub fn new() -> Use {
+        Use {
+            calls: 0,
+            errors: 0,
+            first_ns: u64::MAX,
+            paths: BTreeSet::new(),
+            seen: 0,
+            times: Vec::new(),
+            stride: 1,
+        }
+    }
+
+    /// Notes a call seen at `t` ns; keeps its time when it falls on the stride, and halves
+    /// the sample (doubling the stride) when it reaches twice MAX_TIMES.
+    pub fn saw(&mut self, t: u64) {
+        self.first_ns = self.first_ns.min(t);
+        if self.seen.is_multiple_of(self.stride) {
+            self.times.push(t);
+            if self.times.len() >= 2 * MAX_TIMES {
+                self.times = self.times.iter().step_by(2).copied().collect();
+                self.stride *= 2;
+            }
+        }
+        self.seen += 1;
+    }
+}
+
+/// One phase of a role: its syscalls, and its first and last call seen (ns since the role's
+/// start).
+#[derive(Debug, Default)]
+pub(super) struct PhaseAgg {
+    pub calls: BTreeMap<u32, Use>,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+impl PhaseAgg {
+    pub fn syscall(&mut self, nr: u32) -> &mut Use {
+        self.calls.entry(nr).or_insert_with(Use::new)
+    }
+}
+
+/// A role and what its processes did, phase by phase.
+#[derive(Debug)]
+pub(super) struct RoleAgg {
+    pub name: String,
+    pub start_ns: u64,
+    /// Processes seen in it, as (pid, instance).
+    pub procs: HashSet<(u32, u32)>,
+    /// Phase index → what happened in it.
+    pub phases: BTreeMap<usize, PhaseAgg>,
+}
+
+impl RoleAgg {
+    pub fn new(name: String, start_ns: u64) -> RoleAgg {
+        RoleAgg {
+            name,
+            start_ns,
+            procs: HashSet::new(),
+            phases: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a call seen in a record; counts it when `count` (records are the counts).
+    pub fn record(&mut self, phase: usize, item: Item, count: bool) {
+        let t = item.ts_ns.saturating_sub(self.start_ns);
+        let ph = self.phases.entry(phase).or_insert_with(|| PhaseAgg {
+            first_ns: t,
+            last_ns: t,
+            ..Default::default()
+        });
+        (ph.first_ns, ph.last_ns) = (ph.first_ns.min(t), ph.last_ns.max(t));
+        let u = ph.syscall(item.nr);
+        u.saw(t);
+        if count {
+            u.calls += 1;
+            u.errors += u64::from(item.failed);
+        }
+        if let Some(p) = item.path
+            && u.paths.len() < MAX_PATHS
+        {
+            u.paths.insert(p);
+        }
+    }
+
+    /// Adds calls the kernel counted.
+    pub fn count(&mut self, phase: usize, nr: u32, calls: u64, errors: u64) {
+        let u = self.phases.entry(phase).or_default().syscall(nr);
+        u.calls = u.calls.saturating_add(calls);
+        u.errors = u.errors.saturating_add(errors);
+    }
+
+    /// The role as a profile role.
+    pub fn to_profile(&self, det: &Detector) -> profile::Role {
+        profile::Role {
+            name: self.name.clone(),
+            processes: self.procs.len() as u64,
+            phases: self
+                .phases
+                .iter()
+                .map(|(idx, ph)| profile::Phase {
+                    name: det.phase_name(&self.name, *idx),
+                    start_ns: ph.first_ns,
+                    end_ns: ph.last_ns,
+                    syscalls: ph
+                        .calls
+                        .iter()
+                        .map(|(nr, u)| {
+                            let name = sysnames::name(*nr).into_owned();
+                            let first = if u.first_ns == u64::MAX {
+                                ph.first_ns
+                            } else {
+                                u.first_ns
+                            };
+                            let use_ = SyscallUse {
+                                calls: u.calls,
+                                errors: u.errors,
+                                first_seen_ns: first,
+                                paths: u.paths.iter().cloned().collect(),
+                                times_ns: u.times.clone(),
+                            };
+                            (name, use_)
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_times_are_sampled_evenly() {
+        let mut u = Use::new();
+        for t in 0..10_000u64 {
+            u.saw(t);
+        }
+        assert_eq!(u.seen, 10_000);
+        assert!(
+            u.times.len() >= MAX_TIMES && u.times.len() < 2 * MAX_TIMES,
+            "{}",
+            u.times.len()
+        );
+        // evenly spread: a constant step, from the first call to near the last
+        let step = u.times[1] - u.times[0];
+        assert!(u.times.windows(2).all(|w| w[1] - w[0] == step));
+        assert!(*u.times.last().unwrap() >= 10_000 - step);
+        let mut few = Use::new();
+        (0..5).for_each(|t| few.saw(t * 7));
+        assert_eq!(few.times, [0, 7, 14, 21, 28]);
+        assert_eq!(few.first_ns, 0);
+    }
+}

@@ -1,0 +1,574 @@
+//! Learning a profile from events: each process gets a role and a phase tracker, and every
+//! syscall is added to its role's phase. Works the same on live events and on a trace file.
+//!
+//! With phase rules, the kernel splits each process's calls into segments at the calls that
+//! may start a phase (phasebox_common explains segments): the learner names the phase of each
+//! segment when it reads the record that opened it, and every call, whether it arrives as a
+//! record or as growth of the kernel's counters, is added to the phase of its segment. So the
+//! phase of a call never depends on when userspace read it. Automatic segmentation has no
+//! kernel segments: it cuts the stream of records itself (`phase::auto`).
+mod aggregate;
+mod roles;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use phasebox_common::{
+    CountKey, Counts, SegmentRecord, SyscallRecord, segment_flags, syscall_flags,
+};
+
+use crate::{
+    event::Event,
+    phase::{Detector, Tracker, rules::Obs},
+    process::ProcessTree,
+    profile::{self, Profile},
+    sysnames,
+};
+use aggregate::{Item, RoleAgg};
+
+/// Where a learner's call counts come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counting {
+    /// Every call arrives as a record (a trace file, or automatic segmentation).
+    Records,
+    /// The kernel's counters, harvested with [`Learner::count`]; records give the sets, first
+    /// uses, times and paths.
+    Kernel,
+}
+
+/// A process the learner follows.
+#[derive(Debug)]
+struct ProcState {
+    instance: u32,
+    role: usize,
+    tracker: Tracker<Item>,
+    /// Execs the kernel counted for it (a marker-set request names the program it is for).
+    execs: u32,
+    /// The phase last passed on by `take_phase_changes`.
+    reported: Option<usize>,
+}
+
+/// A process instance's segment: (tgid, instance, segment).
+type SegKey = (u32, u32, u32);
+
+/// A process that moved to another phase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhaseChange {
+    pub tgid: u32,
+    pub role: String,
+    pub phase: usize,
+    /// The kernel's exec count for the process when it got there.
+    pub execs: u32,
+}
+
+/// What became of harvested counter growth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attribution {
+    /// Added to this role and phase (see [`Learner::names`]).
+    Counted { role: usize, phase: usize },
+    /// The segment's opener has not been read yet: offer it again later.
+    Waiting,
+    /// Not counted here: the learner counts records, or the process is unknown.
+    Ignored,
+}
+
+/// Where a learned profile came from.
+#[derive(Clone, Debug, Default)]
+pub struct RunInfo {
+    pub name: String,
+    pub launched: bool,
+    pub started_unix_ms: u64,
+    pub kernel_release: String,
+    pub dropped: u64,
+}
+
+/// Builds a profile from events.
+#[derive(Debug)]
+pub struct Learner {
+    det: Detector,
+    counting: Counting,
+    roots: HashSet<u32>,
+    attached: HashSet<u32>,
+    procs: HashMap<u32, ProcState>,
+    /// tid → the path argument of the syscall it is in (enter time, path).
+    paths: HashMap<u32, (u64, String)>,
+    roles: Vec<RoleAgg>,
+    /// The role and phase of every segment opened (kept until its process's counts are final).
+    segs: HashMap<SegKey, (usize, usize)>,
+    /// Calls of segments whose opener has not arrived yet.
+    waiting: HashMap<SegKey, Vec<Item>>,
+    /// `--exec-name` roots: the execve the kernel saw start tracking, waiting for its segment.
+    found_exec: HashMap<u32, Item>,
+    changes: Vec<PhaseChange>,
+}
+
+impl Learner {
+    /// `roots`: the processes phasebox launched or attached to; `attached`: processes that
+    /// were running before tracing began (they start in their role's steady phase).
+    pub fn new(det: Detector, counting: Counting, roots: &[u32], attached: &[u32]) -> Learner {
+        // Automatic segmentation cuts records, not kernel segments: it counts records.
+        let counting = match det {
+            Detector::Auto(_) => Counting::Records,
+            Detector::Rules(_) => counting,
+        };
+        Learner {
+            det,
+            counting,
+            roots: roots.iter().copied().collect(),
+            attached: attached.iter().copied().collect(),
+            procs: HashMap::new(),
+            paths: HashMap::new(),
+            roles: Vec::new(),
+            segs: HashMap::new(),
+            waiting: HashMap::new(),
+            found_exec: HashMap::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Processes phasebox launched or attached to (`roots`), and those of them and their
+    /// descendants that were running before tracing began (`attached`: they start in their
+    /// role's steady phase).
+    pub fn add_origin(&mut self, roots: &[u32], attached: &[u32]) {
+        self.roots.extend(roots);
+        self.attached.extend(attached);
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.det
+    }
+
+    /// Where this learner's counts come from.
+    pub fn counting(&self) -> Counting {
+        self.counting
+    }
+
+    fn role_index(&mut self, name: String, ts_ns: u64) -> usize {
+        if let Some(i) = self.roles.iter().position(|r| r.name == name) {
+            return i;
+        }
+        self.roles.push(RoleAgg::new(name, ts_ns));
+        self.roles.len() - 1
+    }
+
+    /// Gives `pid` a role and a fresh tracker.
+    fn start(&mut self, pid: u32, instance: u32, tree: &ProcessTree, execd: bool, ts_ns: u64) {
+        // A process found running runs its own program if it differs from its parent's.
+        let execd = execd || (self.attached.contains(&pid) && roles::runs_other_program(pid, tree));
+        let name = self.role_name(pid, tree, execd);
+        let role = self.role_index(name, ts_ns);
+        self.roles[role].procs.insert((pid, instance));
+        let attached = !execd && self.attached.contains(&pid);
+        let tracker = self.det.tracker(&self.roles[role].name, attached);
+        let execs = self.procs.get(&pid).map_or(0, |p| p.execs);
+        self.procs.insert(
+            pid,
+            ProcState {
+                instance,
+                role,
+                tracker,
+                execs,
+                reported: None,
+            },
+        );
+    }
+
+    /// Makes sure `tgid` (as `instance`) is followed: a process first seen in a record (a
+    /// forked child) starts in its role's first phase, which is its first segment's.
+    fn ensure(&mut self, tgid: u32, instance: u32, tree: &ProcessTree, ts_ns: u64) {
+        match self.procs.get_mut(&tgid) {
+            Some(st) if st.instance == instance || instance == 0 => return,
+            Some(st) if st.instance == 0 => {
+                st.instance = instance;
+                return;
+            }
+            // Another process with this pid: the one known has ended.
+            Some(_) => self.end(tgid),
+            None => {}
+        }
+        self.start(tgid, instance, tree, false, ts_ns);
+        if let (Detector::Rules(_), Some(st)) = (&self.det, self.procs.get(&tgid)) {
+            let phase = st.tracker.rule_phase().unwrap_or(0);
+            let role = st.role;
+            self.open((tgid, instance, 1), role, phase);
+        }
+    }
+
+    /// Gives a segment its role and phase; the calls waiting for it go there.
+    fn open(&mut self, key: SegKey, role: usize, phase: usize) {
+        self.segs.entry(key).or_insert((role, phase));
+        let (role, phase) = self.segs[&key];
+        let count = self.counting == Counting::Records;
+        for item in self.waiting.remove(&key).unwrap_or_default() {
+            self.roles[role].record(phase, item, count);
+        }
+    }
+
+    /// The path argument recorded for `tid`'s call entered at `enter_ns`.
+    fn take_path(&mut self, tid: u32, enter_ns: u64) -> Option<String> {
+        match self.paths.remove(&tid) {
+            Some((ns, p)) if ns == enter_ns => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A segment opener (phase rules): moves the tracker on the marker it reports.
+    fn segment(&mut self, s: &SegmentRecord, tree: &ProcessTree) {
+        let (tgid, flags) = (s.header.tgid, s.header.flags);
+        if flags & segment_flags::FIRST != 0 {
+            let execd = flags & segment_flags::EXEC != 0;
+            if self.procs.contains_key(&tgid) {
+                self.end(tgid);
+            }
+            self.start(tgid, s.instance, tree, execd, s.ts_ns);
+            let st = self.procs.get_mut(&tgid).expect("started above");
+            st.execs = 0;
+            if execd {
+                let role = &self.roles[st.role].name;
+                st.tracker.process_event(&self.det, role, Obs::Exec);
+            }
+        } else {
+            self.ensure(tgid, s.instance, tree, s.ts_ns);
+            if flags & segment_flags::EXEC != 0 {
+                let st = self.procs.get_mut(&tgid).expect("ensured above");
+                st.execs += 1;
+            }
+        }
+        let path = if flags & segment_flags::MARKER != 0 {
+            self.take_path(s.tid, s.ts_ns)
+        } else {
+            None
+        };
+        let st = self.procs.get_mut(&tgid).expect("started above");
+        let role_name = &self.roles[st.role].name;
+        if flags & segment_flags::MARKER != 0 {
+            st.tracker.mark(&self.det, role_name, s.nr, path.as_deref());
+        }
+        if flags & segment_flags::FORK != 0 {
+            st.tracker.process_event(&self.det, role_name, Obs::Fork);
+        }
+        let (role, phase) = (st.role, st.tracker.rule_phase().unwrap_or(0));
+        self.open((tgid, s.instance, s.seg), role, phase);
+        self.note_change(tgid);
+        if let Some(item) = self.found_exec.remove(&tgid) {
+            // Counted here: the kernel began tracking inside this execve and never counted it.
+            self.roles[role].record(phase, item, true);
+        }
+    }
+
+    /// Queues a phase change for `take_phase_changes` when `tgid`'s phase moved.
+    fn note_change(&mut self, tgid: u32) {
+        let Some(st) = self.procs.get_mut(&tgid) else {
+            return;
+        };
+        let Some(phase) = st.tracker.rule_phase() else {
+            return;
+        };
+        if st.reported == Some(phase) {
+            return;
+        }
+        st.reported = Some(phase);
+        self.changes.push(PhaseChange {
+            tgid,
+            role: self.roles[st.role].name.clone(),
+            phase,
+            execs: st.execs,
+        });
+    }
+
+    fn syscall(&mut self, r: &SyscallRecord, tree: &ProcessTree) {
+        let tgid = r.header.tgid;
+        let path = self.take_path(r.tid, r.enter_ns);
+        let at_entry = r.header.flags & syscall_flags::AT_ENTRY != 0;
+        let item = Item {
+            nr: r.nr,
+            ts_ns: r.enter_ns,
+            path,
+            failed: !at_entry && phasebox_common::is_error(r.ret),
+        };
+        if let Detector::Auto(_) = self.det {
+            if !self.procs.contains_key(&tgid) {
+                self.start(tgid, r.instance, tree, false, r.enter_ns);
+            }
+            let st = self.procs.get_mut(&tgid).expect("started above");
+            let role_name = &self.roles[st.role].name;
+            let path = item.path.clone();
+            let released = st
+                .tracker
+                .syscall(&self.det, role_name, r.nr, path.as_deref(), item);
+            let role = st.role;
+            for (phase, item) in released {
+                self.roles[role].record(phase, item, true);
+            }
+            return;
+        }
+        self.ensure(tgid, r.instance, tree, r.enter_ns);
+        let key = (tgid, r.instance, r.seg);
+        let count = self.counting == Counting::Records;
+        match self.segs.get(&key) {
+            Some(&(role, phase)) => self.roles[role].record(phase, item, count),
+            // Counted without a segment (the kernel's process map was full): the phase the
+            // process is in now.
+            None if r.seg == 0 => {
+                let st = &self.procs[&tgid];
+                let (role, phase) = (st.role, st.tracker.rule_phase().unwrap_or(0));
+                self.roles[role].record(phase, item, count);
+            }
+            None => self.waiting.entry(key).or_default().push(item),
+        }
+    }
+
+    /// A process's calls are over: the calls automatic segmentation still holds go to their
+    /// phase. Its segments stay until its counts are final (`forget`).
+    fn end(&mut self, pid: u32) {
+        if let Some(mut st) = self.procs.remove(&pid) {
+            for (phase, item) in st.tracker.flush() {
+                self.roles[st.role].record(phase, item, true);
+            }
+        }
+        self.roots.remove(&pid);
+        self.attached.remove(&pid);
+    }
+
+    /// Takes one event (after the process tree has taken it).
+    pub fn observe(&mut self, ev: &Event, tree: &ProcessTree) {
+        match ev {
+            Event::Path(p) => {
+                self.paths.insert(p.tid, (p.enter_ns, p.path.clone()));
+            }
+            Event::Segment(s) => self.segment(s, tree),
+            Event::Syscall(r) => self.syscall(r, tree),
+            // A fork that is a marker comes as a segment opener; a child starts at its first
+            // record.
+            Event::Fork(_) => {}
+            Event::Exec(e) => {
+                if e.new_root {
+                    // Tracking began inside this execve: the call itself was not seen, but the
+                    // exec proves it (execveat is rare enough to be named as execve). Its
+                    // segment opener follows and starts the process.
+                    self.roots.insert(e.tgid);
+                    let nr = sysnames::special().execve;
+                    let item = Item {
+                        nr,
+                        ts_ns: e.ts_ns,
+                        path: Some(e.filename.clone()),
+                        failed: false,
+                    };
+                    self.found_exec.insert(e.tgid, item);
+                    return;
+                }
+                let instance = self.procs.get(&e.tgid).map_or(0, |st| st.instance);
+                if let Some(mut st) = self.procs.remove(&e.tgid) {
+                    for (phase, item) in st.tracker.flush() {
+                        self.roles[st.role].record(phase, item, true);
+                    }
+                    // The exec count carries over to the new program's state.
+                    self.procs.insert(e.tgid, st);
+                }
+                self.start(e.tgid, instance, tree, true, e.ts_ns);
+                let st = self.procs.get_mut(&e.tgid).expect("started above");
+                let role_name = &self.roles[st.role].name;
+                st.tracker.process_event(&self.det, role_name, Obs::Exec);
+            }
+            Event::Exit(x) => {
+                if x.group_dead != 0 {
+                    self.end(x.header.tgid);
+                }
+            }
+        }
+    }
+
+    /// Adds harvested growth of a kernel counter to the phase of its segment. With
+    /// `last_chance` (the process has exited and its opener never came, for instance because
+    /// records were dropped), the segment takes the phase of the nearest earlier segment of
+    /// the same process (phases only move forward, so it is the phase the process was at
+    /// least in), or the process's current phase.
+    pub fn count(&mut self, key: &CountKey, grew: Counts, last_chance: bool) -> Attribution {
+        if self.counting == Counting::Records {
+            return Attribution::Ignored;
+        }
+        let k = (key.tgid, key.instance, key.seg);
+        let found = self.segs.get(&k).copied().or_else(|| {
+            if !last_chance && key.seg != 0 {
+                return None;
+            }
+            self.segs
+                .iter()
+                .filter(|((t, i, s), _)| *t == key.tgid && *i == key.instance && *s < key.seg)
+                .max_by_key(|((_, _, s), _)| *s)
+                .map(|(_, &v)| v)
+                .or_else(|| {
+                    let st = self.procs.get(&key.tgid)?;
+                    Some((st.role, st.tracker.rule_phase().unwrap_or(0)))
+                })
+        });
+        let Some((role, phase)) = found else {
+            return if last_chance {
+                Attribution::Ignored
+            } else {
+                Attribution::Waiting
+            };
+        };
+        self.roles[role].count(phase, key.nr, grew.calls, grew.errors);
+        Attribution::Counted { role, phase }
+    }
+
+    /// The names of a role and phase returned by [`Learner::count`].
+    pub fn names(&self, role: usize, phase: usize) -> (&str, String) {
+        let name = self.roles[role].name.as_str();
+        (name, self.det.phase_name(name, phase))
+    }
+
+    /// Drops what is kept of an exited process once its counts are final.
+    pub fn forget(&mut self, tgid: u32, instance: u32) {
+        self.segs
+            .retain(|(t, i, _), _| !(*t == tgid && *i == instance));
+        let waiting: Vec<SegKey> = self
+            .waiting
+            .keys()
+            .filter(|(t, i, _)| *t == tgid && *i == instance)
+            .copied()
+            .collect();
+        for key in waiting {
+            self.resolve_waiting(key);
+        }
+    }
+
+    /// Gives calls whose opener never came the phase of the nearest earlier segment.
+    fn resolve_waiting(&mut self, key: SegKey) {
+        let Some(items) = self.waiting.remove(&key) else {
+            return;
+        };
+        let (tgid, instance, seg) = key;
+        let found = self
+            .segs
+            .iter()
+            .filter(|((t, i, s), _)| *t == tgid && *i == instance && *s < seg)
+            .max_by_key(|((_, _, s), _)| *s)
+            .map(|(_, &v)| v)
+            .or_else(|| {
+                let st = self.procs.get(&tgid)?;
+                Some((st.role, st.tracker.rule_phase().unwrap_or(0)))
+            });
+        if let Some((role, phase)) = found {
+            let count = self.counting == Counting::Records;
+            for item in items {
+                self.roles[role].record(phase, item, count);
+            }
+        }
+    }
+
+    /// Phase changes since the last call: summary mode asks the kernel for a narrower marker
+    /// set, phase-aware enforcement watches for serving phases.
+    pub fn take_phase_changes(&mut self) -> Vec<PhaseChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The profile learned so far.
+    pub fn finish(mut self, tree: &ProcessTree, run: &RunInfo) -> Profile {
+        let pids: Vec<u32> = self.procs.keys().copied().collect();
+        for pid in pids {
+            self.end(pid);
+        }
+        let waiting: Vec<SegKey> = self.waiting.keys().copied().collect();
+        for key in waiting {
+            self.resolve_waiting(key);
+        }
+        self.snapshot(tree, run)
+    }
+
+    /// The current phase of each role: the furthest phase any of its live processes reached.
+    pub fn current_phases(&self) -> Vec<(String, String)> {
+        let mut furthest: BTreeMap<usize, usize> = BTreeMap::new();
+        for st in self.procs.values() {
+            if let Some(p) = st.tracker.rule_phase() {
+                let e = furthest.entry(st.role).or_insert(p);
+                *e = (*e).max(p);
+            }
+        }
+        furthest
+            .into_iter()
+            .map(|(role, p)| {
+                let name = self.roles[role].name.clone();
+                let phase = self.det.phase_name(&name, p);
+                (name, phase)
+            })
+            .collect()
+    }
+
+    /// Each live process's role and current phase (tgid, role, phase).
+    pub fn places(&self) -> Vec<(u32, String, String)> {
+        self.procs
+            .iter()
+            .filter_map(|(&tgid, st)| {
+                let role = &self.roles[st.role].name;
+                let phase = self.det.phase_name(role, st.tracker.rule_phase()?);
+                Some((tgid, role.clone(), phase))
+            })
+            .collect()
+    }
+
+    /// Calls and errors so far per (role, phase, syscall name).
+    pub fn totals(&self) -> Vec<(String, String, String, u64, u64)> {
+        let mut out = Vec::new();
+        for r in &self.roles {
+            for (&idx, ph) in &r.phases {
+                let phase = self.det.phase_name(&r.name, idx);
+                for (&nr, u) in &ph.calls {
+                    let name = sysnames::name(nr).into_owned();
+                    out.push((r.name.clone(), phase.clone(), name, u.calls, u.errors));
+                }
+            }
+        }
+        out
+    }
+
+    /// The profile learned so far, without ending anything (checkpoints, metrics). Calls that
+    /// automatic segmentation still holds back, or whose segment is not known yet, are not in
+    /// it yet.
+    pub fn snapshot(&self, tree: &ProcessTree, run: &RunInfo) -> Profile {
+        let root = self
+            .roots
+            .iter()
+            .filter_map(|&p| tree.get(p))
+            .next()
+            .or_else(|| {
+                // The root may have exited: the first process of a root role.
+                tree.processes().next()
+            });
+        let mut incomplete = Vec::new();
+        if !run.launched {
+            incomplete.push("attached to a running process: its startup was not seen".to_string());
+        }
+        if run.dropped > 0 {
+            incomplete.push(format!("{} events were dropped", run.dropped));
+        }
+        let roles = self
+            .roles
+            .iter()
+            .filter(|r| !r.phases.is_empty())
+            .map(|r| r.to_profile(&self.det))
+            .collect();
+        Profile {
+            schema: profile::SCHEMA.into(),
+            program: profile::Program {
+                path: root.map(|p| p.exe.clone()).unwrap_or_default(),
+                comm: root.map(|p| p.comm.clone()).unwrap_or_default(),
+            },
+            arch: sysnames::ARCH.into(),
+            kernel_release: run.kernel_release.clone(),
+            complete: incomplete.is_empty(),
+            incomplete_reasons: incomplete,
+            runs: vec![profile::Run {
+                name: run.name.clone(),
+                how: if run.launched { "launched" } else { "attached" }.into(),
+                started_unix_ms: run.started_unix_ms,
+                phasebox_version: env!("CARGO_PKG_VERSION").into(),
+                rules: self.det.name(),
+                dropped: run.dropped,
+            }],
+            roles,
+        }
+    }
+}
