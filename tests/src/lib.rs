@@ -1,5 +1,6 @@
 //! Helpers for the integration tests: the phasebox binary, the C test programs, strace as the
 //! oracle, and an nginx started with the test's own config.
+pub mod metrics;
 pub mod nginx;
 pub mod profile;
 pub mod prometheus;
@@ -162,11 +163,7 @@ pub fn ask(port: u16, line: &str) -> String {
 /// standard error to read the rest from.
 pub fn spawn_agent(
     args: &[&str],
-) -> (
-    std::process::Child,
-    std::io::BufReader<std::process::ChildStderr>,
-    String,
-) {
+) -> (Guard, std::io::BufReader<std::process::ChildStderr>, String) {
     use std::io::BufRead;
     let mut agent = Command::new(phasebox_bin())
         .arg("agent")
@@ -177,7 +174,7 @@ pub fn spawn_agent(
     let mut err = std::io::BufReader::new(agent.stderr.take().expect("stderr"));
     let mut line = String::new();
     err.read_line(&mut line).expect("agent's first line");
-    (agent, err, line)
+    (Guard::new(agent), err, line)
 }
 
 /// `phasebox run -q --profile PROFILE -- ARGV…`, which must succeed: learns `argv`'s profile.
@@ -196,4 +193,84 @@ pub fn learn_profile(profile: &Path, argv: &[&str]) {
         "learning {argv:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A child process killed and reaped when the guard drops, so a failing test leaves nothing
+/// running; with `group`, the child leads a process group, and the whole group is killed.
+pub struct Guard {
+    child: std::process::Child,
+    group: bool,
+}
+
+impl Guard {
+    pub fn new(child: std::process::Child) -> Guard {
+        Guard {
+            child,
+            group: false,
+        }
+    }
+
+    /// For a child spawned with `process_group(0)`: kills its whole group on drop.
+    pub fn group(child: std::process::Child) -> Guard {
+        Guard { child, group: true }
+    }
+}
+
+impl std::ops::Deref for Guard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.child
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.group {
+            // SAFETY: signalling the process group our own child leads.
+            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The ids of the BPF programs `pid` holds open (from its fdinfo).
+pub fn bpf_programs_of(pid: u32) -> std::collections::BTreeSet<u32> {
+    let mut ids = std::collections::BTreeSet::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for e in dir.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        ids.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|v| v.trim().parse::<u32>().ok()),
+        );
+    }
+    ids
+}
+
+/// The ids of every BPF program loaded on the host.
+pub fn loaded_bpf_programs() -> std::collections::BTreeSet<u32> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool is installed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["id"].as_u64().map(|id| id as u32))
+                .collect()
+        })
+        .unwrap_or_default()
 }

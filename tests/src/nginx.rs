@@ -22,9 +22,9 @@ pub fn free_port() -> u16 {
 }
 
 /// The nginx config: everything under `prefix`, listening on 127.0.0.1:`port` only.
-pub fn config(prefix: &str, port: u16) -> String {
+pub fn config(prefix: &str, port: u16, workers: usize) -> String {
     format!(
-        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n\
+        "daemon off;\nmaster_process on;\nworker_processes {workers};\nuser root;\n\
          pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n\
          events {{ worker_connections 256; }}\n\
          http {{\n  access_log {prefix}/access.log;\n  sendfile on;\n  keepalive_timeout 5;\n\
@@ -46,6 +46,11 @@ impl Nginx {
     /// Like `start`, with nginx's command line appended to `wrapper` (for example
     /// `phasebox run --profile F --`); the wrapper is the child, nginx's master its child.
     pub fn start_under(wrapper: &[&str]) -> Nginx {
+        Nginx::start_with(1, wrapper)
+    }
+
+    /// Like `start_under`, with `workers` worker processes.
+    pub fn start_with(workers: usize, wrapper: &[&str]) -> Nginx {
         let dir = TempDir::new("nginx");
         let prefix = dir.0.to_str().unwrap().to_string();
         for sub in ["html", "tmp", "logs"] {
@@ -54,7 +59,7 @@ impl Nginx {
         std::fs::write(dir.path("html/index.html"), "<h1>phasebox test page</h1>\n").unwrap();
         std::fs::write(dir.path("html/big.bin"), vec![b'x'; 256 * 1024]).unwrap();
         let port = free_port();
-        std::fs::write(dir.path("nginx.conf"), config(&prefix, port)).unwrap();
+        std::fs::write(dir.path("nginx.conf"), config(&prefix, port, workers)).unwrap();
         let nginx = nginx_bin();
         let nginx_args = [
             nginx.to_str().unwrap().to_string(),
@@ -190,6 +195,33 @@ impl Nginx {
             .status()
             .expect("nginx -s runs");
         assert!(st.success(), "nginx -s {sig} failed: {}", self.error_log());
+    }
+
+    /// What a deployment does to a running nginx with `workers` workers: requests, 404s, two
+    /// reloads by `nginx -s reload`, a log reopening, a worker killed with SIGKILL and
+    /// respawned by the master, and requests again. Each step is checked.
+    pub fn operate(&self, workers: usize) {
+        let wait_workers = |old: &[u32], what: &str| {
+            crate::metrics::eventually(Duration::from_secs(15), what, || {
+                let now = self.workers();
+                (now.len() == workers && now.iter().all(|p| !old.contains(p))).then_some(())
+            })
+        };
+        assert!(self.curl("/index.html", 20).iter().all(|c| c == "200"));
+        assert!(self.curl("/missing.html", 5).iter().all(|c| c == "404"));
+        for _ in 0..2 {
+            let before = self.workers();
+            self.signal("reload");
+            wait_workers(&before, "new workers after a reload");
+            assert!(self.curl("/index.html", 5).iter().all(|c| c == "200"));
+        }
+        self.signal("reopen");
+        let before = self.workers();
+        // SAFETY: signalling a worker of our own nginx.
+        unsafe { libc::kill(before[0] as i32, libc::SIGKILL) };
+        wait_workers(&before[..1], "a worker respawned after SIGKILL");
+        assert!(self.curl("/index.html", 20).iter().all(|c| c == "200"));
+        assert!(self.curl("/big.bin", 3).iter().all(|c| c == "200"));
     }
 
     /// `curl` GETs `path` `n` times; returns the HTTP status codes.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use phasebox_tests::{
     TempDir,
+    metrics::{eventually, scrape},
     nginx::{Nginx, free_port},
     phasebox,
     prometheus::Prometheus,
@@ -48,12 +49,12 @@ fn agent_metrics_checkpoints_and_kill() {
             .iter()
             .all(|c| c == "200")
     );
-    std::thread::sleep(Duration::from_millis(2500)); // a refresh and a checkpoint
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://{listen}/metrics")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    // A refresh that counted the requests, and a checkpoint.
+    let text = eventually(Duration::from_secs(15), "the requests counted", || {
+        let text = scrape(&listen);
+        let n = metric(&text, "phasebox_syscalls_total{", &[r#"syscall="accept4""#])?;
+        (n >= REQUESTS as f64 && prof.exists()).then_some(text)
+    });
     let accepts = metric(
         &text,
         "phasebox_syscalls_total{",
@@ -91,7 +92,12 @@ fn agent_metrics_checkpoints_and_kill() {
     );
     assert!(!text.contains("pid="), "no pid labels");
 
-    // kill -9: the last checkpoint stands, and the kernel unloads phasebox's programs.
+    // kill -9: the last checkpoint stands, and the kernel unloads the agent's programs.
+    let programs = phasebox_tests::bpf_programs_of(agent.id());
+    assert!(
+        programs.len() >= 4,
+        "the agent holds its programs: {programs:?}"
+    );
     agent.kill().unwrap();
     agent.wait().unwrap();
     let show = phasebox(&["profile", "show", prof.to_str().unwrap()]);
@@ -101,15 +107,13 @@ fn agent_metrics_checkpoints_and_kill() {
         String::from_utf8_lossy(&show.stderr)
     );
     assert!(String::from_utf8_lossy(&show.stdout).contains("accepting-and-serving-requests"));
-    std::thread::sleep(Duration::from_millis(200));
-    let progs = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .expect("bpftool is installed");
-    let listed = String::from_utf8_lossy(&progs.stdout);
-    assert!(
-        !listed.contains("pb_sys_enter") && !listed.contains("pb_fork"),
-        "phasebox programs left loaded:\n{listed}"
+    eventually(
+        Duration::from_secs(10),
+        "the agent's programs to unload",
+        || {
+            let loaded = phasebox_tests::loaded_bpf_programs();
+            programs.is_disjoint(&loaded).then_some(())
+        },
     );
 }
 
@@ -119,7 +123,7 @@ fn prometheus_scrapes_the_agent() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let pid = nginx.pid().to_string();
-    let (mut agent, _err, line) =
+    let (agent, _err, line) =
         spawn_agent(&["-p", &pid, "--phases", "nginx", "--listen", &listen]);
     assert!(line.contains("metrics on"), "agent did not start: {line}");
     let prom = Prometheus::start(&listen);
@@ -129,20 +133,18 @@ fn prometheus_scrapes_the_agent() {
             .iter()
             .all(|c| c == "200")
     );
-    std::thread::sleep(Duration::from_millis(3500)); // a refresh, then scrapes
-
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://{listen}/metrics")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let labels = [r#"role="worker""#, r#"syscall="accept4""#];
+    let text = eventually(Duration::from_secs(15), "the requests counted", || {
+        let text = scrape(&listen);
+        let n = metric(&text, "phasebox_syscalls_total{", &labels)?;
+        (n >= REQUESTS as f64).then_some(text)
+    });
     let own =
         metric(&text, "phasebox_syscalls_total{", &labels).expect("agent's own accept4 count");
     let query = r#"sum(phasebox_syscalls_total{role="worker",syscall="accept4"})"#;
-    let scraped = prom
-        .query_one(query)
-        .unwrap_or_else(|| panic!("prometheus has no {query}"));
+    let scraped = eventually(Duration::from_secs(15), "prometheus to scrape it", || {
+        prom.query_one(query).filter(|&v| v == own)
+    });
     eprintln!("accept4: agent says {own}, prometheus says {scraped}");
     assert_eq!(own, scraped, "prometheus and the agent disagree");
     assert!(own >= REQUESTS as f64);
@@ -170,6 +172,5 @@ fn prometheus_scrapes_the_agent() {
         res.status.success() && said.trim().is_empty(),
         "promtool check metrics: {said}"
     );
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
 }

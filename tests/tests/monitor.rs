@@ -3,36 +3,42 @@
 //! kills the server and the agent keeps running.
 use std::io::{BufReader, Read};
 use std::net::TcpStream;
-use std::process::{Child, Command};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::Duration;
 
 use phasebox_tests::{
-    CARGO_LIBRARY_PATH, TempDir, ask, fixture, nginx::free_port, phasebox, phasebox_bin,
+    CARGO_LIBRARY_PATH, Guard, TempDir, ask, fixture,
+    metrics::{eventually, parse, scrape, value},
+    nginx::free_port,
+    phasebox, phasebox_bin,
 };
 
+/// `sh -c 'SERVER PORT & SERVER OTHER; sleep 60'`: two servers in one tree that outlives them.
+fn shell_with_two_servers(port: u16, other: u16) -> Guard {
+    let server = fixture("phased_server");
+    let script = format!("{s} {port} & {s} {other} & sleep 60", s = server.display());
+    Guard::group(
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env_remove(CARGO_LIBRARY_PATH)
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// `sh -c 'SERVER PORT; sleep 60'`: a tree that outlives the server.
-fn shell_with_server(port: u16) -> Child {
+fn shell_with_server(port: u16) -> Guard {
     let script = format!("{} {port}; sleep 60", fixture("phased_server").display());
-    Command::new("/bin/sh")
-        .args(["-c", &script])
-        .env_remove(CARGO_LIBRARY_PATH)
-        .spawn()
-        .unwrap()
-}
-
-fn metrics(listen: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://{listen}/metrics")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn value(text: &str, prefix: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix) && l.contains(label))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    Guard::group(
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env_remove(CARGO_LIBRARY_PATH)
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn start_agent(
@@ -40,7 +46,7 @@ fn start_agent(
     monitor: &str,
     listen: &str,
     on: &str,
-) -> (Child, BufReader<std::process::ChildStderr>) {
+) -> (Guard, BufReader<std::process::ChildStderr>) {
     let pid = pid.to_string();
     let args = [
         "-p",
@@ -66,22 +72,24 @@ fn violations_are_counted_and_killed() {
     // Learn a normal run of the same tree.
     let port = free_port();
     let script = format!("{} {port}; true", fixture("phased_server").display());
-    let mut learn = Command::new(phasebox_bin())
-        .args([
-            "run",
-            "-q",
-            "--phases",
-            "generic",
-            "--profile",
-            prof.to_str().unwrap(),
-            "--",
-            "/bin/sh",
-            "-c",
-            &script,
-        ])
-        .env_remove(CARGO_LIBRARY_PATH)
-        .spawn()
-        .unwrap();
+    let mut learn = Guard::new(
+        Command::new(phasebox_bin())
+            .args([
+                "run",
+                "-q",
+                "--phases",
+                "generic",
+                "--profile",
+                prof.to_str().unwrap(),
+                "--",
+                "/bin/sh",
+                "-c",
+                &script,
+            ])
+            .env_remove(CARGO_LIBRARY_PATH)
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..3 {
         assert_eq!(ask(port, "GET"), "hello\n");
     }
@@ -90,30 +98,40 @@ fn violations_are_counted_and_killed() {
     let show = phasebox(&["profile", "show", prof.to_str().unwrap()]);
     eprintln!("{}", String::from_utf8_lossy(&show.stdout));
 
-    // Log mode: counted, reported once.
+    // Log mode: each call counted, the (role, phase, syscall) reported once.
     let port = free_port();
-    let mut tree = shell_with_server(port);
+    let tree = shell_with_server(port);
     assert_eq!(ask(port, "GET"), "hello\n");
     let listen = format!("127.0.0.1:{}", free_port());
     let (mut agent, mut err) = start_agent(tree.id(), prof.to_str().unwrap(), &listen, "log");
     assert_eq!(ask(port, "GET"), "hello\n");
-    assert!(ask(port, "ptrace").starts_with("ptrace: "));
-    assert!(ask(port, "ptrace").starts_with("ptrace: "));
-    std::thread::sleep(Duration::from_millis(2500));
-    let text = metrics(&listen);
-    let v = value(
-        &text,
-        "phasebox_profile_violations_total{",
-        r#"syscall="ptrace""#,
-    );
-    assert!(v >= 2.0, "ptrace violations: {v}\n{text}");
-    assert_eq!(
+    let ptrace = |listen: &str| {
         value(
-            &text,
-            "phasebox_profile_violations_total{",
-            r#"syscall="accept4""#
-        ),
-        0.0
+            &scrape(listen),
+            "phasebox_profile_violations_total",
+            &[("syscall", "ptrace")],
+        )
+    };
+    assert!(ask(port, "ptrace").starts_with("ptrace: "));
+    eventually(Duration::from_secs(10), "one ptrace violation", || {
+        (ptrace(&listen) == Some(1.0)).then_some(())
+    });
+    assert!(ask(port, "ptrace").starts_with("ptrace: "));
+    eventually(Duration::from_secs(10), "two ptrace violations", || {
+        (ptrace(&listen) == Some(2.0)).then_some(())
+    });
+    let text = scrape(&listen);
+    // The ptrace request calls getpid too; nothing the normal requests do violates.
+    let others: Vec<_> = parse(&text)
+        .into_iter()
+        .filter(|s| {
+            s.name == "phasebox_profile_violations_total"
+                && !["ptrace", "getpid"].contains(&s.labels["syscall"].as_str())
+        })
+        .collect();
+    assert!(
+        others.is_empty(),
+        "only the ptrace request violates: {others:?}"
     );
     assert_eq!(ask(port, "quit"), "bye\n");
     // SAFETY: signalling our own child.
@@ -121,43 +139,62 @@ fn violations_are_counted_and_killed() {
     agent.wait().unwrap();
     let mut log = String::new();
     err.read_to_string(&mut log).unwrap();
-    assert!(log.contains("called ptrace"), "{log}");
     assert_eq!(
         log.matches("called ptrace").count(),
         1,
         "logged once: {log}"
     );
-    let _ = tree.kill();
-    let _ = tree.wait();
+    // (After the server quits, the shell runs `sleep`, a program the profile never saw.)
+    let server_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("(phased_server,"))
+        .collect();
+    assert_eq!(server_lines.len(), 2, "ptrace and getpid, once each: {log}");
+    drop(tree);
 
-    // Kill mode: the kernel kills the server; the agent and the rest of the tree go on.
-    let port = free_port();
-    let mut tree = shell_with_server(port);
+    // Kill mode: the kernel kills the server at its ptrace; the agent, the shell around the
+    // server and a second server in the same tree go on.
+    let (port, other_port) = (free_port(), free_port());
+    let mut tree = shell_with_two_servers(port, other_port);
     assert_eq!(ask(port, "GET"), "hello\n");
+    assert_eq!(ask(other_port, "GET"), "hello\n");
     let listen = format!("127.0.0.1:{}", free_port());
     let (mut agent, _err) = start_agent(tree.id(), prof.to_str().unwrap(), &listen, "kill");
     assert_eq!(ask(port, "GET"), "hello\n");
-    std::thread::sleep(Duration::from_millis(2500)); // the allowed set reaches the kernel
+    // The kernel has the server's allowed set from the refresh that first counts its calls.
+    eventually(
+        Duration::from_secs(10),
+        "the server's calls counted",
+        || {
+            value(
+                &scrape(&listen),
+                "phasebox_syscalls_total",
+                &[("role", "phased_server"), ("syscall", "accept4")],
+            )
+            .map(|_| ())
+        },
+    );
     assert_eq!(
         ask(port, "ptrace"),
         "",
         "the server answered instead of being killed"
     );
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "server still listening"
+    eventually(Duration::from_secs(10), "the server to be gone", || {
+        TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+    eventually(Duration::from_secs(10), "the kill to be counted", || {
+        (value(&scrape(&listen), "phasebox_processes_killed_total", &[]) == Some(1.0)).then_some(())
+    });
+    assert_eq!(
+        ask(other_port, "GET"),
+        "hello\n",
+        "the other server was hurt"
     );
     assert!(agent.try_wait().unwrap().is_none(), "the agent stopped");
-    let text = metrics(&listen);
-    assert!(
-        value(&text, "phasebox_processes_killed_total", "") >= 1.0,
-        "{text}"
-    );
-    let _ = agent.kill();
-    let _ = agent.wait();
-    let _ = tree.kill();
-    let _ = tree.wait();
+    assert!(tree.try_wait().unwrap().is_none(), "the shell was killed");
+    drop((agent, tree));
 }
 
 #[test]
@@ -188,11 +225,11 @@ fn agent_waits_for_a_program_by_name_and_sees_its_startup() {
     assert_eq!(ask(port, "GET"), "hello\n");
     assert_eq!(ask(port, "quit"), "bye\n");
     assert!(server.wait().unwrap().success());
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        agent.try_wait().unwrap().is_none(),
-        "the agent keeps waiting after the program ends"
-    );
+    // The agent keeps waiting after the program ends: its metrics still answer.
+    eventually(Duration::from_secs(10), "the agent to see the exit", || {
+        (value(&scrape(&listen), "phasebox_tracked_processes", &[]) == Some(0.0)).then_some(())
+    });
+    assert!(agent.try_wait().unwrap().is_none(), "the agent stopped");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     assert!(agent.wait().unwrap().success());

@@ -102,8 +102,12 @@ fn startup_only_call_is_denied_once_serving() {
         port,
     );
     assert_eq!(ask(port, "GET"), "hello\n");
-    std::thread::sleep(Duration::from_millis(100)); // let phasebox read the serving marker
-    assert_eq!(ask(port, "socket"), "socket: Operation not permitted\n");
+    // Tightening follows the serving marker as soon as phasebox reads it: ask until it has.
+    phasebox_tests::metrics::eventually(Duration::from_secs(5), "socket denied", || {
+        let answer = ask(port, "socket");
+        assert!(answer.starts_with("socket: "), "{answer}");
+        (answer == "socket: Operation not permitted\n").then_some(())
+    });
     for _ in 0..3 {
         assert_eq!(ask(port, "GET"), "hello\n");
     }

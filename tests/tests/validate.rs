@@ -66,7 +66,10 @@ fn a_denied_call_fails_validation_even_when_the_command_succeeds() {
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.starts_with("fail: ") && text.contains("exited with 0"), "{text}");
+    assert!(
+        text.starts_with("fail: ") && text.contains("exited with 0"),
+        "{text}"
+    );
     assert!(text.contains("denied: umask×"), "{text}");
 }
 

@@ -152,14 +152,15 @@ impl Learner {
         self.roles.len() - 1
     }
 
-    /// Gives `pid` a role and a fresh tracker.
+    /// Gives `pid` a role and a fresh tracker. A process that was running before tracing
+    /// began is past its startup: it starts in its role's steady phase.
     fn start(&mut self, pid: u32, instance: u32, tree: &ProcessTree, execd: bool, ts_ns: u64) {
+        let attached = self.attached.contains(&pid);
         // A process found running runs its own program if it differs from its parent's.
-        let execd = execd || (self.attached.contains(&pid) && roles::runs_other_program(pid, tree));
-        let name = self.role_name(pid, tree, execd);
+        let own_program = execd || (attached && roles::runs_other_program(pid, tree));
+        let name = self.role_name(pid, tree, own_program);
         let role = self.role_index(name, ts_ns);
         self.roles[role].procs.insert((pid, instance));
-        let attached = !execd && self.attached.contains(&pid);
         let tracker = self.det.tracker(&self.roles[role].name, attached);
         let execs = self.procs.get(&pid).map_or(0, |p| p.execs);
         self.procs.insert(
@@ -358,6 +359,9 @@ impl Learner {
                     self.found_exec.insert(e.tgid, item);
                     return;
                 }
+                // A new program starts from its beginning, whether or not its process was
+                // running before tracing began.
+                self.attached.remove(&e.tgid);
                 let instance = self.procs.get(&e.tgid).map_or(0, |st| st.instance);
                 if let Some(mut st) = self.procs.remove(&e.tgid) {
                     for (phase, item) in st.tracker.flush() {
