@@ -3,7 +3,7 @@ use std::{env, path::PathBuf, process::Command};
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
-    for name in ["threads", "storm", "phased_server"] {
+    for name in ["threads", "storm", "phased_server", "syscall_loop"] {
         let src = format!("fixtures/{name}.c");
         println!("cargo:rerun-if-changed={src}");
         let status = Command::new("cc")

@@ -181,9 +181,6 @@ pub struct Config {
     pub nr_execveat: u32,
     pub nr_exit: u32,
     pub nr_exit_group: u32,
-    /// Byte offsets of the six syscall arguments in `struct pt_regs` (NO_FIELD: no path
-    /// capture on this architecture).
-    pub arg_offsets: [u32; 6],
     /// `--exec-name`: an untracked process that executes a program with this comm is tracked
     /// from its execve on (all zero: off).
     pub exec_comm: [u8; COMM_LEN],
@@ -204,7 +201,6 @@ impl Config {
         nr_execveat: u32::MAX,
         nr_exit: u32::MAX,
         nr_exit_group: u32::MAX,
-        arg_offsets: [NO_FIELD; 6],
         exec_comm: [0; COMM_LEN],
         wakeup_bytes: 0,
     };
@@ -419,7 +415,7 @@ const _: () = assert!(offset_of!(SegmentRecord, ts_ns) == 24);
 const _: () = assert!(size_of::<ExecRecord>() == 24 + COMM_LEN + EXEC_PATH_LEN);
 const _: () = assert!(size_of::<ExitRecord>() == 24);
 const _: () = assert!(size_of::<PathRecord>() == 24 + PATH_LEN);
-const _: () = assert!(size_of::<Config>() == 4 * 9 + 4 * 6 + COMM_LEN + 4);
+const _: () = assert!(size_of::<Config>() == 4 * 9 + COMM_LEN + 4);
 const _: () = assert!(size_of::<CountKey>() == 16);
 const _: () = assert!(offset_of!(CountKey, nr) == 12);
 const _: () = assert!(size_of::<Counts>() == 16);

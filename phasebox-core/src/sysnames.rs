@@ -28,50 +28,13 @@ pub struct Special {
     pub exit_group: u32,
 }
 
-/// Syscalls of the older x86_64 table that newer architectures (aarch64, riscv64) do not have:
-/// rule files may name them, and they are skipped where they do not exist.
-const LEGACY: &[&str] = &[
-    "open",
-    "creat",
-    "stat",
-    "lstat",
-    "access",
-    "readlink",
-    "chdir",
-    "mkdir",
-    "rmdir",
-    "unlink",
-    "rename",
-    "link",
-    "symlink",
-    "mknod",
-    "chmod",
-    "chown",
-    "lchown",
-    "fork",
-    "vfork",
-    "dup2",
-    "poll",
-    "select",
-    "epoll_create",
-    "epoll_wait",
-    "pipe",
-    "alarm",
-    "pause",
-    "time",
-    "utime",
-    "utimes",
-    "getdents",
-    "inotify_init",
-    "eventfd",
-    "signalfd",
-    "uselib",
-    "arch_prctl",
-];
-
-/// Whether `name` is a syscall of this architecture or of the older x86_64 table.
+/// Whether `name` is a syscall of this architecture or of another one phasebox knows (rule
+/// files may name calls, such as `open`, that newer architectures do not have).
 pub fn is_known_anywhere(name: &str) -> bool {
-    number(name).is_some() || LEGACY.contains(&name)
+    number(name).is_some()
+        || name.parse::<syscalls::x86_64::Sysno>().is_ok()
+        || name.parse::<syscalls::aarch64::Sysno>().is_ok()
+        || name.parse::<syscalls::riscv64::Sysno>().is_ok()
 }
 
 /// Syscalls that take a path, and which argument (0-based) holds it. The kernel side reads that
@@ -129,18 +92,6 @@ pub const PATH_ARGS: &[(&str, u32)] = &[
     ("acct", 0),
     ("uselib", 0),
 ];
-
-/// Byte offsets of the six syscall arguments in this architecture's `struct pt_regs`, where
-/// phasebox knows them.
-pub fn arg_offsets() -> Option<[u32; 6]> {
-    match ARCH {
-        // di, si, dx, r10, r8, r9
-        "x86_64" => Some([112, 104, 96, 56, 72, 64]),
-        // regs[0..6]
-        "aarch64" => Some([0, 8, 16, 24, 32, 40]),
-        _ => None,
-    }
-}
 
 /// The special numbers of this architecture.
 pub fn special() -> Special {

@@ -16,12 +16,13 @@
 // Atomic read-modify-write on map memory: core's atomic types have none on the BPF target.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
 
 use aya_ebpf::{
     EbpfContext, Global,
-    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated::bpf_send_signal,
@@ -101,6 +102,22 @@ static PB_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
 /// Per-CPU loss counters, indexed by `phasebox_common::drop_slot`.
 #[map]
 static PB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_slot::SLOTS, 0);
+
+/// Where the first three syscall arguments (those a path can be in) are in this
+/// architecture's `struct pt_regs`, from aya's bindings of the kernel's struct.
+#[cfg(bpf_target_arch = "x86_64")]
+const PATH_ARG_OFFSETS: &[usize] = &[
+    core::mem::offset_of!(pt_regs, rdi),
+    core::mem::offset_of!(pt_regs, rsi),
+    core::mem::offset_of!(pt_regs, rdx),
+];
+/// aarch64's `struct pt_regs` starts with `user_pt_regs`, whose `regs[0..]` hold the arguments
+/// (aya's binding of it is opaque there).
+#[cfg(bpf_target_arch = "aarch64")]
+const PATH_ARG_OFFSETS: &[usize] = &[0, 8, 16];
+/// Elsewhere phasebox does not read path arguments.
+#[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
+const PATH_ARG_OFFSETS: &[usize] = &[];
 
 #[inline(always)]
 fn mode_has(bit: u32) -> bool {
@@ -211,7 +228,7 @@ fn start_process(tgid: u32, instance: u32) -> Option<ProcState> {
         marker_set: FULL_MARKER_SET,
         execs: 0,
     };
-    match PB_PROCS.insert(&tgid, &st, 0) {
+    match PB_PROCS.insert(tgid, st, 0) {
         Ok(()) => Some(st),
         Err(_) => {
             lost(drop_slot::PROCS);
@@ -237,7 +254,7 @@ fn is_marker(set: u32, nr: u32) -> bool {
 #[inline(always)]
 fn apply_set_request(tgid: u32, st: *mut ProcState) {
     // SAFETY: a map value read for this run; only the agent writes it, whole.
-    let Some(req) = (unsafe { PB_SET_REQUESTS.get(&tgid) }) else {
+    let Some(req) = (unsafe { PB_SET_REQUESTS.get(tgid) }) else {
         return;
     };
     // SAFETY: `st` points at this process's PB_PROCS value; see `open_segment` for writers.
@@ -283,19 +300,13 @@ fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns:
     if arg == 0 || arg > 3 {
         return;
     }
-    let offsets = PB_CONFIG.load().arg_offsets;
-    let off = match arg {
-        1 => offsets[0],
-        2 => offsets[1],
-        _ => offsets[2],
-    };
-    if off == NO_FIELD {
+    let Some(&off) = PATH_ARG_OFFSETS.get(arg as usize - 1) else {
         return;
-    }
+    };
     let regs = ctx.arg::<u64>(0) as *const u8;
     // SAFETY: `regs` is the tracepoint's pt_regs; the read goes through the probe helper,
     // which fails cleanly on a bad address.
-    let Ok(ptr) = (unsafe { bpf_probe_read_kernel(regs.add(off as usize).cast::<u64>()) }) else {
+    let Ok(ptr) = (unsafe { bpf_probe_read_kernel(regs.add(off).cast::<u64>()) }) else {
         return;
     };
     let Some(mut entry) = PB_EVENTS.reserve::<PathRecord>(0) else {
@@ -320,7 +331,7 @@ fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns:
 #[inline(always)]
 fn enforce(tgid: u32, nr: u32) {
     // SAFETY: a map value read for this run; only the agent writes it, whole.
-    let Some(allowed) = (unsafe { PB_ALLOWED.get(&tgid) }) else {
+    let Some(allowed) = (unsafe { PB_ALLOWED.get(tgid) }) else {
         return; // no set yet (a new process): nothing to enforce
     };
     let word = (nr / 64) as usize;
@@ -344,7 +355,7 @@ fn count(key: &CountKey) -> bool {
         calls: 1,
         errors: 0,
     };
-    match PB_COUNTS.insert(key, &one, BPF_NOEXIST.into()) {
+    match PB_COUNTS.insert(key, one, BPF_NOEXIST.into()) {
         Ok(()) => true,
         Err(_) => {
             // Another CPU created it first (or the map is full).
@@ -363,14 +374,14 @@ fn count(key: &CountKey) -> bool {
 #[inline(always)]
 fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> (u32, u32) {
     let mut why = 0;
-    let st = match PB_PROCS.get_ptr_mut(&tgid) {
+    let st = match PB_PROCS.get_ptr_mut(tgid) {
         Some(st) => st,
         None => {
             let Some(fresh) = start_process(tgid, new_instance()) else {
                 return (0, 0);
             };
             why |= segment_flags::FIRST;
-            match PB_PROCS.get_ptr_mut(&tgid) {
+            match PB_PROCS.get_ptr_mut(tgid) {
                 Some(st) => st,
                 None => return (fresh.instance, fresh.seg),
             }
@@ -431,17 +442,25 @@ fn emit_at_entry(key: &CountKey, tid: u32, enter_ns: u64, flags: u16) {
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current();
-    // Untracked processes (nearly all of them) leave here.
-    if !tracked(tgid) {
-        return 0;
+    // Untracked processes (nearly all of them) leave here, through a program that is no more
+    // than this test: the rest is a function of its own, so its registers and stack are set
+    // up only for tracked processes.
+    if tracked(tgid) {
+        traced_enter(&ctx, tgid, tid);
     }
+    0
+}
+
+/// A tracked process enters a syscall: its segment, its counter, and what userspace needs.
+#[inline(never)]
+fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
     let nr = ctx.arg::<i64>(1) as u32;
     if let Some(waiting) = PB_AWAIT.get_ptr_mut(0) {
         // SAFETY: the array's only element; only the launched process's thread clears it.
         if unsafe { *waiting } == tgid {
             let cfg = PB_CONFIG.load();
             if nr != cfg.nr_execve && nr != cfg.nr_execveat {
-                return 0;
+                return;
             }
             // SAFETY: as above.
             unsafe { *waiting = 0 };
@@ -450,7 +469,7 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     if mode_has(mode::KILL) {
         enforce(tgid, nr);
     }
-    let (instance, seg) = segment_of(&ctx, tgid, tid, nr);
+    let (instance, seg) = segment_of(ctx, tgid, tid, nr);
     let key = CountKey {
         tgid,
         instance,
@@ -463,10 +482,10 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
         let cfg = PB_CONFIG.load();
         if nr == cfg.nr_exit || nr == cfg.nr_exit_group {
             emit_at_entry(&key, tid, enter_ns, syscall_flags::NO_RETURN);
-            return 0;
+            return;
         }
         if mode_has(mode::PATHS) {
-            emit_path(&ctx, tgid, tid, nr, enter_ns);
+            emit_path(ctx, tgid, tid, nr, enter_ns);
         }
         remember(tid, &key, enter_ns);
     } else {
@@ -477,13 +496,12 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
             // The clock is read only for a call that is reported.
             let enter_ns = now();
             if mode_has(mode::PATHS) {
-                emit_path(&ctx, tgid, tid, nr, enter_ns);
+                emit_path(ctx, tgid, tid, nr, enter_ns);
             }
             let flags = syscall_flags::AT_ENTRY | syscall_flags::FIRST_USE;
             emit_at_entry(&key, tid, enter_ns, flags);
         }
     }
-    0
 }
 
 /// Notes the call `tid` is in, for the exit program.
@@ -498,11 +516,11 @@ fn remember(tid: u32, key: &CountKey, enter_ns: u64) {
     };
     // Written in place when the thread has an entry already: an update would take the map's
     // bucket lock and swap elements on every syscall.
-    match PB_PENDING.get_ptr_mut(&tid) {
+    match PB_PENDING.get_ptr_mut(tid) {
         // SAFETY: only this thread reads or writes its own entry.
         Some(slot) => unsafe { *slot = p },
         None => {
-            let _ = PB_PENDING.insert(&tid, &p, 0);
+            let _ = PB_PENDING.insert(tid, p, 0);
         }
     }
 }
@@ -510,16 +528,22 @@ fn remember(tid: u32, key: &CountKey, enter_ns: u64) {
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current();
-    if !tracked(tgid) {
-        return 0;
+    if tracked(tgid) {
+        traced_exit(&ctx, tgid, tid);
     }
-    let Some(pending) = PB_PENDING.get_ptr_mut(&tid) else {
-        return 0;
+    0
+}
+
+/// A tracked process returns from a syscall: a failure counted, the record sent.
+#[inline(never)]
+fn traced_exit(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
+    let Some(pending) = PB_PENDING.get_ptr_mut(tid) else {
+        return;
     };
     // SAFETY: only this thread reads or writes its own entry.
     let p = unsafe { *pending };
     if p.enter_ns == 0 {
-        return 0; // entered before tracking began, or already reported
+        return; // entered before tracking began, or already reported
     }
     // SAFETY: as above.
     unsafe { (*pending).enter_ns = 0 };
@@ -531,7 +555,7 @@ pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
         nr: p.nr,
     };
     if is_error(ret)
-        && let Some(c) = PB_COUNTS.get_ptr_mut(&key)
+        && let Some(c) = PB_COUNTS.get_ptr_mut(key)
     {
         // SAFETY: this CPU's value; nothing else writes it while this program runs here.
         unsafe { (*c).errors += 1 };
@@ -551,7 +575,6 @@ pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
             batched_wakeup(),
         );
     }
-    0
 }
 
 /// Does nothing: the per-syscall cost benchmark's floor.
@@ -578,7 +601,7 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
     }
     let ts_ns = now();
     // A fork may start the parent's next phase.
-    if let Some(st) = PB_PROCS.get_ptr_mut(&tgid) {
+    if let Some(st) = PB_PROCS.get_ptr_mut(tgid) {
         // SAFETY: `st` points at the parent's PB_PROCS value for this run.
         if is_marker(unsafe { (*st).marker_set }, FORK_MARKER_SLOT) {
             open_segment(tgid, tid, st, 0, segment_flags::FORK, ts_ns);
@@ -660,7 +683,7 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
     }
     entry.submit(0);
     // A new program: a new segment, and every marker matters again (its role may differ).
-    let st = match PB_PROCS.get_ptr_mut(&tgid) {
+    let st = match PB_PROCS.get_ptr_mut(tgid) {
         Some(st) => st,
         None => {
             let Some(fresh) = start_process(tgid, new_instance()) else {
@@ -706,17 +729,17 @@ pub fn pb_exit(ctx: TracePointContext) -> u32 {
         // from the kernel's own format file.
         u32::from(unsafe { ctx.read_at::<u8>(off as usize) }.unwrap_or(0))
     };
-    let _ = PB_PENDING.remove(&tid);
+    let _ = PB_PENDING.remove(tid);
     if tid != tgid {
         set_kernel_bit(tid, false);
         // The state pb_fork made in case the thread was a process.
-        let _ = PB_PROCS.remove(&tid);
+        let _ = PB_PROCS.remove(tid);
     }
     if group_dead != 0 {
         // The agent clears the process's user bit when it reads this record, and reads the
         // process's counters before it deletes them; a reused pid starts a new instance.
         set_kernel_bit(tgid, false);
-        let _ = PB_PROCS.remove(&tgid);
+        let _ = PB_PROCS.remove(tgid);
     }
     emit(
         ExitRecord {

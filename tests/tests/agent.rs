@@ -123,8 +123,7 @@ fn prometheus_scrapes_the_agent() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let pid = nginx.pid().to_string();
-    let (agent, _err, line) =
-        spawn_agent(&["-p", &pid, "--phases", "nginx", "--listen", &listen]);
+    let (agent, _err, line) = spawn_agent(&["-p", &pid, "--phases", "nginx", "--listen", &listen]);
     assert!(line.contains("metrics on"), "agent did not start: {line}");
     let prom = Prometheus::start(&listen);
     assert!(

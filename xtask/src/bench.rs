@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use phasebox_tests::{TempDir, fixture, nginx::Nginx};
 
-use crate::util;
+use crate::{bench_cost, util};
 
 const BEGIN: &str = "<!-- bench:tracer-core:begin -->";
 const END: &str = "<!-- bench:tracer-core:end -->";
@@ -36,6 +36,10 @@ fn settings(args: &[String]) -> Settings {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = settings(args);
+    // --cost: the per-syscall cost section only.
+    if args.iter().any(|a| a == "--cost") {
+        return cost_only(&bin, &s);
+    }
     // --seccomp: the seccomp and agent sections only; --agent: the agent section only.
     let only_seccomp = args.iter().any(|a| a == "--seccomp");
     let only_agent = args.iter().any(|a| a == "--agent");
@@ -52,8 +56,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         format!("{SECCOMP_BEGIN}\n{}{SECCOMP_END}", seccomp_bench(&bin, &s)?)
     };
     let agent = format!("{AGENT_BEGIN}\n{}{AGENT_END}", agent_bench(&bin, &s)?);
+    let cost = if only_seccomp || only_agent {
+        String::new()
+    } else {
+        cost_section(&bin, &s)?
+    };
     let path = util::root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    if !cost.is_empty() {
+        text = replace_section(&text, bench_cost::BEGIN, bench_cost::END, &cost);
+    }
     if !section.is_empty() {
         text = replace_section(&text, BEGIN, END, &section);
     }
@@ -64,6 +76,23 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     std::fs::write(&path, text)?;
     println!("{section}\n{seccomp}\n{agent}");
     println!("bench: results written to {}", path.display());
+    Ok(())
+}
+
+fn cost_section(bin: &Path, s: &Settings) -> anyhow::Result<String> {
+    let calls = s.storm_calls / 2;
+    let body = bench_cost::run(bin, s.rounds, calls)?;
+    Ok(format!("{}\n{body}{}", bench_cost::BEGIN, bench_cost::END))
+}
+
+/// `bench --cost`: only the per-syscall cost section.
+fn cost_only(bin: &Path, s: &Settings) -> anyhow::Result<()> {
+    let cost = cost_section(bin, s)?;
+    let path = util::root().join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let text = replace_section(&text, bench_cost::BEGIN, bench_cost::END, &cost);
+    std::fs::write(&path, text)?;
+    println!("{cost}\nbench: results written to {}", path.display());
     Ok(())
 }
 
@@ -80,7 +109,7 @@ fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> String 
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n == 0 {

@@ -6,6 +6,7 @@
 //! - `cargo xtask test`: setup, build, lint, and run every test (unit and real-kernel).
 //! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md.
 mod bench;
+mod bench_cost;
 mod setup;
 mod util;
 
@@ -141,6 +142,35 @@ fn scenarios_demo(bin: &std::path::Path, dir: &std::path::Path) -> anyhow::Resul
     Ok(())
 }
 
+/// Clippy on the kernel programs, for the BPF target with the nightly that builds them (the
+/// same `bpf_target_arch` setting aya-build gives them), in a target directory of its own.
+fn clippy_ebpf() -> anyhow::Result<()> {
+    let arch = std::env::consts::ARCH;
+    util::run(
+        std::process::Command::new("rustup")
+            .args([
+                "run",
+                "nightly",
+                "cargo",
+                "clippy",
+                "-p",
+                "phasebox-ebpf",
+                "--release",
+            ])
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .args(["--", "-D", "warnings"])
+            .current_dir(util::root())
+            .env("PATH", util::path_with_cargo_bin())
+            .env("CARGO_TARGET_DIR", util::root().join("target/ebpf-clippy"))
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                format!("--cfg=bpf_target_arch=\"{arch}\""),
+            )
+            .env_remove("RUSTC")
+            .env_remove("CARGO"),
+    )
+}
+
 /// Format, lints, unit tests, then the real-kernel integration tests one at a time.
 fn test() -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
@@ -162,6 +192,7 @@ fn test() -> anyhow::Result<()> {
     clippy.extend(CRATES);
     clippy.extend(["--all-targets", "--", "-D", "warnings"]);
     util::cargo(&clippy)?;
+    clippy_ebpf()?;
     let mut unit = vec!["test"];
     unit.extend(&CRATES[..8]);
     util::cargo(&unit)?;

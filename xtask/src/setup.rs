@@ -21,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "curl",
     "wrk",
     "bpftool",
+    "bpftrace",
     "util-linux",
     "libseccomp-dev",
     "pkg-config",

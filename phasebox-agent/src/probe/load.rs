@@ -56,7 +56,6 @@ fn config(opts: &ProbeOptions) -> Result<Config, ProbeError> {
         nr_execveat: nr.execveat,
         nr_exit: nr.exit,
         nr_exit_group: nr.exit_group,
-        arg_offsets: sysnames::arg_offsets().unwrap_or([NO_FIELD; 6]),
         exec_comm: opts.exec_comm.unwrap_or([0; COMM_LEN]),
         // Wake the reader when a quarter of the ring is full; it drains on a timer too.
         wakeup_bytes: opts.ring_bytes / 4,
