@@ -38,6 +38,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Export a learned profile as a seccomp policy (OCI, Kubernetes SPO, systemd).
     Export(ExportArgs),
+    /// The syscalls a program can reach, from its code and its libraries (static analysis),
+    /// as a profile with one phase `static`.
+    Static(StaticArgs),
     /// Run a command under a learned profile and report whether it passes, with the calls the
     /// profile denied.
     Validate(ValidateArgs),
@@ -133,6 +136,15 @@ pub struct ExportArgs {
     /// Add what this container runtime's own init calls after installing the filter.
     #[arg(long, value_parser = named::<Runtime>(), value_name = "RUNTIME")]
     pub for_runtime: Option<Runtime>,
+}
+
+#[derive(Debug, Args)]
+pub struct StaticArgs {
+    /// The program (an x86_64 ELF file).
+    pub binary: PathBuf,
+    /// Write the profile here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub mod flow;
 pub mod ldcache;
 pub mod loader;
 pub mod names;
+pub mod profile;
 pub mod reach;
 pub mod summary;
 
@@ -18,6 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use phasebox_core::profile::static_section::{Library, Provenance, Reach, Site};
 
 pub use loader::SearchPaths;
 
@@ -49,73 +52,6 @@ impl Error {
         };
         Error::Io(path.to_path_buf(), what)
     }
-}
-
-/// Where one syscall is reachable from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reach {
-    /// Frames from an entry point to the function holding the `syscall` instruction, as
-    /// `object:function`; a frame reached through an indirect call starts with `*`.
-    pub chain: Vec<String>,
-    /// How the number was known: `syscall instruction`, `number passed by a caller`,
-    /// `vdso fallback`, `program start`.
-    pub how: String,
-}
-
-impl Reach {
-    /// A short form: from the program's last frame (or the chain's last three) to the end,
-    /// such as `nginx:ngx_reopen_files -> libc:chown`.
-    pub fn short(&self, program: &str) -> String {
-        let prefix = format!("{program}:");
-        let in_program = |f: &String| f.trim_start_matches('*').starts_with(&prefix);
-        let from = match self.chain.iter().rposition(in_program) {
-            Some(i) if self.chain.len() - i <= 4 => i,
-            _ => self.chain.len().saturating_sub(3),
-        };
-        let frames: Vec<&str> = self.chain[from..]
-            .iter()
-            .map(|f| f.trim_start_matches('*'))
-            .collect();
-        frames.join(" -> ")
-    }
-}
-
-/// A library the analysis read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Library {
-    pub name: String,
-    pub path: String,
-}
-
-/// A reachable `syscall` whose number could not be (fully) resolved.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Site {
-    pub function: String,
-    pub address: String,
-    pub reason: String,
-}
-
-/// What the analysis read and how much it could decide.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Provenance {
-    pub analyzer: String,
-    pub libraries: Vec<Library>,
-    pub functions_total: usize,
-    pub functions_reached: usize,
-    pub syscall_sites_total: usize,
-    pub syscall_sites_reached: usize,
-    /// Reachable sites whose number is unknown for some path.
-    pub unresolved_sites: Vec<Site>,
-    pub indirect_call_sites: usize,
-    pub indirect_jump_sites: usize,
-    /// Functions reached only because their address is taken and an indirect call exists.
-    pub address_taken_functions: usize,
-    /// Syscalls added as the fallback of a vDSO function the program reaches.
-    pub vdso: Vec<String>,
-    /// Imports no loaded object defines.
-    pub unresolved_imports: Vec<String>,
-    /// The conservative choices the analysis made, in words.
-    pub assumptions: Vec<String>,
 }
 
 /// The result: the reachable syscalls with where each is reachable from, and provenance.

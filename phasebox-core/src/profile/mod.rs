@@ -2,6 +2,7 @@
 //! version (docs/profile-format.md).
 pub mod compare;
 pub mod show;
+pub mod static_section;
 
 use std::collections::BTreeMap;
 use std::path::Path;
