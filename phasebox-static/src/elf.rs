@@ -119,6 +119,7 @@ impl Object {
         obj.code.sort_by_key(|c| c.0);
         obj.read_symbols(&elf);
         obj.read_relocations(&elf);
+        obj.read_relr(&elf, data);
         obj.read_entries(&elf, data);
         if obj.fixed_address {
             obj.scan_data_words(&elf, data);
@@ -215,6 +216,50 @@ impl Object {
             // an address the program can pass around.
             if r.r_type != R_JUMP_SLOT {
                 self.data_refs.push(target);
+            }
+        }
+    }
+
+    /// DT_RELR (packed relative relocations, as in Debian 12's glibc): the words they name
+    /// hold their target in the file.
+    fn read_relr(&mut self, elf: &Elf, data: &[u8]) {
+        const DT_RELRSZ: u64 = 35;
+        const DT_RELR: u64 = 36;
+        let Some(dynamic) = &elf.dynamic else {
+            return;
+        };
+        let dt = |tag| {
+            dynamic
+                .dyns
+                .iter()
+                .find(|d| d.d_tag == tag)
+                .map(|d| d.d_val)
+        };
+        let (Some(at), Some(size)) = (dt(DT_RELR), dt(DT_RELRSZ)) else {
+            return;
+        };
+        let mut places = Vec::new();
+        let mut base = 0u64;
+        for k in 0..size / 8 {
+            let Some(entry) = read_word(elf, data, at + k * 8) else {
+                return;
+            };
+            if entry & 1 == 0 {
+                places.push(entry);
+                base = entry + 8;
+            } else {
+                for bit in 1..64 {
+                    if entry >> bit & 1 == 1 {
+                        places.push(base + (bit - 1) * 8);
+                    }
+                }
+                base += 63 * 8;
+            }
+        }
+        for place in places {
+            if let Some(v) = read_word(elf, data, place).filter(|&v| self.is_code(v)) {
+                self.got.insert(place, Target::Local(v));
+                self.data_refs.push(Target::Local(v));
             }
         }
     }
