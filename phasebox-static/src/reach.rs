@@ -142,7 +142,22 @@ impl World {
     pub fn label(&self, n: Node) -> String {
         let o = &self.objects[n.0];
         let addr = self.codes[n.0].starts[n.1];
-        match o.name_at(addr) {
+        // Without a symbol, the loader's own entries still have names.
+        let entry = || {
+            o.entries
+                .iter()
+                .find(|e| e.0 == addr)
+                .map(|e| match e.1.as_str() {
+                    "DT_INIT" => "_init",
+                    "DT_FINI" => "_fini",
+                    "entry point" => "_start",
+                    _ => "",
+                })
+        };
+        match o
+            .name_at(addr)
+            .or_else(|| entry().filter(|n| !n.is_empty()))
+        {
             Some(name) => format!("{}:{name}", o.name),
             None => format!("{}:sub_{addr:x}", o.name),
         }

@@ -36,6 +36,9 @@ fn settings(args: &[String]) -> Settings {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = settings(args);
+    if args.iter().any(|a| a == "--static") {
+        return static_only(&bin, &s);
+    }
     // --seccomp: the seccomp and agent sections only; --agent: the agent section only.
     let only_seccomp = args.iter().any(|a| a == "--seccomp");
     let only_agent = args.iter().any(|a| a == "--agent");
@@ -67,6 +70,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--static`: the static analysis section only.
+fn static_only(bin: &Path, s: &Settings) -> anyhow::Result<()> {
+    use crate::bench_static::{BEGIN, END, bench};
+    let section = format!("{BEGIN}\n{}{END}", bench(bin, s.rounds)?);
+    let path = util::root().join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(&path, replace_section(&text, BEGIN, END, &section))?;
+    println!("{section}\nbench: results written to {}", path.display());
+    Ok(())
+}
+
 const AGENT_BEGIN: &str = "<!-- bench:agent:begin -->";
 const AGENT_END: &str = "<!-- bench:agent:end -->";
 const SECCOMP_BEGIN: &str = "<!-- bench:seccomp:begin -->";
@@ -80,7 +94,7 @@ fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> String 
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n == 0 {
@@ -281,7 +295,7 @@ fn nginx_version() -> String {
 }
 
 /// Runs a command, returns (stderr, peak RSS in KiB of it and its children).
-fn run_measured(cmd: &mut Command) -> anyhow::Result<(String, i64)> {
+pub(crate) fn run_measured(cmd: &mut Command) -> anyhow::Result<(String, i64)> {
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
     let pid = child.id() as i32;
     let mut stderr = String::new();

@@ -4,8 +4,10 @@
 //!   nightly that builds the kernel programs, bpf-linker) and mount tracefs.
 //! - `cargo xtask demo`: setup, build, and trace /bin/pwd with a short explanation.
 //! - `cargo xtask test`: setup, build, lint, and run every test (unit and real-kernel).
-//! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md.
+//! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md
+//!   (`--static`: only the static analysis section).
 mod bench;
+mod bench_static;
 mod setup;
 mod util;
 
