@@ -180,8 +180,12 @@ pub struct CompareArgs {
     /// The learned profile.
     pub profile: PathBuf,
     /// The policies to compare it with.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "deny_list")]
     pub policies: Vec<PathBuf>,
+    /// A list of `App:name,…` lines naming the syscalls a policy removes (Temporal
+    /// Specialization's results): the policy allows the rest of the table. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub deny_list: Vec<PathBuf>,
     /// Only this role.
     #[arg(long)]
     pub role: Option<String>,
