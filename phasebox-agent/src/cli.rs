@@ -136,6 +136,22 @@ pub struct ExportArgs {
     /// Add what this container runtime's own init calls after installing the filter.
     #[arg(long, value_parser = named::<Runtime>(), value_name = "RUNTIME")]
     pub for_runtime: Option<Runtime>,
+    /// A profile of the same program made by `phasebox static`: list the calls it finds
+    /// reachable that no run used, with where each is reachable from (the review).
+    #[arg(long, value_name = "STATIC.json")]
+    pub hybrid: Option<PathBuf>,
+    /// Add these reviewed calls to every phase of the exported policy.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "NAME,…",
+        requires = "hybrid"
+    )]
+    pub allow_reachable: Vec<String>,
+    /// Write the hybrid profile (the dynamic profile, allowed calls added, with the review)
+    /// here; with --per-phase it goes to DIR/hybrid.profile.json unless given.
+    #[arg(long, value_name = "FILE", requires = "hybrid")]
+    pub hybrid_profile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -404,3 +404,131 @@ fn memcached_driven_over_its_text_protocol() {
     assert!(dynamic.contains("epoll_wait"), "{dynamic:?}");
     check("memcached", "/usr/bin/memcached", &dynamic, &dir);
 }
+
+/// The names an exported OCI policy allows.
+fn oci_allowed(path: &Path) -> BTreeSet<String> {
+    let v = read_json(path);
+    let mut out = BTreeSet::new();
+    for rule in v["syscalls"].as_array().unwrap() {
+        if rule["action"] == "SCMP_ACT_ALLOW" {
+            for n in rule["names"].as_array().unwrap() {
+                out.insert(n.as_str().unwrap().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn hybrid_export_reviews_what_nginx_runs_never_used() {
+    let dir = TempDir::new("static-hybrid");
+    let out_dir = dir.path("nginx");
+    let out = phasebox(&[
+        "scenarios",
+        "run",
+        scenario_file("nginx").to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--only",
+        "static-file",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let learned = out_dir.join("merged.profile.json");
+    let dynamic = names(&read_json(&learned));
+    assert!(!dynamic.contains("chown") && !dynamic.contains("setsid"));
+    let (st, _) = static_profile("/usr/sbin/nginx", &dir);
+    let per_phase = dir.path("policies");
+    let out = phasebox(&[
+        "export",
+        learned.to_str().unwrap(),
+        "--hybrid",
+        st.to_str().unwrap(),
+        "--allow-reachable",
+        "chown",
+        "--per-phase",
+        per_phase.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The review names chown with nginx code it is reachable from, marked allowed, and
+    // setsid (daemon mode) left to the user.
+    let chown = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("chown "))
+        .unwrap_or_else(|| panic!("no chown in the review: {stderr}"));
+    assert!(
+        chown.contains("nginx:ngx_") && chown.contains("-> libc:chown"),
+        "{chown}"
+    );
+    assert!(chown.ends_with("[allowed]"), "{chown}");
+    let setsid = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("setsid "))
+        .unwrap_or_else(|| panic!("no setsid in the review: {stderr}"));
+    assert!(
+        setsid.contains("nginx:ngx_daemon") && !setsid.ends_with("[allowed]"),
+        "{setsid}"
+    );
+    // Every phase's policy now allows chown, none allows setsid.
+    let manifest = read_json(&per_phase.join("manifest.json"));
+    let text = manifest.to_string();
+    let mut phase_files = 0;
+    for entry in std::fs::read_dir(&per_phase).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "manifest.json" || name == "hybrid.profile.json" {
+            continue;
+        }
+        assert!(text.contains(&name), "{name} not in the manifest");
+        let allowed = oci_allowed(&path);
+        assert!(
+            allowed.contains("chown") && !allowed.contains("setsid"),
+            "{name}"
+        );
+        phase_files += 1;
+    }
+    assert!(phase_files >= 4, "{phase_files} phase files");
+    // The hybrid profile: profile show and the report show the review.
+    let hybrid = per_phase.join("hybrid.profile.json");
+    let show = phasebox(&["profile", "show", hybrid.to_str().unwrap()]);
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("review: ") && show.contains("[allowed]"),
+        "{show}"
+    );
+    let html = dir.path("report.html");
+    let out = phasebox(&[
+        "report",
+        hybrid.to_str().unwrap(),
+        "--compare",
+        st.to_str().unwrap(),
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("id=\"review\"") && page.contains("<td>chown</td>"));
+    // A guess is refused.
+    let out = phasebox(&[
+        "export",
+        learned.to_str().unwrap(),
+        "--hybrid",
+        st.to_str().unwrap(),
+        "--allow-reachable",
+        "reboot",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not find reboot reachable"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

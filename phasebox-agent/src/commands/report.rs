@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use phasebox_core::{
     atomic_file::write_atomic,
     policy::{Policy, report as compare},
-    profile::{Profile, compare::merge},
+    profile::{
+        Profile,
+        compare::merge,
+        review::{self, Review},
+    },
     report::{Page, html},
     scenario::coverage,
 };
@@ -23,28 +27,34 @@ fn label(p: &Profile, path: &std::path::Path) -> String {
 }
 
 pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
-    let profiles = args
+    let loaded = args
         .profiles
         .iter()
-        .map(|p| Profile::load(p))
+        .map(|p| review::load(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let labelled: Vec<(String, &Profile)> = profiles
+    let labelled: Vec<(String, &Profile)> = loaded
         .iter()
         .zip(&args.profiles)
-        .map(|(p, path)| (label(p, path), p))
+        .map(|((p, _), path)| (label(p, path), p))
         .collect();
-    let page = page(labelled, &args.compare, args.title.clone())?;
+    let reviews = loaded
+        .iter()
+        .zip(&labelled)
+        .filter_map(|((_, r), (l, _))| r.clone().map(|r| (l.clone(), r)))
+        .collect();
+    let page = page(labelled, &args.compare, args.title.clone(), reviews)?;
     write_atomic(&args.output, page.as_bytes())?;
     eprintln!("phasebox: report written to {}", args.output.display());
     Ok(0)
 }
 
 /// The page of `profiles` (several: with their coverage in this order), compared with
-/// `policies` when any.
+/// `policies` when any, with the reviews of hybrid profiles.
 pub fn page(
     profiles: Vec<(String, &Profile)>,
     policies: &[PathBuf],
     title: Option<String>,
+    reviews: Vec<(String, Review)>,
 ) -> anyhow::Result<String> {
     let Some((_, first)) = profiles.first() else {
         anyhow::bail!("a report needs at least one profile");
@@ -70,5 +80,6 @@ pub fn page(
         profiles,
         coverage,
         comparison,
+        reviews,
     })
 }

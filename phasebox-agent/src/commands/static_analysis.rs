@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use phasebox_core::profile::static_section;
+use phasebox_core::profile::{sections, static_section};
 use phasebox_static::Analysis;
 
 use crate::cli::StaticArgs;
@@ -19,9 +19,10 @@ pub fn run(args: &StaticArgs) -> anyhow::Result<i32> {
     match &args.output {
         Some(path) => static_section::save(&profile, &section, path)?,
         None => {
-            let mut value = serde_json::to_value(&profile).expect("profile serializes");
-            value[static_section::KEY] = serde_json::to_value(&section).expect("serializes");
-            let text = serde_json::to_string_pretty(&value).expect("serializes") + "\n";
+            let text = sections::to_json(
+                &profile,
+                &[(static_section::KEY, static_section::to_value(&section))],
+            );
             let mut out = std::io::stdout().lock();
             if let Err(e) = out.write_all(text.as_bytes())
                 && e.kind() != std::io::ErrorKind::BrokenPipe

@@ -7,8 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Profile;
-use crate::atomic_file::{file_error, write_atomic};
+use super::{Profile, sections};
 
 /// The key under which the section is stored.
 pub const KEY: &str = "static";
@@ -93,26 +92,17 @@ pub struct StaticSection {
 
 /// Writes `profile` with `section` under [`KEY`], atomically.
 pub fn save(profile: &Profile, section: &StaticSection, path: &Path) -> anyhow::Result<()> {
-    let mut value = serde_json::to_value(profile).expect("profile serializes");
-    value[KEY] = serde_json::to_value(section).expect("section serializes");
-    let text = serde_json::to_string_pretty(&value).expect("serializes");
-    write_atomic(path, text.as_bytes())
+    sections::save(profile, &[(KEY, to_value(section))], path)
+}
+
+/// The section as JSON.
+pub fn to_value(section: &StaticSection) -> serde_json::Value {
+    serde_json::to_value(section).expect("section serializes")
 }
 
 /// Reads a profile and its static section, if it has one.
 pub fn load(path: &Path) -> anyhow::Result<(Profile, Option<StaticSection>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
-    let origin = path.display().to_string();
-    let profile = Profile::parse(&text, &origin)?;
-    let value: serde_json::Value = serde_json::from_str(&text)?;
-    let section = match value.get(KEY) {
-        Some(v) => Some(
-            serde_json::from_value(v.clone())
-                .map_err(|e| anyhow::anyhow!("{origin} has a malformed \"{KEY}\" section: {e}"))?,
-        ),
-        None => None,
-    };
-    Ok((profile, section))
+    sections::load(path, KEY)
 }
 
 #[cfg(test)]
