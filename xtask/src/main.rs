@@ -6,9 +6,12 @@
 //! - `cargo xtask test`: setup, build, lint, and run every test (unit and real-kernel).
 //! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md
 //!   (`--static`: only the static analysis section).
+//! - `cargo xtask study [--quick] [--policy FILE]…`: the poster's study for pwd and nginx, into
+//!   docs/study.md.
 mod bench;
 mod bench_static;
 mod setup;
+mod study;
 mod util;
 
 use anyhow::bail;
@@ -34,8 +37,12 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             bench::run(&args[1..])
         }
+        "study" => {
+            setup::run()?;
+            study::run(&args[1..])
+        }
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask setup|build|demo|test|bench");
+            println!("usage: cargo xtask setup|build|demo|test|bench|study");
             Ok(())
         }
         other => bail!("unknown task {other:?}; try: setup, build, demo, test, bench"),
