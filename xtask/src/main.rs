@@ -155,11 +155,13 @@ fn test() -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     util::cargo(&["fmt", "--all", "--", "--check"])?;
     // The userspace crates (never phasebox-ebpf: it only builds for the BPF target).
-    const CRATES: [&str; 10] = [
+    const CRATES: [&str; 12] = [
         "-p",
         "phasebox-common",
         "-p",
         "phasebox-core",
+        "-p",
+        "phasebox-static",
         "-p",
         "phasebox-agent",
         "-p",
@@ -172,7 +174,7 @@ fn test() -> anyhow::Result<()> {
     clippy.extend(["--all-targets", "--", "-D", "warnings"]);
     util::cargo(&clippy)?;
     let mut unit = vec!["test"];
-    unit.extend(&CRATES[..8]);
+    unit.extend(&CRATES[..10]);
     util::cargo(&unit)?;
     // --tests: the integration binaries only, so the run ends on real tests, not doc-tests.
     let mut cmd = util::cargo_cmd(&[
