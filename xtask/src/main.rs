@@ -12,6 +12,7 @@ mod bench;
 mod bench_static;
 mod setup;
 mod study;
+mod study_page;
 mod util;
 
 use anyhow::bail;
