@@ -38,6 +38,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Export a learned profile as a seccomp policy (OCI, Kubernetes SPO, systemd).
     Export(ExportArgs),
+    /// The syscalls a program can reach, from its code and its libraries (static analysis),
+    /// as a profile with one phase `static`.
+    Static(StaticArgs),
     /// Run a command under a learned profile and report whether it passes, with the calls the
     /// profile denied.
     Validate(ValidateArgs),
@@ -143,6 +146,31 @@ pub struct ExportArgs {
     /// Add what this container runtime's own init calls after installing the filter.
     #[arg(long, value_parser = named::<Runtime>(), value_name = "RUNTIME")]
     pub for_runtime: Option<Runtime>,
+    /// A profile of the same program made by `phasebox static`: list the calls it finds
+    /// reachable that no run used, with where each is reachable from (the review).
+    #[arg(long, value_name = "STATIC.json")]
+    pub hybrid: Option<PathBuf>,
+    /// Add these reviewed calls to every phase of the exported policy.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "NAME,…",
+        requires = "hybrid"
+    )]
+    pub allow_reachable: Vec<String>,
+    /// Write the hybrid profile (the dynamic profile, allowed calls added, with the review)
+    /// here; with --per-phase it goes to DIR/hybrid.profile.json unless given.
+    #[arg(long, value_name = "FILE", requires = "hybrid")]
+    pub hybrid_profile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StaticArgs {
+    /// The program (an x86_64 ELF file).
+    pub binary: PathBuf,
+    /// Write the profile here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -182,8 +210,12 @@ pub struct CompareArgs {
     /// The learned profile.
     pub profile: PathBuf,
     /// The policies to compare it with.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "deny_list")]
     pub policies: Vec<PathBuf>,
+    /// A list of `App:name,…` lines naming the syscalls a policy removes (Temporal
+    /// Specialization's results): the policy allows the rest of the table. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub deny_list: Vec<PathBuf>,
     /// Only this role.
     #[arg(long)]
     pub role: Option<String>,

@@ -36,9 +36,14 @@ fn settings(args: &[String]) -> Settings {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = settings(args);
-    // --cost: the per-syscall cost section only.
+    // --cost, --static: that section only.
     if args.iter().any(|a| a == "--cost") {
-        return cost_only(&bin, &s);
+        return write_only(bench_cost::BEGIN, bench_cost::END, &cost_section(&bin, &s)?);
+    }
+    if args.iter().any(|a| a == "--static") {
+        use crate::bench_static::{BEGIN, END, bench};
+        let section = format!("{BEGIN}\n{}{END}", bench(&bin, s.rounds)?);
+        return write_only(BEGIN, END, &section);
     }
     // --seccomp: the seccomp and agent sections only; --agent: the agent section only.
     let only_seccomp = args.iter().any(|a| a == "--seccomp");
@@ -85,14 +90,12 @@ fn cost_section(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     Ok(format!("{}\n{body}{}", bench_cost::BEGIN, bench_cost::END))
 }
 
-/// `bench --cost`: only the per-syscall cost section.
-fn cost_only(bin: &Path, s: &Settings) -> anyhow::Result<()> {
-    let cost = cost_section(bin, s)?;
+/// Writes one section of BENCHMARKS.md, leaving the others as they are.
+fn write_only(begin: &str, end: &str, section: &str) -> anyhow::Result<()> {
     let path = util::root().join("BENCHMARKS.md");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let text = replace_section(&text, bench_cost::BEGIN, bench_cost::END, &cost);
-    std::fs::write(&path, text)?;
-    println!("{cost}\nbench: results written to {}", path.display());
+    std::fs::write(&path, replace_section(&text, begin, end, section))?;
+    println!("{section}\nbench: results written to {}", path.display());
     Ok(())
 }
 
@@ -109,7 +112,7 @@ fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> String 
     }
 }
 
-pub fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n == 0 {
@@ -310,7 +313,7 @@ fn nginx_version() -> String {
 }
 
 /// Runs a command, returns (stderr, peak RSS in KiB of it and its children).
-fn run_measured(cmd: &mut Command) -> anyhow::Result<(String, i64)> {
+pub(crate) fn run_measured(cmd: &mut Command) -> anyhow::Result<(String, i64)> {
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
     let pid = child.id() as i32;
     let mut stderr = String::new();

@@ -4,10 +4,16 @@
 //!   nightly that builds the kernel programs, bpf-linker) and mount tracefs.
 //! - `cargo xtask demo`: setup, build, and trace /bin/pwd with a short explanation.
 //! - `cargo xtask test`: setup, build, lint, and run every test (unit and real-kernel).
-//! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md.
+//! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md
+//!   (`--static`: only the static analysis section; `--cost`: only the per-syscall cost).
+//! - `cargo xtask study [--quick] [--policy FILE]…`: the poster's study for pwd and nginx, into
+//!   docs/study.md.
 mod bench;
 mod bench_cost;
+mod bench_static;
 mod setup;
+mod study;
+mod study_page;
 mod util;
 
 use anyhow::bail;
@@ -33,8 +39,12 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             bench::run(&args[1..])
         }
+        "study" => {
+            setup::run()?;
+            study::run(&args[1..])
+        }
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask setup|build|demo|test|bench");
+            println!("usage: cargo xtask setup|build|demo|test|bench|study");
             Ok(())
         }
         other => bail!("unknown task {other:?}; try: setup, build, demo, test, bench"),
@@ -176,11 +186,13 @@ fn test() -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     util::cargo(&["fmt", "--all", "--", "--check"])?;
     // The userspace crates (never phasebox-ebpf: it only builds for the BPF target).
-    const CRATES: [&str; 10] = [
+    const CRATES: [&str; 12] = [
         "-p",
         "phasebox-common",
         "-p",
         "phasebox-core",
+        "-p",
+        "phasebox-static",
         "-p",
         "phasebox-agent",
         "-p",
@@ -194,7 +206,7 @@ fn test() -> anyhow::Result<()> {
     util::cargo(&clippy)?;
     clippy_ebpf()?;
     let mut unit = vec!["test"];
-    unit.extend(&CRATES[..8]);
+    unit.extend(&CRATES[..10]);
     util::cargo(&unit)?;
     // --tests: the integration binaries only, so the run ends on real tests, not doc-tests.
     let mut cmd = util::cargo_cmd(&[

@@ -28,12 +28,18 @@ const PACKAGES: &[&str] = &[
     "runc",
     "prometheus",
     "chromium",
+    "redis-server",
+    "redis-tools",
+    "memcached",
 ];
+/// Services their packages start; the tests start their own on loopback ports instead.
+const SERVICES: &[&str] = &["redis-server", "memcached"];
 const BPF_LINKER: &str = "0.13.0";
 const NIGHTLY: &str = "nightly";
 
 pub fn run() -> anyhow::Result<()> {
     apt()?;
+    stop_services();
     rust_src()?;
     bpf_linker()?;
     tracefs()?;
@@ -61,6 +67,17 @@ fn apt() -> anyhow::Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// Stops the services Debian's packages started (a no-op when they are not running).
+fn stop_services() {
+    for s in SERVICES {
+        let _ = Command::new("service")
+            .args([s, "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 fn rust_src() -> anyhow::Result<()> {

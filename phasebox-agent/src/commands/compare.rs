@@ -12,6 +12,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<i32> {
         .policies
         .iter()
         .map(|p| Policy::load(p, &profile.kernel_release, args.role.as_deref()))
+        .chain(args.deny_list.iter().map(|p| Policy::load_deny_list(p)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let c = report::compare(
         &profile,

@@ -3,14 +3,52 @@ use std::io::Write as _;
 
 use phasebox_core::{
     atomic_file::write_atomic,
-    profile::Profile,
+    profile::{Profile, review, static_section},
     seccomp::export::{self, Target},
 };
 
 use crate::cli::ExportArgs;
 
+/// `--hybrid`: the review of `p` against a static profile, printed; the profile with the
+/// `--allow-reachable` calls added, written with the review when asked.
+fn hybrid(args: &ExportArgs, p: &Profile, path: &std::path::Path) -> anyhow::Result<Profile> {
+    let origin = path.display().to_string();
+    let (sp, section) = static_section::load(path)?;
+    let section = section.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{origin} is not a profile made by phasebox static (it has no \"static\" section)"
+        )
+    })?;
+    let r = review::build(
+        p,
+        &section,
+        &sp.program.path,
+        &origin,
+        &args.allow_reachable,
+    )?;
+    eprint!("phasebox: {}", review::render(&r));
+    let hybrid = review::with_allowed(p, &r);
+    let out = args.hybrid_profile.clone().or_else(|| {
+        args.per_phase
+            .as_ref()
+            .map(|d| d.join("hybrid.profile.json"))
+    });
+    if let Some(out) = out {
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| phasebox_core::atomic_file::file_error("create", dir, &e))?;
+        }
+        review::save(&hybrid, &r, &out)?;
+        eprintln!("phasebox: hybrid profile written to {}", out.display());
+    }
+    Ok(hybrid)
+}
+
 pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
-    let p = Profile::load(&args.profile)?;
+    let mut p = Profile::load(&args.profile)?;
+    if let Some(path) = &args.hybrid {
+        p = hybrid(args, &p, path)?;
+    }
     let label = [
         Some(p.program.comm.as_str()),
         args.role.as_deref(),

@@ -11,6 +11,7 @@ mod record;
 mod report;
 mod run;
 mod scenarios;
+mod static_analysis;
 mod trace;
 mod validate;
 
@@ -30,6 +31,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Profile(cmd) => profile::profile(&cmd),
         Command::Compare(args) => compare::compare(&args),
         Command::Export(args) => export::export(&args),
+        Command::Static(args) => static_analysis::run(&args),
         Command::Validate(args) => runtime()?.block_on(validate::validate(args)),
         Command::Scenarios(ScenariosCommand::Run(args)) => scenarios::run(&args),
         Command::Scenarios(ScenariosCommand::List { file }) => scenarios::list(&file),

@@ -1,11 +1,15 @@
 //! `phasebox profile show|merge|diff`.
 use crate::cli::ProfileCommand;
-use phasebox_core::profile::{Profile, compare, show};
+use phasebox_core::profile::{Profile, compare, review, show};
 
 pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
     match cmd {
         ProfileCommand::Show { file } => {
-            print!("{}", show::render(&Profile::load(file)?));
+            let (p, r) = review::load(file)?;
+            print!("{}", show::render(&p));
+            if let Some(r) = r {
+                print!("\n{}", review::render(&r));
+            }
         }
         ProfileCommand::Merge { inputs, output } => {
             let profiles = inputs

@@ -1,5 +1,9 @@
 //! `phasebox report PROFILE… -o report.html`: the HTML page of one or more profiles.
-use phasebox_core::{atomic_file::write_atomic, profile::Profile, report::page};
+use phasebox_core::{
+    atomic_file::write_atomic,
+    profile::{Profile, review},
+    report::page,
+};
 
 use crate::cli::ReportArgs;
 
@@ -15,17 +19,22 @@ fn label(p: &Profile, path: &std::path::Path) -> String {
 }
 
 pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
-    let profiles = args
+    let loaded = args
         .profiles
         .iter()
-        .map(|p| Profile::load(p))
+        .map(|p| review::load(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let labelled: Vec<(String, &Profile)> = profiles
+    let labelled: Vec<(String, &Profile)> = loaded
         .iter()
         .zip(&args.profiles)
-        .map(|(p, path)| (label(p, path), p))
+        .map(|((p, _), path)| (label(p, path), p))
         .collect();
-    let page = page(labelled, &args.compare, args.title.clone())?;
+    let reviews = loaded
+        .iter()
+        .zip(&labelled)
+        .filter_map(|((_, r), (l, _))| r.clone().map(|r| (l.clone(), r)))
+        .collect();
+    let page = page(labelled, &args.compare, args.title.clone(), reviews)?;
     write_atomic(&args.output, page.as_bytes())?;
     crate::say!("phasebox: report written to {}", args.output.display());
     Ok(0)

@@ -228,6 +228,7 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
         learned.clone(),
         &[],
         Some(format!("phasebox scenarios: {}", set.name)),
+        Vec::new(),
     )?;
     write_atomic(&dir.join("report.html"), page.as_bytes())?;
     println!("{text}");

@@ -239,8 +239,18 @@ impl Ctx<'_> {
         })
     }
 
-    /// Lines of `App:name,name,…` (several apps: their union).
+    /// Lines of `App:name,name,…` (several apps: their union), read as allowed.
     fn name_list(&self, text: &str) -> anyhow::Result<Policy> {
+        Ok(Policy {
+            name: String::new(),
+            format: "name list",
+            allowed: self.names(text)?,
+            conditional: BTreeSet::new(),
+        })
+    }
+
+    /// The names of `App:name,name,…` lines.
+    fn names(&self, text: &str) -> anyhow::Result<BTreeSet<String>> {
         let mut allowed = BTreeSet::new();
         for (i, line) in text
             .lines()
@@ -263,12 +273,7 @@ impl Ctx<'_> {
         if allowed.is_empty() {
             return Err(self.bad("it lists no syscalls"));
         }
-        Ok(Policy {
-            name: String::new(),
-            format: "name list",
-            allowed,
-            conditional: BTreeSet::new(),
-        })
+        Ok(allowed)
     }
 }
 
@@ -282,6 +287,33 @@ impl Policy {
         let mut p = ctx.parse(text)?;
         p.name = origin.rsplit('/').next().unwrap_or(origin).to_string();
         Ok(p)
+    }
+
+    /// Reads `App:name,name,…` lines as the syscalls a policy removes (Temporal
+    /// Specialization publishes its results so): it allows the rest of the table. Names this
+    /// architecture does not have are an error, since a misspelled name would deny nothing.
+    pub fn parse_deny_list(text: &str, origin: &str) -> anyhow::Result<Policy> {
+        let ctx = Ctx {
+            origin,
+            kernel: (0, 0),
+        };
+        let denied = ctx.names(text)?;
+        let table = all_syscalls();
+        if let Some(unknown) = denied.iter().find(|n| !table.contains(*n)) {
+            return Err(ctx.bad(format!("{unknown} is not a {} syscall", sysnames::ARCH)));
+        }
+        Ok(Policy {
+            name: origin.rsplit('/').next().unwrap_or(origin).to_string(),
+            format: "deny list (allows the rest of the table)",
+            allowed: table.difference(&denied).cloned().collect(),
+            conditional: BTreeSet::new(),
+        })
+    }
+
+    /// Reads a deny list file ([`Policy::parse_deny_list`]).
+    pub fn load_deny_list(path: &Path) -> anyhow::Result<Policy> {
+        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        Policy::parse_deny_list(&text, &path.display().to_string())
     }
 
     /// Reads a policy file, or a phasebox profile (the union of `role`'s phases, or of every
@@ -322,6 +354,28 @@ mod tests {
 
     fn parse(text: &str) -> Policy {
         Policy::parse(text, "t.json", "6.18.0").unwrap()
+    }
+
+    #[test]
+    fn deny_list_allows_the_rest_of_the_table() {
+        let text = "nginx:execve,ptrace, chown\n\nnginx:mount\n";
+        let allow = parse(text);
+        assert_eq!(allow.allowed.len(), 4);
+        let deny = Policy::parse_deny_list(text, "dir/ts-nginx.txt").unwrap();
+        assert_eq!(deny.name, "ts-nginx.txt");
+        assert_eq!(deny.allowed.len(), all_syscalls().len() - 4);
+        for n in ["execve", "ptrace", "chown", "mount"] {
+            assert!(!deny.allowed.contains(n), "{n}");
+        }
+        assert!(deny.allowed.contains("read") && deny.allowed.contains("accept4"));
+        let e = Policy::parse_deny_list("nginx:execve,exceve", "d.txt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exceve is not a"), "{e}");
+        let e = Policy::parse_deny_list("\n", "d.txt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("it lists no syscalls"), "{e}");
     }
 
     fn nr(name: &str) -> u32 {

@@ -165,7 +165,7 @@ pub fn render(c: &Comparison) -> String {
             );
             let _ = writeln!(
                 out,
-                "  {:<48} {:>5} {:>11} {:>8}  missing",
+                "  {:<48} {:>5} {:>11} {:>8}  used but denied",
                 "role / phase", "used", "over-approx", "missing"
             );
             last = Some(&r.policy);
@@ -230,6 +230,9 @@ mod tests {
         assert_eq!(all.rows[2].missing, ["accept4", "setuid"]);
         let text = render(&all);
         assert!(text.contains("worker / (all phases)"), "{text}");
+        let header = text.lines().find(|l| l.contains("role / phase")).unwrap();
+        assert_eq!(header.matches("missing").count(), 1, "{header}");
+        assert!(header.ends_with("used but denied"), "{header}");
 
         let e = compare(&prof, &[], Some("master"), None)
             .unwrap_err()

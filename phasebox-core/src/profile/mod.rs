@@ -1,7 +1,10 @@
 //! The learned profile: program → role → phase → syscall, with provenance. JSON with a schema
 //! version (docs/profile-format.md).
 pub mod compare;
+pub mod review;
+pub mod sections;
 pub mod show;
+pub mod static_section;
 
 use std::collections::BTreeMap;
 use std::path::Path;

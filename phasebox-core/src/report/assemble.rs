@@ -5,16 +5,17 @@ use std::path::PathBuf;
 use super::{Page, html};
 use crate::{
     policy::{Policy, report as compare},
-    profile::{Profile, compare::merge},
+    profile::{Profile, compare::merge, review::Review},
     scenario::coverage,
 };
 
 /// The page of `profiles` (several: with their coverage in this order), compared with
-/// `policies` when any.
+/// `policies` when any, with the reviews of hybrid profiles.
 pub fn page(
     profiles: Vec<(String, &Profile)>,
     policies: &[PathBuf],
     title: Option<String>,
+    reviews: Vec<(String, Review)>,
 ) -> anyhow::Result<String> {
     let Some((_, first)) = profiles.first() else {
         anyhow::bail!("a report needs at least one profile");
@@ -40,5 +41,6 @@ pub fn page(
         profiles,
         coverage,
         comparison,
+        reviews,
     })
 }

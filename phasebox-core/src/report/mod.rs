@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use crate::{
     policy::report::{ALL_PHASES, Comparison},
-    profile::{Profile, Role},
+    profile::{Profile, Role, review::Review},
     scenario::coverage::ScenarioCoverage,
 };
 
@@ -23,6 +23,8 @@ pub struct Page<'a> {
     pub coverage: Option<Vec<ScenarioCoverage>>,
     /// Against the merged profile, when policies were given.
     pub comparison: Option<Comparison>,
+    /// (label, review) of the hybrid profiles among them.
+    pub reviews: Vec<(String, Review)>,
 }
 
 /// Escapes text for HTML.
@@ -75,6 +77,9 @@ pub fn html(page: &Page) -> anyhow::Result<String> {
     if page.comparison.is_some() {
         h.push_str("<li><a href=\"#comparison\">Comparison with policies</a></li>");
     }
+    if !page.reviews.is_empty() {
+        h.push_str("<li><a href=\"#review\">Review: reachable, never used</a></li>");
+    }
     h.push_str("</ul></nav>\n");
     for (i, (label, p)) in page.profiles.iter().enumerate() {
         profile_section(&mut h, i, label, p)?;
@@ -84,6 +89,9 @@ pub fn html(page: &Page) -> anyhow::Result<String> {
     }
     if let Some(c) = &page.comparison {
         comparison_section(&mut h, c);
+    }
+    if !page.reviews.is_empty() {
+        review_section(&mut h, &page.reviews);
     }
     h.push_str("</body></html>\n");
     Ok(h)
@@ -246,9 +254,41 @@ fn comparison_section(h: &mut String, c: &Comparison) {
     h.push_str("</table></section>\n");
 }
 
+fn review_section(h: &mut String, reviews: &[(String, Review)]) {
+    h.push_str(
+        "<section id=\"review\"><h2>Review: reachable, never used</h2>\n<p class=\"note\">Calls \
+         static analysis (<code>phasebox static</code>) finds reachable from the program's entry \
+         points that no traced run used: what the dynamic profile may be missing before \
+         production. Allowed: added to every phase with <code>export --allow-reachable</code>.</p>\n",
+    );
+    for (label, r) in reviews {
+        let _ = writeln!(
+            h,
+            "<h3>{} <span class=\"note\">({} calls, from {})</span></h3>\n<table class=\"review\">\
+             <tr><th>syscall</th><th>reachable from</th><th>allowed</th></tr>",
+            esc(label),
+            r.calls.len(),
+            esc(&r.static_profile)
+        );
+        for c in &r.calls {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td class=\"calls\" title=\"{}\">{}</td><td>{}</td></tr>",
+                esc(&c.name),
+                esc(&c.chain.join(" -> ")),
+                esc(&c.reachable_from),
+                if c.allowed { "yes" } else { "" }
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("</section>\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::review::ReviewCall;
     use crate::profile::{Phase, SyscallUse};
 
     #[test]
@@ -284,6 +324,7 @@ mod tests {
             profiles: vec![("a".into(), &p)],
             coverage: None,
             comparison: None,
+            reviews: Vec::new(),
         };
         let h = html(&page).unwrap();
         assert!(h.contains("<title>pwd &amp; co</title>"));
@@ -294,6 +335,31 @@ mod tests {
             "{h}"
         );
         assert!(!h.contains("id=\"coverage\""));
+        assert!(!h.contains("id=\"review\""));
         assert!(!h.contains("<script"));
+        let review = Review {
+            static_profile: "nginx.static.json".into(),
+            calls: vec![ReviewCall {
+                name: "chown".into(),
+                reachable_from: "nginx:ngx_reopen_files -> libc:chown".into(),
+                chain: vec![
+                    "nginx:main".into(),
+                    "nginx:ngx_reopen_files".into(),
+                    "libc:chown".into(),
+                ],
+                how: "syscall instruction".into(),
+                allowed: true,
+            }],
+        };
+        let h = html(&Page {
+            reviews: vec![("hybrid".into(), review)],
+            ..page
+        })
+        .unwrap();
+        assert!(h.contains("<a href=\"#review\">"), "{h}");
+        assert!(
+            h.contains("<td>chown</td><td class=\"calls\" title=\"nginx:main -&gt; nginx:ngx_reopen_files -&gt; libc:chown\">nginx:ngx_reopen_files -&gt; libc:chown</td><td>yes</td>"),
+            "{h}"
+        );
     }
 }

@@ -1,0 +1,221 @@
+//! What one function does, as far as reachability cares: whom it calls or jumps to, its
+//! `syscall` instructions, its indirect calls, and the function addresses it takes.
+use iced_x86::{FlowControl, Instruction, Mnemonic, OpKind};
+
+use crate::code::{Code, near_target};
+use crate::elf::{Object, Target};
+use crate::flow::falls_through;
+
+/// Functions that never return: a call to one ends its caller's flow (without this, a
+/// function ending in `call __stack_chk_fail` would seem to run into the next one).
+const NORETURN: &[&str] = &[
+    "abort",
+    "exit",
+    "_exit",
+    "_Exit",
+    "quick_exit",
+    "__stack_chk_fail",
+    "__assert_fail",
+    "__assert_perror_fail",
+    "__fortify_fail",
+    "__chk_fail",
+    "__libc_fatal",
+    "err",
+    "errx",
+    "verr",
+    "verrx",
+    "pthread_exit",
+    "longjmp",
+    "siglongjmp",
+    "_longjmp",
+    "__longjmp_chk",
+    "__cxa_throw",
+    "__cxa_rethrow",
+    "_Unwind_Resume",
+];
+
+/// How control goes from one function to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeKind {
+    Call,
+    /// A jump out of the function (tail call, PLT stub, cold part).
+    Jump,
+    /// The function's last instruction runs on into the next function.
+    FallThrough,
+}
+
+/// A direct transfer to another function; `site` is the index of the instruction (for a
+/// fall-through, one past the function's last).
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub target: Target,
+    pub site: usize,
+    pub kind: EdgeKind,
+}
+
+/// One function's summary.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub edges: Vec<Edge>,
+    /// Indices of its `syscall` instructions.
+    pub syscalls: Vec<usize>,
+    /// Indices of its `int 0x80` instructions (the 32-bit table: never resolved).
+    pub int80: Vec<usize>,
+    /// Indices of calls and jumps through a register or memory that no relocation names.
+    pub indirect_calls: Vec<usize>,
+    pub indirect_jumps: Vec<usize>,
+    /// Functions whose address it takes (`lea`, GOT loads, absolute immediates).
+    pub address_taken: Vec<Target>,
+}
+
+/// Summarizes function `f` of `obj`.
+pub fn summarize(obj: &Object, code: &Code, f: usize) -> Summary {
+    let range = code.range(f);
+    let (lo, hi) = code.span(f);
+    let mut s = Summary::default();
+    let instrs = &code.instrs[range.clone()];
+    // A PLT stub: its GOT jump is all it does (a lazy stub's push/jmp to the resolver only
+    // runs before binding and reaches the same function).
+    if let Some(first) = instrs.iter().find(|i| i.mnemonic() != Mnemonic::Endbr64)
+        && first.flow_control() == FlowControl::IndirectBranch
+        && let Some(t) = got_target(obj, first)
+    {
+        let site = range.start
+            + instrs
+                .iter()
+                .position(|i| i.ip() == first.ip())
+                .unwrap_or(0);
+        s.edges.push(Edge {
+            target: t,
+            site,
+            kind: EdgeKind::Jump,
+        });
+        return s;
+    }
+    for (k, ins) in instrs.iter().enumerate() {
+        let idx = range.start + k;
+        match ins.flow_control() {
+            FlowControl::Call
+            | FlowControl::UnconditionalBranch
+            | FlowControl::ConditionalBranch => {
+                let kind = if ins.flow_control() == FlowControl::Call {
+                    EdgeKind::Call
+                } else {
+                    EdgeKind::Jump
+                };
+                if let Some(t) = near_target(ins)
+                    && (kind == EdgeKind::Call || t < lo || t >= hi)
+                {
+                    s.edges.push(Edge {
+                        target: Target::Local(t),
+                        site: idx,
+                        kind,
+                    });
+                }
+            }
+            FlowControl::IndirectCall | FlowControl::IndirectBranch => {
+                let call = ins.flow_control() == FlowControl::IndirectCall;
+                match got_target(obj, ins) {
+                    Some(t) => s.edges.push(Edge {
+                        target: t,
+                        site: idx,
+                        kind: if call { EdgeKind::Call } else { EdgeKind::Jump },
+                    }),
+                    None if call => s.indirect_calls.push(idx),
+                    None => s.indirect_jumps.push(idx),
+                }
+            }
+            _ => {}
+        }
+        match ins.mnemonic() {
+            Mnemonic::Syscall => s.syscalls.push(idx),
+            Mnemonic::Int if ins.immediate8() == 0x80 => s.int80.push(idx),
+            Mnemonic::Lea if ins.is_ip_rel_memory_operand() => {
+                let a = ins.ip_rel_memory_address();
+                if obj.is_code(a) {
+                    s.address_taken.push(Target::Local(a));
+                }
+            }
+            _ if ins.is_ip_rel_memory_operand()
+                && !matches!(
+                    ins.flow_control(),
+                    FlowControl::IndirectCall | FlowControl::IndirectBranch
+                ) =>
+            {
+                // A GOT load: the address of a function, to be called or passed on.
+                if let Some(t) = obj.got.get(&ins.ip_rel_memory_address()) {
+                    s.address_taken.push(t.clone());
+                }
+            }
+            _ if obj.fixed_address => {
+                for op in 0..ins.op_count() {
+                    if matches!(
+                        ins.op_kind(op),
+                        OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64
+                    ) && obj.is_code(ins.immediate(op))
+                    {
+                        s.address_taken.push(Target::Local(ins.immediate(op)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(last) = instrs
+        .iter()
+        .rev()
+        .find(|i| !matches!(i.mnemonic(), Mnemonic::Nop | Mnemonic::Int3))
+        .or(instrs.last())
+        && falls_through(last)
+        && !calls_noreturn(obj, code, last)
+        && range.end < code.instrs.len()
+        && code.instrs[range.end - 1].next_ip() == code.instrs[range.end].ip()
+    {
+        s.edges.push(Edge {
+            target: Target::Local(code.instrs[range.end].ip()),
+            site: range.end,
+            kind: EdgeKind::FallThrough,
+        });
+    }
+    s
+}
+
+/// What a call or jump through `[rip+slot]` reaches, when a relocation fills that slot.
+fn got_target(obj: &Object, ins: &Instruction) -> Option<Target> {
+    if !ins.is_ip_rel_memory_operand() {
+        return None;
+    }
+    obj.got.get(&ins.ip_rel_memory_address()).cloned()
+}
+
+fn calls_noreturn(obj: &Object, code: &Code, ins: &Instruction) -> bool {
+    if !matches!(
+        ins.flow_control(),
+        FlowControl::Call | FlowControl::IndirectCall
+    ) {
+        return false;
+    }
+    let name = match near_target(ins) {
+        Some(t) => match obj.name_at(t) {
+            Some(n) => Some(n.to_string()),
+            // A PLT stub: the name of the import it jumps to.
+            None => code
+                .function_at(t)
+                .and_then(|f| {
+                    code.instrs[code.range(f)]
+                        .iter()
+                        .find(|i| i.mnemonic() != Mnemonic::Endbr64)
+                        .cloned()
+                })
+                .and_then(|i| match got_target(obj, &i) {
+                    Some(Target::Import(n)) => Some(n),
+                    _ => None,
+                }),
+        },
+        None => match got_target(obj, ins) {
+            Some(Target::Import(n)) => Some(n),
+            _ => None,
+        },
+    };
+    name.is_some_and(|n| NORETURN.contains(&n.as_str()))
+}
