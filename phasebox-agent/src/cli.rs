@@ -75,7 +75,7 @@ pub enum ScenariosCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ScenariosRunArgs {
     /// The scenario file.
     pub file: PathBuf,

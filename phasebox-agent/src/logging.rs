@@ -19,6 +19,22 @@ pub fn write_line(args: fmt::Arguments) {
     write_stderr(&line);
 }
 
+/// Writes `text` to standard output, ignoring failures (a reader that went away, as `| head`
+/// does, is not an error of phasebox's).
+pub fn write_stdout(text: &str) {
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+/// Like `println!`, but a closed standard output is not a panic.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        $crate::logging::write_stdout(&line)
+    }};
+}
+
 /// Like `eprintln!`, but a closed standard error is not a panic.
 #[macro_export]
 macro_rules! say {

@@ -26,7 +26,7 @@ fn hybrid(args: &ExportArgs, p: &Profile, path: &std::path::Path) -> anyhow::Res
         &origin,
         &args.allow_reachable,
     )?;
-    eprint!("phasebox: {}", review::render(&r));
+    crate::logging::write_stderr(&format!("phasebox: {}", review::render(&r)));
     let hybrid = review::with_allowed(p, &r);
     let out = args.hybrid_profile.clone().or_else(|| {
         args.per_phase
@@ -39,7 +39,7 @@ fn hybrid(args: &ExportArgs, p: &Profile, path: &std::path::Path) -> anyhow::Res
                 .map_err(|e| phasebox_core::atomic_file::file_error("create", dir, &e))?;
         }
         review::save(&hybrid, &r, &out)?;
-        eprintln!("phasebox: hybrid profile written to {}", out.display());
+        crate::say!("phasebox: hybrid profile written to {}", out.display());
     }
     Ok(hybrid)
 }

@@ -6,9 +6,9 @@ pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
     match cmd {
         ProfileCommand::Show { file } => {
             let (p, r) = review::load(file)?;
-            print!("{}", show::render(&p));
+            crate::logging::write_stdout(&show::render(&p));
             if let Some(r) = r {
-                print!("\n{}", review::render(&r));
+                crate::logging::write_stdout(&format!("\n{}", review::render(&r)));
             }
         }
         ProfileCommand::Merge { inputs, output } => {
@@ -26,7 +26,7 @@ pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
         }
         ProfileCommand::Diff { a, b } => {
             let (pa, pb) = (Profile::load(a)?, Profile::load(b)?);
-            print!("{}", compare::render_diff(&compare::diff(&pa, &pb)));
+            crate::logging::write_stdout(&compare::render_diff(&compare::diff(&pa, &pb)));
         }
     }
     Ok(0)

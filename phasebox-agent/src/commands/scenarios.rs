@@ -4,7 +4,8 @@ use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 
 use phasebox_core::{
-    atomic_file::write_atomic,
+    atomic_file::{file_error, write_atomic},
+    phase::rules::BUILTIN,
     profile::{Profile, compare::merge},
     scenario::{
         Scenario, ScenarioSet,
@@ -19,7 +20,7 @@ use crate::runner::{self, Tracer};
 
 pub fn list(file: &Path) -> anyhow::Result<i32> {
     let set = ScenarioSet::load(file)?;
-    println!(
+    crate::out!(
         "{} ({} scenarios, phase rules {}): {}",
         set.name,
         set.scenarios.len(),
@@ -33,7 +34,7 @@ pub fn list(file: &Path) -> anyhow::Result<i32> {
         .max()
         .unwrap_or(0);
     for s in &set.scenarios {
-        println!("  {:<w$}  {}", s.name, s.covers);
+        crate::out!("  {:<w$}  {}", s.name, s.covers);
     }
     Ok(0)
 }
@@ -170,8 +171,24 @@ fn one(
     Ok(done)
 }
 
+/// `path` made absolute against the current directory (it must exist).
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    path.canonicalize()
+        .map_err(|e| file_error("find", path, &e))
+}
+
 pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
-    let set = ScenarioSet::load(&args.file)?;
+    let mut set = ScenarioSet::load(&args.file)?;
+    // A rule file named by the set is found beside the set, wherever scenarios run.
+    let builtin = set.phases == "auto" || BUILTIN.iter().any(|(n, _)| *n == set.phases);
+    if !builtin && Path::new(&set.phases).is_relative() {
+        let beside = args
+            .file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&set.phases);
+        set.phases = absolute(&beside)?.display().to_string();
+    }
     let chosen = selected(&set, &args.only)?;
     if let Some(oci) = &args.seccomp {
         // A bad profile fails once, here, rather than in every scenario.
@@ -181,8 +198,13 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("phasebox-scenarios-{}", set.name)));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| file_error("create", &dir, &e))?;
+    // Each scenario runs in a directory of its own: paths given relative to here must not
+    // depend on that.
+    let dir = absolute(&dir)?;
+    let mut args = args.clone();
+    args.seccomp = args.seccomp.as_deref().map(absolute).transpose()?;
+    let args = &args;
     let progress = Progress {
         total: chosen.len(),
         tty: std::io::stderr().is_terminal(),
@@ -231,7 +253,7 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
         Vec::new(),
     )?;
     write_atomic(&dir.join("report.html"), page.as_bytes())?;
-    println!("{text}");
+    crate::out!("{text}");
     crate::say!(
         "phasebox: {} of {} scenarios passed; profiles, merged.profile.json, coverage and report.html in {}",
         chosen.len() - failed,

@@ -34,7 +34,7 @@ pub fn run(args: &StaticArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    eprintln!("{}", summary(&analysis, args.output.as_deref()));
+    crate::say!("{}", summary(&analysis, args.output.as_deref()));
     Ok(0)
 }
 

@@ -124,7 +124,7 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
 fn report(args: &ValidateArgs, code: i32, allowed: usize, denied: &[Denied]) -> i32 {
     let pass = code == 0 && denied.is_empty();
     let cmd = args.command.join(" ");
-    println!(
+    crate::out!(
         "{}: `{cmd}` exited with {code} under a filter of {allowed} {} syscalls; {} calls denied",
         if pass { "pass" } else { "fail" },
         sysnames::ARCH,
@@ -135,9 +135,12 @@ fn report(args: &ValidateArgs, code: i32, allowed: usize, denied: &[Denied]) -> 
         *groups.entry(d).or_default() += 1;
     }
     for (d, n) in groups {
-        println!(
+        crate::out!(
             "denied: {}×{n} in role {}, phase {} (pid {})",
-            d.syscall, d.role, d.phase, d.pid
+            d.syscall,
+            d.role,
+            d.phase,
+            d.pid
         );
     }
     if pass { 0 } else { 1 }
