@@ -14,5 +14,18 @@ fn main() {
             .expect("a C compiler (cc) is needed to build the test programs");
         assert!(status.success(), "cc failed on {src}");
     }
+    // A container image's only file: static, so the image needs no libraries.
+    let src = "fixtures/tiny_init.c";
+    println!("cargo:rerun-if-changed={src}");
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-static", "-o"])
+        .arg(out.join("tiny_init"))
+        .arg(src)
+        .status()
+        .expect("a C compiler (cc) is needed to build the test programs");
+    assert!(
+        status.success(),
+        "cc -static failed on {src} (is libc6-dev installed?)"
+    );
     println!("cargo:rustc-env=PHASEBOX_FIXTURE_BIN={}", out.display());
 }

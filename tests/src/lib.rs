@@ -1,5 +1,6 @@
 //! Helpers for the integration tests: the phasebox binary, the C test programs, strace as the
 //! oracle, and an nginx started with the test's own config.
+pub mod docker;
 pub mod metrics;
 pub mod nginx;
 pub mod profile;

@@ -7,8 +7,8 @@ use anyhow::bail;
 
 use crate::util::{self, succeeds};
 
-/// Debian packages: LLVM 22 for bpf-linker, the programs the tests run and measure, and the
-/// browser that opens the HTML report.
+/// Debian packages: LLVM 22 for bpf-linker, the programs the tests run and measure, the
+/// container engine the image and container tests use, and the browser that opens the HTML report.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -26,6 +26,9 @@ const PACKAGES: &[&str] = &[
     "libseccomp-dev",
     "pkg-config",
     "runc",
+    // Debian's Docker 20.10 (/usr/bin/docker, /usr/sbin/dockerd): the container tests start a
+    // private daemon of it and never touch the system service.
+    "docker.io",
     "prometheus",
     "chromium",
     "redis-server",
