@@ -236,10 +236,15 @@ pub struct AgentArgs {
         long = "pid",
         value_name = "PID",
         value_delimiter = ',',
-        required_unless_present = "exec_name",
-        conflicts_with = "exec_name"
+        required_unless_present_any = ["exec_name", "container"],
+        conflicts_with_all = ["exec_name", "container"]
     )]
     pub pids: Vec<u32>,
+    /// Trace a container (its id, full or 12 characters, or its name with the engine's socket
+    /// at DOCKER_HOST or /var/run/docker.sock): every process in it, and every program executed
+    /// in it later (`docker exec`).
+    #[arg(long, value_name = "ID|NAME", conflicts_with = "exec_name")]
+    pub container: Option<String>,
     /// Wait for processes that execute this program, and trace each from its execve on (its
     /// startup phases too).
     #[arg(long, value_name = "NAME")]
@@ -397,9 +402,14 @@ pub struct RecordArgs {
         long = "pid",
         value_name = "PID",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "container",
+        conflicts_with = "container"
     )]
     pub pids: Vec<u32>,
+    /// Trace a container (id or name, see `agent --container`), and the programs executed in
+    /// it later.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
     /// Stop after this long (for example 30s, 5m, 500ms); default: until Ctrl-C, SIGTERM, or the
     /// process tree is gone.
     #[arg(short, long, value_name = "D", value_parser = parse_duration)]

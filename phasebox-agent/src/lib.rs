@@ -4,6 +4,7 @@
 //! are the thin CLI adapters over it. Everything that is plain logic is in `phasebox_core`.
 pub mod cli;
 pub mod commands;
+pub mod containers;
 pub mod enforce;
 pub mod launch;
 pub mod logging;

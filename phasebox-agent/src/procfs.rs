@@ -85,6 +85,29 @@ pub fn descendants(parents: &BTreeMap<u32, u32>, root: u32, skip: u32) -> BTreeS
     out
 }
 
+/// The container `pid` runs in, from its cgroups (None: the host, or it is gone).
+pub fn container(pid: u32) -> Option<phasebox_core::container::Container> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    phasebox_core::container::from_proc_cgroup(&text)
+}
+
+/// The device and inode of `pid`'s pid namespace.
+pub fn pid_namespace(pid: u32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(format!("/proc/{pid}/ns/pid")).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+/// Every pid in /proc.
+pub fn pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 /// The kernel release (`uname -r`).
 pub fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -130,6 +153,8 @@ mod tests {
     fn this_process_is_alive() {
         let me = std::process::id();
         assert!(is_alive(me));
+        assert!(pids().contains(&me));
+        assert_eq!(pid_namespace(me), pid_namespace(1));
         assert_eq!(stat(me).unwrap().ppid, std::os::unix::process::parent_id());
         assert!(!exe(me).is_empty());
     }

@@ -83,7 +83,8 @@ pub unsafe trait Record: Copy + 'static {
 
 /// Flags of an [`ExecRecord`].
 pub mod exec_flags {
-    /// The process was not tracked: it is tracked from this exec on (`--exec-name`).
+    /// The process was not tracked: it is tracked from this exec on (`--exec-name`, or it
+    /// runs in the `--container`'s pid namespace).
     pub const NEW_ROOT: u16 = 1;
 }
 
@@ -187,6 +188,11 @@ pub struct Config {
     /// Wake the reader once this many bytes wait in the ring buffer (syscall records are
     /// submitted without a wakeup below it; the reader also drains on a timer).
     pub wakeup_bytes: u32,
+    /// `--container`: an untracked process that executes a program inside this pid namespace
+    /// (the device and inode of the container's /proc/PID/ns/pid) is tracked from its execve
+    /// on, as `docker exec` starts them (both zero: off).
+    pub pidns_dev: u64,
+    pub pidns_ino: u64,
 }
 
 impl Config {
@@ -203,6 +209,8 @@ impl Config {
         nr_exit_group: u32::MAX,
         exec_comm: [0; COMM_LEN],
         wakeup_bytes: 0,
+        pidns_dev: 0,
+        pidns_ino: 0,
     };
 }
 
@@ -415,7 +423,8 @@ const _: () = assert!(offset_of!(SegmentRecord, ts_ns) == 24);
 const _: () = assert!(size_of::<ExecRecord>() == 24 + COMM_LEN + EXEC_PATH_LEN);
 const _: () = assert!(size_of::<ExitRecord>() == 24);
 const _: () = assert!(size_of::<PathRecord>() == 24 + PATH_LEN);
-const _: () = assert!(size_of::<Config>() == 4 * 9 + COMM_LEN + 4);
+const _: () = assert!(size_of::<Config>() == 4 * 9 + COMM_LEN + 4 + 16);
+const _: () = assert!(offset_of!(Config, pidns_dev) % 8 == 0);
 const _: () = assert!(size_of::<CountKey>() == 16);
 const _: () = assert!(offset_of!(CountKey, nr) == 12);
 const _: () = assert!(size_of::<Counts>() == 16);

@@ -9,10 +9,10 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::monitor::Violation;
-
-/// Calls and errors per (role, phase, syscall), as the learner's totals give them.
-pub type Totals = [(String, String, String, u64, u64)];
+use crate::{
+    learn::{Place, Total},
+    monitor::Violation,
+};
 
 /// The agent's metrics.
 pub struct Metrics {
@@ -70,7 +70,7 @@ pub struct BuildInfo {
 impl Metrics {
     pub fn new(build: &BuildInfo) -> anyhow::Result<Metrics> {
         let registry = Registry::new();
-        let by_call = ["program", "role", "phase", "syscall"];
+        let by_call = ["program", "container_id", "role", "phase", "syscall"];
         let syscalls = IntCounterVec::new(
             opts(
                 "phasebox_syscalls_total",
@@ -90,7 +90,7 @@ impl Metrics {
                 "phasebox_phase_info",
                 "The phase each role is in now (value 1).",
             ),
-            &["program", "role", "phase"],
+            &["program", "container_id", "role", "phase"],
         )?;
         let tracked = IntGauge::new("phasebox_tracked_processes", "Processes traced now.")?;
         let dropped = IntCounter::new(
@@ -189,29 +189,27 @@ impl Metrics {
     }
 
     /// Takes the learner's totals, the phase each role is in, and the session's counters.
-    pub fn update(
-        &mut self,
-        program: &str,
-        totals: &Totals,
-        phases: &[(String, String)],
-        c: &Counters,
-    ) {
-        for (role, phase, syscall, calls, errors) in totals {
-            let key = format!("{role}\u{1}{phase}\u{1}{syscall}");
-            let labels = [program, role, phase, syscall];
-            let d = self.delta(format!("c{key}"), *calls as f64) as u64;
+    pub fn update(&mut self, program: &str, totals: &[Total], phases: &[Place], c: &Counters) {
+        for t in totals {
+            let p = &t.place;
+            let key = format!(
+                "{}\u{1}{}\u{1}{}\u{1}{}",
+                p.container, p.role, p.phase, t.syscall
+            );
+            let labels = [program, &p.container, &p.role, &p.phase, &t.syscall];
+            let d = self.delta(format!("c{key}"), t.calls as f64) as u64;
             if d > 0 {
                 self.syscalls.with_label_values(&labels).inc_by(d);
             }
-            let d = self.delta(format!("e{key}"), *errors as f64) as u64;
+            let d = self.delta(format!("e{key}"), t.errors as f64) as u64;
             if d > 0 {
                 self.errors.with_label_values(&labels).inc_by(d);
             }
         }
         self.phase_info.reset();
-        for (role, phase) in phases {
+        for p in phases {
             self.phase_info
-                .with_label_values(&[program, role.as_str(), phase.as_str()])
+                .with_label_values(&[program, &p.container, &p.role, &p.phase])
                 .set(1);
         }
         self.tracked.set(c.live as i64);
@@ -234,8 +232,9 @@ impl Metrics {
     /// Counts violations found by the monitor.
     pub fn violations(&self, program: &str, found: &[Violation]) {
         for v in found {
+            let p = &v.place;
             self.violations
-                .with_label_values(&[program, &v.role, &v.phase, &v.syscall])
+                .with_label_values(&[program, &p.container, &p.role, &p.phase, &v.syscall])
                 .inc_by(v.calls);
         }
     }
@@ -257,14 +256,21 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    fn totals(calls: u64, errors: u64) -> Vec<(String, String, String, u64, u64)> {
-        vec![(
-            "worker".to_string(),
-            "serving".to_string(),
-            "accept4".to_string(),
+    fn place() -> Place {
+        Place {
+            container: String::new(),
+            role: "worker".into(),
+            phase: "serving".into(),
+        }
+    }
+
+    fn totals(calls: u64, errors: u64) -> Vec<Total> {
+        vec![Total {
+            place: place(),
+            syscall: "accept4".into(),
             calls,
             errors,
-        )]
+        }]
     }
 
     #[test]
@@ -287,15 +293,15 @@ mod tests {
             bpf_sampled_s: 1.0,
             ..Default::default()
         };
-        let phases = [("worker".to_string(), "serving".to_string())];
+        let phases = [place()];
         m.update("nginx", &totals(2, 0), &phases, &c);
         m.update("nginx", &totals(5, 1), &phases, &c);
         let text = m.render();
-        assert!(text.contains(r#"phasebox_syscalls_total{phase="serving",program="nginx",role="worker",syscall="accept4"} 5"#), "{text}");
-        assert!(text.contains(r#"phasebox_syscall_errors_total{phase="serving",program="nginx",role="worker",syscall="accept4"} 1"#), "{text}");
+        assert!(text.contains(r#"phasebox_syscalls_total{container_id="",phase="serving",program="nginx",role="worker",syscall="accept4"} 5"#), "{text}");
+        assert!(text.contains(r#"phasebox_syscall_errors_total{container_id="",phase="serving",program="nginx",role="worker",syscall="accept4"} 1"#), "{text}");
         assert!(
             text.contains(
-                r#"phasebox_phase_info{phase="serving",program="nginx",role="worker"} 1"#
+                r#"phasebox_phase_info{container_id="",phase="serving",program="nginx",role="worker"} 1"#
             ),
             "{text}"
         );

@@ -7,14 +7,19 @@ use std::path::Path;
 
 use phasebox_common::{ALLOWED_WORDS, MAX_SYSCALLS};
 
-use crate::{harvest::Attributed, learn::Learner, profile::Profile, sysnames};
+use crate::{
+    harvest::Attributed,
+    learn::{Learner, Place},
+    profile::Profile,
+    sysnames,
+};
 
 /// A call outside the profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     pub pid: u32,
-    pub role: String,
-    pub phase: String,
+    /// Where the process was when it made the call.
+    pub place: Place,
     pub syscall: String,
     /// Calls of it since the last check.
     pub calls: u64,
@@ -88,16 +93,15 @@ impl Monitor {
     pub fn check(&mut self, attributed: &[Attributed], learner: &Learner) -> Vec<Violation> {
         let mut out = Vec::new();
         for a in attributed {
-            let (role, phase) = learner.names(a.role, a.phase);
+            let place = learner.names(a.role, a.phase);
             let syscall = sysnames::name(a.key.nr);
-            if a.grew.calls == 0 || !self.violates(role, &phase, &syscall) {
+            if a.grew.calls == 0 || !self.violates(&place.role, &place.phase, &syscall) {
                 continue;
             }
-            let first = self.first_report(role, &phase, &syscall);
+            let first = self.first_report(&place.role, &place.phase, &syscall);
             out.push(Violation {
                 pid: a.key.tgid,
-                role: role.to_string(),
-                phase,
+                place,
                 syscall: syscall.into_owned(),
                 calls: a.grew.calls,
                 first,

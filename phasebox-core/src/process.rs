@@ -26,6 +26,9 @@ pub struct Process {
     /// When it was first seen (kernel monotonic ns); None when it existed before tracing.
     pub started_ns: Option<u64>,
     pub exited_ns: Option<u64>,
+    /// The full id of the container it runs in (None: the host). A child is where its parent
+    /// is.
+    pub container: Option<String>,
     /// Exact calls and errors per syscall number, from the kernel's counters.
     pub counts: BTreeMap<u32, Counts>,
 }
@@ -58,8 +61,16 @@ impl ProcessTree {
             comm,
             started_ns,
             exited_ns: None,
+            container: None,
             counts: BTreeMap::new(),
         });
+    }
+
+    /// Says which container the newest process with this pid runs in.
+    pub fn set_container(&mut self, pid: u32, container: Option<String>) {
+        if let Some(p) = self.current_mut(pid) {
+            p.container = container;
+        }
     }
 
     fn insert(&mut self, p: Process) -> usize {
@@ -112,9 +123,9 @@ impl ProcessTree {
             return;
         }
         if let Some((parent, ts, instance)) = self.candidates.remove(&tgid) {
-            let (exe, comm) = match self.get(parent) {
-                Some(p) => (p.exe.clone(), p.comm.clone()),
-                None => (String::new(), String::new()),
+            let (exe, comm, container) = match self.get(parent) {
+                Some(p) => (p.exe.clone(), p.comm.clone(), p.container.clone()),
+                None => (String::new(), String::new(), None),
             };
             self.insert(Process {
                 pid: tgid,
@@ -124,6 +135,7 @@ impl ProcessTree {
                 comm,
                 started_ns: Some(ts),
                 exited_ns: None,
+                container,
                 counts: BTreeMap::new(),
             });
         }
@@ -145,6 +157,7 @@ impl ProcessTree {
                 comm: String::new(),
                 started_ns: Some(ts_ns),
                 exited_ns: None,
+                container: None,
                 counts: BTreeMap::new(),
             });
             return;
@@ -163,6 +176,7 @@ impl ProcessTree {
                 comm: String::new(),
                 started_ns: Some(ts_ns),
                 exited_ns: None,
+                container: None,
                 counts: BTreeMap::new(),
             });
         }
@@ -221,6 +235,7 @@ impl ProcessTree {
                 comm: String::new(),
                 started_ns: None,
                 exited_ns: None,
+                container: None,
                 counts: BTreeMap::new(),
             }),
         };

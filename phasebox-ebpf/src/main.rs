@@ -22,10 +22,14 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
 
 use aya_ebpf::{
     EbpfContext, Global,
-    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
+    bindings::{
+        BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_pidns_info,
+        pt_regs,
+    },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated::bpf_send_signal,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_ns_current_pid_tgid, bpf_send_signal},
     },
     macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -645,6 +649,19 @@ fn exec_name_matches(comm: &[u8; COMM_LEN], want: &[u8; COMM_LEN]) -> bool {
     true
 }
 
+/// Whether the current task runs in the `--container`'s pid namespace.
+#[inline(always)]
+fn in_container(cfg: &Config) -> bool {
+    if cfg.pidns_ino == 0 {
+        return false;
+    }
+    let mut ns = bpf_pidns_info { pid: 0, tgid: 0 };
+    let size = core::mem::size_of::<bpf_pidns_info>() as u32;
+    // SAFETY: the helper writes at most `size` bytes into `ns`, a local of that size; it fails
+    // (non-zero) when the task is in another pid namespace.
+    unsafe { bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &mut ns, size) == 0 }
+}
+
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn pb_exec(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
@@ -652,7 +669,7 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     let mut flags = 0;
     if !tracked(tgid) {
-        if !exec_name_matches(&comm, &cfg.exec_comm) {
+        if !exec_name_matches(&comm, &cfg.exec_comm) && !in_container(&cfg) {
             return 0;
         }
         set_kernel_bit(tgid, true);

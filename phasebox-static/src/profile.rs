@@ -43,9 +43,11 @@ impl Analysis {
                 phasebox_version: env!("CARGO_PKG_VERSION").into(),
                 rules: PHASE.into(),
                 dropped: 0,
+                container: None,
             }],
             roles: vec![Role {
                 name: self.name.clone(),
+                container: None,
                 processes: 0,
                 phases: vec![phase],
             }],

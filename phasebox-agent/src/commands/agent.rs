@@ -15,6 +15,7 @@ use phasebox_core::{
 
 use crate::{
     cli::{AgentArgs, OnViolation},
+    containers,
     probe::stats::{Sampling, StatsSampler},
     procfs,
     session::{Mode, OutputPaths, Session, Stop, interrupted},
@@ -44,7 +45,12 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
             args.listen
         );
     }
-    let mut session = Session::builder(Mode::Agent)
+    let container = args
+        .container
+        .as_deref()
+        .map(containers::resolve)
+        .transpose()?;
+    let mut builder = Session::builder(Mode::Agent)
         .ring_bytes(args.ring_bytes)
         .stream(args.stream)
         .errors(args.errors)
@@ -55,10 +61,16 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
             profile: args.profile.clone(),
             quiet: true,
             ..Default::default()
-        })
-        .start()?;
+        });
+    if let Some(c) = container.clone() {
+        builder = builder.container(c);
+    }
+    let mut session = builder.start()?;
     if !args.pids.is_empty() {
         session.attach(&args.pids)?;
+    }
+    if container.is_some() {
+        session.attach_container()?;
     }
     if monitor.is_some() {
         session.keep_attributed();
@@ -67,9 +79,10 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     let server = crate::serve::serve(args.listen, r.page.clone()).await?;
     // A first page right away: /metrics is never empty once the agent says it is up.
     r.refresh(&mut session)?;
-    let what = match &args.exec_name {
-        Some(name) => format!("waiting for {name} to start"),
-        None => format!("tracing pid {} and descendants", join(&args.pids)),
+    let what = match (&args.exec_name, &container) {
+        (Some(name), _) => format!("waiting for {name} to start"),
+        (None, Some(c)) => format!("tracing container {}", c.name.as_deref().unwrap_or(&c.id)),
+        (None, None) => format!("tracing pid {} and descendants", join(&args.pids)),
     };
     crate::say!(
         "phasebox agent: {what}; metrics on http://{}/metrics",
@@ -83,8 +96,10 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
                 _ = tokio::time::sleep(REFRESH) => Stop::Duration,
             }
         };
-        // With --exec-name, the agent waits for the next start when a program ends.
-        let why = session.run(tick, args.exec_name.is_none()).await?;
+        // With --exec-name or --container, the agent waits for the next start when a program
+        // ends.
+        let wait = args.exec_name.is_some() || container.is_some();
+        let why = session.run(tick, !wait).await?;
         r.refresh(&mut session)?;
         if why != Stop::Duration {
             break why;
@@ -220,10 +235,15 @@ impl Refresher {
         self.metrics.violations(program, &found);
         for v in found.iter().filter(|v| v.first) {
             log::warn!(
-                "violation: pid {} ({}, phase {}) called {}, which the profile does not allow there",
+                "violation: pid {} ({}, phase {}{}) called {}, which the profile does not allow there",
                 v.pid,
-                v.role,
-                v.phase,
+                v.place.role,
+                v.place.phase,
+                if v.place.container.is_empty() {
+                    String::new()
+                } else {
+                    format!(", container {}", v.place.container)
+                },
                 v.syscall
             );
         }

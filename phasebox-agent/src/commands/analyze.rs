@@ -38,6 +38,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
         started_unix_ms: h.started_unix_ms,
         kernel_release: h.kernel_release.clone(),
         dropped: f.summary.dropped,
+        container: None,
     };
     let profile = learner.finish(&tree, &run);
     let dest = args.profile.clone();

@@ -2,6 +2,7 @@
 use super::trace_session;
 use crate::{
     cli::RecordArgs,
+    containers,
     session::{Mode, Stop, interrupted},
 };
 
@@ -9,17 +10,32 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
     for &pid in &args.pids {
         crate::session::check_target(pid)?;
     }
-    let mut session = trace_session(Mode::Record, &args.trace)?
-        .stream(true)
-        .start()?;
-    let n = session.attach(&args.pids)?;
-    let list: Vec<String> = args.pids.iter().map(u32::to_string).collect();
-    let list = list.join(", ");
+    let container = args
+        .container
+        .as_deref()
+        .map(containers::resolve)
+        .transpose()?;
+    let mut builder = trace_session(Mode::Record, &args.trace)?.stream(true);
+    if let Some(c) = container.clone() {
+        builder = builder.container(c);
+    }
+    let mut session = builder.start()?;
+    let n = match &container {
+        Some(_) => session.attach_container()?,
+        None => session.attach(&args.pids)?,
+    };
+    let list = match &container {
+        Some(c) => format!("container {}", c.name.as_deref().unwrap_or(&c.id)),
+        None => {
+            let pids: Vec<String> = args.pids.iter().map(u32::to_string).collect();
+            format!("pid {}", pids.join(", "))
+        }
+    };
     if n == 0 {
-        anyhow::bail!("process {list} exited before phasebox could attach to it");
+        anyhow::bail!("{list} exited before phasebox could attach to it");
     }
     crate::say!(
-        "phasebox: tracing pid {list} and descendants ({n} process{}); Ctrl-C to stop",
+        "phasebox: tracing {list} and descendants ({n} process{}); Ctrl-C to stop",
         if n == 1 { "" } else { "es" }
     );
     let duration = args.duration;
@@ -32,9 +48,11 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
             None => interrupted().await,
         }
     };
-    let why = session.run(stop, true).await?;
+    // A container's later processes come with `docker exec`: it ends only on a signal or
+    // --duration.
+    let why = session.run(stop, container.is_none()).await?;
     if why == Stop::TreeExited && !args.trace.quiet {
-        crate::say!("phasebox: process {list} and descendants have exited");
+        crate::say!("phasebox: {list} and descendants have exited");
     }
     session.finish()?;
     Ok(0)

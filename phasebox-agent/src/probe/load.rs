@@ -59,6 +59,8 @@ fn config(opts: &ProbeOptions) -> Result<Config, ProbeError> {
         exec_comm: opts.exec_comm.unwrap_or([0; COMM_LEN]),
         // Wake the reader when a quarter of the ring is full; it drains on a timer too.
         wakeup_bytes: opts.ring_bytes / 4,
+        pidns_dev: opts.pidns.map_or(0, |(dev, _)| dev),
+        pidns_ino: opts.pidns.map_or(0, |(_, ino)| ino),
     })
 }
 

@@ -42,6 +42,8 @@ pub struct ProbeOptions {
     pub kill: bool,
     /// Track any process that executes a program with this comm, from its execve on.
     pub exec_comm: Option<[u8; COMM_LEN]>,
+    /// Track any process that executes a program in this pid namespace (device, inode).
+    pub pidns: Option<(u64, u64)>,
 }
 
 /// Checks a `--ring-buffer` size.

@@ -23,13 +23,14 @@ use phasebox_core::{
     learn::{Counting, Learner, RunInfo},
     phase::{Detector, markers::MarkerSets},
     process::ProcessTree,
-    profile::Profile,
+    profile::{ContainerRef, Profile},
     summary::{Losses, Summary},
     sysnames,
     tracefile::{FORMAT_VERSION, TraceFooter, TraceHeader},
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
+use crate::containers::ContainerTarget;
 use crate::probe::{EventStream, Probe, ProbeOptions};
 pub use board::{PhaseBoard, Place};
 pub use outputs::OutputPaths;
@@ -71,9 +72,18 @@ pub struct SessionBuilder {
     exec_name: Option<String>,
     command: Vec<String>,
     board: Option<PhaseBoard>,
+    container: Option<ContainerTarget>,
 }
 
 impl SessionBuilder {
+    /// Trace this container: its processes now ([`Session::attach_container`]) and every
+    /// program executed in its pid namespace later (`docker exec`).
+    pub fn container(mut self, target: ContainerTarget) -> Self {
+        self.probe.pidns = Some(target.pidns);
+        self.container = Some(target);
+        self
+    }
+
     /// The ring buffer's size (a power of two).
     pub fn ring_bytes(mut self, bytes: u32) -> Self {
         self.probe.ring_bytes = bytes;
@@ -159,7 +169,13 @@ impl SessionBuilder {
                 started_unix_ms: header.started_unix_ms,
                 kernel_release: header.kernel_release,
                 dropped: 0,
+                container: self.container.as_ref().map(|c| ContainerRef {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                }),
             },
+            container: self.container,
             harvester: Harvester::default(),
             marker_sets: MarkerSets::default(),
             roots: Vec::new(),
@@ -236,6 +252,8 @@ pub struct Session {
     /// Attributed counter growth, kept for a consumer (monitor mode) when it asked.
     attributed: Option<Vec<Attributed>>,
     last_harvest: Instant,
+    /// The container traced (`--container`).
+    container: Option<ContainerTarget>,
 }
 
 /// How often the kernel's counters are harvested (and those of exited processes deleted).
@@ -254,6 +272,7 @@ impl Session {
             exec_name: None,
             command: Vec::new(),
             board: None,
+            container: None,
         }
     }
 

@@ -25,6 +25,9 @@ struct Sink<'a> {
     learner: Option<&'a mut Learner>,
     trace: Option<&'a mut TraceWriter>,
     roots: &'a mut Vec<u32>,
+    /// The `--container` traced: a process found at its exec runs there (it may be gone
+    /// before /proc can be asked).
+    container: Option<&'a str>,
     bad_records: &'a mut u64,
     error: Option<anyhow::Error>,
     batch: Batch,
@@ -46,7 +49,8 @@ impl Sink<'_> {
         };
         match &ev {
             Event::Exec(e) if e.new_root => {
-                // Found by name at its exec (`--exec-name`): a root, seen from its start.
+                // Found at its exec (`--exec-name`, or in `--container`): a root, seen from its
+                // start.
                 let ppid = procfs::stat(e.tgid).map_or(0, |s| s.ppid);
                 self.tree.add(
                     e.tgid,
@@ -55,6 +59,11 @@ impl Sink<'_> {
                     e.comm.clone(),
                     Some(e.ts_ns),
                 );
+                let container = match self.container {
+                    Some(id) => Some(id.to_string()),
+                    None => procfs::container(e.tgid).map(|c| c.id),
+                };
+                self.tree.set_container(e.tgid, container);
                 self.roots.push(e.tgid);
             }
             Event::Exit(x) if x.group_dead != 0 => self.batch.gone.push(x.header.tgid),
@@ -76,6 +85,7 @@ impl Session {
             learner: self.learner.as_mut(),
             trace: self.outputs.trace.as_mut(),
             roots: &mut self.roots,
+            container: self.container.as_ref().map(|c| c.id.as_str()),
             bad_records: &mut self.bad_records,
             error: None,
             batch: Batch::default(),

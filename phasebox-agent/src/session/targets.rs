@@ -46,6 +46,8 @@ impl Session {
                     };
                     self.probe.track(pid)?;
                     self.tree.add(pid, st.ppid, procfs::exe(pid), st.comm, None);
+                    self.tree
+                        .set_container(pid, procfs::container(pid).map(|c| c.id));
                     self.attached.push(pid);
                 }
             }
@@ -59,6 +61,21 @@ impl Session {
             self.run.name = format!("{} -p {}", self.mode.name(), list.join(","));
         }
         Ok(self.tree.processes().count())
+    }
+
+    /// Attaches to every process of the container the session was built for (the kernel
+    /// follows the programs executed in it later).
+    pub fn attach_container(&mut self) -> anyhow::Result<usize> {
+        let Some(target) = self.container.clone() else {
+            anyhow::bail!("this session traces no container");
+        };
+        let members = crate::containers::members(&target);
+        if members.is_empty() {
+            anyhow::bail!("container {} has no process left", target.id);
+        }
+        let n = self.attach(&members)?;
+        self.run.name = format!("{} --container {}", self.mode.name(), target.id);
+        Ok(n)
     }
 
     /// Forks `program` behind a gate, tracked from its execve on; the caller releases it

@@ -79,6 +79,8 @@ impl PhaseAgg {
 #[derive(Debug)]
 pub(super) struct RoleAgg {
     pub name: String,
+    /// The container its processes run in (None: the host).
+    pub container: Option<String>,
     pub start_ns: u64,
     /// Processes seen in it, as (pid, instance).
     pub procs: HashSet<(u32, u32)>,
@@ -87,9 +89,10 @@ pub(super) struct RoleAgg {
 }
 
 impl RoleAgg {
-    pub fn new(name: String, start_ns: u64) -> RoleAgg {
+    pub fn new(name: String, container: Option<String>, start_ns: u64) -> RoleAgg {
         RoleAgg {
             name,
+            container,
             start_ns,
             procs: HashSet::new(),
             phases: BTreeMap::new(),
@@ -129,6 +132,7 @@ impl RoleAgg {
     pub fn to_profile(&self, det: &Detector) -> profile::Role {
         profile::Role {
             name: self.name.clone(),
+            container: self.container.clone(),
             processes: self.procs.len() as u64,
             phases: self
                 .phases

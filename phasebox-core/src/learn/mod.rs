@@ -62,6 +62,29 @@ pub struct PhaseChange {
     pub execs: u32,
 }
 
+/// A role and phase, and the container they are in (its 12-character id; empty for the host).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Place {
+    pub container: String,
+    pub role: String,
+    pub phase: String,
+}
+
+/// Calls and errors of one syscall in a place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Total {
+    pub place: Place,
+    pub syscall: String,
+    pub calls: u64,
+    pub errors: u64,
+}
+
+/// The id metrics show for a container: its first 12 characters, as `docker ps` does.
+fn short_id(id: Option<&str>) -> String {
+    id.map(|i| i.chars().take(crate::container::SHORT_ID_LEN).collect())
+        .unwrap_or_default()
+}
+
 /// What became of harvested counter growth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attribution {
@@ -81,6 +104,8 @@ pub struct RunInfo {
     pub started_unix_ms: u64,
     pub kernel_release: String,
     pub dropped: u64,
+    /// The container the run learned in.
+    pub container: Option<profile::ContainerRef>,
 }
 
 /// Builds a profile from events.
@@ -144,11 +169,16 @@ impl Learner {
         self.counting
     }
 
-    fn role_index(&mut self, name: String, ts_ns: u64) -> usize {
-        if let Some(i) = self.roles.iter().position(|r| r.name == name) {
+    /// The role `name` in `container` (each container has roles of its own).
+    fn role_index(&mut self, name: String, container: Option<String>, ts_ns: u64) -> usize {
+        if let Some(i) = self
+            .roles
+            .iter()
+            .position(|r| r.name == name && r.container == container)
+        {
             return i;
         }
-        self.roles.push(RoleAgg::new(name, ts_ns));
+        self.roles.push(RoleAgg::new(name, container, ts_ns));
         self.roles.len() - 1
     }
 
@@ -159,7 +189,8 @@ impl Learner {
         // A process found running runs its own program if it differs from its parent's.
         let own_program = execd || (attached && roles::runs_other_program(pid, tree));
         let name = self.role_name(pid, tree, own_program);
-        let role = self.role_index(name, ts_ns);
+        let container = tree.get(pid).and_then(|p| p.container.clone());
+        let role = self.role_index(name, container, ts_ns);
         self.roles[role].procs.insert((pid, instance));
         let tracker = self.det.tracker(&self.roles[role].name, attached);
         let execs = self.procs.get(&pid).map_or(0, |p| p.execs);
@@ -418,12 +449,6 @@ impl Learner {
         Attribution::Counted { role, phase }
     }
 
-    /// The names of a role and phase returned by [`Learner::count`].
-    pub fn names(&self, role: usize, phase: usize) -> (&str, String) {
-        let name = self.roles[role].name.as_str();
-        (name, self.det.phase_name(name, phase))
-    }
-
     /// Drops what is kept of an exited process once its counts are final.
     pub fn forget(&mut self, tgid: u32, instance: u32) {
         self.segs
@@ -483,7 +508,7 @@ impl Learner {
     }
 
     /// The current phase of each role: the furthest phase any of its live processes reached.
-    pub fn current_phases(&self) -> Vec<(String, String)> {
+    pub fn current_phases(&self) -> Vec<Place> {
         let mut furthest: BTreeMap<usize, usize> = BTreeMap::new();
         for st in self.procs.values() {
             if let Some(p) = st.tracker.rule_phase() {
@@ -493,12 +518,22 @@ impl Learner {
         }
         furthest
             .into_iter()
-            .map(|(role, p)| {
-                let name = self.roles[role].name.clone();
-                let phase = self.det.phase_name(&name, p);
-                (name, phase)
-            })
+            .map(|(role, p)| self.place(role, p))
             .collect()
+    }
+
+    fn place(&self, role: usize, phase: usize) -> Place {
+        let r = &self.roles[role];
+        Place {
+            container: short_id(r.container.as_deref()),
+            role: r.name.clone(),
+            phase: self.det.phase_name(&r.name, phase),
+        }
+    }
+
+    /// Where the calls of a role and phase index returned by [`Learner::count`] are.
+    pub fn names(&self, role: usize, phase: usize) -> Place {
+        self.place(role, phase)
     }
 
     /// Each live process's role and current phase (tgid, role, phase).
@@ -513,15 +548,19 @@ impl Learner {
             .collect()
     }
 
-    /// Calls and errors so far per (role, phase, syscall name).
-    pub fn totals(&self) -> Vec<(String, String, String, u64, u64)> {
+    /// Calls and errors so far per container, role, phase and syscall.
+    pub fn totals(&self) -> Vec<Total> {
         let mut out = Vec::new();
-        for r in &self.roles {
+        for (i, r) in self.roles.iter().enumerate() {
             for (&idx, ph) in &r.phases {
-                let phase = self.det.phase_name(&r.name, idx);
+                let place = self.place(i, idx);
                 for (&nr, u) in &ph.calls {
-                    let name = sysnames::name(nr).into_owned();
-                    out.push((r.name.clone(), phase.clone(), name, u.calls, u.errors));
+                    out.push(Total {
+                        place: place.clone(),
+                        syscall: sysnames::name(nr).into_owned(),
+                        calls: u.calls,
+                        errors: u.errors,
+                    });
                 }
             }
         }
@@ -571,6 +610,7 @@ impl Learner {
                 phasebox_version: env!("CARGO_PKG_VERSION").into(),
                 rules: self.det.name(),
                 dropped: run.dropped,
+                container: run.container.clone(),
             }],
             roles,
         }

@@ -45,6 +45,20 @@ pub struct Run {
     pub rules: String,
     /// Events lost on the way to userspace in that run.
     pub dropped: u64,
+    /// The container the run learned in (`record`/`agent --container`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRef>,
+}
+
+/// A container a run was learned in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRef {
+    /// The full id.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// What one syscall did in one phase.
@@ -82,6 +96,10 @@ pub struct Phase {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Role {
     pub name: String,
+    /// The container its processes ran in (the full id; absent for the host): a profile keeps
+    /// one set of roles per container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// Processes seen in this role.
     pub processes: u64,
     pub phases: Vec<Phase>,
@@ -199,6 +217,7 @@ pub(crate) mod tests {
             roles: roles
                 .iter()
                 .map(|(name, phases)| Role {
+                    container: None,
                     name: name.to_string(),
                     processes: 1,
                     phases: phases

@@ -302,6 +302,7 @@ mod tests {
             ..Default::default()
         };
         p.roles.push(Role {
+            container: None,
             name: "main".into(),
             processes: 1,
             phases: vec![Phase {

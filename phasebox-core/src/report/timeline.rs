@@ -215,6 +215,7 @@ mod tests {
             ..Default::default()
         };
         Role {
+            container: None,
             name: "main".into(),
             processes: 1,
             phases: vec![

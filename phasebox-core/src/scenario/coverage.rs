@@ -156,6 +156,7 @@ mod tests {
     fn profile(phases: &[(&str, &[&str])]) -> Profile {
         Profile {
             roles: vec![Role {
+                container: None,
                 name: "main".into(),
                 processes: 1,
                 phases: phases
