@@ -96,9 +96,16 @@ static PB_ALLOWED: HashMap<u32, [u64; ALLOWED_WORDS]> = HashMap::with_max_entrie
 static PB_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(65536, 0);
 
 /// (tgid, instance, segment, syscall) → calls and errors, per CPU: exact even when the ring
-/// buffer is full. The agent reads and deletes the entries of exited processes.
+/// buffer is full. The agent reads and deletes the entries of exited processes. Entries are
+/// allocated when first used (BPF_F_NO_PREALLOC): preallocating 65536 per-CPU entries would
+/// take most of phasebox's start-up time, and an entry is made only once per process, segment
+/// and syscall.
 #[map]
-static PB_COUNTS: PerCpuHashMap<CountKey, Counts> = PerCpuHashMap::with_max_entries(65536, 0);
+static PB_COUNTS: PerCpuHashMap<CountKey, Counts> =
+    PerCpuHashMap::with_max_entries(65536, NO_PREALLOC);
+
+/// BPF_F_NO_PREALLOC.
+const NO_PREALLOC: u32 = 1;
 
 #[map]
 static PB_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);

@@ -289,8 +289,31 @@ fn util_sysctl(key: &str, value: &str) -> anyhow::Result<()> {
     std::fs::write(&path, value).with_context(|| format!("cannot set {key}"))
 }
 
+/// Median wall time of `argv`, run `n` times.
+fn wall_ms(argv: &[&str], n: usize) -> anyhow::Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let st = Command::new(argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !st.success() {
+            bail!("{argv:?} failed");
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(median(&mut times))
+}
+
 /// The benchmark's Markdown section.
 pub fn run(bin: &Path, rounds: usize, calls: u64) -> anyhow::Result<String> {
+    let b = bin.to_str().context("UTF-8 path")?;
+    let startup = (
+        wall_ms(&[b, "run", "-q", "--", "/bin/true"], 20)?,
+        wall_ms(&["/bin/true"], 20)?,
+    );
     let dir = phasebox_tests::TempDir::new("cost");
     let mut lp = Loop::start(1)?;
     let mut idle = Command::new("sleep").arg("3600").spawn()?;
@@ -321,7 +344,14 @@ pub fn run(bin: &Path, rounds: usize, calls: u64) -> anyhow::Result<String> {
     }
     let _ = idle.kill();
     let _ = idle.wait();
-    Ok(render(rounds, calls, &mut untraced, &mut deltas, &kernel))
+    let mut s = render(rounds, calls, &mut untraced, &mut deltas, &kernel);
+    s.push_str(&format!(
+        "\n`phasebox run -q -- /bin/true`, wall time from start to exit (loading and verifying \
+         the programs, launching, detaching them): median of 20 runs {:.0} ms (`/bin/true` \
+         alone: {:.1} ms).\n",
+        startup.0, startup.1
+    ));
+    Ok(s)
 }
 
 type KernelRows<'a> = [(

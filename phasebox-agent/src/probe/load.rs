@@ -4,7 +4,10 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData},
-    programs::{RawTracePoint, TracePoint},
+    programs::{
+        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
+        trace_point::TracePointLinkId,
+    },
 };
 use phasebox_common::{COMM_LEN, Config, MAX_SYSCALLS, NO_FIELD, mode, names};
 use phasebox_core::sysnames;
@@ -80,12 +83,21 @@ fn mode_bits(opts: &ProbeOptions) -> u32 {
     bits
 }
 
+/// An attachment of a program, to detach at the end.
+pub(super) enum Attached {
+    Raw(&'static str, RawTracePointLinkId),
+    Sched(&'static str, TracePointLinkId),
+}
+
 /// Loads the object with its settings and map sizes, and attaches what `opts` needs.
-pub(super) fn load(opts: &ProbeOptions) -> Result<Ebpf, ProbeError> {
+pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeError> {
     let config = config(opts)?;
     let mode = mode_bits(opts);
     let words = pid_max() / 64 + 1;
+    // No CO-RE relocation needs the kernel's BTF (tracepoint fields come from tracefs): not
+    // reading and parsing /sys/kernel/btf/vmlinux saves a good part of the start-up time.
     let mut ebpf = EbpfLoader::new()
+        .btf(None)
         .override_global(names::CONFIG, &config, true)
         .override_global(names::MODE, &mode, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)
@@ -94,9 +106,9 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<Ebpf, ProbeError> {
         .load(OBJECT)
         .map_err(ProbeError::Load)?;
     // Summary mode counts calls on entry and never looks at returns: no exit program.
-    attach_raw(&mut ebpf, names::PROG_SYS_ENTER, "sys_enter")?;
+    let mut links = vec![attach_raw(&mut ebpf, names::PROG_SYS_ENTER, "sys_enter")?];
     if opts.stream || opts.errors {
-        attach_raw(&mut ebpf, names::PROG_SYS_EXIT, "sys_exit")?;
+        links.push(attach_raw(&mut ebpf, names::PROG_SYS_EXIT, "sys_exit")?);
     }
     for (prog, tp) in [
         (names::PROG_FORK, "sched_process_fork"),
@@ -106,14 +118,15 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<Ebpf, ProbeError> {
         let p: &mut TracePoint = program(&mut ebpf, prog)?;
         p.load()
             .map_err(|source| ProbeError::Program { name: prog, source })?;
-        p.attach("sched", tp).map_err(|source| ProbeError::Attach {
+        let id = p.attach("sched", tp).map_err(|source| ProbeError::Attach {
             name: prog,
             tracepoint: tp,
             source,
         })?;
+        links.push(Attached::Sched(prog, id));
     }
     fill_path_args(&mut ebpf)?;
-    Ok(ebpf)
+    Ok((ebpf, links))
 }
 
 /// Loads the object and attaches only the empty program `pb_floor` to raw_syscalls/sys_enter:
@@ -122,6 +135,7 @@ pub(super) fn load_floor() -> Result<Ebpf, ProbeError> {
     preflight::check_privileges().map_err(preflight_error)?;
     tracefs::ensure_mounted().map_err(preflight_error)?;
     let mut ebpf = EbpfLoader::new()
+        .btf(None)
         .map_max_entries(names::USER_BITS, 1)
         .map_max_entries(names::KERNEL_BITS, 1)
         .load(OBJECT)
@@ -147,16 +161,45 @@ fn attach_raw(
     ebpf: &mut Ebpf,
     name: &'static str,
     tracepoint: &'static str,
-) -> Result<(), ProbeError> {
+) -> Result<Attached, ProbeError> {
     let p: &mut RawTracePoint = program(ebpf, name)?;
     p.load()
         .map_err(|source| ProbeError::Program { name, source })?;
-    p.attach(tracepoint).map_err(|source| ProbeError::Attach {
+    let id = p.attach(tracepoint).map_err(|source| ProbeError::Attach {
         name,
         tracepoint,
         source,
     })?;
-    Ok(())
+    Ok(Attached::Raw(name, id))
+}
+
+/// Detaches everything at once: each detach waits for the kernel to be sure no CPU still runs
+/// the program (tens of ms on a busy machine), so they wait together, one thread each.
+pub(super) fn detach_all(ebpf: &mut Ebpf, links: Vec<Attached>) {
+    let mut owned: Vec<Box<dyn Send>> = Vec::new();
+    for link in links {
+        match link {
+            Attached::Raw(name, id) => {
+                if let Ok(p) = program::<RawTracePoint>(ebpf, name)
+                    && let Ok(l) = p.take_link(id)
+                {
+                    owned.push(Box::new(l));
+                }
+            }
+            Attached::Sched(name, id) => {
+                if let Ok(p) = program::<TracePoint>(ebpf, name)
+                    && let Ok(l) = p.take_link(id)
+                {
+                    owned.push(Box::new(l));
+                }
+            }
+        }
+    }
+    std::thread::scope(|s| {
+        for l in owned {
+            s.spawn(move || drop(l));
+        }
+    });
 }
 
 /// Which argument of each path-taking syscall is the path.

@@ -76,10 +76,18 @@ pub struct Floor {
     _ebpf: Ebpf,
 }
 
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
 /// Loaded and attached kernel programs with their maps.
 pub struct Probe {
     // Keeps programs and links alive; dropping it detaches everything.
     ebpf: Ebpf,
+    /// The attachments, detached together when the probe goes.
+    links: Vec<load::Attached>,
     await_exec: Array<MapData, u32>,
     /// PB_USER_BITS and the agent's copy of it (the agent is its only writer).
     user_bits: Array<MapData, u64>,
@@ -105,7 +113,7 @@ impl Probe {
     /// Checks privileges, mounts tracefs if needed, loads and attaches the programs `opts`
     /// needs. Returns the probe and the stream the records arrive on.
     pub fn load(opts: ProbeOptions) -> Result<(Probe, EventStream), ProbeError> {
-        let mut ebpf = load::load(&opts)?;
+        let (mut ebpf, links) = load::load(&opts)?;
         let ring = take(&mut ebpf, names::EVENTS)?;
         let probe = Probe {
             await_exec: take(&mut ebpf, names::AWAIT)?,
@@ -117,6 +125,7 @@ impl Probe {
             allowed: take(&mut ebpf, names::ALLOWED)?,
             drops: take(&mut ebpf, names::DROPS)?,
             ebpf,
+            links,
         };
         Ok((probe, EventStream::new(ring)))
     }
@@ -258,6 +267,11 @@ impl Probe {
             out.push((key, sum));
         }
         Ok(out)
+    }
+
+    /// Detaches every program now (they stay loaded until the probe is dropped).
+    pub fn detach(&mut self) {
+        load::detach_all(&mut self.ebpf, std::mem::take(&mut self.links));
     }
 
     /// Deletes counters read for the last time (their processes have exited).

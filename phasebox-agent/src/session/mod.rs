@@ -353,6 +353,7 @@ impl Session {
         self.drain()?;
         self.harvest()?;
         let losses = self.probe.losses()?;
+        self.probe.detach();
         if self.bad_records > 0 {
             crate::say!(
                 "phasebox: {} records could not be decoded and were skipped",
