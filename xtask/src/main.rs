@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask setup`: install what building and testing need (apt packages, rust-src for the
 //!   nightly that builds the kernel programs, bpf-linker) and mount tracefs.
-//! - `cargo xtask demo`: setup, build, and trace /bin/pwd with a short explanation.
+//! - `cargo xtask demo`: setup, build, then the agent on a running nginx through a reload, and
+//!   /bin/pwd traced with its scenarios and report, each step explained.
 //! - `cargo xtask test`: setup, build, lint, and run every test (unit and real-kernel).
 //! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md
 //!   (`--static`: only the static analysis section; `--cost`: only the per-syscall cost).
@@ -11,6 +12,7 @@
 mod bench;
 mod bench_cost;
 mod bench_static;
+mod demo;
 mod setup;
 mod study;
 mod study_page;
@@ -29,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         }
         "demo" => {
             setup::run()?;
-            demo()
+            demo::run()
         }
         "test" => {
             setup::run()?;
@@ -49,107 +51,6 @@ fn main() -> anyhow::Result<()> {
         }
         other => bail!("unknown task {other:?}; try: setup, build, demo, test, bench"),
     }
-}
-
-/// Traces /bin/pwd from its first instruction and shows what phasebox saw.
-fn demo() -> anyhow::Result<()> {
-    let bin = util::build_phasebox()?;
-    let dir = std::env::temp_dir().join("phasebox-demo");
-    std::fs::create_dir_all(&dir)?;
-    let trace = dir.join("pwd.pbtrace");
-    let summary = dir.join("pwd-summary.json");
-    println!("== phasebox run -- /bin/pwd");
-    println!("   Launches /bin/pwd traced from its execve on. /bin/pwd prints the directory; then");
-    println!(
-        "   phasebox prints, per process, every system call it made, with calls and errors:\n"
-    );
-    util::run(
-        std::process::Command::new(&bin)
-            // cargo sets LD_LIBRARY_PATH for xtask; pwd would search it for its libraries.
-            .env_remove("LD_LIBRARY_PATH")
-            .args(["run", "-o"])
-            .arg(&trace)
-            .arg("--summary")
-            .arg(&summary)
-            .args(["--", "/bin/pwd"]),
-    )?;
-    println!(
-        "\n== phasebox trace dump {}  (the first 25 events)",
-        trace.display()
-    );
-    println!(
-        "   The trace file keeps every call in order: time since start, thread, call, result.\n"
-    );
-    let out = std::process::Command::new(&bin)
-        .arg("trace")
-        .arg("dump")
-        .arg(&trace)
-        .output()?;
-    for line in String::from_utf8_lossy(&out.stdout).lines().take(27) {
-        println!("{line}");
-    }
-    println!("   ...");
-    println!(
-        "\nThe summary as JSON (for scripts) is in {}",
-        summary.display()
-    );
-    scenarios_demo(&bin, &dir)
-}
-
-/// The demo's second half: pwd's scenario set and its HTML report.
-fn scenarios_demo(bin: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let set = root.join("scenarios/pwd.toml");
-    let out = dir.join("pwd-scenarios");
-    println!("\n== phasebox scenarios run scenarios/pwd.toml --oracle-strace");
-    println!(
-        "   Runs pwd in 12 settings (symlinks, a deleted and a very deep directory, a locale,"
-    );
-    println!(
-        "   bad options, stdout closed or full…), each traced in a fresh directory and checked"
-    );
-    println!("   against strace; then shows which calls each setting added:\n");
-    util::run(
-        std::process::Command::new(bin)
-            .env_remove("LD_LIBRARY_PATH")
-            .args(["scenarios", "run"])
-            .arg(&set)
-            .arg("-o")
-            .arg(&out)
-            .arg("--oracle-strace"),
-    )?;
-    let names = [
-        "plain",
-        "logical",
-        "physical",
-        "deleted",
-        "deep",
-        "locale",
-        "help",
-        "version",
-        "bad-option",
-        "stdout-closed",
-        "stdout-full",
-        "pid-namespace",
-    ];
-    let report = dir.join("pwd-report.html");
-    let mut cmd = std::process::Command::new(bin);
-    cmd.arg("report");
-    for n in names {
-        cmd.arg(out.join(format!("{n}.profile.json")));
-    }
-    cmd.arg(out.join("merged.profile.json"));
-    cmd.arg("--compare")
-        .arg(root.join("tests/fixtures/docker-default-seccomp.json"))
-        .arg("-o")
-        .arg(&report);
-    util::run(&mut cmd)?;
-    println!(
-        "\nOpen {} in a browser: per scenario the timeline and the phase table, then the",
-        report.display()
-    );
-    println!("coverage and the comparison with Docker's default seccomp profile.");
-    Ok(())
 }
 
 /// Clippy on the kernel programs, for the BPF target with the nightly that builds them (the
