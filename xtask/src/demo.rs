@@ -84,6 +84,21 @@ fn nginx_demo(bin: &Path, dir: &Path) -> anyhow::Result<()> {
             ])
             .arg(&oci),
     )?;
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oci)?)?;
+    let names: Vec<&str> = v["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["names"].as_array().into_iter().flatten())
+        .filter_map(|n| n.as_str())
+        .collect();
+    println!(
+        "   {} allows {} calls ({}); everything else fails with {}.",
+        oci.display(),
+        names.len(),
+        names.join(", "),
+        v["defaultAction"].as_str().unwrap_or("?")
+    );
     Ok(())
 }
 
