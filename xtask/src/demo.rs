@@ -179,7 +179,7 @@ fn pwd_demo(bin: &Path, dir: &Path) -> anyhow::Result<()> {
         "\nThe summary as JSON (for scripts) is in {}",
         summary.display()
     );
-    scenarios_demo(&bin, &dir)
+    scenarios_demo(bin, dir)
 }
 
 /// The demo's second half: pwd's scenario set and its HTML report.

@@ -26,19 +26,7 @@ const REFRESH: Duration = Duration::from_secs(1);
 pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     crate::logging::init();
     let detector = Detector::load(&args.phases)?;
-    if !args.stream && matches!(detector, Detector::Auto(_)) {
-        anyhow::bail!("--phases auto needs every call: use it with --stream");
-    }
-    let kill = args.on_violation == OnViolation::Kill;
-    let monitor = match &args.monitor {
-        Some(_) if matches!(detector, Detector::Auto(_)) => {
-            anyhow::bail!(
-                "monitor mode needs phase rules (generic, nginx or a rule file), not auto"
-            )
-        }
-        Some(p) => Some(Monitor::load(p, kill)?),
-        None => None,
-    };
+    let monitor = monitor(&args, &detector)?;
     if !args.listen.ip().is_loopback() {
         log::warn!(
             "--listen {} is not a loopback address: /metrics can be read from the network",
@@ -50,31 +38,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         .as_deref()
         .map(containers::resolve)
         .transpose()?;
-    let mut builder = Session::builder(Mode::Agent)
-        .ring_bytes(args.ring_bytes)
-        .stream(args.stream)
-        .errors(args.errors)
-        .kill(kill)
-        .exec_name(args.exec_name.clone())
-        .phases(detector)
-        .outputs(OutputPaths {
-            profile: args.profile.clone(),
-            quiet: true,
-            ..Default::default()
-        });
-    if let Some(c) = container.clone() {
-        builder = builder.container(c);
-    }
-    let mut session = builder.start()?;
-    if !args.pids.is_empty() {
-        session.attach(&args.pids)?;
-    }
-    if container.is_some() {
-        session.attach_container()?;
-    }
-    if monitor.is_some() {
-        session.keep_attributed();
-    }
+    let mut session = start(&args, detector, container.clone(), monitor.is_some())?;
     let mut r = Refresher::new(&args, monitor)?;
     let server = crate::serve::serve(args.listen, r.page.clone()).await?;
     // A first page right away: /metrics is never empty once the agent says it is up.
@@ -88,6 +52,8 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         "phasebox agent: {what}; metrics on http://{}/metrics",
         args.listen
     );
+    // With --exec-name or --container, the agent waits for the next start when a program ends.
+    let wait = args.exec_name.is_some() || container.is_some();
     let mut interrupt = std::pin::pin!(interrupted());
     let why = loop {
         let tick = async {
@@ -96,9 +62,6 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
                 _ = tokio::time::sleep(REFRESH) => Stop::Duration,
             }
         };
-        // With --exec-name or --container, the agent waits for the next start when a program
-        // ends.
-        let wait = args.exec_name.is_some() || container.is_some();
         let why = session.run(tick, !wait).await?;
         r.refresh(&mut session)?;
         if why != Stop::Duration {
@@ -112,6 +75,60 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     server.abort();
     session.finish()?;
     Ok(0)
+}
+
+/// Monitor mode's profile, when asked for (it needs phase rules).
+fn monitor(args: &AgentArgs, detector: &Detector) -> anyhow::Result<Option<Monitor>> {
+    let auto = matches!(detector, Detector::Auto(_));
+    if !args.stream && auto {
+        anyhow::bail!("--phases auto needs every call: use it with --stream");
+    }
+    let kill = args.on_violation == OnViolation::Kill;
+    match &args.monitor {
+        Some(_) if auto => {
+            anyhow::bail!(
+                "monitor mode needs phase rules (generic, nginx or a rule file), not auto"
+            )
+        }
+        Some(p) => Ok(Some(Monitor::load(p, kill)?)),
+        None => Ok(None),
+    }
+}
+
+/// The agent's session, attached to what it was asked to trace.
+fn start(
+    args: &AgentArgs,
+    detector: Detector,
+    container: Option<containers::ContainerTarget>,
+    monitoring: bool,
+) -> anyhow::Result<Session> {
+    let mut builder = Session::builder(Mode::Agent)
+        .ring_bytes(args.ring_bytes)
+        .stream(args.stream)
+        .errors(args.errors)
+        .kill(args.on_violation == OnViolation::Kill && monitoring)
+        .exec_name(args.exec_name.clone())
+        .phases(detector)
+        .outputs(OutputPaths {
+            profile: args.profile.clone(),
+            quiet: true,
+            ..Default::default()
+        });
+    let in_container = container.is_some();
+    if let Some(c) = container {
+        builder = builder.container(c);
+    }
+    let mut session = builder.start()?;
+    if !args.pids.is_empty() {
+        session.attach(&args.pids)?;
+    }
+    if in_container {
+        session.attach_container()?;
+    }
+    if monitoring {
+        session.keep_attributed();
+    }
+    Ok(session)
 }
 
 fn join(pids: &[u32]) -> String {

@@ -64,12 +64,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         spec,
         skip_unknown: args.seccomp_skip_unknown,
     });
-    let isolate = launch::Isolation {
-        mount: !args.isolate.is_empty(),
-        pid: args.isolate.contains(&Namespace::Pid),
-        close_stdout: args.close_stdout,
-    };
-    let child = session.launch(&program, &args.command, seccomp, isolate)?;
+    let child = session.launch(&program, &args.command, seccomp, isolation(&args))?;
     let (pid, waited) = (child.pid, child.waited);
     // Reaps the whole tree (phasebox is its subreaper) on a thread of its own.
     let (done_tx, done_rx) = oneshot::channel();
@@ -107,6 +102,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             );
             Ok(130)
         }
+    }
+}
+
+/// The namespaces and standard output the command gets.
+fn isolation(args: &RunArgs) -> launch::Isolation {
+    launch::Isolation {
+        mount: !args.isolate.is_empty(),
+        pid: args.isolate.contains(&Namespace::Pid),
+        close_stdout: args.close_stdout,
     }
 }
 

@@ -177,23 +177,24 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
         .map_err(|e| file_error("find", path, &e))
 }
 
-pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
+/// The set at `args.file`, with a rule file it names found beside it, wherever scenarios run.
+fn load_set(args: &ScenariosRunArgs) -> anyhow::Result<ScenarioSet> {
     let mut set = ScenarioSet::load(&args.file)?;
-    // A rule file named by the set is found beside the set, wherever scenarios run.
     let builtin = set.phases == "auto" || BUILTIN.iter().any(|(n, _)| *n == set.phases);
     if !builtin && Path::new(&set.phases).is_relative() {
-        let beside = args
-            .file
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(&set.phases);
-        set.phases = absolute(&beside)?.display().to_string();
+        let here = args.file.parent().unwrap_or(Path::new("."));
+        set.phases = absolute(&here.join(&set.phases))?.display().to_string();
     }
-    let chosen = selected(&set, &args.only)?;
     if let Some(oci) = &args.seccomp {
         // A bad profile fails once, here, rather than in every scenario.
         phasebox_core::seccomp::oci::OciProfile::load(oci)?;
     }
+    Ok(set)
+}
+
+pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
+    let set = load_set(args)?;
+    let chosen = selected(&set, &args.only)?;
     let dir = args
         .output
         .clone()
@@ -204,55 +205,19 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
     let dir = absolute(&dir)?;
     let mut args = args.clone();
     args.seccomp = args.seccomp.as_deref().map(absolute).transpose()?;
-    let args = &args;
     let progress = Progress {
         total: chosen.len(),
         tty: std::io::stderr().is_terminal(),
     };
     let mut results = Vec::new();
-    let mut failed = 0;
     for (i, s) in chosen.iter().enumerate() {
         progress.start(i, &s.name);
-        let done = one(&set, s, &dir, args)?;
-        failed += usize::from(done.failure.is_some());
+        let done = one(&set, s, &dir, &args)?;
         progress.line(i + 1, &done.line());
         results.push(done);
     }
-    let learned: Vec<(String, &Profile)> = results
-        .iter()
-        .filter_map(|d| d.profile.as_ref().map(|p| (d.name.clone(), p)))
-        .collect();
-    if learned.is_empty() {
-        anyhow::bail!("no scenario of {} passed: nothing learned", set.name);
-    }
-    let merged = merge(
-        &learned
-            .iter()
-            .map(|(_, p)| (*p).clone())
-            .collect::<Vec<_>>(),
-    )?;
-    merged.save(&dir.join("merged.profile.json"))?;
-    let cov: Vec<ScenarioCoverage> = coverage::coverage(&learned);
-    let text = coverage::render(&cov);
-    write_atomic(&dir.join("coverage.txt"), text.as_bytes())?;
-    let json = serde_json::json!({
-        "set": set.name,
-        "scenarios": cov,
-        "oracle": results.iter().filter_map(|d| d.oracle.as_ref().map(|o| (d.name.clone(), o))).collect::<std::collections::BTreeMap<_, _>>(),
-    });
-    write_atomic(
-        &dir.join("coverage.json"),
-        serde_json::to_string_pretty(&json)
-            .expect("serializes")
-            .as_bytes(),
-    )?;
-    let page = phasebox_core::report::page(
-        learned.clone(),
-        &[],
-        Some(format!("phasebox scenarios: {}", set.name)),
-        Vec::new(),
-    )?;
-    write_atomic(&dir.join("report.html"), page.as_bytes())?;
+    let failed = results.iter().filter(|d| d.failure.is_some()).count();
+    let text = write_results(&set, &results, &dir)?;
     crate::out!("{text}");
     crate::say!(
         "phasebox: {} of {} scenarios passed; profiles, merged.profile.json, coverage and report.html in {}",
@@ -261,4 +226,32 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
         dir.display()
     );
     Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// The merged profile, the coverage (text and JSON) and the report of a set's results in
+/// `dir`; returns the coverage text.
+fn write_results(set: &ScenarioSet, results: &[Done], dir: &Path) -> anyhow::Result<String> {
+    let learned: Vec<(String, &Profile)> = results
+        .iter()
+        .filter_map(|d| d.profile.as_ref().map(|p| (d.name.clone(), p)))
+        .collect();
+    if learned.is_empty() {
+        anyhow::bail!("no scenario of {} passed: nothing learned", set.name);
+    }
+    let all: Vec<Profile> = learned.iter().map(|(_, p)| (*p).clone()).collect();
+    merge(&all)?.save(&dir.join("merged.profile.json"))?;
+    let cov: Vec<ScenarioCoverage> = coverage::coverage(&learned);
+    let text = coverage::render(&cov);
+    write_atomic(&dir.join("coverage.txt"), text.as_bytes())?;
+    let oracle: std::collections::BTreeMap<_, _> = results
+        .iter()
+        .filter_map(|d| d.oracle.as_ref().map(|o| (d.name.clone(), o)))
+        .collect();
+    let json = serde_json::json!({ "set": set.name, "scenarios": cov, "oracle": oracle });
+    let json = serde_json::to_string_pretty(&json).expect("serializes");
+    write_atomic(&dir.join("coverage.json"), json.as_bytes())?;
+    let title = Some(format!("phasebox scenarios: {}", set.name));
+    let page = phasebox_core::report::page(learned, &[], title, Vec::new())?;
+    write_atomic(&dir.join("report.html"), page.as_bytes())?;
+    Ok(text)
 }

@@ -68,6 +68,21 @@ fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
         .map_err(|e| io_error("create a pipe", e))
 }
 
+/// A connected pair of unix sockets (the filter's listener travels over it).
+fn socket_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| io_error("create a socket pair", e))
+}
+
+fn c_strings(argv: &[String]) -> anyhow::Result<Vec<CString>> {
+    argv.iter().map(|a| c_string(OsStr::new(a))).collect()
+}
+
 fn c_string(s: &OsStr) -> anyhow::Result<CString> {
     CString::new(s.as_bytes())
         .map_err(|_| anyhow::anyhow!("argument {:?} contains a NUL byte", s.to_string_lossy()))
@@ -92,10 +107,7 @@ pub fn spawn_gated(
     // Everything the child needs is made before fork: after it, the child only makes
     // async-signal-safe calls.
     let path = c_string(program.as_os_str())?;
-    let args: Vec<CString> = argv
-        .iter()
-        .map(|a| c_string(OsStr::new(a)))
-        .collect::<Result<_, _>>()?;
+    let args = c_strings(argv)?;
     let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     arg_ptrs.push(std::ptr::null());
     let (gate_r, gate_w) = pipe()?;
@@ -103,15 +115,7 @@ pub fn spawn_gated(
     // With a pid namespace, the command's pid as phasebox sees it comes back on this pipe.
     let (pid_r, pid_w) = pipe()?;
     let listener_pair = match &seccomp {
-        Some(s) if s.spec.needs_listener() => Some(
-            rustix::net::socketpair(
-                rustix::net::AddressFamily::UNIX,
-                rustix::net::SocketType::STREAM,
-                rustix::net::SocketFlags::CLOEXEC,
-                None,
-            )
-            .map_err(|e| io_error("create a socket pair", e))?,
-        ),
+        Some(s) if s.spec.needs_listener() => Some(socket_pair()?),
         _ => None,
     };
     let launcher_sock = listener_pair.as_ref().map(|(_, c)| c.as_raw_fd());
