@@ -372,12 +372,15 @@ pub struct ProcState {
 
 /// The agent asks for a narrower marker set for a process whose phase it now knows (phases
 /// only move forward, so later phases need fewer markers). The kernel applies it at the
-/// process's next marker-candidate call if `execs` still matches.
+/// process's next marker-candidate call if `instance` and `execs` still match.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SetRequest {
     pub marker_set: u32,
     pub execs: u32,
+    /// The process instance it is for (a reused pid is another process).
+    pub instance: u32,
+    pub _pad: u32,
 }
 
 /// A syscall entered and not yet returned, keyed by tid.
@@ -430,6 +433,6 @@ const _: () = assert!(offset_of!(CountKey, nr) == 12);
 const _: () = assert!(size_of::<Counts>() == 16);
 const _: () = assert!(offset_of!(Counts, errors) == 8);
 const _: () = assert!(size_of::<ProcState>() == 16);
-const _: () = assert!(size_of::<SetRequest>() == 8);
+const _: () = assert!(size_of::<SetRequest>() == 16);
 const _: () = assert!(size_of::<Pending>() == 24);
 const _: () = assert!(offset_of!(Pending, enter_ns) == 16);

@@ -270,7 +270,7 @@ fn apply_set_request(tgid: u32, st: *mut ProcState) {
     };
     // SAFETY: `st` points at this process's PB_PROCS value; see `open_segment` for writers.
     unsafe {
-        if req.execs == (*st).execs {
+        if req.execs == (*st).execs && req.instance == (*st).instance {
             (*st).marker_set = req.marker_set;
         }
     }

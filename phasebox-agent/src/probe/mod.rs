@@ -188,12 +188,20 @@ impl Probe {
         Ok(())
     }
 
-    /// Asks the kernel to use marker set `set` for `tgid` from its next marker candidate on,
-    /// if it still runs the program it ran after `execs` execs.
-    pub fn request_markers(&mut self, tgid: u32, set: u32, execs: u32) -> Result<(), ProbeError> {
+    /// Asks the kernel to use marker set `set` for process `tgid` (`instance`) from its next
+    /// marker candidate on, if it still runs the program it ran after `execs` execs.
+    pub fn request_markers(
+        &mut self,
+        tgid: u32,
+        instance: u32,
+        set: u32,
+        execs: u32,
+    ) -> Result<(), ProbeError> {
         let req = SetRequest {
             marker_set: set,
             execs,
+            instance,
+            _pad: 0,
         };
         self.set_requests
             .insert(tgid, req, 0)

@@ -141,7 +141,8 @@ impl Session {
         if new {
             self.probe.set_markers(set, &later)?;
         }
-        self.probe.request_markers(ch.tgid, set, ch.execs)?;
+        self.probe
+            .request_markers(ch.tgid, ch.instance, set, ch.execs)?;
         Ok(())
     }
 

@@ -56,6 +56,8 @@ type SegKey = (u32, u32, u32);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhaseChange {
     pub tgid: u32,
+    /// The kernel's instance of the process.
+    pub instance: u32,
     pub role: String,
     pub phase: usize,
     /// The kernel's exec count for the process when it got there.
@@ -303,6 +305,7 @@ impl Learner {
         st.reported = Some(phase);
         self.changes.push(PhaseChange {
             tgid,
+            instance: st.instance,
             role: self.roles[st.role].name.clone(),
             phase,
             execs: st.execs,

@@ -221,6 +221,7 @@ impl Agent {
             let set = markers::after(k.rules.as_ref().unwrap(), &ch.role, ch.phase);
             if let Some(p) = k.procs.get_mut(&ch.tgid)
                 && p.execs == ch.execs
+                && p.instance == ch.instance
             {
                 p.set = set;
             }
