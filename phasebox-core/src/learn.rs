@@ -147,17 +147,13 @@ impl Learner {
 
     /// Notes `pid` in the serving set when its tracker is at or past its role's steady phase.
     fn note_serving(&mut self, pid: u32) {
-        let (Some(set), Detector::Rules(r), Some(st)) =
-            (&self.serving, &self.det, self.procs.get_mut(&pid))
-        else {
+        let (Some(set), Some(st)) = (&self.serving, self.procs.get_mut(&pid)) else {
             return;
         };
         if st.serving {
             return; // the lock is taken once per process, not per call
         }
-        let steady = r.steady_index(&self.roles[st.role].name);
-        if let (Some(s), Some(p)) = (steady, st.tracker.rule_phase())
-            && p >= s
+        if st.tracker.serving(&self.det, &self.roles[st.role].name)
             && let Ok(mut set) = set.lock()
         {
             set.insert(pid);
@@ -401,28 +397,14 @@ impl Learner {
             .collect()
     }
 
-    /// The profile learned so far, without ending anything (checkpoints, metrics). Calls that
-    /// automatic segmentation still holds back are not in it yet.
-    pub fn snapshot(&self, tree: &ProcessTree, run: &RunInfo) -> Profile {
-        let root = self.roots.iter().filter_map(|&p| tree.get(p)).next();
-        let mut incomplete = Vec::new();
-        if !run.launched {
-            incomplete.push("attached to a running process: its startup was not seen".to_string());
-        }
-        if run.dropped > 0 {
-            incomplete.push(format!("{} events were dropped", run.dropped));
-        }
-        let roles = self
-            .roles
+    /// A role's phases as the learner holds them: (phase index, phase).
+    fn phase_list(&self, r: &RoleAgg) -> Vec<(usize, profile::Phase)> {
+        r.phases
             .iter()
-            .filter(|r| !r.phases.is_empty())
-            .map(|r| profile::Role {
-                name: r.name.clone(),
-                processes: r.pids.len() as u64,
-                phases: r
-                    .phases
-                    .iter()
-                    .map(|(idx, ph)| profile::Phase {
+            .map(|(idx, ph)| {
+                (
+                    *idx,
+                    profile::Phase {
                         name: self.det.phase_name(&r.name, *idx),
                         start_ns: ph.first_ns,
                         end_ns: ph.last_ns,
@@ -441,8 +423,32 @@ impl Learner {
                                 )
                             })
                             .collect(),
-                    })
-                    .collect(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The profile learned so far, without ending anything (checkpoints, metrics). Calls that
+    /// automatic segmentation still holds back are not in it yet.
+    pub fn snapshot(&self, tree: &ProcessTree, run: &RunInfo) -> Profile {
+        let root = self.roots.iter().filter_map(|&p| tree.get(p)).next();
+        let mut incomplete = Vec::new();
+        if !run.launched {
+            incomplete.push("attached to a running process: its startup was not seen".to_string());
+        }
+        if run.dropped > 0 {
+            incomplete.push(format!("{} events were dropped", run.dropped));
+        }
+        let mut notes = Vec::new();
+        let roles = self
+            .roles
+            .iter()
+            .filter(|r| !r.phases.is_empty())
+            .map(|r| profile::Role {
+                name: r.name.clone(),
+                processes: r.pids.len() as u64,
+                phases: self.det.arrange(&r.name, self.phase_list(r), &mut notes),
             })
             .collect();
         Profile {
@@ -455,6 +461,7 @@ impl Learner {
             kernel_release: run.kernel_release.clone(),
             complete: incomplete.is_empty(),
             incomplete_reasons: incomplete,
+            notes,
             runs: vec![profile::Run {
                 name: run.name.clone(),
                 how: if run.launched { "launched" } else { "attached" }.into(),
