@@ -13,7 +13,6 @@ use crate::{
 };
 use phasebox_core::{
     learn::{Learner, ServingSet},
-    phase::Detector,
     process::ProcessTree,
     seccomp::oci::OciProfile,
 };
@@ -78,13 +77,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     launch::become_subreaper();
     if let Some(p) = &plan
         && args.trace.profile.is_some()
-        && args.trace.phases != p.rules.name
+        && args.trace.phases != p.detector.name()
     {
         anyhow::bail!(
             "--phases {} differs from the phase rules of the manifest ({}); use --phases {}",
             args.trace.phases,
-            p.rules.name,
-            p.rules.name
+            p.detector.name(),
+            p.detector.name()
         );
     }
     let spec = match (&args.seccomp, &plan) {
@@ -145,11 +144,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut learner = outputs.learner(&origin);
     if let Some(p) = &plan {
         let l = learner.get_or_insert_with(|| {
-            Learner::new(
-                Detector::Rules(p.rules.clone()),
-                &origin.roots,
-                &origin.attached,
-            )
+            Learner::new(p.detector.clone(), &origin.roots, &origin.attached)
         });
         l.share_serving(serving.clone());
     }
