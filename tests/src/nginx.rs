@@ -46,6 +46,11 @@ impl Nginx {
     /// Like `start`, with nginx's command line appended to `wrapper` (for example
     /// `phasebox run --profile F --`); the wrapper is the child, nginx's master its child.
     pub fn start_under(wrapper: &[&str]) -> Nginx {
+        Nginx::start_under_on(wrapper, free_port())
+    }
+
+    /// Like `start_under`, listening on `port`.
+    pub fn start_under_on(wrapper: &[&str], port: u16) -> Nginx {
         let dir = TempDir::new("nginx");
         let prefix = dir.0.to_str().unwrap().to_string();
         for sub in ["html", "tmp", "logs"] {
@@ -53,7 +58,6 @@ impl Nginx {
         }
         std::fs::write(dir.path("html/index.html"), "<h1>phasebox test page</h1>\n").unwrap();
         std::fs::write(dir.path("html/big.bin"), vec![b'x'; 256 * 1024]).unwrap();
-        let port = free_port();
         std::fs::write(dir.path("nginx.conf"), config(&prefix, port)).unwrap();
         let nginx = nginx_bin();
         let nginx_args = [
