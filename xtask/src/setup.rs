@@ -7,8 +7,8 @@ use anyhow::bail;
 
 use crate::util::{self, succeeds};
 
-/// Debian packages: LLVM 22 for bpf-linker, the programs the tests run and measure, and the
-/// browser that opens the HTML report.
+/// Debian packages: LLVM 22 for bpf-linker, the programs the tests run and measure (nginx,
+/// redis, memcached…), and the browser that opens the HTML report.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -27,7 +27,13 @@ const PACKAGES: &[&str] = &[
     "runc",
     "prometheus",
     "chromium",
+    "redis-server",
+    "redis-tools",
+    "memcached",
 ];
+/// Packages that start a system service of the same name on install; the tests start their
+/// own instances.
+const SERVICES: &[&str] = &["redis-server", "memcached"];
 const BPF_LINKER: &str = "0.13.0";
 const NIGHTLY: &str = "nightly";
 
@@ -59,7 +65,12 @@ fn apt() -> anyhow::Result<()> {
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    )?;
+    for service in SERVICES.iter().filter(|s| missing.contains(s)) {
+        // Best effort: where no service manager runs, nothing was started.
+        let _ = succeeds("service", &[service, "stop"]);
+    }
+    Ok(())
 }
 
 fn rust_src() -> anyhow::Result<()> {
