@@ -216,8 +216,8 @@ pub struct Table {
     continues: [SyscallSet; 7],
     cleanup: SyscallSet,
     shutdown: SyscallSet,
-    /// Activities tagged by the syscall alone.
-    by_syscall: Vec<(u32, Tag)>,
+    /// Tags by syscall number, for the syscalls tagged by themselves alone.
+    by_syscall: Vec<Option<Tag>>,
     socket: Option<u32>,
 }
 
@@ -253,7 +253,11 @@ pub fn table() -> &'static Table {
         let mut by_syscall = Vec::new();
         for (names, tag) in tagged {
             for nr in names.iter().filter_map(|n| crate::sysnames::number(n)) {
-                by_syscall.push((nr, *tag));
+                let i = nr as usize;
+                if by_syscall.len() <= i {
+                    by_syscall.resize(i + 1, None);
+                }
+                by_syscall[i] = Some(*tag);
             }
         }
         Table {
@@ -269,8 +273,8 @@ pub fn table() -> &'static Table {
 impl Table {
     /// The tag of a call, from its syscall and path argument.
     pub fn tag(&self, nr: u32, path: Option<&str>) -> Option<Tag> {
-        if let Some((_, t)) = self.by_syscall.iter().find(|(n, _)| *n == nr) {
-            return Some(*t);
+        if let Some(t) = self.by_syscall.get(nr as usize).copied().flatten() {
+            return Some(t);
         }
         path.and_then(path_activity).map(Tag::Starts)
     }
