@@ -6,6 +6,7 @@
 //! - `cargo xtask test`: setup, build, lint, and run every test (unit and real-kernel).
 //! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md.
 mod bench;
+mod bench_phases;
 mod setup;
 mod util;
 
