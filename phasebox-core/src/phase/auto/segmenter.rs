@@ -143,6 +143,13 @@ impl<T> Segmenter<T> {
         if end == self.base {
             return Vec::new();
         }
+        // Ending shortly after leaving the steady state: the excursion was part of it.
+        if let Some(left) = self.left.take()
+            && left.windows < self.p.excursion_windows
+        {
+            self.other_from = None;
+            self.relabel(left.from, end, STEADY);
+        }
         if let Some(x) = self.exit_at {
             let from = self.exit_start(x).max(self.base);
             self.end_other(from);

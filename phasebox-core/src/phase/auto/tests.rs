@@ -281,6 +281,31 @@ fn a_long_one_time_excursion_keeps_its_activity() {
 }
 
 #[test]
+fn a_shutdown_that_leaves_the_loop_is_steady_then_exit() {
+    // redis saving its data on SIGTERM: new calls enough to leave the steady state, then the
+    // end before the excursion is decided.
+    let mut save: Vec<Call> = ["rt_sigreturn", "getpid", "write", "getpid"]
+        .map(call)
+        .to_vec();
+    save.push(("openat", Some("/var/lib/srv/temp.rdb")));
+    save.extend(["newfstatat", "getpid"].map(call));
+    save.extend(
+        std::iter::repeat_n(["getpid", "pwrite64", "lseek", "write"].map(call), 20).flatten(),
+    );
+    save.extend(shutdown());
+    let start = startup();
+    let calls: Vec<Call> = [start.clone(), serving(2), save.clone()].concat();
+    let got = slots(AutoParams::default(), false, &calls);
+    let tail = &got[calls.len() - save.len()..];
+    assert!(
+        tail.iter().all(|s| *s == STEADY || *s == EXIT),
+        "{}",
+        runs(tail)
+    );
+    assert!(tail.ends_with(&[EXIT; 5]) && tail[tail.len() - 6] == STEADY);
+}
+
+#[test]
 fn a_short_excursion_stays_in_the_state() {
     let excursion: Vec<Call> = ["rt_sigreturn", "wait4", "kill", "pipe2", "dup2", "uname"]
         .map(call)
