@@ -72,6 +72,21 @@ const FILE_READING: &[&str] = &[
     "fadvise64",
 ];
 
+/// Calls that change a process's privileges: they start the `privileges` phase.
+const PRIVILEGE_CHANGES: &[&str] = &[
+    "setuid",
+    "setgid",
+    "setgroups",
+    "setresuid",
+    "setresgid",
+    "setreuid",
+    "setregid",
+    "setfsuid",
+    "setfsgid",
+    "capset",
+    "chroot",
+];
+
 /// Calls any activity may make (memory, clocks, ids, locks): they never start a phase.
 const NEUTRAL: &[&str] = &[
     "brk",
@@ -137,18 +152,7 @@ fn continues(a: Activity) -> Vec<&'static str> {
         ],
         Activity::Config => vec!["fcntl", "ioctl", "flock", "sysinfo", "uname", "prlimit64"],
         Activity::Privileges => vec![
-            "setuid",
-            "setgid",
-            "setgroups",
-            "setresuid",
-            "setresgid",
-            "setreuid",
-            "setregid",
-            "setfsuid",
-            "setfsgid",
-            "capset",
             "capget",
-            "chroot",
             "chdir",
             "getuid",
             "geteuid",
@@ -200,6 +204,9 @@ fn continues(a: Activity) -> Vec<&'static str> {
         ],
         Activity::Other => vec![],
     };
+    if a == Activity::Privileges {
+        v.extend_from_slice(PRIVILEGE_CHANGES);
+    }
     if matches!(
         a,
         Activity::Exec | Activity::Loading | Activity::Config | Activity::Privileges
@@ -227,22 +234,7 @@ pub fn table() -> &'static Table {
     TABLE.get_or_init(|| {
         let tagged: &[(&[&str], Tag)] = &[
             (&["execve", "execveat"], Tag::Starts(Activity::Exec)),
-            (
-                &[
-                    "setuid",
-                    "setgid",
-                    "setgroups",
-                    "setresuid",
-                    "setresgid",
-                    "setreuid",
-                    "setregid",
-                    "setfsuid",
-                    "setfsgid",
-                    "capset",
-                    "chroot",
-                ],
-                Tag::Starts(Activity::Privileges),
-            ),
+            (PRIVILEGE_CHANGES, Tag::Starts(Activity::Privileges)),
             (&["bind", "listen"], Tag::Starts(Activity::Sockets)),
             (
                 &["clone", "clone3", "fork", "vfork"],

@@ -101,8 +101,8 @@ const INIT: &str = "init";
 const WORK: &str = "work";
 
 /// A role's phases from the learner (slot, phase) as the profile shows them: the fallback
-/// named, ordered by when they happened (`when`), at most `max_phases` (the smallest one-time phases
-/// folded into the phase before them, which `notes` then says).
+/// named, ordered by when they happened (`when`), at most `max_phases` (the smallest one-time
+/// phases folded into the phase before them, or after them for the first; `notes` says so).
 pub fn arrange(
     p: &AutoParams,
     role: &str,
@@ -139,7 +139,7 @@ pub fn arrange(
     if phases.len() < before {
         notes.push(format!(
             "role {role}: its processes went through {before} different phases; the smallest \
-             one-time phases are in the phase before them to keep {}",
+             one-time phases were merged into a neighbouring phase to keep {}",
             p.max_phases
         ));
     }
