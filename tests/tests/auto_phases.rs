@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use phasebox_tests::{CARGO_LIBRARY_PATH, TempDir, nginx::Nginx, phasebox, phasebox_bin, profile};
+use phasebox_tests::{
+    CARGO_LIBRARY_PATH, TempDir, analyze, nginx::Nginx, phasebox, phasebox_bin, profile,
+};
 use serde_json::Value;
 
 /// Ports of this test's servers (127.0.0.1 only).
@@ -148,18 +150,18 @@ fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `phasebox analyze TRACE --phases RULES`, read back.
-fn analyze(dir: &TempDir, trace: &Path, rules: &str) -> Value {
-    let out_path = dir.path(&format!("analyzed-{rules}.json"));
-    run_ok(Command::new(phasebox_bin()).args([
-        "analyze",
-        trace.to_str().unwrap(),
+/// `phasebox run -q --phases auto --profile PROFILE EXTRA… -- ARGV`, which listens on `port`.
+fn learn(dir: &TempDir, prof: &Path, extra: &[&str], argv: &[String], port: u16) -> Traced {
+    let mut args = vec![
+        "run",
+        "-q",
         "--phases",
-        rules,
+        "auto",
         "--profile",
-        out_path.to_str().unwrap(),
-    ]));
-    profile::load(&out_path)
+        prof.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Traced::start(&args, argv, port, dir.path("learn.err"))
 }
 
 /// `export --per-phase DIR --add-basics`; returns the manifest.
@@ -177,6 +179,13 @@ fn export_phases(prof: &Path, dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     dir.join("manifest.json")
+}
+
+/// ARGV, which listens on `port`, under the per-phase filters of `prof`.
+fn enforce(dir: &TempDir, prof: &Path, argv: &[String], port: u16) -> Traced {
+    let manifest = export_phases(prof, &dir.path("phases"));
+    let args = ["run", "--seccomp-phases", manifest.to_str().unwrap()];
+    Traced::start(&args, argv, port, dir.path("enforce.err"))
 }
 
 fn phases(role: &Value) -> &Vec<Value> {
@@ -253,6 +262,14 @@ fn check_server(p: &Value) -> BTreeSet<String> {
         assert!(!set.contains(s), "{s} in the steady phase {set:?}");
     }
     set
+}
+
+/// The profile a server learned, printed and checked (`check_server`); with its steady set.
+fn learned_server(program: &str, prof: &Path) -> (Value, BTreeSet<String>) {
+    let p = profile::load(prof);
+    print_table(program, &p);
+    let steady = check_server(&p);
+    (p, steady)
 }
 
 /// Every role with its phases: (role, [(phase, syscalls)]).
@@ -385,20 +402,12 @@ fn redis_under_benchmark() {
     stop_service("redis-server");
     let dir = TempDir::new("auto-redis");
     let (live, trace) = (dir.path("redis.json"), dir.path("redis.pbtrace"));
-    let mut server = Traced::start(
-        &[
-            "run",
-            "-q",
-            "--phases",
-            "auto",
-            "--profile",
-            live.to_str().unwrap(),
-            "-o",
-            trace.to_str().unwrap(),
-        ],
+    let mut server = learn(
+        &dir,
+        &live,
+        &["-o", trace.to_str().unwrap()],
         &redis_argv(&dir, REDIS_PORT),
         REDIS_PORT,
-        dir.path("learn.err"),
     );
     let bench = run_ok(Command::new("redis-benchmark").args([
         "-h",
@@ -413,9 +422,7 @@ fn redis_under_benchmark() {
     let st = server.stop();
     assert!(st.success(), "{st}: {}", server.messages());
 
-    let p = profile::load(&live);
-    print_table("redis-server", &p);
-    let steady = check_server(&p);
+    let (p, steady) = learned_server("redis-server", &live);
     assert!(steady.contains("epoll_wait"), "{steady:?}");
     let main = profile::role(&p, "main");
     assert!(has_phase_with(main, "sockets", "listen"));
@@ -429,14 +436,8 @@ fn redis_under_benchmark() {
 
     // Under its phases' filters: it serves, and once it does, a call it needed only at
     // startup (prlimit64, which CONFIG SET maxclients makes) is denied.
-    let manifest = export_phases(&live, &dir.path("phases"));
     let port = REDIS_PORT + 1;
-    let mut server = Traced::start(
-        &["run", "--seccomp-phases", manifest.to_str().unwrap()],
-        &redis_argv(&dir, port),
-        port,
-        dir.path("enforce.err"),
-    );
+    let mut server = enforce(&dir, &live, &redis_argv(&dir, port), port);
     let bench = run_ok(Command::new("redis-benchmark").args([
         "-h",
         "127.0.0.1",
@@ -456,10 +457,11 @@ fn redis_under_benchmark() {
     let st = server.stop();
     let messages = server.messages();
     assert!(st.success(), "{st}: {messages}");
-    assert!(
-        messages.contains("calls made after serving began: prlimit64×"),
-        "{messages}"
-    );
+    let denied = messages
+        .lines()
+        .find(|l| l.contains("calls made after serving began"))
+        .unwrap_or_else(|| panic!("no denial reported: {messages}"));
+    assert!(denied.contains(" prlimit64×"), "{denied}");
 }
 
 /// A memcached client: `connections` connections, each setting and getting `keys` keys.
@@ -508,39 +510,25 @@ fn memcached_under_a_small_client() {
     stop_service("memcached");
     let dir = TempDir::new("auto-memcached");
     let prof = dir.path("memcached.json");
-    let mut server = Traced::start(
-        &[
-            "run",
-            "-q",
-            "--phases",
-            "auto",
-            "--profile",
-            prof.to_str().unwrap(),
-        ],
+    let mut server = learn(
+        &dir,
+        &prof,
+        &[],
         &memcached_argv(MEMCACHED_PORT),
         MEMCACHED_PORT,
-        dir.path("learn.err"),
     );
     memcached_client(MEMCACHED_PORT, 4, 100);
     let st = server.stop();
     assert!(st.success(), "{st}: {}", server.messages());
 
-    let p = profile::load(&prof);
-    print_table("memcached", &p);
-    check_server(&p);
+    let (p, _) = learned_server("memcached", &prof);
     let main = profile::role(&p, "main");
     assert!(has_phase_with(main, "privileges", "setuid"));
     assert!(has_phase_with(main, "sockets", "bind"));
     assert!(has_phase_with(main, "workers", "clone3"));
 
-    let manifest = export_phases(&prof, &dir.path("phases"));
     let port = MEMCACHED_PORT + 1;
-    let mut server = Traced::start(
-        &["run", "--seccomp-phases", manifest.to_str().unwrap()],
-        &memcached_argv(port),
-        port,
-        dir.path("enforce.err"),
-    );
+    let mut server = enforce(&dir, &prof, &memcached_argv(port), port);
     memcached_client(port, 4, 100);
     let st = server.stop();
     assert!(st.success(), "{st}: {}", server.messages());
@@ -576,39 +564,19 @@ fn python_http_server_under_curl() {
         }
     };
     let prof = dir.path("python.json");
-    let mut server = Traced::start(
-        &[
-            "run",
-            "-q",
-            "--phases",
-            "auto",
-            "--profile",
-            prof.to_str().unwrap(),
-        ],
-        &argv(PYTHON_PORT),
-        PYTHON_PORT,
-        dir.path("learn.err"),
-    );
+    let mut server = learn(&dir, &prof, &[], &argv(PYTHON_PORT), PYTHON_PORT);
     get(PYTHON_PORT, 50);
     server.stop(); // SIGTERM ends Python without a handler: no exit phase
 
-    let p = profile::load(&prof);
-    print_table("python3 -m http.server", &p);
-    let steady = check_server(&p);
+    let (p, steady) = learned_server("python3 -m http.server", &prof);
     // A thread per request: starting threads is part of its steady state.
     assert!(steady.contains("clone3"), "{steady:?}");
     let main = profile::role(&p, "main");
     assert!(has_phase_with(main, "loading", "openat"));
     assert!(has_phase_with(main, "sockets", "listen"));
 
-    let manifest = export_phases(&prof, &dir.path("phases"));
     let port = PYTHON_PORT + 1;
-    let mut server = Traced::start(
-        &["run", "--seccomp-phases", manifest.to_str().unwrap()],
-        &argv(port),
-        port,
-        dir.path("enforce.err"),
-    );
+    let mut server = enforce(&dir, &prof, &argv(port), port);
     get(port, 20);
     server.stop();
     let messages = server.messages();
@@ -643,13 +611,7 @@ fn pwd_has_no_steady_state() {
     assert!(!names.contains(&"steady".to_string()), "{names:?}");
     assert_eq!(names.first().map(String::as_str), Some("exec"));
     assert_eq!(names.last().map(String::as_str), Some("exit"));
-    let loading = profile::phase(main, "loading");
-    let opened: Vec<&str> = loading["syscalls"]["openat"]["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let opened = profile::paths(profile::phase(main, "loading"), "openat");
     assert!(opened.iter().any(|p| p.contains("libc.so")), "{opened:?}");
     assert!(profile::syscalls(profile::phase(main, "exit")).contains("exit_group"));
     let busiest = phases(main).iter().max_by_key(|ph| calls(ph)).unwrap();

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use phasebox_tests::{TempDir, nginx::Nginx, phasebox, phasebox_bin, profile};
+use phasebox_tests::{TempDir, analyze, nginx::Nginx, phasebox, phasebox_bin, profile};
 
 const REQUESTS: usize = 20;
 
@@ -76,25 +76,6 @@ fn documented() -> BTreeMap<(String, String), String> {
             )
         })
         .collect()
-}
-
-/// `phasebox analyze TRACE --phases RULES`, read back.
-fn analyze(dir: &TempDir, trace: &Path, rules: &str) -> serde_json::Value {
-    let out_path = dir.path(&format!("offline-{rules}.json"));
-    let out = phasebox(&[
-        "analyze",
-        trace.to_str().unwrap(),
-        "--phases",
-        rules,
-        "--profile",
-        out_path.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    profile::load(&out_path)
 }
 
 #[test]
