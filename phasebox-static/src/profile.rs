@@ -36,6 +36,7 @@ impl Analysis {
             kernel_release: kernel_release.into(),
             complete: true,
             incomplete_reasons: Vec::new(),
+            notes: Vec::new(),
             runs: vec![Run {
                 name: format!("phasebox static {}", self.program),
                 how: "static".into(),

@@ -178,6 +178,26 @@ pub fn spawn_agent(
     (Guard::new(agent), err, line)
 }
 
+/// `phasebox analyze TRACE --phases RULES --profile DIR/analyzed-RULES.json`, which must
+/// succeed; returns the profile.
+pub fn analyze(dir: &TempDir, trace: &Path, rules: &str) -> serde_json::Value {
+    let out_path = dir.path(&format!("analyzed-{rules}.json"));
+    let out = phasebox(&[
+        "analyze",
+        trace.to_str().expect("UTF-8 path"),
+        "--phases",
+        rules,
+        "--profile",
+        out_path.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    profile::load(&out_path)
+}
+
 /// `phasebox run -q --profile PROFILE -- ARGV…`, which must succeed: learns `argv`'s profile.
 pub fn learn_profile(profile: &Path, argv: &[&str]) {
     let mut args = vec![

@@ -55,6 +55,16 @@ pub fn syscalls(phase: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The path arguments `syscall` had in a phase.
+pub fn paths(phase: &Value, syscall: &str) -> Vec<String> {
+    phase["syscalls"][syscall]["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Every syscall of a role.
 pub fn union(role: &Value) -> BTreeSet<String> {
     role["phases"]

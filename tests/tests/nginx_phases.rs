@@ -1,11 +1,11 @@
 //! nginx launched under `phasebox run --phases nginx`: the learned profile has the seed
-//! poster's 11 phases in the right roles, compared set by set with the poster's table; the
-//! same trace analyzed offline gives the same profile; and automatic segmentation finds the
-//! worker's init/serving boundary without the nginx rules.
+//! poster's 11 phases in the right roles, compared set by set with the poster's table, and the
+//! same trace analyzed offline gives the same profile. (Automatic phases on the same kind of
+//! trace: auto_phases.rs.)
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use phasebox_tests::{TempDir, nginx::Nginx, phasebox, phasebox_bin, profile};
+use phasebox_tests::{TempDir, analyze, nginx::Nginx, phasebox, phasebox_bin, profile};
 
 const REQUESTS: usize = 20;
 
@@ -76,25 +76,6 @@ fn documented() -> BTreeMap<(String, String), String> {
             )
         })
         .collect()
-}
-
-/// `phasebox analyze TRACE --phases RULES`, read back.
-fn analyze(dir: &TempDir, trace: &Path, rules: &str) -> serde_json::Value {
-    let out_path = dir.path(&format!("offline-{rules}.json"));
-    let out = phasebox(&[
-        "analyze",
-        trace.to_str().unwrap(),
-        "--phases",
-        rules,
-        "--profile",
-        out_path.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    profile::load(&out_path)
 }
 
 #[test]
@@ -277,48 +258,4 @@ fn nginx_profile_matches_the_poster() {
             );
         }
     }
-
-    // Without the nginx rules: automatic segmentation finds where the worker starts serving.
-    let a = analyze(&dir, &trace, "auto");
-    let roles = profile::role_names(&a);
-    let worker_role = roles
-        .iter()
-        .find(|r| r.ends_with("-child"))
-        .expect("a forked role");
-    let w = profile::role(&a, worker_role);
-    let segments: Vec<(String, BTreeSet<String>)> = profile::phase_names(w)
-        .into_iter()
-        .map(|n| {
-            let s = profile::syscalls(profile::phase(w, &n));
-            (n, s)
-        })
-        .collect();
-    let calls = |seg: &str, name: &str| {
-        profile::phase(w, seg)["syscalls"][name]["calls"]
-            .as_u64()
-            .unwrap_or(0)
-    };
-    let serving_seg = segments
-        .iter()
-        .max_by_key(|(n, _)| calls(n, "accept4"))
-        .unwrap();
-    let idx = segments.iter().position(|s| s.0 == serving_seg.0).unwrap();
-    eprintln!(
-        "auto: worker in {} segments; serving is {} of them: {:?}",
-        segments.len(),
-        serving_seg.0,
-        serving_seg.1
-    );
-    assert!(serving_seg.1.contains("accept4") && serving_seg.1.contains("recvfrom"));
-    for s in ["setuid", "setgid", "epoll_create", "prctl"] {
-        assert!(
-            !serving_seg.1.contains(s),
-            "{s} in the serving segment {:?}",
-            serving_seg.1
-        );
-    }
-    assert!(
-        segments[..idx].iter().any(|(_, s)| s.contains("setuid")),
-        "no init segment before serving"
-    );
 }

@@ -39,13 +39,7 @@ fn pwd_phases_under_generic_rules() {
     );
     let sys = |ph: &str| profile::syscalls(profile::phase(main, ph));
     assert!(sys("exec").contains("execve"));
-    let loading = profile::phase(main, "loading");
-    let opened: Vec<&str> = loading["syscalls"]["openat"]["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let opened = profile::paths(profile::phase(main, "loading"), "openat");
     assert!(
         opened.iter().any(|p| p.ends_with("ld.so.cache")),
         "{opened:?}"

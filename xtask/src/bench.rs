@@ -5,6 +5,8 @@
 //!   kernel filter alone); `phasebox record` on nginx (every syscall streamed); the same with a
 //!   trace file; `strace -f` on nginx.
 //! - syscall storm: events per second delivered to userspace with no drops, and peak RSS.
+//! - nginx under its learned seccomp profiles; the agent on nginx.
+//! - phase detection (`bench_phases.rs`): analyzing a large trace, learning phases live.
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,15 +15,18 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use phasebox_tests::{TempDir, fixture, nginx::Nginx};
 
-use crate::{bench_cost, util};
+use crate::{bench_cost, bench_phases, bench_static, util};
 
 const BEGIN: &str = "<!-- bench:tracer-core:begin -->";
 const END: &str = "<!-- bench:tracer-core:end -->";
 
-struct Settings {
-    rounds: usize,
-    secs: u64,
+/// How long and how often to measure.
+pub struct Settings {
+    pub rounds: usize,
+    pub secs: u64,
     storm_calls: u64,
+    /// Events in the trace the phase detectors analyze.
+    pub trace_events: u64,
 }
 
 fn settings(args: &[String]) -> Settings {
@@ -30,72 +35,60 @@ fn settings(args: &[String]) -> Settings {
         rounds: if quick { 2 } else { 5 },
         secs: if quick { 2 } else { 5 },
         storm_calls: if quick { 2_000_000 } else { 10_000_000 },
+        trace_events: if quick { 2_000_000 } else { 10_000_000 },
     }
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = settings(args);
-    // --cost, --static: that section only.
-    if args.iter().any(|a| a == "--cost") {
-        return write_only(bench_cost::BEGIN, bench_cost::END, &cost_section(&bin, &s)?);
-    }
-    if args.iter().any(|a| a == "--static") {
-        use crate::bench_static::{BEGIN, END, bench};
-        let section = format!("{BEGIN}\n{}{END}", bench(&bin, s.rounds)?);
-        return write_only(BEGIN, END, &section);
-    }
-    // --seccomp: the seccomp and agent sections only; --agent: the agent section only.
-    let only_seccomp = args.iter().any(|a| a == "--seccomp");
-    let only_agent = args.iter().any(|a| a == "--agent");
-    let section = if only_seccomp || only_agent {
-        String::new()
-    } else {
+    // A section flag runs only the sections named; none runs them all.
+    const SECTIONS: [&str; 6] = [
+        "--core",
+        "--seccomp",
+        "--agent",
+        "--phases",
+        "--cost",
+        "--static",
+    ];
+    let only: Vec<&str> = SECTIONS
+        .into_iter()
+        .filter(|f| args.iter().any(|a| a == f))
+        .collect();
+    let want = |f: &str| only.is_empty() || only.contains(&f);
+    let mut sections = Vec::new();
+    if want("--core") {
         let nginx = nginx_bench(&bin, &s)?;
         let storm = storm_bench(&bin, &s)?;
-        format!("{BEGIN}\n{}\n{}{END}", nginx, storm)
-    };
-    let seccomp = if only_agent {
-        String::new()
-    } else {
-        format!("{SECCOMP_BEGIN}\n{}{SECCOMP_END}", seccomp_bench(&bin, &s)?)
-    };
-    let agent = format!("{AGENT_BEGIN}\n{}{AGENT_END}", agent_bench(&bin, &s)?);
-    let cost = if only_seccomp || only_agent {
-        String::new()
-    } else {
-        cost_section(&bin, &s)?
-    };
+        sections.push((BEGIN, END, format!("{nginx}\n{storm}")));
+    }
+    if want("--seccomp") {
+        sections.push((SECCOMP_BEGIN, SECCOMP_END, seccomp_bench(&bin, &s)?));
+    }
+    if want("--agent") {
+        sections.push((AGENT_BEGIN, AGENT_END, agent_bench(&bin, &s)?));
+    }
+    if want("--phases") {
+        let phases = bench_phases::run(&bin, &s)?;
+        sections.push((bench_phases::BEGIN, bench_phases::END, phases));
+    }
+    if want("--cost") {
+        let cost = bench_cost::run(&bin, s.rounds, s.storm_calls / 2)?;
+        sections.push((bench_cost::BEGIN, bench_cost::END, cost));
+    }
+    if want("--static") {
+        let stat = bench_static::bench(&bin, s.rounds)?;
+        sections.push((bench_static::BEGIN, bench_static::END, stat));
+    }
     let path = util::root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    if !cost.is_empty() {
-        text = replace_section(&text, bench_cost::BEGIN, bench_cost::END, &cost);
+    for (begin, end, body) in &sections {
+        let section = format!("{begin}\n{body}{end}");
+        text = replace_section(&text, begin, end, &section);
+        println!("{section}\n");
     }
-    if !section.is_empty() {
-        text = replace_section(&text, BEGIN, END, &section);
-    }
-    if !seccomp.is_empty() {
-        text = replace_section(&text, SECCOMP_BEGIN, SECCOMP_END, &seccomp);
-    }
-    text = replace_section(&text, AGENT_BEGIN, AGENT_END, &agent);
     std::fs::write(&path, text)?;
-    println!("{section}\n{seccomp}\n{agent}");
     println!("bench: results written to {}", path.display());
-    Ok(())
-}
-
-fn cost_section(bin: &Path, s: &Settings) -> anyhow::Result<String> {
-    let calls = s.storm_calls / 2;
-    let body = bench_cost::run(bin, s.rounds, calls)?;
-    Ok(format!("{}\n{body}{}", bench_cost::BEGIN, bench_cost::END))
-}
-
-/// Writes one section of BENCHMARKS.md, leaving the others as they are.
-fn write_only(begin: &str, end: &str, section: &str) -> anyhow::Result<()> {
-    let path = util::root().join("BENCHMARKS.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    std::fs::write(&path, replace_section(&text, begin, end, section))?;
-    println!("{section}\nbench: results written to {}", path.display());
     Ok(())
 }
 
@@ -112,7 +105,8 @@ fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> String 
     }
 }
 
-pub(crate) fn median(v: &mut [f64]) -> f64 {
+/// The median (NaN for none).
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n == 0 {
@@ -126,7 +120,7 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Requests per second from wrk's output.
-fn wrk(url: &str, secs: u64) -> anyhow::Result<f64> {
+pub fn wrk(url: &str, secs: u64) -> anyhow::Result<f64> {
     let out = util::output("wrk", &["-t1", "-c32", &format!("-d{secs}s"), url])?;
     out.lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
@@ -313,7 +307,7 @@ fn nginx_version() -> String {
 }
 
 /// Runs a command, returns (stderr, peak RSS in KiB of it and its children).
-pub(crate) fn run_measured(cmd: &mut Command) -> anyhow::Result<(String, i64)> {
+pub fn run_measured(cmd: &mut Command) -> anyhow::Result<(String, i64)> {
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
     let pid = child.id() as i32;
     let mut stderr = String::new();

@@ -6,11 +6,12 @@
 //!   /bin/pwd traced with its scenarios and report, each step explained.
 //! - `cargo xtask test`: setup, build, lint, and run every test (unit and real-kernel).
 //! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md
-//!   (`--static`: only the static analysis section; `--cost`: only the per-syscall cost).
+//!   (`--core`, `--seccomp`, `--agent`, `--phases`, `--cost`, `--static`: only those sections).
 //! - `cargo xtask study [--quick] [--policy FILE]…`: the poster's study for pwd and nginx, into
 //!   docs/study.md.
 mod bench;
 mod bench_cost;
+mod bench_phases;
 mod bench_static;
 mod demo;
 mod setup;

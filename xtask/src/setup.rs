@@ -69,7 +69,12 @@ fn apt() -> anyhow::Result<()> {
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    )?;
+    for service in SERVICES.iter().filter(|s| missing.contains(s)) {
+        // Best effort: where no service manager runs, nothing was started.
+        let _ = succeeds("service", &[service, "stop"]);
+    }
+    Ok(())
 }
 
 /// Stops the services Debian's packages started (a no-op when they are not running).

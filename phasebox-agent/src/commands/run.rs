@@ -2,7 +2,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use phasebox_core::{phase::Detector, seccomp::oci::OciProfile};
+use phasebox_core::seccomp::oci::OciProfile;
 use tokio::sync::oneshot;
 
 use super::{denials, trace_session};
@@ -35,13 +35,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         .transpose()?;
     if let Some(p) = &plan
         && args.trace.profile.is_some()
-        && args.trace.phases != p.rules.name
+        && args.trace.phases != p.detector.name()
     {
         anyhow::bail!(
             "--phases {} differs from the phase rules of the manifest ({}); use --phases {}",
             args.trace.phases,
-            p.rules.name,
-            p.rules.name
+            p.detector.name(),
+            p.detector.name()
         );
     }
     let mut builder = trace_session(Mode::Run, &args.trace)?
@@ -50,9 +50,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     // Phase-aware enforcement follows the phases of the manifest's rules, live.
     let board = PhaseBoard::default();
     if let Some(p) = &plan {
-        builder = builder
-            .phases(Detector::Rules(p.rules.clone()))
-            .board(board.clone());
+        builder = builder.phases(p.detector.clone()).board(board.clone());
     }
     let mut session = builder.start()?;
     let spec = match (&args.seccomp, &plan) {

@@ -15,11 +15,12 @@ use phasebox_core::seccomp::{
 
 use super::{filter::FilterSpec, notify::Verdict};
 use crate::{procfs, session::PhaseBoard};
-use phasebox_core::{atomic_file::file_error, phase::rules::Rules};
+use phasebox_core::{atomic_file::file_error, phase::Detector};
 
 /// A manifest read back, with the sets the filter needs.
 pub struct Plan {
-    pub rules: Rules,
+    /// The phase rules the profile was learned with (a rule set, or automatic phases).
+    pub detector: Detector,
     /// Every phase of every role.
     pub union: BTreeSet<String>,
     /// Needed only before a role's serving phase: these are notified.
@@ -45,18 +46,16 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
             m.format
         );
     }
-    let rules = Rules::load(&m.rules)
+    let detector = Detector::load(&m.rules)
         .map_err(|e| anyhow::anyhow!("{origin} names phase rules that cannot be loaded: {e}"))?;
     let dir = manifest.parent().unwrap_or(Path::new("."));
     let (mut union, mut late) = (BTreeSet::new(), BTreeSet::new());
     for role in &m.roles {
-        let phases = rules.phases(&role.role);
-        let steady = rules.steady_index(&role.role);
         let mut in_serving = false;
         for ph in &role.phases {
             let names = OciProfile::load(&dir.join(&ph.file))?.allowed();
-            let index = phases.iter().position(|p| p.name == ph.name);
-            in_serving |= matches!((index, steady), (Some(i), Some(s)) if i >= s);
+            // Phases are listed in order, so everything from the steady phase on is late.
+            in_serving |= detector.is_steady_or_later(&role.role, &ph.name);
             if in_serving {
                 late.extend(names.iter().cloned());
             }
@@ -65,7 +64,7 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
     }
     let early_only = union.difference(&late).cloned().collect();
     Ok(Plan {
-        rules,
+        detector,
         union,
         early_only,
         arch: m.arch,

@@ -114,26 +114,20 @@ impl Session {
     /// A process reached another phase: only the markers of its later phases still matter
     /// (a process in its last phase opens no segment any more), and the board shows it.
     fn phase_changed(&mut self, ch: &PhaseChange) -> anyhow::Result<()> {
-        let Some(Detector::Rules(rules)) = self.learner.as_ref().map(Learner::detector) else {
+        if let Some(b) = &self.board {
+            let place = Place {
+                role: ch.role.clone(),
+                phase: ch.phase_name.clone(),
+                serving: ch.serving,
+            };
+            b.set(ch.tgid, place);
+        }
+        let (Some(Detector::Rules(rules)), Some(phase)) =
+            (self.learner.as_ref().map(Learner::detector), ch.phase)
+        else {
             return Ok(());
         };
-        if let Some(b) = &self.board {
-            let steady = rules.steady_index(&ch.role);
-            let phase = rules.phases(&ch.role).get(ch.phase).map_or_else(
-                || phasebox_core::phase::UNPHASED.to_string(),
-                |p| p.name.clone(),
-            );
-            let serving = steady.is_some_and(|s| ch.phase >= s);
-            b.set(
-                ch.tgid,
-                Place {
-                    role: ch.role.clone(),
-                    phase,
-                    serving,
-                },
-            );
-        }
-        let later = markers::after(rules, &ch.role, ch.phase);
+        let later = markers::after(rules, &ch.role, phase);
         let (set, new) = self.marker_sets.intern(later.clone());
         if set == FULL_MARKER_SET {
             return Ok(());

@@ -128,42 +128,49 @@ impl RoleAgg {
         u.errors = u.errors.saturating_add(errors);
     }
 
-    /// The role as a profile role.
-    pub fn to_profile(&self, det: &Detector) -> profile::Role {
+    /// The role as a profile role; the detector names, orders and bounds its phases (`notes`
+    /// says what it merged).
+    pub fn to_profile(&self, det: &Detector, notes: &mut Vec<String>) -> profile::Role {
+        let phases = self
+            .phases
+            .iter()
+            .map(|(idx, ph)| (*idx, phase_to_profile(det, &self.name, *idx, ph)))
+            .collect();
         profile::Role {
             name: self.name.clone(),
             container: self.container.clone(),
             processes: self.procs.len() as u64,
-            phases: self
-                .phases
-                .iter()
-                .map(|(idx, ph)| profile::Phase {
-                    name: det.phase_name(&self.name, *idx),
-                    start_ns: ph.first_ns,
-                    end_ns: ph.last_ns,
-                    syscalls: ph
-                        .calls
-                        .iter()
-                        .map(|(nr, u)| {
-                            let name = sysnames::name(*nr).into_owned();
-                            let first = if u.first_ns == u64::MAX {
-                                ph.first_ns
-                            } else {
-                                u.first_ns
-                            };
-                            let use_ = SyscallUse {
-                                calls: u.calls,
-                                errors: u.errors,
-                                first_seen_ns: first,
-                                paths: u.paths.iter().cloned().collect(),
-                                times_ns: u.times.clone(),
-                            };
-                            (name, use_)
-                        })
-                        .collect(),
-                })
-                .collect(),
+            phases: det.arrange(&self.name, phases, notes),
         }
+    }
+}
+
+/// One phase as a profile phase.
+fn phase_to_profile(det: &Detector, role: &str, idx: usize, ph: &PhaseAgg) -> profile::Phase {
+    let syscalls = ph
+        .calls
+        .iter()
+        .map(|(nr, u)| {
+            let first = if u.first_ns == u64::MAX {
+                ph.first_ns
+            } else {
+                u.first_ns
+            };
+            let use_ = SyscallUse {
+                calls: u.calls,
+                errors: u.errors,
+                first_seen_ns: first,
+                paths: u.paths.iter().cloned().collect(),
+                times_ns: u.times.clone(),
+            };
+            (sysnames::name(*nr).into_owned(), use_)
+        })
+        .collect();
+    profile::Phase {
+        name: det.phase_name(role, idx),
+        start_ns: ph.first_ns,
+        end_ns: ph.last_ns,
+        syscalls,
     }
 }
 

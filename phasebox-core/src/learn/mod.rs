@@ -45,8 +45,8 @@ struct ProcState {
     tracker: Tracker<Item>,
     /// Execs the kernel counted for it (a marker-set request names the program it is for).
     execs: u32,
-    /// The phase last passed on by `take_phase_changes`.
-    reported: Option<usize>,
+    /// The phase (with rules) and serving state last passed on by `take_phase_changes`.
+    reported: Option<(Option<usize>, bool)>,
 }
 
 /// A process instance's segment: (tgid, instance, segment).
@@ -59,7 +59,11 @@ pub struct PhaseChange {
     /// The kernel's instance of the process.
     pub instance: u32,
     pub role: String,
-    pub phase: usize,
+    /// The rule set's phase index (None with automatic phases).
+    pub phase: Option<usize>,
+    pub phase_name: String,
+    /// In its role's steady (serving) phase or a later one.
+    pub serving: bool,
     /// The kernel's exec count for the process when it got there.
     pub execs: u32,
 }
@@ -291,23 +295,31 @@ impl Learner {
         }
     }
 
-    /// Queues a phase change for `take_phase_changes` when `tgid`'s phase moved.
+    /// Queues a phase change for `take_phase_changes` when `tgid`'s phase moved (with rules),
+    /// or when it reached its steady state (either way).
     fn note_change(&mut self, tgid: u32) {
         let Some(st) = self.procs.get_mut(&tgid) else {
             return;
         };
-        let Some(phase) = st.tracker.rule_phase() else {
-            return;
-        };
-        if st.reported == Some(phase) {
+        let role = &self.roles[st.role].name;
+        let now = (st.tracker.rule_phase(), st.tracker.serving(&self.det, role));
+        if st.reported == Some(now) {
             return;
         }
-        st.reported = Some(phase);
+        st.reported = Some(now);
+        let (phase, serving) = now;
+        let phase_name = match phase {
+            Some(p) => self.det.phase_name(role, p),
+            None if serving => "steady".into(),
+            None => "before its steady state".into(),
+        };
         self.changes.push(PhaseChange {
             tgid,
             instance: st.instance,
-            role: self.roles[st.role].name.clone(),
+            role: role.clone(),
             phase,
+            phase_name,
+            serving,
             execs: st.execs,
         });
     }
@@ -336,6 +348,7 @@ impl Learner {
             for (phase, item) in released {
                 self.roles[role].record(phase, item, true);
             }
+            self.note_change(tgid);
             return;
         }
         self.ensure(tgid, r.instance, tree, r.enter_ns);
@@ -590,11 +603,12 @@ impl Learner {
         if run.dropped > 0 {
             incomplete.push(format!("{} events were dropped", run.dropped));
         }
+        let mut notes = Vec::new();
         let roles = self
             .roles
             .iter()
             .filter(|r| !r.phases.is_empty())
-            .map(|r| r.to_profile(&self.det))
+            .map(|r| r.to_profile(&self.det, &mut notes))
             .collect();
         Profile {
             schema: profile::SCHEMA.into(),
@@ -606,6 +620,7 @@ impl Learner {
             kernel_release: run.kernel_release.clone(),
             complete: incomplete.is_empty(),
             incomplete_reasons: incomplete,
+            notes,
             runs: vec![profile::Run {
                 name: run.name.clone(),
                 how: if run.launched { "launched" } else { "attached" }.into(),

@@ -218,7 +218,8 @@ impl Agent {
         }
         self.read = k.events.len();
         for ch in self.learner.take_phase_changes() {
-            let set = markers::after(k.rules.as_ref().unwrap(), &ch.role, ch.phase);
+            let Some(phase) = ch.phase else { continue };
+            let set = markers::after(k.rules.as_ref().unwrap(), &ch.role, phase);
             if let Some(p) = k.procs.get_mut(&ch.tgid)
                 && p.execs == ch.execs
                 && p.instance == ch.instance

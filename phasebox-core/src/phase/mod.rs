@@ -31,7 +31,7 @@ impl Detector {
     pub fn name(&self) -> String {
         match self {
             Detector::Rules(r) => r.name.clone(),
-            Detector::Auto(p) => format!("auto (window {}, threshold {})", p.window, p.threshold),
+            Detector::Auto(_) => "auto".into(),
         }
     }
 
@@ -43,7 +43,34 @@ impl Detector {
                 .phases(role)
                 .get(index)
                 .map_or_else(|| UNPHASED.to_string(), |p| p.name.clone()),
-            Detector::Auto(_) => format!("segment-{}", index + 1),
+            Detector::Auto(_) => auto::slot_name(index),
+        }
+    }
+
+    /// A role's phases as the profile lists them, from the learner's (index, phase): as they
+    /// are for rule sets; named, ordered and bounded for automatic phases (`notes` says what
+    /// was merged).
+    pub fn arrange(
+        &self,
+        role: &str,
+        phases: Vec<(usize, crate::profile::Phase)>,
+        notes: &mut Vec<String>,
+    ) -> Vec<crate::profile::Phase> {
+        match self {
+            Detector::Rules(_) => phases.into_iter().map(|(_, ph)| ph).collect(),
+            Detector::Auto(p) => auto::arrange(p, role, phases, notes),
+        }
+    }
+
+    /// Whether phase `name` of `role` is its steady (serving) phase or, for a rule set, one
+    /// after it (automatic phases are named `steady`).
+    pub fn is_steady_or_later(&self, role: &str, name: &str) -> bool {
+        match self {
+            Detector::Rules(r) => {
+                let index = r.phases(role).iter().position(|p| p.name == name);
+                matches!((index, r.steady_index(role)), (Some(i), Some(s)) if i >= s)
+            }
+            Detector::Auto(_) => name == auto::slot_name(auto::STEADY as usize),
         }
     }
 
@@ -54,7 +81,7 @@ impl Detector {
                 phase: if attached { r.steady_phase(role) } else { 0 },
                 seen: HashMap::new(),
             },
-            Detector::Auto(p) => Tracker::Auto(Segmenter::new(*p)),
+            Detector::Auto(p) => Tracker::Auto(Box::new(Segmenter::new(*p, attached))),
         }
     }
 }
@@ -66,7 +93,8 @@ pub enum Tracker<T> {
         phase: usize,
         seen: HashMap<u32, u32>,
     },
-    Auto(Segmenter<T>),
+    /// Boxed: a segmenter's windows and sets are far larger than a rules tracker.
+    Auto(Box<Segmenter<T>>),
 }
 
 impl<T> Tracker<T> {
@@ -87,7 +115,7 @@ impl<T> Tracker<T> {
                 advance(r, role, phase, &Obs::Syscall { nr, path, seen: *n });
                 vec![(*phase, item)]
             }
-            (Tracker::Auto(s), _) => s.push(nr, item),
+            (Tracker::Auto(s), _) => s.push(nr, path, item),
             (Tracker::Rules { phase, .. }, Detector::Auto(_)) => vec![(*phase, item)],
         }
     }
@@ -106,6 +134,18 @@ impl<T> Tracker<T> {
     pub fn process_event(&mut self, det: &Detector, role: &str, obs: Obs) {
         if let (Tracker::Rules { phase, .. }, Detector::Rules(r)) = (self, det) {
             advance(r, role, phase, &obs);
+        }
+    }
+
+    /// Whether the process reached its role's steady (serving) phase: with rules, the steady
+    /// phase or a later one; automatically, its first recurring state.
+    pub fn serving(&self, det: &Detector, role: &str) -> bool {
+        match (self, det) {
+            (Tracker::Rules { phase, .. }, Detector::Rules(r)) => {
+                r.steady_index(role).is_some_and(|s| *phase >= s)
+            }
+            (Tracker::Auto(s), _) => s.steady(),
+            (Tracker::Rules { .. }, Detector::Auto(_)) => false,
         }
     }
 

@@ -48,6 +48,11 @@ pub fn merge(profiles: &[Profile]) -> anyhow::Result<Profile> {
                 out.incomplete_reasons.push(r.clone());
             }
         }
+        for n in &p.notes {
+            if !out.notes.contains(n) {
+                out.notes.push(n.clone());
+            }
+        }
         out.runs.extend(p.runs.iter().cloned());
         for role in &p.roles {
             let Some(into) = out.roles.iter_mut().find(|r| r.name == role.name) else {

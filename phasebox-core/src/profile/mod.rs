@@ -117,6 +117,10 @@ pub struct Profile {
     /// Why it is not complete.
     #[serde(default)]
     pub incomplete_reasons: Vec<String>,
+    /// What a reader should know about how phases were found (automatic phases merged to
+    /// stay within their bound).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub runs: Vec<Run>,
     pub roles: Vec<Role>,
 }
@@ -209,6 +213,7 @@ pub(crate) mod tests {
             kernel_release: "6.18".into(),
             complete: true,
             incomplete_reasons: vec![],
+            notes: vec![],
             runs: vec![Run {
                 name: "t".into(),
                 how: "launched".into(),

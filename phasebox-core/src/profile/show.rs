@@ -21,6 +21,9 @@ pub fn render(p: &Profile) -> String {
         if p.runs.len() == 1 { "" } else { "s" },
         state
     );
+    for note in &p.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     for role in &p.roles {
         let union = role.union();
         let _ = writeln!(
