@@ -273,17 +273,19 @@ impl Learner {
                 st.execs += 1;
             }
         }
-        let path = if flags & segment_flags::MARKER != 0 {
+        // Counting records, the tracker sees the marker's own record instead (and forks).
+        let drive = self.counting == Counting::Kernel;
+        let path = if drive && flags & segment_flags::MARKER != 0 {
             self.take_path(s.tid, s.ts_ns)
         } else {
             None
         };
         let st = self.procs.get_mut(&tgid).expect("started above");
         let role_name = &self.roles[st.role].name;
-        if flags & segment_flags::MARKER != 0 {
+        if drive && flags & segment_flags::MARKER != 0 {
             st.tracker.mark(&self.det, role_name, s.nr, path.as_deref());
         }
-        if flags & segment_flags::FORK != 0 {
+        if drive && flags & segment_flags::FORK != 0 {
             st.tracker.process_event(&self.det, role_name, Obs::Fork);
         }
         let (role, phase) = (st.role, st.tracker.rule_phase().unwrap_or(0));
@@ -334,10 +336,10 @@ impl Learner {
             path,
             failed: !at_entry && phasebox_common::is_error(r.ret),
         };
-        if let Detector::Auto(_) = self.det {
-            if !self.procs.contains_key(&tgid) {
-                self.start(tgid, r.instance, tree, false, r.enter_ns);
-            }
+        if self.counting == Counting::Records {
+            // Every call is a record: the tracker sees each one, in order (automatic phases,
+            // and a trace file read back, whatever segments its recording had).
+            self.ensure(tgid, r.instance, tree, r.enter_ns);
             let st = self.procs.get_mut(&tgid).expect("started above");
             let role_name = &self.roles[st.role].name;
             let path = item.path.clone();
@@ -387,9 +389,17 @@ impl Learner {
             }
             Event::Segment(s) => self.segment(s, tree),
             Event::Syscall(r) => self.syscall(r, tree),
-            // A fork that is a marker comes as a segment opener; a child starts at its first
-            // record.
-            Event::Fork(_) => {}
+            // Counting the kernel's counters, a fork that is a marker comes as a segment
+            // opener; counting records, the fork itself moves the tracker. A child starts at
+            // its first record.
+            Event::Fork(f) => {
+                if self.counting == Counting::Records
+                    && let Some(st) = self.procs.get_mut(&f.header.tgid)
+                {
+                    let role = &self.roles[st.role].name;
+                    st.tracker.process_event(&self.det, role, Obs::Fork);
+                }
+            }
             Event::Exec(e) => {
                 if e.new_root {
                     // Tracking began inside this execve: the call itself was not seen, but the
