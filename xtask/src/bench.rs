@@ -69,15 +69,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let path = util::root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
     if !cost.is_empty() {
-        text = replace_section(&text, bench_cost::BEGIN, bench_cost::END, &cost);
+        text = util::replace_section(&text, bench_cost::BEGIN, bench_cost::END, &cost);
     }
     if !section.is_empty() {
-        text = replace_section(&text, BEGIN, END, &section);
+        text = util::replace_section(&text, BEGIN, END, &section);
     }
     if !seccomp.is_empty() {
-        text = replace_section(&text, SECCOMP_BEGIN, SECCOMP_END, &seccomp);
+        text = util::replace_section(&text, SECCOMP_BEGIN, SECCOMP_END, &seccomp);
     }
-    text = replace_section(&text, AGENT_BEGIN, AGENT_END, &agent);
+    text = util::replace_section(&text, AGENT_BEGIN, AGENT_END, &agent);
     std::fs::write(&path, text)?;
     println!("{section}\n{seccomp}\n{agent}");
     println!("bench: results written to {}", path.display());
@@ -94,7 +94,7 @@ fn cost_section(bin: &Path, s: &Settings) -> anyhow::Result<String> {
 fn write_only(begin: &str, end: &str, section: &str) -> anyhow::Result<()> {
     let path = util::root().join("BENCHMARKS.md");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    std::fs::write(&path, replace_section(&text, begin, end, section))?;
+    std::fs::write(&path, util::replace_section(&text, begin, end, section))?;
     println!("{section}\nbench: results written to {}", path.display());
     Ok(())
 }
@@ -103,14 +103,6 @@ const AGENT_BEGIN: &str = "<!-- bench:agent:begin -->";
 const AGENT_END: &str = "<!-- bench:agent:end -->";
 const SECCOMP_BEGIN: &str = "<!-- bench:seccomp:begin -->";
 const SECCOMP_END: &str = "<!-- bench:seccomp:end -->";
-
-/// `text` with the part between `begin` and `end` replaced by `section` (appended if absent).
-fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> String {
-    match (text.find(begin), text.find(end)) {
-        (Some(a), Some(b)) => format!("{}{}{}", &text[..a], section, &text[b + end.len()..]),
-        _ => format!("{text}\n{section}\n"),
-    }
-}
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
