@@ -55,7 +55,9 @@ fn main() -> anyhow::Result<()> {
             println!("usage: cargo xtask setup|build|demo|test|bench|study|image");
             Ok(())
         }
-        other => bail!("unknown task {other:?}; try: setup, build, demo, test, bench, study, image"),
+        other => {
+            bail!("unknown task {other:?}; try: setup, build, demo, test, bench, study, image")
+        }
     }
 }
 

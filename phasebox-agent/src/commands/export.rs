@@ -4,7 +4,10 @@ use std::io::Write as _;
 use phasebox_core::{
     atomic_file::write_atomic,
     profile::{Profile, review, static_section},
-    seccomp::export::{self, Target},
+    seccomp::{
+        export::{self, Target},
+        runtimes::RuntimeCalls,
+    },
 };
 
 use crate::cli::ExportArgs;
@@ -90,9 +93,12 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
         }
     }
     if let Some(rt) = args.for_runtime {
-        let added = export::add_runtime(&mut names, rt);
+        let added = export::add_runtime(&mut names, rt)?;
+        let data = RuntimeCalls::of(rt);
         crate::say!(
-            "phasebox: --for-runtime {rt:?} added {}",
+            "phasebox: --for-runtime {} ({}) added {}",
+            data.runtime,
+            data.versions,
             if added.is_empty() {
                 "nothing".into()
             } else {
