@@ -80,6 +80,70 @@ pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Writes into `root` an nginx root filesystem made from the host's nginx: the binary and the
+/// libraries `ldd` lists, libnss_files, passwd/group with root and www-data, nsswitch.conf,
+/// mime.types, a config (master as root, workers as www-data, listening on 127.0.0.1:`port`,
+/// logs in /var/log/nginx, temp paths under /var/lib/nginx created by nginx itself), a page,
+/// and `/gate` (the static `tiny_init`) with the fifo /run/start it waits on.
+pub fn nginx_root(root: &Path, port: u16) -> Result<(), String> {
+    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let nginx = Path::new("/usr/sbin/nginx");
+    let mut files = vec![
+        nginx.to_path_buf(),
+        PathBuf::from("/lib/x86_64-linux-gnu/libnss_files.so.2"),
+        PathBuf::from("/etc/nginx/mime.types"),
+    ];
+    files.extend(shared_libraries(nginx)?);
+    for f in files {
+        let dest = root.join(f.strip_prefix("/").unwrap_or(&f));
+        std::fs::create_dir_all(dest.parent().expect("a file has a parent"))
+            .map_err(|e| io("rootfs", e))?;
+        std::fs::copy(&f, &dest).map_err(|e| io(&f.display().to_string(), e))?;
+    }
+    for d in [
+        "run",
+        "tmp",
+        "var/log/nginx",
+        "var/lib/nginx",
+        "srv/html",
+        "etc",
+    ] {
+        std::fs::create_dir_all(root.join(d)).map_err(|e| io(d, e))?;
+    }
+    let write =
+        |path: &str, text: &str| std::fs::write(root.join(path), text).map_err(|e| io(path, e));
+    write(
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n",
+    )?;
+    write("etc/group", "root:x:0:\nwww-data:x:33:\n")?;
+    write("etc/nsswitch.conf", "passwd: files\ngroup: files\n")?;
+    write("srv/html/index.html", "<h1>phasebox in a container</h1>\n")?;
+    write("etc/nginx/nginx.conf", &nginx_config(port))?;
+    std::fs::copy(crate::fixture("tiny_init"), root.join("gate")).map_err(|e| io("gate", e))?;
+    let fifo = std::ffi::CString::new(root.join("run/start").as_os_str().as_encoded_bytes())
+        .expect("no NUL in a path");
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) } != 0 {
+        return Err(format!("mkfifo: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// nginx's config in `nginx_root`: a deployment's shape (master as root, a `user`).
+fn nginx_config(port: u16) -> String {
+    format!(
+        "user www-data;\nworker_processes 2;\npid /run/nginx.pid;\n\
+         error_log /var/log/nginx/error.log info;\nevents {{ worker_connections 256; }}\n\
+         http {{\n  include /etc/nginx/mime.types;\n  access_log /var/log/nginx/access.log;\n\
+           sendfile on;\n  keepalive_timeout 5;\n\
+           client_body_temp_path /var/lib/nginx/body;\n  proxy_temp_path /var/lib/nginx/proxy;\n\
+           fastcgi_temp_path /var/lib/nginx/fastcgi;\n  uwsgi_temp_path /var/lib/nginx/uwsgi;\n\
+           scgi_temp_path /var/lib/nginx/scgi;\n\
+           server {{\n    listen 127.0.0.1:{port};\n    root /srv/html;\n  }}\n}}\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
