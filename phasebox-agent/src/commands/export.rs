@@ -3,7 +3,7 @@ use std::io::Write as _;
 
 use phasebox_core::{
     atomic_file::write_atomic,
-    profile::{Profile, review, static_section},
+    profile::{Profile, operations, review, static_section},
     seccomp::{
         export::{self, Target},
         runtimes::RuntimeCalls,
@@ -49,6 +49,9 @@ fn hybrid(args: &ExportArgs, p: &Profile, path: &std::path::Path) -> anyhow::Res
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     let mut p = Profile::load(&args.profile)?;
+    for w in operations::warnings(&p) {
+        crate::say!("phasebox: warning: {w}");
+    }
     if let Some(path) = &args.hybrid {
         p = hybrid(args, &p, path)?;
     }
