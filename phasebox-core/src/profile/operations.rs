@@ -91,7 +91,10 @@ mod tests {
     use super::*;
     use crate::profile::tests::sample;
 
-    fn nginx(roles: &[(&str, &[(&str, &[&str])])], paths: &[(&str, &str, &str, &str)]) -> Profile {
+    /// Roles with their phases and syscalls, as `sample` takes them.
+    type Roles<'a> = &'a [(&'a str, &'a [(&'a str, &'a [&'a str])])];
+
+    fn nginx(roles: Roles, paths: &[(&str, &str, &str, &str)]) -> Profile {
         let mut p = sample(roles);
         p.runs[0].rules = "nginx".into();
         for &(role, phase, syscall, path) in paths {
