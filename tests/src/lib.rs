@@ -1,10 +1,13 @@
 //! Helpers for the integration tests: the phasebox binary, the C test programs, strace as the
-//! oracle, and an nginx started with the test's own config.
+//! oracle, an nginx started with the test's own config, a private Docker daemon and phasebox's
+//! image.
 pub mod docker;
+pub mod image;
 pub mod metrics;
 pub mod nginx;
 pub mod profile;
 pub mod prometheus;
+pub mod scrape;
 pub mod strace;
 
 use std::collections::BTreeMap;

@@ -13,6 +13,8 @@ pub struct Nginx {
     /// nginx's master, or the program it runs under (`start_under`).
     pub master: Child,
     wrapped: bool,
+    /// The directory of the symlink nginx runs through (`start_named`).
+    _link: Option<TempDir>,
 }
 
 /// A free loopback port, chosen by the kernel.
@@ -46,20 +48,31 @@ impl Nginx {
     /// Like `start`, with nginx's command line appended to `wrapper` (for example
     /// `phasebox run --profile F --`); the wrapper is the child, nginx's master its child.
     pub fn start_under(wrapper: &[&str]) -> Nginx {
-        Nginx::launch(1, wrapper, free_port())
+        Nginx::launch(1, wrapper, free_port(), nginx_bin())
     }
 
     /// Like `start_under`, with `workers` worker processes.
     pub fn start_with(workers: usize, wrapper: &[&str]) -> Nginx {
-        Nginx::launch(workers, wrapper, free_port())
+        Nginx::launch(workers, wrapper, free_port(), nginx_bin())
     }
 
     /// Like `start_under`, listening on 127.0.0.1:`port`.
     pub fn start_under_on(wrapper: &[&str], port: u16) -> Nginx {
-        Nginx::launch(1, wrapper, port)
+        Nginx::launch(1, wrapper, port, nginx_bin())
     }
 
-    fn launch(workers: usize, wrapper: &[&str], port: u16) -> Nginx {
+    /// Like `start`, running nginx through a symlink named `name` (its process name then, so
+    /// `--exec-name NAME` finds this nginx and no other one running on the machine).
+    pub fn start_named(name: &str) -> Nginx {
+        let link_dir = TempDir::new("nginx-link");
+        let link = link_dir.path(name);
+        std::os::unix::fs::symlink(nginx_bin(), &link).expect("symlink to nginx");
+        let mut n = Nginx::launch(1, &[], free_port(), link);
+        n._link = Some(link_dir);
+        n
+    }
+
+    fn launch(workers: usize, wrapper: &[&str], port: u16, nginx: PathBuf) -> Nginx {
         let dir = TempDir::new("nginx");
         let prefix = dir.0.to_str().unwrap().to_string();
         for sub in ["html", "tmp", "logs"] {
@@ -68,7 +81,6 @@ impl Nginx {
         std::fs::write(dir.path("html/index.html"), "<h1>phasebox test page</h1>\n").unwrap();
         std::fs::write(dir.path("html/big.bin"), vec![b'x'; 256 * 1024]).unwrap();
         std::fs::write(dir.path("nginx.conf"), config(&prefix, port, workers)).unwrap();
-        let nginx = nginx_bin();
         let nginx_args = [
             nginx.to_str().unwrap().to_string(),
             "-p".into(),
@@ -102,6 +114,7 @@ impl Nginx {
             port,
             master,
             wrapped: !wrapper.is_empty(),
+            _link: None,
         };
         n.wait_listening();
         n

@@ -297,3 +297,63 @@ fn runc_runs_pwd_under_the_exported_profile() {
         "pwd worked without getcwd and newfstatat"
     );
 }
+
+#[test]
+fn run_seccomp_reports_what_it_denied_or_says_it_cannot() {
+    let dir = TempDir::new("run-denials");
+    let union = pwd_union(&dir, &[]);
+    let mut profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&union).unwrap()).unwrap();
+    profile["syscalls"][0]["names"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|v| v != "getcwd");
+    let strict = dir.path("no-getcwd.json");
+    std::fs::write(&strict, profile.to_string()).unwrap();
+    let out = phasebox(&[
+        "run",
+        "-q",
+        "--seccomp",
+        strict.to_str().unwrap(),
+        "--",
+        "/bin/pwd",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "pwd cannot work without getcwd: {err}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.contains("denied: getcwd×"))
+        .unwrap_or_else(|| panic!("getcwd's denial reported: {err}"));
+    assert!(
+        line.contains("in role main, phase ") && line.contains("(pid "),
+        "{line}"
+    );
+    // The whole profile: nothing denied, nothing reported as denied.
+    let out = phasebox(&[
+        "run",
+        "--seccomp",
+        union.to_str().unwrap(),
+        "--",
+        "/bin/pwd",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("denied no call"), "{err}");
+    // A profile whose default action kills: phasebox says plainly it cannot report.
+    profile["defaultAction"] = "SCMP_ACT_KILL_PROCESS".into();
+    std::fs::write(&strict, profile.to_string()).unwrap();
+    let out = phasebox(&[
+        "run",
+        "-q",
+        "--seccomp",
+        strict.to_str().unwrap(),
+        "--",
+        "/bin/pwd",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot report calls outside it"), "{err}");
+}

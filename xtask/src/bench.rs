@@ -84,7 +84,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
     for (begin, end, body) in &sections {
         let section = format!("{begin}\n{body}{end}");
-        text = replace_section(&text, begin, end, &section);
+        text = util::replace_section(&text, begin, end, &section);
         println!("{section}\n");
     }
     std::fs::write(&path, text)?;
@@ -96,14 +96,6 @@ const AGENT_BEGIN: &str = "<!-- bench:agent:begin -->";
 const AGENT_END: &str = "<!-- bench:agent:end -->";
 const SECCOMP_BEGIN: &str = "<!-- bench:seccomp:begin -->";
 const SECCOMP_END: &str = "<!-- bench:seccomp:end -->";
-
-/// `text` with the part between `begin` and `end` replaced by `section` (appended if absent).
-fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> String {
-    match (text.find(begin), text.find(end)) {
-        (Some(a), Some(b)) => format!("{}{}{}", &text[..a], section, &text[b + end.len()..]),
-        _ => format!("{text}\n{section}\n"),
-    }
-}
 
 /// The median (NaN for none).
 pub fn median(v: &mut [f64]) -> f64 {

@@ -9,11 +9,13 @@
 //!   (`--core`, `--seccomp`, `--agent`, `--phases`, `--cost`, `--static`: only those sections).
 //! - `cargo xtask study [--quick] [--policy FILE]…`: the poster's study for pwd and nginx, into
 //!   docs/study.md.
+//! - `cargo xtask image`: setup, build, and make phasebox's container image (target/image/).
 mod bench;
 mod bench_cost;
 mod bench_phases;
 mod bench_static;
 mod demo;
+mod image;
 mod setup;
 mod study;
 mod study_page;
@@ -46,11 +48,17 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             study::run(&args[1..])
         }
+        "image" => {
+            setup::run()?;
+            image::run()
+        }
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask setup|build|demo|test|bench|study");
+            println!("usage: cargo xtask setup|build|demo|test|bench|study|image");
             Ok(())
         }
-        other => bail!("unknown task {other:?}; try: setup, build, demo, test, bench"),
+        other => {
+            bail!("unknown task {other:?}; try: setup, build, demo, test, bench, study, image")
+        }
     }
 }
 

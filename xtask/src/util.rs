@@ -82,3 +82,11 @@ pub fn build_phasebox() -> anyhow::Result<PathBuf> {
     cargo(&["build", "--release", "-p", "phasebox-agent"])?;
     Ok(root().join("target/release/phasebox"))
 }
+
+/// `text` with the part between `begin` and `end` replaced by `section` (appended if absent).
+pub fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> String {
+    match (text.find(begin), text.find(end)) {
+        (Some(a), Some(b)) => format!("{}{}{}", &text[..a], section, &text[b + end.len()..]),
+        _ => format!("{text}\n{section}\n"),
+    }
+}

@@ -1,7 +1,49 @@
 //! How commands report the calls a seccomp filter denied.
 use std::collections::BTreeMap;
 
-use crate::enforce::notify::Denial;
+use phasebox_core::sysnames;
+
+use crate::{enforce::notify::Denial, procfs, session::PhaseBoard};
+
+/// A denied call, where it happened.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Denied {
+    pub role: String,
+    pub phase: String,
+    pub syscall: String,
+    pub pid: u32,
+}
+
+impl Denied {
+    /// Call `nr` of thread `pid`, placed in its process's role and phase as the trace has them.
+    pub fn at(board: &PhaseBoard, pid: u32, nr: u32) -> Denied {
+        let tgid = procfs::tgid(pid).unwrap_or(pid);
+        let place = board.get(tgid);
+        Denied {
+            role: place.as_ref().map_or("?".into(), |p| p.role.clone()),
+            phase: place.map_or("?".into(), |p| p.phase),
+            syscall: sysnames::name(nr).into_owned(),
+            pid: tgid,
+        }
+    }
+}
+
+/// One line per denied call: `denied: NAME×N in role R, phase P (pid N)`.
+pub fn lines(denied: &[Denied]) -> Vec<String> {
+    let mut groups: BTreeMap<&Denied, usize> = BTreeMap::new();
+    for d in denied {
+        *groups.entry(d).or_default() += 1;
+    }
+    groups
+        .into_iter()
+        .map(|(d, n)| {
+            format!(
+                "denied: {}×{n} in role {}, phase {} (pid {})",
+                d.syscall, d.role, d.phase, d.pid
+            )
+        })
+        .collect()
+}
 
 /// The denials by name, `name×count`, most frequent first.
 pub fn by_name(denials: &[Denial]) -> String {

@@ -3,8 +3,11 @@ use std::io::Write as _;
 
 use phasebox_core::{
     atomic_file::write_atomic,
-    profile::{Profile, review, static_section},
-    seccomp::export::{self, Target},
+    profile::{Profile, operations, review, static_section},
+    seccomp::{
+        export::{self, Target},
+        runtimes::RuntimeCalls,
+    },
 };
 
 use crate::cli::ExportArgs;
@@ -46,6 +49,9 @@ fn hybrid(args: &ExportArgs, p: &Profile, path: &std::path::Path) -> anyhow::Res
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     let mut p = Profile::load(&args.profile)?;
+    for w in operations::warnings(&p) {
+        crate::say!("phasebox: warning: {w}");
+    }
     if let Some(path) = &args.hybrid {
         p = hybrid(args, &p, path)?;
     }
@@ -90,9 +96,12 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
         }
     }
     if let Some(rt) = args.for_runtime {
-        let added = export::add_runtime(&mut names, rt);
+        let added = export::add_runtime(&mut names, rt)?;
+        let data = RuntimeCalls::of(rt);
         crate::say!(
-            "phasebox: --for-runtime {rt:?} added {}",
+            "phasebox: --for-runtime {} ({}) added {}",
+            data.runtime,
+            data.versions,
             if added.is_empty() {
                 "nothing".into()
             } else {

@@ -1,12 +1,15 @@
 //! `phasebox profile show|merge|diff`.
 use crate::cli::ProfileCommand;
-use phasebox_core::profile::{Profile, compare, review, show};
+use phasebox_core::profile::{Profile, compare, operations, review, show};
 
 pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
     match cmd {
         ProfileCommand::Show { file } => {
             let (p, r) = review::load(file)?;
             crate::logging::write_stdout(&show::render(&p));
+            for w in operations::warnings(&p) {
+                crate::say!("phasebox: warning: {w}");
+            }
             if let Some(r) = r {
                 crate::logging::write_stdout(&format!("\n{}", review::render(&r)));
             }

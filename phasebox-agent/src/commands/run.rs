@@ -1,21 +1,32 @@
 //! `phasebox run -- CMD ARGS…`: launch CMD traced from its execve on.
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use phasebox_core::seccomp::oci::OciProfile;
+use phasebox_core::{phase::Detector, seccomp::oci::OciProfile};
 use tokio::sync::oneshot;
 
-use super::{denials, trace_session};
+use super::{
+    denials::{self, Denied},
+    trace_session,
+};
 use crate::{
     cli::{Namespace, RunArgs},
-    enforce::{filter::FilterSpec, notify, phased},
+    enforce::{
+        filter::FilterSpec,
+        notify::{self, Verdict},
+        phased,
+    },
     launch,
     session::{Mode, PhaseBoard, Stop},
 };
 
-/// The OCI seccomp profile at `path`, for the launched command.
-fn seccomp_spec(path: &std::path::Path) -> anyhow::Result<FilterSpec> {
-    let spec = FilterSpec::from_oci(&OciProfile::load(path)?)?;
+/// The OCI seccomp profile at `path`, for the launched command, and the errno its calls
+/// outside the profile get when phasebox can report them: with an errno default action they
+/// come to phasebox as notifications, which it answers with that errno and records. Other
+/// default actions are left to the kernel, and phasebox says it cannot report them.
+fn seccomp_spec(path: &std::path::Path) -> anyhow::Result<(FilterSpec, Option<i32>)> {
+    let oci = OciProfile::load(path)?;
+    let mut spec = FilterSpec::from_oci(&oci)?;
     if spec.skipped_conditional > 0 {
         crate::say!(
             "phasebox: {} rules of {} depend on capabilities or architectures (includes/excludes) and were left out",
@@ -23,7 +34,27 @@ fn seccomp_spec(path: &std::path::Path) -> anyhow::Result<FilterSpec> {
             path.display()
         );
     }
-    Ok(spec)
+    let errno = match oci.default_action.as_str() {
+        "SCMP_ACT_ERRNO" => {
+            spec.notify_by_default();
+            Some(oci.default_errno_ret.unwrap_or(libc::EPERM as u32) as i32)
+        }
+        "SCMP_ACT_LOG" => {
+            crate::say!(
+                "phasebox: {}'s default action is SCMP_ACT_LOG: calls outside it are allowed and logged by the kernel (audit records in the kernel log), not reported here",
+                path.display()
+            );
+            None
+        }
+        other => {
+            crate::say!(
+                "phasebox: {}'s default action is {other}: phasebox cannot report calls outside it (the kernel acts before any tracer sees them); `phasebox validate` reports them",
+                path.display()
+            );
+            None
+        }
+    };
+    Ok((spec, errno))
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -44,20 +75,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             p.detector.name()
         );
     }
+    let (spec, deny_errno) = match (&args.seccomp, &plan) {
+        (Some(path), _) => {
+            let (spec, errno) = seccomp_spec(path)?;
+            (Some(spec), errno)
+        }
+        (None, Some(p)) => (Some(p.spec()?), None),
+        (None, None) => (None, None),
+    };
     let mut builder = trace_session(Mode::Run, &args.trace)?
         .stream(true)
         .command(args.command.clone());
-    // Phase-aware enforcement follows the phases of the manifest's rules, live.
+    // Phase-aware enforcement follows the phases of the manifest's rules, live; denials are
+    // reported with the role and phase of the caller.
     let board = PhaseBoard::default();
     if let Some(p) = &plan {
         builder = builder.phases(p.detector.clone()).board(board.clone());
+    } else if deny_errno.is_some() {
+        builder = builder
+            .phases(Detector::load(&args.trace.phases)?)
+            .board(board.clone());
     }
     let mut session = builder.start()?;
-    let spec = match (&args.seccomp, &plan) {
-        (Some(path), _) => Some(seccomp_spec(path)?),
-        (None, Some(p)) => Some(p.spec()?),
-        (None, None) => None,
-    };
     let seccomp = spec.as_ref().map(|spec| launch::Seccomp {
         spec,
         skip_unknown: args.seccomp_skip_unknown,
@@ -71,12 +110,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     });
     let stop_supervisor = Arc::new(AtomicBool::new(false));
     let mut supervisor = None;
+    let denied: Arc<Mutex<Vec<Denied>>> = Default::default();
     child.release(|fd| {
-        let board = board.clone();
+        let (board, log) = (board.clone(), denied.clone());
         supervisor = Some(notify::supervise(
             fd,
             stop_supervisor.clone(),
-            move |pid, _| phased::decide(&board, pid),
+            move |pid, nr| match deny_errno {
+                Some(errno) => {
+                    if let Ok(mut v) = log.lock() {
+                        v.push(Denied::at(&board, pid, nr));
+                    }
+                    Verdict::Deny(errno)
+                }
+                None => phased::decide(&board, pid),
+            },
         ));
     })?;
     let exit_code = std::cell::Cell::new(0);
@@ -86,9 +134,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     session.finish()?;
     stop_supervisor.store(true, Ordering::Relaxed);
     if let Some(h) = supervisor {
-        let denied = h.join().unwrap_or_default();
-        if !args.trace.quiet || !denied.is_empty() {
-            denials::report_phase_aware(&denied);
+        let phase_aware = h.join().unwrap_or_default();
+        if deny_errno.is_some() {
+            report_denied(&denied.lock().map(|v| v.clone()).unwrap_or_default(), &args);
+        } else if !args.trace.quiet || !phase_aware.is_empty() {
+            denials::report_phase_aware(&phase_aware);
         }
     }
     match why {
@@ -100,6 +150,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             );
             Ok(130)
         }
+    }
+}
+
+/// What `--seccomp` denied, one line per call, role, phase and pid.
+fn report_denied(denied: &[Denied], args: &RunArgs) {
+    if denied.is_empty() {
+        if !args.trace.quiet {
+            crate::say!("phasebox: the seccomp profile denied no call");
+        }
+        return;
+    }
+    crate::say!(
+        "phasebox: the seccomp profile denied {} calls of {}:",
+        denied.len(),
+        args.command[0]
+    );
+    for line in denials::lines(denied) {
+        crate::say!("phasebox: {line}");
     }
 }
 

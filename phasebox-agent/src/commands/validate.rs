@@ -3,7 +3,6 @@
 //! still denied (EPERM), so CMD behaves as under the real filter. CMD is traced too, so each
 //! denied call is reported with the role and phase its process was in. Passes only when CMD
 //! exits 0 and nothing was denied.
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,24 +14,16 @@ use phasebox_core::{
 };
 use tokio::sync::oneshot;
 
+use super::denials::{self, Denied};
 use crate::{
     cli::ValidateArgs,
     enforce::{
         filter::FilterSpec,
         notify::{self, Verdict},
     },
-    launch, procfs,
+    launch,
     session::{Mode, OutputPaths, PhaseBoard, Session},
 };
-
-/// A denied call, where it happened.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Denied {
-    role: String,
-    phase: String,
-    syscall: String,
-    pid: u32,
-}
 
 /// The profile (or OCI policy) to validate, and the phase rules to name phases with.
 fn policy(args: &ValidateArgs) -> anyhow::Result<(OciProfile, Detector)> {
@@ -90,15 +81,8 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
     let log = denied.clone();
     let released = child.release(|fd| {
         supervisor = Some(notify::supervise(fd, stop.clone(), move |pid, nr| {
-            let tgid = procfs::tgid(pid).unwrap_or(pid);
-            let place = board.get(tgid);
             if let Ok(mut v) = log.lock() {
-                v.push(Denied {
-                    role: place.as_ref().map_or("?".into(), |p| p.role.clone()),
-                    phase: place.map_or("?".into(), |p| p.phase),
-                    syscall: sysnames::name(nr).into_owned(),
-                    pid: tgid,
-                });
+                v.push(Denied::at(&board, pid, nr));
             }
             Verdict::Deny(libc::EPERM)
         }));
@@ -130,18 +114,8 @@ fn report(args: &ValidateArgs, code: i32, allowed: usize, denied: &[Denied]) -> 
         sysnames::ARCH,
         denied.len()
     );
-    let mut groups: BTreeMap<&Denied, usize> = BTreeMap::new();
-    for d in denied {
-        *groups.entry(d).or_default() += 1;
-    }
-    for (d, n) in groups {
-        crate::out!(
-            "denied: {}×{n} in role {}, phase {} (pid {})",
-            d.syscall,
-            d.role,
-            d.phase,
-            d.pid
-        );
+    for line in denials::lines(denied) {
+        crate::out!("{line}");
     }
     if pass { 0 } else { 1 }
 }

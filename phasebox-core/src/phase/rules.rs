@@ -23,6 +23,30 @@ struct RuleFile {
     roles: Vec<RoleRule>,
     #[serde(rename = "phase")]
     phases: Vec<PhaseFile>,
+    #[serde(default, rename = "operation")]
+    operations: Vec<Operation>,
+}
+
+/// Something a deployment does to a running program (nginx: reload, reopen), recognized in a
+/// profile by calls a role makes from its steady phase on.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    pub name: String,
+    pub description: String,
+    /// Any one of these seen means the operation was.
+    pub when: Vec<OperationSign>,
+}
+
+/// A call of `role` in its steady phase or later; with path patterns, one of the paths the
+/// profile recorded for it must match.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OperationSign {
+    pub role: String,
+    pub syscalls: Vec<String>,
+    #[serde(default)]
+    pub path_suffix: Vec<String>,
 }
 
 /// How a process gets a role: every given condition must hold; the first role that fits wins.
@@ -147,6 +171,8 @@ pub struct Rules {
     by_role: HashMap<String, Vec<Phase>>,
     /// Phases of every other role.
     default: Vec<Phase>,
+    /// What a deployment does to the running program, as the profile can show it.
+    pub operations: Vec<Operation>,
 }
 
 impl Rules {
@@ -249,12 +275,23 @@ impl Rules {
         if default.is_empty() && by_role.is_empty() {
             return Err(bad("it has no phases".into()));
         }
+        for op in &file.operations {
+            for s in op.when.iter().flat_map(|w| &w.syscalls) {
+                if !sysnames::is_known_anywhere(s) {
+                    return Err(bad(format!(
+                        "operation {} names an unknown syscall {s}",
+                        op.name
+                    )));
+                }
+            }
+        }
         Ok(Rules {
             name: file.name,
             description: file.description,
             roles: file.roles,
             by_role,
             default,
+            operations: file.operations,
         })
     }
 

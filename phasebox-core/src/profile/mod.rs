@@ -1,6 +1,7 @@
 //! The learned profile: program → role → phase → syscall, with provenance. JSON with a schema
 //! version (docs/profile-format.md).
 pub mod compare;
+pub mod operations;
 pub mod review;
 pub mod sections;
 pub mod show;
@@ -148,8 +149,17 @@ impl Profile {
         self.roles.iter().find(|r| r.name == name)
     }
 
+    /// The profile's JSON, with the operations its rule set knows and the ones it saw (the
+    /// `operations` section) when the rule set has any.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("profile serializes")
+        match operations::recognize(self) {
+            Some(ops) => {
+                let mut value = serde_json::to_value(self).expect("profile serializes");
+                value["operations"] = serde_json::to_value(ops).expect("serializes");
+                serde_json::to_string_pretty(&value).expect("serializes")
+            }
+            None => serde_json::to_string_pretty(self).expect("profile serializes"),
+        }
     }
 
     /// Writes the profile atomically.

@@ -24,6 +24,26 @@ pub fn render(p: &Profile) -> String {
     for note in &p.notes {
         let _ = writeln!(out, "note: {note}");
     }
+    if let Some(ops) = super::operations::recognize(p) {
+        let marks: Vec<String> = ops
+            .known
+            .iter()
+            .map(|k| {
+                let seen = if ops.seen.contains(k) {
+                    "seen"
+                } else {
+                    "NOT seen"
+                };
+                format!("{k} {seen}")
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "operations ({} rules): {}",
+            ops.rules,
+            marks.join(", ")
+        );
+    }
     for role in &p.roles {
         let union = role.union();
         let _ = writeln!(

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::oci::{OciProfile, scmp_arch};
 use crate::{atomic_file::write_atomic, profile::Profile};
 
+pub use super::runtimes::{Runtime, add_runtime};
+
 /// What every program may need to end or handle signals even when a run never showed it
 /// (`--add-basics`), with the reason.
 pub const BASICS: &[(&str, &str)] = &[
@@ -20,35 +22,6 @@ pub const BASICS: &[(&str, &str)] = &[
         "restart_syscall",
         "the kernel restarts a call interrupted by a stopped signal",
     ),
-];
-
-/// What runc's own init (a Go program) calls after it installs the container's filter and
-/// before it executes the program (`--for-runtime runc`): closing inherited fds
-/// (openat/getdents64/fstatfs of /proc/self/fd, close), reporting to runc (write), and the Go
-/// runtime's scheduler, memory and preemption-signal calls. Measured with strace on runc 1.1.
-pub const RUNC_INIT: &[&str] = &[
-    "close",
-    "openat",
-    "getdents64",
-    "fstatfs",
-    "fcntl",
-    "write",
-    "getpid",
-    "gettid",
-    "tgkill",
-    "futex",
-    "epoll_ctl",
-    "epoll_pwait",
-    "nanosleep",
-    "sched_yield",
-    "rt_sigreturn",
-    "rt_sigprocmask",
-    "sigaltstack",
-    "madvise",
-    "mmap",
-    "munmap",
-    "exit_group",
-    "execve",
 ];
 
 /// An enum whose values have names on the command line and in files.
@@ -62,27 +35,6 @@ pub trait Named: Sized + Copy + 'static {
             .find(|(n, _)| *n == name)
             .map(|&(_, v)| v)
     }
-}
-
-/// Container runtimes `--for-runtime` knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Runtime {
-    Runc,
-}
-
-impl Named for Runtime {
-    const NAMES: &'static [(&'static str, Self)] = &[("runc", Runtime::Runc)];
-}
-
-/// Adds what `runtime` itself needs after installing the filter; returns what was not there.
-pub fn add_runtime(names: &mut BTreeSet<String>, runtime: Runtime) -> Vec<String> {
-    let list = match runtime {
-        Runtime::Runc => RUNC_INIT,
-    };
-    list.iter()
-        .filter(|n| names.insert(n.to_string()))
-        .map(|n| n.to_string())
-        .collect()
 }
 
 /// Output formats.
