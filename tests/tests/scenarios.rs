@@ -160,6 +160,12 @@ fn nginx_scenarios_run_green_match_strace_with_a_profile_each() {
         assert_agrees_with_strace(&cov, name);
         let p = read_json(&dir.path(&format!("{name}.profile.json")));
         role(&p, "master");
+        if name == "config-test" {
+            // `nginx -t` checks its configuration and serves nothing: no worker.
+            let roles = p["roles"].as_array().unwrap();
+            assert!(roles.iter().all(|r| r["name"] != "worker"), "{p}");
+            continue;
+        }
         let calls = serving(&p);
         assert!(
             calls.contains("accept4") && calls.contains("recvfrom"),
@@ -189,6 +195,22 @@ fn nginx_scenarios_run_green_match_strace_with_a_profile_each() {
     assert!(
         listing_added,
         "directory-index did not add getdents64: {dir_index}"
+    );
+    // The set covers what a deployment does: the merged profile saw both operations, and a
+    // worker dropping privileges to `user nobody` (setgid, setuid) while it started.
+    let seen = &merged["operations"]["seen"];
+    for op in ["reload", "reopen"] {
+        assert!(
+            seen.as_array().unwrap().iter().any(|s| s == op),
+            "{op} not seen: {}",
+            merged["operations"]
+        );
+    }
+    let worker = role(&merged, "worker");
+    let init = worker["phases"][0]["syscalls"].as_object().unwrap();
+    assert!(
+        init.contains_key("setuid") && init.contains_key("setgid"),
+        "{init:?}"
     );
 }
 

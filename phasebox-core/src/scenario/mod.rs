@@ -318,11 +318,6 @@ impl Scenario {
         };
         base.iter().chain(&self.args).cloned().collect()
     }
-
-    /// Whether the driver talks to a port (a free one is chosen for {port}).
-    pub fn uses_port(&self) -> bool {
-        self.steps.iter().any(|s| s.wait_port || s.http.is_some())
-    }
 }
 
 /// Fills in {dir} and {port}.
@@ -359,8 +354,6 @@ http = { path = "/x", status = 404, count = 3 }
         assert_eq!(set.phases, "generic");
         assert_eq!(set.scenarios[0].argv(&set), ["/bin/pwd"]);
         assert_eq!(set.scenarios[1].steps[1].http.as_ref().unwrap().count, 3);
-        assert!(set.scenarios[1].uses_port());
-        assert!(!set.scenarios[0].uses_port());
         assert_eq!(expand("{dir}/a:{port}", "/t", 80), "/t/a:80");
     }
 
