@@ -40,14 +40,25 @@ pub fn stage_context(bin: &Path, ctx: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    for lib in shared_libraries(bin)? {
-        let dest = rootfs.join(lib.strip_prefix("/").unwrap_or(&lib));
-        std::fs::create_dir_all(dest.parent().expect("a library path has a parent"))
-            .map_err(|e| io("rootfs", e))?;
-        // Copies the file a symlink points to, under the name the loader asks for.
-        std::fs::copy(&lib, &dest).map_err(|e| io(&lib.display().to_string(), e))?;
+    copy_into(&rootfs, shared_libraries(bin)?)
+}
+
+/// Copies each file to the same path under `root` (the file a symlink points to, under the
+/// name the loader asks for).
+pub fn copy_into(root: &Path, files: impl IntoIterator<Item = PathBuf>) -> Result<(), String> {
+    for f in files {
+        let dest = root.join(f.strip_prefix("/").unwrap_or(&f));
+        std::fs::create_dir_all(dest.parent().expect("a file path has a parent"))
+            .map_err(|e| format!("{}: {e}", root.display()))?;
+        std::fs::copy(&f, &dest).map_err(|e| format!("{}: {e}", f.display()))?;
     }
     Ok(())
+}
+
+/// `exe` and the libraries it loads, copied under `root`.
+pub fn copy_with_libraries(exe: &Path, root: &Path) -> Result<(), String> {
+    let libs = shared_libraries(exe)?;
+    copy_into(root, std::iter::once(exe.to_path_buf()).chain(libs))
 }
 
 /// The shared libraries `bin` loads, the dynamic loader included, as `ldd` resolves them.
@@ -94,12 +105,7 @@ pub fn nginx_root(root: &Path, port: u16) -> Result<(), String> {
         PathBuf::from("/etc/nginx/mime.types"),
     ];
     files.extend(shared_libraries(nginx)?);
-    for f in files {
-        let dest = root.join(f.strip_prefix("/").unwrap_or(&f));
-        std::fs::create_dir_all(dest.parent().expect("a file has a parent"))
-            .map_err(|e| io("rootfs", e))?;
-        std::fs::copy(&f, &dest).map_err(|e| io(&f.display().to_string(), e))?;
-    }
+    copy_into(root, files)?;
     for d in [
         "run",
         "tmp",

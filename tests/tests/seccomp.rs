@@ -220,22 +220,6 @@ fn nginx_serves_under_its_exported_union() {
     serves_under(&aware, "phase-aware enforcement");
 }
 
-/// Files /bin/pwd needs in a root file system: itself, its libraries and the loader.
-fn copy_with_libraries(exe: &str, rootfs: &Path) {
-    let out = Command::new("ldd").arg(exe).output().unwrap();
-    let mut files = vec![exe.to_string()];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some(p) = line.split_whitespace().find(|w| w.starts_with('/')) {
-            files.push(p.to_string());
-        }
-    }
-    for f in files {
-        let dest = rootfs.join(f.trim_start_matches('/'));
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(&f, &dest).unwrap();
-    }
-}
-
 /// `runc run` of `bundle` as container `id`, then its removal.
 fn runc_run(bundle: &Path, id: &str) -> Output {
     let out = Command::new("runc")
@@ -259,7 +243,7 @@ fn runc_runs_pwd_under_the_exported_profile() {
     let bundle = dir.path("bundle");
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
-    copy_with_libraries("/bin/pwd", &rootfs);
+    phasebox_tests::image::copy_with_libraries(Path::new("/bin/pwd"), &rootfs).unwrap();
     let st = Command::new("runc")
         .args(["spec", "--bundle"])
         .arg(&bundle)
