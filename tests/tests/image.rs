@@ -1,13 +1,15 @@
 //! phasebox's image, built from deploy/Dockerfile in a private Docker daemon, runs the agent
 //! with its kernel programs as a DaemonSet would run it (host pid namespace, host network,
 //! /sys/kernel mounted) and traces an nginx started on the host afterwards, by its name; a second
-//! agent container without the /sys/kernel volume mounts tracefs itself.
+//! agent container without the /sys/kernel volume mounts tracefs itself. Then an nginx started
+//! in a container of its own: the agent's series carry that container's id, and the profile it
+//! learned names the container.
 use std::time::Duration;
 
 use phasebox_tests::{
     TempDir,
     docker::Dockerd,
-    image::{TAG, stage_context},
+    image::{TAG, nginx_root, stage_context},
     nginx::Nginx,
     phasebox_bin,
     scrape::{metric_sum, scrape_until},
@@ -130,5 +132,123 @@ fn image_runs_the_agent_as_a_daemonset_would() {
             "agent {id} tracks nginx's master and worker"
         );
         assert!(metric_sum(&page, "phasebox_bpf_runs_total", &[]) > 0.0);
+    }
+    drop(nginx);
+    nginx_in_a_container(&d, &dir, &privileges);
+}
+
+/// The agent's container (as a DaemonSet runs it) traces an nginx started afterwards in
+/// another container, found by its name at its exec.
+fn nginx_in_a_container(d: &Dockerd, dir: &TempDir, privileges: &[&str]) {
+    let listen = format!("127.0.0.1:{}", port_in_range());
+    // Held while the second port is chosen, so the two differ.
+    let held = std::net::TcpListener::bind(&listen).unwrap();
+    let port = port_in_range();
+    drop(held);
+    let root = dir.path("nginx-root");
+    nginx_root(&root, port).unwrap();
+    // A program name of its own, so no other nginx on the machine is traced.
+    let name = format!("ngx-{}", std::process::id() % 100_000);
+    std::fs::rename(
+        root.join("usr/sbin/nginx"),
+        root.join("usr/sbin").join(&name),
+    )
+    .unwrap();
+    d.import(&root, "phasebox-test/nginx:fleet", &[]);
+    let profiles = dir.path("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let volume = format!("{}:/profiles", profiles.display());
+    let mut args = vec!["run", "-d", "--pid=host", "--network", "host"];
+    args.extend(privileges);
+    args.extend(["-v", "/sys/kernel:/sys/kernel", "-v", &volume, TAG, "agent"]);
+    args.extend([
+        "--exec-name",
+        &name,
+        "--phases",
+        "nginx",
+        "--listen",
+        &listen,
+    ]);
+    args.extend(["--profile", "/profiles/nginx.json", "--checkpoint", "1s"]);
+    let agent = d.docker_ok(&args);
+    wait_up(d, &agent, &listen);
+    let program = format!("/usr/sbin/{name}");
+    let web = d.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "phasebox-test/nginx:fleet",
+        &program,
+        "-g",
+        "daemon off;",
+    ]);
+    let short = &web[..12];
+    let url = format!("http://127.0.0.1:{port}/");
+    let served = (0..REQUESTS)
+        .filter(|_| {
+            std::process::Command::new("curl")
+                .args([
+                    "-sf",
+                    "--retry",
+                    "20",
+                    "--retry-connrefused",
+                    "--retry-delay",
+                    "1",
+                ])
+                .args(["-o", "/dev/null", &url])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .count();
+    assert_eq!(
+        served,
+        REQUESTS,
+        "nginx in its container did not answer: {}",
+        String::from_utf8_lossy(&d.docker(&["logs", &web]).stderr)
+    );
+    let labels = [
+        format!(r#"container_id="{short}""#),
+        r#"syscall="accept4""#.to_string(),
+    ];
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let page = scrape_until(&listen, Duration::from_secs(15), |p| {
+        metric_sum(p, "phasebox_syscalls_total", &labels) >= REQUESTS as f64
+    });
+    assert!(
+        metric_sum(&page, "phasebox_syscalls_total", &labels) >= REQUESTS as f64,
+        "no accept4 series of container {short}:\n{page}"
+    );
+    // Every series of nginx's roles is that container's.
+    for line in page
+        .lines()
+        .filter(|l| l.starts_with("phasebox_syscalls_total{"))
+    {
+        assert!(
+            line.contains(&format!(r#"container_id="{short}""#)),
+            "{line}"
+        );
+    }
+    let profile = dir.path("profiles/nginx.json");
+    let text = scrape_until_file(&profile, &web);
+    let p: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for role in p["roles"].as_array().unwrap() {
+        assert_eq!(role["container"], web.as_str(), "{role}");
+    }
+}
+
+/// The checkpoint once it names the container `id` (the agent writes it every second).
+fn scrape_until_file(path: &std::path::Path, id: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(id) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint names container {id}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
