@@ -99,3 +99,142 @@ fn unreadable_policy_for_compare() {
     let out = phasebox(&["compare", prof.to_str().unwrap(), "/no/such/policy.json"]);
     assert_clear_failure(&out, "cannot read /no/such/policy.json");
 }
+
+/// Runs `mknod ARGS` (a device node or FIFO for a test).
+fn mknod(args: &[&str]) {
+    let ok = Command::new("mknod")
+        .args(args)
+        .status()
+        .expect("mknod runs");
+    assert!(ok.success(), "mknod {args:?}");
+}
+
+#[test]
+fn output_onto_a_device_node_is_refused() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let dir = TempDir::new("mynull");
+    let null = dir.path("mynull");
+    mknod(&[null.to_str().unwrap(), "c", "1", "3"]);
+    let out = phasebox(&[
+        "run",
+        "--summary",
+        null.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert_clear_failure(&out, "it is a character device");
+    let meta = std::fs::symlink_metadata(&null).unwrap();
+    assert!(meta.file_type().is_char_device(), "mynull was replaced");
+    assert_eq!(meta.rdev(), libc::makedev(1, 3));
+    let fifo = dir.path("fifo");
+    mknod(&[fifo.to_str().unwrap(), "p"]);
+    let out = phasebox(&[
+        "run",
+        "-q",
+        "--profile",
+        fifo.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert_clear_failure(&out, "it is a FIFO");
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+}
+
+/// As nobody, plants `what` ("link" to `victim`, or "file") at every temporary name the old
+/// scheme (.NAME.tmp-PID-0) would give the next 2000 processes, and a link at `dest` itself.
+fn plant_as_nobody(dir: &std::path::Path, name: &str, victim: &std::path::Path, what: &str) {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let script = r#"
+        my ($dir, $name, $victim, $what, $from, $to) = @ARGV;
+        for my $p ($from .. $to) {
+            my $at = "$dir/.$name.tmp-$p-0";
+            if ($what eq "link") { symlink($victim, $at) or die "symlink: $!" }
+            else { open(my $f, ">", $at) or die "open: $!"; print $f "planted"; close $f; chmod 0666, $at }
+        }
+        symlink($victim, "$dir/$name") or die "symlink: $!" if $what eq "link";
+    "#;
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["perl", "-e", script])
+        .arg(dir)
+        .arg(name)
+        .arg(victim)
+        .args([what, &(last + 1).to_string(), &(last + 2000).to_string()])
+        .output()
+        .expect("setpriv runs");
+    assert!(
+        out.status.success(),
+        "planting as nobody: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_user_who_can_write_the_directory_cannot_redirect_roots_output() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = TempDir::new("hostile-dir");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let safe = TempDir::new("victim");
+    let victim = safe.path("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let dest = dir.path("s.json");
+
+    plant_as_nobody(&dir.0, "s.json", &victim, "link");
+    let out = phasebox(&[
+        "run",
+        "-q",
+        "--summary",
+        dest.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"precious",
+        "written through a link"
+    );
+    let meta = std::fs::symlink_metadata(&dest).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "the link at the destination was replaced"
+    );
+    assert_eq!(meta.uid(), 0);
+    read_summary(&dest);
+
+    // Plain files made beforehand by that user are never opened either: the result stays
+    // root's, with the usual mode.
+    std::fs::remove_file(&dest).unwrap();
+    let dest = dir.path("p.json");
+    plant_as_nobody(&dir.0, "p.json", &victim, "file");
+    let out = phasebox(&[
+        "run",
+        "-q",
+        "--summary",
+        dest.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = std::fs::metadata(&dest).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "the output is not root's");
+    assert_eq!(meta.mode() & 0o022, 0, "others can write the output");
+    read_summary(&dest);
+}
