@@ -3,6 +3,7 @@
 //! filters) live in the agent crate, which depends on this one and never the other way.
 pub mod atomic_file;
 pub mod event;
+pub mod input;
 pub mod learn;
 pub mod metrics;
 pub mod monitor;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic_file::{AtomicFile, file_error};
 use crate::event::{self, Event};
+use crate::input;
 use crate::summary::Summary;
 
 pub const MAGIC: &[u8; 8] = b"PBTRACE\0";
@@ -136,8 +137,7 @@ fn read_block(r: &mut impl Read, path: &Path, what: &str) -> anyhow::Result<Vec<
 
 /// Reads a whole trace file.
 pub fn read(path: &Path) -> anyhow::Result<Trace> {
-    let f = File::open(path).map_err(|e| file_error("read", path, &e))?;
-    let mut r = BufReader::new(f);
+    let mut r = BufReader::new(input::open(path, input::TRACE)?);
     let mut magic = [0u8; 8];
     if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
         return Err(bad(path, "it does not start with the trace magic"));

@@ -1,7 +1,9 @@
 //! Bad input gets one clear sentence and a non-zero exit, never a panic or a raw errno.
 use std::process::Command;
 
-use phasebox_tests::{TempDir, assert_clear_failure, phasebox, phasebox_bin, read_summary};
+use phasebox_tests::{
+    TempDir, assert_clear_failure, phasebox, phasebox_bin, phasebox_within, read_summary,
+};
 
 #[test]
 fn not_root() {
@@ -237,4 +239,151 @@ fn a_user_who_can_write_the_directory_cannot_redirect_roots_output() {
     assert_eq!((meta.uid(), meta.gid()), (0, 0), "the output is not root's");
     assert_eq!(meta.mode() & 0o022, 0, "others can write the output");
     read_summary(&dest);
+}
+
+/// Every command form that reads a file, with `F` where the file under test goes; the others
+/// are good files made by the test.
+fn file_reading_forms(good: &Files) -> Vec<Vec<String>> {
+    let me = std::process::id().to_string();
+    let forms: &[&[&str]] = &[
+        &["trace", "dump", "F"],
+        &["analyze", "F", "--profile", "OUT"],
+        &["analyze", "TRACE", "--phases", "F", "--profile", "OUT"],
+        &["profile", "show", "F"],
+        &["profile", "merge", "F", "PROFILE", "-o", "OUT"],
+        &["profile", "merge", "PROFILE", "F", "-o", "OUT"],
+        &["profile", "diff", "F", "PROFILE"],
+        &["profile", "diff", "PROFILE", "F"],
+        &["compare", "F", "POLICY"],
+        &["compare", "PROFILE", "F"],
+        &["export", "F"],
+        &["validate", "--profile", "F", "--", "/bin/true"],
+        &["validate", "--seccomp", "F", "--", "/bin/true"],
+        &["run", "--seccomp", "F", "--", "/bin/true"],
+        &["run", "--seccomp-phases", "F", "--", "/bin/true"],
+        &[
+            "run",
+            "-q",
+            "--profile",
+            "OUT",
+            "--phases",
+            "F",
+            "--",
+            "/bin/true",
+        ],
+        &["report", "F", "-o", "OUT"],
+        &["report", "PROFILE", "--compare", "F", "-o", "OUT"],
+        &["scenarios", "run", "F", "-o", "OUTDIR"],
+        &["scenarios", "run", "SET", "--seccomp", "F", "-o", "OUTDIR"],
+        &["scenarios", "list", "F"],
+        &[
+            "agent",
+            "-p",
+            "ME",
+            "--monitor",
+            "F",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            "agent",
+            "-p",
+            "ME",
+            "--phases",
+            "F",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ];
+    forms
+        .iter()
+        .map(|f| {
+            f.iter()
+                .map(|a| match *a {
+                    "TRACE" => good.trace.clone(),
+                    "PROFILE" => good.profile.clone(),
+                    "POLICY" => good.policy.clone(),
+                    "SET" => good.set.clone(),
+                    "OUT" => good.out.clone(),
+                    "OUTDIR" => good.out_dir.clone(),
+                    "ME" => me.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Good inputs for the forms' other arguments.
+struct Files {
+    trace: String,
+    profile: String,
+    policy: String,
+    set: String,
+    out: String,
+    out_dir: String,
+}
+
+#[test]
+fn fifos_devices_and_huge_files_are_refused_by_every_reader() {
+    let dir = TempDir::new("inputs");
+    let s = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    let good = Files {
+        trace: s(dir.path("true.pbtrace")),
+        profile: s(dir.path("true.json")),
+        policy: s(dir.path("policy.txt")),
+        set: s(dir.path("set.toml")),
+        out: s(dir.path("out")),
+        out_dir: s(dir.path("out-dir")),
+    };
+    let learned = phasebox(&[
+        "run",
+        "-q",
+        "-o",
+        &good.trace,
+        "--profile",
+        &good.profile,
+        "--",
+        "/bin/true",
+    ]);
+    assert!(
+        learned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&learned.stderr)
+    );
+    std::fs::write(&good.policy, "true:read,write,exit_group\n").unwrap();
+    std::fs::write(
+        &good.set,
+        "name = \"t\"\ncommand = [\"/bin/true\"]\n[[scenario]]\nname = \"a\"\ncovers = \"it\"\n",
+    )
+    .unwrap();
+    let fifo = dir.path("fifo");
+    mknod(&[fifo.to_str().unwrap(), "p"]);
+    // Sparse: past every limit without taking any space.
+    let huge = dir.path("huge");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len((8 << 30) + 1)
+        .unwrap();
+    let cases = [
+        (s(fifo), "it is a FIFO"),
+        ("/dev/zero".to_string(), "it is a character device"),
+        (s(huge), "and phasebox reads at most"),
+    ];
+    for (file, needle) in &cases {
+        for form in file_reading_forms(&good) {
+            let args: Vec<&str> = form
+                .iter()
+                .map(|a| if a == "F" { file.as_str() } else { a.as_str() })
+                .collect();
+            let out = phasebox_within(&args, std::time::Duration::from_secs(30));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(file.as_str()),
+                "{args:?} does not name the file: {stderr}"
+            );
+            assert_clear_failure(&out, needle);
+        }
+    }
+    assert!(!std::path::Path::new(&good.out).exists());
 }

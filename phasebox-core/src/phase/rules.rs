@@ -277,8 +277,7 @@ impl Rules {
                 names.join(", ")
             );
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| crate::atomic_file::file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         Rules::parse(&text, &path.display().to_string())
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{atomic_file::file_error, profile::Profile, sysnames};
+use crate::{profile::Profile, sysnames};
 
 /// An imported policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -287,7 +287,7 @@ impl Policy {
     /// Reads a policy file, or a phasebox profile (the union of `role`'s phases, or of every
     /// role when it has no such role).
     pub fn load(path: &Path, kernel: &str, role: Option<&str>) -> anyhow::Result<Policy> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         let origin = path.display().to_string();
         if text.contains("\"schema\"") && text.contains(crate::profile::SCHEMA) {
             let prof = Profile::parse(&text, &origin)?;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file::{file_error, write_atomic};
+use crate::atomic_file::write_atomic;
 
 /// The schema this phasebox writes and reads.
 pub const SCHEMA: &str = "phasebox.profile/v1";
@@ -157,7 +157,7 @@ impl Profile {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Profile> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         Profile::parse(&text, &path.display().to_string())
     }
 }

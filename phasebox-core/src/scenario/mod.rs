@@ -9,7 +9,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::atomic_file::file_error;
 use crate::units::parse_duration;
 
 /// A scenario set: one program, several scenarios.
@@ -211,7 +210,7 @@ pub fn signal_number(name: &str) -> Option<i32> {
 impl ScenarioSet {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> anyhow::Result<ScenarioSet> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         ScenarioSet::parse(&text, &path.display().to_string())
     }
 

@@ -287,6 +287,33 @@ pub struct Manifest {
 
 pub const MANIFEST_SCHEMA: &str = "phasebox.seccomp-phases/v1";
 
+impl Manifest {
+    /// Parses and checks a manifest for phase-aware enforcement; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Manifest> {
+        let m: Manifest = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{origin} is not a valid phase manifest: {e}"))?;
+        if m.schema != MANIFEST_SCHEMA {
+            anyhow::bail!(
+                "{origin} has schema {:?}; this phasebox reads {MANIFEST_SCHEMA:?}",
+                m.schema
+            );
+        }
+        if m.format != "oci" {
+            anyhow::bail!(
+                "{origin} lists {} files; phase-aware enforcement needs OCI files (export --format oci)",
+                m.format
+            );
+        }
+        Ok(m)
+    }
+
+    /// Reads and checks a manifest file.
+    pub fn load(path: &Path) -> anyhow::Result<Manifest> {
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
+        Manifest::parse(&text, &path.display().to_string())
+    }
+}
+
 /// Writes one file per role and phase into `dir`, and the manifest; returns the manifest path.
 pub fn per_phase(
     p: &Profile,
