@@ -93,6 +93,24 @@ pub fn read_text(path: &Path, kind: Kind) -> anyhow::Result<String> {
         .map_err(|_| anyhow::anyhow!("cannot read {}: it is not UTF-8 text", path.display()))
 }
 
+/// A TOML error in one line: `file:line:column: message`.
+pub fn toml_error(text: &str, origin: &str, err: &toml::de::Error) -> anyhow::Error {
+    // The message may carry the serde path on further lines; the first says what is wrong.
+    let msg = err
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("malformed TOML")
+        .trim();
+    let Some(start) = err.span().map(|s| s.start.min(text.len())) else {
+        return anyhow::anyhow!("{origin}: {msg}");
+    };
+    let before = text.get(..start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    anyhow::anyhow!("{origin}:{line}:{column}: {msg}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -387,3 +387,181 @@ fn fifos_devices_and_huge_files_are_refused_by_every_reader() {
     }
     assert!(!std::path::Path::new(&good.out).exists());
 }
+
+/// Writes `v` as JSON to `path`, returning the path as text.
+fn write_json(path: std::path::PathBuf, v: &serde_json::Value) -> String {
+    std::fs::write(&path, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn hostile_profiles_policies_and_traces_are_refused_or_reported() {
+    let dir = TempDir::new("hostile-files");
+    let s = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    let (trace, prof) = (s(dir.path("t.pbtrace")), s(dir.path("p.json")));
+    let out = phasebox(&[
+        "run",
+        "-q",
+        "-o",
+        &trace,
+        "--profile",
+        &prof,
+        "--",
+        "/bin/true",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&prof).unwrap()).unwrap();
+
+    // Unknown syscall names never reach an export.
+    for name in ["not_a_syscall", "<script>alert(1)</script>"] {
+        let mut p = good.clone();
+        p["roles"][0]["phases"][0]["syscalls"][name] =
+            serde_json::json!({"calls": 1, "first_seen_ns": 0});
+        let bad = write_json(dir.path("unknown.json"), &p);
+        let out = phasebox(&["export", &bad]);
+        assert_clear_failure(
+            &out,
+            &format!("which is not a {} syscall", std::env::consts::ARCH),
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(name));
+    }
+    // Another architecture's profile.
+    let mut p = good.clone();
+    p["arch"] = "sparc".into();
+    let sparc = write_json(dir.path("sparc.json"), &p);
+    assert_clear_failure(
+        &phasebox(&["profile", "show", &sparc]),
+        "is a profile of \"sparc\" programs",
+    );
+
+    // Counts that would wrap around saturate.
+    let mut p = good.clone();
+    p["roles"][0]["processes"] = u64::MAX.into();
+    for ph in p["roles"][0]["phases"].as_array_mut().unwrap() {
+        for (_, u) in ph["syscalls"].as_object_mut().unwrap() {
+            u["calls"] = (u64::MAX - 1).into();
+        }
+    }
+    let big = write_json(dir.path("big.json"), &p);
+    let merged = s(dir.path("merged.json"));
+    let out = phasebox(&["profile", "merge", &big, &big, "-o", &merged]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    assert_eq!(m["roles"][0]["processes"], u64::MAX);
+    let first = m["roles"][0]["phases"][0]["syscalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(first["calls"], u64::MAX);
+
+    // compare: an unknown action is refused; unknown names are reported.
+    let foo = write_json(
+        dir.path("foo.json"),
+        &serde_json::json!({"defaultAction": "SCMP_ACT_FOO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}),
+    );
+    assert_clear_failure(
+        &phasebox(&["compare", &prof, &foo]),
+        "\"SCMP_ACT_FOO\" is not a seccomp action",
+    );
+    let odd = write_json(
+        dir.path("odd.json"),
+        &serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "not_a_syscall"], "action": "SCMP_ACT_ALLOW"}]}),
+    );
+    let out = phasebox(&["compare", &prof, &odd]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!(
+        "left out, not {} syscalls (1): not_a_syscall",
+        std::env::consts::ARCH
+    );
+    assert!(text.contains(&want), "{text}");
+
+    // A trace with bytes after its footer.
+    let mut bytes = std::fs::read(&trace).unwrap();
+    bytes.extend_from_slice(b"trailing");
+    let long = s(dir.path("long.pbtrace"));
+    std::fs::write(&long, bytes).unwrap();
+    assert_clear_failure(
+        &phasebox(&["trace", "dump", &long]),
+        "it goes on after its footer",
+    );
+}
+
+#[test]
+fn hostile_manifests_rule_files_and_scenario_files_are_refused() {
+    let dir = TempDir::new("hostile-config");
+    let s = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    let prof = s(dir.path("p.json"));
+    phasebox_tests::learn_profile(std::path::Path::new(&prof), &["/bin/true"]);
+    let phases = s(dir.path("phases"));
+    let out = phasebox(&["export", &prof, "--per-phase", &phases]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = dir.path("phases/manifest.json");
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let run_under = |m: &str| phasebox(&["run", "-q", "--seccomp-phases", m, "--", "/bin/true"]);
+
+    // No roles: the program would die of SIGSEGV under a filter that allows nothing.
+    let mut m = good.clone();
+    m["roles"] = serde_json::json!([]);
+    let empty = write_json(dir.path("phases/empty.json"), &m);
+    assert_clear_failure(&run_under(&empty), "lists no roles");
+    // A phase file outside the manifest's directory.
+    let mut m = good.clone();
+    m["roles"][0]["phases"][0]["file"] = "../p.json".into();
+    let outside = write_json(dir.path("phases/outside.json"), &m);
+    assert_clear_failure(&run_under(&outside), "names the file \"../p.json\"");
+
+    // Rule files: a role that is its own parent, occurrence 0, two steady phases.
+    let phase = "[[phase]]\nname = 'p'\nenter = [{ exec = true }]\n";
+    for (rules, needle) in [
+        (format!("name = 'r'\nrole = [{{ name = 'a', parent = 'a' }}]\n{phase}"), "role a is its own ancestor"),
+        ("name = 'r'\n[[phase]]\nname = 'p'\nenter = [{ syscalls = ['read'], occurrence = 0 }]\n".to_string(), "occurrence 0"),
+        (format!("{phase}steady = true\n[[phase]]\nname = 'q'\nsteady = true\nenter = [{{ fork = true }}]\n").replace("[[phase]]\nname = 'p'", "name = 'r'\n[[phase]]\nname = 'p'"), "both steady"),
+        ("name = 'r'\n[[phase]]\nname = 'p'\n  bogus = 1\n".to_string(), "rules.toml:4:3: unknown field `bogus`"),
+    ] {
+        let path = dir.path("rules.toml");
+        std::fs::write(&path, rules).unwrap();
+        let out = phasebox(&["run", "-q", "--profile", &s(dir.path("o.json")), "--phases", &s(path), "--", "/bin/true"]);
+        assert_clear_failure(&out, needle);
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim().lines().count(), 1);
+    }
+
+    // A scenario file asking for a 16 EiB file: refused before anything runs, no panic.
+    let set = dir.path("set.toml");
+    std::fs::write(
+        &set,
+        "name = \"t\"\ncommand = [\"/bin/true\"]\n[[scenario]]\nname = \"a\"\ncovers = \"it\"\nfiles = [{ path = \"a\", size = 18446744073709551615 }]\n",
+    )
+    .unwrap();
+    for cmd in ["list", "run"] {
+        let out = phasebox(
+            &["scenarios", cmd, &s(set.clone()), "-o", &s(dir.path("out"))]
+                [..if cmd == "list" { 3 } else { 5 }],
+        );
+        assert_clear_failure(
+            &out,
+            "has size 18446744073709551615, more than the 1073741824 bytes",
+        );
+    }
+}

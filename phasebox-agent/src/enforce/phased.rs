@@ -46,6 +46,9 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
             union.extend(names);
         }
     }
+    if union.is_empty() {
+        anyhow::bail!("{origin} allows no syscall at all: no program could start under it");
+    }
     let early_only = union.difference(&late).cloned().collect();
     Ok(Plan {
         rules,
