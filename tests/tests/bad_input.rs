@@ -180,17 +180,8 @@ fn plant_as_nobody(dir: &std::path::Path, name: &str, victim: &std::path::Path, 
     );
 }
 
-#[test]
-fn a_user_who_can_write_the_directory_cannot_redirect_roots_output() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let dir = TempDir::new("hostile-dir");
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let safe = TempDir::new("victim");
-    let victim = safe.path("victim");
-    std::fs::write(&victim, b"precious").unwrap();
-    let dest = dir.path("s.json");
-
-    plant_as_nobody(&dir.0, "s.json", &victim, "link");
+/// `phasebox run -q --summary DEST -- /bin/true`, which must succeed.
+fn summary_of_true(dest: &std::path::Path) {
     let out = phasebox(&[
         "run",
         "-q",
@@ -204,6 +195,20 @@ fn a_user_who_can_write_the_directory_cannot_redirect_roots_output() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_user_who_can_write_the_directory_cannot_redirect_roots_output() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = TempDir::new("hostile-dir");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let safe = TempDir::new("victim");
+    let victim = safe.path("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let dest = dir.path("s.json");
+
+    plant_as_nobody(&dir.0, "s.json", &victim, "link");
+    summary_of_true(&dest);
     assert_eq!(
         std::fs::read(&victim).unwrap(),
         b"precious",
@@ -222,19 +227,7 @@ fn a_user_who_can_write_the_directory_cannot_redirect_roots_output() {
     std::fs::remove_file(&dest).unwrap();
     let dest = dir.path("p.json");
     plant_as_nobody(&dir.0, "p.json", &victim, "file");
-    let out = phasebox(&[
-        "run",
-        "-q",
-        "--summary",
-        dest.to_str().unwrap(),
-        "--",
-        "/bin/true",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    summary_of_true(&dest);
     let meta = std::fs::metadata(&dest).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (0, 0), "the output is not root's");
     assert_eq!(meta.mode() & 0o022, 0, "others can write the output");
