@@ -1,22 +1,130 @@
 //! Files that appear whole or not at all: written to a temporary file beside the target,
 //! synced, then renamed over it.
-use std::fs::{File, OpenOptions};
+//!
+//! phasebox often runs as root in directories other users can write, so the temporary file has
+//! an unpredictable name and is created exclusively (a link planted at its name is never
+//! followed), a symbolic link at the destination is replaced rather than written through, and
+//! only regular files are ever replaced: a device node, FIFO, socket or directory at the
+//! destination is refused before anything runs.
+use std::ffi::OsString;
+use std::fs::{File, Metadata, OpenOptions, Permissions};
 use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use tempfile::NamedTempFile;
+
 use crate::sysnames::describe_io;
+
+/// Random characters in a temporary file's name.
+const RANDOM_CHARS: usize = 12;
+/// Bytes of the destination's name kept in a temporary file's name (names are at most 255).
+const NAME_IN_TEMP: usize = 100;
 
 /// A file being written; it takes its final name only on [`AtomicFile::commit`].
 #[derive(Debug)]
 pub struct AtomicFile {
-    file: Option<File>,
-    tmp: PathBuf,
+    tmp: NamedTempFile,
     dest: PathBuf,
 }
 
 /// An error that names the file and says what went wrong, in one sentence.
 pub fn file_error(action: &str, path: &Path, err: &io::Error) -> anyhow::Error {
     anyhow::anyhow!("cannot {action} {}: {}", path.display(), describe_io(err))
+}
+
+/// What a file that is not a regular one is, for messages; None for a regular file.
+pub fn special_kind(meta: &Metadata) -> Option<&'static str> {
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    };
+    Some(kind)
+}
+
+/// The start of the names of the temporary files for `name`, made by process `pid`.
+fn temp_prefix(name: &[u8], pid: u32) -> OsString {
+    let mut p = b".".to_vec();
+    p.extend_from_slice(&name[..name.len().min(NAME_IN_TEMP)]);
+    p.extend_from_slice(format!(".phasebox-{pid}-").as_bytes());
+    OsString::from_vec(p)
+}
+
+/// The mode and owner to give the new file: those of the regular file it replaces, if any.
+fn replaced(dest: &Path) -> anyhow::Result<Option<Metadata>> {
+    match std::fs::symlink_metadata(dest) {
+        // A link is replaced by the rename, never followed: its target is not ours to copy.
+        Ok(m) if m.file_type().is_symlink() => Ok(None),
+        Ok(m) => match special_kind(&m) {
+            None => Ok(Some(m)),
+            Some(kind) => anyhow::bail!(
+                "cannot write {}: it is {kind}, and phasebox writes regular files only",
+                dest.display()
+            ),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_error("write", dest, &e)),
+    }
+}
+
+/// Whether process `pid` is gone (so its temporary files are leftovers of a killed run).
+fn process_gone(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Removes the temporary files for `name` in `dir` that a phasebox process that is gone left
+/// behind (killed before it could rename or remove them). Only files owned by this user, whose
+/// names phasebox made, are touched.
+fn remove_leftovers(dir: &Path, name: &[u8]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let start = temp_prefix(name, 0);
+    // ".NAME.phasebox-": everything before the pid.
+    let start = &start.as_bytes()[..start.len() - 2];
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.as_bytes().strip_prefix(start) else {
+            continue;
+        };
+        let Some((pid, random)) = std::str::from_utf8(rest)
+            .ok()
+            .and_then(|r| r.split_once('-'))
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if random.len() != RANDOM_CHARS || pid == std::process::id() || !process_gone(pid) {
+            continue;
+        }
+        if entry.metadata().is_ok_and(|m| m.uid() == me) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 impl AtomicFile {
@@ -29,54 +137,76 @@ impl AtomicFile {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        if dest.is_dir() {
-            anyhow::bail!("cannot write {}: it is a directory", dest.display());
-        }
-        // Unique per file being written: the agent checkpoints a file whose final write is open.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}-{n}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
+        let old = replaced(dest)?;
+        remove_leftovers(dir, name.as_bytes());
+        let prefix = temp_prefix(name.as_bytes(), std::process::id());
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .rand_bytes(RANDOM_CHARS)
+            .make_in(dir, |path| {
+                // O_EXCL: a file or link already at the name is an error (another name is
+                // tried), never opened; O_NOFOLLOW says the same for links once more.
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o666)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(path)
+            })
             .map_err(|e| file_error("write", dest, &e))?;
+        if let Some(old) = old {
+            keep_mode_and_owner(tmp.as_file_mut(), &old)
+                .map_err(|e| file_error("write", dest, &e))?;
+        }
         Ok(AtomicFile {
-            file: Some(file),
             tmp,
             dest: dest.to_path_buf(),
         })
     }
 
+    /// The open temporary file, to write into.
     pub fn file(&mut self) -> &mut File {
-        self.file.as_mut().expect("file is open until commit")
+        self.tmp.as_file_mut()
     }
 
+    /// Where the file goes on commit.
     pub fn dest(&self) -> &Path {
         &self.dest
     }
 
     /// Syncs and renames the file to its destination.
-    pub fn commit(mut self) -> anyhow::Result<()> {
-        let file = self.file.take().expect("commit once");
-        file.sync_all()
-            .map_err(|e| file_error("write", &self.dest, &e))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| file_error("write", &self.dest, &e))
+    pub fn commit(self) -> anyhow::Result<()> {
+        let dest = self.dest;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| file_error("write", &dest, &e))?;
+        self.tmp
+            .persist(&dest)
+            .map_err(|e| file_error("write", &dest, &e.error))?;
+        // The rename lasts across a crash once the directory is synced; some file systems
+        // refuse to sync a directory, which loses nothing but that guarantee.
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 }
 
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+/// Gives the new file the owner and permission bits of the one it replaces. Without root, a
+/// file cannot be given away: it then stays this user's.
+fn keep_mode_and_owner(file: &mut File, old: &Metadata) -> io::Result<()> {
+    let now = file.metadata()?;
+    if (now.uid(), now.gid()) != (old.uid(), old.gid()) {
+        match std::os::unix::fs::fchown(&*file, Some(old.uid()), Some(old.gid())) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            other => other?,
         }
     }
+    // Permission bits only: set-user-ID and the like never carry over to a data file.
+    file.set_permissions(Permissions::from_mode(old.mode() & 0o777))
 }
 
 /// Writes `bytes` to `dest` atomically.
@@ -91,12 +221,48 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
+
+    /// A fresh directory, removed on drop.
+    struct Dir(tempfile::TempDir);
+
+    impl Dir {
+        fn new() -> Dir {
+            Dir(tempfile::Builder::new()
+                .prefix("pb-atomic-")
+                .tempdir()
+                .unwrap())
+        }
+        fn path(&self, name: &str) -> PathBuf {
+            self.0.path().join(name)
+        }
+        fn names(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(self.0.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        let r = unsafe { libc::mknod(c.as_ptr(), mode, dev) };
+        assert_eq!(
+            r,
+            0,
+            "mknod {}: {}",
+            path.display(),
+            io::Error::last_os_error()
+        );
+    }
 
     #[test]
     fn commit_renames_and_drop_cleans_up() {
-        let dir = std::env::temp_dir().join(format!("pb-atomic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dest = dir.join("out.json");
+        let dir = Dir::new();
+        let dest = dir.path("out.json");
         write_atomic(&dest, b"{}").unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"{}");
         {
@@ -104,15 +270,150 @@ mod tests {
             f.file().write_all(b"partial").unwrap();
         } // dropped without commit
         assert_eq!(std::fs::read(&dest).unwrap(), b"{}");
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            1,
-            "temp file left behind"
-        );
-        let err = write_atomic(&dir.join("no/such/dir/x"), b"")
+        assert_eq!(dir.names(), ["out.json"], "temp file left behind");
+        let err = write_atomic(&dir.path("no/such/dir/x"), b"")
             .unwrap_err()
             .to_string();
         assert!(err.contains("No such file or directory"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temp_names_are_unpredictable_and_name_the_destination() {
+        let dir = Dir::new();
+        let dest = dir.path("p.json");
+        let a = AtomicFile::create(&dest).unwrap();
+        let b = AtomicFile::create(&dest).unwrap();
+        let (na, nb) = (dir.names()[0].clone(), dir.names()[1].clone());
+        let prefix = format!(".p.json.phasebox-{}-", std::process::id());
+        assert!(
+            na.starts_with(&prefix) && nb.starts_with(&prefix),
+            "{na} {nb}"
+        );
+        assert_ne!(na, nb);
+        assert_eq!(na.len(), prefix.len() + RANDOM_CHARS);
+        drop((a, b));
+    }
+
+    #[test]
+    fn links_and_files_planted_at_temp_names_are_never_used() {
+        let dir = Dir::new();
+        let victim = dir.path("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        // Every name the old scheme (.NAME.tmp-PID-N) would have used: links to the victim and
+        // plain files made beforehand; and a link at the destination itself.
+        let mut planted = Vec::new();
+        for n in 0..64 {
+            let at = dir.path(&format!(".out.tmp-{}-{n}", std::process::id()));
+            if n % 2 == 0 {
+                std::os::unix::fs::symlink(&victim, &at).unwrap();
+            } else {
+                std::fs::write(&at, b"planted").unwrap();
+                planted.push(at);
+            }
+        }
+        std::os::unix::fs::symlink(&victim, dir.path("out")).unwrap();
+        write_atomic(&dir.path("out"), b"mine").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        for p in &planted {
+            assert_eq!(std::fs::read(p).unwrap(), b"planted", "{}", p.display());
+        }
+        let out = std::fs::symlink_metadata(dir.path("out")).unwrap();
+        assert!(out.file_type().is_file(), "the link was replaced");
+        assert_eq!(std::fs::read(dir.path("out")).unwrap(), b"mine");
+        assert_eq!(dir.names().len(), 64 + 2, "no temp file left");
+    }
+
+    #[test]
+    fn devices_fifos_sockets_and_directories_are_refused() {
+        let dir = Dir::new();
+        let null = dir.path("mynull");
+        mknod(&null, libc::S_IFCHR | 0o666, libc::makedev(1, 3));
+        let fifo = dir.path("fifo");
+        mknod(&fifo, libc::S_IFIFO | 0o600, 0);
+        let sock = dir.path("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        for (path, kind) in [
+            (&null, "a character device"),
+            (&fifo, "a FIFO"),
+            (&sock, "a socket"),
+            (&dir.0.path().to_path_buf(), "a directory"),
+        ] {
+            let err = write_atomic(path, b"x").unwrap_err().to_string();
+            assert!(err.contains(&format!("it is {kind}")), "{err}");
+        }
+        let meta = std::fs::symlink_metadata(&null).unwrap();
+        assert!(meta.file_type().is_char_device(), "mynull still a device");
+        assert_eq!(meta.rdev(), libc::makedev(1, 3));
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+        assert_eq!(
+            dir.names(),
+            ["fifo", "mynull", "sock"],
+            "nothing else created"
+        );
+    }
+
+    #[test]
+    fn the_replaced_files_mode_and_owner_are_kept() {
+        let dir = Dir::new();
+        let dest = dir.path("kept.json");
+        std::fs::write(&dest, b"old").unwrap();
+        std::fs::set_permissions(&dest, Permissions::from_mode(0o640)).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            std::os::unix::fs::chown(&dest, Some(65534), Some(65534)).unwrap();
+        }
+        write_atomic(&dest, b"new").unwrap();
+        let meta = std::fs::metadata(&dest).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        if root {
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        }
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        // A new file gets the usual mode (0666 less the umask), never the temp file's 0600.
+        let fresh = dir.path("fresh.json");
+        write_atomic(&fresh, b"{}").unwrap();
+        // SAFETY: umask has no preconditions; set back at once.
+        let mask = unsafe {
+            let m = libc::umask(0o022);
+            libc::umask(m);
+            m
+        };
+        let mode = std::fs::metadata(&fresh).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !mask);
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_run_are_removed_and_no_others() {
+        let dir = Dir::new();
+        // A process that is gone: a child that has been reaped.
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::process::id();
+        let r = "abcdefABCDEF";
+        let names = [
+            format!(".out.json.phasebox-{dead}-{r}"), // ours, its maker gone: removed
+            format!(".out.json.phasebox-1-{r}"),      // its maker alive (init): kept
+            format!(".other.json.phasebox-{dead}-{r}"), // another destination: kept
+            format!(".out.json.phasebox-{dead}-short"), // not a name phasebox makes: kept
+            "out.json.keep".to_string(),
+        ];
+        for n in &names {
+            std::fs::write(dir.path(n), b"").unwrap();
+        }
+        let mut f = AtomicFile::create(&dir.path("out.json")).unwrap();
+        f.file().write_all(b"x").unwrap();
+        f.commit().unwrap();
+        let mut want: Vec<String> = names[1..].to_vec();
+        want.push("out.json".into());
+        want.sort();
+        assert_eq!(dir.names(), want);
+        assert!(!process_gone(live));
     }
 }

@@ -5,6 +5,7 @@ pub mod atomic_file;
 pub mod container;
 pub mod event;
 pub mod harvest;
+pub mod input;
 pub mod learn;
 pub mod metrics;
 pub mod monitor;

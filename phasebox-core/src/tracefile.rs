@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic_file::{AtomicFile, file_error};
 use crate::event::{self, Event};
+use crate::input;
 use crate::summary::Summary;
+use crate::sysnames;
 
 pub const MAGIC: &[u8; 8] = b"PBTRACE\0";
 pub const END_MAGIC: &[u8; 8] = b"PBTREND\0";
@@ -113,48 +115,65 @@ pub struct Trace {
     pub footer: TraceFooter,
 }
 
-fn bad(path: &Path, what: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{} is not a valid phasebox trace file: {what}",
-        path.display()
-    )
+fn bad(origin: &str, what: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{origin} is not a valid phasebox trace file: {what}")
 }
 
-fn read_block(r: &mut impl Read, path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+/// The largest header or footer read (a footer lists every process of the run).
+const MAX_BLOCK: u64 = 256 << 20;
+
+fn read_block(r: &mut impl Read, origin: &str, what: &str) -> anyhow::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)
-        .map_err(|_| bad(path, format!("the {what} is cut short")))?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > 256 << 20 {
-        return Err(bad(path, format!("the {what} claims {len} bytes")));
+        .map_err(|_| bad(origin, format!("the {what} is cut short")))?;
+    let len = u64::from(u32::from_le_bytes(len));
+    if len > MAX_BLOCK {
+        return Err(bad(origin, format!("the {what} claims {len} bytes")));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)
-        .map_err(|_| bad(path, format!("the {what} is cut short")))?;
+    // Read, not allocated up front: memory follows what the file holds, not what it claims.
+    let mut buf = Vec::new();
+    r.take(len)
+        .read_to_end(&mut buf)
+        .map_err(|e| bad(origin, format!("the {what} cannot be read ({e})")))?;
+    if buf.len() as u64 != len {
+        return Err(bad(origin, format!("the {what} is cut short")));
+    }
     Ok(buf)
 }
 
 /// Reads a whole trace file.
 pub fn read(path: &Path) -> anyhow::Result<Trace> {
-    let f = File::open(path).map_err(|e| file_error("read", path, &e))?;
-    let mut r = BufReader::new(f);
+    let r = BufReader::new(input::open(path, input::TRACE)?);
+    parse(r, &path.display().to_string())
+}
+
+/// Reads a trace from `r`; `origin` names it in errors.
+pub fn parse(mut r: impl Read, origin: &str) -> anyhow::Result<Trace> {
     let mut magic = [0u8; 8];
     if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        return Err(bad(path, "it does not start with the trace magic"));
+        return Err(bad(origin, "it does not start with the trace magic"));
     }
-    let header: TraceHeader = serde_json::from_slice(&read_block(&mut r, path, "header")?)
-        .map_err(|e| bad(path, format!("its header is malformed ({e})")))?;
+    let header: TraceHeader = serde_json::from_slice(&read_block(&mut r, origin, "header")?)
+        .map_err(|e| bad(origin, format!("its header is malformed ({e})")))?;
     if header.format_version != FORMAT_VERSION
         || header.wire_version != phasebox_common::WIRE_VERSION
     {
         anyhow::bail!(
-            "{} has trace format {} with records of version {}; this phasebox reads format {} \
+            "{origin} has trace format {} with records of version {}; this phasebox reads format {} \
              with records of version {}",
-            path.display(),
             header.format_version,
             header.wire_version,
             FORMAT_VERSION,
             phasebox_common::WIRE_VERSION
+        );
+    }
+    // Records carry this architecture's syscall numbers only when it wrote them.
+    if header.arch != sysnames::ARCH {
+        anyhow::bail!(
+            "{origin} is a trace of {:?} programs; this phasebox is built for {} and reads {} traces only",
+            header.arch,
+            sysnames::ARCH,
+            sysnames::ARCH
         );
     }
     let mut events = Vec::new();
@@ -163,7 +182,7 @@ pub fn read(path: &Path) -> anyhow::Result<Trace> {
         let n = events.len();
         r.read_exact(&mut buf[..8]).map_err(|_| {
             bad(
-                path,
+                origin,
                 format!("it ends after {n} records without its footer"),
             )
         })?;
@@ -171,14 +190,17 @@ pub fn read(path: &Path) -> anyhow::Result<Trace> {
             break;
         }
         let kind =
-            event::peek_kind(&buf[..8]).map_err(|e| bad(path, format!("record {n}: {e}")))?;
+            event::peek_kind(&buf[..8]).map_err(|e| bad(origin, format!("record {n}: {e}")))?;
         let len = event::record_len(kind);
         r.read_exact(&mut buf[8..len])
-            .map_err(|_| bad(path, format!("record {n} is cut short")))?;
-        events.push(event::decode(&buf[..len]).map_err(|e| bad(path, e))?);
+            .map_err(|_| bad(origin, format!("record {n} is cut short")))?;
+        events.push(event::decode(&buf[..len]).map_err(|e| bad(origin, e))?);
     }
-    let footer: TraceFooter = serde_json::from_slice(&read_block(&mut r, path, "footer")?)
-        .map_err(|e| bad(path, format!("its footer is malformed ({e})")))?;
+    let footer: TraceFooter = serde_json::from_slice(&read_block(&mut r, origin, "footer")?)
+        .map_err(|e| bad(origin, format!("its footer is malformed ({e})")))?;
+    if r.read(&mut [0u8; 1]).map_err(|e| bad(origin, e))? != 0 {
+        return Err(bad(origin, "it goes on after its footer"));
+    }
     Ok(Trace {
         header,
         events,
@@ -199,7 +221,7 @@ mod tests {
             format_version: FORMAT_VERSION,
             wire_version: phasebox_common::WIRE_VERSION,
             phasebox_version: "test".into(),
-            arch: "x86_64".into(),
+            arch: sysnames::ARCH.into(),
             kernel_release: "6.0".into(),
             mode: "run".into(),
             command: vec!["/bin/pwd".into()],
@@ -252,6 +274,38 @@ mod tests {
         std::fs::write(&cut, b"hello world").unwrap();
         let err = read(&cut).unwrap_err().to_string();
         assert!(err.contains("trace magic"), "{err}");
+
+        // Bytes after the footer are damage, not ignored.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(b"garbage");
+        let err = parse(&longer[..], "g.pbtrace").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "g.pbtrace is not a valid phasebox trace file: it goes on after its footer"
+        );
+        // A block that claims more than the file holds is cut short, with no huge allocation.
+        let mut claims = MAGIC.to_vec();
+        claims.extend_from_slice(&(200u32 << 20).to_le_bytes());
+        claims.extend_from_slice(b"{}");
+        let err = parse(&claims[..], "c").unwrap_err().to_string();
+        assert!(err.contains("the header is cut short"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn traces_of_another_architecture_are_refused() {
+        let mut h = header();
+        h.arch = "sparc".into();
+        let json = serde_json::to_vec(&h).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&json);
+        let err = parse(&bytes[..], "s.pbtrace").unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "s.pbtrace is a trace of \"sparc\" programs; this phasebox is built for"
+            ),
+            "{err}"
+        );
     }
 }

@@ -75,6 +75,47 @@ pub fn phasebox(args: &[&str]) -> Output {
         .expect("phasebox runs")
 }
 
+/// Runs phasebox with `args` like [`phasebox`], but fails the test if phasebox has not ended
+/// within `limit` (it is killed then): for input that could make it hang.
+pub fn phasebox_within(args: &[&str], limit: std::time::Duration) -> Output {
+    use std::io::Read;
+    let mut child = Command::new(phasebox_bin())
+        .args(args)
+        .env_remove(CARGO_LIBRARY_PATH)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("phasebox runs");
+    // Readers on their own threads, so a full pipe never stops phasebox.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for phasebox") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("phasebox {args:?} did not end within {limit:?}: it hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
 /// Calls and errors per syscall name.
 pub type Counts = BTreeMap<String, (u64, u64)>;
 

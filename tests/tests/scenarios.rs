@@ -254,7 +254,11 @@ fn a_failing_scenario_fails_the_run_and_says_why() {
 
     std::fs::write(&file, "name = \"t\"\n[[scenario]]\nname = \"x\"\n").unwrap();
     let out = phasebox(&["scenarios", "run", file.to_str().unwrap()]);
-    assert_clear_failure(&out, "is not a valid scenario file");
+    // A TOML error says where, in one line: file:line:column: message.
+    assert_clear_failure(
+        &out,
+        &format!("{}:2:1: missing field `covers`", file.display()),
+    );
     let out = phasebox(&["scenarios", "run", "/no/such.toml"]);
     assert_clear_failure(&out, "/no/such.toml");
 }

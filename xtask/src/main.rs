@@ -10,6 +10,7 @@
 //! - `cargo xtask study [--quick] [--policy FILE]…`: the poster's study for pwd and nginx, into
 //!   docs/study.md.
 //! - `cargo xtask image`: setup, build, and make phasebox's container image (target/image/).
+//! - `cargo xtask fuzz [SECONDS]`: setup, and run every fuzz target for SECONDS (default 600).
 mod bench;
 mod bench_cost;
 mod bench_phases;
@@ -52,12 +53,19 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             image::run()
         }
+        "fuzz" => {
+            setup::run()?;
+            let secs = args.get(1).map_or(Ok(600), |s| s.parse())?;
+            fuzz(secs)
+        }
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask setup|build|demo|test|bench|study|image");
+            println!("usage: cargo xtask setup|build|demo|test|bench|study|image|fuzz");
             Ok(())
         }
         other => {
-            bail!("unknown task {other:?}; try: setup, build, demo, test, bench, study, image")
+            bail!(
+                "unknown task {other:?}; try: setup, build, demo, test, bench, study, image, fuzz"
+            )
         }
     }
 }
@@ -118,6 +126,7 @@ fn test() -> anyhow::Result<()> {
     let mut unit = vec!["test"];
     unit.extend(&CRATES[..10]);
     util::cargo(&unit)?;
+    fuzz(20)?;
     // --tests: the integration binaries only, so the run ends on real tests, not doc-tests.
     let mut cmd = util::cargo_cmd(&[
         "test",
@@ -129,4 +138,46 @@ fn test() -> anyhow::Result<()> {
     ]);
     cmd.env("PHASEBOX_BIN", &bin);
     util::run(&mut cmd)
+}
+
+/// Runs every fuzz target (fuzz/, a workspace of its own built by cargo-fuzz with nightly) for
+/// `seconds`, one after the other, from its seeds and the corpus earlier runs left in
+/// fuzz/corpus; a crash, or an input that takes over 10 s (a hang), fails.
+fn fuzz(seconds: u64) -> anyhow::Result<()> {
+    let nightly = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("cargo");
+        cmd.arg("+nightly")
+            .args(args)
+            .current_dir(util::root())
+            .env("PATH", util::path_with_cargo_bin())
+            // The stable cargo that runs xtask must not stand in for the nightly one.
+            .env_remove("CARGO")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO_TARGET_DIR");
+        cmd
+    };
+    let list = nightly(&["fuzz", "list"]).output()?;
+    if !list.status.success() || list.stdout.is_empty() {
+        bail!(
+            "cargo fuzz list failed: {}",
+            String::from_utf8_lossy(&list.stderr)
+        );
+    }
+    for target in String::from_utf8_lossy(&list.stdout).lines() {
+        let corpus = format!("fuzz/corpus/{target}");
+        std::fs::create_dir_all(util::root().join(&corpus))?;
+        let seeds = format!("fuzz/seeds/{target}");
+        let time = format!("-max_total_time={seconds}");
+        util::run(&mut nightly(&[
+            "fuzz",
+            "run",
+            target,
+            &corpus,
+            &seeds,
+            "--",
+            &time,
+            "-timeout=10",
+        ]))?;
+    }
+    Ok(())
 }

@@ -38,6 +38,7 @@ const PACKAGES: &[&str] = &[
 /// Services their packages start; the tests start their own on loopback ports instead.
 const SERVICES: &[&str] = &["redis-server", "memcached"];
 const BPF_LINKER: &str = "0.13.0";
+const CARGO_FUZZ: &str = "0.13.2";
 const NIGHTLY: &str = "nightly";
 
 pub fn run() -> anyhow::Result<()> {
@@ -45,6 +46,7 @@ pub fn run() -> anyhow::Result<()> {
     stop_services();
     rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     tracefs()?;
     Ok(())
 }
@@ -129,6 +131,25 @@ fn bpf_linker() -> anyhow::Result<()> {
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
     )
+}
+
+/// cargo-fuzz runs the fuzz targets (with the nightly toolchain, which rust_src installs).
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let current = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .env("PATH", util::path_with_cargo_bin())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if current.contains(CARGO_FUZZ) {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ}");
+    util::run(Command::new("cargo").args([
+        "install",
+        "--locked",
+        &format!("cargo-fuzz@{CARGO_FUZZ}"),
+    ]))
 }
 
 fn tracefs() -> anyhow::Result<()> {

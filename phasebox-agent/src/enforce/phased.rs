@@ -8,14 +8,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use phasebox_core::seccomp::{
-    export::{MANIFEST_SCHEMA, Manifest},
-    oci::OciProfile,
-};
+use phasebox_core::seccomp::{export::Manifest, oci::OciProfile};
 
 use super::{filter::FilterSpec, notify::Verdict};
 use crate::{procfs, session::PhaseBoard};
-use phasebox_core::{atomic_file::file_error, phase::Detector};
+use phasebox_core::phase::Detector;
 
 /// A manifest read back, with the sets the filter needs.
 pub struct Plan {
@@ -30,22 +27,8 @@ pub struct Plan {
 
 /// Reads `manifest` and the phase files beside it.
 pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
-    let text = std::fs::read_to_string(manifest).map_err(|e| file_error("read", manifest, &e))?;
+    let m = Manifest::load(manifest)?;
     let origin = manifest.display();
-    let m: Manifest = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{origin} is not a valid phase manifest: {e}"))?;
-    if m.schema != MANIFEST_SCHEMA {
-        anyhow::bail!(
-            "{origin} has schema {:?}; this phasebox reads {MANIFEST_SCHEMA:?}",
-            m.schema
-        );
-    }
-    if m.format != "oci" {
-        anyhow::bail!(
-            "{origin} lists {} files; phase-aware enforcement needs OCI files (export --format oci)",
-            m.format
-        );
-    }
     let detector = Detector::load(&m.rules)
         .map_err(|e| anyhow::anyhow!("{origin} names phase rules that cannot be loaded: {e}"))?;
     let dir = manifest.parent().unwrap_or(Path::new("."));
@@ -61,6 +44,9 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
             }
             union.extend(names);
         }
+    }
+    if union.is_empty() {
+        anyhow::bail!("{origin} allows no syscall at all: no program could start under it");
     }
     let early_only = union.difference(&late).cloned().collect();
     Ok(Plan {

@@ -89,14 +89,27 @@ fn prepare(set: &ScenarioSet, s: &Scenario, dir: &str, port: u16) -> Result<(), 
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        let body = match f.size {
-            Some(n) => vec![b'x'; n as usize],
-            None => expand(&f.content, dir, port).into_bytes(),
+        let written = match f.size {
+            Some(n) => write_filler(&path, n),
+            None => std::fs::write(&path, expand(&f.content, dir, port)),
         };
-        std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     for setup in set.setup.iter().chain(&s.setup) {
         shell(s, setup, dir, port, None).map_err(|e| format!("the setup command {e}"))?;
+    }
+    Ok(())
+}
+
+/// Writes `n` bytes of 'x' in pieces (the scenario format bounds `n`; memory stays small).
+fn write_filler(path: &Path, mut n: u64) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let chunk = [b'x'; 64 << 10];
+    let mut out = File::create(path)?;
+    while n > 0 {
+        let k = n.min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..k])?;
+        n -= k as u64;
     }
     Ok(())
 }

@@ -201,21 +201,11 @@ impl Rules {
 
     /// Parses and checks a rule set; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Rules> {
-        let file: RuleFile = toml::from_str(text).map_err(|e| {
-            anyhow::anyhow!("{origin} is not a valid phase rule set: {}", e.message())
-        })?;
+        let file: RuleFile =
+            toml::from_str(text).map_err(|e| crate::input::toml_error(text, origin, &e))?;
         let bad = |what: String| anyhow::anyhow!("{origin} is not a valid phase rule set: {what}");
+        check_roles(&file.roles).map_err(bad)?;
         let role_names: HashSet<&str> = file.roles.iter().map(|r| r.name.as_str()).collect();
-        for r in &file.roles {
-            if let Some(p) = &r.parent
-                && !role_names.contains(p.as_str())
-            {
-                return Err(bad(format!(
-                    "role {} names an unknown parent role {p}",
-                    r.name
-                )));
-            }
-        }
         let mut by_role: HashMap<String, Vec<Phase>> = HashMap::new();
         let mut default = Vec::new();
         for p in file.phases {
@@ -235,6 +225,12 @@ impl Rules {
                 }
                 if syscalls.is_empty() && !m.exec && !m.fork {
                     return Err(bad(format!("a marker of phase {} matches nothing", p.name)));
+                }
+                if m.occurrence == Some(0) {
+                    return Err(bad(format!(
+                        "a marker of phase {} has occurrence 0; the first call is occurrence 1",
+                        p.name
+                    )));
                 }
                 enter.push(Marker {
                     syscalls,
@@ -268,6 +264,12 @@ impl Rules {
                 return Err(bad(format!(
                     "phase {} is listed twice for one role",
                     phase.name
+                )));
+            }
+            if let Some(other) = list.iter().find(|q| q.steady && phase.steady) {
+                return Err(bad(format!(
+                    "phases {} and {} are both steady; a role has one steady phase",
+                    other.name, phase.name
                 )));
             }
             list.push(phase);
@@ -308,10 +310,45 @@ impl Rules {
                 names.join(", ")
             );
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| crate::atomic_file::file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         Rules::parse(&text, &path.display().to_string())
     }
+}
+
+/// Role names are unique, and every parent is a role whose own ancestors never lead back.
+fn check_roles(roles: &[RoleRule]) -> Result<(), String> {
+    let mut parent_of = HashMap::new();
+    for r in roles {
+        if parent_of
+            .insert(r.name.as_str(), r.parent.as_deref())
+            .is_some()
+        {
+            return Err(format!("role {} is defined twice", r.name));
+        }
+    }
+    for r in roles {
+        let mut seen = vec![r.name.as_str()];
+        let mut at = r.parent.as_deref();
+        while let Some(p) = at {
+            let Some(&up) = parent_of.get(p) else {
+                return Err(format!(
+                    "role {} names an unknown parent role {p}",
+                    seen[seen.len() - 1]
+                ));
+            };
+            if seen.contains(&p) {
+                seen.push(p);
+                return Err(format!(
+                    "role {} is its own ancestor ({})",
+                    r.name,
+                    seen.join(" -> parent ")
+                ));
+            }
+            seen.push(p);
+            at = up;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -376,7 +413,7 @@ mod tests {
     #[test]
     fn bad_rule_files_are_explained() {
         let err = |t: &str| Rules::parse(t, "x.toml").unwrap_err().to_string();
-        assert!(err("name = 1").contains("x.toml is not a valid phase rule set"));
+        assert!(err("name = 1").starts_with("x.toml:1:8: invalid type: integer `1`"));
         let e = err("name='a'\n[[phase]]\nname='p'\nenter=[{syscalls=['no_such']}]");
         assert!(e.contains("unknown syscall no_such"), "{e}");
         let e = err("name='a'\n[[phase]]\nrole='r'\nname='p'");
@@ -385,5 +422,60 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
         let e = Rules::load("/no/such/rules.toml").unwrap_err().to_string();
         assert!(e.contains("not a built-in"), "{e}");
+    }
+
+    #[test]
+    fn parent_cycles_zero_occurrences_and_two_steady_phases_are_refused() {
+        let err = |t: &str| Rules::parse(t, "x.toml").unwrap_err().to_string();
+        let phase = "[[phase]]\nname='p'\nenter=[{exec=true}]\n";
+        let e = err(&format!(
+            "name='a'\nrole=[{{name='r', parent='r'}}]\n{phase}"
+        ));
+        assert!(
+            e.contains("role r is its own ancestor (r -> parent r)"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "name='a'\nrole=[{{name='a', parent='b'}}, {{name='b', parent='c'}}, {{name='c', parent='a'}}]\n{phase}"
+        ));
+        assert!(
+            e.contains("role a is its own ancestor (a -> parent b -> parent c -> parent a)"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "name='a'\nrole=[{{name='r'}}, {{name='r'}}]\n{phase}"
+        ));
+        assert!(e.contains("role r is defined twice"), "{e}");
+        let e = err(&format!(
+            "name='a'\nrole=[{{name='r', parent='q'}}]\n{phase}"
+        ));
+        assert!(e.contains("unknown parent role q"), "{e}");
+        // A chain without a cycle is fine.
+        Rules::parse(
+            &format!("name='a'\nrole=[{{name='a'}}, {{name='b', parent='a'}}, {{name='c', parent='b'}}]\n{phase}"),
+            "ok.toml",
+        )
+        .unwrap();
+        let e = err("name='a'\n[[phase]]\nname='p'\nenter=[{syscalls=['read'], occurrence=0}]");
+        assert!(e.contains("occurrence 0"), "{e}");
+        let e = err(
+            "name='a'\n[[phase]]\nname='p'\nsteady=true\nenter=[{exec=true}]\n[[phase]]\nname='q'\nsteady=true\nenter=[{fork=true}]",
+        );
+        assert!(e.contains("phases p and q are both steady"), "{e}");
+    }
+
+    #[test]
+    fn toml_errors_take_one_line_with_file_line_and_column() {
+        let e = Rules::parse(
+            "name = 'a'\n\n[[phase]]\nname = 'p'\n  bogus = 1\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("x.toml:5:3: unknown field `bogus`"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = Rules::parse("name = \n", "y.toml").unwrap_err().to_string();
+        assert!(e.starts_with("y.toml:1:"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
     }
 }

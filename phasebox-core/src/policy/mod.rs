@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{atomic_file::file_error, profile::Profile, sysnames};
+use crate::{profile::Profile, sysnames};
 
 /// An imported policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +23,23 @@ pub struct Policy {
     pub allowed: BTreeSet<String>,
     /// Allowed only when arguments match (OCI `args` conditions): counted as allowed.
     pub conditional: BTreeSet<String>,
+    /// Names it allows that are not syscalls of this architecture (other architectures'
+    /// calls, as in Docker's profile, or typos): left out of `allowed`, and reported.
+    pub not_syscalls: BTreeSet<String>,
 }
+
+/// Actions of the OCI runtime spec's seccomp profiles.
+const OCI_ACTIONS: &[&str] = &[
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
+];
 
 /// Capabilities a container gets from Docker by default: rules that need only these apply.
 const DEFAULT_CAPS: &[&str] = &[
@@ -142,10 +158,19 @@ impl Ctx<'_> {
         true
     }
 
-    fn oci(&self, v: &Value) -> anyhow::Result<Policy> {
-        let default = v["defaultAction"]
+    /// An OCI action, checked: an unknown one would otherwise read as a deny.
+    fn action<'v>(&self, v: &'v Value, what: &str) -> anyhow::Result<&'v str> {
+        let action = v
             .as_str()
-            .ok_or_else(|| self.bad("defaultAction is not a string"))?;
+            .ok_or_else(|| self.bad(format!("{what} is not a string")))?;
+        if !OCI_ACTIONS.contains(&action) {
+            return Err(self.bad(format!("{what} {action:?} is not a seccomp action")));
+        }
+        Ok(action)
+    }
+
+    fn oci(&self, v: &Value) -> anyhow::Result<Policy> {
+        let default = self.action(&v["defaultAction"], "defaultAction")?;
         let allows = |action: &str| matches!(action, "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG");
         let rules = match &v["syscalls"] {
             Value::Null => &Vec::new(),
@@ -156,9 +181,10 @@ impl Ctx<'_> {
         let mut denied = BTreeSet::new();
         let mut conditional = BTreeSet::new();
         for (i, rule) in rules.iter().enumerate() {
-            let action = rule["action"]
-                .as_str()
-                .ok_or_else(|| self.bad(format!("rule {i} has no action")))?;
+            if rule["action"].is_null() {
+                return Err(self.bad(format!("rule {i} has no action")));
+            }
+            let action = self.action(&rule["action"], &format!("the action of rule {i}"))?;
             // Current form: "names": [...]; legacy form: "name": "...".
             let names: Vec<String> = match (&rule["names"], &rule["name"]) {
                 (Value::Array(a), _) => a
@@ -196,6 +222,7 @@ impl Ctx<'_> {
             format,
             allowed,
             conditional,
+            not_syscalls: BTreeSet::new(),
         })
     }
 
@@ -236,6 +263,7 @@ impl Ctx<'_> {
             format,
             allowed,
             conditional: BTreeSet::new(),
+            not_syscalls: BTreeSet::new(),
         })
     }
 
@@ -246,6 +274,7 @@ impl Ctx<'_> {
             format: "name list",
             allowed: self.names(text)?,
             conditional: BTreeSet::new(),
+            not_syscalls: BTreeSet::new(),
         })
     }
 
@@ -286,6 +315,10 @@ impl Policy {
         };
         let mut p = ctx.parse(text)?;
         p.name = origin.rsplit('/').next().unwrap_or(origin).to_string();
+        (p.allowed, p.not_syscalls) = std::mem::take(&mut p.allowed)
+            .into_iter()
+            .partition(|n| sysnames::number(n).is_some());
+        p.conditional.retain(|n| p.allowed.contains(n));
         Ok(p)
     }
 
@@ -307,19 +340,20 @@ impl Policy {
             format: "deny list (allows the rest of the table)",
             allowed: table.difference(&denied).cloned().collect(),
             conditional: BTreeSet::new(),
+            not_syscalls: BTreeSet::new(),
         })
     }
 
     /// Reads a deny list file ([`Policy::parse_deny_list`]).
     pub fn load_deny_list(path: &Path) -> anyhow::Result<Policy> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         Policy::parse_deny_list(&text, &path.display().to_string())
     }
 
     /// Reads a policy file, or a phasebox profile (the union of `role`'s phases, or of every
     /// role when it has no such role).
     pub fn load(path: &Path, kernel: &str, role: Option<&str>) -> anyhow::Result<Policy> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         let origin = path.display().to_string();
         if text.contains("\"schema\"") && text.contains(crate::profile::SCHEMA) {
             let prof = Profile::parse(&text, &origin)?;
@@ -340,6 +374,7 @@ impl Policy {
                 format: "phasebox profile (union of phases)",
                 allowed,
                 conditional: BTreeSet::new(),
+                not_syscalls: BTreeSet::new(),
             });
         }
         Policy::parse(&text, &origin, kernel)
@@ -479,5 +514,42 @@ mod tests {
         assert!(err("{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":[{\"action\":\"SCMP_ACT_ALLOW\"}]}")
             .contains("rule 0 has neither"));
         assert!(err("{not json").starts_with("p.json is not a policy phasebox can read"));
+    }
+
+    #[test]
+    fn unknown_actions_are_refused_and_unknown_names_kept_apart() {
+        let err = |t: &str| Policy::parse(t, "p.json", "6.1").unwrap_err().to_string();
+        let e = err(r#"{"defaultAction":"SCMP_ACT_FOO","syscalls":[]}"#);
+        assert!(
+            e.contains("defaultAction \"SCMP_ACT_FOO\" is not a seccomp action"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_BAR"}]}"#,
+        );
+        assert!(
+            e.contains("the action of rule 0 \"SCMP_ACT_BAR\" is not"),
+            "{e}"
+        );
+        let e = err(r#"{"defaultAction":7}"#);
+        assert!(e.contains("defaultAction is not a string"), "{e}");
+        let p = parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["read","not_a_syscall","<script>"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        assert_eq!(p.allowed, BTreeSet::from(["read".into()]));
+        assert_eq!(
+            p.not_syscalls,
+            BTreeSet::from(["<script>".into(), "not_a_syscall".into()])
+        );
+        let p = parse("app:read,nope\n");
+        assert_eq!(p.not_syscalls, BTreeSet::from(["nope".into()]));
+        let p = parse(r#"{"syscalls":["write","bogus"]}"#);
+        assert_eq!(p.allowed, BTreeSet::from(["write".into()]));
+        assert_eq!(p.not_syscalls, BTreeSet::from(["bogus".into()]));
+        // Docker's profile names calls of other architectures: reported, not allowed here.
+        let d = parse(DOCKER);
+        assert!(d.not_syscalls.contains("_llseek"), "{:?}", d.not_syscalls);
+        assert!(d.allowed.iter().all(|n| sysnames::number(n).is_some()));
     }
 }

@@ -27,6 +27,8 @@ pub struct Row {
     pub critical_allowed: Vec<String>,
     /// Share of the architecture's syscall table the policy denies.
     pub surface_removed: f64,
+    /// Names the policy allows that are not syscalls of this architecture (left out).
+    pub not_syscalls: Vec<String>,
 }
 
 /// The whole comparison (`--json`).
@@ -125,6 +127,7 @@ pub fn compare(
                     .collect(),
                 critical_allowed: critical_allowed.clone(),
                 surface_removed: 1.0 - allowed.len() as f64 / table.len() as f64,
+                not_syscalls: pol.not_syscalls.iter().cloned().collect(),
             });
         }
     }
@@ -163,6 +166,21 @@ pub fn render(c: &Comparison) -> String {
                 "  critical syscalls still allowed: {}",
                 list(&r.critical_allowed)
             );
+            if !r.not_syscalls.is_empty() {
+                // Escaped: the names come from a file and could hold terminal controls.
+                let names: Vec<String> = r
+                    .not_syscalls
+                    .iter()
+                    .map(|n| n.escape_debug().to_string())
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  left out, not {} syscalls ({}): {}",
+                    c.arch,
+                    names.len(),
+                    names.join(" ")
+                );
+            }
             let _ = writeln!(
                 out,
                 "  {:<48} {:>5} {:>11} {:>8}  used but denied",
@@ -202,6 +220,7 @@ mod tests {
             format: "name list",
             allowed: names.iter().map(|s| s.to_string()).collect(),
             conditional: BTreeSet::new(),
+            not_syscalls: BTreeSet::new(),
         }
     }
 
@@ -233,6 +252,21 @@ mod tests {
         let header = text.lines().find(|l| l.contains("role / phase")).unwrap();
         assert_eq!(header.matches("missing").count(), 1, "{header}");
         assert!(header.ends_with("used but denied"), "{header}");
+        assert!(!text.contains("left out"), "{text}");
+
+        // Names that are not syscalls here are reported, never silently dropped.
+        let mut odd = policy(&["read"]);
+        odd.not_syscalls = ["<script>".to_string(), "_llseek".into()].into();
+        let c = compare(&prof, &[odd], Some("worker"), Some("serving")).unwrap();
+        assert_eq!(c.rows[0].not_syscalls, ["<script>", "_llseek"]);
+        let text = render(&c);
+        assert!(
+            text.contains(&format!(
+                "left out, not {} syscalls (2): <script> _llseek",
+                c.arch
+            )),
+            "{text}"
+        );
 
         let e = compare(&prof, &[], Some("master"), None)
             .unwrap_err()

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use super::{MAX_PATHS, Profile, SyscallUse};
 
 fn merge_use(into: &mut SyscallUse, from: &SyscallUse) {
-    into.calls += from.calls;
+    // Counts from files are untrusted: a sum past u64 stays at the top instead of wrapping.
+    into.calls = into.calls.saturating_add(from.calls);
     into.errors = into.errors.saturating_add(from.errors);
     into.first_seen_ns = into.first_seen_ns.min(from.first_seen_ns);
     let paths: BTreeSet<String> = into
@@ -59,7 +60,7 @@ pub fn merge(profiles: &[Profile]) -> anyhow::Result<Profile> {
                 out.roles.push(role.clone());
                 continue;
             };
-            into.processes += role.processes;
+            into.processes = into.processes.saturating_add(role.processes);
             for phase in &role.phases {
                 let Some(ph) = into.phases.iter_mut().find(|q| q.name == phase.name) else {
                     into.phases.push(phase.clone());
@@ -200,6 +201,16 @@ mod tests {
         assert!(!m.complete);
         assert_eq!(m.incomplete_reasons, ["attached"]);
         assert_eq!(merge(std::slice::from_ref(&a)).unwrap(), a);
+    }
+
+    #[test]
+    fn merged_counts_saturate_instead_of_wrapping() {
+        let mut a = sample(&[("main", &[("run", &["read"])])]);
+        a.roles[0].processes = u64::MAX - 1;
+        a.roles[0].phases[0].syscalls.get_mut("read").unwrap().calls = u64::MAX - 1;
+        let m = merge(&[a.clone(), a.clone(), a]).unwrap();
+        assert_eq!(m.roles[0].processes, u64::MAX);
+        assert_eq!(m.roles[0].phases[0].syscalls["read"].calls, u64::MAX);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file::{file_error, write_atomic};
+use crate::{atomic_file::write_atomic, sysnames};
 
 /// The schema this phasebox writes and reads.
 pub const SCHEMA: &str = "phasebox.profile/v1";
@@ -126,6 +126,17 @@ pub struct Profile {
     pub roles: Vec<Role>,
 }
 
+/// Whether a profile may hold `name`: a syscall of this architecture, or `syscall_N` for a
+/// number the table has no name for (as phasebox itself writes them).
+pub fn is_syscall_name(name: &str) -> bool {
+    if sysnames::number(name).is_some() {
+        return true;
+    }
+    name.strip_prefix("syscall_")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|nr| sysnames::name(nr) == name)
+}
+
 impl Phase {
     /// Names of its syscalls.
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -184,7 +195,19 @@ impl Profile {
         }
         // Parse again from the text so errors carry line and column.
         let p: Profile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if p.arch != sysnames::ARCH {
+            anyhow::bail!(
+                "{origin} is a profile of {:?} programs; this phasebox is built for {} and reads {} profiles only",
+                p.arch,
+                sysnames::ARCH,
+                sysnames::ARCH
+            );
+        }
+        let mut roles = std::collections::HashSet::new();
         for role in &p.roles {
+            if !roles.insert(role.name.as_str()) {
+                return Err(bad(format!("it lists role {} twice", role.name)));
+            }
             let mut seen = std::collections::HashSet::new();
             for ph in &role.phases {
                 if !seen.insert(ph.name.as_str()) {
@@ -193,13 +216,21 @@ impl Profile {
                         role.name, ph.name
                     )));
                 }
+                if let Some(name) = ph.names().find(|n| !is_syscall_name(n)) {
+                    return Err(bad(format!(
+                        "phase {} of role {} has {name:?}, which is not a {} syscall",
+                        ph.name,
+                        role.name,
+                        sysnames::ARCH
+                    )));
+                }
             }
         }
         Ok(p)
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Profile> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         Profile::parse(&text, &path.display().to_string())
     }
 }
@@ -219,7 +250,7 @@ pub(crate) mod tests {
                 path: "/usr/sbin/nginx".into(),
                 comm: "nginx".into(),
             },
-            arch: "x86_64".into(),
+            arch: sysnames::ARCH.into(),
             kernel_release: "6.18".into(),
             complete: true,
             incomplete_reasons: vec![],
@@ -304,5 +335,50 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("lists phase a twice"), "{e}");
+        let mut p = sample(&[("main", &[("a", &["read"])])]);
+        p.roles.push(p.roles[0].clone());
+        let e = Profile::parse(&p.to_json(), "r.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lists role main twice"), "{e}");
+    }
+
+    #[test]
+    fn unknown_syscalls_and_other_architectures_are_refused() {
+        for bad in [
+            "not_a_syscall",
+            "<script>alert(1)</script>",
+            "syscall_0",
+            "syscall_x",
+            "",
+        ] {
+            let p = sample(&[("main", &[("a", &["read", bad])])]);
+            let e = Profile::parse(&p.to_json(), "u.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("phase a of role main has {bad:?}, which is not a")),
+                "{e}"
+            );
+        }
+        // A number the table has no name for, as the learner writes it, is kept.
+        let p = sample(&[("main", &[("a", &["read", "syscall_100000"])])]);
+        assert_eq!(Profile::parse(&p.to_json(), "n.json").unwrap(), p);
+        for arch in ["sparc", "aarch64", "x86_64"]
+            .iter()
+            .filter(|a| **a != sysnames::ARCH)
+        {
+            let mut p = sample(&[("main", &[("a", &["read"])])]);
+            p.arch = arch.to_string();
+            let e = Profile::parse(&p.to_json(), "a.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "a.json is a profile of {arch:?} programs; this phasebox is built for"
+                )),
+                "{e}"
+            );
+        }
     }
 }

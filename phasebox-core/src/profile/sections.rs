@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use super::Profile;
-use crate::atomic_file::{file_error, write_atomic};
+use crate::atomic_file::write_atomic;
 
 /// Writes `profile` with `sections` (key, value) added, atomically.
 pub fn save(
@@ -28,7 +28,7 @@ pub fn to_json(profile: &Profile, sections: &[(&str, serde_json::Value)]) -> Str
 
 /// Reads a profile and its section `key`, if it has one.
 pub fn load<T: DeserializeOwned>(path: &Path, key: &str) -> anyhow::Result<(Profile, Option<T>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+    let text = crate::input::read_text(path, crate::input::TEXT)?;
     let origin = path.display().to_string();
     let profile = Profile::parse(&text, &origin)?;
     let value: serde_json::Value = serde_json::from_str(&text)?;

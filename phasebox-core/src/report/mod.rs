@@ -15,6 +15,7 @@ use crate::{
 };
 
 /// What goes on the page.
+#[derive(Clone)]
 pub struct Page<'a> {
     pub title: String,
     /// (label, profile), in the order given.
@@ -251,7 +252,22 @@ fn comparison_section(h: &mut String, c: &Comparison) {
             r.surface_removed * 100.0
         );
     }
-    h.push_str("</table></section>\n");
+    h.push_str("</table>\n");
+    // Each policy once (its rows repeat it): the names it lists that are not syscalls here.
+    let mut told = std::collections::BTreeSet::new();
+    for r in c.rows.iter().filter(|r| !r.not_syscalls.is_empty()) {
+        if told.insert(&r.policy) {
+            let _ = writeln!(
+                h,
+                "<p class=\"note\">{} lists {} names that are not {} syscalls, left out: {}</p>",
+                esc(&r.policy),
+                r.not_syscalls.len(),
+                esc(&c.arch),
+                esc(&r.not_syscalls.join(" "))
+            );
+        }
+    }
+    h.push_str("</section>\n");
 }
 
 fn review_section(h: &mut String, reviews: &[(String, Review)]) {
@@ -354,7 +370,7 @@ mod tests {
         };
         let h = html(&Page {
             reviews: vec![("hybrid".into(), review)],
-            ..page
+            ..page.clone()
         })
         .unwrap();
         assert!(h.contains("<a href=\"#review\">"), "{h}");
@@ -362,5 +378,23 @@ mod tests {
             h.contains("<td>chown</td><td class=\"calls\" title=\"nginx:main -&gt; nginx:ngx_reopen_files -&gt; libc:chown\">nginx:ngx_reopen_files -&gt; libc:chown</td><td>yes</td>"),
             "{h}"
         );
+
+        // Names a policy lists that are not syscalls here are told, escaped, once per policy.
+        let pol = crate::policy::Policy::parse(
+            r#"{"syscalls": ["execve", "<script>", "nope"]}"#,
+            "list.txt",
+            "6.1",
+        )
+        .unwrap();
+        let comparison = crate::policy::report::compare(&p, &[pol], None, None).unwrap();
+        let page = Page {
+            comparison: Some(comparison),
+            ..page
+        };
+        let h = html(&page).unwrap();
+        let told = "list.txt lists 2 names that are not";
+        assert_eq!(h.matches(told).count(), 1, "{h}");
+        assert!(h.contains("left out: &lt;script&gt; nope</p>"), "{h}");
+        assert!(!h.contains("<script"));
     }
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::atomic_file::file_error;
 use crate::units::parse_duration;
 
 /// A scenario set: one program, several scenarios.
@@ -69,9 +68,13 @@ pub struct FileSpec {
     pub path: String,
     #[serde(default)]
     pub content: String,
-    /// Or this many bytes of 'x' (large files).
+    /// Or this many bytes of 'x' (large files), at most MAX_FILE_BYTES.
     pub size: Option<u64>,
 }
+
+/// The largest file a scenario may ask for with `size` (it is written in pieces, never held
+/// in memory; a larger one is a typo or would fill the disk).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// One HTTP exchange (or `count` of them).
 #[derive(Clone, Debug, Deserialize)]
@@ -211,14 +214,14 @@ pub fn signal_number(name: &str) -> Option<i32> {
 impl ScenarioSet {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> anyhow::Result<ScenarioSet> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         ScenarioSet::parse(&text, &path.display().to_string())
     }
 
     /// Parses and checks; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<ScenarioSet> {
-        let set: ScenarioSet = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{origin} is not a valid scenario file: {e}"))?;
+        let set: ScenarioSet =
+            toml::from_str(text).map_err(|e| crate::input::toml_error(text, origin, &e))?;
         set.check()
             .map_err(|e| anyhow::anyhow!("{origin} is not a valid scenario file: {e}"))?;
         Ok(set)
@@ -269,6 +272,12 @@ impl ScenarioSet {
                     return Err(format!(
                         "{at}: file {:?} must stay inside the directory",
                         f.path
+                    ));
+                }
+                if let Some(n) = f.size.filter(|&n| n > MAX_FILE_BYTES) {
+                    return Err(format!(
+                        "{at}: file {:?} has size {n}, more than the {} bytes (1 GiB) a scenario file may have",
+                        f.path, MAX_FILE_BYTES
                     ));
                 }
             }
@@ -386,14 +395,31 @@ http = { path = "/x", status = 404, count = 3 }
             ),
             (
                 GOOD.replace("covers = \"a server\"", "covers = \"a server\"\nbogus = 1"),
-                "unknown field",
+                "t.toml:10:1: unknown field `bogus`",
+            ),
+            (
+                GOOD.replace(
+                    "name = \"plain\"",
+                    "name = \"plain\"\nfiles = [{ path = \"a\", size = 18446744073709551615 }]",
+                ),
+                "file \"a\" has size 18446744073709551615, more than the 1073741824 bytes",
             ),
         ];
         for (text, want) in cases {
             let err = ScenarioSet::parse(&text, "t.toml").unwrap_err().to_string();
-            assert!(err.contains("t.toml is not a valid scenario file"), "{err}");
+            assert!(err.starts_with("t.toml"), "{err}");
+            assert!(!err.contains('\n'), "more than one line: {err}");
             assert!(err.contains(want), "{want:?} not in {err}");
         }
+        // TOML errors say where: file:line:column.
+        let e = ScenarioSet::parse(&GOOD.replace("covers = \"the usual run\"", ""), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "t.toml:4:1: missing field `covers`");
+        let e = ScenarioSet::parse("name = \"x\"\n[[scenario]\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:2:"), "{e}");
     }
 
     #[test]

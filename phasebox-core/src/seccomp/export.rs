@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::oci::{OciProfile, scmp_arch};
-use crate::{atomic_file::write_atomic, profile::Profile};
+use crate::{atomic_file::write_atomic, profile::Profile, sysnames};
 
 pub use super::runtimes::{Runtime, add_runtime};
 
@@ -127,7 +127,33 @@ pub fn select(
             phase.unwrap_or_default()
         );
     }
+    named_only(&out)?;
     Ok(out)
+}
+
+/// A seccomp policy names its calls: a call the syscall table has no name for (`syscall_N`
+/// in a profile) cannot be written into one, nor can anything that is not a syscall.
+fn named_only(names: &BTreeSet<String>) -> anyhow::Result<()> {
+    match names.iter().find(|n| sysnames::number(n).is_none()) {
+        Some(n) => anyhow::bail!(
+            "the profile has {n:?}, which is not a syscall this phasebox can name in a seccomp policy"
+        ),
+        None => Ok(()),
+    }
+}
+
+/// `label` on one line, control characters escaped, for comments and annotations.
+fn one_line(label: &str) -> String {
+    label
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// Adds BASICS to `names`; returns what was not there.
@@ -160,11 +186,12 @@ fn k8s_name(label: &str) -> String {
 
 /// `names` as text in `format`.
 pub fn render(format: Format, names: &BTreeSet<String>, t: &Target) -> String {
+    let label = one_line(&t.label);
     match format {
         Format::Oci => {
             let mut p = OciProfile::allow_list(names, t.arch, t.action.scmp(), t.errno);
             if let Some(rule) = p.syscalls.first_mut() {
-                rule.comment = Some(format!("learned by phasebox: {}", t.label));
+                rule.comment = Some(format!("learned by phasebox: {label}"));
             }
             p.to_json()
         }
@@ -176,11 +203,10 @@ pub fn render(format: Format, names: &BTreeSet<String>, t: &Target) -> String {
             );
             let _ = writeln!(out, "kind: SeccompProfile");
             let _ = writeln!(out, "metadata:\n  name: {}", k8s_name(&t.label));
-            let _ = writeln!(
-                out,
-                "  annotations:\n    description: \"learned by phasebox: {}\"",
-                t.label
-            );
+            // A JSON string is a YAML double-quoted scalar: quotes in the label stay text.
+            let description = serde_json::to_string(&format!("learned by phasebox: {label}"))
+                .expect("a string serializes");
+            let _ = writeln!(out, "  annotations:\n    description: {description}");
             let _ = writeln!(out, "spec:\n  defaultAction: {}", t.action.scmp());
             let _ = writeln!(out, "  architectures:\n  - {}", scmp_arch(t.arch));
             let _ = writeln!(out, "  syscalls:\n  - action: SCMP_ACT_ALLOW\n    names:");
@@ -196,8 +222,7 @@ pub fn render(format: Format, names: &BTreeSet<String>, t: &Target) -> String {
                 DefaultAction::Kill | DefaultAction::Log => String::new(),
             };
             format!(
-                "# learned by phasebox: {}\nSystemCallArchitectures=native\nSystemCallFilter={}\n{errno}",
-                t.label,
+                "# learned by phasebox: {label}\nSystemCallArchitectures=native\nSystemCallFilter={}\n{errno}",
                 names.join(" ")
             )
         }
@@ -239,6 +264,65 @@ pub struct Manifest {
 
 pub const MANIFEST_SCHEMA: &str = "phasebox.seccomp-phases/v1";
 
+impl Manifest {
+    /// Parses and checks a manifest for phase-aware enforcement; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Manifest> {
+        let m: Manifest = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{origin} is not a valid phase manifest: {e}"))?;
+        if m.schema != MANIFEST_SCHEMA {
+            anyhow::bail!(
+                "{origin} has schema {:?}; this phasebox reads {MANIFEST_SCHEMA:?}",
+                m.schema
+            );
+        }
+        if m.format != "oci" {
+            anyhow::bail!(
+                "{origin} lists {} files; phase-aware enforcement needs OCI files (export --format oci)",
+                m.format
+            );
+        }
+        if m.arch != sysnames::ARCH {
+            anyhow::bail!(
+                "{origin} is for {:?} programs; this phasebox is built for {}",
+                m.arch,
+                sysnames::ARCH
+            );
+        }
+        if m.roles.is_empty() {
+            anyhow::bail!("{origin} lists no roles: it would allow no syscall at all");
+        }
+        for r in &m.roles {
+            if r.phases.is_empty() {
+                anyhow::bail!("{origin} lists no phases for role {}", r.role);
+            }
+            // The files are the ones export wrote beside the manifest: plain names, no path.
+            for ph in &r.phases {
+                let plain = std::path::Path::new(&ph.file).components().count() == 1
+                    && matches!(
+                        std::path::Path::new(&ph.file).components().next(),
+                        Some(std::path::Component::Normal(_))
+                    );
+                if !plain {
+                    anyhow::bail!(
+                        "{origin} names the file {:?} for phase {} of role {}: phase files are \
+                         names in the manifest's own directory",
+                        ph.file,
+                        ph.name,
+                        r.role
+                    );
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    /// Reads and checks a manifest file.
+    pub fn load(path: &Path) -> anyhow::Result<Manifest> {
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
+        Manifest::parse(&text, &path.display().to_string())
+    }
+}
+
 /// Writes one file per role and phase into `dir`, and the manifest; returns the manifest path.
 pub fn per_phase(
     p: &Profile,
@@ -254,6 +338,7 @@ pub fn per_phase(
         let mut phases = Vec::new();
         for (i, ph) in r.phases.iter().enumerate() {
             let mut names: BTreeSet<String> = ph.names().map(String::from).collect();
+            named_only(&names)?;
             if basics {
                 add_basics(&mut names);
             }
@@ -372,10 +457,86 @@ mod tests {
         )]);
         let dir = std::env::temp_dir().join(format!("pb-export-{}", std::process::id()));
         let m = per_phase(&p, None, &dir, Format::Oci, &target(), false).unwrap();
-        let man: Manifest = serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+        let man = Manifest::load(&m).unwrap();
         assert_eq!(man.roles[0].phases[1].file, "worker-02-serving.json");
         let serving = OciProfile::load(&dir.join(&man.roles[0].phases[1].file)).unwrap();
         assert_eq!(serving.allowed().len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_manifests_are_refused() {
+        let good = Manifest {
+            schema: MANIFEST_SCHEMA.into(),
+            program: "/bin/x".into(),
+            arch: sysnames::ARCH.into(),
+            rules: "generic".into(),
+            format: "oci".into(),
+            roles: vec![ManifestRole {
+                role: "main".into(),
+                phases: vec![ManifestPhase {
+                    name: "init".into(),
+                    file: "main-01-init.json".into(),
+                    syscalls: 1,
+                }],
+            }],
+        };
+        let err = |m: &Manifest| {
+            Manifest::parse(&serde_json::to_string(m).unwrap(), "m.json")
+                .unwrap_err()
+                .to_string()
+        };
+        Manifest::parse(&serde_json::to_string(&good).unwrap(), "m.json").unwrap();
+        let mut m = good.clone();
+        m.roles.clear();
+        assert!(err(&m).contains("m.json lists no roles"), "{}", err(&m));
+        let mut m = good.clone();
+        m.roles[0].phases.clear();
+        assert!(err(&m).contains("no phases for role main"), "{}", err(&m));
+        for file in ["../x.json", "/etc/passwd", "sub/x.json", "..", ".", ""] {
+            let mut m = good.clone();
+            m.roles[0].phases[0].file = file.into();
+            assert!(
+                err(&m).contains(&format!("names the file {file:?} for phase init")),
+                "{}",
+                err(&m)
+            );
+        }
+        let mut m = good.clone();
+        m.arch = "sparc".into();
+        assert!(err(&m).contains("is for \"sparc\" programs"), "{}", err(&m));
+    }
+
+    #[test]
+    fn exports_hold_syscall_names_only_and_labels_stay_text() {
+        let p = sample(&[("main", &[("a", &["read", "syscall_100000"])])]);
+        let e = select(&p, None, None).unwrap_err().to_string();
+        assert!(
+            e.contains("\"syscall_100000\", which is not a syscall"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let e = per_phase(&p, None, dir.path(), Format::Oci, &target(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("syscall_100000"), "{e}");
+        let names: BTreeSet<String> = ["read".to_string()].into();
+        let t = Target {
+            label: "x\"\nSystemCallFilter=~@all\n# \"".into(),
+            ..target()
+        };
+        let sd = render(Format::Systemd, &names, &t);
+        assert_eq!(
+            sd.lines()
+                .filter(|l| l.starts_with("SystemCallFilter="))
+                .count(),
+            1,
+            "{sd}"
+        );
+        let spo = render(Format::Spo, &names, &t);
+        assert!(
+            spo.contains("description: \"learned by phasebox: x\\\"\\\\nSystemCallFilter=~@all\\\\n# \\\"\"\n"),
+            "{spo}"
+        );
     }
 }

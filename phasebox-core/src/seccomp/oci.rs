@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{atomic_file::file_error, sysnames};
+use crate::sysnames;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -149,7 +149,7 @@ impl OciProfile {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<OciProfile> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error("read", path, &e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT)?;
         OciProfile::parse(&text, &path.display().to_string())
     }
 }
