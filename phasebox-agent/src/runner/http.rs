@@ -4,19 +4,20 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use anyhow::anyhow;
 use phasebox_core::scenario::HttpStep;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Waits until 127.0.0.1:`port` accepts a connection.
-pub fn wait_port(port: u16, limit: Duration) -> Result<(), String> {
+pub fn wait_port(port: u16, limit: Duration) -> anyhow::Result<()> {
     let end = Instant::now() + limit;
     loop {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(());
         }
         if Instant::now() > end {
-            return Err(format!(
+            return Err(anyhow!(
                 "nothing accepted connections on 127.0.0.1:{port} within {limit:?}"
             ));
         }
@@ -31,30 +32,30 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-fn connect(port: u16) -> Result<TcpStream, String> {
+fn connect(port: u16) -> anyhow::Result<TcpStream> {
     let s = TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| format!("cannot connect to 127.0.0.1:{port}: {e}"))?;
+        .map_err(|e| anyhow!("cannot connect to 127.0.0.1:{port}: {e}"))?;
     let _ = s.set_read_timeout(Some(IO_TIMEOUT));
     let _ = s.set_write_timeout(Some(IO_TIMEOUT));
     Ok(s)
 }
 
 /// Reads one response; `to_eof` when the server closes after it.
-fn read_response(r: &mut impl BufRead, to_eof: bool) -> Result<Response, String> {
+fn read_response(r: &mut impl BufRead, to_eof: bool) -> anyhow::Result<Response> {
     let mut line = String::new();
     r.read_line(&mut line)
-        .map_err(|e| format!("no response: {e}"))?;
+        .map_err(|e| anyhow!("no response: {e}"))?;
     let status = line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("not an HTTP status line: {:?}", line.trim_end()))?;
+        .ok_or_else(|| anyhow!("not an HTTP status line: {:?}", line.trim_end()))?;
     let mut length = None;
     let mut chunked = false;
     loop {
         line.clear();
         r.read_line(&mut line)
-            .map_err(|e| format!("response headers cut: {e}"))?;
+            .map_err(|e| anyhow!("response headers cut: {e}"))?;
         let h = line.trim_end();
         if h.is_empty() {
             break;
@@ -72,12 +73,12 @@ fn read_response(r: &mut impl BufRead, to_eof: bool) -> Result<Response, String>
         loop {
             line.clear();
             r.read_line(&mut line)
-                .map_err(|e| format!("chunk cut: {e}"))?;
+                .map_err(|e| anyhow!("chunk cut: {e}"))?;
             let n = usize::from_str_radix(line.trim(), 16)
-                .map_err(|_| format!("bad chunk size {:?}", line.trim()))?;
+                .map_err(|_| anyhow!("bad chunk size {:?}", line.trim()))?;
             let mut chunk = vec![0; n + 2];
             r.read_exact(&mut chunk)
-                .map_err(|e| format!("chunk cut: {e}"))?;
+                .map_err(|e| anyhow!("chunk cut: {e}"))?;
             if n == 0 {
                 break;
             }
@@ -86,34 +87,35 @@ fn read_response(r: &mut impl BufRead, to_eof: bool) -> Result<Response, String>
     } else if let Some(n) = length {
         body.resize(n, 0);
         r.read_exact(&mut body)
-            .map_err(|e| format!("body cut after {} bytes: {e}", body.len()))?;
+            .map_err(|e| anyhow!("body cut after {} bytes: {e}", body.len()))?;
     } else if to_eof {
         r.read_to_end(&mut body)
-            .map_err(|e| format!("body cut: {e}"))?;
+            .map_err(|e| anyhow!("body cut: {e}"))?;
     }
     Ok(Response { status, body })
 }
 
-fn check(step: &HttpStep, resp: &Response) -> Result<(), String> {
+fn check(step: &HttpStep, resp: &Response) -> anyhow::Result<()> {
     let what = step
         .raw
         .as_deref()
         .map_or(step.path.as_str(), |_| "the raw request");
     if resp.status != step.status {
-        return Err(format!(
+        return Err(anyhow!(
             "{what} got status {}, expected {}",
-            resp.status, step.status
+            resp.status,
+            step.status
         ));
     }
     if let Some(want) = &step.body_contains
         && !String::from_utf8_lossy(&resp.body).contains(want.as_str())
     {
-        return Err(format!("the body of {what} does not contain {want:?}"));
+        return Err(anyhow!("the body of {what} does not contain {want:?}"));
     }
     if let Some(n) = step.body_bytes
         && resp.body.len() as u64 != n
     {
-        return Err(format!(
+        return Err(anyhow!(
             "the body of {what} has {} bytes, expected {n}",
             resp.body.len()
         ));
@@ -122,7 +124,7 @@ fn check(step: &HttpStep, resp: &Response) -> Result<(), String> {
 }
 
 /// One client's share: `count` requests.
-fn client(port: u16, step: &HttpStep, count: u32) -> Result<(), String> {
+fn client(port: u16, step: &HttpStep, count: u32) -> anyhow::Result<()> {
     let get = |close: bool| {
         format!(
             "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: phasebox-scenario\r\n{}\r\n",
@@ -132,11 +134,11 @@ fn client(port: u16, step: &HttpStep, count: u32) -> Result<(), String> {
     };
     if step.keepalive && step.raw.is_none() {
         let mut s = connect(port)?;
-        let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+        let mut r = BufReader::new(s.try_clone().map_err(anyhow::Error::from)?);
         for i in 0..count {
             let last = i + 1 == count;
             s.write_all(get(last).as_bytes())
-                .map_err(|e| format!("cannot send: {e}"))?;
+                .map_err(|e| anyhow!("cannot send: {e}"))?;
             check(step, &read_response(&mut r, last)?)?;
         }
         return Ok(());
@@ -145,7 +147,7 @@ fn client(port: u16, step: &HttpStep, count: u32) -> Result<(), String> {
         let mut s = connect(port)?;
         let req = step.raw.clone().unwrap_or_else(|| get(true));
         s.write_all(req.as_bytes())
-            .map_err(|e| format!("cannot send: {e}"))?;
+            .map_err(|e| anyhow!("cannot send: {e}"))?;
         let mut r = BufReader::new(s);
         check(step, &read_response(&mut r, true)?)?;
     }
@@ -153,9 +155,9 @@ fn client(port: u16, step: &HttpStep, count: u32) -> Result<(), String> {
 }
 
 /// Runs the step: `count` requests over `concurrency` clients at once.
-pub fn run(port: u16, step: &HttpStep) -> Result<(), String> {
+pub fn run(port: u16, step: &HttpStep) -> anyhow::Result<()> {
     let clients = step.concurrency.min(step.count);
-    let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|i| {
                 let share = step.count / clients + u32::from(i < step.count % clients);
@@ -166,7 +168,7 @@ pub fn run(port: u16, step: &HttpStep) -> Result<(), String> {
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err("a client thread failed".into()))
+                    .unwrap_or_else(|_| Err(anyhow!("a client thread failed")))
             })
             .collect()
     });
@@ -190,6 +192,7 @@ mod tests {
         assert!(
             read_response(&mut r, true)
                 .unwrap_err()
+                .to_string()
                 .contains("not an HTTP status")
         );
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::anyhow;
 use phasebox_core::scenario::{Namespace, Scenario, ScenarioSet, Stdout, expand, signal_number};
 use phasebox_core::units::parse_duration;
 
@@ -56,14 +57,13 @@ fn fresh_dir(set: &str, scenario: &str) -> anyhow::Result<Workdir> {
         "phasebox-scenario-{set}-{scenario}-{}-{nanos}",
         std::process::id()
     ));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
     Ok(Workdir(dir))
 }
 
 fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| anyhow::anyhow!("cannot find a free loopback port: {e}"))?;
+        .map_err(|e| anyhow!("cannot find a free loopback port: {e}"))?;
     Ok(l.local_addr()?.port())
 }
 
@@ -82,21 +82,21 @@ fn clean_env(cmd: &mut Command, s: &Scenario, dir: &str, port: u16) {
 }
 
 /// Writes the files and runs the setup commands.
-fn prepare(set: &ScenarioSet, s: &Scenario, dir: &str, port: u16) -> Result<(), String> {
+fn prepare(set: &ScenarioSet, s: &Scenario, dir: &str, port: u16) -> anyhow::Result<()> {
     for f in set.files.iter().chain(&s.files) {
         let path = Path::new(dir).join(&f.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                .map_err(|e| anyhow!("cannot create {}: {e}", parent.display()))?;
         }
         let written = match f.size {
             Some(n) => write_filler(&path, n),
             None => std::fs::write(&path, expand(&f.content, dir, port)),
         };
-        written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        written.map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     }
     for setup in set.setup.iter().chain(&s.setup) {
-        shell(s, setup, dir, port, None).map_err(|e| format!("the setup command {e}"))?;
+        shell(s, setup, dir, port, None).map_err(|e| anyhow!("the setup command {e}"))?;
     }
     Ok(())
 }
@@ -121,11 +121,11 @@ struct Cwd {
 }
 
 impl Cwd {
-    fn enter(s: &Scenario, dir: &str) -> Result<Cwd, String> {
+    fn enter(s: &Scenario, dir: &str) -> anyhow::Result<Cwd> {
         let back =
-            File::open(".").map_err(|e| format!("cannot open the current directory: {e}"))?;
+            File::open(".").map_err(|e| anyhow!("cannot open the current directory: {e}"))?;
         let go = |p: &Path| {
-            std::env::set_current_dir(p).map_err(|e| format!("cannot enter {}: {e}", p.display()))
+            std::env::set_current_dir(p).map_err(|e| anyhow!("cannot enter {}: {e}", p.display()))
         };
         go(Path::new(dir))?;
         let cwd = Cwd { back };
@@ -135,7 +135,7 @@ impl Cwd {
         if s.descend {
             loop {
                 let subdirs: Vec<PathBuf> = std::fs::read_dir(".")
-                    .map_err(|e| format!("cannot list a directory to descend: {e}"))?
+                    .map_err(|e| anyhow!("cannot list a directory to descend: {e}"))?
                     .filter_map(Result::ok)
                     .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                     .map(|e| PathBuf::from(e.file_name()))
@@ -143,7 +143,11 @@ impl Cwd {
                 match subdirs.as_slice() {
                     [one] => go(one)?,
                     [] => break,
-                    _ => return Err("descend found a directory with several subdirectories".into()),
+                    _ => {
+                        return Err(anyhow!(
+                            "descend found a directory with several subdirectories"
+                        ));
+                    }
                 }
             }
         }
@@ -187,11 +191,11 @@ fn kill_descendants(pid: u32) {
     }
 }
 
-fn send(pid: u32, sig: &str) -> Result<(), String> {
-    let n = signal_number(sig).ok_or_else(|| format!("unknown signal {sig}"))?;
+fn send(pid: u32, sig: &str) -> anyhow::Result<()> {
+    let n = signal_number(sig).ok_or_else(|| anyhow!("unknown signal {sig}"))?;
     // SAFETY: plain kill.
     if unsafe { libc::kill(pid as i32, n) } != 0 {
-        return Err(format!(
+        return Err(anyhow!(
             "cannot send SIG{} to {pid}: {}",
             sig.trim_start_matches("SIG"),
             std::io::Error::last_os_error()
@@ -271,7 +275,7 @@ pub fn run(set: &ScenarioSet, s: &Scenario, tracer: &Tracer) -> anyhow::Result<O
         stderr: String::new(),
     };
     if let Err(why) = prepare(set, s, &dir, port) {
-        return Ok(fail(why));
+        return Ok(fail(why.to_string()));
     }
     let argv: Vec<String> = s.argv(set).iter().map(|a| expand(a, &dir, port)).collect();
     let mut cmd = tracer_command(set, s, tracer, &argv);
@@ -296,14 +300,14 @@ pub fn run(set: &ScenarioSet, s: &Scenario, tracer: &Tracer) -> anyhow::Result<O
     let child = {
         let cwd = match Cwd::enter(s, &dir) {
             Ok(c) => c,
-            Err(why) => return Ok(fail(why)),
+            Err(why) => return Ok(fail(why.to_string())),
         };
         let child = cmd.spawn();
         if s.remove_cwd {
             let _ = std::fs::remove_dir(Path::new(&dir).join(&s.cwd));
         }
         drop(cwd);
-        child.map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", cmd.get_program()))?
+        child.map_err(|e| anyhow!("cannot start {:?}: {e}", cmd.get_program()))?
     };
     drive(s, child, port, &dir, started)
 }
@@ -316,7 +320,7 @@ fn drive(
     dir: &str,
     started: Instant,
 ) -> anyhow::Result<Outcome> {
-    let timeout = parse_duration(&s.timeout).map_err(|e| anyhow::anyhow!(e))?;
+    let timeout = parse_duration(&s.timeout).map_err(|e| anyhow!(e))?;
     let deadline = started + timeout;
     let out = drain(child.stdout.take());
     let err = drain(child.stderr.take());
@@ -360,7 +364,7 @@ fn drive(
     if let (None, Some(sig), Some(pid)) = (&failure, &s.stop, program)
         && let Err(e) = send(pid, sig)
     {
-        failure = Some(e);
+        failure = Some(e.to_string());
     }
     if failure.is_some() {
         kill_descendants(tracer_pid);
@@ -391,7 +395,7 @@ fn drive(
 
 /// Runs `script` with sh in the scenario's directory and environment; steps (with the
 /// program's pid) also get $PB_PID, $PB_PORT and $PB_DIR. It must exit 0.
-fn shell(s: &Scenario, script: &str, dir: &str, port: u16, pid: Option<u32>) -> Result<(), String> {
+fn shell(s: &Scenario, script: &str, dir: &str, port: u16, pid: Option<u32>) -> anyhow::Result<()> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(expand(script, dir, port))
@@ -405,9 +409,9 @@ fn shell(s: &Scenario, script: &str, dir: &str, port: u16, pid: Option<u32>) -> 
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
+        .map_err(|e| anyhow!("cannot run sh: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(anyhow!(
             "`{script}` failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
