@@ -61,6 +61,17 @@ pub struct FloorArgs {
     /// Detach after this long (default: on Ctrl-C or SIGTERM).
     #[arg(short, long, value_name = "D", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// What the program does: nothing, read the caller's pid, or also one word of a pid bitmap.
+    #[arg(long, value_enum, default_value = "empty")]
+    pub step: FloorStep,
+}
+
+/// The steps of the untracked path the floor program can stop at.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FloorStep {
+    Empty,
+    Pid,
+    Bit,
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,6 +38,10 @@ pub mod names {
     pub const PROG_EXIT: &str = "pb_exit";
     /// A program that does nothing, for measuring what a tracepoint costs by itself.
     pub const PROG_FLOOR: &str = "pb_floor";
+    /// The floor plus reading the caller's pid (the first step of any per-process filter).
+    pub const PROG_FLOOR_PID: &str = "pb_floor_pid";
+    /// The floor plus the pid and one word of a pid bitmap (half of the agent's filter).
+    pub const PROG_FLOOR_BIT: &str = "pb_floor_bit";
     /// Every phasebox program name starts with this.
     pub const PROG_PREFIX: &str = "pb_";
 }

@@ -594,6 +594,24 @@ pub fn pb_floor(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// The floor plus reading the caller's pid: what the helper call costs, for the benchmark's
+/// breakdown of the untracked path.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn pb_floor_pid(_ctx: RawTracePointContext) -> i32 {
+    let (tgid, _) = current();
+    i32::from(tgid == 0)
+}
+
+/// The floor plus the pid and one bitmap word: the untracked path reads two (user and kernel
+/// bits), so the step from here to the agent is the second word.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn pb_floor_bit(_ctx: RawTracePointContext) -> i32 {
+    let (tgid, _) = current();
+    let (word, mask) = bit(tgid);
+    let user = PB_USER_BITS.get(word).copied().unwrap_or(0);
+    i32::from(user & mask != 0)
+}
+
 #[tracepoint(category = "sched", name = "sched_process_fork")]
 pub fn pb_fork(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();

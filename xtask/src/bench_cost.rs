@@ -83,6 +83,19 @@ const CONFIGS: &[Config] = &[
         ready: "attached",
     },
     Config {
+        name: "floor + pid",
+        what: "the floor and `bpf_get_current_pid_tgid` (`phasebox floor --step pid`)",
+        argv: &["{bin}", "floor", "--step", "pid"],
+        ready: "attached",
+    },
+    Config {
+        name: "floor + pid + 1 word",
+        what: "the floor, the pid and one word of a pid bitmap (`phasebox floor --step bit`); \
+               the agent's untracked path reads two",
+        argv: &["{bin}", "floor", "--step", "bit"],
+        ready: "attached",
+    },
+    Config {
         name: "bpftrace",
         what: "bpftrace `tracepoint:raw_syscalls:sys_enter /pid == P/ { @[args->id] = count(); }`",
         argv: &[
@@ -263,7 +276,10 @@ fn kernel_cost(
             let id = p["id"].as_u64().unwrap_or(0);
             let name = p["name"].as_str().unwrap_or("?").to_string();
             let runs = p["run_cnt"].as_u64().unwrap_or(0);
-            if before.contains(&id) || runs == 0 || !name.contains("sys_e") && name != "pb_floor" {
+            if before.contains(&id)
+                || runs == 0
+                || !name.contains("sys_e") && !name.starts_with("pb_floor")
+            {
                 continue;
             }
             let ns = p["run_time_ns"].as_u64().unwrap_or(0) as f64 / runs as f64;

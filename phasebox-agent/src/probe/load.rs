@@ -129,18 +129,20 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeEr
     Ok((ebpf, links))
 }
 
-/// Loads the object and attaches only the empty program `pb_floor` to raw_syscalls/sys_enter:
-/// what any tracer on that tracepoint costs the host, for the cost benchmark.
-pub(super) fn load_floor() -> Result<Ebpf, ProbeError> {
+/// Loads the object and attaches only one of the floor programs to raw_syscalls/sys_enter:
+/// what any tracer on that tracepoint costs the host (`pb_floor`, empty), and the steps of the
+/// untracked path on top of it (`pb_floor_pid`, `pb_floor_bit`), for the cost benchmark.
+pub(super) fn load_floor(program: &'static str) -> Result<Ebpf, ProbeError> {
     preflight::check_privileges().map_err(preflight_error)?;
     tracefs::ensure_mounted().map_err(preflight_error)?;
+    let words = pid_max() / 64 + 1;
     let mut ebpf = EbpfLoader::new()
         .btf(None)
-        .map_max_entries(names::USER_BITS, 1)
+        .map_max_entries(names::USER_BITS, words)
         .map_max_entries(names::KERNEL_BITS, 1)
         .load(OBJECT)
         .map_err(ProbeError::Load)?;
-    attach_raw(&mut ebpf, names::PROG_FLOOR, "sys_enter")?;
+    attach_raw(&mut ebpf, program, "sys_enter")?;
     Ok(ebpf)
 }
 

@@ -130,9 +130,10 @@ impl Probe {
         Ok((probe, EventStream::new(ring)))
     }
 
-    /// Loads only the empty program on raw_syscalls/sys_enter (the cost benchmark's floor).
-    pub fn load_floor() -> Result<Floor, ProbeError> {
-        load::load_floor().map(|ebpf| Floor { _ebpf: ebpf })
+    /// Loads only one floor program on raw_syscalls/sys_enter (the cost benchmark's floor:
+    /// `names::PROG_FLOOR`, `PROG_FLOOR_PID` or `PROG_FLOOR_BIT`).
+    pub fn load_floor(program: &'static str) -> Result<Floor, ProbeError> {
+        load::load_floor(program).map(|ebpf| Floor { _ebpf: ebpf })
     }
 
     /// Starts tracing `tgid` and the children it forks from now on.
