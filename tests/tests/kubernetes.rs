@@ -377,9 +377,8 @@ fn daemonset_arguments_start_the_agent() {
         args[i + 1] = value.clone();
     }
     let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let (mut agent, _err, line) = spawn_agent(&args);
-    let _ = agent.kill();
-    let _ = agent.wait();
+    let (agent, _err, line) = spawn_agent(&args);
+    drop(agent);
     assert!(
         line.contains(&format!("metrics on http://{listen}/metrics")),
         "the agent did not start with the DaemonSet's arguments {args:?}: {line}"
