@@ -36,8 +36,9 @@ pub fn check_privileges() -> anyhow::Result<()> {
 
 /// What the kernel programs and the agent use, and the mainline release that brought it
 /// (docs/kernels.md has the whole table). Newest first.
-const KERNEL_FEATURES: [((u32, u32), &str); 5] = [
+const KERNEL_FEATURES: [((u32, u32), &str); 6] = [
     ((5, 8), "the BPF ring buffer"),
+    ((5, 7), "bpf_get_ns_current_pid_tgid"),
     ((5, 5), "the bpf_probe_read_kernel helpers"),
     ((5, 4), "BTF in /sys/kernel/btf/vmlinux"),
     ((5, 3), "bpf_send_signal"),
@@ -145,7 +146,8 @@ mod tests {
         assert_eq!(
             kernel_lacks("5.4.0-150-generic").unwrap(),
             "Linux 5.4 is too old for phasebox, which needs 5.8 or newer: it lacks the BPF ring \
-             buffer (5.8) and the bpf_probe_read_kernel helpers (5.5)"
+             buffer (5.8), bpf_get_ns_current_pid_tgid (5.7) and the bpf_probe_read_kernel \
+             helpers (5.5)"
         );
         assert_eq!(
             kernel_lacks("5.7.19").unwrap(),
@@ -155,8 +157,9 @@ mod tests {
         let old = kernel_lacks("4.19.0-25-amd64").unwrap();
         assert!(
             old.ends_with(
-                "the BPF ring buffer (5.8), the bpf_probe_read_kernel helpers (5.5), BTF in \
-                 /sys/kernel/btf/vmlinux (5.4), bpf_send_signal (5.3) and BPF global data (5.2)"
+                "the BPF ring buffer (5.8), bpf_get_ns_current_pid_tgid (5.7), the \
+                 bpf_probe_read_kernel helpers (5.5), BTF in /sys/kernel/btf/vmlinux (5.4), \
+                 bpf_send_signal (5.3) and BPF global data (5.2)"
             ),
             "{old}"
         );
