@@ -47,14 +47,27 @@ pub fn check() -> anyhow::Result<()> {
     if !version.starts_with("phasebox ") {
         bail!("the aarch64 binary printed {version:?} for --version");
     }
-    // A policy allowing syscall number 56 only: aarch64's openat (x86_64's clone). Every phase
-    // of the profile that does not call it lists it as allowed but unused.
+    // An aarch64 profile whose one phase calls read, against a policy allowing syscall number
+    // 56 only: aarch64's openat (x86_64's clone), which the phase lists as allowed but unused.
     let dir = std::env::temp_dir().join(format!("phasebox-cross-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let numbers = dir.join("numbers.json");
     let report = dir.join("compare.json");
+    let profile = dir.join("profile.json");
     std::fs::write(&numbers, "[56]")?;
-    let profile = root.join("deploy/kubernetes/seccomp/nginx.profile.json");
+    let read = serde_json::json!({"calls": 1, "first_seen_ns": 0, "times_ns": [0]});
+    let phase = serde_json::json!({"name": "serving", "start_ns": 0, "end_ns": 0, "syscalls": {"read": read}});
+    let doc = serde_json::json!({
+        "schema": "phasebox.profile/v1",
+        "arch": "aarch64",
+        "kernel_release": "",
+        "complete": true,
+        "incomplete_reasons": [],
+        "program": {"comm": "demo", "path": "/demo"},
+        "runs": [],
+        "roles": [{"name": "main", "processes": 1, "phases": [phase]}],
+    });
+    std::fs::write(&profile, serde_json::to_string(&doc)?)?;
     let result = qemu(
         &bin,
         &[
@@ -68,6 +81,9 @@ pub fn check() -> anyhow::Result<()> {
     .and_then(|_| Ok(std::fs::read_to_string(&report)?));
     let _ = std::fs::remove_dir_all(&dir);
     let v: serde_json::Value = serde_json::from_str(&result?)?;
+    if v["arch"] != "aarch64" {
+        bail!("the aarch64 binary compared against another table: {v}");
+    }
     let named: std::collections::BTreeSet<&str> = v["rows"]
         .as_array()
         .into_iter()
