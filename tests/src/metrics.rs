@@ -52,17 +52,21 @@ pub fn parse(text: &str) -> Vec<Sample> {
     out
 }
 
-/// The value of the first sample of `name` whose labels include every `key=value` of `with`.
-pub fn value(text: &str, name: &str, with: &[(&str, &str)]) -> Option<f64> {
+/// The samples of `name` whose labels include every `key=value` of `with`.
+fn matching(text: &str, name: &str, with: &[(&str, &str)]) -> impl Iterator<Item = Sample> {
+    let with: Vec<(String, String)> = with
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let name = name.to_string();
     parse(text)
         .into_iter()
-        .find(|s| {
-            s.name == name
-                && with
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
+        .filter(move |s| s.name == name && with.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+}
+
+/// The value of the first sample of `name` whose labels include every `key=value` of `with`.
+pub fn value(text: &str, name: &str, with: &[(&str, &str)]) -> Option<f64> {
+    matching(text, name, with).next().map(|s| s.value)
 }
 
 /// Every metric name on the page with the label names its samples carry.
@@ -76,16 +80,7 @@ pub fn label_names(text: &str) -> BTreeMap<String, BTreeSet<String>> {
 
 /// The sum of the samples of `name` whose labels include every `key=value` of `with`.
 pub fn sum(text: &str, name: &str, with: &[(&str, &str)]) -> f64 {
-    parse(text)
-        .into_iter()
-        .filter(|s| {
-            s.name == name
-                && with
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
-        .sum()
+    matching(text, name, with).map(|s| s.value).sum()
 }
 
 /// Scrapes `listen` until `done` holds for the page (for at most `limit`); returns the last
