@@ -7,7 +7,7 @@ pub mod metrics;
 pub mod nginx;
 pub mod profile;
 pub mod prometheus;
-pub mod scrape;
+pub mod promql;
 pub mod strace;
 
 use std::collections::BTreeMap;

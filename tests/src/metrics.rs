@@ -1,5 +1,5 @@
 //! Reading an agent's /metrics page, and waiting for conditions with a deadline.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// One sample: metric name, labels, value.
@@ -52,17 +52,48 @@ pub fn parse(text: &str) -> Vec<Sample> {
     out
 }
 
-/// The value of the first sample of `name` whose labels include every `key=value` of `with`.
-pub fn value(text: &str, name: &str, with: &[(&str, &str)]) -> Option<f64> {
+/// The samples of `name` whose labels include every `key=value` of `with`.
+fn matching(text: &str, name: &str, with: &[(&str, &str)]) -> impl Iterator<Item = Sample> {
+    let with: Vec<(String, String)> = with
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let name = name.to_string();
     parse(text)
         .into_iter()
-        .find(|s| {
-            s.name == name
-                && with
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
+        .filter(move |s| s.name == name && with.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+}
+
+/// The value of the first sample of `name` whose labels include every `key=value` of `with`.
+pub fn value(text: &str, name: &str, with: &[(&str, &str)]) -> Option<f64> {
+    matching(text, name, with).next().map(|s| s.value)
+}
+
+/// Every metric name on the page with the label names its samples carry.
+pub fn label_names(text: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for s in parse(text) {
+        out.entry(s.name).or_default().extend(s.labels.into_keys());
+    }
+    out
+}
+
+/// The sum of the samples of `name` whose labels include every `key=value` of `with`.
+pub fn sum(text: &str, name: &str, with: &[(&str, &str)]) -> f64 {
+    matching(text, name, with).map(|s| s.value).sum()
+}
+
+/// Scrapes `listen` until `done` holds for the page (for at most `limit`); returns the last
+/// page either way, for the caller to assert on with what it knows.
+pub fn scrape_until(listen: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let page = scrape(listen);
+        if done(&page) || Instant::now() >= deadline {
+            return page;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Calls `check` until it returns Some, or panics with `what` after `limit`.
@@ -109,5 +140,12 @@ mod tests {
         );
         assert_eq!(value(text, "plain", &[]), Some(3.0));
         assert_eq!(value(text, "plain", &[("x", "y")]), None);
+        let two = "a{r=\"w\",s=\"read\"} 3\na{r=\"m\",s=\"read\"} 4\n";
+        assert_eq!(sum(two, "a", &[("s", "read")]), 7.0);
+        assert_eq!(sum(two, "a", &[("r", "w")]), 3.0);
+        assert_eq!(sum(two, "b", &[]), 0.0);
+        let names = label_names(&format!("{two}plain 1\n"));
+        assert_eq!(names["a"].iter().collect::<Vec<_>>(), ["r", "s"]);
+        assert!(names["plain"].is_empty());
     }
 }

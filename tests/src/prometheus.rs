@@ -72,6 +72,13 @@ impl Prometheus {
 
     /// The value of an instant query with one result, if it has one.
     pub fn query_one(&self, query: &str) -> Option<f64> {
+        let v = self.query(query);
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// The API's whole answer to an instant query (`status`, `data.result`, `error`); null
+    /// when Prometheus does not answer.
+    pub fn query(&self, query: &str) -> serde_json::Value {
         let out = Command::new("curl")
             .args([
                 "-s",
@@ -83,8 +90,7 @@ impl Prometheus {
             .args(["--data-urlencode", &format!("query={query}")])
             .output()
             .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 }
 

@@ -10,9 +10,9 @@ use phasebox_tests::{
     TempDir,
     docker::Dockerd,
     image::{TAG, nginx_root, stage_context},
+    metrics::{scrape_until, sum},
     nginx::Nginx,
     phasebox_bin,
-    scrape::{metric_sum, scrape_until},
 };
 
 const REQUESTS: usize = 10;
@@ -116,22 +116,22 @@ fn image_runs_the_agent_as_a_daemonset_would() {
     let nginx = Nginx::start_named(&name);
     let codes = nginx.curl("/index.html", REQUESTS);
     assert!(codes.iter().all(|c| c == "200"), "{codes:?}");
-    let accepts = [r#"role="worker""#, r#"syscall="accept4""#];
+    let accepts = [("role", "worker"), ("syscall", "accept4")];
     for (id, listen) in [(&a, &with_volume), (&b, &own_mount)] {
         let page = scrape_until(listen, Duration::from_secs(10), |p| {
-            metric_sum(p, "phasebox_syscalls_total", &accepts) >= REQUESTS as f64
+            sum(p, "phasebox_syscalls_total", &accepts) >= REQUESTS as f64
         });
-        let seen = metric_sum(&page, "phasebox_syscalls_total", &accepts);
+        let seen = sum(&page, "phasebox_syscalls_total", &accepts);
         assert!(
             seen >= REQUESTS as f64,
             "agent {id}: {seen} accept4 for {REQUESTS} requests:\n{page}"
         );
         assert_eq!(
-            metric_sum(&page, "phasebox_tracked_processes", &[]),
+            sum(&page, "phasebox_tracked_processes", &[]),
             2.0,
             "agent {id} tracks nginx's master and worker"
         );
-        assert!(metric_sum(&page, "phasebox_bpf_runs_total", &[]) > 0.0);
+        assert!(sum(&page, "phasebox_bpf_runs_total", &[]) > 0.0);
     }
     drop(nginx);
     nginx_in_a_container(&d, &dir, &privileges);
@@ -207,16 +207,12 @@ fn nginx_in_a_container(d: &Dockerd, dir: &TempDir, privileges: &[&str]) {
         "nginx in its container did not answer: {}",
         String::from_utf8_lossy(&d.docker(&["logs", &web]).stderr)
     );
-    let labels = [
-        format!(r#"container_id="{short}""#),
-        r#"syscall="accept4""#.to_string(),
-    ];
-    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let labels = [("container_id", short), ("syscall", "accept4")];
     let page = scrape_until(&listen, Duration::from_secs(15), |p| {
-        metric_sum(p, "phasebox_syscalls_total", &labels) >= REQUESTS as f64
+        sum(p, "phasebox_syscalls_total", &labels) >= REQUESTS as f64
     });
     assert!(
-        metric_sum(&page, "phasebox_syscalls_total", &labels) >= REQUESTS as f64,
+        sum(&page, "phasebox_syscalls_total", &labels) >= REQUESTS as f64,
         "no accept4 series of container {short}:\n{page}"
     );
     // Every series of nginx's roles is that container's.

@@ -4,17 +4,20 @@
 //!   nightly that builds the kernel programs, bpf-linker) and mount tracefs.
 //! - `cargo xtask demo`: setup, build, then the agent on a running nginx through a reload, and
 //!   /bin/pwd traced with its scenarios and report, each step explained.
-//! - `cargo xtask test`: setup, build, lint, and run every test (unit and real-kernel).
+//! - `cargo xtask test`: setup, build, lint, run every test (unit and real-kernel), and
+//!   cross-build for aarch64.
 //! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md
 //!   (`--core`, `--seccomp`, `--agent`, `--phases`, `--cost`, `--static`: only those sections).
 //! - `cargo xtask study [--quick] [--policy FILE]…`: the poster's study for pwd and nginx, into
 //!   docs/study.md.
 //! - `cargo xtask image`: setup, build, and make phasebox's container image (target/image/).
 //! - `cargo xtask fuzz [SECONDS]`: setup, and run every fuzz target for SECONDS (default 600).
+//! - `cargo xtask cross`: only the aarch64 cross-build and its checks (part of `test`).
 mod bench;
 mod bench_cost;
 mod bench_phases;
 mod bench_static;
+mod cross;
 mod demo;
 mod image;
 mod setup;
@@ -58,13 +61,17 @@ fn main() -> anyhow::Result<()> {
             let secs = args.get(1).map_or(Ok(600), |s| s.parse())?;
             fuzz(secs)
         }
+        "cross" => {
+            setup::run()?;
+            cross::check()
+        }
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask setup|build|demo|test|bench|study|image|fuzz");
+            println!("usage: cargo xtask setup|build|demo|test|bench|study|image|fuzz|cross");
             Ok(())
         }
         other => {
             bail!(
-                "unknown task {other:?}; try: setup, build, demo, test, bench, study, image, fuzz"
+                "unknown task {other:?}; try: setup, build, demo, test, bench, study, image, fuzz, cross"
             )
         }
     }
@@ -99,7 +106,8 @@ fn clippy_ebpf() -> anyhow::Result<()> {
     )
 }
 
-/// Format, lints, unit tests, then the real-kernel integration tests one at a time.
+/// Format, lints, unit tests, a short fuzz of every parser, the real-kernel integration tests
+/// one at a time, then the aarch64 cross-build.
 fn test() -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     util::cargo(&["fmt", "--all", "--", "--check"])?;
@@ -137,7 +145,8 @@ fn test() -> anyhow::Result<()> {
         "--test-threads=1",
     ]);
     cmd.env("PHASEBOX_BIN", &bin);
-    util::run(&mut cmd)
+    util::run(&mut cmd)?;
+    cross::check()
 }
 
 /// Runs every fuzz target (fuzz/, a workspace of its own built by cargo-fuzz with nightly) for

@@ -37,14 +37,27 @@ const PACKAGES: &[&str] = &[
 ];
 /// Services their packages start; the tests start their own on loopback ports instead.
 const SERVICES: &[&str] = &["redis-server", "memcached"];
+/// Cross-building for aarch64 (`cargo xtask test`): Debian's cross compiler, libseccomp for
+/// arm64 (multiarch, so arm64 is added as a foreign architecture first) and qemu-user to run
+/// the result.
+const CROSS_PACKAGES: &[&str] = &[
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "libseccomp-dev:arm64",
+    "qemu-user",
+];
+/// The cross target, whose standard library rustup adds.
+pub const CROSS_TARGET: &str = "aarch64-unknown-linux-gnu";
 const BPF_LINKER: &str = "0.13.0";
 const CARGO_FUZZ: &str = "0.13.2";
 const NIGHTLY: &str = "nightly";
 
 pub fn run() -> anyhow::Result<()> {
+    foreign_arch()?;
     apt()?;
     stop_services();
     rust_src()?;
+    cross_std()?;
     bpf_linker()?;
     cargo_fuzz()?;
     tracefs()?;
@@ -59,8 +72,25 @@ fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// arm64 as a foreign architecture, for libseccomp-dev:arm64.
+fn foreign_arch() -> anyhow::Result<()> {
+    if util::output("dpkg", &["--print-foreign-architectures"])?
+        .lines()
+        .any(|a| a == "arm64")
+    {
+        return Ok(());
+    }
+    eprintln!("setup: adding arm64 as a foreign architecture (cross-building for aarch64)");
+    util::run(Command::new("dpkg").args(["--add-architecture", "arm64"]))
+}
+
 fn apt() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .chain(CROSS_PACKAGES)
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -111,6 +141,20 @@ fn rust_src() -> anyhow::Result<()> {
     }
     eprintln!("setup: adding rust-src to the nightly toolchain");
     util::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+}
+
+/// Rust's standard library for the cross target, on the toolchain the workspace builds with.
+fn cross_std() -> anyhow::Result<()> {
+    let installed = util::output("rustup", &["target", "list", "--installed"])?;
+    if installed.lines().any(|t| t == CROSS_TARGET) {
+        return Ok(());
+    }
+    eprintln!("setup: adding the {CROSS_TARGET} target to the Rust toolchain");
+    util::run(
+        Command::new("rustup")
+            .args(["target", "add", CROSS_TARGET])
+            .current_dir(util::root()),
+    )
 }
 
 fn bpf_linker() -> anyhow::Result<()> {

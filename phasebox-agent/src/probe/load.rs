@@ -33,6 +33,7 @@ fn preflight_error(e: anyhow::Error) -> ProbeError {
 /// Checks what loading needs, and the settings the programs get.
 fn config(opts: &ProbeOptions) -> Result<Config, ProbeError> {
     preflight::check_privileges().map_err(preflight_error)?;
+    preflight::check_kernel().map_err(preflight_error)?;
     preflight::check_btf().map_err(preflight_error)?;
     let tracefs = tracefs::ensure_mounted().map_err(preflight_error)?;
     let fields = |event: &str| tracefs::fields(&tracefs, "sched", event).map_err(preflight_error);

@@ -75,12 +75,13 @@ fn arch_aliases() -> &'static [&'static str] {
     }
 }
 
-/// "6.18.44-x" → (6, 18).
-fn kernel_version(release: &str) -> (u32, u32) {
+/// Major and minor version of a kernel release: "6.18.44-x" → (6, 18); `None` without two
+/// numbers.
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
     let mut it = release
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|s| s.parse().ok());
-    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    Some((it.next()?, it.next()?))
 }
 
 struct Ctx<'a> {
@@ -145,7 +146,7 @@ impl Ctx<'_> {
             return false;
         }
         if let Some(min) = inc["minKernel"].as_str()
-            && self.kernel < kernel_version(min)
+            && self.kernel < kernel_version(min).unwrap_or_default()
         {
             return false;
         }
@@ -311,7 +312,7 @@ impl Policy {
     pub fn parse(text: &str, origin: &str, kernel: &str) -> anyhow::Result<Policy> {
         let ctx = Ctx {
             origin,
-            kernel: kernel_version(kernel),
+            kernel: kernel_version(kernel).unwrap_or_default(),
         };
         let mut p = ctx.parse(text)?;
         p.name = origin.rsplit('/').next().unwrap_or(origin).to_string();
@@ -384,6 +385,17 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases() {
+        assert_eq!(kernel_version("6.18.44-fc-v595"), Some((6, 18)));
+        assert_eq!(kernel_version("5.4.0-150-generic\n"), Some((5, 4)));
+        assert_eq!(kernel_version("4.18.0-513.5.1.el8_9.x86_64"), Some((4, 18)));
+        assert_eq!(kernel_version("5.10+"), Some((5, 10)));
+        assert_eq!(kernel_version("6"), None);
+        assert_eq!(kernel_version("linux"), None);
+        assert_eq!(kernel_version(""), None);
+    }
 
     const DOCKER: &str = include_str!("../../../tests/fixtures/docker-default-seccomp.json");
 
