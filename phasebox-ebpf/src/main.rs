@@ -24,7 +24,6 @@ use aya_ebpf::{
     EbpfContext, Global,
     bindings::{
         BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_pidns_info,
-        pt_regs,
     },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
@@ -118,9 +117,9 @@ static PB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_slot::SLO
 /// architecture's `struct pt_regs`, from aya's bindings of the kernel's struct.
 #[cfg(bpf_target_arch = "x86_64")]
 const PATH_ARG_OFFSETS: &[usize] = &[
-    core::mem::offset_of!(pt_regs, rdi),
-    core::mem::offset_of!(pt_regs, rsi),
-    core::mem::offset_of!(pt_regs, rdx),
+    core::mem::offset_of!(aya_ebpf::bindings::pt_regs, rdi),
+    core::mem::offset_of!(aya_ebpf::bindings::pt_regs, rsi),
+    core::mem::offset_of!(aya_ebpf::bindings::pt_regs, rdx),
 ];
 /// aarch64's `struct pt_regs` starts with `user_pt_regs`, whose `regs[0..]` hold the arguments
 /// (aya's binding of it is opaque there).
