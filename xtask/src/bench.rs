@@ -222,16 +222,7 @@ fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
                     let args = ["--phases", "nginx", "--profile", prof.to_str().unwrap()];
                     start_phasebox(bin, nginx.pid(), &args, summary)?
                 }
-                _ => {
-                    let mut cmd = Command::new("strace");
-                    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
-                    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
-                        cmd.args(["-p", &pid.to_string()]);
-                    }
-                    let c = cmd.stderr(Stdio::null()).spawn()?;
-                    std::thread::sleep(Duration::from_millis(500)); // attach
-                    Tracer::Strace(c)
-                }
+                _ => Tracer::Strace(start_strace(&nginx)?),
             };
             let rps = wrk(&url, s.secs)?;
             if let Some((events, dropped)) = stop(tracer)? {
@@ -283,6 +274,18 @@ fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         rec / st
     );
     Ok(out)
+}
+
+/// `strace -f` attached to nginx's master and workers.
+fn start_strace(nginx: &Nginx) -> anyhow::Result<Child> {
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
+    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
+        cmd.args(["-p", &pid.to_string()]);
+    }
+    let c = cmd.stderr(Stdio::null()).spawn()?;
+    std::thread::sleep(Duration::from_millis(500)); // attach
+    Ok(c)
 }
 
 fn nginx_version() -> String {
@@ -617,13 +620,7 @@ fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
                     rps
                 }
                 _ => {
-                    let mut cmd = Command::new("strace");
-                    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
-                    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
-                        cmd.args(["-p", &pid.to_string()]);
-                    }
-                    let c = cmd.stderr(Stdio::null()).spawn()?;
-                    std::thread::sleep(Duration::from_millis(500));
+                    let c = start_strace(&nginx)?;
                     let rps = wrk(&url, s.secs)?;
                     stop(Tracer::Strace(c))?;
                     rps
