@@ -4,6 +4,7 @@
 //! process was in when it made it, so a scrape and the profile written at the end agree.
 use std::collections::HashMap;
 
+use prometheus::core::Collector;
 use prometheus::{
     Counter, CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -67,98 +68,143 @@ pub struct BuildInfo {
     pub mode: String,
 }
 
+/// The labels of a count of calls.
+const BY_CALL: [&str; 5] = ["program", "container_id", "role", "phase", "syscall"];
+
+/// Registers `c` in `registry` and hands it back.
+fn registered<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> anyhow::Result<C> {
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+/// What the traced programs do: their calls, their failed calls, and the phase each role
+/// is in.
+fn call_metrics(
+    registry: &Registry,
+) -> anyhow::Result<(IntCounterVec, IntCounterVec, IntGaugeVec)> {
+    let syscalls = IntCounterVec::new(
+        opts(
+            "phasebox_syscalls_total",
+            "System calls, by the role and phase the calling process was in when it made them.",
+        ),
+        &BY_CALL,
+    )?;
+    let errors = IntCounterVec::new(
+        opts(
+            "phasebox_syscall_errors_total",
+            "Failed system calls (agent --errors or --stream), by role and phase.",
+        ),
+        &BY_CALL,
+    )?;
+    let phase_info = IntGaugeVec::new(
+        opts(
+            "phasebox_phase_info",
+            "The phase each role is in now (value 1).",
+        ),
+        &["program", "container_id", "role", "phase"],
+    )?;
+    Ok((
+        registered(registry, syscalls)?,
+        registered(registry, errors)?,
+        registered(registry, phase_info)?,
+    ))
+}
+
+/// The agent's own work: processes traced, events dropped, events delivered, checkpoints
+/// that failed.
+fn agent_metrics(
+    registry: &Registry,
+) -> anyhow::Result<(IntGauge, IntCounter, IntCounter, IntCounter)> {
+    let tracked = IntGauge::new("phasebox_tracked_processes", "Processes traced now.")?;
+    let dropped = IntCounter::new(
+        "phasebox_events_dropped_total",
+        "Events lost because the ring buffer was full (the syscall counters stay exact).",
+    )?;
+    let events = IntCounter::new("phasebox_events_total", "Events delivered from the kernel.")?;
+    let checkpoint_failures = IntCounter::new(
+        "phasebox_checkpoint_failures_total",
+        "Checkpoints of the learned profile that could not be written.",
+    )?;
+    Ok((
+        registered(registry, tracked)?,
+        registered(registry, dropped)?,
+        registered(registry, events)?,
+        registered(registry, checkpoint_failures)?,
+    ))
+}
+
+/// The cost of the kernel programs: their run time and runs while BPF statistics were
+/// sampled, and how long they were.
+fn bpf_metrics(registry: &Registry) -> anyhow::Result<(CounterVec, IntCounterVec, Counter)> {
+    let bpf_run_time = CounterVec::new(
+        opts(
+            "phasebox_bpf_run_time_seconds_total",
+            "Time spent in each phasebox kernel program while BPF statistics were sampled \
+             (see phasebox_bpf_stats_sampled_seconds_total).",
+        ),
+        &["program"],
+    )?;
+    let bpf_runs = IntCounterVec::new(
+        opts(
+            "phasebox_bpf_runs_total",
+            "Runs of each phasebox kernel program while BPF statistics were sampled.",
+        ),
+        &["program"],
+    )?;
+    let bpf_sampled = Counter::new(
+        "phasebox_bpf_stats_sampled_seconds_total",
+        "Seconds BPF run-time statistics were on (they tax every BPF program on the host, \
+         so the agent samples them).",
+    )?;
+    Ok((
+        registered(registry, bpf_run_time)?,
+        registered(registry, bpf_runs)?,
+        registered(registry, bpf_sampled)?,
+    ))
+}
+
+/// Monitor mode: calls outside the profile, and processes killed for one.
+fn monitor_metrics(registry: &Registry) -> anyhow::Result<(IntCounterVec, IntCounter)> {
+    let violations = IntCounterVec::new(
+        opts(
+            "phasebox_profile_violations_total",
+            "System calls outside the monitored profile's phase their process was in.",
+        ),
+        &BY_CALL,
+    )?;
+    let killed = IntCounter::new(
+        "phasebox_processes_killed_total",
+        "Processes killed in monitor mode for a syscall outside their phase.",
+    )?;
+    Ok((
+        registered(registry, violations)?,
+        registered(registry, killed)?,
+    ))
+}
+
+/// phasebox's version and where it runs, set once.
+fn register_build_info(registry: &Registry, build: &BuildInfo) -> anyhow::Result<()> {
+    let info = IntGaugeVec::new(
+        opts(
+            "phasebox_build_info",
+            "phasebox's version and where it runs (value 1).",
+        ),
+        &["version", "kernel", "arch", "mode"],
+    )?;
+    info.with_label_values(&[&build.version, &build.kernel, &build.arch, &build.mode])
+        .set(1);
+    registry.register(Box::new(info))?;
+    Ok(())
+}
+
 impl Metrics {
     pub fn new(build: &BuildInfo) -> anyhow::Result<Metrics> {
         let registry = Registry::new();
-        let by_call = ["program", "container_id", "role", "phase", "syscall"];
-        let syscalls = IntCounterVec::new(
-            opts(
-                "phasebox_syscalls_total",
-                "System calls, by the role and phase the calling process was in when it made them.",
-            ),
-            &by_call,
-        )?;
-        let errors = IntCounterVec::new(
-            opts(
-                "phasebox_syscall_errors_total",
-                "Failed system calls (agent --errors or --stream), by role and phase.",
-            ),
-            &by_call,
-        )?;
-        let phase_info = IntGaugeVec::new(
-            opts(
-                "phasebox_phase_info",
-                "The phase each role is in now (value 1).",
-            ),
-            &["program", "container_id", "role", "phase"],
-        )?;
-        let tracked = IntGauge::new("phasebox_tracked_processes", "Processes traced now.")?;
-        let dropped = IntCounter::new(
-            "phasebox_events_dropped_total",
-            "Events lost because the ring buffer was full (the syscall counters stay exact).",
-        )?;
-        let events = IntCounter::new("phasebox_events_total", "Events delivered from the kernel.")?;
-        let bpf_run_time = CounterVec::new(
-            opts(
-                "phasebox_bpf_run_time_seconds_total",
-                "Time spent in each phasebox kernel program while BPF statistics were sampled \
-                 (see phasebox_bpf_stats_sampled_seconds_total).",
-            ),
-            &["program"],
-        )?;
-        let bpf_runs = IntCounterVec::new(
-            opts(
-                "phasebox_bpf_runs_total",
-                "Runs of each phasebox kernel program while BPF statistics were sampled.",
-            ),
-            &["program"],
-        )?;
-        let bpf_sampled = Counter::new(
-            "phasebox_bpf_stats_sampled_seconds_total",
-            "Seconds BPF run-time statistics were on (they tax every BPF program on the host, \
-             so the agent samples them).",
-        )?;
-        let violations = IntCounterVec::new(
-            opts(
-                "phasebox_profile_violations_total",
-                "System calls outside the monitored profile's phase their process was in.",
-            ),
-            &by_call,
-        )?;
-        let killed = IntCounter::new(
-            "phasebox_processes_killed_total",
-            "Processes killed in monitor mode for a syscall outside their phase.",
-        )?;
-        let checkpoint_failures = IntCounter::new(
-            "phasebox_checkpoint_failures_total",
-            "Checkpoints of the learned profile that could not be written.",
-        )?;
-        let info = IntGaugeVec::new(
-            opts(
-                "phasebox_build_info",
-                "phasebox's version and where it runs (value 1).",
-            ),
-            &["version", "kernel", "arch", "mode"],
-        )?;
-        info.with_label_values(&[&build.version, &build.kernel, &build.arch, &build.mode])
-            .set(1);
-        for c in [
-            Box::new(syscalls.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(errors.clone()),
-            Box::new(phase_info.clone()),
-            Box::new(tracked.clone()),
-            Box::new(dropped.clone()),
-            Box::new(events.clone()),
-            Box::new(bpf_run_time.clone()),
-            Box::new(bpf_runs.clone()),
-            Box::new(bpf_sampled.clone()),
-            Box::new(violations.clone()),
-            Box::new(killed.clone()),
-            Box::new(checkpoint_failures.clone()),
-            Box::new(info),
-        ] {
-            registry.register(c)?;
-        }
+        let (syscalls, errors, phase_info) = call_metrics(&registry)?;
+        let (tracked, dropped, events, checkpoint_failures) = agent_metrics(&registry)?;
+        let (bpf_run_time, bpf_runs, bpf_sampled) = bpf_metrics(&registry)?;
+        let (violations, killed) = monitor_metrics(&registry)?;
+        register_build_info(&registry, build)?;
         Ok(Metrics {
             registry,
             syscalls,

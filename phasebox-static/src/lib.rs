@@ -87,9 +87,31 @@ pub fn analyze(path: &Path) -> Result<Analysis, Error> {
 pub fn analyze_with(path: &Path, search: &SearchPaths) -> Result<Analysis, Error> {
     let objects = loader::load(path, search)?;
     let mut world = reach::World::new(objects);
+    let roots = roots(&world);
+    let walk = reach::reach(&mut world, &roots);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (syscalls, vdso) = reachable_syscalls(&world, &walk);
+    let provenance_partial = provenance(&world, &walk, vdso);
+    let (whole_image, syscall_sites_total) = whole_image(&mut world, &syscalls);
+    Ok(Analysis {
+        program: path.display().to_string(),
+        name,
+        syscalls,
+        whole_image,
+        provenance: Provenance {
+            syscall_sites_total,
+            ..provenance_partial
+        },
+    })
+}
+
+/// The program's entry point, and what the loader runs in every object.
+fn roots(world: &reach::World) -> Vec<(reach::Node, String)> {
     let mut roots = Vec::new();
     for (o, obj) in world.objects.iter().enumerate() {
-        // The program's entry point, and what the loader runs in every object.
         for (addr, what) in &obj.entries {
             if what == "entry point" && o != 0 && o + 1 != world.objects.len() {
                 continue;
@@ -99,18 +121,22 @@ pub fn analyze_with(path: &Path, search: &SearchPaths) -> Result<Analysis, Error
             }
         }
     }
-    let walk = reach::reach(&mut world, &roots);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    roots
+}
+
+/// Each syscall the walk found, with where it is reachable from (execve always: it starts
+/// the program); and the syscalls found only as vDSO fallbacks.
+fn reachable_syscalls(
+    world: &reach::World,
+    walk: &reach::Walk,
+) -> (BTreeMap<String, Reach>, Vec<String>) {
     let mut syscalls = BTreeMap::new();
     let mut vdso = Vec::new();
     for (nr, f) in &walk.found {
         let Some(sys) = names::name(*nr) else {
             continue;
         };
-        let mut chain = world.chain(&walk, f.node);
+        let mut chain = world.chain(walk, f.node);
         chain.extend(world.labels_below(&f.below));
         if f.how == "vdso fallback" {
             vdso.push(sys.to_string());
@@ -127,6 +153,11 @@ pub fn analyze_with(path: &Path, search: &SearchPaths) -> Result<Analysis, Error
         chain: vec![format!("{}:execve", world.objects[0].name)],
         how: "program start".into(),
     });
+    (syscalls, vdso)
+}
+
+/// What the walk saw and assumed; the total of syscall sites is left to the whole-image walk.
+fn provenance(world: &reach::World, walk: &reach::Walk, vdso: Vec<String>) -> Provenance {
     let unresolved_sites = walk
         .unresolved
         .iter()
@@ -136,7 +167,7 @@ pub fn analyze_with(path: &Path, search: &SearchPaths) -> Result<Analysis, Error
             reason: u.reason.clone(),
         })
         .collect();
-    let provenance_partial = Provenance {
+    Provenance {
         analyzer: format!("phasebox-static {}", env!("CARGO_PKG_VERSION")),
         libraries: world.objects[1..]
             .iter()
@@ -161,28 +192,26 @@ pub fn analyze_with(path: &Path, search: &SearchPaths) -> Result<Analysis, Error
         unresolved_imports: walk.unresolved_imports.iter().cloned().collect(),
         assumptions: ASSUMPTIONS.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
-    };
-    // Confine-style: every function is a root.
+    }
+}
+
+/// Confine-style, every function a root: every syscall anywhere in the program and its
+/// libraries (the reachable ones included), and how many syscall sites there are.
+fn whole_image(
+    world: &mut reach::World,
+    reachable: &BTreeMap<String, Reach>,
+) -> (BTreeSet<String>, usize) {
     let all: Vec<_> = world
         .all_functions()
         .into_iter()
         .map(|n| (n, String::new()))
         .collect();
-    let whole = reach::reach(&mut world, &all);
+    let whole = reach::reach(world, &all);
     let mut whole_image: BTreeSet<String> = whole
         .found
         .keys()
         .filter_map(|&nr| names::name(nr).map(str::to_string))
         .collect();
-    whole_image.extend(syscalls.keys().cloned());
-    Ok(Analysis {
-        program: path.display().to_string(),
-        name,
-        syscalls,
-        whole_image,
-        provenance: Provenance {
-            syscall_sites_total: whole.syscall_sites,
-            ..provenance_partial
-        },
-    })
+    whole_image.extend(reachable.keys().cloned());
+    (whole_image, whole.syscall_sites)
 }

@@ -228,123 +228,235 @@ impl World {
 
 /// Walks from `roots` (function, why it is a root).
 pub fn reach(world: &mut World, roots: &[(Node, String)]) -> Walk {
-    let mut w = Walk::default();
-    let mut queue = VecDeque::new();
-    for (n, why) in roots {
-        if !w.parent.contains_key(n) {
-            w.parent.insert(*n, Parent::Root(why.clone()));
-            queue.push_back(*n);
-        }
+    let mut walker = Walker::start(world, roots);
+    while let Some(n) = walker.queue.pop_front() {
+        walker.visit(world, n);
     }
-    let mut taken: Vec<Node> = Vec::new();
-    // The first reached function that took each address: the chain's story for it.
-    let mut taken_by: HashMap<Node, Node> = HashMap::new();
-    let mut taken_seen: HashSet<Node> = HashSet::new();
-    for o in 0..world.objects.len() {
-        for t in world.objects[o].data_refs.clone() {
-            for m in world.resolve(o, &t) {
-                if taken_seen.insert(m) {
-                    taken.push(m);
+    walker.w.address_taken = walker
+        .taken
+        .iter()
+        .filter(|m| matches!(walker.w.parent.get(m), Some(Parent::Indirect(_))))
+        .count();
+    walker.resolve_passed_numbers(world);
+    let mut w = walker.w;
+    add_vdso_fallbacks(world, &mut w);
+    w
+}
+
+/// A syscall number that function `function` receives in `reg`, to be resolved at its
+/// callers' call sites.
+struct Demand {
+    function: Node,
+    reg: Register,
+    /// The frames below `function`, down to the one holding the `syscall` instruction.
+    below: Vec<Node>,
+    /// The function holding the `syscall` instruction, and its address.
+    origin: Node,
+    address: u64,
+}
+
+/// One reachability walk under way.
+#[derive(Default)]
+struct Walker {
+    w: Walk,
+    queue: VecDeque<Node>,
+    /// Every function whose address is taken, in the order found.
+    taken: Vec<Node>,
+    /// The first reached function that took each address: the chain's story for it.
+    taken_by: HashMap<Node, Node>,
+    taken_seen: HashSet<Node>,
+    /// The first reached function with an indirect call: from then on, every function whose
+    /// address is taken is reachable.
+    indirect_from: Option<Node>,
+    /// Each function's direct callers, with their call sites.
+    callers: HashMap<Node, Vec<(Node, usize)>>,
+    demands: Vec<Demand>,
+}
+
+/// Queues `m`, reached as `p`, unless it was reached before.
+fn enqueue(w: &mut Walk, queue: &mut VecDeque<Node>, m: Node, p: Parent) {
+    if let std::collections::hash_map::Entry::Vacant(e) = w.parent.entry(m) {
+        e.insert(p);
+        queue.push_back(m);
+    }
+}
+
+impl Walker {
+    /// The roots queued, and the functions whose address is taken in data.
+    fn start(world: &World, roots: &[(Node, String)]) -> Walker {
+        let mut walker = Walker::default();
+        for (n, why) in roots {
+            enqueue(
+                &mut walker.w,
+                &mut walker.queue,
+                *n,
+                Parent::Root(why.clone()),
+            );
+        }
+        for (o, obj) in world.objects.iter().enumerate() {
+            for t in &obj.data_refs {
+                for m in world.resolve(o, t) {
+                    if walker.taken_seen.insert(m) {
+                        walker.taken.push(m);
+                    }
                 }
             }
         }
+        walker
     }
-    let mut indirect_from: Option<Node> = None;
-    let mut callers: HashMap<Node, Vec<(Node, usize)>> = HashMap::new();
-    let mut demands: Vec<(Node, Register, Vec<Node>, Node, u64)> = Vec::new();
-    let enqueue = |w: &mut Walk, queue: &mut VecDeque<Node>, m: Node, p: Parent| {
-        if let std::collections::hash_map::Entry::Vacant(e) = w.parent.entry(m) {
-            e.insert(p);
-            queue.push_back(m);
-        }
-    };
-    while let Some(n) = queue.pop_front() {
+
+    /// Follows one reached function: its calls and jumps, the addresses it takes, its
+    /// indirect calls and jumps, and its syscall sites.
+    fn visit(&mut self, world: &mut World, n: Node) {
         let s = world.summary(n);
+        self.follow_edges(world, n, &s);
+        self.take_addresses(world, n, &s);
+        self.w.indirect_calls += s.indirect_calls.len();
+        self.w.indirect_jumps += s.indirect_jumps.len();
+        if !s.indirect_calls.is_empty() && self.indirect_from.is_none() {
+            self.indirect_from = Some(n);
+            for &m in &self.taken {
+                let by = self.taken_by.get(&m).copied().unwrap_or(n);
+                enqueue(&mut self.w, &mut self.queue, m, Parent::Indirect(by));
+            }
+        }
+        self.syscall_sites(world, n, &s);
+    }
+
+    /// Queues the functions `n` calls or jumps to, and remembers `n` as their caller.
+    fn follow_edges(&mut self, world: &World, n: Node, s: &Summary) {
         for e in &s.edges {
             let targets = world.resolve(n.0, &e.target);
             if targets.is_empty()
                 && let Target::Import(name) = &e.target
             {
-                w.unresolved_imports.insert(name.clone());
+                self.w.unresolved_imports.insert(name.clone());
             }
             for m in targets {
-                callers.entry(m).or_default().push((n, e.site));
-                enqueue(&mut w, &mut queue, m, Parent::Edge(n, e.kind));
+                self.callers.entry(m).or_default().push((n, e.site));
+                enqueue(&mut self.w, &mut self.queue, m, Parent::Edge(n, e.kind));
             }
         }
+    }
+
+    /// Notes the functions whose address `n` takes; queues them once an indirect call is
+    /// reached.
+    fn take_addresses(&mut self, world: &World, n: Node, s: &Summary) {
         for t in &s.address_taken {
             for m in world.resolve(n.0, t) {
-                taken_by.entry(m).or_insert(n);
-                if taken_seen.insert(m) {
-                    taken.push(m);
-                    if indirect_from.is_some() {
-                        enqueue(&mut w, &mut queue, m, Parent::Indirect(n));
+                self.taken_by.entry(m).or_insert(n);
+                if self.taken_seen.insert(m) {
+                    self.taken.push(m);
+                    if self.indirect_from.is_some() {
+                        enqueue(&mut self.w, &mut self.queue, m, Parent::Indirect(n));
                     }
                 }
             }
         }
-        w.indirect_calls += s.indirect_calls.len();
-        w.indirect_jumps += s.indirect_jumps.len();
-        if !s.indirect_calls.is_empty() && indirect_from.is_none() {
-            indirect_from = Some(n);
-            for &m in &taken {
-                let by = taken_by.get(&m).copied().unwrap_or(n);
-                enqueue(&mut w, &mut queue, m, Parent::Indirect(by));
-            }
-        }
+    }
+
+    /// Resolves the number of each syscall site of `n`.
+    fn syscall_sites(&mut self, world: &mut World, n: Node, s: &Summary) {
         for &site in &s.syscalls {
-            w.syscall_sites += 1;
+            self.w.syscall_sites += 1;
             let v = world.value(n, site, Register::RAX);
             let addr = world.address(n, site);
-            record(&mut w, &mut demands, v, n, Vec::new(), n, addr);
+            self.record(v, n, Vec::new(), n, addr);
         }
         for &site in &s.int80 {
-            w.syscall_sites += 1;
-            w.unresolved.push(Unresolved {
+            self.w.syscall_sites += 1;
+            self.w.unresolved.push(Unresolved {
                 node: n,
                 address: world.address(n, site),
                 reason: "int 0x80 uses the 32-bit syscall table".into(),
             });
         }
     }
-    w.address_taken = taken
-        .iter()
-        .filter(|m| matches!(w.parent.get(m), Some(Parent::Indirect(_))))
-        .count();
-    // Numbers passed in a register: resolve them at each caller's call site, and further up
-    // while callers pass them on (libc's syscall(), glibc's internal wrappers, PLT stubs).
-    let mut seen: HashSet<(Node, Register)> = HashSet::new();
-    while let Some((f, reg, below, origin, addr)) = demands.pop() {
-        if !seen.insert((f, reg)) {
-            continue;
-        }
-        let sites = callers.get(&f).cloned().unwrap_or_default();
-        let entered_otherwise = matches!(w.parent.get(&f), Some(Parent::Root(_)))
-            || (indirect_from.is_some() && taken_seen.contains(&f));
-        if sites.is_empty() || entered_otherwise {
-            w.unresolved.push(Unresolved {
-                node: origin,
-                address: addr,
-                reason: format!(
-                    "the number comes in {} from callers the analysis cannot see ({} is {})",
-                    format!("{reg:?}").to_lowercase(),
-                    world.label(f),
-                    if sites.is_empty() && !entered_otherwise {
-                        "never called directly"
-                    } else {
-                        "an entry point or address-taken"
-                    }
-                ),
-            });
-        }
-        let mut frames = vec![f];
-        frames.extend(below.iter().copied());
-        for (g, site) in sites {
-            let v = world.value(g, site, reg);
-            record(&mut w, &mut demands, v, g, frames.clone(), origin, addr);
+
+    /// Numbers passed in a register: resolve them at each caller's call site, and further up
+    /// while callers pass them on (libc's syscall(), glibc's internal wrappers, PLT stubs).
+    fn resolve_passed_numbers(&mut self, world: &mut World) {
+        let mut seen: HashSet<(Node, Register)> = HashSet::new();
+        while let Some(d) = self.demands.pop() {
+            if !seen.insert((d.function, d.reg)) {
+                continue;
+            }
+            let sites = self.callers.get(&d.function).cloned().unwrap_or_default();
+            let entered_otherwise = matches!(self.w.parent.get(&d.function), Some(Parent::Root(_)))
+                || (self.indirect_from.is_some() && self.taken_seen.contains(&d.function));
+            if sites.is_empty() || entered_otherwise {
+                self.w.unresolved.push(Unresolved {
+                    node: d.origin,
+                    address: d.address,
+                    reason: format!(
+                        "the number comes in {} from callers the analysis cannot see ({} is {})",
+                        format!("{:?}", d.reg).to_lowercase(),
+                        world.label(d.function),
+                        if sites.is_empty() && !entered_otherwise {
+                            "never called directly"
+                        } else {
+                            "an entry point or address-taken"
+                        }
+                    ),
+                });
+            }
+            let mut frames = vec![d.function];
+            frames.extend(d.below.iter().copied());
+            for (g, site) in sites {
+                let v = world.value(g, site, d.reg);
+                self.record(v, g, frames.clone(), d.origin, d.address);
+            }
         }
     }
-    // vDSO calls make no syscall, but fall back to one when the vDSO is absent.
+
+    /// What a syscall number's value says: the syscalls found, the numbers to resolve at the
+    /// callers of `node`, or why it stays unresolved.
+    fn record(&mut self, v: Value, node: Node, below: Vec<Node>, origin: Node, addr: u64) {
+        let how = if below.is_empty() {
+            "syscall instruction"
+        } else {
+            "number passed by a caller"
+        };
+        for c in &v.consts {
+            match u32::try_from(*c)
+                .ok()
+                .filter(|&c| crate::names::name(c).is_some())
+            {
+                Some(nr) => {
+                    self.w.found.entry(nr).or_insert(Found {
+                        node,
+                        below: below.clone(),
+                        how,
+                    });
+                }
+                None => self.w.unresolved.push(Unresolved {
+                    node: origin,
+                    address: addr,
+                    reason: format!("{c:#x} is not an x86_64 syscall number"),
+                }),
+            }
+        }
+        for r in &v.params {
+            self.demands.push(Demand {
+                function: node,
+                reg: *r,
+                below: below.clone(),
+                origin,
+                address: addr,
+            });
+        }
+        if let Some(why) = v.unknown {
+            self.w.unresolved.push(Unresolved {
+                node: origin,
+                address: addr,
+                reason: why,
+            });
+        }
+    }
+}
+
+/// vDSO calls make no syscall, but fall back to one when the vDSO is absent.
+fn add_vdso_fallbacks(world: &World, w: &mut Walk) {
     let reached: Vec<Node> = w.parent.keys().copied().collect();
     for n in reached {
         let label = world.label(n);
@@ -358,51 +470,5 @@ pub fn reach(world: &mut World, roots: &[(Node, String)]) -> Walk {
                 how: "vdso fallback",
             });
         }
-    }
-    w
-}
-
-fn record(
-    w: &mut Walk,
-    demands: &mut Vec<(Node, Register, Vec<Node>, Node, u64)>,
-    v: Value,
-    node: Node,
-    below: Vec<Node>,
-    origin: Node,
-    addr: u64,
-) {
-    let how = if below.is_empty() {
-        "syscall instruction"
-    } else {
-        "number passed by a caller"
-    };
-    for c in &v.consts {
-        match u32::try_from(*c)
-            .ok()
-            .filter(|&c| crate::names::name(c).is_some())
-        {
-            Some(nr) => {
-                w.found.entry(nr).or_insert(Found {
-                    node,
-                    below: below.clone(),
-                    how,
-                });
-            }
-            None => w.unresolved.push(Unresolved {
-                node: origin,
-                address: addr,
-                reason: format!("{c:#x} is not an x86_64 syscall number"),
-            }),
-        }
-    }
-    for r in &v.params {
-        demands.push((node, *r, below.clone(), origin, addr));
-    }
-    if let Some(why) = v.unknown {
-        w.unresolved.push(Unresolved {
-            node: origin,
-            address: addr,
-            reason: why,
-        });
     }
 }

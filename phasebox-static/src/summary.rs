@@ -1,5 +1,7 @@
 //! What one function does, as far as reachability cares: whom it calls or jumps to, its
 //! `syscall` instructions, its indirect calls, and the function addresses it takes.
+use std::ops::Range;
+
 use iced_x86::{FlowControl, Instruction, Mnemonic, OpKind};
 
 use crate::code::{Code, near_target};
@@ -71,29 +73,49 @@ pub struct Summary {
 /// Summarizes function `f` of `obj`.
 pub fn summarize(obj: &Object, code: &Code, f: usize) -> Summary {
     let range = code.range(f);
-    let (lo, hi) = code.span(f);
-    let mut s = Summary::default();
+    let span = code.span(f);
     let instrs = &code.instrs[range.clone()];
-    // A PLT stub: its GOT jump is all it does (a lazy stub's push/jmp to the resolver only
-    // runs before binding and reaches the same function).
-    if let Some(first) = instrs.iter().find(|i| i.mnemonic() != Mnemonic::Endbr64)
-        && first.flow_control() == FlowControl::IndirectBranch
-        && let Some(t) = got_target(obj, first)
-    {
-        let site = range.start
-            + instrs
-                .iter()
-                .position(|i| i.ip() == first.ip())
-                .unwrap_or(0);
-        s.edges.push(Edge {
-            target: t,
-            site,
-            kind: EdgeKind::Jump,
-        });
-        return s;
+    if let Some(stub) = plt_stub(obj, instrs, range.start) {
+        return stub;
     }
+    let mut s = Summary::default();
     for (k, ins) in instrs.iter().enumerate() {
         let idx = range.start + k;
+        s.add_transfer(obj, ins, idx, span);
+        s.add_syscall_or_address(obj, ins, idx);
+    }
+    s.edges.extend(fall_through(obj, code, range));
+    s
+}
+
+/// A PLT stub's summary: its GOT jump is all it does (a lazy stub's push/jmp to the resolver
+/// only runs before binding and reaches the same function). `start` is the index of the
+/// function's first instruction.
+fn plt_stub(obj: &Object, instrs: &[Instruction], start: usize) -> Option<Summary> {
+    let first = instrs.iter().find(|i| i.mnemonic() != Mnemonic::Endbr64)?;
+    if first.flow_control() != FlowControl::IndirectBranch {
+        return None;
+    }
+    let target = got_target(obj, first)?;
+    let site = start
+        + instrs
+            .iter()
+            .position(|i| i.ip() == first.ip())
+            .unwrap_or(0);
+    Some(Summary {
+        edges: vec![Edge {
+            target,
+            site,
+            kind: EdgeKind::Jump,
+        }],
+        ..Summary::default()
+    })
+}
+
+impl Summary {
+    /// Records instruction `idx` when it calls or jumps out of the function (whose address
+    /// span is `lo..hi`), directly, through the GOT, or indirectly.
+    fn add_transfer(&mut self, obj: &Object, ins: &Instruction, idx: usize, (lo, hi): (u64, u64)) {
         match ins.flow_control() {
             FlowControl::Call
             | FlowControl::UnconditionalBranch
@@ -106,7 +128,7 @@ pub fn summarize(obj: &Object, code: &Code, f: usize) -> Summary {
                 if let Some(t) = near_target(ins)
                     && (kind == EdgeKind::Call || t < lo || t >= hi)
                 {
-                    s.edges.push(Edge {
+                    self.edges.push(Edge {
                         target: Target::Local(t),
                         site: idx,
                         kind,
@@ -116,24 +138,29 @@ pub fn summarize(obj: &Object, code: &Code, f: usize) -> Summary {
             FlowControl::IndirectCall | FlowControl::IndirectBranch => {
                 let call = ins.flow_control() == FlowControl::IndirectCall;
                 match got_target(obj, ins) {
-                    Some(t) => s.edges.push(Edge {
+                    Some(t) => self.edges.push(Edge {
                         target: t,
                         site: idx,
                         kind: if call { EdgeKind::Call } else { EdgeKind::Jump },
                     }),
-                    None if call => s.indirect_calls.push(idx),
-                    None => s.indirect_jumps.push(idx),
+                    None if call => self.indirect_calls.push(idx),
+                    None => self.indirect_jumps.push(idx),
                 }
             }
             _ => {}
         }
+    }
+
+    /// Records instruction `idx` when it is a `syscall` or `int 0x80`, or takes the address
+    /// of a function.
+    fn add_syscall_or_address(&mut self, obj: &Object, ins: &Instruction, idx: usize) {
         match ins.mnemonic() {
-            Mnemonic::Syscall => s.syscalls.push(idx),
-            Mnemonic::Int if ins.immediate8() == 0x80 => s.int80.push(idx),
+            Mnemonic::Syscall => self.syscalls.push(idx),
+            Mnemonic::Int if ins.immediate8() == 0x80 => self.int80.push(idx),
             Mnemonic::Lea if ins.is_ip_rel_memory_operand() => {
                 let a = ins.ip_rel_memory_address();
                 if obj.is_code(a) {
-                    s.address_taken.push(Target::Local(a));
+                    self.address_taken.push(Target::Local(a));
                 }
             }
             _ if ins.is_ip_rel_memory_operand()
@@ -144,7 +171,7 @@ pub fn summarize(obj: &Object, code: &Code, f: usize) -> Summary {
             {
                 // A GOT load: the address of a function, to be called or passed on.
                 if let Some(t) = obj.got.get(&ins.ip_rel_memory_address()) {
-                    s.address_taken.push(t.clone());
+                    self.address_taken.push(t.clone());
                 }
             }
             _ if obj.fixed_address => {
@@ -154,30 +181,33 @@ pub fn summarize(obj: &Object, code: &Code, f: usize) -> Summary {
                         OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64
                     ) && obj.is_code(ins.immediate(op))
                     {
-                        s.address_taken.push(Target::Local(ins.immediate(op)));
+                        self.address_taken.push(Target::Local(ins.immediate(op)));
                     }
                 }
             }
             _ => {}
         }
     }
-    if let Some(last) = instrs
+}
+
+/// The edge into the next function, when the last instruction of the function at `range`
+/// runs on into it.
+fn fall_through(obj: &Object, code: &Code, range: Range<usize>) -> Option<Edge> {
+    let instrs = &code.instrs[range.clone()];
+    let last = instrs
         .iter()
         .rev()
         .find(|i| !matches!(i.mnemonic(), Mnemonic::Nop | Mnemonic::Int3))
-        .or(instrs.last())
-        && falls_through(last)
+        .or(instrs.last())?;
+    let runs_on = falls_through(last)
         && !calls_noreturn(obj, code, last)
         && range.end < code.instrs.len()
-        && code.instrs[range.end - 1].next_ip() == code.instrs[range.end].ip()
-    {
-        s.edges.push(Edge {
-            target: Target::Local(code.instrs[range.end].ip()),
-            site: range.end,
-            kind: EdgeKind::FallThrough,
-        });
-    }
-    s
+        && code.instrs[range.end - 1].next_ip() == code.instrs[range.end].ip();
+    runs_on.then(|| Edge {
+        target: Target::Local(code.instrs[range.end].ip()),
+        site: range.end,
+        kind: EdgeKind::FallThrough,
+    })
 }
 
 /// What a call or jump through `[rip+slot]` reaches, when a relocation fills that slot.

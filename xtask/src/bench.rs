@@ -222,16 +222,7 @@ fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
                     let args = ["--phases", "nginx", "--profile", prof.to_str().unwrap()];
                     start_phasebox(bin, nginx.pid(), &args, summary)?
                 }
-                _ => {
-                    let mut cmd = Command::new("strace");
-                    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
-                    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
-                        cmd.args(["-p", &pid.to_string()]);
-                    }
-                    let c = cmd.stderr(Stdio::null()).spawn()?;
-                    std::thread::sleep(Duration::from_millis(500)); // attach
-                    Tracer::Strace(c)
-                }
+                _ => Tracer::Strace(start_strace(&nginx)?),
             };
             let rps = wrk(&url, s.secs)?;
             if let Some((events, dropped)) = stop(tracer)? {
@@ -283,6 +274,18 @@ fn nginx_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         rec / st
     );
     Ok(out)
+}
+
+/// `strace -f` attached to nginx's master and workers.
+fn start_strace(nginx: &Nginx) -> anyhow::Result<Child> {
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
+    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
+        cmd.args(["-p", &pid.to_string()]);
+    }
+    let c = cmd.stderr(Stdio::null()).spawn()?;
+    std::thread::sleep(Duration::from_millis(500)); // attach
+    Ok(c)
 }
 
 fn nginx_version() -> String {
@@ -372,6 +375,57 @@ fn storm_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
 /// against tracing alone.
 fn seccomp_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     let dir = TempDir::new("bench-seccomp");
+    let (union, manifest) = learn_policies(bin, &dir)?;
+    let b = bin.to_str().unwrap();
+    let modes: [(&str, Vec<&str>); 4] = [
+        ("no filter", vec![]),
+        (
+            "union filter (phasebox validate --seccomp)",
+            vec![b, "validate", "--seccomp", union.to_str().unwrap(), "--"],
+        ),
+        ("traced only (phasebox run)", vec![b, "run", "-q", "--"]),
+        (
+            "traced + phase-aware (phasebox run --seccomp-phases)",
+            vec![
+                b,
+                "run",
+                "-q",
+                "--seccomp-phases",
+                manifest.to_str().unwrap(),
+                "--",
+            ],
+        ),
+    ];
+    let med = nginx_medians(&modes, s)?;
+    Ok(format!(
+        "## nginx under its learned seccomp profiles\n\n\
+         nginx {}, its profile learned by `phasebox run --phases nginx` under wrk, exported as the\n\
+         union of all roles and phases and per phase. Each mode starts a fresh nginx, warms up 1 s,\n\
+         then `wrk -t1 -c32 -d{}s`; {} rounds, modes alternated. Median requests/s.\n\n\
+         | mode | median req/s | ratio |\n|---|---|---|\n\
+         | {} | {:.0} | 100% |\n\
+         | {} | {:.0} | {:.1}% of no filter |\n\
+         | {} | {:.0} | |\n\
+         | {} | {:.0} | {:.1}% of traced only |\n",
+        nginx_version(),
+        s.secs,
+        s.rounds,
+        modes[0].0,
+        med[0],
+        modes[1].0,
+        med[1],
+        100.0 * med[1] / med[0],
+        modes[2].0,
+        med[2],
+        modes[3].0,
+        med[3],
+        100.0 * med[3] / med[2],
+    ))
+}
+
+/// nginx's profile, learned by `phasebox run --phases nginx` under wrk, exported in `dir` as
+/// one union policy and per phase: the union policy's path and the per-phase manifest's.
+fn learn_policies(bin: &Path, dir: &TempDir) -> anyhow::Result<(PathBuf, PathBuf)> {
     let prof = dir.path("nginx.json");
     let b = bin.to_str().unwrap();
     let mut learn = Nginx::start_under(&[
@@ -413,26 +467,12 @@ fn seccomp_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
             );
         }
     }
-    let manifest = phases.join("manifest.json");
-    let modes: [(&str, Vec<&str>); 4] = [
-        ("no filter", vec![]),
-        (
-            "union filter (phasebox validate --seccomp)",
-            vec![b, "validate", "--seccomp", union.to_str().unwrap(), "--"],
-        ),
-        ("traced only (phasebox run)", vec![b, "run", "-q", "--"]),
-        (
-            "traced + phase-aware (phasebox run --seccomp-phases)",
-            vec![
-                b,
-                "run",
-                "-q",
-                "--seccomp-phases",
-                manifest.to_str().unwrap(),
-                "--",
-            ],
-        ),
-    ];
+    Ok((union, phases.join("manifest.json")))
+}
+
+/// A fresh nginx per mode (label, the command it starts under) and round, modes alternated;
+/// each mode's median requests/s.
+fn nginx_medians(modes: &[(&str, Vec<&str>)], s: &Settings) -> anyhow::Result<Vec<f64>> {
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for round in 0..s.rounds {
         for k in 0..modes.len() {
@@ -448,31 +488,7 @@ fn seccomp_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
             results[m].push(rps);
         }
     }
-    let med: Vec<f64> = results.iter_mut().map(|r| median(r)).collect();
-    Ok(format!(
-        "## nginx under its learned seccomp profiles\n\n\
-         nginx {}, its profile learned by `phasebox run --phases nginx` under wrk, exported as the\n\
-         union of all roles and phases and per phase. Each mode starts a fresh nginx, warms up 1 s,\n\
-         then `wrk -t1 -c32 -d{}s`; {} rounds, modes alternated. Median requests/s.\n\n\
-         | mode | median req/s | ratio |\n|---|---|---|\n\
-         | {} | {:.0} | 100% |\n\
-         | {} | {:.0} | {:.1}% of no filter |\n\
-         | {} | {:.0} | |\n\
-         | {} | {:.0} | {:.1}% of traced only |\n",
-        nginx_version(),
-        s.secs,
-        s.rounds,
-        modes[0].0,
-        med[0],
-        modes[1].0,
-        med[1],
-        100.0 * med[1] / med[0],
-        modes[2].0,
-        med[2],
-        modes[3].0,
-        med[3],
-        100.0 * med[3] / med[2],
-    ))
+    Ok(results.iter_mut().map(|r| median(r)).collect())
 }
 
 /// A metric's value in a Prometheus text page (summed over its series).
@@ -604,13 +620,7 @@ fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
                     rps
                 }
                 _ => {
-                    let mut cmd = Command::new("strace");
-                    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
-                    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
-                        cmd.args(["-p", &pid.to_string()]);
-                    }
-                    let c = cmd.stderr(Stdio::null()).spawn()?;
-                    std::thread::sleep(Duration::from_millis(500));
+                    let c = start_strace(&nginx)?;
                     let rps = wrk(&url, s.secs)?;
                     stop(Tracer::Strace(c))?;
                     rps

@@ -24,135 +24,165 @@ pub struct Stat {
 
 /// The answers to RQ2 and RQ3, in words, with this run's numbers.
 pub fn answers(stats: &[(String, Vec<Stat>)], perf: &[Perf]) -> (String, String) {
-    let get = |prog: &str, key: &str| {
-        stats
-            .iter()
-            .find(|(p, _)| p == prog)
-            .and_then(|(_, v)| v.iter().find(|s| s.key == key))
-    };
-    let mut rq2 = String::from("**Answer.** ");
-    for prog in ["pwd", "nginx"] {
-        let (Some(st), Some(un), Some(one), Some(dk), Some(wh)) = (
-            get(prog, "static"),
-            get(prog, "union"),
-            get(prog, "one"),
-            get(prog, "docker"),
-            get(prog, "whole"),
-        ) else {
-            continue;
-        };
-        let _ = write!(
-            rq2,
-            "For {prog}, static analysis allows {} calls and misses {} (scenarios passed under it: \
-             {}); the dynamic profile of every scenario allows {} and passes {}, but one learned \
-             from a single scenario allows {}, misses {} and passes only {}. Static analysis missed \
-             no call here, while dynamic learning is only as accurate as its scenarios; the \
-             price of static accuracy is {} extra calls, {} of them security-critical ({} vs {}), \
-             still far below the whole image ({}) and Docker's default ({}). ",
-            st.allowed,
-            st.missing,
-            st.passed.as_deref().unwrap_or("—"),
-            un.allowed,
-            un.passed.as_deref().unwrap_or("—"),
-            one.allowed,
-            one.missing,
-            one.passed.as_deref().unwrap_or("—"),
-            st.allowed.saturating_sub(un.allowed),
-            st.critical.len().saturating_sub(un.critical.len()),
-            st.critical.len(),
-            un.critical.len(),
-            wh.allowed,
-            dk.allowed,
-        );
-    }
-    let rate = |prefix: &str| {
-        perf.iter()
-            .find(|p| p.label.starts_with(prefix))
-            .map(|p| p.rps)
-    };
     // The rounds of one mode differ by this much on this machine: smaller differences
     // between modes are not findings.
     let noise = perf.iter().map(|p| p.spread).fold(0.0, f64::max);
-    if let (Some(run), Some(st), Some(un)) = (
-        rate("phasebox run, no filter"),
-        rate("phasebox static"),
-        rate("dynamic union"),
-    ) {
-        let _ = write!(
-            rq2,
-            "On performance, nginx served {:.0} req/s under the static policy and {:.0} under \
-             the dynamic one ({:.1}% and {:.1}% of the same tracer without a filter; static \
-             against dynamic: {}). A filter's cost grows only slightly with its rule count \
-             (libseccomp builds a decision tree), so the longer static list is not expected to \
-             cost more than the noise of this shared 2-core machine.",
-            st,
-            un,
-            100.0 * st / run,
-            100.0 * un / run,
-            relative(st, un, noise)
-        );
+    let mut rq2 = String::from("**Answer.** ");
+    for prog in ["pwd", "nginx"] {
+        accuracy_answer(&mut rq2, stats, prog);
     }
+    filter_cost_answer(&mut rq2, perf, noise);
     let mut rq3 = String::from("**Answer.** ");
-    if let (Some(un), Some(ph), Some(st)) = (
-        get("nginx", "union"),
-        get("nginx", "phase"),
-        get("nginx", "static"),
-    ) {
-        let _ = write!(
-            rq3,
-            "{}Once nginx's worker serves, the phase-aware policy allows {} calls \
-             instead of {} (dynamic union) or {} (static), and {} security-critical calls ({}) \
-             instead of {} ({}) and {}. ",
-            if ph.allowed < un.allowed {
-                "Yes, for a server. "
-            } else {
-                ""
-            },
-            ph.allowed,
-            un.allowed,
-            st.allowed,
-            ph.critical.len(),
-            if ph.critical.is_empty() {
-                "none".into()
-            } else {
-                ph.critical.join(" ")
-            },
-            un.critical.len(),
-            un.critical.join(" "),
-            st.critical.len()
-        );
-    }
-    if let (Some(run), Some(un), Some(ph)) = (
-        rate("phasebox run, no filter"),
-        rate("dynamic union"),
-        rate("phase-aware"),
-    ) {
-        let failed = perf
-            .iter()
-            .find(|p| p.label.starts_with("phase-aware"))
-            .map_or(0, |p| p.failed);
-        let _ = write!(
-            rq3,
-            "Under phase-aware enforcement nginx served {:.0} req/s against {:.0} under the union
-             policy ({:.1}% of the tracer alone; phase-aware against union: {}), with {failed} failed \
-             requests. ",
-            ph,
-            un,
-            100.0 * ph / run,
-            relative(ph, un, noise)
-        );
-    }
-    rq3.push_str(
-        "For pwd it brings nothing: pwd lives about a millisecond and runs each phase once, so the \
-         union of its phases is the policy that matters. The condition is coverage: a phase-aware \
-         policy is as good as the scenarios that taught it, which is what the hybrid export's \
-         review (`export --hybrid`, docs/static.md) is for: the calls static analysis finds \
-         reachable that no scenario exercised, each with the code it is reachable from.",
-    );
+    phase_policy_answer(&mut rq3, stats);
+    phase_cost_answer(&mut rq3, perf, noise);
+    rq3.push_str(COVERAGE_ANSWER);
     // The texts are written over several source lines: one space between words.
     let tidy = |t: String| t.split_whitespace().collect::<Vec<_>>().join(" ");
     (tidy(rq2), tidy(rq3))
 }
+
+/// The numbers of one program's policy (`key`), when the study has them.
+fn stat<'a>(stats: &'a [(String, Vec<Stat>)], prog: &str, key: &str) -> Option<&'a Stat> {
+    stats
+        .iter()
+        .find(|(p, _)| p == prog)
+        .and_then(|(_, v)| v.iter().find(|s| s.key == key))
+}
+
+/// The median requests/s of the first mode whose label starts with `prefix`.
+fn rate(perf: &[Perf], prefix: &str) -> Option<f64> {
+    perf.iter()
+        .find(|p| p.label.starts_with(prefix))
+        .map(|p| p.rps)
+}
+
+/// RQ2 for one program: static against dynamic, in calls allowed, missed and critical.
+fn accuracy_answer(rq2: &mut String, stats: &[(String, Vec<Stat>)], prog: &str) {
+    let get = |key: &str| stat(stats, prog, key);
+    let (Some(st), Some(un), Some(one), Some(dk), Some(wh)) = (
+        get("static"),
+        get("union"),
+        get("one"),
+        get("docker"),
+        get("whole"),
+    ) else {
+        return;
+    };
+    let _ = write!(
+        rq2,
+        "For {prog}, static analysis allows {} calls and misses {} (scenarios passed under it: \
+         {}); the dynamic profile of every scenario allows {} and passes {}, but one learned \
+         from a single scenario allows {}, misses {} and passes only {}. Static analysis missed \
+         no call here, while dynamic learning is only as accurate as its scenarios; the \
+         price of static accuracy is {} extra calls, {} of them security-critical ({} vs {}), \
+         still far below the whole image ({}) and Docker's default ({}). ",
+        st.allowed,
+        st.missing,
+        st.passed.as_deref().unwrap_or("—"),
+        un.allowed,
+        un.passed.as_deref().unwrap_or("—"),
+        one.allowed,
+        one.missing,
+        one.passed.as_deref().unwrap_or("—"),
+        st.allowed.saturating_sub(un.allowed),
+        st.critical.len().saturating_sub(un.critical.len()),
+        st.critical.len(),
+        un.critical.len(),
+        wh.allowed,
+        dk.allowed,
+    );
+}
+
+/// RQ2 on performance: nginx under the static and the dynamic policy.
+fn filter_cost_answer(rq2: &mut String, perf: &[Perf], noise: f64) {
+    let (Some(run), Some(st), Some(un)) = (
+        rate(perf, "phasebox run, no filter"),
+        rate(perf, "phasebox static"),
+        rate(perf, "dynamic union"),
+    ) else {
+        return;
+    };
+    let _ = write!(
+        rq2,
+        "On performance, nginx served {:.0} req/s under the static policy and {:.0} under \
+         the dynamic one ({:.1}% and {:.1}% of the same tracer without a filter; static \
+         against dynamic: {}). A filter's cost grows only slightly with its rule count \
+         (libseccomp builds a decision tree), so the longer static list is not expected to \
+         cost more than the noise of this shared 2-core machine.",
+        st,
+        un,
+        100.0 * st / run,
+        100.0 * un / run,
+        relative(st, un, noise)
+    );
+}
+
+/// RQ3: what nginx's phase-aware policy allows once it serves, against the flat ones.
+fn phase_policy_answer(rq3: &mut String, stats: &[(String, Vec<Stat>)]) {
+    let (Some(un), Some(ph), Some(st)) = (
+        stat(stats, "nginx", "union"),
+        stat(stats, "nginx", "phase"),
+        stat(stats, "nginx", "static"),
+    ) else {
+        return;
+    };
+    let _ = write!(
+        rq3,
+        "{}Once nginx's worker serves, the phase-aware policy allows {} calls \
+         instead of {} (dynamic union) or {} (static), and {} security-critical calls ({}) \
+         instead of {} ({}) and {}. ",
+        if ph.allowed < un.allowed {
+            "Yes, for a server. "
+        } else {
+            ""
+        },
+        ph.allowed,
+        un.allowed,
+        st.allowed,
+        ph.critical.len(),
+        if ph.critical.is_empty() {
+            "none".into()
+        } else {
+            ph.critical.join(" ")
+        },
+        un.critical.len(),
+        un.critical.join(" "),
+        st.critical.len()
+    );
+}
+
+/// RQ3 on performance: nginx under phase-aware enforcement against the union policy.
+fn phase_cost_answer(rq3: &mut String, perf: &[Perf], noise: f64) {
+    let (Some(run), Some(un), Some(ph)) = (
+        rate(perf, "phasebox run, no filter"),
+        rate(perf, "dynamic union"),
+        rate(perf, "phase-aware"),
+    ) else {
+        return;
+    };
+    let failed = perf
+        .iter()
+        .find(|p| p.label.starts_with("phase-aware"))
+        .map_or(0, |p| p.failed);
+    let _ = write!(
+        rq3,
+        "Under phase-aware enforcement nginx served {:.0} req/s against {:.0} under the union
+         policy ({:.1}% of the tracer alone; phase-aware against union: {}), with {failed} failed \
+         requests. ",
+        ph,
+        un,
+        100.0 * ph / run,
+        relative(ph, un, noise)
+    );
+}
+
+/// RQ3's condition, the same for every run.
+const COVERAGE_ANSWER: &str = "For pwd it brings nothing: pwd lives about a millisecond and runs \
+     each phase once, so the union of its phases is the policy that matters. The condition is \
+     coverage: a phase-aware policy is as good as the scenarios that taught it, which is what \
+     the hybrid export's review (`export --hybrid`, docs/static.md) is for: the calls static \
+     analysis finds reachable that no scenario exercised, each with the code it is reachable \
+     from.";
 
 /// `a` against `b` in words, judged against the spread between rounds (`noise`, percent).
 fn relative(a: f64, b: f64, noise: f64) -> String {

@@ -1,6 +1,8 @@
 //! `phasebox run -- CMD ARGS…`: launch CMD traced from its execve on.
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use phasebox_core::{phase::Detector, seccomp::oci::OciProfile};
 use tokio::sync::oneshot;
@@ -13,11 +15,11 @@ use crate::{
     cli::{Namespace, RunArgs},
     enforce::{
         filter::FilterSpec,
-        notify::{self, Verdict},
+        notify::{self, Denial, Verdict},
         phased,
     },
     launch,
-    session::{Mode, PhaseBoard, Stop},
+    session::{Mode, PhaseBoard, Session, Stop},
 };
 
 /// The OCI seccomp profile at `path`, for the launched command, and the errno its calls
@@ -59,6 +61,47 @@ fn seccomp_spec(path: &std::path::Path) -> anyhow::Result<(FilterSpec, Option<i3
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let program = launch::resolve(&args.command[0])?;
+    let enforce = enforcement(&args)?;
+    let board = PhaseBoard::default();
+    let mut session = start_session(&args, &enforce, &board)?;
+    let seccomp = enforce.spec.as_ref().map(|spec| launch::Seccomp {
+        spec,
+        skip_unknown: args.seccomp_skip_unknown,
+    });
+    let child = session.launch(&program, &args.command, seccomp, isolation(&args))?;
+    let (pid, waited) = (child.pid, child.waited);
+    let done_rx = reap_in_background(waited);
+    let mut supervisor = Supervisor::default();
+    child.release(|fd| supervisor.start(fd, &board, enforce.deny_errno))?;
+    let exit_code = std::cell::Cell::new(0);
+    let why = session
+        .run(until_done(pid, done_rx, &exit_code), false)
+        .await?;
+    session.finish()?;
+    supervisor.finish(enforce.deny_errno, &args);
+    match why {
+        Stop::TreeExited => Ok(exit_code.get()),
+        Stop::Signal(_) | Stop::Duration => {
+            crate::say!(
+                "phasebox: stopped before {} ended; it keeps running untraced",
+                args.command[0]
+            );
+            Ok(130)
+        }
+    }
+}
+
+/// What `run` enforces: the filter the command gets, the errno its calls outside a
+/// `--seccomp` profile get (phasebox answers and records them), and the per-phase plan of
+/// `--seccomp-phases`.
+struct Enforcement {
+    plan: Option<phased::Plan>,
+    spec: Option<FilterSpec>,
+    deny_errno: Option<i32>,
+}
+
+/// The enforcement `--seccomp` or `--seccomp-phases` asks for, if any.
+fn enforcement(args: &RunArgs) -> anyhow::Result<Enforcement> {
     let plan = args
         .seccomp_phases
         .as_deref()
@@ -83,39 +126,61 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         (None, Some(p)) => (Some(p.spec()?), None),
         (None, None) => (None, None),
     };
+    Ok(Enforcement {
+        plan,
+        spec,
+        deny_errno,
+    })
+}
+
+/// The streaming session for the command. Phase-aware enforcement follows the phases of the
+/// manifest's rules, live on `board`; denials are reported with the role and phase of the
+/// caller.
+fn start_session(
+    args: &RunArgs,
+    enforce: &Enforcement,
+    board: &PhaseBoard,
+) -> anyhow::Result<Session> {
     let mut builder = trace_session(Mode::Run, &args.trace)?
         .stream(true)
         .command(args.command.clone());
-    // Phase-aware enforcement follows the phases of the manifest's rules, live; denials are
-    // reported with the role and phase of the caller.
-    let board = PhaseBoard::default();
-    if let Some(p) = &plan {
+    if let Some(p) = &enforce.plan {
         builder = builder.phases(p.detector.clone()).board(board.clone());
-    } else if deny_errno.is_some() {
+    } else if enforce.deny_errno.is_some() {
         builder = builder
             .phases(Detector::load(&args.trace.phases)?)
             .board(board.clone());
     }
-    let mut session = builder.start()?;
-    let seccomp = spec.as_ref().map(|spec| launch::Seccomp {
-        spec,
-        skip_unknown: args.seccomp_skip_unknown,
-    });
-    let child = session.launch(&program, &args.command, seccomp, isolation(&args))?;
-    let (pid, waited) = (child.pid, child.waited);
-    // Reaps the whole tree (phasebox is its subreaper) on a thread of its own.
+    builder.start()
+}
+
+/// Reaps the whole tree (phasebox is its subreaper) on a thread of its own; the exit code of
+/// the process `waited` comes once the tree has ended.
+fn reap_in_background(waited: u32) -> oneshot::Receiver<i32> {
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::spawn(move || {
         let _ = done_tx.send(launch::wait_all(waited));
     });
-    let stop_supervisor = Arc::new(AtomicBool::new(false));
-    let mut supervisor = None;
-    let denied: Arc<Mutex<Vec<Denied>>> = Default::default();
-    child.release(|fd| {
-        let (board, log) = (board.clone(), denied.clone());
-        supervisor = Some(notify::supervise(
+    done_rx
+}
+
+/// The thread that answers the filter's notifications, and the calls it denied for
+/// `--seccomp`.
+#[derive(Default)]
+struct Supervisor {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<Denial>>>,
+    denied: Arc<Mutex<Vec<Denied>>>,
+}
+
+impl Supervisor {
+    /// Answers the notifications on `fd`: with `deny_errno`, denies every call and records
+    /// it; else denies by the caller's phase on `board`.
+    fn start(&mut self, fd: OwnedFd, board: &PhaseBoard, deny_errno: Option<i32>) {
+        let (board, log) = (board.clone(), self.denied.clone());
+        self.thread = Some(notify::supervise(
             fd,
-            stop_supervisor.clone(),
+            self.stop.clone(),
             move |pid, nr| match deny_errno {
                 Some(errno) => {
                     if let Ok(mut v) = log.lock() {
@@ -126,29 +191,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
                 None => phased::decide(&board, pid),
             },
         ));
-    })?;
-    let exit_code = std::cell::Cell::new(0);
-    let why = session
-        .run(until_done(pid, done_rx, &exit_code), false)
-        .await?;
-    session.finish()?;
-    stop_supervisor.store(true, Ordering::Relaxed);
-    if let Some(h) = supervisor {
-        let phase_aware = h.join().unwrap_or_default();
-        if deny_errno.is_some() {
-            report_denied(&denied.lock().map(|v| v.clone()).unwrap_or_default(), &args);
-        } else if !args.trace.quiet || !phase_aware.is_empty() {
-            denials::report_phase_aware(&phase_aware);
-        }
     }
-    match why {
-        Stop::TreeExited => Ok(exit_code.get()),
-        Stop::Signal(_) | Stop::Duration => {
-            crate::say!(
-                "phasebox: stopped before {} ended; it keeps running untraced",
-                args.command[0]
-            );
-            Ok(130)
+
+    /// Stops the thread and reports what was denied.
+    fn finish(self, deny_errno: Option<i32>, args: &RunArgs) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.thread {
+            let phase_aware = h.join().unwrap_or_default();
+            if deny_errno.is_some() {
+                report_denied(
+                    &self.denied.lock().map(|v| v.clone()).unwrap_or_default(),
+                    args,
+                );
+            } else if !args.trace.quiet || !phase_aware.is_empty() {
+                denials::report_phase_aware(&phase_aware);
+            }
         }
     }
 }

@@ -205,88 +205,8 @@ impl Rules {
             toml::from_str(text).map_err(|e| crate::input::toml_error(text, origin, &e))?;
         let bad = |what: String| anyhow::anyhow!("{origin} is not a valid phase rule set: {what}");
         check_roles(&file.roles).map_err(bad)?;
-        let role_names: HashSet<&str> = file.roles.iter().map(|r| r.name.as_str()).collect();
-        let mut by_role: HashMap<String, Vec<Phase>> = HashMap::new();
-        let mut default = Vec::new();
-        for p in file.phases {
-            let mut enter = Vec::new();
-            for m in p.enter {
-                let mut syscalls = HashSet::new();
-                for name in &m.syscalls {
-                    // Names this architecture lacks (open on aarch64) are skipped.
-                    if let Some(nr) = sysnames::number(name) {
-                        syscalls.insert(nr);
-                    } else if !sysnames::is_known_anywhere(name) {
-                        return Err(bad(format!(
-                            "phase {} names an unknown syscall {name}",
-                            p.name
-                        )));
-                    }
-                }
-                if syscalls.is_empty() && !m.exec && !m.fork {
-                    return Err(bad(format!("a marker of phase {} matches nothing", p.name)));
-                }
-                if m.occurrence == Some(0) {
-                    return Err(bad(format!(
-                        "a marker of phase {} has occurrence 0; the first call is occurrence 1",
-                        p.name
-                    )));
-                }
-                enter.push(Marker {
-                    syscalls,
-                    path_prefix: m.path_prefix,
-                    path_suffix: m.path_suffix,
-                    path_contains: m.path_contains,
-                    occurrence: m.occurrence,
-                    exec: m.exec,
-                    fork: m.fork,
-                });
-            }
-            let phase = Phase {
-                name: p.name,
-                description: p.description,
-                enter,
-                steady: p.steady,
-            };
-            let list = match p.role {
-                Some(role) => {
-                    if !role_names.contains(role.as_str()) {
-                        return Err(bad(format!(
-                            "phase {} is for unknown role {role}",
-                            phase.name
-                        )));
-                    }
-                    by_role.entry(role).or_default()
-                }
-                None => &mut default,
-            };
-            if list.iter().any(|q| q.name == phase.name) {
-                return Err(bad(format!(
-                    "phase {} is listed twice for one role",
-                    phase.name
-                )));
-            }
-            if let Some(other) = list.iter().find(|q| q.steady && phase.steady) {
-                return Err(bad(format!(
-                    "phases {} and {} are both steady; a role has one steady phase",
-                    other.name, phase.name
-                )));
-            }
-            list.push(phase);
-        }
-        if default.is_empty() && by_role.is_empty() {
-            return Err(bad("it has no phases".into()));
-        }
-        for op in &file.operations {
-            for s in op.when.iter().flat_map(|w| &w.syscalls) {
-                if !sysnames::is_known_anywhere(s) {
-                    return Err(bad(format!(
-                        "operation {} names an unknown syscall {s}",
-                        op.name
-                    )));
-                }
-            }
-        }
+        let (by_role, default) = phases_by_role(file.phases, &file.roles).map_err(bad)?;
+        check_operations(&file.operations).map_err(bad)?;
         Ok(Rules {
             name: file.name,
             description: file.description,
@@ -313,6 +233,113 @@ impl Rules {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
         Rules::parse(&text, &path.display().to_string())
     }
+}
+
+/// The phase lists of roles that have their own.
+type PhasesByRole = HashMap<String, Vec<Phase>>;
+
+/// The phases, each checked, in the lists of the roles they name and in the list of every
+/// other role.
+fn phases_by_role(
+    phases: Vec<PhaseFile>,
+    roles: &[RoleRule],
+) -> Result<(PhasesByRole, Vec<Phase>), String> {
+    let role_names: HashSet<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+    let mut by_role = PhasesByRole::new();
+    let mut default = Vec::new();
+    for p in phases {
+        let (role, phase) = phase(p)?;
+        let list = match role {
+            Some(role) => {
+                if !role_names.contains(role.as_str()) {
+                    return Err(format!("phase {} is for unknown role {role}", phase.name));
+                }
+                by_role.entry(role).or_default()
+            }
+            None => &mut default,
+        };
+        push_phase(list, phase)?;
+    }
+    if default.is_empty() && by_role.is_empty() {
+        return Err("it has no phases".into());
+    }
+    Ok((by_role, default))
+}
+
+/// A phase of the file with its markers checked, and the role it names, if any.
+fn phase(p: PhaseFile) -> Result<(Option<String>, Phase), String> {
+    let enter = p
+        .enter
+        .into_iter()
+        .map(|m| marker(&p.name, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let phase = Phase {
+        name: p.name,
+        description: p.description,
+        enter,
+        steady: p.steady,
+    };
+    Ok((p.role, phase))
+}
+
+/// A marker of phase `phase`, checked: its syscalls known, and something to match.
+fn marker(phase: &str, m: MarkerFile) -> Result<Marker, String> {
+    let mut syscalls = HashSet::new();
+    for name in &m.syscalls {
+        // Names this architecture lacks (open on aarch64) are skipped.
+        if let Some(nr) = sysnames::number(name) {
+            syscalls.insert(nr);
+        } else if !sysnames::is_known_anywhere(name) {
+            return Err(format!("phase {phase} names an unknown syscall {name}"));
+        }
+    }
+    if syscalls.is_empty() && !m.exec && !m.fork {
+        return Err(format!("a marker of phase {phase} matches nothing"));
+    }
+    if m.occurrence == Some(0) {
+        return Err(format!(
+            "a marker of phase {phase} has occurrence 0; the first call is occurrence 1"
+        ));
+    }
+    Ok(Marker {
+        syscalls,
+        path_prefix: m.path_prefix,
+        path_suffix: m.path_suffix,
+        path_contains: m.path_contains,
+        occurrence: m.occurrence,
+        exec: m.exec,
+        fork: m.fork,
+    })
+}
+
+/// Adds `phase` to one role's list: names are unique there, and one phase at most is steady.
+fn push_phase(list: &mut Vec<Phase>, phase: Phase) -> Result<(), String> {
+    if list.iter().any(|q| q.name == phase.name) {
+        return Err(format!("phase {} is listed twice for one role", phase.name));
+    }
+    if let Some(other) = list.iter().find(|q| q.steady && phase.steady) {
+        return Err(format!(
+            "phases {} and {} are both steady; a role has one steady phase",
+            other.name, phase.name
+        ));
+    }
+    list.push(phase);
+    Ok(())
+}
+
+/// Every syscall an operation names is a syscall of some architecture.
+fn check_operations(operations: &[Operation]) -> Result<(), String> {
+    for op in operations {
+        for s in op.when.iter().flat_map(|w| &w.syscalls) {
+            if !sysnames::is_known_anywhere(s) {
+                return Err(format!(
+                    "operation {} names an unknown syscall {s}",
+                    op.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Role names are unique, and every parent is a role whose own ancestors never lead back.

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{Policy, all_syscalls, critical::CRITICAL};
-use crate::profile::Profile;
+use crate::profile::{Profile, Role};
 
 /// One policy against one role's phase (or all its phases).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -55,82 +55,16 @@ pub fn compare(
     role: Option<&str>,
     phase: Option<&str>,
 ) -> anyhow::Result<Comparison> {
-    let role_names: Vec<&str> = profile.roles.iter().map(|r| r.name.as_str()).collect();
-    let roles: Vec<_> = match role {
-        Some(r) => vec![profile.role(r).ok_or_else(|| {
-            anyhow::anyhow!(
-                "the profile has no role {r} (it has: {})",
-                role_names.join(", ")
-            )
-        })?],
-        None => profile.roles.iter().collect(),
-    };
-    let mut targets: Vec<(String, String, BTreeSet<String>)> = Vec::new();
-    for r in &roles {
-        match phase {
-            Some(p) => {
-                if let Some(ph) = r.phase(p) {
-                    targets.push((
-                        r.name.clone(),
-                        p.to_string(),
-                        ph.names().map(String::from).collect(),
-                    ));
-                }
-            }
-            None => {
-                for ph in &r.phases {
-                    targets.push((
-                        r.name.clone(),
-                        ph.name.clone(),
-                        ph.names().map(String::from).collect(),
-                    ));
-                }
-                targets.push((
-                    r.name.clone(),
-                    ALL_PHASES.into(),
-                    r.union().into_iter().map(String::from).collect(),
-                ));
-            }
-        }
-    }
+    let roles = selected_roles(profile, role)?;
+    let targets = targets(&roles, phase);
     if let (Some(p), true) = (phase, targets.is_empty()) {
         anyhow::bail!("no selected role of the profile has a phase {p}");
     }
     let table = all_syscalls();
-    let mut rows = Vec::new();
-    for pol in policies {
-        // Names of other architectures cannot be allowed here.
-        let allowed: BTreeSet<&String> =
-            pol.allowed.iter().filter(|n| table.contains(*n)).collect();
-        let critical_allowed: Vec<String> = CRITICAL
-            .iter()
-            .filter(|(n, _)| pol.allowed.contains(*n))
-            .map(|(n, _)| n.to_string())
-            .collect();
-        for (role, phase, used) in &targets {
-            rows.push(Row {
-                policy: pol.name.clone(),
-                format: pol.format.to_string(),
-                role: role.clone(),
-                phase: phase.clone(),
-                allowed_count: allowed.len(),
-                used_count: used.len(),
-                over_approximation: allowed
-                    .iter()
-                    .filter(|n| !used.contains(**n))
-                    .map(|n| n.to_string())
-                    .collect(),
-                missing: used
-                    .iter()
-                    .filter(|n| !pol.allowed.contains(*n))
-                    .cloned()
-                    .collect(),
-                critical_allowed: critical_allowed.clone(),
-                surface_removed: 1.0 - allowed.len() as f64 / table.len() as f64,
-                not_syscalls: pol.not_syscalls.iter().cloned().collect(),
-            });
-        }
-    }
+    let rows = policies
+        .iter()
+        .flat_map(|pol| policy_rows(pol, &targets, &table))
+        .collect();
     Ok(Comparison {
         arch: profile.arch.clone(),
         table_size: table.len(),
@@ -143,6 +77,97 @@ pub fn compare(
             .collect(),
         rows,
     })
+}
+
+/// What a policy is compared against: one role's phase (or all its phases) and the calls
+/// made there.
+struct Target {
+    role: String,
+    phase: String,
+    used: BTreeSet<String>,
+}
+
+/// The role named `role`, or every role.
+fn selected_roles<'a>(profile: &'a Profile, role: Option<&str>) -> anyhow::Result<Vec<&'a Role>> {
+    let role_names: Vec<&str> = profile.roles.iter().map(|r| r.name.as_str()).collect();
+    Ok(match role {
+        Some(r) => vec![profile.role(r).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the profile has no role {r} (it has: {})",
+                role_names.join(", ")
+            )
+        })?],
+        None => profile.roles.iter().collect(),
+    })
+}
+
+/// Per role, the phase named `phase` where it has one; or else each phase, then all of them.
+fn targets(roles: &[&Role], phase: Option<&str>) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for r in roles {
+        match phase {
+            Some(p) => {
+                if let Some(ph) = r.phase(p) {
+                    targets.push(Target {
+                        role: r.name.clone(),
+                        phase: p.to_string(),
+                        used: ph.names().map(String::from).collect(),
+                    });
+                }
+            }
+            None => {
+                for ph in &r.phases {
+                    targets.push(Target {
+                        role: r.name.clone(),
+                        phase: ph.name.clone(),
+                        used: ph.names().map(String::from).collect(),
+                    });
+                }
+                targets.push(Target {
+                    role: r.name.clone(),
+                    phase: ALL_PHASES.into(),
+                    used: r.union().into_iter().map(String::from).collect(),
+                });
+            }
+        }
+    }
+    targets
+}
+
+/// One policy against each target; `table` is the architecture's syscall table.
+fn policy_rows(pol: &Policy, targets: &[Target], table: &BTreeSet<String>) -> Vec<Row> {
+    // Names of other architectures cannot be allowed here.
+    let allowed: BTreeSet<&String> = pol.allowed.iter().filter(|n| table.contains(*n)).collect();
+    let critical_allowed: Vec<String> = CRITICAL
+        .iter()
+        .filter(|(n, _)| pol.allowed.contains(*n))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    targets
+        .iter()
+        .map(|t| Row {
+            policy: pol.name.clone(),
+            format: pol.format.to_string(),
+            role: t.role.clone(),
+            phase: t.phase.clone(),
+            allowed_count: allowed.len(),
+            used_count: t.used.len(),
+            over_approximation: allowed
+                .iter()
+                .filter(|n| !t.used.contains(**n))
+                .map(|n| n.to_string())
+                .collect(),
+            missing: t
+                .used
+                .iter()
+                .filter(|n| !pol.allowed.contains(*n))
+                .cloned()
+                .collect(),
+            critical_allowed: critical_allowed.clone(),
+            surface_removed: 1.0 - allowed.len() as f64 / table.len() as f64,
+            not_syscalls: pol.not_syscalls.iter().cloned().collect(),
+        })
+        .collect()
 }
 
 /// The comparison as text: per policy, a line of totals and a row per role and phase.
