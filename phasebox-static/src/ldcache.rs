@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::Error;
+
 const OLD_MAGIC: &[u8] = b"ld.so-1.7.0";
 const NEW_MAGIC: &[u8] = b"glibc-ld.so.cache1.1";
 /// Header of the new format: magic and version (20), nlibs, len_strings (8), flags and
@@ -22,16 +24,16 @@ pub struct LdCache {
 impl LdCache {
     /// Reads the cache at `path`; a missing file is an empty cache (the loader goes on to the
     /// default directories), a malformed one an error.
-    pub fn load(path: &Path) -> Result<LdCache, String> {
+    pub fn load(path: &Path) -> Result<LdCache, Error> {
         match std::fs::read(path) {
             Ok(data) => LdCache::parse(&data).ok_or_else(|| {
-                format!(
+                Error::Other(format!(
                     "{} is not a loader cache this phasebox can read",
                     path.display()
-                )
+                ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LdCache::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(Error::io(path, &e)),
         }
     }
 

@@ -44,7 +44,7 @@ pub enum Error {
 }
 
 impl Error {
-    fn io(path: &Path, e: &std::io::Error) -> Error {
+    pub(crate) fn io(path: &Path, e: &std::io::Error) -> Error {
         let what = match e.kind() {
             std::io::ErrorKind::NotFound => "no such file".to_string(),
             std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),

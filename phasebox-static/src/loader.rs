@@ -30,7 +30,7 @@ pub struct SearchPaths {
 impl SearchPaths {
     /// This machine's: /etc/ld.so.cache and the LD_LIBRARY_PATH of the environment.
     pub fn system() -> Result<SearchPaths, Error> {
-        let cache = LdCache::load(Path::new("/etc/ld.so.cache")).map_err(Error::Other)?;
+        let cache = LdCache::load(Path::new("/etc/ld.so.cache"))?;
         let library_path = std::env::var("LD_LIBRARY_PATH")
             .unwrap_or_default()
             .split([':', ';'])

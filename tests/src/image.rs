@@ -14,10 +14,10 @@ pub fn deploy_dir() -> PathBuf {
 /// Fills `ctx` (emptied first) with the Dockerfile and rootfs/: `bin` stripped of debug info
 /// as usr/bin/phasebox, every shared library `ldd` lists for it at its path, and an empty
 /// tmp/ (the agent's checkpoints need a writable place when no volume is mounted).
-pub fn stage_context(bin: &Path, ctx: &Path) -> Result<(), String> {
+pub fn stage_context(bin: &Path, ctx: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(ctx);
     let rootfs = ctx.join("rootfs");
-    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let io = |what: &str, e: std::io::Error| anyhow::anyhow!("{what}: {e}");
     std::fs::create_dir_all(rootfs.join("usr/bin")).map_err(|e| io("rootfs", e))?;
     std::fs::copy(deploy_dir().join("Dockerfile"), ctx.join("Dockerfile"))
         .map_err(|e| io("deploy/Dockerfile", e))?;
@@ -34,7 +34,7 @@ pub fn stage_context(bin: &Path, ctx: &Path) -> Result<(), String> {
         .output()
         .map_err(|e| io("strip (binutils)", e))?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "strip {} failed: {}",
             bin.display(),
             String::from_utf8_lossy(&out.stderr)
@@ -45,31 +45,31 @@ pub fn stage_context(bin: &Path, ctx: &Path) -> Result<(), String> {
 
 /// Copies each file to the same path under `root` (the file a symlink points to, under the
 /// name the loader asks for).
-pub fn copy_into(root: &Path, files: impl IntoIterator<Item = PathBuf>) -> Result<(), String> {
+pub fn copy_into(root: &Path, files: impl IntoIterator<Item = PathBuf>) -> anyhow::Result<()> {
     for f in files {
         let dest = root.join(f.strip_prefix("/").unwrap_or(&f));
         std::fs::create_dir_all(dest.parent().expect("a file path has a parent"))
-            .map_err(|e| format!("{}: {e}", root.display()))?;
-        std::fs::copy(&f, &dest).map_err(|e| format!("{}: {e}", f.display()))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
+        std::fs::copy(&f, &dest).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
     }
     Ok(())
 }
 
 /// `exe` and the libraries it loads, copied under `root`.
-pub fn copy_with_libraries(exe: &Path, root: &Path) -> Result<(), String> {
+pub fn copy_with_libraries(exe: &Path, root: &Path) -> anyhow::Result<()> {
     let libs = shared_libraries(exe)?;
     copy_into(root, std::iter::once(exe.to_path_buf()).chain(libs))
 }
 
 /// The shared libraries `bin` loads, the dynamic loader included, as `ldd` resolves them.
-pub fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn shared_libraries(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let out = Command::new("ldd")
         .arg(bin)
         .env_remove(crate::CARGO_LIBRARY_PATH)
         .output()
-        .map_err(|e| format!("ldd: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("ldd: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "ldd {} failed: {}",
             bin.display(),
             String::from_utf8_lossy(&out.stderr)
@@ -96,8 +96,8 @@ pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
 /// mime.types, a config (master as root, workers as www-data, listening on 127.0.0.1:`port`,
 /// logs in /var/log/nginx, temp paths under /var/lib/nginx created by nginx itself), a page,
 /// and `/gate` (the static `tiny_init`) with the fifo /run/start it waits on.
-pub fn nginx_root(root: &Path, port: u16) -> Result<(), String> {
-    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+pub fn nginx_root(root: &Path, port: u16) -> anyhow::Result<()> {
+    let io = |what: &str, e: std::io::Error| anyhow::anyhow!("{what}: {e}");
     let nginx = Path::new("/usr/sbin/nginx");
     let mut files = vec![
         nginx.to_path_buf(),
@@ -131,7 +131,10 @@ pub fn nginx_root(root: &Path, port: u16) -> Result<(), String> {
         .expect("no NUL in a path");
     // SAFETY: a valid NUL-terminated path.
     if unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) } != 0 {
-        return Err(format!("mkfifo: {}", std::io::Error::last_os_error()));
+        return Err(anyhow::anyhow!(
+            "mkfifo: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }

@@ -203,7 +203,8 @@ impl Rules {
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Rules> {
         let file: RuleFile =
             toml::from_str(text).map_err(|e| crate::input::toml_error(text, origin, &e))?;
-        let bad = |what: String| anyhow::anyhow!("{origin} is not a valid phase rule set: {what}");
+        let bad =
+            |what: anyhow::Error| anyhow::anyhow!("{origin} is not a valid phase rule set: {what}");
         check_roles(&file.roles).map_err(bad)?;
         let (by_role, default) = phases_by_role(file.phases, &file.roles).map_err(bad)?;
         check_operations(&file.operations).map_err(bad)?;
@@ -243,7 +244,7 @@ type PhasesByRole = HashMap<String, Vec<Phase>>;
 fn phases_by_role(
     phases: Vec<PhaseFile>,
     roles: &[RoleRule],
-) -> Result<(PhasesByRole, Vec<Phase>), String> {
+) -> anyhow::Result<(PhasesByRole, Vec<Phase>)> {
     let role_names: HashSet<&str> = roles.iter().map(|r| r.name.as_str()).collect();
     let mut by_role = PhasesByRole::new();
     let mut default = Vec::new();
@@ -252,7 +253,10 @@ fn phases_by_role(
         let list = match role {
             Some(role) => {
                 if !role_names.contains(role.as_str()) {
-                    return Err(format!("phase {} is for unknown role {role}", phase.name));
+                    return Err(anyhow::anyhow!(
+                        "phase {} is for unknown role {role}",
+                        phase.name
+                    ));
                 }
                 by_role.entry(role).or_default()
             }
@@ -261,13 +265,13 @@ fn phases_by_role(
         push_phase(list, phase)?;
     }
     if default.is_empty() && by_role.is_empty() {
-        return Err("it has no phases".into());
+        return Err(anyhow::anyhow!("it has no phases"));
     }
     Ok((by_role, default))
 }
 
 /// A phase of the file with its markers checked, and the role it names, if any.
-fn phase(p: PhaseFile) -> Result<(Option<String>, Phase), String> {
+fn phase(p: PhaseFile) -> anyhow::Result<(Option<String>, Phase)> {
     let enter = p
         .enter
         .into_iter()
@@ -283,21 +287,23 @@ fn phase(p: PhaseFile) -> Result<(Option<String>, Phase), String> {
 }
 
 /// A marker of phase `phase`, checked: its syscalls known, and something to match.
-fn marker(phase: &str, m: MarkerFile) -> Result<Marker, String> {
+fn marker(phase: &str, m: MarkerFile) -> anyhow::Result<Marker> {
     let mut syscalls = HashSet::new();
     for name in &m.syscalls {
         // Names this architecture lacks (open on aarch64) are skipped.
         if let Some(nr) = sysnames::number(name) {
             syscalls.insert(nr);
         } else if !sysnames::is_known_anywhere(name) {
-            return Err(format!("phase {phase} names an unknown syscall {name}"));
+            return Err(anyhow::anyhow!(
+                "phase {phase} names an unknown syscall {name}"
+            ));
         }
     }
     if syscalls.is_empty() && !m.exec && !m.fork {
-        return Err(format!("a marker of phase {phase} matches nothing"));
+        return Err(anyhow::anyhow!("a marker of phase {phase} matches nothing"));
     }
     if m.occurrence == Some(0) {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "a marker of phase {phase} has occurrence 0; the first call is occurrence 1"
         ));
     }
@@ -313,14 +319,18 @@ fn marker(phase: &str, m: MarkerFile) -> Result<Marker, String> {
 }
 
 /// Adds `phase` to one role's list: names are unique there, and one phase at most is steady.
-fn push_phase(list: &mut Vec<Phase>, phase: Phase) -> Result<(), String> {
+fn push_phase(list: &mut Vec<Phase>, phase: Phase) -> anyhow::Result<()> {
     if list.iter().any(|q| q.name == phase.name) {
-        return Err(format!("phase {} is listed twice for one role", phase.name));
+        return Err(anyhow::anyhow!(
+            "phase {} is listed twice for one role",
+            phase.name
+        ));
     }
     if let Some(other) = list.iter().find(|q| q.steady && phase.steady) {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "phases {} and {} are both steady; a role has one steady phase",
-            other.name, phase.name
+            other.name,
+            phase.name
         ));
     }
     list.push(phase);
@@ -328,11 +338,11 @@ fn push_phase(list: &mut Vec<Phase>, phase: Phase) -> Result<(), String> {
 }
 
 /// Every syscall an operation names is a syscall of some architecture.
-fn check_operations(operations: &[Operation]) -> Result<(), String> {
+fn check_operations(operations: &[Operation]) -> anyhow::Result<()> {
     for op in operations {
         for s in op.when.iter().flat_map(|w| &w.syscalls) {
             if !sysnames::is_known_anywhere(s) {
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "operation {} names an unknown syscall {s}",
                     op.name
                 ));
@@ -343,14 +353,14 @@ fn check_operations(operations: &[Operation]) -> Result<(), String> {
 }
 
 /// Role names are unique, and every parent is a role whose own ancestors never lead back.
-fn check_roles(roles: &[RoleRule]) -> Result<(), String> {
+fn check_roles(roles: &[RoleRule]) -> anyhow::Result<()> {
     let mut parent_of = HashMap::new();
     for r in roles {
         if parent_of
             .insert(r.name.as_str(), r.parent.as_deref())
             .is_some()
         {
-            return Err(format!("role {} is defined twice", r.name));
+            return Err(anyhow::anyhow!("role {} is defined twice", r.name));
         }
     }
     for r in roles {
@@ -358,14 +368,14 @@ fn check_roles(roles: &[RoleRule]) -> Result<(), String> {
         let mut at = r.parent.as_deref();
         while let Some(p) = at {
             let Some(&up) = parent_of.get(p) else {
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "role {} names an unknown parent role {p}",
                     seen[seen.len() - 1]
                 ));
             };
             if seen.contains(&p) {
                 seen.push(p);
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "role {} is its own ancestor ({})",
                     r.name,
                     seen.join(" -> parent ")

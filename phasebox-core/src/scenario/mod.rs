@@ -227,9 +227,9 @@ impl ScenarioSet {
         Ok(set)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> anyhow::Result<()> {
         if self.scenarios.is_empty() {
-            return Err("it has no [[scenario]]".into());
+            return Err(anyhow::anyhow!("it has no [[scenario]]"));
         }
         let mut names = std::collections::HashSet::new();
         for s in &self.scenarios {
@@ -240,44 +240,47 @@ impl ScenarioSet {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-')
             {
-                return Err(format!("{at}: a name is letters, digits and '-'"));
+                return Err(anyhow::anyhow!("{at}: a name is letters, digits and '-'"));
             }
             if !names.insert(&s.name) {
-                return Err(format!("{at} appears twice"));
+                return Err(anyhow::anyhow!("{at} appears twice"));
             }
             if s.covers.trim().is_empty() {
-                return Err(format!("{at} does not say what it covers (covers = \"…\")"));
+                return Err(anyhow::anyhow!(
+                    "{at} does not say what it covers (covers = \"…\")"
+                ));
             }
             if self.command.is_empty() && s.command.is_empty() {
-                return Err(format!("{at} has no command, and the set has none"));
+                return Err(anyhow::anyhow!("{at} has no command, and the set has none"));
             }
-            parse_duration(&s.timeout).map_err(|e| format!("{at}: timeout {e}"))?;
+            parse_duration(&s.timeout).map_err(|e| anyhow::anyhow!("{at}: timeout {e}"))?;
             if let Some(sig) = &s.stop
                 && signal_number(sig).is_none()
             {
-                return Err(format!("{at}: unknown signal {sig:?} in stop"));
+                return Err(anyhow::anyhow!("{at}: unknown signal {sig:?} in stop"));
             }
             if Path::new(&s.cwd).is_absolute() || s.cwd.split('/').any(|c| c == "..") {
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "{at}: cwd must stay inside the scenario's directory"
                 ));
             }
             if s.remove_cwd && (s.descend || s.cwd.split('/').all(|c| c.is_empty() || c == ".")) {
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "{at}: remove_cwd needs a cwd of its own, named directly (not with descend)"
                 ));
             }
             for f in self.files.iter().chain(&s.files) {
                 if Path::new(&f.path).is_absolute() || f.path.split('/').any(|c| c == "..") {
-                    return Err(format!(
+                    return Err(anyhow::anyhow!(
                         "{at}: file {:?} must stay inside the directory",
                         f.path
                     ));
                 }
                 if let Some(n) = f.size.filter(|&n| n > MAX_FILE_BYTES) {
-                    return Err(format!(
+                    return Err(anyhow::anyhow!(
                         "{at}: file {:?} has size {n}, more than the {} bytes (1 GiB) a scenario file may have",
-                        f.path, MAX_FILE_BYTES
+                        f.path,
+                        MAX_FILE_BYTES
                     ));
                 }
             }
@@ -290,7 +293,7 @@ impl ScenarioSet {
                     step.sleep.is_some(),
                 ];
                 if set.iter().filter(|b| **b).count() != 1 {
-                    return Err(format!(
+                    return Err(anyhow::anyhow!(
                         "{at}: step {} must have exactly one of wait_port, http, signal, shell, sleep",
                         i + 1
                     ));
@@ -298,15 +301,18 @@ impl ScenarioSet {
                 if let Some(sig) = &step.signal
                     && signal_number(sig).is_none()
                 {
-                    return Err(format!("{at}: step {}: unknown signal {sig:?}", i + 1));
+                    return Err(anyhow::anyhow!(
+                        "{at}: step {}: unknown signal {sig:?}",
+                        i + 1
+                    ));
                 }
                 if let Some(d) = &step.sleep {
-                    parse_duration(d).map_err(|e| format!("{at}: step {}: {e}", i + 1))?;
+                    parse_duration(d).map_err(|e| anyhow::anyhow!("{at}: step {}: {e}", i + 1))?;
                 }
                 if let Some(h) = &step.http
                     && (h.count == 0 || h.concurrency == 0)
                 {
-                    return Err(format!(
+                    return Err(anyhow::anyhow!(
                         "{at}: step {}: count and concurrency must be at least 1",
                         i + 1
                     ));
