@@ -49,23 +49,10 @@ pub fn exe(pid: u32) -> String {
 
 /// Every process's parent.
 pub fn parents() -> BTreeMap<u32, u32> {
-    let mut out = BTreeMap::new();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Some(s) = stat(pid) {
-            out.insert(pid, s.ppid);
-        }
-    }
-    out
+    pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, stat(pid)?.ppid)))
+        .collect()
 }
 
 /// `root` and all its descendants in a parent map, leaving out `skip` and its descendants.
@@ -100,11 +87,26 @@ pub fn pid_namespace(pid: u32) -> Option<(u64, u64)> {
 
 /// Every pid in /proc.
 pub fn pids() -> Vec<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
+    numbered("/proc").into_iter().map(|(pid, _)| pid).collect()
+}
+
+/// This process's open descriptors, each with what it refers to (`anon_inode:bpf_link`, a
+/// path, `socket:[…]`).
+pub fn descriptors() -> Vec<(i32, std::path::PathBuf)> {
+    numbered("/proc/self/fd")
+        .into_iter()
+        .filter_map(|(fd, path)| Some((fd, fs::read_link(path).ok()?)))
+        .collect()
+}
+
+/// The entries of `dir` named by a number, with their paths.
+fn numbered<T: std::str::FromStr>(dir: &str) -> Vec<(T, std::path::PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+    entries
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
         .collect()
 }
 
@@ -159,5 +161,17 @@ mod tests {
         assert_eq!(pid_namespace(me), pid_namespace(parent));
         assert_eq!(stat(me).unwrap().ppid, std::os::unix::process::parent_id());
         assert!(!exe(me).is_empty());
+    }
+
+    #[test]
+    fn descriptors_name_what_they_refer_to() {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        let fds = descriptors();
+        let target = |fd: i32| fds.iter().find(|(f, _)| *f == fd).map(|(_, t)| t.clone());
+        assert!(target(file.as_raw_fd()).unwrap().ends_with("status"));
+        let pipe = target(r.as_raw_fd()).unwrap();
+        assert!(pipe.to_string_lossy().starts_with("pipe:["), "{pipe:?}");
     }
 }

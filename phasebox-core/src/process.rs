@@ -33,6 +33,24 @@ pub struct Process {
     pub counts: BTreeMap<u32, Counts>,
 }
 
+impl Process {
+    /// A process known only by its pid and instance (its parent, program and container are
+    /// filled in when records say them).
+    fn bare(pid: u32, instance: u32, started_ns: Option<u64>) -> Self {
+        Self {
+            pid,
+            instance,
+            ppid: 0,
+            exe: String::new(),
+            comm: String::new(),
+            started_ns,
+            exited_ns: None,
+            container: None,
+            counts: BTreeMap::new(),
+        }
+    }
+}
+
 /// The tree of traced processes.
 #[derive(Debug, Default)]
 pub struct ProcessTree {
@@ -54,15 +72,10 @@ impl ProcessTree {
     /// first record).
     pub fn add(&mut self, pid: u32, ppid: u32, exe: String, comm: String, started_ns: Option<u64>) {
         self.insert(Process {
-            pid,
-            instance: 0,
             ppid,
             exe,
             comm,
-            started_ns,
-            exited_ns: None,
-            container: None,
-            counts: BTreeMap::new(),
+            ..Process::bare(pid, 0, started_ns)
         });
     }
 
@@ -128,15 +141,11 @@ impl ProcessTree {
                 None => (String::new(), String::new(), None),
             };
             self.insert(Process {
-                pid: tgid,
-                instance,
                 ppid: parent,
                 exe,
                 comm,
-                started_ns: Some(ts),
-                exited_ns: None,
                 container,
-                counts: BTreeMap::new(),
+                ..Process::bare(tgid, instance, Some(ts))
             });
         }
     }
@@ -149,17 +158,7 @@ impl ProcessTree {
             return;
         }
         let Some(&i) = self.by_pid.get(&tgid) else {
-            self.insert(Process {
-                pid: tgid,
-                instance,
-                ppid: 0,
-                exe: String::new(),
-                comm: String::new(),
-                started_ns: Some(ts_ns),
-                exited_ns: None,
-                container: None,
-                counts: BTreeMap::new(),
-            });
+            self.insert(Process::bare(tgid, instance, Some(ts_ns)));
             return;
         };
         let p = &mut self.procs[i];
@@ -168,17 +167,7 @@ impl ProcessTree {
         } else if p.instance != instance {
             // The pid now belongs to another process: the old one has ended.
             p.exited_ns.get_or_insert(ts_ns);
-            self.insert(Process {
-                pid: tgid,
-                instance,
-                ppid: 0,
-                exe: String::new(),
-                comm: String::new(),
-                started_ns: Some(ts_ns),
-                exited_ns: None,
-                container: None,
-                counts: BTreeMap::new(),
-            });
+            self.insert(Process::bare(tgid, instance, Some(ts_ns)));
         }
     }
 
@@ -227,17 +216,7 @@ impl ProcessTree {
     pub fn add_counts(&mut self, key: &CountKey, grew: Counts) {
         let i = match self.find_index(key.tgid, key.instance) {
             Some(i) => i,
-            None => self.insert(Process {
-                pid: key.tgid,
-                instance: key.instance,
-                ppid: 0,
-                exe: String::new(),
-                comm: String::new(),
-                started_ns: None,
-                exited_ns: None,
-                container: None,
-                counts: BTreeMap::new(),
-            }),
+            None => self.insert(Process::bare(key.tgid, key.instance, None)),
         };
         let p = &mut self.procs[i];
         if p.instance == 0 {

@@ -286,6 +286,14 @@ fn open_segment(tgid: u32, tid: u32, st: *mut ProcState, nr: u32, why: u16, ts_n
         atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(seg, 1);
         ((*st).instance, core::ptr::read_volatile(seg))
     };
+    emit_segment(tgid, tid, nr, instance, seg, why, ts_ns);
+    seg
+}
+
+/// Tells the agent that a process's calls from now on count in segment `seg`. Phase changes
+/// reach the agent at once: it narrows the marker set in reply.
+#[inline(always)]
+fn emit_segment(tgid: u32, tid: u32, nr: u32, instance: u32, seg: u32, why: u16, ts_ns: u64) {
     emit(
         SegmentRecord {
             header: Header::of::<SegmentRecord>(why, tgid),
@@ -295,10 +303,8 @@ fn open_segment(tgid: u32, tid: u32, st: *mut ProcState, nr: u32, why: u16, ts_n
             seg,
             ts_ns,
         },
-        // Phase changes reach the agent at once: it narrows the marker set in reply.
         BPF_RB_FORCE_WAKEUP.into(),
     );
-    seg
 }
 
 /// Sends the path argument of syscall `nr`, if it takes one.
@@ -415,17 +421,7 @@ fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> (u32,
     }
     if why & segment_flags::FIRST != 0 {
         // A process's first segment needs no new number: report it as it is.
-        emit(
-            SegmentRecord {
-                header: Header::of::<SegmentRecord>(why, tgid),
-                tid,
-                nr,
-                instance,
-                seg,
-                ts_ns,
-            },
-            BPF_RB_FORCE_WAKEUP.into(),
-        );
+        emit_segment(tgid, tid, nr, instance, seg, why, ts_ns);
         return (instance, seg);
     }
     (instance, open_segment(tgid, tid, st, nr, why, ts_ns))

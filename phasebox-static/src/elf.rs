@@ -228,13 +228,7 @@ impl Object {
         let Some(dynamic) = &elf.dynamic else {
             return;
         };
-        let dt = |tag| {
-            dynamic
-                .dyns
-                .iter()
-                .find(|d| d.d_tag == tag)
-                .map(|d| d.d_val)
-        };
+        let dt = |tag| dynamic_value(dynamic, tag);
         let (Some(at), Some(size)) = (dt(DT_RELR), dt(DT_RELRSZ)) else {
             return;
         };
@@ -282,13 +276,7 @@ impl Object {
             (info.init_array, info.init_arraysz, "init_array"),
             (info.fini_array, info.fini_arraysz, "fini_array"),
         ];
-        let dt = |tag| {
-            dynamic
-                .dyns
-                .iter()
-                .find(|d| d.d_tag == tag)
-                .map(|d| d.d_val)
-        };
+        let dt = |tag| dynamic_value(dynamic, tag);
         if let (Some(a), Some(sz)) = (
             dt(goblin::elf::dynamic::DT_PREINIT_ARRAY),
             dt(goblin::elf::dynamic::DT_PREINIT_ARRAYSZ),
@@ -354,4 +342,13 @@ fn read_word(elf: &Elf, data: &[u8], addr: u64) -> Option<u64> {
     })?;
     let off = (addr - ph.p_vaddr + ph.p_offset) as usize;
     Some(u64::from_le_bytes(data.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// The value of the first dynamic-section entry with `tag`.
+fn dynamic_value(dynamic: &goblin::elf::Dynamic, tag: u64) -> Option<u64> {
+    dynamic
+        .dyns
+        .iter()
+        .find(|d| d.d_tag == tag)
+        .map(|d| d.d_val)
 }

@@ -153,6 +153,22 @@ fn nginx_config(port: u16) -> String {
     )
 }
 
+/// Writes a default OCI bundle config in `bundle` with `runc spec` and returns it with no
+/// terminal and `args` as its process, for the test to change and write back to `config.json`.
+pub fn runc_spec(bundle: &Path, args: serde_json::Value) -> serde_json::Value {
+    let st = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(bundle)
+        .status()
+        .expect("runc is installed");
+    assert!(st.success(), "runc spec failed");
+    let text = std::fs::read_to_string(bundle.join("config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = args;
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,19 @@ pub fn phasebox(args: &[&str]) -> Output {
         .expect("phasebox runs")
 }
 
+/// Runs phasebox with `args` like [`phasebox`] and fails the test, showing phasebox's stderr,
+/// unless it exits with status 0.
+pub fn phasebox_ok(args: &[&str]) -> Output {
+    let out = phasebox(args);
+    assert!(
+        out.status.success(),
+        "phasebox {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs phasebox with `args` like [`phasebox`], but fails the test if phasebox has not ended
 /// within `limit` (it is killed then): for input that could make it hang.
 pub fn phasebox_within(args: &[&str], limit: std::time::Duration) -> Output {
@@ -119,11 +132,12 @@ pub fn phasebox_within(args: &[&str], limit: std::time::Duration) -> Output {
 /// Calls and errors per syscall name.
 pub type Counts = BTreeMap<String, (u64, u64)>;
 
-/// Reads a `--summary` JSON file.
-pub fn read_summary(path: &Path) -> serde_json::Value {
+/// Reads a JSON file phasebox wrote (a `--summary`, a profile, coverage, a comparison).
+pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("summary {} not written: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("summary is not JSON: {e}\n{text}"))
+        .unwrap_or_else(|e| panic!("{} not written: {e}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}\n{text}", path.display()))
 }
 
 /// Calls and errors per syscall of one process of a summary.

@@ -5,7 +5,17 @@ use std::path::Path;
 use serde_json::Value;
 
 pub fn load(path: &Path) -> Value {
-    crate::read_summary(path)
+    crate::read_json(path)
+}
+
+/// Every syscall of every role and phase of a profile.
+pub fn all_syscalls(p: &Value) -> BTreeSet<String> {
+    let roles = p["roles"].as_array().unwrap();
+    roles
+        .iter()
+        .flat_map(|r| r["phases"].as_array().unwrap())
+        .flat_map(syscalls)
+        .collect()
 }
 
 pub fn role<'a>(p: &'a Value, name: &str) -> &'a Value {

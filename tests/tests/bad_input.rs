@@ -2,7 +2,7 @@
 use std::process::Command;
 
 use phasebox_tests::{
-    TempDir, assert_clear_failure, phasebox, phasebox_bin, phasebox_within, read_summary,
+    TempDir, assert_clear_failure, phasebox, phasebox_bin, phasebox_ok, phasebox_within, read_json,
 };
 
 #[test]
@@ -76,7 +76,7 @@ fn traced_pid_that_exits_is_a_normal_end() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s = read_summary(&summary);
+    let s = read_json(&summary);
     let exes: Vec<&str> = s["processes"]
         .as_array()
         .unwrap()
@@ -182,7 +182,7 @@ fn plant_as_nobody(dir: &std::path::Path, name: &str, victim: &std::path::Path, 
 
 /// `phasebox run -q --summary DEST -- /bin/true`, which must succeed.
 fn summary_of_true(dest: &std::path::Path) {
-    let out = phasebox(&[
+    phasebox_ok(&[
         "run",
         "-q",
         "--summary",
@@ -190,11 +190,6 @@ fn summary_of_true(dest: &std::path::Path) {
         "--",
         "/bin/true",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -220,7 +215,7 @@ fn a_user_who_can_write_the_directory_cannot_redirect_roots_output() {
         "the link at the destination was replaced"
     );
     assert_eq!(meta.uid(), 0);
-    read_summary(&dest);
+    read_json(&dest);
 
     // Plain files made beforehand by that user are never opened either: the result stays
     // root's, with the usual mode.
@@ -231,7 +226,7 @@ fn a_user_who_can_write_the_directory_cannot_redirect_roots_output() {
     let meta = std::fs::metadata(&dest).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (0, 0), "the output is not root's");
     assert_eq!(meta.mode() & 0o022, 0, "others can write the output");
-    read_summary(&dest);
+    read_json(&dest);
 }
 
 /// Every command form that reads a file, with `F` where the file under test goes; the others
@@ -392,7 +387,7 @@ fn hostile_profiles_policies_and_traces_are_refused_or_reported() {
     let dir = TempDir::new("hostile-files");
     let s = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
     let (trace, prof) = (s(dir.path("t.pbtrace")), s(dir.path("p.json")));
-    let out = phasebox(&[
+    phasebox_ok(&[
         "run",
         "-q",
         "-o",
@@ -402,11 +397,6 @@ fn hostile_profiles_policies_and_traces_are_refused_or_reported() {
         "--",
         "/bin/true",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&prof).unwrap()).unwrap();
 
@@ -442,12 +432,7 @@ fn hostile_profiles_policies_and_traces_are_refused_or_reported() {
     }
     let big = write_json(dir.path("big.json"), &p);
     let merged = s(dir.path("merged.json"));
-    let out = phasebox(&["profile", "merge", &big, &big, "-o", &merged]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phasebox_ok(&["profile", "merge", &big, &big, "-o", &merged]);
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
     assert_eq!(m["roles"][0]["processes"], u64::MAX);
@@ -472,12 +457,7 @@ fn hostile_profiles_policies_and_traces_are_refused_or_reported() {
         dir.path("odd.json"),
         &serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "not_a_syscall"], "action": "SCMP_ACT_ALLOW"}]}),
     );
-    let out = phasebox(&["compare", &prof, &odd]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = phasebox_ok(&["compare", &prof, &odd]);
     let text = String::from_utf8_lossy(&out.stdout);
     let want = format!(
         "left out, not {} syscalls (1): not_a_syscall",
@@ -503,12 +483,7 @@ fn hostile_manifests_rule_files_and_scenario_files_are_refused() {
     let prof = s(dir.path("p.json"));
     phasebox_tests::learn_profile(std::path::Path::new(&prof), &["/bin/true"]);
     let phases = s(dir.path("phases"));
-    let out = phasebox(&["export", &prof, "--per-phase", &phases]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    phasebox_ok(&["export", &prof, "--per-phase", &phases]);
     let manifest = dir.path("phases/manifest.json");
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();

@@ -11,7 +11,7 @@ use phasebox_tests::{
     docker::Dockerd,
     metrics::{eventually, parse, scrape},
     nginx::free_port,
-    phasebox_bin, read_summary,
+    phasebox_bin, read_json,
 };
 
 const IMAGE: &str = "phasebox-test/tiny:learn";
@@ -52,7 +52,7 @@ fn record_and_agent_follow_a_container_and_its_docker_exec() {
     let out = d.docker_ok(&["exec", "learnme", "/init", "cgroup"]);
     assert!(out.contains(&id), "the exec ran in the container: {out}");
     assert!(rec.wait().unwrap().success());
-    let s = read_summary(&summary);
+    let s = read_json(&summary);
     let init = d.container_pid(&id);
     let exec = s["processes"]
         .as_array()

@@ -150,6 +150,16 @@ fn run(d: &Dockerd, name: &str, logs: &Path, extra: &[&str]) -> std::process::Ou
     d.docker(&args)
 }
 
+/// [`run`], failing the test unless docker started the container.
+fn run_ok(d: &Dockerd, name: &str, logs: &Path, extra: &[&str]) {
+    let out = run(d, name, logs, extra);
+    assert!(
+        out.status.success(),
+        "docker run {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Requests per second of 3 s of wrk (1 thread, 16 connections) on 127.0.0.1:`port`.
 fn wrk(port: u16) -> f64 {
     let out = Command::new("wrk")
@@ -184,12 +194,7 @@ fn nginx_learned_in_a_container_runs_under_its_profile_in_docker() {
         "-g",
         "daemon off;",
     ];
-    let out = run(&d, "learn", &logs, &gated);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&d, "learn", &logs, &gated);
     let profile = dir.path("nginx.profile.json");
     let listen = format!("127.0.0.1:{}", port_in_range(port));
     let mut agent = Guard::new(
@@ -269,12 +274,7 @@ fn nginx_learned_in_a_container_runs_under_its_profile_in_docker() {
     let mut extra = vec!["--security-opt", &oci_opt];
     extra.extend(nginx_entry);
     extra.extend([IMAGE, "-g", "daemon off;"]);
-    let out = run(&d, "enforced", &logs, &extra);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&d, "enforced", &logs, &extra);
     let statuses = operations(&d, "enforced", port, &logs);
     let errors = std::fs::read_to_string(logs.join("error.log")).unwrap_or_default();
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}\n{errors}");
@@ -302,12 +302,7 @@ fn nginx_learned_in_a_container_runs_under_its_profile_in_docker() {
     let mut extra = vec!["--security-opt", &strict_opt];
     extra.extend(nginx_entry);
     extra.extend([IMAGE, "-g", "daemon off;"]);
-    let out = run(&d, "strict", &logs, &extra);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&d, "strict", &logs, &extra);
     let code = d.docker_ok(&["wait", "strict"]);
     assert_ne!(code, "0", "nginx ran without listen");
     let said = String::from_utf8_lossy(&d.docker(&["logs", "strict"]).stderr).into_owned()
@@ -322,8 +317,7 @@ fn nginx_learned_in_a_container_runs_under_its_profile_in_docker() {
     let logs = dir.path("default-logs");
     let mut extra = nginx_entry.to_vec();
     extra.extend([IMAGE, "-g", "daemon off;"]);
-    let out = run(&d, "default", &logs, &extra);
-    assert!(out.status.success());
+    run_ok(&d, "default", &logs, &extra);
     eventually(Duration::from_secs(20), "nginx serving", || {
         (get(port, "/") == Some(200)).then_some(())
     });

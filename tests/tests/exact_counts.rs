@@ -1,7 +1,5 @@
 //! `phasebox run` counts exactly what strace sees, per syscall, with no events dropped.
-use phasebox_tests::{
-    TempDir, diff_counts, fixture, phasebox, read_summary, strace, summary_totals,
-};
+use phasebox_tests::{TempDir, diff_counts, fixture, phasebox, read_json, strace, summary_totals};
 
 fn assert_same_as_strace(argv: &[&str]) {
     let expected = strace::counts(argv);
@@ -19,7 +17,7 @@ fn assert_same_as_strace(argv: &[&str]) {
         "phasebox died: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s = read_summary(&summary);
+    let s = read_json(&summary);
     assert_eq!(s["dropped"], 0, "events dropped for {argv:?}");
     let got = summary_totals(&s);
     let diff = diff_counts(&expected, &got);
@@ -75,7 +73,7 @@ fn exit_status_and_process_tree() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s = read_summary(&summary);
+    let s = read_json(&summary);
     let procs = s["processes"].as_array().unwrap();
     assert_eq!(
         procs.len(),

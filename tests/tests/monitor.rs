@@ -17,23 +17,25 @@ use phasebox_tests::{
 /// `sh -c 'SERVER PORT & SERVER OTHER; sleep 60'`: two servers in one tree that outlives them.
 fn shell_with_two_servers(port: u16, other: u16) -> Guard {
     let server = fixture("phased_server");
-    let script = format!("{s} {port} & {s} {other} & sleep 60", s = server.display());
-    Guard::group(
-        Command::new("/bin/sh")
-            .args(["-c", &script])
-            .env_remove(CARGO_LIBRARY_PATH)
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    )
+    shell(&format!(
+        "{s} {port} & {s} {other} & sleep 60",
+        s = server.display()
+    ))
 }
 
 /// `sh -c 'SERVER PORT; sleep 60'`: a tree that outlives the server.
 fn shell_with_server(port: u16) -> Guard {
-    let script = format!("{} {port}; sleep 60", fixture("phased_server").display());
+    shell(&format!(
+        "{} {port}; sleep 60",
+        fixture("phased_server").display()
+    ))
+}
+
+/// `sh -c SCRIPT` in a process group of its own, killed with the test.
+fn shell(script: &str) -> Guard {
     Guard::group(
         Command::new("/bin/sh")
-            .args(["-c", &script])
+            .args(["-c", script])
             .env_remove(CARGO_LIBRARY_PATH)
             .process_group(0)
             .spawn()

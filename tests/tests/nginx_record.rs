@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use phasebox_tests::{TempDir, nginx::Nginx, phasebox_bin, process_counts, read_summary};
+use phasebox_tests::{TempDir, nginx::Nginx, phasebox_bin, process_counts, read_json};
 
 const REQUESTS: usize = 20;
 
@@ -68,7 +68,7 @@ fn record_follows_workers_across_reload() {
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
     assert!(status.success(), "phasebox failed: {rest}");
 
-    let s = read_summary(&summary);
+    let s = read_json(&summary);
     let procs = s["processes"].as_array().unwrap();
     let find = |pid: u32| {
         procs

@@ -32,6 +32,8 @@ fn log_all(dir: &TempDir) -> String {
 struct KernelLog {
     kmsg: std::fs::File,
     burst: String,
+    /// Per process, in the order they first logged, the calls' names.
+    by_pid: Vec<(u32, BTreeSet<String>)>,
 }
 
 const BURST: &str = "/proc/sys/kernel/printk_ratelimit_burst";
@@ -48,17 +50,26 @@ impl KernelLog {
             .open("/dev/kmsg")
             .expect("read the kernel log");
         kmsg.seek(std::io::SeekFrom::End(0)).unwrap();
-        KernelLog { kmsg, burst }
+        KernelLog {
+            kmsg,
+            burst,
+            by_pid: Vec::new(),
+        }
     }
 
     /// The seccomp records logged since `open` for processes named `runc:[2:INIT]`: per
     /// process, in the order they first logged, the calls' names.
     fn runtime_calls(&mut self) -> Vec<BTreeSet<String>> {
         use std::io::Read;
-        let mut by_pid: Vec<(u32, BTreeSet<String>)> = Vec::new();
         let mut buf = vec![0u8; 8192];
-        // One record per read; EAGAIN when there is no more.
-        while let Ok(n) = self.kmsg.read(&mut buf) {
+        // One record per read; EAGAIN when there is no more, EPIPE when records were
+        // overwritten before they were read (the next read goes on with the oldest left).
+        loop {
+            let n = match self.kmsg.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(_) => break,
+            };
             let line = String::from_utf8_lossy(&buf[..n]);
             if !line.contains("type=1326") || !line.contains(r#"comm="runc:[2:INIT]""#) {
                 continue;
@@ -71,14 +82,14 @@ impl KernelLog {
                 continue;
             };
             let name = sysnames::name(nr).into_owned();
-            match by_pid.iter_mut().find(|(p, _)| *p == pid) {
+            match self.by_pid.iter_mut().find(|(p, _)| *p == pid) {
                 Some((_, set)) => {
                     set.insert(name);
                 }
-                None => by_pid.push((pid, [name].into())),
+                None => self.by_pid.push((pid, [name].into())),
             }
         }
-        by_pid.into_iter().map(|(_, s)| s).collect()
+        self.by_pid.iter().map(|(_, s)| s.clone()).collect()
     }
 }
 
@@ -144,12 +155,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 fn measured(log: &mut KernelLog, n: usize) -> Vec<BTreeSet<String>> {
     let mut found: Vec<BTreeSet<String>> = Vec::new();
     eventually("the kernel logged the runtime's calls", || {
-        for (i, s) in log.runtime_calls().into_iter().enumerate() {
-            match found.get_mut(i) {
-                Some(f) => f.extend(s),
-                None => found.push(s),
-            }
-        }
+        found = log.runtime_calls();
         found.len() >= n && found.iter().all(|s| s.contains("execve"))
     });
     found
@@ -191,17 +197,9 @@ fn runc_bundle(dir: &TempDir, no_new_privileges: bool) -> std::path::PathBuf {
     let bundle = dir.path(&format!("bundle-{no_new_privileges}"));
     std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
     std::fs::copy(fixture("tiny_init"), bundle.join("rootfs/init")).unwrap();
-    let st = Command::new("runc")
-        .args(["spec", "--bundle"])
-        .arg(&bundle)
-        .status()
-        .expect("runc is installed");
-    assert!(st.success());
     let path = bundle.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    config["process"]["terminal"] = false.into();
-    config["process"]["args"] = serde_json::json!([PROGRAM, "cgroup"]);
+    let mut config =
+        phasebox_tests::image::runc_spec(&bundle, serde_json::json!([PROGRAM, "cgroup"]));
     config["process"]["noNewPrivileges"] = no_new_privileges.into();
     config["linux"]["seccomp"] =
         serde_json::from_str(&std::fs::read_to_string(log_all(dir)).unwrap()).unwrap();

@@ -4,27 +4,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use phasebox_tests::{TempDir, assert_clear_failure, phasebox};
+use phasebox_tests::profile::all_syscalls;
+use phasebox_tests::{TempDir, assert_clear_failure, phasebox, phasebox_ok, read_json};
 
 fn scenario_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scenarios/{name}.toml"))
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{} not written: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Every syscall name of a profile.
-fn names(profile: &serde_json::Value) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for role in profile["roles"].as_array().unwrap() {
-        for ph in role["phases"].as_array().unwrap() {
-            out.extend(ph["syscalls"].as_object().unwrap().keys().cloned());
-        }
-    }
-    out
 }
 
 /// coverage.json says strace saw exactly the scenario's syscalls.
@@ -101,14 +85,18 @@ fn pwd_scenarios_match_strace_and_each_adds_or_confirms_calls() {
         let profile = read_json(&dir.path(&format!("{name}.profile.json")));
         assert_eq!(profile["runs"][0]["name"], format!("pwd/{name}"));
         assert_eq!(profile["complete"], true, "{name}");
-        union.extend(names(&profile));
+        union.extend(all_syscalls(&profile));
     }
     // Beyond the plain run, the set reaches calls only other surroundings provoke.
     assert!(adders >= 4, "only {adders} scenarios added calls");
     for needed in ["getdents64", "fchdir", "getcwd", "write", "ioctl"] {
         assert!(union.contains(needed), "no scenario reached {needed}");
     }
-    assert_eq!(names(&merged), union, "merged profile is not the union");
+    assert_eq!(
+        all_syscalls(&merged),
+        union,
+        "merged profile is not the union"
+    );
     assert_eq!(merged["runs"].as_array().unwrap().len(), scenarios.len());
     let page = std::fs::read_to_string(dir.path("report.html")).unwrap();
     assert!(page.contains("id=\"coverage\"") && page.contains("pwd/deep"));
@@ -269,18 +257,13 @@ fn the_merged_profile_passes_every_pwd_scenario_and_one_scenario_alone_does_not(
     let learned = dir.path("learned");
     run_set("pwd", &learned, &[]);
     let export = |profile: &str, oci: &str| {
-        let out = phasebox(&[
+        phasebox_ok(&[
             "export",
             learned.join(profile).to_str().unwrap(),
             "--add-basics",
             "-o",
             dir.path(oci).to_str().unwrap(),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     };
     export("merged.profile.json", "merged.oci.json");
     export("plain.profile.json", "plain.oci.json");

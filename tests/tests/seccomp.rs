@@ -244,17 +244,8 @@ fn runc_runs_pwd_under_the_exported_profile() {
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
     phasebox_tests::image::copy_with_libraries(Path::new("/bin/pwd"), &rootfs).unwrap();
-    let st = Command::new("runc")
-        .args(["spec", "--bundle"])
-        .arg(&bundle)
-        .status()
-        .expect("runc is installed");
-    assert!(st.success());
     let config_path = bundle.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    config["process"]["terminal"] = false.into();
-    config["process"]["args"] = serde_json::json!(["/bin/pwd"]);
+    let mut config = phasebox_tests::image::runc_spec(&bundle, serde_json::json!(["/bin/pwd"]));
     config["linux"]["seccomp"] =
         serde_json::from_str(&std::fs::read_to_string(&union).unwrap()).unwrap();
     std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();

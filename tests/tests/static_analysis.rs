@@ -11,24 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use phasebox_tests::{CARGO_LIBRARY_PATH, TempDir, phasebox, phasebox_bin};
-
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{} not written: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Every syscall of every role and phase of a profile.
-fn names(profile: &serde_json::Value) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for role in profile["roles"].as_array().unwrap() {
-        for ph in role["phases"].as_array().unwrap() {
-            out.extend(ph["syscalls"].as_object().unwrap().keys().cloned());
-        }
-    }
-    out
-}
+use phasebox_tests::profile::all_syscalls;
+use phasebox_tests::{CARGO_LIBRARY_PATH, TempDir, phasebox, phasebox_bin, phasebox_ok, read_json};
 
 /// `phasebox static BINARY -o DIR/NAME.static.json`; returns the profile's JSON.
 fn static_profile(binary: &str, dir: &TempDir) -> (PathBuf, serde_json::Value) {
@@ -49,7 +33,7 @@ fn static_profile(binary: &str, dir: &TempDir) -> (PathBuf, serde_json::Value) {
 /// Checks recall and prints the program's row of the table.
 fn check(program: &str, binary: &str, dynamic: &BTreeSet<String>, dir: &TempDir) {
     let (path, st) = static_profile(binary, dir);
-    let stat = names(&st);
+    let stat = all_syscalls(&st);
     let missing: Vec<&String> = dynamic.difference(&stat).collect();
     assert!(
         missing.is_empty(),
@@ -81,18 +65,13 @@ fn check(program: &str, binary: &str, dynamic: &BTreeSet<String>, dir: &TempDir)
     }
     let cmp = dir.path(&format!("{program}.docker.json"));
     let docker = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/docker-default-seccomp.json");
-    let out = phasebox(&[
+    phasebox_ok(&[
         "compare",
         path.to_str().unwrap(),
         docker.to_str().unwrap(),
         "--json",
         cmp.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let docker_allows = read_json(&cmp)["rows"][0]["allowed_count"]
         .as_u64()
         .unwrap();
@@ -135,7 +114,7 @@ fn scenario_set(name: &str, dir: &TempDir) -> BTreeSet<String> {
         "{name} scenarios failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    names(&read_json(&out_dir.join("merged.profile.json")))
+    all_syscalls(&read_json(&out_dir.join("merged.profile.json")))
 }
 
 #[test]
@@ -222,7 +201,7 @@ fn coreutils_gzip_and_curl() {
                 "{argv:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            dynamic.extend(names(&read_json(&profile)));
+            dynamic.extend(all_syscalls(&read_json(&profile)));
         }
         check(program, binary, &dynamic, &dir);
     }
@@ -359,7 +338,7 @@ fn redis_server_driven_by_its_benchmark() {
     }
     let _ = cli(&["SHUTDOWN", "NOSAVE"]).output();
     assert!(server.wait(Duration::from_secs(20)), "redis did not exit");
-    let dynamic = names(&read_json(&profile));
+    let dynamic = all_syscalls(&read_json(&profile));
     assert!(
         dynamic.contains("epoll_wait") && dynamic.contains("clone"),
         "{dynamic:?}"
@@ -400,7 +379,7 @@ fn memcached_driven_over_its_text_protocol() {
     let _ = s.read_to_string(&mut reply);
     assert!(reply.contains("VALUE k49 0 5"), "{reply}");
     server.terminate();
-    let dynamic = names(&read_json(&profile));
+    let dynamic = all_syscalls(&read_json(&profile));
     assert!(dynamic.contains("epoll_wait"), "{dynamic:?}");
     check("memcached", "/usr/bin/memcached", &dynamic, &dir);
 }
@@ -423,7 +402,7 @@ fn oci_allowed(path: &Path) -> BTreeSet<String> {
 fn hybrid_export_reviews_what_nginx_runs_never_used() {
     let dir = TempDir::new("static-hybrid");
     let out_dir = dir.path("nginx");
-    let out = phasebox(&[
+    phasebox_ok(&[
         "scenarios",
         "run",
         scenario_file("nginx").to_str().unwrap(),
@@ -432,13 +411,8 @@ fn hybrid_export_reviews_what_nginx_runs_never_used() {
         "--only",
         "static-file",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let learned = out_dir.join("merged.profile.json");
-    let dynamic = names(&read_json(&learned));
+    let dynamic = all_syscalls(&read_json(&learned));
     assert!(!dynamic.contains("chown") && !dynamic.contains("setsid"));
     let (st, _) = static_profile("/usr/sbin/nginx", &dir);
     let per_phase = dir.path("policies");
@@ -501,7 +475,7 @@ fn hybrid_export_reviews_what_nginx_runs_never_used() {
         "{show}"
     );
     let html = dir.path("report.html");
-    let out = phasebox(&[
+    phasebox_ok(&[
         "report",
         hybrid.to_str().unwrap(),
         "--compare",
@@ -509,11 +483,6 @@ fn hybrid_export_reviews_what_nginx_runs_never_used() {
         "-o",
         html.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("id=\"review\"") && page.contains("<td>chown</td>"));
     // A guess is refused.

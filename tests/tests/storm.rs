@@ -1,6 +1,6 @@
 //! A syscall storm through a tiny ring buffer: records are dropped, and said to be, while the
 //! kernel counters stay exact.
-use phasebox_tests::{TempDir, fixture, phasebox, read_summary};
+use phasebox_tests::{TempDir, fixture, phasebox, read_json};
 
 #[test]
 fn tiny_ring_buffer_drops_but_counts_stay_exact() {
@@ -20,7 +20,7 @@ fn tiny_ring_buffer_drops_but_counts_stay_exact() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let s = read_summary(&summary);
+    let s = read_json(&summary);
     let dropped = s["dropped"].as_u64().unwrap();
     assert!(
         dropped > 0,

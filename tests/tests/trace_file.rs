@@ -1,12 +1,12 @@
 //! `-o FILE` keeps every event; `phasebox trace dump` prints it strace-like.
-use phasebox_tests::{TempDir, phasebox, read_summary, summary_totals};
+use phasebox_tests::{TempDir, phasebox, phasebox_ok, read_json, summary_totals};
 
 #[test]
 fn trace_file_holds_every_syscall() {
     let dir = TempDir::new("trace");
     let trace = dir.path("pwd.pbtrace");
     let summary = dir.path("summary.json");
-    let out = phasebox(&[
+    phasebox_ok(&[
         "run",
         "-q",
         "-o",
@@ -16,12 +16,7 @@ fn trace_file_holds_every_syscall() {
         "--",
         "/bin/pwd",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let total: u64 = summary_totals(&read_summary(&summary))
+    let total: u64 = summary_totals(&read_json(&summary))
         .values()
         .map(|c| c.0)
         .sum();

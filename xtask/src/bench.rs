@@ -166,7 +166,7 @@ fn stop(t: Tracer) -> anyhow::Result<Option<(u64, u64)>> {
         Tracer::Strace(mut c) => interrupt(&mut c, false).map(|_| None),
         Tracer::Phasebox(mut c, summary) => {
             interrupt(&mut c, true)?;
-            let s = phasebox_tests::read_summary(&summary);
+            let s = phasebox_tests::read_json(&summary);
             Ok(Some((
                 s["events"].as_u64().unwrap_or(0),
                 s["dropped"].as_u64().unwrap_or(0),
@@ -346,7 +346,7 @@ fn storm_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         )?;
         traced.push(s.storm_calls as f64 / storm_secs(&err)?);
         rss.push(kib as f64 / 1024.0);
-        let sm = phasebox_tests::read_summary(&summary);
+        let sm = phasebox_tests::read_json(&summary);
         dropped += sm["dropped"].as_u64().unwrap_or(0);
         delivered += sm["events"].as_u64().unwrap_or(0);
     }

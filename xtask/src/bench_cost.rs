@@ -363,7 +363,8 @@ pub fn run(bin: &Path, rounds: usize, calls: u64) -> anyhow::Result<String> {
     let mut s = render(rounds, calls, &mut untraced, &mut deltas, &kernel);
     s.push_str(&format!(
         "\n`phasebox run -q -- /bin/true`, wall time from start to exit (loading and verifying \
-         the programs, launching, detaching them): median of 20 runs {:.0} ms (`/bin/true` \
+         the programs, launching; the detach's grace periods are waited for by a child after \
+         phasebox has exited): median of 20 runs {:.0} ms (`/bin/true` \
          alone: {:.1} ms).\n",
         startup.0, startup.1
     ));

@@ -47,7 +47,7 @@ fn record(bin: &Path, dir: &TempDir, events: u64) -> anyhow::Result<(std::path::
         if !nginx.quit().success() {
             bail!("nginx under phasebox run did not quit cleanly");
         }
-        let got = phasebox_tests::read_summary(&summary)["events"]
+        let got = phasebox_tests::read_json(&summary)["events"]
             .as_u64()
             .unwrap_or(0);
         if got >= events {
@@ -155,7 +155,7 @@ fn live(bin: &Path, s: &Settings, dir: &TempDir) -> anyhow::Result<String> {
                 bail!("nginx did not quit cleanly ({})", modes[m]);
             }
             if m > 0 {
-                let sm = phasebox_tests::read_summary(&summary);
+                let sm = phasebox_tests::read_json(&summary);
                 counts[m].0 += sm["events"].as_u64().unwrap_or(0);
                 counts[m].1 += sm["dropped"].as_u64().unwrap_or(0);
             }

@@ -1,5 +1,4 @@
 //! `phasebox export PROFILE`: a learned profile as a seccomp policy.
-use std::io::Write as _;
 
 use phasebox_core::{
     atomic_file::write_atomic,
@@ -113,15 +112,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     match &args.output {
         Some(path) => write_atomic(path, text.as_bytes())?,
         None => {
-            let mut out = std::io::stdout().lock();
-            if let Err(e) = out.write_all(text.as_bytes())
-                && e.kind() != std::io::ErrorKind::BrokenPipe
-            {
-                anyhow::bail!(
-                    "cannot write to standard output: {}",
-                    phasebox_core::sysnames::describe_io(&e)
-                );
-            }
+            super::write_stdout(text.as_bytes())?;
         }
     }
     Ok(0)

@@ -40,6 +40,25 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Writes `text` to standard output.
+fn write_stdout(text: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    stdout_result(out.write_all(text).and_then(|()| out.flush()))
+}
+
+/// A write to standard output's outcome as the command's: a closed pipe (`| head`) is a
+/// normal end, any other error one sentence.
+fn stdout_result(written: std::io::Result<()>) -> anyhow::Result<()> {
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => anyhow::bail!(
+            "cannot write to standard output: {}",
+            phasebox_core::sysnames::describe_io(&e)
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,6 +1,5 @@
 //! `phasebox static BINARY`: the syscalls a program can reach, found by static analysis,
 //! written as a profile that compare, export and report take like any other.
-use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use phasebox_core::profile::{sections, static_section};
@@ -23,15 +22,7 @@ pub fn run(args: &StaticArgs) -> anyhow::Result<i32> {
                 &profile,
                 &[(static_section::KEY, static_section::to_value(&section))],
             );
-            let mut out = std::io::stdout().lock();
-            if let Err(e) = out.write_all(text.as_bytes())
-                && e.kind() != std::io::ErrorKind::BrokenPipe
-            {
-                anyhow::bail!(
-                    "cannot write to standard output: {}",
-                    phasebox_core::sysnames::describe_io(&e)
-                );
-            }
+            super::write_stdout(text.as_bytes())?;
         }
     }
     crate::say!("{}", summary(&analysis, args.output.as_deref()));

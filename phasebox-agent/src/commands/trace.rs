@@ -100,13 +100,6 @@ pub fn dump(path: &Path) -> anyhow::Result<i32> {
         )?;
         out.flush()
     };
-    match go() {
-        // A closed pipe (`| head`) is a normal end.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(anyhow::anyhow!(
-            "cannot write to standard output: {}",
-            sysnames::describe_io(&e)
-        )),
-        Ok(()) => Ok(0),
-    }
+    super::stdout_result(go())?;
+    Ok(0)
 }

@@ -11,6 +11,7 @@ use aya::{
 };
 use phasebox_common::{COMM_LEN, Config, MAX_SYSCALLS, NO_FIELD, mode, names};
 use phasebox_core::sysnames;
+use std::os::fd::AsRawFd;
 
 use super::{ProbeError, ProbeOptions, preflight, tracefs};
 
@@ -23,6 +24,37 @@ pub(super) fn pid_max() -> u32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1 << 22)
+}
+
+/// A loader for the object. aya 0.14's `EbpfLoader::new()` reads and parses the kernel's BTF
+/// (/sys/kernel/btf/vmlinux: most of phasebox's start-up time, and tens of MiB) even when
+/// `.btf(None)` follows, and phasebox needs none of it: no CO-RE relocation, tracepoint fields
+/// come from tracefs. So a short-lived thread makes the loader in a mount namespace of its own
+/// where that file reads empty, and the parse fails at once. Where that cannot be done (no
+/// CAP_SYS_ADMIN), the loader is made as usual, only slower.
+fn loader() -> EbpfLoader<'static> {
+    std::thread::spawn(|| {
+        let _ = hide_kernel_btf();
+        EbpfLoader::new()
+    })
+    .join()
+    .unwrap_or_else(|_| EbpfLoader::new())
+}
+
+/// Gives the calling thread a mount namespace of its own in which /sys/kernel/btf/vmlinux is
+/// /dev/null. Nothing of it outlives the thread.
+fn hide_kernel_btf() -> rustix::io::Result<()> {
+    use rustix::mount::{MountPropagationFlags, mount_bind, mount_change};
+    use rustix::thread::UnshareFlags;
+    // SAFETY: only this thread's filesystem context and mount namespace change; it uses them
+    // for nothing but making the loader, and ends.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::FS | UnshareFlags::NEWNS)? };
+    // Private first, so that the bind mount below never propagates to the host's namespace.
+    mount_change(
+        c"/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )?;
+    mount_bind(c"/dev/null", c"/sys/kernel/btf/vmlinux")
 }
 
 fn preflight_error(e: anyhow::Error) -> ProbeError {
@@ -95,9 +127,7 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeEr
     let config = config(opts)?;
     let mode = mode_bits(opts);
     let words = pid_max() / 64 + 1;
-    // No CO-RE relocation needs the kernel's BTF (tracepoint fields come from tracefs): not
-    // reading and parsing /sys/kernel/btf/vmlinux saves a good part of the start-up time.
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = loader()
         .btf(None)
         .override_global(names::CONFIG, &config, true)
         .override_global(names::MODE, &mode, true)
@@ -137,7 +167,7 @@ pub(super) fn load_floor(program: &'static str) -> Result<Ebpf, ProbeError> {
     preflight::check_privileges().map_err(preflight_error)?;
     tracefs::ensure_mounted().map_err(preflight_error)?;
     let words = pid_max() / 64 + 1;
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = loader()
         .btf(None)
         .map_max_entries(names::USER_BITS, words)
         .map_max_entries(names::KERNEL_BITS, 1)
@@ -176,9 +206,74 @@ fn attach_raw(
     Ok(Attached::Raw(name, id))
 }
 
-/// Detaches everything at once: each detach waits for the kernel to be sure no CPU still runs
-/// the program (tens of ms on a busy machine), so they wait together, one thread each.
+/// Detaches everything without making phasebox wait for it. Removing a program from a sched
+/// tracepoint waits for the kernel's grace periods, one tracepoint at a time (tens of ms each:
+/// most of a short run's wall time). So a child process keeps a copy of every link, phasebox
+/// drops its own (quickly: they are not the last references) and tells the child, and the
+/// child exits and does the waiting. Where no child can be made, the links are dropped here,
+/// all at once.
 pub(super) fn detach_all(ebpf: &mut Ebpf, links: Vec<Attached>) {
+    let owned = take_links(ebpf, links);
+    if owned.is_empty() {
+        return;
+    }
+    let Ok((done_r, done_w)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) else {
+        drop_together(owned);
+        return;
+    };
+    // Which descriptors the child closes at once: all but the links and the pipe's read end
+    // (it must not hold a listening socket, an output or a standard stream a moment longer).
+    let (links, others) = open_descriptors();
+    let keep: Vec<i32> = links.into_iter().chain([done_r.as_raw_fd()]).collect();
+    let close: Vec<i32> = others.into_iter().filter(|fd| !keep.contains(fd)).collect();
+    // SAFETY: the child calls only async-signal-safe functions (close, read, _exit) on what
+    // was made before the fork, and touches nothing another thread may hold locked.
+    match unsafe { libc::fork() } {
+        0 => unsafe { drop_last_and_exit(&close, done_r.as_raw_fd()) },
+        -1 => drop_together(owned),
+        child => {
+            drop(owned);
+            drop(done_w);
+            // Reaped on a thread that phasebox's exit does not wait for.
+            std::thread::spawn(move || {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+            });
+        }
+    }
+}
+
+/// This process's open descriptors: the BPF links, and the others.
+fn open_descriptors() -> (Vec<i32>, Vec<i32>) {
+    let (links, others): (Vec<_>, Vec<_>) = crate::procfs::descriptors()
+        .into_iter()
+        .partition(|(_, target)| target.as_os_str() == "anon_inode:bpf_link");
+    let fds = |v: Vec<(i32, _)>| v.into_iter().map(|(fd, _)| fd).collect();
+    (fds(links), fds(others))
+}
+
+/// The detaching child: closes `close`, waits until phasebox has dropped its links (the pipe
+/// reads end of file), and exits, which drops the last references.
+///
+/// # Safety
+/// Only in the child of a fork; `close` holds no descriptor the child still needs.
+unsafe fn drop_last_and_exit(close: &[i32], done_r: i32) -> ! {
+    // SAFETY: plain system calls on descriptors of this process, then _exit.
+    unsafe {
+        for &fd in close {
+            libc::close(fd);
+        }
+        let mut byte = 0u8;
+        while libc::read(done_r, (&raw mut byte).cast(), 1) < 0
+            && *libc::__errno_location() == libc::EINTR
+        {}
+        libc::_exit(0)
+    }
+}
+
+/// Takes the links out of their programs, to drop them when phasebox decides.
+fn take_links(ebpf: &mut Ebpf, links: Vec<Attached>) -> Vec<Box<dyn Send>> {
     let mut owned: Vec<Box<dyn Send>> = Vec::new();
     for link in links {
         match link {
@@ -198,6 +293,12 @@ pub(super) fn detach_all(ebpf: &mut Ebpf, links: Vec<Attached>) {
             }
         }
     }
+    owned
+}
+
+/// Drops the links together, one thread each, so that their grace periods overlap where the
+/// kernel lets them.
+fn drop_together(owned: Vec<Box<dyn Send>>) {
     std::thread::scope(|s| {
         for l in owned {
             s.spawn(move || drop(l));

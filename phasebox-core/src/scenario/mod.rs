@@ -245,85 +245,96 @@ impl ScenarioSet {
             if !names.insert(&s.name) {
                 return Err(anyhow::anyhow!("{at} appears twice"));
             }
-            if s.covers.trim().is_empty() {
-                return Err(anyhow::anyhow!(
-                    "{at} does not say what it covers (covers = \"…\")"
-                ));
-            }
-            if self.command.is_empty() && s.command.is_empty() {
-                return Err(anyhow::anyhow!("{at} has no command, and the set has none"));
-            }
-            parse_duration(&s.timeout).map_err(|e| anyhow::anyhow!("{at}: timeout {e}"))?;
-            if let Some(sig) = &s.stop
-                && signal_number(sig).is_none()
-            {
-                return Err(anyhow::anyhow!("{at}: unknown signal {sig:?} in stop"));
-            }
-            if Path::new(&s.cwd).is_absolute() || s.cwd.split('/').any(|c| c == "..") {
-                return Err(anyhow::anyhow!(
-                    "{at}: cwd must stay inside the scenario's directory"
-                ));
-            }
-            if s.remove_cwd && (s.descend || s.cwd.split('/').all(|c| c.is_empty() || c == ".")) {
-                return Err(anyhow::anyhow!(
-                    "{at}: remove_cwd needs a cwd of its own, named directly (not with descend)"
-                ));
-            }
-            for f in self.files.iter().chain(&s.files) {
-                if Path::new(&f.path).is_absolute() || f.path.split('/').any(|c| c == "..") {
-                    return Err(anyhow::anyhow!(
-                        "{at}: file {:?} must stay inside the directory",
-                        f.path
-                    ));
-                }
-                if let Some(n) = f.size.filter(|&n| n > MAX_FILE_BYTES) {
-                    return Err(anyhow::anyhow!(
-                        "{at}: file {:?} has size {n}, more than the {} bytes (1 GiB) a scenario file may have",
-                        f.path,
-                        MAX_FILE_BYTES
-                    ));
-                }
-            }
-            for (i, step) in s.steps.iter().enumerate() {
-                let set = [
-                    step.wait_port,
-                    step.http.is_some(),
-                    step.signal.is_some(),
-                    step.shell.is_some(),
-                    step.sleep.is_some(),
-                ];
-                if set.iter().filter(|b| **b).count() != 1 {
-                    return Err(anyhow::anyhow!(
-                        "{at}: step {} must have exactly one of wait_port, http, signal, shell, sleep",
-                        i + 1
-                    ));
-                }
-                if let Some(sig) = &step.signal
-                    && signal_number(sig).is_none()
-                {
-                    return Err(anyhow::anyhow!(
-                        "{at}: step {}: unknown signal {sig:?}",
-                        i + 1
-                    ));
-                }
-                if let Some(d) = &step.sleep {
-                    parse_duration(d).map_err(|e| anyhow::anyhow!("{at}: step {}: {e}", i + 1))?;
-                }
-                if let Some(h) = &step.http
-                    && (h.count == 0 || h.concurrency == 0)
-                {
-                    return Err(anyhow::anyhow!(
-                        "{at}: step {}: count and concurrency must be at least 1",
-                        i + 1
-                    ));
-                }
-            }
+            s.check(self, &at)?;
+        }
+        Ok(())
+    }
+}
+
+impl Step {
+    /// Checks one driver step; `at` names it in errors.
+    fn check(&self, at: &str) -> anyhow::Result<()> {
+        let set = [
+            self.wait_port,
+            self.http.is_some(),
+            self.signal.is_some(),
+            self.shell.is_some(),
+            self.sleep.is_some(),
+        ];
+        if set.iter().filter(|b| **b).count() != 1 {
+            return Err(anyhow::anyhow!(
+                "{at} must have exactly one of wait_port, http, signal, shell, sleep"
+            ));
+        }
+        if let Some(sig) = &self.signal
+            && signal_number(sig).is_none()
+        {
+            return Err(anyhow::anyhow!("{at}: unknown signal {sig:?}"));
+        }
+        if let Some(d) = &self.sleep {
+            parse_duration(d).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        }
+        if let Some(h) = &self.http
+            && (h.count == 0 || h.concurrency == 0)
+        {
+            return Err(anyhow::anyhow!(
+                "{at}: count and concurrency must be at least 1"
+            ));
         }
         Ok(())
     }
 }
 
 impl Scenario {
+    /// Checks what the set's check leaves to each scenario; `at` names it in errors.
+    fn check(&self, set: &ScenarioSet, at: &str) -> anyhow::Result<()> {
+        if self.covers.trim().is_empty() {
+            return Err(anyhow::anyhow!(
+                "{at} does not say what it covers (covers = \"…\")"
+            ));
+        }
+        if set.command.is_empty() && self.command.is_empty() {
+            return Err(anyhow::anyhow!("{at} has no command, and the set has none"));
+        }
+        parse_duration(&self.timeout).map_err(|e| anyhow::anyhow!("{at}: timeout {e}"))?;
+        if let Some(sig) = &self.stop
+            && signal_number(sig).is_none()
+        {
+            return Err(anyhow::anyhow!("{at}: unknown signal {sig:?} in stop"));
+        }
+        if Path::new(&self.cwd).is_absolute() || self.cwd.split('/').any(|c| c == "..") {
+            return Err(anyhow::anyhow!(
+                "{at}: cwd must stay inside the scenario's directory"
+            ));
+        }
+        if self.remove_cwd
+            && (self.descend || self.cwd.split('/').all(|c| c.is_empty() || c == "."))
+        {
+            return Err(anyhow::anyhow!(
+                "{at}: remove_cwd needs a cwd of its own, named directly (not with descend)"
+            ));
+        }
+        for f in set.files.iter().chain(&self.files) {
+            if Path::new(&f.path).is_absolute() || f.path.split('/').any(|c| c == "..") {
+                return Err(anyhow::anyhow!(
+                    "{at}: file {:?} must stay inside the directory",
+                    f.path
+                ));
+            }
+            if let Some(n) = f.size.filter(|&n| n > MAX_FILE_BYTES) {
+                return Err(anyhow::anyhow!(
+                    "{at}: file {:?} has size {n}, more than the {} bytes (1 GiB) a scenario file may have",
+                    f.path,
+                    MAX_FILE_BYTES
+                ));
+            }
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            step.check(&format!("{at}: step {}", i + 1))?;
+        }
+        Ok(())
+    }
+
     /// The command line, before placeholders are filled in.
     pub fn argv(&self, set: &ScenarioSet) -> Vec<String> {
         let base = if self.command.is_empty() {
