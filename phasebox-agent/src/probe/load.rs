@@ -27,7 +27,7 @@ pub(super) fn pid_max() -> u32 {
 }
 
 /// A loader for the object. aya 0.14's `EbpfLoader::new()` reads and parses the kernel's BTF
-/// (/sys/kernel/btf/vmlinux: most of phasebox's start-up time, and tens of MiB) even when
+/// (/sys/kernel/btf/vmlinux: most of phasebox's start-up time, and memory while it parses) even when
 /// `.btf(None)` follows, and phasebox needs none of it: no CO-RE relocation, tracepoint fields
 /// come from tracefs. So a short-lived thread makes the loader in a mount namespace of its own
 /// where that file reads empty, and the parse fails at once. Where that cannot be done (no
