@@ -370,9 +370,9 @@ fn storm_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     ))
 }
 
-/// nginx under its exported seccomp profiles: the union alone (applied by `phasebox validate`,
-/// which does not trace) against no filter, and phase-aware enforcement (which needs the trace)
-/// against tracing alone.
+/// nginx under its exported seccomp profiles: the union (applied by `phasebox validate`, which
+/// also traces in summary mode to name each denial's role and phase) against no filter, and
+/// phase-aware enforcement (which needs the trace) against tracing alone.
 fn seccomp_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     let dir = TempDir::new("bench-seccomp");
     let (union, manifest) = learn_policies(bin, &dir)?;
@@ -380,7 +380,7 @@ fn seccomp_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     let modes: [(&str, Vec<&str>); 4] = [
         ("no filter", vec![]),
         (
-            "union filter (phasebox validate --seccomp)",
+            "union filter + summary-mode tracing (phasebox validate --seccomp)",
             vec![b, "validate", "--seccomp", union.to_str().unwrap(), "--"],
         ),
         ("traced only (phasebox run)", vec![b, "run", "-q", "--"]),
@@ -401,7 +401,10 @@ fn seccomp_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         "## nginx under its learned seccomp profiles\n\n\
          nginx {}, its profile learned by `phasebox run --phases nginx` under wrk, exported as the\n\
          union of all roles and phases and per phase. Each mode starts a fresh nginx, warms up 1 s,\n\
-         then `wrk -t1 -c32 -d{}s`; {} rounds, modes alternated. Median requests/s.\n\n\
+         then `wrk -t1 -c32 -d{}s`; {} rounds, modes alternated. Median requests/s. `validate`\n\
+         traces as it enforces (to name each denied call's role and phase), so its row holds the\n\
+         filter and summary-mode tracing; the filter alone, in Docker against Docker's default\n\
+         profile, is in the section on nginx in Docker. `run` streams every call.\n\n\
          | mode | median req/s | ratio |\n|---|---|---|\n\
          | {} | {:.0} | 100% |\n\
          | {} | {:.0} | {:.1}% of no filter |\n\
