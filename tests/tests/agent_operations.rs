@@ -67,6 +67,16 @@ fn profile_calls(path: &std::path::Path) -> BTreeMap<(String, String, String), u
     out
 }
 
+/// The agent's page once its call counters have stopped moving (2 s apart, 30 s at most).
+fn settled_counts(listen: &str) -> String {
+    settled(
+        listen,
+        "phasebox_syscalls_total",
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+}
+
 #[test]
 fn metrics_follow_each_call_through_reloads_and_equal_the_profile() {
     let nginx = Nginx::start_with(WORKERS, &[]);
@@ -77,12 +87,7 @@ fn metrics_follow_each_call_through_reloads_and_equal_the_profile() {
     let (agent, err) = agent(nginx.pid(), &listen, &["--profile", prof_arg]);
     let prom = Prometheus::start(&listen);
     nginx.operate(WORKERS);
-    let page = settled(
-        &listen,
-        "phasebox_syscalls_total",
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    );
+    let page = settled_counts(&listen);
     let samples: Vec<_> = parse(&page)
         .into_iter()
         .filter(|s| s.name == "phasebox_syscalls_total")
@@ -177,12 +182,7 @@ fn a_profile_learned_over_the_operations_raises_nothing_when_they_repeat() {
         let listen = format!("127.0.0.1:{}", free_port());
         let (agent, err) = agent(nginx.pid(), &listen, &["--profile", prof.to_str().unwrap()]);
         nginx.operate(WORKERS);
-        settled(
-            &listen,
-            "phasebox_syscalls_total",
-            Duration::from_secs(2),
-            Duration::from_secs(30),
-        );
+        settled_counts(&listen);
         stop(agent, err);
     }
     for mode in ["log", "kill"] {
@@ -191,12 +191,7 @@ fn a_profile_learned_over_the_operations_raises_nothing_when_they_repeat() {
         let monitor = ["--monitor", prof.to_str().unwrap(), "--on-violation", mode];
         let (agent, err) = agent(nginx.pid(), &listen, &monitor);
         nginx.operate(WORKERS);
-        let page = settled(
-            &listen,
-            "phasebox_syscalls_total",
-            Duration::from_secs(2),
-            Duration::from_secs(30),
-        );
+        let page = settled_counts(&listen);
         let violations: Vec<_> = parse(&page)
             .into_iter()
             .filter(|s| s.name == "phasebox_profile_violations_total" && s.value > 0.0)

@@ -283,16 +283,16 @@ fn run_seccomp_reports_what_it_denied_or_says_it_cannot() {
         .as_array_mut()
         .unwrap()
         .retain(|v| v != "getcwd");
+    // `phasebox run EXTRA --seccomp POLICY -- /bin/pwd`.
+    let pwd_under = |extra: &[&str], policy: &Path| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend(["--seccomp", policy.to_str().unwrap(), "--", "/bin/pwd"]);
+        phasebox(&args)
+    };
     let strict = dir.path("no-getcwd.json");
     std::fs::write(&strict, profile.to_string()).unwrap();
-    let out = phasebox(&[
-        "run",
-        "-q",
-        "--seccomp",
-        strict.to_str().unwrap(),
-        "--",
-        "/bin/pwd",
-    ]);
+    let out = pwd_under(&["-q"], &strict);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -307,27 +307,14 @@ fn run_seccomp_reports_what_it_denied_or_says_it_cannot() {
         "{line}"
     );
     // The whole profile: nothing denied, nothing reported as denied.
-    let out = phasebox(&[
-        "run",
-        "--seccomp",
-        union.to_str().unwrap(),
-        "--",
-        "/bin/pwd",
-    ]);
+    let out = pwd_under(&[], &union);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("denied no call"), "{err}");
     // A profile whose default action kills: phasebox says plainly it cannot report.
     profile["defaultAction"] = "SCMP_ACT_KILL_PROCESS".into();
     std::fs::write(&strict, profile.to_string()).unwrap();
-    let out = phasebox(&[
-        "run",
-        "-q",
-        "--seccomp",
-        strict.to_str().unwrap(),
-        "--",
-        "/bin/pwd",
-    ]);
+    let out = pwd_under(&["-q"], &strict);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("cannot report calls outside it"), "{err}");
