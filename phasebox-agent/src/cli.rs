@@ -252,8 +252,9 @@ pub struct AgentArgs {
     )]
     pub pids: Vec<u32>,
     /// Trace a container (its id, full or 12 characters, or its name with the engine's socket
-    /// at DOCKER_HOST or /var/run/docker.sock): every process in it, and every program executed
-    /// in it later (`docker exec`).
+    /// at DOCKER_HOST or /var/run/docker.sock): every process in it (its cgroup), and every
+    /// program executed in it later (`docker exec`). A container that does not run yet is
+    /// waited for and traced from its first process.
     #[arg(long, value_name = "ID|NAME", conflicts_with = "exec_name")]
     pub container: Option<String>,
     /// Wait for processes that execute this program, and trace each from its execve on (its
@@ -282,6 +283,10 @@ pub struct AgentArgs {
     /// What a violation does: log it, or have the kernel kill the process.
     #[arg(long, value_enum, default_value = "log", requires = "monitor")]
     pub on_violation: OnViolation,
+    /// What a process of a role the profile does not have (a program it never saw) is: a
+    /// violation (counted, logged, and killed with --on-violation kill), or ignored.
+    #[arg(long, value_enum, default_value = "violation", requires = "monitor")]
+    pub unknown_roles: UnknownRoles,
     /// Count failed calls per role, phase and syscall (phasebox_syscall_errors_total). It
     /// adds a program on every syscall's exit, which every process on the host pays for (see
     /// BENCHMARKS.md).
@@ -307,6 +312,13 @@ pub struct AgentArgs {
 pub enum Namespace {
     Mount,
     Pid,
+}
+
+/// What monitor mode makes of a process of a role the profile lacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnknownRoles {
+    Violation,
+    Ignore,
 }
 
 /// What monitor mode does with a violation.

@@ -1,7 +1,9 @@
 //! Finding a container to trace (`--container ID|NAME`): by the Docker Engine API when its
 //! socket answers (names, the image, the init's pid), else by the id in the cgroups of the
-//! processes in /proc. The container's processes are then the ones in its init's pid
-//! namespace, including those `docker exec` starts later.
+//! processes in /proc. A container is its cgroup: its processes are the ones whose
+//! /proc/PID/cgroup names its id, never merely those in its pid namespace (which may be the
+//! host's, or a pod's shared by several containers). A container that does not exist yet, or
+//! is not running, is waited for.
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -49,26 +51,27 @@ fn docker_get(socket: &str, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
-/// What the Docker Engine API says of `spec`, if its socket answers.
-fn from_docker_api(spec: &str) -> anyhow::Result<Option<ContainerTarget>> {
-    let socket = docker_socket();
-    let Ok((status, body)) = docker_get(&socket, &format!("/containers/{spec}/json")) else {
+/// A container the engine does not run now: its id if it knows it, and whether it shares
+/// the host's pid namespace.
+struct Absent {
+    id: Option<String>,
+    host_pid: bool,
+}
+
+/// What the Docker Engine API says of `spec` (a name or an id), if its socket answers:
+/// Ok(None) when no engine answers, Err when it has no running container by that name.
+fn from_docker_api(spec: &str) -> Result<Option<ContainerTarget>, Absent> {
+    let Some(v) = inspect(spec) else {
         return Ok(None);
     };
-    if status == 404 {
-        anyhow::bail!("the container engine at {socket} knows no container {spec}");
-    }
-    let v: serde_json::Value = serde_json::from_str(&body).map_err(|_| {
-        anyhow::anyhow!("the container engine at {socket} answered {status} for {spec}")
-    })?;
+    let id = v["Id"].as_str().map(str::to_string);
+    let host_pid = v["HostConfig"]["PidMode"].as_str() == Some("host");
     let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
-    if pid == 0 {
-        anyhow::bail!("container {spec} is not running");
-    }
-    let pidns = procfs::pid_namespace(pid)
-        .ok_or_else(|| anyhow::anyhow!("container {spec}'s process {pid} is not in /proc"))?;
+    let Some(pidns) = (pid != 0).then(|| procfs::pid_namespace(pid)).flatten() else {
+        return Err(Absent { id, host_pid });
+    };
     Ok(Some(ContainerTarget {
-        id: v["Id"].as_str().unwrap_or_default().to_string(),
+        id: id.unwrap_or_default(),
         name: v["Name"]
             .as_str()
             .map(|n| n.trim_start_matches('/').to_string()),
@@ -78,9 +81,49 @@ fn from_docker_api(spec: &str) -> anyhow::Result<Option<ContainerTarget>> {
     }))
 }
 
+/// The engine's description of container `spec` (name or id): None when no engine answers;
+/// `null` when it knows no such container.
+fn inspect(spec: &str) -> Option<serde_json::Value> {
+    let (status, body) = docker_get(&docker_socket(), &format!("/containers/{spec}/json")).ok()?;
+    if status == 404 {
+        return Some(serde_json::Value::Null);
+    }
+    serde_json::from_str(&body).ok()
+}
+
+/// Whether the container with full id `id` is the one `spec` names, and then the container:
+/// by its id, or by the name the engine gives it. `pid` is one of its processes.
+pub fn identify(spec: &str, id: &str, pid: u32) -> Option<ContainerTarget> {
+    let pidns = procfs::pid_namespace(pid);
+    let mut target = ContainerTarget {
+        id: id.to_string(),
+        name: None,
+        image: None,
+        init_pid: pid,
+        pidns: pidns.unwrap_or((0, 0)),
+    };
+    let v = inspect(id).filter(|v| !v.is_null());
+    if let Some(v) = &v {
+        target.name = v["Name"]
+            .as_str()
+            .map(|n| n.trim_start_matches('/').to_string());
+        target.image = v["Config"]["Image"].as_str().map(str::to_string);
+    }
+    let by_id = id.starts_with(&spec.to_ascii_lowercase());
+    let by_name = target.name.as_deref() == Some(spec);
+    (by_id || by_name).then_some(target)
+}
+
+/// Why no container was found in /proc's cgroups.
+enum CgroupSearch {
+    /// No process runs in a container with that id (yet).
+    None,
+    Failed(anyhow::Error),
+}
+
 /// The container whose id starts with `prefix`, from the cgroups in /proc: its first process
 /// is the one whose parent is not in it.
-fn from_cgroups(prefix: &str) -> anyhow::Result<ContainerTarget> {
+fn from_cgroups(prefix: &str) -> Result<ContainerTarget, CgroupSearch> {
     let members: Vec<(u32, String)> = procfs::pids()
         .into_iter()
         .filter_map(|pid| Some((pid, procfs::container(pid)?.id)))
@@ -88,12 +131,13 @@ fn from_cgroups(prefix: &str) -> anyhow::Result<ContainerTarget> {
         .collect();
     let ids: std::collections::BTreeSet<&str> = members.iter().map(|(_, id)| id.as_str()).collect();
     match ids.len() {
-        0 => anyhow::bail!(
-            "no running process belongs to a container {prefix} (give a full or 12-character id, \
-             or a name with the engine's socket in DOCKER_HOST)"
-        ),
+        0 => return Err(CgroupSearch::None),
         1 => {}
-        n => anyhow::bail!("{prefix} names {n} containers: give more of the id"),
+        n => {
+            return Err(CgroupSearch::Failed(anyhow::anyhow!(
+                "{prefix} names {n} containers: give more of the id"
+            )));
+        }
     }
     let pids: std::collections::BTreeSet<u32> = members.iter().map(|(p, _)| *p).collect();
     let init = pids
@@ -101,8 +145,9 @@ fn from_cgroups(prefix: &str) -> anyhow::Result<ContainerTarget> {
         .copied()
         .find(|&p| procfs::stat(p).is_none_or(|s| !pids.contains(&s.ppid)))
         .unwrap_or_else(|| *pids.iter().next().expect("one member at least"));
-    let pidns = procfs::pid_namespace(init)
-        .ok_or_else(|| anyhow::anyhow!("container {prefix}'s process {init} is gone"))?;
+    let Some(pidns) = procfs::pid_namespace(init) else {
+        return Err(CgroupSearch::None);
+    };
     Ok(ContainerTarget {
         id: members[0].1.clone(),
         name: None,
@@ -112,13 +157,55 @@ fn from_cgroups(prefix: &str) -> anyhow::Result<ContainerTarget> {
     })
 }
 
-/// Finds the container `spec` (a full or short id, or a name).
-pub fn resolve(spec: &str) -> anyhow::Result<ContainerTarget> {
-    if spec.is_empty() || spec.contains('/') {
-        anyhow::bail!("{spec:?} is not a container id or name");
+/// What `--container SPEC` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// The container runs.
+    Running(ContainerTarget),
+    /// It does not exist yet, or is not running: the session waits for its first process.
+    Waiting(Wanted),
+}
+
+/// A container waited for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// What the user gave: a name, or a full or short id.
+    pub spec: String,
+    /// Its full id, when the engine knows the container already (created, or stopped).
+    pub id: Option<String>,
+    /// Whether it shares the host's pid namespace (`--pid host`), when the engine says.
+    pub host_pid: bool,
+}
+
+/// Checks a `--container` argument: an id (hex) or a name as engines allow them (a letter or
+/// digit, then letters, digits, `_`, `.`, `-`), so nothing else reaches an API request.
+fn check_spec(spec: &str) -> anyhow::Result<()> {
+    let mut chars = spec.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && spec.len() <= 255;
+    if !ok {
+        anyhow::bail!(
+            "{:?} is not a container id or name (names are letters, digits, '_', '.' and '-')",
+            spec.escape_debug().to_string()
+        );
     }
-    if let Some(t) = from_docker_api(spec)? {
-        return Ok(t);
+    Ok(())
+}
+
+/// Finds the container `spec` (a full or short id, or a name), or says what to wait for.
+pub fn find(spec: &str) -> anyhow::Result<Found> {
+    check_spec(spec)?;
+    match from_docker_api(spec) {
+        Ok(Some(t)) => return Ok(Found::Running(t)),
+        Ok(None) => {}
+        Err(Absent { id, host_pid }) => {
+            return Ok(Found::Waiting(Wanted {
+                spec: spec.to_string(),
+                id,
+                host_pid,
+            }));
+        }
     }
     let hex = spec.len() >= 12 && spec.bytes().all(|b| b.is_ascii_hexdigit());
     if !hex {
@@ -128,13 +215,63 @@ pub fn resolve(spec: &str) -> anyhow::Result<ContainerTarget> {
             docker_socket()
         );
     }
-    from_cgroups(&spec.to_ascii_lowercase())
+    let prefix = spec.to_ascii_lowercase();
+    match from_cgroups(&prefix) {
+        Ok(t) => Ok(Found::Running(t)),
+        Err(CgroupSearch::None) => Ok(Found::Waiting(Wanted {
+            spec: prefix,
+            id: None,
+            host_pid: false,
+        })),
+        Err(CgroupSearch::Failed(e)) => Err(e),
+    }
 }
 
-/// Every process in the container's pid namespace.
+/// Every live process in the container: those whose cgroup names its id (a zombie has
+/// exited, and is left out).
 pub fn members(target: &ContainerTarget) -> Vec<u32> {
     procfs::pids()
         .into_iter()
-        .filter(|&p| procfs::pid_namespace(p) == Some(target.pidns))
+        .filter(|&p| procfs::container(p).is_some_and(|c| c.id == target.id))
+        .filter(|&p| procfs::is_alive(p))
         .collect()
+}
+
+/// Where a process runs, as far as /proc can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// In the container with this full id.
+    Container(String),
+    /// On the host (its cgroups name no container).
+    Host,
+    /// /proc cannot tell: the process is gone.
+    Unknown,
+}
+
+/// Which container `pid` runs in, from its cgroups.
+pub fn membership(pid: u32) -> Membership {
+    match procfs::cgroups(pid) {
+        None => Membership::Unknown,
+        Some(text) => match phasebox_core::container::from_proc_cgroup(&text) {
+            Some(c) => Membership::Container(c.id),
+            None => Membership::Host,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_ids_or_names() {
+        for good in ["web", "nginx-1", "a.b_c", "0123456789ab"] {
+            check_spec(good).unwrap();
+        }
+        for bad in ["", "-x", "a/b", "web\r\nHost: x", "a b", "ü"] {
+            let e = check_spec(bad).unwrap_err().to_string();
+            assert!(e.contains("is not a container id or name"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
 }

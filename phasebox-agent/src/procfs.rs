@@ -74,8 +74,21 @@ pub fn descendants(parents: &BTreeMap<u32, u32>, root: u32, skip: u32) -> BTreeS
 
 /// The container `pid` runs in, from its cgroups (None: the host, or it is gone).
 pub fn container(pid: u32) -> Option<phasebox_core::container::Container> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    phasebox_core::container::from_proc_cgroup(&text)
+    phasebox_core::container::from_proc_cgroup(&cgroups(pid)?)
+}
+
+/// Whether `pid` runs under a seccomp filter (/proc/PID/status says `Seccomp: 2`).
+pub fn under_seccomp(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .is_some_and(|v| v.trim() == "2")
+    })
+}
+
+/// The text of /proc/PID/cgroup (None: the process is gone).
+pub fn cgroups(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
 }
 
 /// The device and inode of `pid`'s pid namespace.

@@ -12,7 +12,7 @@
 #![no_std]
 
 /// Version of the record layout below; trace files carry it.
-pub const WIRE_VERSION: u32 = 2;
+pub const WIRE_VERSION: u32 = 3;
 
 /// Map and program names, used by the kernel crate (as symbol names) and the agent.
 pub mod names {
@@ -29,6 +29,8 @@ pub mod names {
     pub const PATH_ARGS: &str = "PB_PATH_ARGS";
     pub const MARKERS: &str = "PB_MARKERS";
     pub const ALLOWED: &str = "PB_ALLOWED";
+    pub const VERDICTS: &str = "PB_VERDICTS";
+    pub const SCOPE: &str = "PB_SCOPE";
     pub const CONFIG: &str = "PB_CONFIG";
     pub const MODE: &str = "PB_MODE";
     pub const PROG_SYS_ENTER: &str = "pb_sys_enter";
@@ -56,6 +58,7 @@ pub enum Kind {
     Exit = 4,
     Path = 5,
     Segment = 6,
+    Filtered = 7,
 }
 
 impl Kind {
@@ -68,6 +71,7 @@ impl Kind {
             4 => Kind::Exit,
             5 => Kind::Path,
             6 => Kind::Segment,
+            7 => Kind::Filtered,
             _ => return None,
         })
     }
@@ -87,9 +91,43 @@ pub unsafe trait Record: Copy + 'static {
 
 /// Flags of an [`ExecRecord`].
 pub mod exec_flags {
-    /// The process was not tracked: it is tracked from this exec on (`--exec-name`, or it
-    /// runs in the `--container`'s pid namespace).
+    /// The process was not tracked: it is tracked from this exec on, found by the session's
+    /// scope (`--exec-name`, `--container`). Its state is `proc_flags::UNCONFIRMED` until the
+    /// agent's verdict: the kernel's match is a prefilter (a comm of 15 bytes, a pid
+    /// namespace), the agent decides on the whole name or the container's cgroup.
     pub const NEW_ROOT: u16 = 1;
+    /// Found by its comm (`--exec-name`).
+    pub const BY_NAME: u16 = 2;
+    /// Found in the scope's pid namespace (a container's own).
+    pub const BY_PIDNS: u16 = 4;
+    /// Found outside the host's pid namespace (waiting for a container to start).
+    pub const BY_FOREIGN_PIDNS: u16 = 8;
+    /// Found by an exec anywhere (a container in the host's pid namespace: only its cgroup,
+    /// which the agent reads, tells).
+    pub const BY_ANY: u16 = 16;
+}
+
+/// Flags of a [`ProcState`].
+pub mod proc_flags {
+    /// Found at its exec by the scope (or forked by such a process): counted, never enforced,
+    /// until the agent's verdict (`PB_VERDICTS`) confirms it; a rejected process is untracked.
+    pub const UNCONFIRMED: u32 = 1;
+    /// The process with this pid, tracked by the agent's bit, has exited: a later process that
+    /// gets the pid outside the traced tree is not traced (the agent clears its bit and this
+    /// entry when it reads the exit). A fork by a traced process replaces it.
+    pub const GONE: u32 = 2;
+}
+
+/// `Scope::flags`: which untracked processes `pb_exec` starts tracking at their exec.
+pub mod scope_flags {
+    /// A program whose comm is `Config::exec_comm`.
+    pub const NAME: u32 = 1;
+    /// Any program executed in the pid namespace `Scope::pidns_*`.
+    pub const PIDNS: u32 = 2;
+    /// Any program executed outside the host's pid namespace (`Scope::host_pidns_*`).
+    pub const FOREIGN_PIDNS: u32 = 4;
+    /// Any program executed anywhere (the agent decides by cgroup).
+    pub const ANY: u32 = 8;
 }
 
 /// Flags of a [`SyscallRecord`].
@@ -125,8 +163,10 @@ pub mod drop_slot {
     pub const KILLED: u32 = 2;
     /// The process map was full: a process's calls were counted without segments.
     pub const PROCS: u32 = 3;
+    /// Not a loss: processes the agent's verdict rejected, untracked by the kernel.
+    pub const REJECTED: u32 = 4;
     /// Number of slots.
-    pub const SLOTS: u32 = 4;
+    pub const SLOTS: u32 = 5;
 }
 
 /// `PB_MODE` bits.
@@ -142,6 +182,10 @@ pub mod mode {
     pub const KILL: u32 = 4;
     /// Count failed calls (needs the sys_exit program; implied by STREAM).
     pub const ERRORS: u32 = 8;
+    /// Notice calls a seccomp filter denied before the syscall-enter tracepoint (they reach
+    /// sys_exit only): the enter program notes every call, the exit program sends a
+    /// `FilteredRecord` for an exit without an enter.
+    pub const FILTERED: u32 = 16;
 }
 
 /// Number of syscall numbers the per-syscall tables cover.
@@ -192,11 +236,6 @@ pub struct Config {
     /// Wake the reader once this many bytes wait in the ring buffer (syscall records are
     /// submitted without a wakeup below it; the reader also drains on a timer).
     pub wakeup_bytes: u32,
-    /// `--container`: an untracked process that executes a program inside this pid namespace
-    /// (the device and inode of the container's /proc/PID/ns/pid) is tracked from its execve
-    /// on, as `docker exec` starts them (both zero: off).
-    pub pidns_dev: u64,
-    pub pidns_ino: u64,
 }
 
 impl Config {
@@ -213,9 +252,44 @@ impl Config {
         nr_exit_group: u32::MAX,
         exec_comm: [0; COMM_LEN],
         wakeup_bytes: 0,
-        pidns_dev: 0,
-        pidns_ino: 0,
     };
+}
+
+/// Which untracked processes start being tracked at their exec (`PB_SCOPE[0]`, written by the
+/// agent whenever its scope changes: a container found, or waited for again).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// `scope_flags`.
+    pub flags: u32,
+    pub _pad: u32,
+    /// The pid namespace of `scope_flags::PIDNS` (device and inode of /proc/PID/ns/pid).
+    pub pidns_dev: u64,
+    pub pidns_ino: u64,
+    /// The host's pid namespace, for `scope_flags::FOREIGN_PIDNS`.
+    pub host_pidns_dev: u64,
+    pub host_pidns_ino: u64,
+}
+
+/// The agent's decision on a process found at its exec (`PB_VERDICTS[tgid]`): the kernel
+/// applies it at the process's next call if `instance` matches, and deletes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub instance: u32,
+    /// 1: it belongs to the session's scope (it is confirmed); 0: it does not (untracked).
+    pub accept: u32,
+}
+
+/// Monitor mode with kill: the syscalls a process instance may still make (`PB_ALLOWED[tgid]`).
+/// The kernel kills only the instance named: a pid reused by another process is never hit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allowed {
+    pub instance: u32,
+    pub _pad: u32,
+    /// One bit per syscall number below MAX_SYSCALLS.
+    pub bits: [u64; ALLOWED_WORDS],
 }
 
 /// Start of every ring-buffer record.
@@ -265,7 +339,9 @@ pub struct ForkRecord {
     pub parent_tid: u32,
     pub child_tid: u32,
     pub child_instance: u32,
-    pub _pad: u32,
+    /// The child's `proc_flags` (`UNCONFIRMED` when its parent awaits the agent's verdict:
+    /// the child then needs one too).
+    pub child_flags: u32,
     pub ts_ns: u64,
 }
 
@@ -309,6 +385,23 @@ pub struct ExecRecord {
     pub filename: [u8; EXEC_PATH_LEN],
 }
 
+/// A call a seccomp filter denied before the syscall-enter tracepoint (the kernel runs seccomp
+/// first): seen at exit only, with the filter's answer. `instance` and `seg` are those of the
+/// thread's previous call, so the call is placed in the phase the process was in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilteredRecord {
+    pub header: Header,
+    pub tid: u32,
+    pub nr: u32,
+    pub instance: u32,
+    pub seg: u32,
+    /// CLOCK_MONOTONIC at the call's exit.
+    pub ts_ns: u64,
+    /// The raw return value (`-errno`).
+    pub ret: i64,
+}
+
 /// A tracked task exited; `group_dead` is 1 when it was the process's last task.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -338,6 +431,9 @@ unsafe impl Record for PathRecord {
 }
 unsafe impl Record for SegmentRecord {
     const KIND: Kind = Kind::Segment;
+}
+unsafe impl Record for FilteredRecord {
+    const KIND: Kind = Kind::Filtered;
 }
 
 /// Key of the syscall counters: one process instance's segment and syscall.
@@ -372,6 +468,9 @@ pub struct ProcState {
     pub marker_set: u32,
     /// Execs so far: a set request made for an earlier program is ignored.
     pub execs: u32,
+    /// `proc_flags`.
+    pub flags: u32,
+    pub _pad: u32,
 }
 
 /// The agent asks for a narrower marker set for a process whose phase it now knows (phases
@@ -416,6 +515,9 @@ mod pod {
     unsafe impl aya::Pod for ProcState {}
     unsafe impl aya::Pod for SetRequest {}
     unsafe impl aya::Pod for Pending {}
+    unsafe impl aya::Pod for Scope {}
+    unsafe impl aya::Pod for Verdict {}
+    unsafe impl aya::Pod for Allowed {}
 }
 
 // Sizes and offsets are part of the wire format: a change here is a new WIRE_VERSION. A size
@@ -430,13 +532,17 @@ const _: () = assert!(offset_of!(SegmentRecord, ts_ns) == 24);
 const _: () = assert!(size_of::<ExecRecord>() == 24 + COMM_LEN + EXEC_PATH_LEN);
 const _: () = assert!(size_of::<ExitRecord>() == 24);
 const _: () = assert!(size_of::<PathRecord>() == 24 + PATH_LEN);
-const _: () = assert!(size_of::<Config>() == 4 * 9 + COMM_LEN + 4 + 16);
-const _: () = assert!(offset_of!(Config, pidns_dev) % 8 == 0);
+const _: () = assert!(size_of::<Config>() == 4 * 9 + COMM_LEN + 4);
+const _: () = assert!(size_of::<FilteredRecord>() == 40);
+const _: () = assert!(offset_of!(FilteredRecord, ret) == 32);
+const _: () = assert!(size_of::<Scope>() == 40);
+const _: () = assert!(size_of::<Verdict>() == 8);
+const _: () = assert!(size_of::<Allowed>() == 8 + 8 * ALLOWED_WORDS);
 const _: () = assert!(size_of::<CountKey>() == 16);
 const _: () = assert!(offset_of!(CountKey, nr) == 12);
 const _: () = assert!(size_of::<Counts>() == 16);
 const _: () = assert!(offset_of!(Counts, errors) == 8);
-const _: () = assert!(size_of::<ProcState>() == 16);
+const _: () = assert!(size_of::<ProcState>() == 24);
 const _: () = assert!(size_of::<SetRequest>() == 16);
 const _: () = assert!(size_of::<Pending>() == 24);
 const _: () = assert!(offset_of!(Pending, enter_ns) == 16);

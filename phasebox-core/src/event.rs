@@ -1,7 +1,7 @@
 //! Decoding of the kernel's wire records into typed events.
 use phasebox_common::{
-    ExecRecord, ExitRecord, ForkRecord, Header, Kind, PathRecord, Record, SegmentRecord,
-    SyscallRecord, WIRE_VERSION, exec_flags,
+    ExecRecord, ExitRecord, FilteredRecord, ForkRecord, Header, Kind, PathRecord, Record,
+    SegmentRecord, SyscallRecord, WIRE_VERSION, exec_flags,
 };
 
 /// One record from the kernel (or from a trace file).
@@ -13,6 +13,8 @@ pub enum Event {
     Exit(ExitRecord),
     Path(PathArg),
     Segment(SegmentRecord),
+    /// A call a seccomp filter answered before phasebox could see it enter.
+    Filtered(FilteredRecord),
 }
 
 /// The path argument of a syscall; the syscall's record (or segment opener) with the same tid
@@ -29,8 +31,10 @@ pub struct PathArg {
 /// An exec with its strings decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exec {
-    /// The process was not tracked before this exec (`--exec-name`).
+    /// The process was not tracked before this exec (`--exec-name`, `--container`).
     pub new_root: bool,
+    /// How the kernel found it (`exec_flags::BY_*`; 0 when it was tracked already).
+    pub found_by: u16,
     pub tgid: u32,
     pub tid: u32,
     pub old_tid: u32,
@@ -59,6 +63,7 @@ pub fn record_len(kind: Kind) -> usize {
         Kind::Exit => size_of::<ExitRecord>(),
         Kind::Path => size_of::<PathRecord>(),
         Kind::Segment => size_of::<SegmentRecord>(),
+        Kind::Filtered => size_of::<FilteredRecord>(),
     }
 }
 
@@ -102,10 +107,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         Kind::Fork => Event::Fork(read(bytes)?),
         Kind::Exit => Event::Exit(read(bytes)?),
         Kind::Segment => Event::Segment(read(bytes)?),
+        Kind::Filtered => Event::Filtered(read(bytes)?),
         Kind::Exec => {
             let r: ExecRecord = read(bytes)?;
             Event::Exec(Exec {
                 new_root: r.header.flags & exec_flags::NEW_ROOT != 0,
+                found_by: r.header.flags & !exec_flags::NEW_ROOT,
                 tgid: r.header.tgid,
                 tid: r.tid,
                 old_tid: r.old_tid,
@@ -149,6 +156,7 @@ impl Event {
             Event::Exit(r) => r.header.tgid,
             Event::Path(p) => p.tgid,
             Event::Segment(s) => s.header.tgid,
+            Event::Filtered(f) => f.header.tgid,
         }
     }
 
@@ -161,6 +169,7 @@ impl Event {
             Event::Exit(r) => r.ts_ns,
             Event::Path(p) => p.enter_ns,
             Event::Segment(s) => s.ts_ns,
+            Event::Filtered(f) => f.ts_ns,
         }
     }
 }

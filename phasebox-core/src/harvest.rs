@@ -24,7 +24,8 @@ pub struct Attributed {
 pub struct Harvest {
     /// Growth added to a role and phase.
     pub attributed: Vec<Attributed>,
-    /// Counters of exited processes, read for the last time: delete them in the kernel.
+    /// Counters of exited processes, read for the last time, and of processes outside the
+    /// session's scope: delete them in the kernel.
     pub finished: Vec<CountKey>,
 }
 
@@ -47,6 +48,13 @@ impl Harvester {
         let mut grown = std::mem::take(&mut self.waiting);
         let mut seen = Vec::new();
         for (key, now) in reading {
+            if tree.is_ignored(key.tgid, key.instance) {
+                // Outside the session's scope: nothing of it is counted, and its counters go
+                // at once (the kernel stops tracking it at its next call).
+                self.last.remove(&key);
+                out.finished.push(key);
+                continue;
+            }
             seen.push(key);
             let before = self.last.insert(key, now).unwrap_or_default();
             let grew = Counts {

@@ -30,6 +30,8 @@ pub struct Metrics {
     violations: IntCounterVec,
     killed: IntCounter,
     checkpoint_failures: IntCounter,
+    rejected: IntCounter,
+    map_full: IntCounterVec,
     /// Last values pushed into each counter, to add only the increase.
     last: HashMap<String, f64>,
 }
@@ -52,6 +54,10 @@ pub struct Counters {
     pub bpf: Vec<BpfCost>,
     /// Seconds BPF statistics were on (the run times above are from those windows only).
     pub bpf_sampled_s: f64,
+    /// Processes found at their exec outside the session's scope, untracked.
+    pub rejected: u64,
+    /// Writes refused because a kernel map was full, by map.
+    pub map_full: Vec<(&'static str, u64)>,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -133,6 +139,30 @@ fn agent_metrics(
     ))
 }
 
+/// What keeps the agent bounded: processes found at exec but outside its scope, and writes
+/// a full kernel map refused.
+fn bound_metrics(registry: &Registry) -> anyhow::Result<(IntCounter, IntCounterVec)> {
+    let rejected = IntCounter::new(
+        "phasebox_processes_rejected_total",
+        "Processes the kernel found at their exec (--exec-name, --container) that are outside \
+         the agent's scope (another program with the same first 15 characters, another \
+         container): untracked, nothing of them learned.",
+    )?;
+    let map_full = IntCounterVec::new(
+        opts(
+            "phasebox_map_full_total",
+            "Entries a full kernel map refused: counters (a call uncounted), processes (calls \
+             counted without phases), set_requests (more phase segments than needed), allowed \
+             (a process not enforced), verdicts (a found process left unconfirmed).",
+        ),
+        &["map"],
+    )?;
+    Ok((
+        registered(registry, rejected)?,
+        registered(registry, map_full)?,
+    ))
+}
+
 /// The cost of the kernel programs: their run time and runs while BPF statistics were
 /// sampled, and how long they were.
 fn bpf_metrics(registry: &Registry) -> anyhow::Result<(CounterVec, IntCounterVec, Counter)> {
@@ -204,6 +234,7 @@ impl Metrics {
         let (tracked, dropped, events, checkpoint_failures) = agent_metrics(&registry)?;
         let (bpf_run_time, bpf_runs, bpf_sampled) = bpf_metrics(&registry)?;
         let (violations, killed) = monitor_metrics(&registry)?;
+        let (rejected, map_full) = bound_metrics(&registry)?;
         register_build_info(&registry, build)?;
         Ok(Metrics {
             registry,
@@ -219,6 +250,8 @@ impl Metrics {
             violations,
             killed,
             checkpoint_failures,
+            rejected,
+            map_full,
             last: HashMap::new(),
         })
     }
@@ -265,6 +298,12 @@ impl Metrics {
         self.killed.inc_by(d);
         let d = self.delta("events".into(), c.events as f64) as u64;
         self.events.inc_by(d);
+        let d = self.delta("rejected".into(), c.rejected as f64) as u64;
+        self.rejected.inc_by(d);
+        for &(map, n) in &c.map_full {
+            let d = self.delta(format!("m|{map}"), n as f64) as u64;
+            self.map_full.with_label_values(&[map]).inc_by(d);
+        }
         let d = self.delta("sampled".into(), c.bpf_sampled_s);
         self.bpf_sampled.inc_by(d);
         for b in &c.bpf {

@@ -9,10 +9,30 @@ use phasebox_common::{ALLOWED_WORDS, MAX_SYSCALLS};
 
 use crate::{
     harvest::Attributed,
-    learn::{Learner, Place},
+    learn::{Learner, Place, ProcessPlace},
     profile::Profile,
     sysnames,
 };
+
+/// What monitor mode makes of a process whose role (or phase) the profile does not have: a
+/// program the profile never saw run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownRole {
+    /// Its calls are violations (counted, logged, and with kill, the process is killed at
+    /// its next call): the default, since the profile allows it nothing.
+    #[default]
+    Violation,
+    /// It is left alone: not counted, not logged, never killed.
+    Ignore,
+}
+
+/// A kill set for the kernel: process `tgid`, instance `instance`, may make these calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KillSet {
+    pub tgid: u32,
+    pub instance: u32,
+    pub bits: [u64; ALLOWED_WORDS],
+}
 
 /// A call outside the profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,27 +50,34 @@ pub struct Violation {
 pub struct Monitor {
     profile: Profile,
     pub kill: bool,
+    /// What a process of a role the profile lacks gets.
+    pub unknown: UnknownRole,
     logged: HashSet<(String, String, String)>,
-    applied: HashMap<u32, [u64; ALLOWED_WORDS]>,
+    /// The kill set last written for each live process instance (pid, instance): a reused
+    /// pid is another process and gets its own.
+    applied: HashMap<(u32, u32), [u64; ALLOWED_WORDS]>,
 }
 
 impl Monitor {
     pub fn load(path: &Path, kill: bool) -> anyhow::Result<Monitor> {
-        Ok(Monitor {
-            profile: Profile::load(path)?,
-            kill,
-            logged: HashSet::new(),
-            applied: HashMap::new(),
-        })
+        Ok(Monitor::new(Profile::load(path)?, kill))
     }
 
     pub fn new(profile: Profile, kill: bool) -> Monitor {
         Monitor {
             profile,
             kill,
+            unknown: UnknownRole::default(),
             logged: HashSet::new(),
             applied: HashMap::new(),
         }
+    }
+
+    /// Whether the profile has this role and phase.
+    fn knows(&self, role: &str, phase: &str) -> bool {
+        self.profile
+            .role(role)
+            .is_some_and(|r| r.phase(phase).is_some())
     }
 
     /// Whether `syscall` is outside `role`'s `phase` in the profile (an unknown role or phase
@@ -83,9 +110,10 @@ impl Monitor {
         Some(bits)
     }
 
-    /// Whether `bits` differ from what `tgid` has in the kernel (and records them as applied).
-    pub fn needs_update(&mut self, tgid: u32, bits: [u64; ALLOWED_WORDS]) -> bool {
-        self.applied.insert(tgid, bits) != Some(bits)
+    /// Whether `bits` differ from what process `(tgid, instance)` has in the kernel (and
+    /// records them as applied).
+    pub fn needs_update(&mut self, tgid: u32, instance: u32, bits: [u64; ALLOWED_WORDS]) -> bool {
+        self.applied.insert((tgid, instance), bits) != Some(bits)
     }
 
     /// The violations among counter growth the learner attributed: each call is judged in
@@ -96,6 +124,9 @@ impl Monitor {
             let place = learner.names(a.role, a.phase);
             let syscall = sysnames::name(a.key.nr);
             if a.grew.calls == 0 || !self.violates(&place.role, &place.phase, &syscall) {
+                continue;
+            }
+            if self.unknown == UnknownRole::Ignore && !self.knows(&place.role, &place.phase) {
                 continue;
             }
             let first = self.first_report(&place.role, &place.phase, &syscall);
@@ -110,25 +141,43 @@ impl Monitor {
         out
     }
 
-    /// Kill mode: the allowed sets of processes whose phase is known and whose set changed.
-    pub fn kill_sets(
-        &mut self,
-        places: &[(u32, String, String)],
-    ) -> Vec<(u32, [u64; ALLOWED_WORDS])> {
+    /// Kill mode: the allowed sets of process instances whose phase is known and whose set
+    /// changed. A process of a role or phase the profile lacks gets an empty set (killed at
+    /// its next call) unless unknown roles are ignored. A process whose instance is not known
+    /// yet gets nothing: the kernel could not tell it from another process with its pid.
+    pub fn kill_sets(&mut self, places: &[ProcessPlace]) -> Vec<KillSet> {
         let mut out = Vec::new();
-        for (tgid, role, phase) in places {
-            if let Some(bits) = self.allowed_from(role, phase)
-                && self.needs_update(*tgid, bits)
-            {
-                out.push((*tgid, bits));
+        for p in places.iter().filter(|p| p.instance != 0) {
+            let bits = match self.allowed_from(&p.role, &p.phase) {
+                Some(bits) => bits,
+                None if self.unknown == UnknownRole::Violation => [0; ALLOWED_WORDS],
+                None => continue,
+            };
+            if self.needs_update(p.tgid, p.instance, bits) {
+                out.push(KillSet {
+                    tgid: p.tgid,
+                    instance: p.instance,
+                    bits,
+                });
             }
         }
         out
     }
 
-    /// Forgets what was applied for processes that are gone.
-    pub fn forget(&mut self, tgid: u32) {
-        self.applied.remove(&tgid);
+    /// Forgets what was applied for a process instance that is gone.
+    pub fn forget(&mut self, tgid: u32, instance: u32) {
+        self.applied.remove(&(tgid, instance));
+    }
+
+    /// Keeps what was applied for the live processes in `places` only.
+    pub fn retain(&mut self, places: &[ProcessPlace]) {
+        let live: HashSet<(u32, u32)> = places.iter().map(|p| (p.tgid, p.instance)).collect();
+        self.applied.retain(|k, _| live.contains(k));
+    }
+
+    /// Process instances with a kill set applied.
+    pub fn applied(&self) -> usize {
+        self.applied.len()
     }
 }
 
@@ -160,8 +209,10 @@ mod tests {
             bits[(nr / 64) as usize] & (1 << (nr % 64)) != 0
         };
         assert!(has("accept4") && has("exit_group") && !has("socket") && !has("ptrace"));
-        assert!(m.needs_update(7, bits));
-        assert!(!m.needs_update(7, bits));
+        assert!(m.needs_update(7, 1, bits));
+        assert!(!m.needs_update(7, 1, bits));
+        // The same pid, another process: its own set.
+        assert!(m.needs_update(7, 2, bits));
         assert_eq!(m.allowed_from("main", "nope"), None);
     }
 }

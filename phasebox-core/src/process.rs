@@ -29,6 +29,10 @@ pub struct Process {
     /// The full id of the container it runs in (None: the host). A child is where its parent
     /// is.
     pub container: Option<String>,
+    /// Found at its exec but outside the session's scope (another container, another program
+    /// with the same comm), or a child of such a process: the kernel stops tracking it at its
+    /// next call, and nothing of it is learned or counted. A child inherits it.
+    pub ignored: bool,
     /// Exact calls and errors per syscall number, from the kernel's counters.
     pub counts: BTreeMap<u32, Counts>,
 }
@@ -46,21 +50,31 @@ impl Process {
             started_ns,
             exited_ns: None,
             container: None,
+            ignored: false,
             counts: BTreeMap::new(),
         }
     }
 }
 
+/// A fork child not yet known to be a process or a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Candidate {
+    parent: u32,
+    ts_ns: u64,
+    /// The instance the kernel gave it.
+    instance: u32,
+}
+
 /// The tree of traced processes.
 #[derive(Debug, Default)]
 pub struct ProcessTree {
-    /// Every instance seen, in the order seen.
-    procs: Vec<Process>,
+    /// Every instance seen (and not pruned), by the order it was seen.
+    procs: BTreeMap<u64, Process>,
+    next_seq: u64,
     /// pid → its newest instance in `procs`.
-    by_pid: HashMap<u32, usize>,
-    /// Fork children not yet known to be processes or threads: child id → (parent tgid, time,
-    /// the instance the kernel gave it).
-    candidates: HashMap<u32, (u32, u64, u32)>,
+    by_pid: HashMap<u32, u64>,
+    /// Fork children not yet known to be processes or threads, by child id.
+    candidates: HashMap<u32, Candidate>,
 }
 
 impl ProcessTree {
@@ -86,11 +100,19 @@ impl ProcessTree {
         }
     }
 
-    fn insert(&mut self, p: Process) -> usize {
-        let i = self.procs.len();
-        self.by_pid.insert(p.pid, i);
-        self.procs.push(p);
-        i
+    /// Marks the newest process with this pid as outside the session's scope.
+    pub fn set_ignored(&mut self, pid: u32) {
+        if let Some(p) = self.current_mut(pid) {
+            p.ignored = true;
+        }
+    }
+
+    fn insert(&mut self, p: Process) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_pid.insert(p.pid, seq);
+        self.procs.insert(seq, p);
+        seq
     }
 
     /// Applies one event.
@@ -102,11 +124,16 @@ impl ProcessTree {
             Event::Segment(s) => {
                 self.note_instance(s.header.tgid, s.instance, s.ts_ns);
             }
+            Event::Filtered(f) => self.note_tgid(f.header.tgid),
             Event::Path(p) => self.note_tgid(p.tgid),
             Event::Fork(r) => {
                 if r.child_tid != r.header.tgid {
-                    self.candidates
-                        .insert(r.child_tid, (r.header.tgid, r.ts_ns, r.child_instance));
+                    let c = Candidate {
+                        parent: r.header.tgid,
+                        ts_ns: r.ts_ns,
+                        instance: r.child_instance,
+                    };
+                    self.candidates.insert(r.child_tid, c);
                 }
             }
             Event::Exec(e) => {
@@ -130,24 +157,48 @@ impl ProcessTree {
         }
     }
 
-    /// Records that `tgid` is a process: promotes it from candidate if it was one.
+    /// Records that `tgid` is a process: promotes it from candidate if it was one. The
+    /// kernel's counters may have shown it first (a harvest can read them before its fork
+    /// record is drained): that process is the same instance, and gets its parent now.
     pub fn note_tgid(&mut self, tgid: u32) {
         if self.candidates.is_empty() {
             return;
         }
-        if let Some((parent, ts, instance)) = self.candidates.remove(&tgid) {
-            let (exe, comm, container) = match self.get(parent) {
-                Some(p) => (p.exe.clone(), p.comm.clone(), p.container.clone()),
-                None => (String::new(), String::new(), None),
-            };
-            self.insert(Process {
-                ppid: parent,
-                exe,
-                comm,
-                container,
-                ..Process::bare(tgid, instance, Some(ts))
-            });
+        let Some(c) = self.candidates.remove(&tgid) else {
+            return;
+        };
+        let (exe, comm, container, ignored) = match self.get(c.parent) {
+            Some(p) => (
+                p.exe.clone(),
+                p.comm.clone(),
+                p.container.clone(),
+                p.ignored,
+            ),
+            None => (String::new(), String::new(), None, false),
+        };
+        if let Some(p) = self.current_mut(tgid)
+            && p.instance == c.instance
+            && p.ppid == 0
+        {
+            p.ppid = c.parent;
+            p.started_ns = Some(c.ts_ns);
+            p.ignored |= ignored;
+            if p.exe.is_empty() {
+                (p.exe, p.comm) = (exe, comm);
+            }
+            if p.container.is_none() {
+                p.container = container;
+            }
+            return;
         }
+        self.insert(Process {
+            ppid: c.parent,
+            exe,
+            comm,
+            container,
+            ignored,
+            ..Process::bare(tgid, c.instance, Some(c.ts_ns))
+        });
     }
 
     /// Records that `tgid` runs as kernel instance `instance`: fills in an instance phasebox
@@ -157,11 +208,10 @@ impl ProcessTree {
         if instance == 0 {
             return;
         }
-        let Some(&i) = self.by_pid.get(&tgid) else {
+        let Some(p) = self.current_mut(tgid) else {
             self.insert(Process::bare(tgid, instance, Some(ts_ns)));
             return;
         };
-        let p = &mut self.procs[i];
         if p.instance == 0 {
             p.instance = instance;
         } else if p.instance != instance {
@@ -179,46 +229,41 @@ impl ProcessTree {
     }
 
     fn current_mut(&mut self, pid: u32) -> Option<&mut Process> {
-        let i = *self.by_pid.get(&pid)?;
-        self.procs.get_mut(i)
+        let seq = *self.by_pid.get(&pid)?;
+        self.procs.get_mut(&seq)
     }
 
     /// The newest process with this pid.
     pub fn get(&self, pid: u32) -> Option<&Process> {
-        self.by_pid.get(&pid).map(|&i| &self.procs[i])
+        self.by_pid.get(&pid).and_then(|seq| self.procs.get(seq))
     }
 
     /// The process a counter key belongs to.
     pub fn find(&self, tgid: u32, instance: u32) -> Option<&Process> {
-        let newest = self.get(tgid)?;
-        if newest.instance == instance || newest.instance == 0 {
-            return Some(newest);
-        }
-        self.procs
-            .iter()
-            .rev()
-            .find(|p| p.pid == tgid && p.instance == instance)
+        self.find_seq(tgid, instance).map(|seq| &self.procs[&seq])
     }
 
-    fn find_index(&self, tgid: u32, instance: u32) -> Option<usize> {
+    fn find_seq(&self, tgid: u32, instance: u32) -> Option<u64> {
         let &newest = self.by_pid.get(&tgid)?;
-        let p = &self.procs[newest];
+        let p = &self.procs[&newest];
         if p.instance == instance || p.instance == 0 {
             return Some(newest);
         }
         self.procs
             .iter()
-            .rposition(|p| p.pid == tgid && p.instance == instance)
+            .rev()
+            .find(|(_, p)| p.pid == tgid && p.instance == instance)
+            .map(|(&seq, _)| seq)
     }
 
     /// Adds harvested counter growth to its process (one that only the counters saw is added
     /// with what is known: its pid).
     pub fn add_counts(&mut self, key: &CountKey, grew: Counts) {
-        let i = match self.find_index(key.tgid, key.instance) {
-            Some(i) => i,
+        let seq = match self.find_seq(key.tgid, key.instance) {
+            Some(seq) => seq,
             None => self.insert(Process::bare(key.tgid, key.instance, None)),
         };
-        let p = &mut self.procs[i];
+        let p = self.procs.get_mut(&seq).expect("found or inserted");
         if p.instance == 0 {
             p.instance = key.instance;
         }
@@ -233,9 +278,14 @@ impl ProcessTree {
             .is_some_and(|p| p.exited_ns.is_some())
     }
 
+    /// Whether the process a record or counter key belongs to is outside the session's scope.
+    pub fn is_ignored(&self, tgid: u32, instance: u32) -> bool {
+        self.find(tgid, instance).is_some_and(|p| p.ignored)
+    }
+
     /// Processes in the order they were seen.
     pub fn processes(&self) -> impl Iterator<Item = &Process> {
-        self.procs.iter()
+        self.procs.values()
     }
 
     /// Pids of processes not known to have exited, and fork children not yet classified.
@@ -243,7 +293,7 @@ impl ProcessTree {
         let mut v: Vec<u32> = self
             .by_pid
             .values()
-            .map(|&i| &self.procs[i])
+            .map(|seq| &self.procs[seq])
             .filter(|p| p.exited_ns.is_none())
             .map(|p| p.pid)
             .collect();
@@ -264,6 +314,32 @@ impl ProcessTree {
     pub fn is_empty(&self) -> bool {
         self.procs.is_empty()
     }
+
+    /// Forgets every process instance that has exited (call it after a harvest, which read
+    /// their counts for the last time): a long-running agent keeps only what lives. Returns
+    /// the (pid, instance) of each one forgotten.
+    pub fn prune_exited(&mut self) -> Vec<(u32, u32)> {
+        let gone: Vec<u64> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.exited_ns.is_some())
+            .map(|(&seq, _)| seq)
+            .collect();
+        let mut out = Vec::with_capacity(gone.len());
+        for seq in gone {
+            let p = self.procs.remove(&seq).expect("listed above");
+            if self.by_pid.get(&p.pid) == Some(&seq) {
+                self.by_pid.remove(&p.pid);
+            }
+            out.push((p.pid, p.instance));
+        }
+        out
+    }
+
+    /// How many process instances the tree holds.
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
 }
 
 #[cfg(test)]
@@ -280,7 +356,7 @@ mod tests {
             parent_tid: parent,
             child_tid: child,
             child_instance: instance,
-            _pad: 0,
+            child_flags: 0,
             ts_ns: ts,
         })
     }
@@ -333,6 +409,7 @@ mod tests {
             ts_ns: 3,
             comm: "pwd".into(),
             filename: "/usr/bin/pwd".into(),
+            found_by: 0,
         }));
         assert_eq!(t.get(21).unwrap().exe, "/usr/bin/pwd");
         assert_eq!(t.get(20).unwrap().exe, "/bin/sh");

@@ -35,10 +35,11 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
-    ALLOWED_WORDS, COMM_LEN, Config, CountKey, Counts, ExecRecord, ExitRecord, FORK_MARKER_SLOT,
-    FULL_MARKER_SET, ForkRecord, Header, MAX_MARKER_SETS, MAX_SYSCALLS, NO_FIELD, PathRecord,
-    Pending, ProcState, Record, SIGKILL, SegmentRecord, SetRequest, SyscallRecord, drop_slot,
-    exec_flags, is_error, mode, segment_flags, syscall_flags,
+    ALLOWED_WORDS, Allowed, COMM_LEN, Config, CountKey, Counts, ExecRecord, ExitRecord,
+    FORK_MARKER_SLOT, FULL_MARKER_SET, FilteredRecord, ForkRecord, Header, MAX_MARKER_SETS,
+    MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, ProcState, Record, SIGKILL, Scope, SegmentRecord,
+    SetRequest, SyscallRecord, Verdict, drop_slot, exec_flags, is_error, mode, proc_flags,
+    scope_flags, segment_flags, syscall_flags,
 };
 
 /// Settings written by the agent before load (see `Config`).
@@ -74,21 +75,35 @@ static PB_PATH_ARGS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 #[map]
 static PB_MARKERS: Array<u8> = Array::with_max_entries(MAX_MARKER_SETS * MAX_SYSCALLS, 0);
 
-/// tgid → the process's instance, current segment and marker set. Only the programs write it.
+/// tgid (and the tid of every thread, made at its clone in case it is a process) → the
+/// process's instance, current segment, marker set and flags. Only the programs write it,
+/// except that the agent deletes a `GONE` entry once it has read the exit.
 #[map]
-static PB_PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(16384, 0);
+static PB_PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(65536, 0);
 
 /// The next process instance number (1, 2, 3…: never reused, unlike pids).
 #[map]
 static PB_NEXT_INSTANCE: Array<u32> = Array::with_max_entries(1, 0);
 
-/// tgid → a narrower marker set the agent asks for (see `SetRequest`). Only the agent writes.
+/// tgid → a narrower marker set the agent asks for (see `SetRequest`). The agent writes it;
+/// the kernel deletes it when the process exits.
 #[map]
-static PB_SET_REQUESTS: HashMap<u32, SetRequest> = HashMap::with_max_entries(16384, 0);
+static PB_SET_REQUESTS: HashMap<u32, SetRequest> = HashMap::with_max_entries(65536, 0);
 
-/// Monitor mode with kill: tgid → syscalls it may still make (its phase and the later ones).
+/// Monitor mode with kill: tgid → the syscalls its instance may still make (its phase and
+/// the later ones). The agent writes it; the kernel deletes it when the process exits.
 #[map]
-static PB_ALLOWED: HashMap<u32, [u64; ALLOWED_WORDS]> = HashMap::with_max_entries(4096, 0);
+static PB_ALLOWED: HashMap<u32, Allowed> = HashMap::with_max_entries(16384, 0);
+
+/// tgid → the agent's verdict on a process found at its exec (`proc_flags::UNCONFIRMED`).
+/// The agent writes it; the kernel deletes it once applied, or when the process exits.
+#[map]
+static PB_VERDICTS: HashMap<u32, Verdict> = HashMap::with_max_entries(16384, 0);
+
+/// Which untracked processes `pb_exec` starts tracking (one entry; the agent rewrites it when
+/// its scope changes).
+#[map]
+static PB_SCOPE: Array<Scope> = Array::with_max_entries(1, 0);
 
 /// tid → the syscall it is in (stream and errors modes).
 #[map]
@@ -129,6 +144,17 @@ const PATH_ARG_OFFSETS: &[usize] = &[0, 8, 16];
 #[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
 const PATH_ARG_OFFSETS: &[usize] = &[];
 
+/// Where `struct pt_regs` keeps the syscall number through the call (seccomp leaves it there
+/// when it answers a call itself): `orig_ax` on x86_64, `syscallno` after `user_pt_regs` (31
+/// registers, sp, pc, pstate) and `orig_x0` on aarch64.
+#[cfg(bpf_target_arch = "x86_64")]
+const SYSCALL_NR_OFFSET: Option<usize> =
+    Some(core::mem::offset_of!(aya_ebpf::bindings::pt_regs, orig_rax));
+#[cfg(bpf_target_arch = "aarch64")]
+const SYSCALL_NR_OFFSET: Option<usize> = Some(34 * 8 + 8);
+#[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
+const SYSCALL_NR_OFFSET: Option<usize> = None;
+
 #[inline(always)]
 fn mode_has(bit: u32) -> bool {
     PB_MODE.load() & bit != 0
@@ -154,6 +180,13 @@ fn tracked(tgid: u32) -> bool {
     let user = PB_USER_BITS.get(word).copied().unwrap_or(0);
     let kernel = PB_KERNEL_BITS.get(word).copied().unwrap_or(0);
     (user | kernel) & mask != 0
+}
+
+/// Whether the agent's bit for `pid` is set (attached or launched by the agent).
+#[inline(always)]
+fn user_tracked(pid: u32) -> bool {
+    let (word, mask) = bit(pid);
+    PB_USER_BITS.get(word).copied().unwrap_or(0) & mask != 0
 }
 
 /// Sets or clears `pid`'s kernel bit. Each bit has one writer at a time (the fork that created
@@ -231,12 +264,14 @@ fn new_instance() -> u32 {
 /// Starts keeping state for `tgid` at its first segment. Returns None when the map is full
 /// (its calls are then counted under instance 0, without segments).
 #[inline(always)]
-fn start_process(tgid: u32, instance: u32) -> Option<ProcState> {
+fn start_process(tgid: u32, instance: u32, flags: u32) -> Option<ProcState> {
     let st = ProcState {
         instance,
         seg: 1,
         marker_set: FULL_MARKER_SET,
         execs: 0,
+        flags,
+        _pad: 0,
     };
     match PB_PROCS.insert(tgid, st, 0) {
         Ok(()) => Some(st),
@@ -343,15 +378,19 @@ fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns:
     entry.submit(BPF_RB_NO_WAKEUP.into());
 }
 
-/// Monitor mode with kill: SIGKILL for a call outside the process's allowed set.
+/// Monitor mode with kill: SIGKILL for a call outside the allowed set of this process
+/// instance (a set written for an earlier process with the same pid is never applied).
 #[inline(always)]
-fn enforce(tgid: u32, nr: u32) {
+fn enforce(tgid: u32, instance: u32, nr: u32) {
     // SAFETY: a map value read for this run; only the agent writes it, whole.
     let Some(allowed) = (unsafe { PB_ALLOWED.get(tgid) }) else {
         return; // no set yet (a new process): nothing to enforce
     };
+    if allowed.instance != instance || instance == 0 {
+        return;
+    }
     let word = (nr / 64) as usize;
-    let allowed_here = word < ALLOWED_WORDS && allowed[word] & (1u64 << (nr % 64)) != 0;
+    let allowed_here = word < ALLOWED_WORDS && allowed.bits[word] & (1u64 << (nr % 64)) != 0;
     if !allowed_here {
         // SAFETY: a helper that signals the current process.
         unsafe { bpf_send_signal(SIGKILL) };
@@ -386,24 +425,33 @@ fn count(key: &CountKey) -> bool {
 }
 
 /// Where a tracked process's call is counted: its instance and segment (a new segment when
-/// the call may start a later phase).
+/// the call may start a later phase). None: the process is not to be traced (the pid of an
+/// exited root taken by another process, or a found process the agent rejected).
 #[inline(always)]
-fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> (u32, u32) {
+fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> Option<(u32, u32)> {
     let mut why = 0;
     let st = match PB_PROCS.get_ptr_mut(tgid) {
         Some(st) => st,
         None => {
-            let Some(fresh) = start_process(tgid, new_instance()) else {
-                return (0, 0);
+            let Some(fresh) = start_process(tgid, new_instance(), 0) else {
+                return Some((0, 0));
             };
             why |= segment_flags::FIRST;
             match PB_PROCS.get_ptr_mut(tgid) {
                 Some(st) => st,
-                None => return (fresh.instance, fresh.seg),
+                None => return Some((fresh.instance, fresh.seg)),
             }
         }
     };
     // SAFETY: `st` points at this process's PB_PROCS value for this run.
+    let flags = unsafe { (*st).flags };
+    if flags & proc_flags::GONE != 0 {
+        return None;
+    }
+    if flags & proc_flags::UNCONFIRMED != 0 && !apply_verdict(tgid, st) {
+        return None;
+    }
+    // SAFETY: as above.
     let (instance, seg, set) = unsafe { ((*st).instance, (*st).seg, (*st).marker_set) };
     if is_marker(set, nr) {
         apply_set_request(tgid, st);
@@ -413,7 +461,7 @@ fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> (u32,
         }
     }
     if why == 0 {
-        return (instance, seg);
+        return Some((instance, seg));
     }
     let ts_ns = now();
     if why & segment_flags::MARKER != 0 && mode_has(mode::PATHS) {
@@ -422,9 +470,34 @@ fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> (u32,
     if why & segment_flags::FIRST != 0 {
         // A process's first segment needs no new number: report it as it is.
         emit_segment(tgid, tid, nr, instance, seg, why, ts_ns);
-        return (instance, seg);
+        return Some((instance, seg));
     }
-    (instance, open_segment(tgid, tid, st, nr, why, ts_ns))
+    Some((instance, open_segment(tgid, tid, st, nr, why, ts_ns)))
+}
+
+/// Applies the agent's verdict on a process found at its exec, if there is one yet. Returns
+/// whether the process is still traced: a rejected one is forgotten here (its calls from now
+/// on cost it the filter only).
+#[inline(always)]
+fn apply_verdict(tgid: u32, st: *mut ProcState) -> bool {
+    // SAFETY: a map value read for this run; only the agent writes it, whole.
+    let Some(v) = (unsafe { PB_VERDICTS.get(tgid) }).copied() else {
+        return true; // not decided yet: counted, never enforced
+    };
+    // SAFETY: `st` points at this process's PB_PROCS value for this run.
+    if v.instance != unsafe { (*st).instance } {
+        return true; // a verdict for an earlier process with this pid
+    }
+    let _ = PB_VERDICTS.remove(tgid);
+    if v.accept != 0 {
+        // SAFETY: as above; only this process's own calls and exit change its flags.
+        unsafe { (*st).flags &= !proc_flags::UNCONFIRMED };
+        return true;
+    }
+    set_kernel_bit(tgid, false);
+    let _ = PB_PROCS.remove(tgid);
+    lost(drop_slot::REJECTED);
+    false
 }
 
 /// A syscall record sent at entry, with no duration or return value.
@@ -472,10 +545,12 @@ fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
             unsafe { *waiting = 0 };
         }
     }
+    let Some((instance, seg)) = segment_of(ctx, tgid, tid, nr) else {
+        return;
+    };
     if mode_has(mode::KILL) {
-        enforce(tgid, nr);
+        enforce(tgid, instance, nr);
     }
-    let (instance, seg) = segment_of(ctx, tgid, tid, nr);
     let key = CountKey {
         tgid,
         instance,
@@ -495,7 +570,7 @@ fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
         }
         remember(tid, &key, enter_ns);
     } else {
-        if mode_has(mode::ERRORS) {
+        if mode_has(mode::ERRORS) || mode_has(mode::FILTERED) {
             remember(tid, &key, 1);
         }
         if first {
@@ -544,12 +619,17 @@ pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
 #[inline(never)]
 fn traced_exit(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
     let Some(pending) = PB_PENDING.get_ptr_mut(tid) else {
-        return;
+        return; // entered before tracking began
     };
     // SAFETY: only this thread reads or writes its own entry.
     let p = unsafe { *pending };
     if p.enter_ns == 0 {
-        return; // entered before tracking began, or already reported
+        // Its last call was reported already: this exit had no enter. A seccomp filter
+        // answered the call before the enter tracepoint.
+        if mode_has(mode::FILTERED) {
+            filtered(ctx, tgid, tid, &p);
+        }
+        return;
     }
     // SAFETY: as above.
     unsafe { (*pending).enter_ns = 0 };
@@ -583,6 +663,37 @@ fn traced_exit(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
     }
 }
 
+/// Sends a call a seccomp filter denied before the enter tracepoint, placed in the segment of
+/// the thread's previous call.
+#[inline(always)]
+fn filtered(ctx: &RawTracePointContext, tgid: u32, tid: u32, p: &Pending) {
+    let ret = ctx.arg::<i64>(1);
+    let Some(off) = SYSCALL_NR_OFFSET else {
+        return;
+    };
+    if !is_error(ret) {
+        return;
+    }
+    let regs = ctx.arg::<u64>(0) as *const u8;
+    // SAFETY: `regs` is the tracepoint's pt_regs; the read goes through the probe helper,
+    // which fails cleanly on a bad address; the offset is this architecture's syscall number.
+    let Ok(nr) = (unsafe { bpf_probe_read_kernel(regs.add(off).cast::<i32>()) }) else {
+        return;
+    };
+    emit(
+        FilteredRecord {
+            header: Header::of::<FilteredRecord>(0, tgid),
+            tid,
+            nr: nr as u32,
+            instance: p.instance,
+            seg: p.seg,
+            ts_ns: now(),
+            ret,
+        },
+        batched_wakeup(),
+    );
+}
+
 /// Does nothing: the per-syscall cost benchmark's floor.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn pb_floor(_ctx: RawTracePointContext) -> i32 {
@@ -607,12 +718,28 @@ pub fn pb_floor_bit(_ctx: RawTracePointContext) -> i32 {
     i32::from(user & mask != 0)
 }
 
+/// The state of a process traced now, or None: not traced, or the pid of an exited root that
+/// another process has taken (`proc_flags::GONE`).
+#[inline(always)]
+fn traced_state(tgid: u32) -> Option<*mut ProcState> {
+    if !tracked(tgid) {
+        return None;
+    }
+    match PB_PROCS.get_ptr_mut(tgid) {
+        // SAFETY: `st` points at this process's PB_PROCS value for this run.
+        Some(st) if unsafe { (*st).flags } & proc_flags::GONE != 0 => None,
+        Some(st) => Some(st),
+        // Tracked, no state yet (attached, no call seen): a null state, still traced.
+        None => Some(core::ptr::null_mut()),
+    }
+}
+
 #[tracepoint(category = "sched", name = "sched_process_fork")]
 pub fn pb_fork(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    if !tracked(tgid) {
+    let Some(st) = traced_state(tgid) else {
         return 0;
-    }
+    };
     let cfg = PB_CONFIG.load();
     // SAFETY: a read of the tracepoint record through the probe helper at an offset read from
     // the kernel's own format file.
@@ -624,25 +751,29 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let ts_ns = now();
-    // A fork may start the parent's next phase.
-    if let Some(st) = PB_PROCS.get_ptr_mut(tgid) {
+    let mut child_flags = 0;
+    if !st.is_null() {
         // SAFETY: `st` points at the parent's PB_PROCS value for this run.
-        if is_marker(unsafe { (*st).marker_set }, FORK_MARKER_SLOT) {
+        let (set, flags) = unsafe { ((*st).marker_set, (*st).flags) };
+        // A child of an unconfirmed process waits for the agent's verdict too.
+        child_flags = flags & proc_flags::UNCONFIRMED;
+        // A fork may start the parent's next phase.
+        if is_marker(set, FORK_MARKER_SLOT) {
             open_segment(tgid, tid, st, 0, segment_flags::FORK, ts_ns);
         }
     }
     // A thread's bit and state are never looked up as a tgid's while it lives; pb_exit clears
-    // them.
+    // them. A GONE entry left at this pid is replaced: the pid is the traced tree's again.
     set_kernel_bit(child, true);
     let child_instance = new_instance();
-    start_process(child, child_instance);
+    start_process(child, child_instance, child_flags);
     emit(
         ForkRecord {
             header: Header::of::<ForkRecord>(0, tgid),
             parent_tid: tid,
             child_tid: child,
             child_instance,
-            _pad: 0,
+            child_flags,
             ts_ns,
         },
         0,
@@ -669,17 +800,38 @@ fn exec_name_matches(comm: &[u8; COMM_LEN], want: &[u8; COMM_LEN]) -> bool {
     true
 }
 
-/// Whether the current task runs in the `--container`'s pid namespace.
+/// Whether the current task runs in the pid namespace (`dev`, `ino`).
 #[inline(always)]
-fn in_container(cfg: &Config) -> bool {
-    if cfg.pidns_ino == 0 {
-        return false;
-    }
+fn in_pidns(dev: u64, ino: u64) -> bool {
     let mut ns = bpf_pidns_info { pid: 0, tgid: 0 };
     let size = core::mem::size_of::<bpf_pidns_info>() as u32;
     // SAFETY: the helper writes at most `size` bytes into `ns`, a local of that size; it fails
     // (non-zero) when the task is in another pid namespace.
-    unsafe { bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &mut ns, size) == 0 }
+    unsafe { bpf_get_ns_current_pid_tgid(dev, ino, &mut ns, size) == 0 }
+}
+
+/// How an untracked process executing a program falls in the session's scope
+/// (`exec_flags::BY_*`), or 0 when it does not.
+#[inline(always)]
+fn scope_match(comm: &[u8; COMM_LEN], cfg: &Config) -> u16 {
+    if exec_name_matches(comm, &cfg.exec_comm) {
+        return exec_flags::BY_NAME;
+    }
+    let Some(scope) = PB_SCOPE.get(0) else {
+        return 0;
+    };
+    if scope.flags & scope_flags::PIDNS != 0 && in_pidns(scope.pidns_dev, scope.pidns_ino) {
+        return exec_flags::BY_PIDNS;
+    }
+    if scope.flags & scope_flags::FOREIGN_PIDNS != 0
+        && !in_pidns(scope.host_pidns_dev, scope.host_pidns_ino)
+    {
+        return exec_flags::BY_FOREIGN_PIDNS;
+    }
+    if scope.flags & scope_flags::ANY != 0 {
+        return exec_flags::BY_ANY;
+    }
+    0
 }
 
 #[tracepoint(category = "sched", name = "sched_process_exec")]
@@ -687,43 +839,29 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
     let cfg = PB_CONFIG.load();
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    let traced = traced_state(tgid);
     let mut flags = 0;
-    if !tracked(tgid) {
-        if !exec_name_matches(&comm, &cfg.exec_comm) && !in_container(&cfg) {
+    if traced.is_none() {
+        let how = scope_match(&comm, &cfg);
+        if how == 0 {
             return 0;
         }
         set_kernel_bit(tgid, true);
-        flags = exec_flags::NEW_ROOT;
+        flags = exec_flags::NEW_ROOT | how;
     }
     let ts_ns = now();
-    let Some(mut entry) = PB_EVENTS.reserve::<ExecRecord>(0) else {
-        lost(drop_slot::RINGBUF);
-        return 0;
-    };
-    let rec = entry.as_mut_ptr();
-    // SAFETY: `rec` points into the reserved ring-buffer entry, filled field by field (the
-    // record is too large for the BPF stack); tracepoint fields are read through the probe
-    // helpers at offsets read from the kernel's own format file.
-    unsafe {
-        (*rec).header = Header::of::<ExecRecord>(flags, tgid);
-        (*rec).tid = tid;
-        (*rec).old_tid = ctx
-            .read_at::<i32>(cfg.exec_old_pid_off as usize)
-            .unwrap_or(0) as u32;
-        (*rec).ts_ns = ts_ns;
-        (*rec).comm = comm;
-        (*rec).filename[0] = 0;
-        if let Ok(loc) = ctx.read_at::<u32>(cfg.exec_filename_off as usize) {
-            let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
-            let _ = bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename);
-        }
-    }
-    entry.submit(0);
-    // A new program: a new segment, and every marker matters again (its role may differ).
-    let st = match PB_PROCS.get_ptr_mut(tgid) {
-        Some(st) => st,
-        None => {
-            let Some(fresh) = start_process(tgid, new_instance()) else {
+    emit_exec(&ctx, &cfg, tgid, tid, flags, comm, ts_ns);
+    // A new program: a new segment, and every marker matters again (its role may differ). A
+    // process found now starts afresh, unconfirmed, whatever this pid held before.
+    let st = match traced {
+        Some(st) if !st.is_null() => st,
+        _ => {
+            let state = if flags & exec_flags::NEW_ROOT != 0 {
+                proc_flags::UNCONFIRMED
+            } else {
+                0
+            };
+            let Some(fresh) = start_process(tgid, new_instance(), state) else {
                 return 0;
             };
             emit(
@@ -752,10 +890,46 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Sends the exec record: the program's path and comm.
+#[inline(always)]
+fn emit_exec(
+    ctx: &TracePointContext,
+    cfg: &Config,
+    tgid: u32,
+    tid: u32,
+    flags: u16,
+    comm: [u8; COMM_LEN],
+    ts_ns: u64,
+) {
+    let Some(mut entry) = PB_EVENTS.reserve::<ExecRecord>(0) else {
+        lost(drop_slot::RINGBUF);
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    // SAFETY: `rec` points into the reserved ring-buffer entry, filled field by field (the
+    // record is too large for the BPF stack); tracepoint fields are read through the probe
+    // helpers at offsets read from the kernel's own format file.
+    unsafe {
+        (*rec).header = Header::of::<ExecRecord>(flags, tgid);
+        (*rec).tid = tid;
+        (*rec).old_tid = ctx
+            .read_at::<i32>(cfg.exec_old_pid_off as usize)
+            .unwrap_or(0) as u32;
+        (*rec).ts_ns = ts_ns;
+        (*rec).comm = comm;
+        (*rec).filename[0] = 0;
+        if let Ok(loc) = ctx.read_at::<u32>(cfg.exec_filename_off as usize) {
+            let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+            let _ = bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename);
+        }
+    }
+    entry.submit(0);
+}
+
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn pb_exit(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    if !tracked(tgid) {
+    if traced_state(tgid).is_none() {
         return 0;
     }
     let off = PB_CONFIG.load().exit_group_dead_off;
@@ -773,10 +947,7 @@ pub fn pb_exit(ctx: TracePointContext) -> u32 {
         let _ = PB_PROCS.remove(tid);
     }
     if group_dead != 0 {
-        // The agent clears the process's user bit when it reads this record, and reads the
-        // process's counters before it deletes them; a reused pid starts a new instance.
-        set_kernel_bit(tgid, false);
-        let _ = PB_PROCS.remove(tgid);
+        process_ended(tgid);
     }
     emit(
         ExitRecord {
@@ -788,6 +959,29 @@ pub fn pb_exit(ctx: TracePointContext) -> u32 {
         0,
     );
     0
+}
+
+/// A traced process's last task exited: every entry kept for it goes, so the maps hold live
+/// processes only. The agent reads its counters before deleting them; a pid the agent tracks
+/// by its own bit keeps a `GONE` entry until the agent has read this exit, so that another
+/// process taking the pid meanwhile is not traced (or killed) as this one.
+#[inline(always)]
+fn process_ended(tgid: u32) {
+    set_kernel_bit(tgid, false);
+    let _ = PB_SET_REQUESTS.remove(tgid);
+    let _ = PB_ALLOWED.remove(tgid);
+    let _ = PB_VERDICTS.remove(tgid);
+    if !user_tracked(tgid) {
+        let _ = PB_PROCS.remove(tgid);
+        return;
+    }
+    match PB_PROCS.get_ptr_mut(tgid) {
+        // SAFETY: `st` points at this process's PB_PROCS value; its last task is exiting.
+        Some(st) => unsafe { (*st).flags |= proc_flags::GONE },
+        None => {
+            let _ = start_process(tgid, 0, proc_flags::GONE);
+        }
+    }
 }
 
 #[cfg(not(test))]

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use phasebox_core::{
     atomic_file::write_atomic,
     metrics::{BpfCost, BuildInfo, Counters, Metrics},
-    monitor::Monitor,
+    monitor::{Monitor, UnknownRole},
     phase::Detector,
     sysnames,
 };
 
 use crate::{
-    cli::{AgentArgs, OnViolation},
+    cli::{AgentArgs, OnViolation, UnknownRoles},
     containers,
     probe::stats::{Sampling, StatsSampler},
     procfs,
@@ -36,16 +36,17 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     let container = args
         .container
         .as_deref()
-        .map(containers::resolve)
+        .map(containers::find)
         .transpose()?;
     let mut session = start(&args, detector, container.clone(), monitor.is_some())?;
     let mut r = Refresher::new(&args, monitor)?;
     let server = crate::serve::serve(args.listen, r.page.clone()).await?;
     // A first page right away: /metrics is never empty once the agent says it is up.
     r.refresh(&mut session)?;
-    let what = match (&args.exec_name, &container) {
+    let what = match (&args.exec_name, session.container_state()) {
         (Some(name), _) => format!("waiting for {name} to start"),
-        (None, Some(c)) => format!("tracing container {}", c.name.as_deref().unwrap_or(&c.id)),
+        (None, Some((spec, true))) => format!("tracing container {spec}"),
+        (None, Some((spec, false))) => format!("waiting for container {spec} to start"),
         (None, None) => format!("tracing pid {} and descendants", join(&args.pids)),
     };
     crate::say!(
@@ -90,7 +91,14 @@ fn monitor(args: &AgentArgs, detector: &Detector) -> anyhow::Result<Option<Monit
                 "monitor mode needs phase rules (generic, nginx or a rule file), not auto"
             )
         }
-        Some(p) => Ok(Some(Monitor::load(p, kill)?)),
+        Some(p) => {
+            let mut m = Monitor::load(p, kill)?;
+            m.unknown = match args.unknown_roles {
+                UnknownRoles::Violation => UnknownRole::Violation,
+                UnknownRoles::Ignore => UnknownRole::Ignore,
+            };
+            Ok(Some(m))
+        }
         None => Ok(None),
     }
 }
@@ -99,13 +107,20 @@ fn monitor(args: &AgentArgs, detector: &Detector) -> anyhow::Result<Option<Monit
 fn start(
     args: &AgentArgs,
     detector: Detector,
-    container: Option<containers::ContainerTarget>,
+    container: Option<containers::Found>,
     monitoring: bool,
 ) -> anyhow::Result<Session> {
+    // Programs found by name or in a container often run under a seccomp filter (a
+    // container engine's): the calls it denies are noticed.
+    let filtered = args.exec_name.is_some()
+        || container.is_some()
+        || args.pids.iter().any(|&p| procfs::under_seccomp(p));
     let mut builder = Session::builder(Mode::Agent)
         .ring_bytes(args.ring_bytes)
         .stream(args.stream)
         .errors(args.errors)
+        .filtered(filtered)
+        .keep_exited(false)
         .kill(args.on_violation == OnViolation::Kill && monitoring)
         .exec_name(args.exec_name.clone())
         .phases(detector)
@@ -183,7 +198,7 @@ impl Refresher {
         let program = session
             .tree()
             .processes()
-            .next()
+            .find(|p| !p.ignored)
             .map(|p| p.comm.clone())
             .unwrap_or_default();
         let totals = l.totals();
@@ -220,16 +235,25 @@ impl Refresher {
         } else {
             Vec::new()
         };
+        let full = session.probe().map_full();
         Ok(Counters {
             events: session.events(),
             dropped: losses.ringbuf_full,
             killed: session.probe().kills()?,
-            live: session.tree().live_pids().len(),
+            live: session.live(),
             bpf,
             bpf_sampled_s: self
                 .stats
                 .as_ref()
                 .map_or(0.0, |s| s.sampled().as_secs_f64()),
+            rejected: session.probe().rejected()?,
+            map_full: vec![
+                ("counters", losses.counter_map_full),
+                ("processes", losses.process_map_full),
+                ("set_requests", full.set_requests),
+                ("allowed", full.allowed),
+                ("verdicts", full.verdicts),
+            ],
         })
     }
 
@@ -239,7 +263,7 @@ impl Refresher {
         &mut self,
         session: &mut Session,
         program: &str,
-        places: &[(u32, String, String)],
+        places: &[phasebox_core::learn::ProcessPlace],
     ) -> anyhow::Result<()> {
         let Some(m) = self.monitor.as_mut() else {
             return Ok(());
@@ -265,8 +289,9 @@ impl Refresher {
             );
         }
         if m.kill {
-            for (tgid, bits) in m.kill_sets(places) {
-                session.probe_mut().set_allowed(tgid, bits)?;
+            m.retain(places);
+            for k in m.kill_sets(places) {
+                session.probe_mut().set_allowed(k.tgid, k.instance, k.bits);
             }
         }
         Ok(())

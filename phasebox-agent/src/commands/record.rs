@@ -2,7 +2,7 @@
 use super::trace_session;
 use crate::{
     cli::RecordArgs,
-    containers,
+    containers, procfs,
     session::{Mode, Stop, interrupted},
 };
 
@@ -13,9 +13,12 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
     let container = args
         .container
         .as_deref()
-        .map(containers::resolve)
+        .map(containers::find)
         .transpose()?;
-    let mut builder = trace_session(Mode::Record, &args.trace)?.stream(true);
+    let filtered = container.is_some() || args.pids.iter().any(|&p| procfs::under_seccomp(p));
+    let mut builder = trace_session(Mode::Record, &args.trace)?
+        .stream(true)
+        .filtered(filtered);
     if let Some(c) = container.clone() {
         builder = builder.container(c);
     }
@@ -24,20 +27,21 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
         Some(_) => session.attach_container()?,
         None => session.attach(&args.pids)?,
     };
-    let list = match &container {
-        Some(c) => format!("container {}", c.name.as_deref().unwrap_or(&c.id)),
+    let list = match session.container_state() {
+        Some((spec, _)) => format!("container {spec}"),
         None => {
             let pids: Vec<String> = args.pids.iter().map(u32::to_string).collect();
             format!("pid {}", pids.join(", "))
         }
     };
-    if n == 0 {
-        anyhow::bail!("{list} exited before phasebox could attach to it");
+    match (n, &container) {
+        (0, None) => anyhow::bail!("{list} exited before phasebox could attach to it"),
+        (0, Some(_)) => crate::say!("phasebox: waiting for {list} to start; Ctrl-C to stop"),
+        _ => crate::say!(
+            "phasebox: tracing {list} and descendants ({n} process{}); Ctrl-C to stop",
+            if n == 1 { "" } else { "es" }
+        ),
     }
-    crate::say!(
-        "phasebox: tracing {list} and descendants ({n} process{}); Ctrl-C to stop",
-        if n == 1 { "" } else { "es" }
-    );
     let duration = args.duration;
     let stop = async move {
         match duration {

@@ -29,6 +29,13 @@ pub fn render(ev: &Event, start_ns: u64, path: Option<&str>) -> Option<String> {
                 )
             }
         }
+        Event::Filtered(f) => format!(
+            "{:12.6} {:>7} {}(…) = {} (answered by a seccomp filter)",
+            secs(f.ts_ns),
+            f.tid,
+            sysnames::name(f.nr),
+            sysnames::render_return(f.ret)
+        ),
         Event::Fork(r) => format!(
             "{:12.6} {:>7} +++ forked {}",
             secs(r.ts_ns),

@@ -95,8 +95,6 @@ fn config(opts: &ProbeOptions) -> Result<Config, ProbeError> {
         exec_comm: opts.exec_comm.unwrap_or([0; COMM_LEN]),
         // Wake the reader when a quarter of the ring is full; it drains on a timer too.
         wakeup_bytes: opts.ring_bytes / 4,
-        pidns_dev: opts.pidns.map_or(0, |(dev, _)| dev),
-        pidns_ino: opts.pidns.map_or(0, |(_, ino)| ino),
     })
 }
 
@@ -108,6 +106,7 @@ fn mode_bits(opts: &ProbeOptions) -> u32 {
         (opts.paths, mode::PATHS),
         (opts.kill, mode::KILL),
         (opts.errors, mode::ERRORS),
+        (opts.filtered, mode::FILTERED),
     ] {
         if on {
             bits |= bit;
@@ -136,7 +135,8 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeEr
         .map_max_entries(names::KERNEL_BITS, words)
         .load(OBJECT)
         .map_err(ProbeError::Load)?;
-    // Summary mode counts calls on entry and never looks at returns: no exit program.
+    // Summary mode counts calls on entry and never looks at returns: no exit program (with
+    // `filtered`, it is attached once a traced process runs under a seccomp filter).
     let mut links = vec![attach_raw(&mut ebpf, names::PROG_SYS_ENTER, "sys_enter")?];
     if opts.stream || opts.errors {
         links.push(attach_raw(&mut ebpf, names::PROG_SYS_EXIT, "sys_exit")?);
@@ -190,7 +190,7 @@ where
         .map_err(|source| ProbeError::Program { name, source })
 }
 
-fn attach_raw(
+pub(super) fn attach_raw(
     ebpf: &mut Ebpf,
     name: &'static str,
     tracepoint: &'static str,

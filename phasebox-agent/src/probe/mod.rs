@@ -14,8 +14,8 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
 };
 use phasebox_common::{
-    ALLOWED_WORDS, COMM_LEN, CountKey, Counts, MAX_MARKER_SETS, MAX_SYSCALLS, SetRequest,
-    drop_slot, names,
+    ALLOWED_WORDS, Allowed, COMM_LEN, CountKey, Counts, MAX_MARKER_SETS, MAX_SYSCALLS, ProcState,
+    Scope, SetRequest, Verdict, drop_slot, names, proc_flags,
 };
 use phasebox_core::summary::Losses;
 
@@ -42,8 +42,9 @@ pub struct ProbeOptions {
     pub kill: bool,
     /// Track any process that executes a program with this comm, from its execve on.
     pub exec_comm: Option<[u8; COMM_LEN]>,
-    /// Track any process that executes a program in this pid namespace (device, inode).
-    pub pidns: Option<(u64, u64)>,
+    /// Notice calls a seccomp filter denied before the enter tracepoint (the exit program is
+    /// attached once a traced process runs under a filter: [`Probe::watch_filtered`]).
+    pub filtered: bool,
 }
 
 /// Checks a `--ring-buffer` size.
@@ -95,8 +96,26 @@ pub struct Probe {
     counts: PerCpuHashMap<MapData, CountKey, Counts>,
     markers: Array<MapData, u8>,
     set_requests: HashMap<MapData, u32, SetRequest>,
-    allowed: HashMap<MapData, u32, [u64; ALLOWED_WORDS]>,
+    allowed: HashMap<MapData, u32, Allowed>,
+    procs: HashMap<MapData, u32, ProcState>,
+    verdicts: HashMap<MapData, u32, Verdict>,
+    scope: Array<MapData, Scope>,
     drops: PerCpuArray<MapData, u64>,
+    /// Whether the exit program is attached.
+    exit_attached: bool,
+    /// Whether the programs were loaded to notice filtered calls (`ProbeOptions::filtered`).
+    filtered: bool,
+    /// Updates of agent-written maps that failed because a map was full.
+    map_full: MapFull,
+}
+
+/// Updates of the agent-written maps refused because the map was full: each is a narrower
+/// marker set, a kill set or a verdict the kernel did not get (counted, never fatal).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapFull {
+    pub set_requests: u64,
+    pub allowed: u64,
+    pub verdicts: u64,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
@@ -123,7 +142,13 @@ impl Probe {
             markers: take(&mut ebpf, names::MARKERS)?,
             set_requests: take(&mut ebpf, names::SET_REQUESTS)?,
             allowed: take(&mut ebpf, names::ALLOWED)?,
+            procs: take(&mut ebpf, names::PROCS)?,
+            verdicts: take(&mut ebpf, names::VERDICTS)?,
+            scope: take(&mut ebpf, names::SCOPE)?,
             drops: take(&mut ebpf, names::DROPS)?,
+            exit_attached: opts.stream || opts.errors,
+            filtered: opts.filtered,
+            map_full: MapFull::default(),
             ebpf,
             links,
         };
@@ -150,10 +175,66 @@ impl Probe {
     }
 
     /// Stops tracing `tgid` (a process that is gone) and drops what the agent asked for it.
+    /// The kernel kept a `GONE` entry for a pid with the agent's bit, so that no other process
+    /// taking the pid was traced meanwhile: with the bit cleared, it goes too.
     pub fn untrack(&mut self, tgid: u32) {
         let _ = self.set_user_bit(tgid, false);
         let _ = self.set_requests.remove(&tgid);
         let _ = self.allowed.remove(&tgid);
+        let _ = self.verdicts.remove(&tgid);
+        if let Ok(st) = self.procs.get(&tgid, 0)
+            && st.flags & proc_flags::GONE != 0
+        {
+            let _ = self.procs.remove(&tgid);
+        }
+    }
+
+    /// Whether the agent's own bit is set for `tgid` (attached or launched).
+    pub fn user_tracked(&self, tgid: u32) -> bool {
+        let (word, mask) = ((tgid / 64) as usize, 1u64 << (tgid % 64));
+        self.user_words.get(word).is_some_and(|w| w & mask != 0)
+    }
+
+    /// Which untracked processes the kernel starts tracking at their exec.
+    pub fn set_scope(&mut self, scope: Scope) -> Result<(), ProbeError> {
+        self.scope
+            .set(0, scope, 0)
+            .map_err(ProbeError::map("update", names::SCOPE))
+    }
+
+    /// The agent's verdict on a process found at its exec: confirmed (`accept`), or untracked
+    /// by the kernel at its next call. A full map is counted; the process then stays
+    /// unconfirmed (counted, never enforced) and the agent ignores it.
+    pub fn set_verdict(&mut self, tgid: u32, instance: u32, accept: bool) {
+        let v = Verdict {
+            instance,
+            accept: u32::from(accept),
+        };
+        if self.verdicts.insert(tgid, v, 0).is_err() {
+            self.map_full.verdicts += 1;
+        }
+    }
+
+    /// Attaches the exit program, if it is not, to notice calls a seccomp filter denies
+    /// (`ProbeOptions::filtered`). Every process on the host pays for it from now on.
+    pub fn watch_filtered(&mut self) -> Result<bool, ProbeError> {
+        if self.exit_attached || !self.filtered {
+            return Ok(false);
+        }
+        let link = load::attach_raw(&mut self.ebpf, names::PROG_SYS_EXIT, "sys_exit")?;
+        self.links.push(link);
+        self.exit_attached = true;
+        Ok(true)
+    }
+
+    /// Whether [`Probe::watch_filtered`] would attach the exit program now.
+    pub fn may_watch_filtered(&self) -> bool {
+        self.filtered && !self.exit_attached
+    }
+
+    /// Updates of agent-written maps refused because they were full.
+    pub fn map_full(&self) -> MapFull {
+        self.map_full
     }
 
     fn set_user_bit(&mut self, pid: u32, on: bool) -> Result<(), ProbeError> {
@@ -204,16 +285,26 @@ impl Probe {
             instance,
             _pad: 0,
         };
-        self.set_requests
-            .insert(tgid, req, 0)
-            .map_err(ProbeError::map("update", names::SET_REQUESTS))
+        // A full map only means more segments for this process, never a wrong phase.
+        if self.set_requests.insert(tgid, req, 0).is_err() {
+            self.map_full.set_requests += 1;
+        }
+        Ok(())
     }
 
-    /// Monitor mode with kill: the syscalls `tgid` may make from now on.
-    pub fn set_allowed(&mut self, tgid: u32, bits: [u64; ALLOWED_WORDS]) -> Result<(), ProbeError> {
-        self.allowed
-            .insert(tgid, bits, 0)
-            .map_err(ProbeError::map("update", names::ALLOWED))
+    /// Monitor mode with kill: the syscalls process `tgid` (this `instance` only) may make
+    /// from now on. Returns false when the map was full (the process is then not enforced).
+    pub fn set_allowed(&mut self, tgid: u32, instance: u32, bits: [u64; ALLOWED_WORDS]) -> bool {
+        let value = Allowed {
+            instance,
+            _pad: 0,
+            bits,
+        };
+        let ok = self.allowed.insert(tgid, value, 0).is_ok();
+        if !ok {
+            self.map_full.allowed += 1;
+        }
+        ok
     }
 
     fn drop_slot(&self, slot: u32) -> Result<u64, ProbeError> {
@@ -237,6 +328,11 @@ impl Probe {
             counter_map_full: self.drop_slot(drop_slot::COUNTS)?,
             process_map_full: self.drop_slot(drop_slot::PROCS)?,
         })
+    }
+
+    /// Processes the kernel stopped tracking on the agent's verdict.
+    pub fn rejected(&self) -> Result<u64, ProbeError> {
+        self.drop_slot(drop_slot::REJECTED)
     }
 
     /// Run time, runs and size of each attached program. Run time and runs grow only while

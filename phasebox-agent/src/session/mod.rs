@@ -13,7 +13,9 @@ mod board;
 mod outputs;
 mod records;
 mod run_loop;
+mod scope;
 mod targets;
+mod verdicts;
 
 use std::time::{Duration, Instant};
 
@@ -30,13 +32,15 @@ use phasebox_core::{
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
-use crate::containers::ContainerTarget;
+use crate::containers::{ContainerTarget, Found};
 use crate::probe::{EventStream, Probe, ProbeOptions};
 pub use board::{PhaseBoard, Place};
 pub use outputs::OutputPaths;
 use outputs::Outputs;
 pub use run_loop::{Stop, interrupted};
+use scope::{Finder, Watch};
 pub use targets::check_target;
+use verdicts::Verdicts;
 
 /// What kind of session this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,15 +76,31 @@ pub struct SessionBuilder {
     exec_name: Option<String>,
     command: Vec<String>,
     board: Option<PhaseBoard>,
-    container: Option<ContainerTarget>,
+    container: Option<Found>,
+    keep_exited: bool,
 }
 
 impl SessionBuilder {
     /// Trace this container: its processes now ([`Session::attach_container`]) and every
-    /// program executed in its pid namespace later (`docker exec`).
-    pub fn container(mut self, target: ContainerTarget) -> Self {
-        self.probe.pidns = Some(target.pidns);
-        self.container = Some(target);
+    /// program executed in it later (`docker exec`); one that does not run yet is waited
+    /// for, and traced from its first process.
+    pub fn container(mut self, found: Found) -> Self {
+        self.container = Some(found);
+        self
+    }
+
+    /// Notice calls a seccomp filter in force denies (they never reach the enter
+    /// tracepoint). On when a traced process runs under a filter it is set up for: the
+    /// processes of a container, those found by name, and attached ones under a filter.
+    pub fn filtered(mut self, on: bool) -> Self {
+        self.probe.filtered = on;
+        self
+    }
+
+    /// Keep every exited process in the tree (the summary lists them). A long-running agent
+    /// forgets them once their counts are read for the last time.
+    pub fn keep_exited(mut self, keep: bool) -> Self {
+        self.keep_exited = keep;
         self
     }
 
@@ -155,6 +175,12 @@ impl SessionBuilder {
         let learner = self
             .phases
             .map(|det| Learner::new(det, Counting::Kernel, &[], &[]));
+        let finder = match (self.container, &self.exec_name) {
+            (Some(Found::Running(t)), _) => Finder::Container(Watch::running(t)),
+            (Some(Found::Waiting(w)), _) => Finder::Container(Watch::waiting(w)),
+            (None, Some(name)) => Finder::Name(exec_base(name).to_string()),
+            (None, None) => Finder::Nothing,
+        };
         let mut session = Session {
             mode: self.mode,
             probe,
@@ -169,13 +195,11 @@ impl SessionBuilder {
                 started_unix_ms: header.started_unix_ms,
                 kernel_release: header.kernel_release,
                 dropped: 0,
-                container: self.container.as_ref().map(|c| ContainerRef {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    image: c.image.clone(),
-                }),
+                container: finder.target().map(container_ref),
             },
-            container: self.container,
+            finder,
+            verdicts: Verdicts::default(),
+            keep_exited: self.keep_exited,
             harvester: Harvester::default(),
             marker_sets: MarkerSets::default(),
             roots: Vec::new(),
@@ -191,6 +215,8 @@ impl SessionBuilder {
             session.run.launched = true;
         }
         session.write_full_marker_set()?;
+        let scope = session.finder.scope();
+        session.probe.set_scope(scope)?;
         Ok(session)
     }
 
@@ -212,10 +238,26 @@ impl SessionBuilder {
     }
 }
 
-/// The comm the kernel sees for `--exec-name NAME` (a program's name, at most 15 bytes).
+/// The file name of `--exec-name NAME` (a path is allowed: its last component).
+fn exec_base(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// A container as a profile names it.
+fn container_ref(c: &ContainerTarget) -> ContainerRef {
+    ContainerRef {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        image: c.image.clone(),
+    }
+}
+
+/// The comm the kernel compares for `--exec-name NAME`: a program's file name cut to 15
+/// bytes, as the kernel keeps it (the session then checks the whole name of each program the
+/// kernel finds).
 fn exec_comm(name: Option<&str>) -> anyhow::Result<Option<[u8; COMM_LEN]>> {
     let Some(name) = name else { return Ok(None) };
-    let base = name.rsplit('/').next().unwrap_or(name);
+    let base = exec_base(name);
     if base.is_empty() {
         anyhow::bail!("--exec-name needs a program name");
     }
@@ -252,8 +294,12 @@ pub struct Session {
     /// Attributed counter growth, kept for a consumer (monitor mode) when it asked.
     attributed: Option<Vec<Attributed>>,
     last_harvest: Instant,
-    /// The container traced (`--container`).
-    container: Option<ContainerTarget>,
+    /// What the session finds at exec (`--exec-name`, `--container`).
+    finder: Finder,
+    /// Processes found at exec or forked by them, on their way to the kernel's verdict.
+    verdicts: Verdicts,
+    /// Keep exited processes (the summary lists them), or forget them (the agent).
+    keep_exited: bool,
 }
 
 /// How often the kernel's counters are harvested (and those of exited processes deleted).
@@ -273,6 +319,7 @@ impl Session {
             command: Vec::new(),
             board: None,
             container: None,
+            keep_exited: true,
         }
     }
 
@@ -320,7 +367,8 @@ impl Session {
     }
 
     /// Reads the kernel's counters: growth goes to the process totals and the learner;
-    /// counters of exited processes are deleted once read.
+    /// counters of exited processes are deleted once read, and (unless the session keeps
+    /// them) so are the processes.
     pub fn harvest(&mut self) -> anyhow::Result<()> {
         self.last_harvest = Instant::now();
         let reading = self.probe.counts()?;
@@ -331,7 +379,56 @@ impl Session {
         if let Some(keep) = self.attributed.as_mut() {
             keep.extend(done.attributed);
         }
+        if !self.keep_exited {
+            for (tgid, instance) in self.tree.prune_exited() {
+                if let Some(l) = self.learner.as_mut() {
+                    l.forget(tgid, instance);
+                }
+                self.verdicts.forget(tgid);
+            }
+            self.roots.retain(|&pid| self.tree.get(pid).is_some());
+        }
+        self.container_ended();
         Ok(())
+    }
+
+    /// Processes the session traces now (not counting those outside its scope).
+    pub fn live(&self) -> usize {
+        self.tree
+            .processes()
+            .filter(|p| p.exited_ns.is_none() && !p.ignored)
+            .count()
+    }
+
+    /// With `--container`, once every process of the container is gone, the session waits
+    /// for it to start again (a new pid namespace: the kernel's prefilter changes).
+    fn container_ended(&mut self) {
+        let Finder::Container(w) = &mut self.finder else {
+            return;
+        };
+        if w.target.is_none() {
+            return;
+        }
+        let live = self
+            .tree
+            .processes()
+            .any(|p| p.exited_ns.is_none() && !p.ignored);
+        if live {
+            return;
+        }
+        w.ended();
+        let scope = self.finder.scope();
+        if let Err(e) = self.probe.set_scope(scope) {
+            log::error!("{e}");
+        }
+    }
+
+    /// Container activity the session saw: what it is waiting for, or tracing.
+    pub fn container_state(&self) -> Option<(String, bool)> {
+        match &self.finder {
+            Finder::Container(w) => Some((w.spec().to_string(), w.target.is_some())),
+            _ => None,
+        }
     }
 
     /// What the kernel lost so far.

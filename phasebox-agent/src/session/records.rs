@@ -9,7 +9,7 @@ use phasebox_core::{
     tracefile::TraceWriter,
 };
 
-use super::{Place, Session};
+use super::{Place, Session, scope::Decision, scope::Finder, verdicts::Verdicts};
 use crate::procfs;
 
 /// What happened in a drained batch that needs the probe afterwards.
@@ -17,6 +17,10 @@ use crate::procfs;
 struct Batch {
     /// Processes whose last task exited: their user bit is cleared.
     gone: Vec<u32>,
+    /// A process found at exec runs under a seccomp filter.
+    filtered: bool,
+    /// The container awaited was found: the kernel's prefilter changes.
+    scope_changed: bool,
 }
 
 /// The parts of a session a record changes.
@@ -25,9 +29,12 @@ struct Sink<'a> {
     learner: Option<&'a mut Learner>,
     trace: Option<&'a mut TraceWriter>,
     roots: &'a mut Vec<u32>,
-    /// The `--container` traced: a process found at its exec runs there (it may be gone
-    /// before /proc can be asked).
-    container: Option<&'a str>,
+    /// Decides on processes found at their exec.
+    finder: &'a mut Finder,
+    verdicts: &'a mut Verdicts,
+    /// Whether a program found under a seccomp filter should attach the exit program (set
+    /// up for it, and not attached yet).
+    watch_filters: bool,
     bad_records: &'a mut u64,
     error: Option<anyhow::Error>,
     batch: Batch,
@@ -35,44 +42,77 @@ struct Sink<'a> {
 
 impl Sink<'_> {
     fn take(&mut self, bytes: &[u8]) {
-        if let Some(w) = self.trace.as_deref_mut()
-            && let Err(e) = w.record(bytes)
-        {
-            self.error.get_or_insert(e);
-        }
         let ev = match event::decode(bytes) {
             Ok(ev) => ev,
             Err(_) => {
                 *self.bad_records += 1;
+                self.write(bytes);
                 return;
             }
         };
         match &ev {
-            Event::Exec(e) if e.new_root => {
-                // Found at its exec (`--exec-name`, or in `--container`): a root, seen from its
-                // start.
-                let ppid = procfs::stat(e.tgid).map_or(0, |s| s.ppid);
-                self.tree.add(
-                    e.tgid,
-                    ppid,
-                    e.filename.clone(),
-                    e.comm.clone(),
-                    Some(e.ts_ns),
-                );
-                let container = match self.container {
-                    Some(id) => Some(id.to_string()),
-                    None => procfs::container(e.tgid).map(|c| c.id),
-                };
-                self.tree.set_container(e.tgid, container);
-                self.roots.push(e.tgid);
+            Event::Exec(e) if e.new_root => self.found(e),
+            // A program started under a filter (a container's init, a sandboxing launcher).
+            Event::Exec(e) if self.watch_filters => {
+                self.batch.filtered |= procfs::under_seccomp(e.tgid);
             }
             Event::Exit(x) if x.group_dead != 0 => self.batch.gone.push(x.header.tgid),
             _ => {}
         }
         self.tree.apply(&ev);
+        self.verdicts.observe(&ev, self.tree);
+        if ignored(&ev, self.tree) {
+            return;
+        }
+        self.write(bytes);
         if let Some(l) = self.learner.as_deref_mut() {
             l.observe(&ev, self.tree);
         }
+    }
+
+    /// Writes a record to the trace file, if there is one.
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(w) = self.trace.as_deref_mut()
+            && let Err(e) = w.record(bytes)
+        {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    /// A process the kernel found at its exec (`--exec-name`, `--container`): a root, seen
+    /// from its start, if it is in the session's scope; else it is left out of everything.
+    fn found(&mut self, e: &phasebox_core::event::Exec) {
+        let ppid = procfs::stat(e.tgid).map_or(0, |s| s.ppid);
+        let had_target = self.finder.target().is_some();
+        let decision = self.finder.decide(e);
+        self.batch.scope_changed |= !had_target && self.finder.target().is_some();
+        let exe = e.filename.clone();
+        self.tree
+            .add(e.tgid, ppid, exe, e.comm.clone(), Some(e.ts_ns));
+        match decision {
+            Decision::Accept { container } => {
+                self.tree.set_container(e.tgid, container);
+                self.roots.push(e.tgid);
+                self.verdicts.decided(e.tgid, true);
+                if self.watch_filters {
+                    self.batch.filtered |= procfs::under_seccomp(e.tgid);
+                }
+            }
+            Decision::Reject => {
+                self.tree.set_ignored(e.tgid);
+                self.verdicts.decided(e.tgid, false);
+            }
+        }
+    }
+}
+
+/// Whether `ev` belongs to a process outside the session's scope (nothing of it is kept).
+fn ignored(ev: &Event, tree: &ProcessTree) -> bool {
+    match ev {
+        Event::Syscall(r) => tree.is_ignored(r.header.tgid, r.instance),
+        Event::Segment(s) => tree.is_ignored(s.header.tgid, s.instance),
+        Event::Filtered(f) => tree.is_ignored(f.header.tgid, f.instance),
+        other => tree.get(other.tgid()).is_some_and(|p| p.ignored),
     }
 }
 
@@ -85,7 +125,9 @@ impl Session {
             learner: self.learner.as_mut(),
             trace: self.outputs.trace.as_mut(),
             roots: &mut self.roots,
-            container: self.container.as_ref().map(|c| c.id.as_str()),
+            finder: &mut self.finder,
+            verdicts: &mut self.verdicts,
+            watch_filters: self.probe.may_watch_filtered(),
             bad_records: &mut self.bad_records,
             error: None,
             batch: Batch::default(),
@@ -94,19 +136,32 @@ impl Session {
         if let Some(e) = sink.error {
             return Err(e);
         }
-        for tgid in sink.batch.gone {
+        let batch = sink.batch;
+        for (tgid, instance, accept) in self.verdicts.take_due() {
+            self.probe.set_verdict(tgid, instance, accept);
+        }
+        if batch.scope_changed {
+            self.found_container();
+        }
+        if batch.filtered {
+            self.watch_filtered();
+        }
+        // Phase changes first, exits after: a process that exited in this batch gets no
+        // marker-set request (the kernel has dropped its entries already), and whatever the
+        // agent asked for it goes with its bit.
+        // Once per batch, not per record: the kernel learns of phase changes a batch later.
+        let changes = match self.learner.as_mut() {
+            Some(l) => l.take_phase_changes(),
+            None => Vec::new(),
+        };
+        for ch in changes {
+            self.phase_changed(&ch)?;
+        }
+        for tgid in batch.gone {
             self.probe.untrack(tgid);
             if let Some(b) = &self.board {
                 b.remove(tgid);
             }
-        }
-        // Once per batch, not per record: the kernel learns of phase changes a batch later.
-        let changes = match self.learner.as_mut() {
-            Some(l) => l.take_phase_changes(),
-            None => return Ok(()),
-        };
-        for ch in changes {
-            self.phase_changed(&ch)?;
         }
         Ok(())
     }
@@ -127,6 +182,9 @@ impl Session {
         else {
             return Ok(());
         };
+        if self.tree.has_exited(ch.tgid, ch.instance) {
+            return Ok(());
+        }
         let later = markers::after(rules, &ch.role, phase);
         let (set, new) = self.marker_sets.intern(later.clone());
         if set == FULL_MARKER_SET {
@@ -138,6 +196,34 @@ impl Session {
         self.probe
             .request_markers(ch.tgid, ch.instance, set, ch.execs)?;
         Ok(())
+    }
+
+    /// The container awaited runs: the kernel's prefilter follows it, and the run names it.
+    fn found_container(&mut self) {
+        if let Some(t) = self.finder.target() {
+            log::info!(
+                "container {} found (pid {})",
+                t.name.as_deref().unwrap_or(&t.id),
+                t.init_pid
+            );
+            self.run.container = Some(super::container_ref(t));
+        }
+        let scope = self.finder.scope();
+        if let Err(e) = self.probe.set_scope(scope) {
+            log::error!("{e}");
+        }
+    }
+
+    /// A traced process runs under a seccomp filter: the calls it denies are noticed from now
+    /// on (when the session was set up for it), or the profile says they were not.
+    pub(super) fn watch_filtered(&mut self) {
+        match self.probe.watch_filtered() {
+            Ok(true) => log::info!(
+                "a traced process runs under a seccomp filter: the calls it denies are noticed from now on"
+            ),
+            Ok(false) => {}
+            Err(e) => log::error!("{e}"),
+        }
     }
 
     /// Writes marker set 0, every marker of the rule set: what a process starts with.

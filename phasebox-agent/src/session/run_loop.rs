@@ -23,10 +23,14 @@ enum Wake {
     Tick,
 }
 
-/// How often the ring buffer is drained when the kernel does not wake the reader, and how often
-/// /proc is asked whether traced processes still live.
+/// How often the ring buffer is drained when the kernel does not wake the reader; how often
+/// /proc is asked whether any traced process still lives (when the session ends with its
+/// tree); and how often every traced process is checked (an exit whose record was lost, a
+/// process outside the scope that the kernel stopped tracking: both are gone from the tree
+/// then, whatever the mode).
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
 const LIVENESS_EVERY: Duration = Duration::from_millis(200);
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 impl Session {
     /// Traces until `stop` resolves or, with `end_when_gone`, until no traced process lives.
@@ -38,6 +42,7 @@ impl Session {
         let mut stop = std::pin::pin!(stop);
         let mut tick = tokio::time::interval(DRAIN_EVERY);
         let mut last_check = Instant::now();
+        let mut last_sweep = Instant::now();
         loop {
             let wake = tokio::select! {
                 biased;
@@ -56,9 +61,13 @@ impl Session {
                 Wake::Stop(s) => return Ok(s),
                 Wake::Data => {}
                 Wake::Tick => {
+                    if last_sweep.elapsed() >= SWEEP_EVERY {
+                        last_sweep = Instant::now();
+                        self.check_liveness(false);
+                    }
                     if end_when_gone && last_check.elapsed() >= LIVENESS_EVERY {
                         last_check = Instant::now();
-                        if self.check_liveness() == 0 {
+                        if self.check_liveness(true) == 0 {
                             self.drain()?;
                             return Ok(Stop::TreeExited);
                         }
@@ -68,12 +77,18 @@ impl Session {
         }
     }
 
-    /// Asks /proc which traced processes still live; returns how many do.
-    fn check_liveness(&mut self) -> usize {
+    /// Asks /proc which traced processes still live, marking the others exited; returns how
+    /// many of those in the session's scope live. With `any`, it stops at the first one found
+    /// alive (enough to know the session goes on).
+    fn check_liveness(&mut self, any: bool) -> usize {
         let mut alive = 0;
         for pid in self.tree.live_pids() {
             if procfs::is_alive(pid) {
-                alive += 1;
+                let in_scope = self.tree.get(pid).is_none_or(|p| !p.ignored);
+                alive += usize::from(in_scope);
+                if any && alive > 0 {
+                    break;
+                }
             } else if self.tree.is_candidate(pid) {
                 self.tree.drop_candidate(pid);
             } else {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::Session;
+use super::{Session, scope::Finder};
 use crate::{
     launch::{self, Gated, Isolation, Seccomp},
     procfs,
@@ -31,6 +31,17 @@ impl Session {
         for &pid in pids {
             check_target(pid)?;
         }
+        self.attach_trees(pids)?;
+        if self.run.name.is_empty() || self.run.name.starts_with(self.mode.name()) {
+            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+            self.run.name = format!("{} -p {}", self.mode.name(), list.join(","));
+        }
+        Ok(self.tree.processes().count())
+    }
+
+    /// Tracks `pids` and their descendants (see [`Session::attach`]); a process that exits
+    /// meanwhile is left out.
+    fn attach_trees(&mut self, pids: &[u32]) -> anyhow::Result<()> {
         let me = std::process::id();
         let mut seen = BTreeSet::new();
         for _pass in 0..2 {
@@ -56,26 +67,36 @@ impl Session {
         if let Some(l) = self.learner.as_mut() {
             l.add_origin(pids, &self.attached);
         }
-        if self.run.name.is_empty() || self.run.name.starts_with(self.mode.name()) {
-            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-            self.run.name = format!("{} -p {}", self.mode.name(), list.join(","));
+        if seen.iter().any(|&p| procfs::under_seccomp(p)) {
+            self.watch_filtered();
         }
-        Ok(self.tree.processes().count())
+        Ok(())
     }
 
-    /// Attaches to every process of the container the session was built for (the kernel
-    /// follows the programs executed in it later).
+    /// Attaches to every live process of the container the session was built for (the
+    /// kernel follows the programs executed in it later); returns how many. A container with
+    /// no process (not started yet, or stopped meanwhile) is waited for.
     pub fn attach_container(&mut self) -> anyhow::Result<usize> {
-        let Some(target) = self.container.clone() else {
+        let Finder::Container(w) = &mut self.finder else {
             anyhow::bail!("this session traces no container");
         };
+        self.run.name = format!("{} --container {}", self.mode.name(), w.spec());
+        let Some(target) = w.target.clone() else {
+            return Ok(0);
+        };
+        // Zombies and processes that exit meanwhile are left out, not an error.
         let members = crate::containers::members(&target);
         if members.is_empty() {
-            anyhow::bail!("container {} has no process left", target.id);
+            w.ended();
+            let scope = self.finder.scope();
+            self.probe.set_scope(scope)?;
+            return Ok(0);
         }
-        let n = self.attach(&members)?;
-        self.run.name = format!("{} --container {}", self.mode.name(), target.id);
-        Ok(n)
+        self.attach_trees(&members)?;
+        for &pid in &members {
+            self.tree.set_container(pid, Some(target.id.clone()));
+        }
+        Ok(self.tree.processes().count())
     }
 
     /// Forks `program` behind a gate, tracked from its execve on; the caller releases it

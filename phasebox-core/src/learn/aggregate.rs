@@ -67,6 +67,8 @@ pub(super) struct PhaseAgg {
     pub calls: BTreeMap<u32, Use>,
     pub first_ns: u64,
     pub last_ns: u64,
+    /// Calls a seccomp filter denied before they ran: syscall → (calls, errno).
+    pub filtered: BTreeMap<u32, (u64, u32)>,
 }
 
 impl PhaseAgg {
@@ -82,8 +84,10 @@ pub(super) struct RoleAgg {
     /// The container its processes run in (None: the host).
     pub container: Option<String>,
     pub start_ns: u64,
-    /// Processes seen in it, as (pid, instance).
+    /// Its live processes, as (pid, instance): a long-running agent keeps only these.
     pub procs: HashSet<(u32, u32)>,
+    /// Processes it has had, live or gone.
+    pub processes: u64,
     /// Phase index → what happened in it.
     pub phases: BTreeMap<usize, PhaseAgg>,
 }
@@ -95,6 +99,7 @@ impl RoleAgg {
             container,
             start_ns,
             procs: HashSet::new(),
+            processes: 0,
             phases: BTreeMap::new(),
         }
     }
@@ -121,6 +126,21 @@ impl RoleAgg {
         }
     }
 
+    /// Takes process `(pid, instance)` into the role (counted once).
+    pub fn admit(&mut self, pid: u32, instance: u32) {
+        if self.procs.insert((pid, instance)) {
+            self.processes += 1;
+        }
+    }
+
+    /// Adds a call a seccomp filter denied with `errno`.
+    pub fn filtered(&mut self, phase: usize, nr: u32, errno: u32) {
+        let f = self.phases.entry(phase).or_default().filtered.entry(nr);
+        let (calls, e) = f.or_insert((0, errno));
+        *calls += 1;
+        *e = errno;
+    }
+
     /// Adds calls the kernel counted.
     pub fn count(&mut self, phase: usize, nr: u32, calls: u64, errors: u64) {
         let u = self.phases.entry(phase).or_default().syscall(nr);
@@ -139,7 +159,7 @@ impl RoleAgg {
         profile::Role {
             name: self.name.clone(),
             container: self.container.clone(),
-            processes: self.procs.len() as u64,
+            processes: self.processes,
             phases: det.arrange(&self.name, phases, notes),
         }
     }
@@ -166,11 +186,20 @@ fn phase_to_profile(det: &Detector, role: &str, idx: usize, ph: &PhaseAgg) -> pr
             (sysnames::name(*nr).into_owned(), use_)
         })
         .collect();
+    let filtered = ph
+        .filtered
+        .iter()
+        .map(|(&nr, &(calls, errno))| {
+            let f = profile::Filtered { calls, errno };
+            (sysnames::name(nr).into_owned(), f)
+        })
+        .collect();
     profile::Phase {
         name: det.phase_name(role, idx),
         start_ns: ph.first_ns,
         end_ns: ph.last_ns,
         syscalls,
+        filtered,
     }
 }
 

@@ -15,7 +15,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use phasebox_common::{
-    CountKey, Counts, SegmentRecord, SyscallRecord, segment_flags, syscall_flags,
+    CountKey, Counts, FilteredRecord, SegmentRecord, SyscallRecord, segment_flags, syscall_flags,
 };
 
 use crate::{
@@ -76,6 +76,16 @@ pub struct Place {
     pub phase: String,
 }
 
+/// Where one live process is: its role and current phase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessPlace {
+    pub tgid: u32,
+    /// The kernel's instance of the process (0 until a record said it).
+    pub instance: u32,
+    pub role: String,
+    pub phase: String,
+}
+
 /// Calls and errors of one syscall in a place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Total {
@@ -102,6 +112,16 @@ pub enum Attribution {
     Ignored,
 }
 
+/// Whether `ev` belongs to a process outside the session's scope.
+fn ignored(ev: &Event, tree: &ProcessTree) -> bool {
+    match ev {
+        Event::Syscall(r) => tree.is_ignored(r.header.tgid, r.instance),
+        Event::Segment(s) => tree.is_ignored(s.header.tgid, s.instance),
+        Event::Filtered(f) => tree.is_ignored(f.header.tgid, f.instance),
+        other => tree.get(other.tgid()).is_some_and(|p| p.ignored),
+    }
+}
+
 /// Where a learned profile came from.
 #[derive(Clone, Debug, Default)]
 pub struct RunInfo {
@@ -125,8 +145,9 @@ pub struct Learner {
     /// tid → the path argument of the syscall it is in (enter time, path).
     paths: HashMap<u32, (u64, String)>,
     roles: Vec<RoleAgg>,
-    /// The role and phase of every segment opened (kept until its process's counts are final).
-    segs: HashMap<SegKey, (usize, usize)>,
+    /// The role and phase of every segment opened, per process instance (kept until its
+    /// counts are final).
+    segs: HashMap<(u32, u32), BTreeMap<u32, (usize, usize)>>,
     /// Calls of segments whose opener has not arrived yet.
     waiting: HashMap<SegKey, Vec<Item>>,
     /// `--exec-name` roots: the execve the kernel saw start tracking, waiting for its segment.
@@ -197,7 +218,7 @@ impl Learner {
         let name = self.role_name(pid, tree, own_program);
         let container = tree.get(pid).and_then(|p| p.container.clone());
         let role = self.role_index(name, container, ts_ns);
-        self.roles[role].procs.insert((pid, instance));
+        self.roles[role].admit(pid, instance);
         let tracker = self.det.tracker(&self.roles[role].name, attached);
         let execs = self.procs.get(&pid).map_or(0, |p| p.execs);
         self.procs.insert(
@@ -235,8 +256,13 @@ impl Learner {
 
     /// Gives a segment its role and phase; the calls waiting for it go there.
     fn open(&mut self, key: SegKey, role: usize, phase: usize) {
-        self.segs.entry(key).or_insert((role, phase));
-        let (role, phase) = self.segs[&key];
+        let (tgid, instance, seg) = key;
+        let (role, phase) = *self
+            .segs
+            .entry((tgid, instance))
+            .or_default()
+            .entry(seg)
+            .or_insert((role, phase));
         let count = self.counting == Counting::Records;
         for item in self.waiting.remove(&key).unwrap_or_default() {
             self.roles[role].record(phase, item, count);
@@ -356,8 +382,8 @@ impl Learner {
         self.ensure(tgid, r.instance, tree, r.enter_ns);
         let key = (tgid, r.instance, r.seg);
         let count = self.counting == Counting::Records;
-        match self.segs.get(&key) {
-            Some(&(role, phase)) => self.roles[role].record(phase, item, count),
+        match self.seg(key) {
+            Some((role, phase)) => self.roles[role].record(phase, item, count),
             // Counted without a segment (the kernel's process map was full): the phase the
             // process is in now.
             None if r.seg == 0 => {
@@ -381,9 +407,14 @@ impl Learner {
         self.attached.remove(&pid);
     }
 
-    /// Takes one event (after the process tree has taken it).
+    /// Takes one event (after the process tree has taken it). Events of processes outside
+    /// the session's scope (`Process::ignored`) teach nothing.
     pub fn observe(&mut self, ev: &Event, tree: &ProcessTree) {
+        if ignored(ev, tree) {
+            return;
+        }
         match ev {
+            Event::Filtered(f) => self.filtered(f, tree),
             Event::Path(p) => {
                 self.paths.insert(p.tid, (p.enter_ns, p.path.clone()));
             }
@@ -433,11 +464,41 @@ impl Learner {
                 st.tracker.process_event(&self.det, role_name, Obs::Exec);
             }
             Event::Exit(x) => {
+                self.paths.remove(&x.tid);
                 if x.group_dead != 0 {
                     self.end(x.header.tgid);
                 }
             }
         }
+    }
+
+    /// A call a seccomp filter denied: kept in the phase of the segment the thread was in.
+    fn filtered(&mut self, f: &FilteredRecord, tree: &ProcessTree) {
+        let tgid = f.header.tgid;
+        self.ensure(tgid, f.instance, tree, f.ts_ns);
+        let key = (tgid, f.instance, f.seg);
+        let place = self.seg(key).or_else(|| self.earlier(key));
+        let errno = u32::try_from(f.ret.unsigned_abs()).unwrap_or(0);
+        if let Some((role, phase)) = place {
+            self.roles[role].filtered(phase, f.nr, errno);
+        }
+    }
+
+    /// The role and phase of a segment, if its opener was read.
+    fn seg(&self, (tgid, instance, seg): SegKey) -> Option<(usize, usize)> {
+        self.segs.get(&(tgid, instance))?.get(&seg).copied()
+    }
+
+    /// The role and phase of the nearest earlier segment of the same process (phases only
+    /// move forward, so the process was at least there), or the process's current phase.
+    fn earlier(&self, (tgid, instance, seg): SegKey) -> Option<(usize, usize)> {
+        self.segs
+            .get(&(tgid, instance))
+            .and_then(|segs| segs.range(..seg).next_back().map(|(_, &v)| v))
+            .or_else(|| {
+                let st = self.procs.get(&tgid)?;
+                Some((st.role, st.tracker.rule_phase().unwrap_or(0)))
+            })
     }
 
     /// Adds harvested growth of a kernel counter to the phase of its segment. With
@@ -450,19 +511,11 @@ impl Learner {
             return Attribution::Ignored;
         }
         let k = (key.tgid, key.instance, key.seg);
-        let found = self.segs.get(&k).copied().or_else(|| {
+        let found = self.seg(k).or_else(|| {
             if !last_chance && key.seg != 0 {
                 return None;
             }
-            self.segs
-                .iter()
-                .filter(|((t, i, s), _)| *t == key.tgid && *i == key.instance && *s < key.seg)
-                .max_by_key(|((_, _, s), _)| *s)
-                .map(|(_, &v)| v)
-                .or_else(|| {
-                    let st = self.procs.get(&key.tgid)?;
-                    Some((st.role, st.tracker.rule_phase().unwrap_or(0)))
-                })
+            self.earlier(k)
         });
         let Some((role, phase)) = found else {
             return if last_chance {
@@ -477,17 +530,24 @@ impl Learner {
 
     /// Drops what is kept of an exited process once its counts are final.
     pub fn forget(&mut self, tgid: u32, instance: u32) {
-        self.segs
-            .retain(|(t, i, _), _| !(*t == tgid && *i == instance));
-        let waiting: Vec<SegKey> = self
-            .waiting
-            .keys()
-            .filter(|(t, i, _)| *t == tgid && *i == instance)
-            .copied()
-            .collect();
-        for key in waiting {
-            self.resolve_waiting(key);
+        for r in &mut self.roles {
+            r.procs.remove(&(tgid, instance));
         }
+        if !self.procs.contains_key(&tgid) {
+            self.found_exec.remove(&tgid);
+        }
+        if !self.waiting.is_empty() {
+            let waiting: Vec<SegKey> = self
+                .waiting
+                .keys()
+                .filter(|(t, i, _)| *t == tgid && *i == instance)
+                .copied()
+                .collect();
+            for key in waiting {
+                self.resolve_waiting(key);
+            }
+        }
+        self.segs.remove(&(tgid, instance));
     }
 
     /// Gives calls whose opener never came the phase of the nearest earlier segment.
@@ -495,17 +555,7 @@ impl Learner {
         let Some(items) = self.waiting.remove(&key) else {
             return;
         };
-        let (tgid, instance, seg) = key;
-        let found = self
-            .segs
-            .iter()
-            .filter(|((t, i, s), _)| *t == tgid && *i == instance && *s < seg)
-            .max_by_key(|((_, _, s), _)| *s)
-            .map(|(_, &v)| v)
-            .or_else(|| {
-                let st = self.procs.get(&tgid)?;
-                Some((st.role, st.tracker.rule_phase().unwrap_or(0)))
-            });
+        let found = self.earlier(key);
         if let Some((role, phase)) = found {
             let count = self.counting == Counting::Records;
             for item in items {
@@ -562,14 +612,19 @@ impl Learner {
         self.place(role, phase)
     }
 
-    /// Each live process's role and current phase (tgid, role, phase).
-    pub fn places(&self) -> Vec<(u32, String, String)> {
+    /// Each live process's instance, role and current phase (phase rules only).
+    pub fn places(&self) -> Vec<ProcessPlace> {
         self.procs
             .iter()
             .filter_map(|(&tgid, st)| {
                 let role = &self.roles[st.role].name;
                 let phase = self.det.phase_name(role, st.tracker.rule_phase()?);
-                Some((tgid, role.clone(), phase))
+                Some(ProcessPlace {
+                    tgid,
+                    instance: st.instance,
+                    role: role.clone(),
+                    phase,
+                })
             })
             .collect()
     }

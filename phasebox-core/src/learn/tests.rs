@@ -151,7 +151,7 @@ impl Kernel {
             parent_tid: parent,
             child_tid: child,
             child_instance,
-            _pad: 0,
+            child_flags: 0,
             ts_ns: self.ts,
         }));
     }
@@ -166,6 +166,7 @@ impl Kernel {
             ts_ns: self.ts,
             comm: file.rsplit('/').next().unwrap().into(),
             filename: file.into(),
+            found_by: 0,
         }));
         let full = self.full();
         let p = self.procs.get_mut(&tgid).unwrap();

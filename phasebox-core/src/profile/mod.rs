@@ -80,6 +80,16 @@ pub struct SyscallUse {
     pub times_ns: Vec<u64>,
 }
 
+/// A call a seccomp filter already in force denied while phasebox learned: the kernel runs
+/// seccomp before the syscall-enter tracepoint, so the call never ran; what the program
+/// did with the answer (a fallback on ENOSYS, an error) is what was learned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filtered {
+    pub calls: u64,
+    /// The errno the filter answered with.
+    pub errno: u32,
+}
+
 /// One phase of a role.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
@@ -91,6 +101,9 @@ pub struct Phase {
     #[serde(default)]
     pub end_ns: u64,
     pub syscalls: BTreeMap<String, SyscallUse>,
+    /// Calls a seccomp filter in force while learning denied (see [`Filtered`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filtered: BTreeMap<String, Filtered>,
 }
 
 /// One role (master, worker, main…), its phases in the order they happened.
@@ -284,6 +297,7 @@ pub(crate) mod tests {
                                     )
                                 })
                                 .collect(),
+                            filtered: Default::default(),
                         })
                         .collect(),
                 })

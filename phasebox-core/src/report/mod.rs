@@ -334,6 +334,7 @@ mod tests {
                     },
                 )]
                 .into(),
+                filtered: Default::default(),
             }],
         });
         let page = Page {

@@ -159,6 +159,13 @@ fn when(ph: &profile::Phase) -> u64 {
 fn absorb(into: &mut profile::Phase, from: profile::Phase) {
     into.start_ns = into.start_ns.min(from.start_ns);
     into.end_ns = into.end_ns.max(from.end_ns);
+    for (name, f) in from.filtered {
+        let have = into.filtered.entry(name).or_insert(profile::Filtered {
+            calls: 0,
+            errno: f.errno,
+        });
+        have.calls += f.calls;
+    }
     for (name, u) in from.syscalls {
         let Some(have) = into.syscalls.get_mut(&name) else {
             into.syscalls.insert(name, u);
