@@ -73,11 +73,14 @@ impl Monitor {
         }
     }
 
-    /// Whether the profile has this role and phase.
-    fn knows(&self, role: &str, phase: &str) -> bool {
-        self.profile
-            .role(role)
-            .is_some_and(|r| r.phase(phase).is_some())
+    /// The first phase of `role` in the profile, if it has the role.
+    fn first_phase(&self, role: &str) -> Option<String> {
+        Some(self.profile.role(role)?.phases.first()?.name.clone())
+    }
+
+    /// Whether the profile has this role.
+    fn knows_role(&self, role: &str) -> bool {
+        self.profile.role(role).is_some()
     }
 
     /// Whether `syscall` is outside `role`'s `phase` in the profile (an unknown role or phase
@@ -126,7 +129,7 @@ impl Monitor {
             if a.grew.calls == 0 || !self.violates(&place.role, &place.phase, &syscall) {
                 continue;
             }
-            if self.unknown == UnknownRole::Ignore && !self.knows(&place.role, &place.phase) {
+            if self.unknown == UnknownRole::Ignore && !self.knows_role(&place.role) {
                 continue;
             }
             let first = self.first_report(&place.role, &place.phase, &syscall);
@@ -148,10 +151,13 @@ impl Monitor {
     pub fn kill_sets(&mut self, places: &[ProcessPlace]) -> Vec<KillSet> {
         let mut out = Vec::new();
         for p in places.iter().filter(|p| p.instance != 0) {
-            let bits = match self.allowed_from(&p.role, &p.phase) {
-                Some(bits) => bits,
-                None if self.unknown == UnknownRole::Violation => [0; ALLOWED_WORDS],
-                None => continue,
+            let bits = match (self.allowed_from(&p.role, &p.phase), self.first_phase(&p.role)) {
+                (Some(bits), _) => bits,
+                // A known program in a place the profile never saw it in (attached in a
+                // phase its run did not reach): all it was seen doing.
+                (None, Some(first)) => self.allowed_from(&p.role, &first).unwrap_or_default(),
+                (None, None) if self.unknown == UnknownRole::Violation => [0; ALLOWED_WORDS],
+                (None, None) => continue,
             };
             if self.needs_update(p.tgid, p.instance, bits) {
                 out.push(KillSet {
@@ -214,5 +220,47 @@ mod tests {
         // The same pid, another process: its own set.
         assert!(m.needs_update(7, 2, bits));
         assert_eq!(m.allowed_from("main", "nope"), None);
+    }
+
+    #[test]
+    fn kill_sets_are_per_instance_and_unknown_roles_get_none() {
+        let p = sample(&[(
+            "main",
+            &[("init", &["socket"]), ("serving", &["accept4"])],
+        )]);
+        let place = |tgid, instance, role: &str, phase: &str| ProcessPlace {
+            tgid,
+            instance,
+            role: role.into(),
+            phase: phase.into(),
+        };
+        let mut m = Monitor::new(p, true);
+        let serving = m.allowed_from("main", "serving").unwrap();
+        let all = m.allowed_from("main", "init").unwrap();
+        let places = [
+            place(10, 1, "main", "serving"),
+            // A known role in a phase the profile never saw it in: all it was seen doing.
+            place(11, 2, "main", "exit"),
+            // A program the profile never saw: nothing.
+            place(12, 3, "sh", "initialization"),
+            // Its instance unknown yet: no set (the kernel could not tell it apart).
+            place(13, 0, "main", "serving"),
+        ];
+        let sets = m.kill_sets(&places);
+        let got: Vec<(u32, u32, bool, bool)> = sets
+            .iter()
+            .map(|k| (k.tgid, k.instance, k.bits == serving, k.bits == all))
+            .collect();
+        assert_eq!(got, [(10, 1, true, false), (11, 2, false, true), (12, 3, false, false)]);
+        assert!(sets[2].bits.iter().all(|&w| w == 0));
+        // Unchanged: nothing to write; pid 10 reused by another instance: its own set.
+        assert!(m.kill_sets(&places).is_empty());
+        let reused = [place(10, 9, "main", "serving")];
+        assert_eq!(m.kill_sets(&reused).len(), 1);
+        m.retain(&reused);
+        assert_eq!(m.applied(), 1);
+        // Ignoring unknown roles: no set for them.
+        m.unknown = UnknownRole::Ignore;
+        assert!(m.kill_sets(&[place(20, 4, "sh", "x")]).is_empty());
     }
 }

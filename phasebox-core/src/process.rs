@@ -458,4 +458,46 @@ mod tests {
         assert!(!t.has_exited(31, 9));
         assert_eq!(t.find(31, 7).unwrap().exited_ns, Some(2));
     }
+
+    #[test]
+    fn counters_read_before_the_fork_record_make_one_process() {
+        let mut t = ProcessTree::new();
+        t.add(40, 1, "/usr/bin/xargs".into(), "xargs".into(), None);
+        let key = CountKey {
+            tgid: 41,
+            instance: 8,
+            seg: 1,
+            nr: 0,
+        };
+        let one = Counts {
+            calls: 1,
+            errors: 0,
+        };
+        // A harvest reads the child's counters before its fork record is drained.
+        t.add_counts(&key, one);
+        t.apply(&fork(40, 41, 8, 5));
+        t.apply(&syscall(41, 41, 8));
+        t.add_counts(&key, one);
+        let mine: Vec<&Process> = t.processes().filter(|p| p.pid == 41).collect();
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!((mine[0].ppid, mine[0].exe.as_str()), (40, "/usr/bin/xargs"));
+        assert_eq!(mine[0].counts[&0].calls, 2);
+    }
+
+    #[test]
+    fn exited_processes_are_pruned_and_children_inherit_being_ignored() {
+        let mut t = ProcessTree::new();
+        t.add(50, 1, "/bin/sh".into(), "sh".into(), None);
+        t.set_ignored(50);
+        t.apply(&fork(50, 51, 3, 1));
+        t.apply(&syscall(51, 51, 3));
+        assert!(t.is_ignored(51, 3));
+        t.add(60, 1, "/bin/x".into(), "x".into(), None);
+        t.apply(&syscall(60, 60, 4));
+        t.apply(&exit(51, 51, 1, 2));
+        assert_eq!(t.prune_exited(), vec![(51, 3)]);
+        assert!(t.get(51).is_none());
+        assert_eq!(t.len(), 2);
+        assert!(!t.is_ignored(60, 4));
+    }
 }

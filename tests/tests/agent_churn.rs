@@ -1,0 +1,121 @@
+//! An agent on a busy host: a shell that runs 100,000 short-lived processes one after the
+//! other. The agent keeps running, counts every execve, and its memory and the kernel's maps
+//! stay flat (every per-process entry goes when its process exits).
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use phasebox_tests::{
+    CARGO_LIBRARY_PATH, Guard, TempDir,
+    metrics::{eventually, scrape, sum, value},
+    nginx::free_port,
+};
+
+const PROCESSES: u64 = 100_000;
+
+/// Resident memory of `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Entries now in the kernel map `name` of the agent `pid` (other phasebox instances may be
+/// loaded on a busy machine: the agent's own map, by the ids its descriptors hold).
+fn map_entries(pid: u32, name: &str) -> usize {
+    let bpftool = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new("bpftool").arg("-j").args(args).output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let ids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let id = text.lines().find_map(|l| l.strip_prefix("map_id:"))?;
+            Some(id.trim().to_string())
+        })
+        .collect();
+    let id = ids
+        .iter()
+        .find(|id| bpftool(&["map", "show", "id", id])["name"] == name)
+        .unwrap_or_else(|| panic!("the agent holds no map {name}"));
+    bpftool(&["map", "dump", "id", id])
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+fn send(fifo: &std::path::Path) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+    writeln!(f, "go").unwrap();
+}
+
+#[test]
+fn a_hundred_thousand_short_lived_processes() {
+    let dir = TempDir::new("churn");
+    let (start, end) = (dir.path("start"), dir.path("end"));
+    for f in [&start, &end] {
+        assert!(Command::new("mkfifo").arg(f).status().unwrap().success());
+    }
+    // Builtins only, but for the processes it runs: every execve is one of /bin/true.
+    let script = format!(
+        "read -r go < {s}; i=0; while [ $i -lt {PROCESSES} ]; do /bin/true; i=$((i+1)); done; \
+         read -r end < {e}",
+        s = start.display(),
+        e = end.display()
+    );
+    let shell = Guard::group(
+        Command::new("/bin/bash")
+            .args(["-c", &script])
+            .env_remove(CARGO_LIBRARY_PATH)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let pid = shell.id().to_string();
+    let (mut agent, _err, line) =
+        phasebox_tests::spawn_agent(&["-p", &pid, "--listen", &listen]);
+    assert!(line.contains("metrics on"), "agent did not start: {line}");
+    send(&start);
+    let execs = |page: &str| sum(page, "phasebox_syscalls_total", &[("syscall", "execve")]);
+    eventually(Duration::from_secs(600), "10,000 processes", || {
+        (execs(&scrape(&listen)) >= 10_000.0).then_some(())
+    });
+    let early = rss_kib(agent.id());
+    let early_procs = map_entries(agent.id(), "PB_PROCS");
+    eventually(Duration::from_secs(3600), "100,000 processes", || {
+        assert!(agent.try_wait().unwrap().is_none(), "the agent exited");
+        (execs(&scrape(&listen)) >= PROCESSES as f64).then_some(())
+    });
+    // Settled: one more harvest after the last process.
+    std::thread::sleep(Duration::from_secs(2));
+    let page = scrape(&listen);
+    let late = rss_kib(agent.id());
+    assert_eq!(execs(&page), PROCESSES as f64, "every execve counted once");
+    assert_eq!(
+        value(&page, "phasebox_events_dropped_total", &[]),
+        Some(0.0)
+    );
+    let full = sum(&page, "phasebox_map_full_total", &[]);
+    assert_eq!(full, 0.0, "a kernel map filled up: {page}");
+    eprintln!("agent RSS at 10,000 processes: {early} KiB; at {PROCESSES}: {late} KiB");
+    assert!(
+        late < early + 4096,
+        "the agent's memory grew with the processes: {early} KiB -> {late} KiB"
+    );
+    // The kernel keeps entries for live processes only (and GONE ones awaiting the agent).
+    for map in ["PB_PROCS", "PB_SET_REQUESTS", "PB_VERDICTS", "PB_ALLOWED"] {
+        let n = map_entries(agent.id(), map);
+        assert!(n < 64, "{map} holds {n} entries after the churn (early: {early_procs})");
+    }
+    send(&end);
+    eventually(Duration::from_secs(30), "the agent to see the end", || {
+        agent.try_wait().unwrap().map(|_| ())
+    });
+}
