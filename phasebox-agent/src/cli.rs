@@ -263,9 +263,21 @@ pub struct AgentArgs {
     /// Phase rules: generic, nginx, auto, or a rule file.
     #[arg(long, default_value = "generic", value_name = "RULES")]
     pub phases: String,
-    /// Where to serve /metrics.
+    /// Where to serve /metrics (port 0: one the kernel picks; the start-up line names it).
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
+    /// Connections the metrics server holds at once; at the cap, the one that has waited
+    /// longest for a request is closed to make room.
+    #[arg(long = "web.max-connections", default_value = "64", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+    /// How long a client may take to send a request's headers (and a kept-alive connection
+    /// may wait for its next request).
+    #[arg(long = "web.header-timeout", default_value = "10s", value_name = "D", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a connection to the metrics server may move no byte either way.
+    #[arg(long = "web.idle-timeout", default_value = "30s", value_name = "D", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
     /// Keep the learned profile in this file (written every --checkpoint and at the end).
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
@@ -474,6 +486,24 @@ mod tests {
         match cli.command {
             Command::Record(r) => assert_eq!(r.pids, vec![3, 4, 5]),
             other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_metrics_server_is_bounded_by_default() {
+        let cli = Cli::try_parse_from(["phasebox", "agent", "-p", "1"]).unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not the agent");
+        };
+        assert_eq!(a.max_connections, 64);
+        assert_eq!(a.header_timeout, Duration::from_secs(10));
+        assert_eq!(a.idle_timeout, Duration::from_secs(30));
+        for bad in [
+            ["--web.max-connections", "0"],
+            ["--web.header-timeout", "0s"],
+        ] {
+            let args = ["phasebox", "agent", "-p", "1"].into_iter().chain(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -25,6 +25,7 @@ const REFRESH: Duration = Duration::from_secs(1);
 
 pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     crate::logging::init();
+    let open_files = crate::fdlimit::raise();
     let detector = Detector::load(&args.phases)?;
     let monitor = monitor(&args, &detector)?;
     if !args.listen.ip().is_loopback() {
@@ -40,7 +41,13 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         .transpose()?;
     let mut session = start(&args, detector, container.clone(), monitor.is_some())?;
     let mut r = Refresher::new(&args, monitor)?;
-    let server = crate::serve::serve(args.listen, r.page.clone()).await?;
+    let limits = crate::serve::Limits {
+        max_connections: args.max_connections as usize,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+    };
+    limits.check_descriptors(open_files);
+    let server = crate::serve::start(args.listen, limits, r.page.clone(), r.metrics.http())?;
     // A first page right away: /metrics is never empty once the agent says it is up.
     r.refresh(&mut session)?;
     let what = match (&args.exec_name, &container) {
@@ -50,7 +57,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     };
     crate::say!(
         "phasebox agent: {what}; metrics on http://{}/metrics",
-        args.listen
+        server.addr()
     );
     // With --exec-name or --container, the agent waits for the next start when a program ends.
     let wait = args.exec_name.is_some() || container.is_some();
@@ -72,7 +79,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         Stop::Signal(s) => log::info!("{s}, writing what was learned"),
         _ => log::info!("the traced processes have exited"),
     }
-    server.abort();
+    drop(server);
     session.finish()?;
     Ok(0)
 }

@@ -68,18 +68,36 @@ impl Session {
         }
     }
 
-    /// Asks /proc which traced processes still live; returns how many do.
+    /// Asks /proc which traced processes still live; returns how many do. A process /proc
+    /// cannot answer for (phasebox out of descriptors, say) counts as living: only "no such
+    /// process" ends one here, and the kernel's exit records end the others.
     fn check_liveness(&mut self) -> usize {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // Logged once per stretch of failures, not every 200 ms.
+        static UNANSWERED: AtomicBool = AtomicBool::new(false);
         let mut alive = 0;
+        let mut failed = None;
         for pid in self.tree.live_pids() {
-            if procfs::is_alive(pid) {
-                alive += 1;
-            } else if self.tree.is_candidate(pid) {
-                self.tree.drop_candidate(pid);
-            } else {
-                self.tree.mark_exited(pid, 0);
-                self.probe.untrack(pid);
+            match procfs::is_alive(pid) {
+                Ok(true) => alive += 1,
+                Err(e) => {
+                    alive += 1;
+                    failed.get_or_insert((pid, e));
+                }
+                Ok(false) if self.tree.is_candidate(pid) => self.tree.drop_candidate(pid),
+                Ok(false) => {
+                    self.tree.mark_exited(pid, 0);
+                    self.probe.untrack(pid);
+                }
             }
+        }
+        match failed {
+            Some((pid, e)) if !UNANSWERED.swap(true, Ordering::Relaxed) => log::warn!(
+                "cannot read /proc/{pid}/stat ({}): taking the traced processes for running",
+                phasebox_core::sysnames::describe_io(&e)
+            ),
+            Some(_) => {}
+            None => UNANSWERED.store(false, Ordering::Relaxed),
         }
         alive
     }
