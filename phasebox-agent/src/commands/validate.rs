@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use phasebox_core::{
     phase::Detector,
     profile::Profile,
-    seccomp::{export, oci::OciProfile},
+    seccomp::{
+        export::{self, DefaultAction, Policy, Target},
+        oci::OciProfile,
+    },
     sysnames,
 };
 use tokio::sync::oneshot;
@@ -31,11 +34,21 @@ fn policy(args: &ValidateArgs) -> anyhow::Result<(OciProfile, Detector)> {
     match (&args.profile, &args.seccomp) {
         (Some(path), _) => {
             let p = Profile::load(path)?;
-            let mut names = export::select(&p, args.role.as_deref(), args.phase.as_deref())?;
+            let (role, phase) = (args.role.as_deref(), args.phase.as_deref());
+            let mut names = export::select(&p, role, phase)?;
             if args.add_basics {
                 export::add_basics(&mut names);
             }
-            let oci = OciProfile::allow_list(&names, &p.arch, "SCMP_ACT_ERRNO", libc::EPERM as u32);
+            // The policy export writes: its ENOSYS and kill rules stay in the kernel.
+            let filtered = export::select_filtered(&p, role, phase)?;
+            let policy = Policy::new(names, &filtered, DefaultAction::Errno);
+            let target = Target {
+                arch: &p.arch,
+                label: p.program.comm.clone(),
+                action: DefaultAction::Errno,
+                errno: libc::EPERM as u32,
+            };
+            let oci = export::oci_profile(&policy, &target);
             let det = match &args.phases {
                 Some(r) => Detector::load(r)?,
                 None => rules(p.runs.first().map_or("generic", |r| r.rules.as_str()))?,
