@@ -31,7 +31,8 @@ pub const STATE_DEPENDENT: &[Entry] = &[
     e(
         "brk",
         "glibc's malloc grows the main heap with brk whenever its top chunk runs out, which \
-         depends on what was freed before, not on the request being served",
+         depends on what was freed before, not on the request being served (haproxy and \
+         lighttpd made it in serving under load, not under a few requests)",
     ),
     e(
         "mmap",
@@ -51,12 +52,12 @@ pub const STATE_DEPENDENT: &[Entry] = &[
     e(
         "madvise",
         "free of a large chunk and arena trimming give pages back with MADV_DONTNEED; redis's \
-         jemalloc purges dirty pages on a timer",
+         jemalloc purges dirty pages (redis made madvise and mmap in serving under load only)",
     ),
     e(
         "futex",
         "a futex call happens only when a lock or condition is contended, which depends on how \
-         threads are scheduled",
+         threads are scheduled (memcached and haproxy: in different phases from run to run)",
     ),
     e(
         "sched_yield",
@@ -71,8 +72,21 @@ pub const STATE_DEPENDENT: &[Entry] = &[
         "as nanosleep (glibc's nanosleep and sleep use clock_nanosleep)",
     ),
     e(
+        "set_robust_list",
+        "a new thread's first calls (glibc's start_thread) land in whatever phase its process \
+         has reached when the thread first runs, which the scheduler decides (redis's \
+         background threads: in serving in one run, before it in another)",
+    ),
+    e("rseq", "a new thread's first calls, as set_robust_list"),
+    e(
+        "rt_sigprocmask",
+        "a new thread's first calls (it restores the signal mask pthread_create blocked), as \
+         set_robust_list",
+    ),
+    e(
         "rt_sigreturn",
-        "the return from a signal handler: made whenever a signal arrives, at any point",
+        "the return from a signal handler: made whenever a signal arrives, at any point \
+         (haproxy's watchdog timer signal: in serving under load only)",
     ),
     e(
         "restart_syscall",

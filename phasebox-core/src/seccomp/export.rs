@@ -188,12 +188,10 @@ pub fn startup_missing(p: &Profile, origin: &str) -> Option<String> {
         p.program.comm.as_str()
     };
     Some(format!(
-        "{origin} was learned by attaching to a running {comm}, so its startup (loading \
-         libraries, reading its configuration, opening sockets, starting workers) was never \
-         seen and a policy from it stops a fresh {comm} before it serves; learn it from the \
-         start with `phasebox agent --exec-name {comm} --profile {origin}` started before \
-         {comm} (or `--container NAME` before the container starts, or `phasebox run \
-         --profile {origin} -- CMD…`)"
+        "{origin} was learned by attaching to a running {comm}, so its startup was never seen \
+         and a policy from it stops a fresh {comm} before it serves; learn from the start with \
+         `phasebox agent --exec-name {comm} --profile {origin}` started before {comm} (or \
+         `--container NAME`, or `phasebox run --profile {origin} -- CMD…`)"
     ))
 }
 
