@@ -17,6 +17,8 @@ pub struct Denied {
     pub phase: String,
     pub syscall: String,
     pub pid: u32,
+    /// Killed instead of failed: an errno answer to the call is misread.
+    pub killed: bool,
 }
 
 /// How long a denial waits for the trace to place its process, and how often it looks.
@@ -59,6 +61,7 @@ impl Denied {
             phase: place.map_or_else(unknown, |p| p.phase),
             syscall: sysnames::name(nr).into_owned(),
             pid: tgid,
+            killed: false,
         }
     }
 }
@@ -72,8 +75,13 @@ pub fn lines(denied: &[Denied]) -> Vec<String> {
     groups
         .into_iter()
         .map(|(d, n)| {
+            let killed = if d.killed {
+                ", killed: an errno answer to it is misread"
+            } else {
+                ""
+            };
             format!(
-                "denied: {}×{n} in role {}, phase {} (pid {})",
+                "denied: {}×{n} in role {}, phase {} (pid {}){killed}",
                 d.syscall, d.role, d.phase, d.pid
             )
         })

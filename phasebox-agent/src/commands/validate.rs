@@ -67,6 +67,7 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
     let (oci, det) = policy(&args)?;
     let mut spec = FilterSpec::from_oci(&oci)?;
     spec.notify_by_default();
+    let kills = spec.notify_kills();
     let exe = launch::resolve(&args.command[0])?;
     let board = PhaseBoard::default();
     let mut session = Session::builder(Mode::Validate)
@@ -94,10 +95,17 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
     let log = denied.clone();
     let released = child.release(|fd| {
         supervisor = Some(notify::supervise(fd, stop.clone(), move |pid, nr| {
+            let mut d = Denied::at(&board, pid, nr);
+            d.killed = kills.contains(&d.syscall);
+            let verdict = if d.killed {
+                Verdict::Kill
+            } else {
+                Verdict::Deny(libc::EPERM)
+            };
             if let Ok(mut v) = log.lock() {
-                v.push(Denied::at(&board, pid, nr));
+                v.push(d);
             }
-            Verdict::Deny(libc::EPERM)
+            verdict
         }));
     });
     let code = std::cell::Cell::new(1);

@@ -116,6 +116,19 @@ impl FilterSpec {
         self.default = ScmpAction::Notify;
     }
 
+    /// Calls the spec kills go to phasebox instead, so that it can report them before it
+    /// kills (`validate`); returns their names.
+    pub fn notify_kills(&mut self) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for r in &mut self.rules {
+            if matches!(r.action, ScmpAction::KillProcess | ScmpAction::KillThread) {
+                r.action = ScmpAction::Notify;
+                names.insert(r.name.clone());
+            }
+        }
+        names
+    }
+
     /// Allowed calls named in `names` go to phasebox instead (phase-aware enforcement).
     pub fn notify(&mut self, names: &BTreeSet<String>) {
         for r in &mut self.rules {
