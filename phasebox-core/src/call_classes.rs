@@ -295,6 +295,42 @@ mod tests {
         assert_eq!(sets.iter().map(BTreeSet::len).sum::<usize>(), 10000);
     }
 
+    /// The names of the table after `marker` in docs/seccomp.md, in order.
+    fn documented(marker: &str) -> Vec<String> {
+        let doc = include_str!("../../docs/seccomp.md");
+        let at = doc
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} missing"));
+        doc[at..]
+            .lines()
+            .skip(3)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                l.split('|')
+                    .nth(1)
+                    .unwrap()
+                    .trim()
+                    .trim_matches('`')
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documentation_lists_every_entry() {
+        for (marker, list) in [
+            ("<!-- class-state-dependent -->", STATE_DEPENDENT),
+            ("<!-- class-no-errno -->", NO_ERRNO),
+            ("<!-- class-fallback -->", FALLBACK),
+        ] {
+            let mut doc = documented(marker);
+            let mut data: Vec<String> = list.iter().map(|e| e.name.to_string()).collect();
+            doc.sort();
+            data.sort();
+            assert_eq!(doc, data, "docs/seccomp.md {marker}");
+        }
+    }
+
     #[test]
     fn lookups() {
         assert!(is_state_dependent("brk") && !is_state_dependent("socket"));

@@ -102,11 +102,14 @@ fn a_heap_that_grows_only_while_serving_keeps_working_under_phase_aware_enforcem
     // The tightening follows the serving marker; then the heap grows by megabytes, in the
     // main thread (brk) and in two new threads (their arenas: mmap, mprotect).
     std::thread::sleep(Duration::from_millis(300));
-    for n in [50, 200] {
-        assert_eq!(ask(port, &format!("grow {n}")), format!("grew {n}\n"));
-    }
-    assert_eq!(ask(port, "quit"), "bye\n");
+    let answers: Vec<String> = [50, 200]
+        .iter()
+        .map(|n| ask(port, &format!("grow {n}")))
+        .collect();
+    let bye = ask(port, "quit");
     let stderr = finish(child);
+    assert_eq!(answers, ["grew 50\n", "grew 200\n"], "{stderr}");
+    assert_eq!(bye, "bye\n", "{stderr}");
     for call in ["brk", "mmap", "munmap", "mprotect", "madvise", "futex"] {
         assert!(
             !stderr.contains(&format!(" {call}×")),

@@ -11,6 +11,7 @@ use super::oci::{OciProfile, OciRule, scmp_arch};
 use crate::{
     atomic_file::write_atomic,
     call_classes::{self, ENOSYS},
+    phase::Detector,
     profile::{Profile, Role, show::errno_name},
     sysnames,
 };
@@ -179,7 +180,7 @@ pub fn startup_missing(p: &Profile, origin: &str) -> Option<String> {
         || p.incomplete_reasons
             .iter()
             .any(|r| r.starts_with("attached to a running process"));
-    if !attached {
+    if !attached || every_role_started(p) {
         return None;
     }
     let comm = if p.program.comm.is_empty() {
@@ -193,6 +194,22 @@ pub fn startup_missing(p: &Profile, origin: &str) -> Option<String> {
          `phasebox agent --exec-name {comm} --profile {origin}` started before {comm} (or \
          `--container NAME`, or `phasebox run --profile {origin} -- CMD…`)"
     ))
+}
+
+/// Whether every role of the profile has a phase before its steady one: its processes
+/// executed the program while phasebox traced, although the run attached to something that
+/// was running (a container whose entry point waits, then executes the program). A process
+/// phasebox attached to starts in its role's steady phase.
+fn every_role_started(p: &Profile) -> bool {
+    let Some(det) = p.runs.iter().find_map(|r| Detector::load(&r.rules).ok()) else {
+        return false;
+    };
+    !p.roles.is_empty()
+        && p.roles.iter().all(|r| {
+            r.phases
+                .first()
+                .is_some_and(|ph| !det.is_steady_or_later(&r.name, &ph.name))
+        })
 }
 
 /// A seccomp policy names its calls: a call the syscall table has no name for (`syscall_N`
@@ -799,9 +816,24 @@ mod tests {
 
     #[test]
     fn startup_gate_names_what_is_missing_and_how_to_learn_it() {
-        let mut p = sample(&[("master", &[("serving", &["accept4"])])]);
+        let mut p = sample(&[
+            ("master", &[("setting-up-worker-processes", &["clone"])]),
+            ("worker", &[("worker-process-initialization", &["setuid"])]),
+        ]);
+        p.runs[0].rules = "nginx".into();
         assert_eq!(startup_missing(&p, "nginx.json"), None);
         p.runs[0].how = "attached".into();
+        // Attached, but every role went through its startup (a container whose entry point
+        // waited for phasebox): nothing is missing.
+        let mut started = p.clone();
+        started.roles[0].phases.insert(
+            0,
+            crate::profile::Phase {
+                name: "execution-initiation".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(startup_missing(&started, "nginx.json"), None);
         let s = startup_missing(&p, "nginx.json").unwrap();
         assert!(
             s.starts_with("nginx.json was learned by attaching to a running nginx"),
