@@ -84,6 +84,11 @@ pub const STATE_DEPENDENT: &[Entry] = &[
          set_robust_list",
     ),
     e(
+        "timer_settime",
+        "a watchdog or timeout timer is re-armed when it fires, which load and timing decide \
+         (haproxy's watchdog: in serving under load only, denied there otherwise)",
+    ),
+    e(
         "rt_sigreturn",
         "the return from a signal handler: made whenever a signal arrives, at any point \
          (haproxy's watchdog timer signal: in serving under load only)",
