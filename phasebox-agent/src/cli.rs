@@ -147,8 +147,8 @@ pub struct ExportArgs {
     /// What a call outside the profile gets.
     #[arg(long, value_parser = named::<DefaultAction>(), default_value = "errno")]
     pub default_action: DefaultAction,
-    /// The errno of --default-action errno.
-    #[arg(long, default_value_t = 1)]
+    /// The errno of --default-action errno (1 to 4095).
+    #[arg(long, default_value_t = 1, value_parser = parse_errno)]
     pub errno: u32,
     /// Add what every program may need to exit or handle signals (exit, exit_group,
     /// rt_sigreturn, restart_syscall); phasebox says which were added.
@@ -157,6 +157,10 @@ pub struct ExportArgs {
     /// Add what this container runtime's own init calls after installing the filter.
     #[arg(long, value_parser = named::<Runtime>(), value_name = "RUNTIME")]
     pub for_runtime: Option<Runtime>,
+    /// Export for a runtime or per phase although the profile never saw the program start
+    /// (learned by attaching to it): the policy will likely stop it from starting.
+    #[arg(long)]
+    pub allow_incomplete: bool,
     /// A profile of the same program made by `phasebox static`: list the calls it finds
     /// reachable that no run used, with where each is reachable from (the review).
     #[arg(long, value_name = "STATIC.json")]
@@ -173,6 +177,18 @@ pub struct ExportArgs {
     /// here; with --per-phase it goes to DIR/hybrid.profile.json unless given.
     #[arg(long, value_name = "FILE", requires = "hybrid")]
     pub hybrid_profile: Option<PathBuf>,
+}
+
+/// `--errno`: what a seccomp filter can return (the kernel's errno range, 0 excluded: a
+/// denied call would look like a success).
+fn parse_errno(s: &str) -> Result<u32, String> {
+    let range = phasebox_core::seccomp::oci::ERRNO_RANGE;
+    match s.parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s} is not an errno a seccomp filter can return: give a number from 1 to 4095 (1 is EPERM, 38 ENOSYS)"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ use std::path::Path;
 use phasebox_common::{ALLOWED_WORDS, MAX_SYSCALLS};
 
 use crate::{
+    call_classes,
     harvest::Attributed,
     learn::{Learner, Place},
     profile::Profile,
@@ -53,11 +54,21 @@ impl Monitor {
         }
     }
 
-    /// Whether `syscall` is outside `role`'s `phase` in the profile (an unknown role or phase
-    /// has no allowed calls).
+    /// Whether `syscall` is outside the effective set of `role`'s `phase` in the profile (its
+    /// calls, and the state-dependent calls the role made before: call_classes); an unknown
+    /// role or phase has no allowed calls.
     pub fn violates(&self, role: &str, phase: &str, syscall: &str) -> bool {
-        let allowed = self.profile.role(role).and_then(|r| r.phase(phase));
-        allowed.is_none_or(|p| !p.syscalls.contains_key(syscall))
+        let Some(r) = self.profile.role(role) else {
+            return true;
+        };
+        let Some(at) = r.phases.iter().position(|p| p.name == phase) else {
+            return true;
+        };
+        // Most calls are in the phase itself: only a miss needs the carried calls.
+        if r.phases[at].syscalls.contains_key(syscall) {
+            return false;
+        }
+        !call_classes::role_effective_sets(r)[at].contains(syscall)
     }
 
     /// True the first time (role, phase, syscall) is seen violating: log it then.
@@ -71,7 +82,8 @@ impl Monitor {
     pub fn allowed_from(&self, role: &str, phase: &str) -> Option<[u64; ALLOWED_WORDS]> {
         let r = self.profile.role(role)?;
         let at = r.phases.iter().position(|p| p.name == phase)?;
-        let names: BTreeSet<&str> = r.phases[at..].iter().flat_map(|p| p.names()).collect();
+        let sets = call_classes::role_effective_sets(r);
+        let names: BTreeSet<&str> = sets[at..].iter().flatten().copied().collect();
         let mut bits = [0u64; ALLOWED_WORDS];
         for n in names
             .iter()
@@ -163,5 +175,33 @@ mod tests {
         assert!(m.needs_update(7, bits));
         assert!(!m.needs_update(7, bits));
         assert_eq!(m.allowed_from("main", "nope"), None);
+    }
+
+    #[test]
+    fn state_dependent_calls_of_earlier_phases_are_no_violation() {
+        let p = sample(&[(
+            "worker",
+            &[
+                ("init", &["brk", "mmap", "setuid"]),
+                ("serving", &["accept4"]),
+            ],
+        )]);
+        let m = Monitor::new(p, true);
+        assert!(!m.violates("worker", "serving", "brk"));
+        assert!(!m.violates("worker", "serving", "mmap"));
+        assert!(
+            m.violates("worker", "serving", "setuid"),
+            "the program's path"
+        );
+        assert!(
+            m.violates("worker", "serving", "madvise"),
+            "never made by the role"
+        );
+        assert!(m.violates("worker", "init", "accept4"));
+        let bits = m.allowed_from("worker", "serving").unwrap();
+        let nr = sysnames::number("brk").unwrap();
+        assert!(bits[(nr / 64) as usize] & (1 << (nr % 64)) != 0);
+        let nr = sysnames::number("setuid").unwrap();
+        assert!(bits[(nr / 64) as usize] & (1 << (nr % 64)) == 0);
     }
 }

@@ -25,6 +25,7 @@ impl Analysis {
                 .keys()
                 .map(|name| (name.clone(), SyscallUse::default()))
                 .collect(),
+            filtered: Default::default(),
         };
         let profile = Profile {
             schema: SCHEMA.into(),

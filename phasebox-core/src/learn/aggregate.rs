@@ -171,6 +171,7 @@ fn phase_to_profile(det: &Detector, role: &str, idx: usize, ph: &PhaseAgg) -> pr
         start_ns: ph.first_ns,
         end_ns: ph.last_ns,
         syscalls,
+        filtered: Default::default(),
     }
 }
 

@@ -91,6 +91,19 @@ pub struct Phase {
     #[serde(default)]
     pub end_ns: u64,
     pub syscalls: BTreeMap<String, SyscallUse>,
+    /// Calls an existing seccomp filter denied while phasebox learned (a container engine's
+    /// profile): the program never ran them, and exports keep them denied with that errno.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filtered: BTreeMap<String, Filtered>,
+}
+
+/// A call a seccomp filter denied in a phase while phasebox learned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filtered {
+    /// How many calls were denied.
+    pub calls: u64,
+    /// The errno they got.
+    pub errno: u32,
 }
 
 /// One role (master, worker, main…), its phases in the order they happened.
@@ -135,6 +148,26 @@ pub fn is_syscall_name(name: &str) -> bool {
     name.strip_prefix("syscall_")
         .and_then(|n| n.parse::<u32>().ok())
         .is_some_and(|nr| sysnames::name(nr) == name)
+}
+
+/// The filtered calls of a phase name syscalls and carry an errno a kernel can return.
+fn check_filtered(ph: &Phase, role: &str) -> Result<(), String> {
+    for (name, f) in &ph.filtered {
+        if !is_syscall_name(name) {
+            return Err(format!(
+                "phase {} of role {role} lists {name:?} as filtered, which is not a {} syscall",
+                ph.name,
+                sysnames::ARCH
+            ));
+        }
+        if !crate::seccomp::oci::ERRNO_RANGE.contains(&f.errno) {
+            return Err(format!(
+                "phase {} of role {role} says {name} was filtered with errno {}, outside 1..4095",
+                ph.name, f.errno
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Phase {
@@ -224,6 +257,7 @@ impl Profile {
                         sysnames::ARCH
                     )));
                 }
+                check_filtered(ph, &role.name).map_err(bad)?;
             }
         }
         Ok(p)
@@ -272,6 +306,7 @@ pub(crate) mod tests {
                             name: ph.to_string(),
                             start_ns: 0,
                             end_ns: 0,
+                            filtered: BTreeMap::new(),
                             syscalls: calls
                                 .iter()
                                 .map(|c| {
@@ -305,6 +340,39 @@ pub(crate) mod tests {
         let back = Profile::parse(&p.to_json(), "p.json").unwrap();
         assert_eq!(back, p);
         assert_eq!(back.role("worker").unwrap().union().len(), 3);
+    }
+
+    #[test]
+    fn filtered_calls_round_trip_and_are_checked() {
+        let mut p = sample(&[("main", &[("a", &["read"])])]);
+        let text = p.to_json();
+        assert!(!text.contains("filtered"), "empty: left out");
+        p.roles[0].phases[0].filtered.insert(
+            "clone3".into(),
+            Filtered {
+                calls: 3,
+                errno: 38,
+            },
+        );
+        assert_eq!(Profile::parse(&p.to_json(), "f.json").unwrap(), p);
+        let mut bad = p.clone();
+        bad.roles[0].phases[0]
+            .filtered
+            .get_mut("clone3")
+            .unwrap()
+            .errno = 4096;
+        let e = Profile::parse(&bad.to_json(), "f.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clone3 was filtered with errno 4096"), "{e}");
+        let mut bad = p.clone();
+        bad.roles[0].phases[0]
+            .filtered
+            .insert("nope".into(), Filtered::default());
+        let e = Profile::parse(&bad.to_json(), "f.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lists \"nope\" as filtered"), "{e}");
     }
 
     #[test]

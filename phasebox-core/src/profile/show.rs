@@ -3,6 +3,15 @@ use std::fmt::Write as _;
 
 use super::Profile;
 
+/// An errno by name (`ENOSYS`), or its number when the table has none.
+pub fn errno_name(errno: u32) -> String {
+    i32::try_from(errno)
+        .ok()
+        .and_then(|e| syscalls::Errno::new(e).name())
+        .map_or(errno.to_string(), str::to_string)
+}
+
+/// The poster's table: the program, the runs, and per role a row per phase.
 pub fn render(p: &Profile) -> String {
     let mut out = String::new();
     let state = if p.complete {
@@ -71,6 +80,19 @@ pub fn render(p: &Profile) -> String {
                 names.len(),
                 names.join(", ")
             );
+            if !ph.filtered.is_empty() {
+                let denied: Vec<String> = ph
+                    .filtered
+                    .iter()
+                    .map(|(n, f)| format!("{n}×{} ({})", f.calls, errno_name(f.errno)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  {:<width$}         filtered by seccomp while learning: {}",
+                    "",
+                    denied.join(", ")
+                );
+            }
         }
     }
     out
@@ -94,6 +116,24 @@ mod tests {
         assert!(t.contains("prctl, setuid"), "{t}");
         assert!(
             t.contains("role worker (1 process, 3 syscalls in all)"),
+            "{t}"
+        );
+        assert!(!t.contains("filtered"), "{t}");
+    }
+
+    #[test]
+    fn filtered_calls_are_shown_under_their_phase() {
+        let mut p = sample(&[("main", &[("run", &["read"])])]);
+        p.roles[0].phases[0].filtered.insert(
+            "clone3".into(),
+            super::super::Filtered {
+                calls: 2,
+                errno: 38,
+            },
+        );
+        let t = render(&p);
+        assert!(
+            t.contains("filtered by seccomp while learning: clone3×2 (ENOSYS)"),
             "{t}"
         );
     }

@@ -334,6 +334,7 @@ mod tests {
                     },
                 )]
                 .into(),
+                ..Default::default()
             }],
         });
         let page = Page {
