@@ -45,7 +45,11 @@ pub fn calls(world: &mut World, walk: &Walk) -> (Vec<Named>, Vec<Unnamed>) {
             .collect();
         for d in nodes {
             for &(g, site) in walk.callers.get(&d).into_iter().flatten() {
-                out.follow(world, walk, (g, site, reg), opener, 0);
+                // A function running on into dlopen's code (after a call that does not
+                // return) makes no call.
+                if site < world.codes[g.0].range(g.1).end {
+                    out.follow(world, walk, (g, site, reg), opener, 0);
+                }
             }
         }
     }
