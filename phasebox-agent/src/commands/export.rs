@@ -82,6 +82,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     if let Some(path) = &args.hybrid {
         p = hybrid(args, &p, path)?;
     }
+    super::static_analysis::warn_coverage(&p, args.hybrid.as_deref());
     let label = [
         Some(p.program.comm.as_str()),
         args.role.as_deref(),

@@ -6,6 +6,7 @@ pub mod review;
 pub mod sections;
 pub mod show;
 pub mod static_section;
+pub mod unseen;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::static_section::StaticSection;
-use super::{Profile, SyscallUse, sections};
+use super::{Profile, SyscallUse, sections, unseen};
 
 /// The key under which the section is stored.
 pub const KEY: &str = "review";
@@ -35,9 +35,10 @@ pub struct Review {
     pub calls: Vec<ReviewCall>,
 }
 
-/// The review of `dynamic` against a static analysis of the same program; `allow` names
-/// calls of the review to add. A name in `allow` the analysis did not find reachable is an
-/// error (allowing it would be a guess, not a review).
+/// The review of `dynamic` against a static analysis of the same program, most likely needed
+/// first (ranked as [`unseen::rank`] says); `allow` names calls of the review to add. A name in
+/// `allow` the analysis did not find reachable is an error (allowing it would be a guess, not a
+/// review).
 pub fn build(
     dynamic: &Profile,
     analysis: &StaticSection,
@@ -58,19 +59,26 @@ pub fn build(
             anyhow::bail!("--allow-reachable {a}: {static_origin} does not find {a} reachable");
         }
     }
-    let program = base(static_program);
-    let calls = analysis
+    let program = unseen::object_name(static_program);
+    let mut ranked: Vec<(unseen::Rank, ReviewCall)> = analysis
         .reachable_from
         .iter()
         .filter(|(name, _)| !used.contains(name.as_str()))
-        .map(|(name, r)| ReviewCall {
-            name: name.clone(),
-            reachable_from: r.short(&program),
-            chain: r.chain.clone(),
-            how: r.how.clone(),
-            allowed: allow.contains(name),
+        .map(|(name, r)| {
+            let rank = unseen::rank(&r.chain, &program, 1 + r.also.len());
+            let call = ReviewCall {
+                name: name.clone(),
+                reachable_from: r.short(&program),
+                chain: r.chain.clone(),
+                how: r.how.clone(),
+                allowed: allow.contains(name),
+            };
+            (rank, call)
         })
         .collect();
+    // Most likely needed first, as the operations coverage ranks them.
+    ranked.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+    let calls = ranked.into_iter().map(|(_, c)| c).collect();
     Ok(Review {
         static_profile: static_origin.to_string(),
         calls,
@@ -142,6 +150,7 @@ mod tests {
                 Reach {
                     chain: chain.iter().map(|c| c.to_string()).collect(),
                     how: "syscall instruction".into(),
+                    ..Reach::default()
                 },
             );
         }
