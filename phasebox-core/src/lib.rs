@@ -3,6 +3,7 @@
 //! filters) live in the agent crate, which depends on this one and never the other way.
 pub mod atomic_file;
 pub mod container;
+pub mod display;
 pub mod event;
 pub mod harvest;
 pub mod input;
