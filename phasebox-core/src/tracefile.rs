@@ -107,11 +107,6 @@ impl TraceWriter {
         self.put(bytes);
     }
 
-    /// Where the trace goes.
-    pub fn dest(&self) -> &Path {
-        &self.dest
-    }
-
     /// Writes the footer and gives the file its name; the first failed write, if one did.
     pub fn finish(mut self, footer: &TraceFooter) -> anyhow::Result<PathBuf> {
         let json = serde_json::to_vec(footer).expect("footer serializes");
