@@ -19,11 +19,31 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Launch a command traced from its execve on; exit with its exit status.
+    #[command(
+        after_help = "Signals: the first Ctrl-C reaches CMD through the terminal, and the \
+        first SIGTERM or SIGHUP is passed on to it; phasebox waits for CMD's processes to end, \
+        then writes its outputs. A second one stops tracing at once (CMD goes on, untraced). \
+        SIGUSR1 writes the profile learned so far to --profile and says how far tracing is.\n\n\
+        Exit status: CMD's; 130 when stopped before CMD ended; 74 when an output could not be \
+        written (the others are written, and phasebox says which one failed and why)."
+    )]
     Run(RunArgs),
     /// Attach to a running process, its threads and descendants.
+    #[command(
+        after_help = "Signals: SIGINT, SIGTERM and SIGHUP stop tracing and write every \
+        output; SIGUSR1 writes the profile learned so far to --profile and says how far tracing \
+        is.\n\n\
+        Exit status: 0; 74 when an output could not be written (the others are written, and \
+        phasebox says which one failed and why)."
+    )]
     Record(RecordArgs),
     /// Long-running: attach to a process tree, learn its phases, serve Prometheus metrics,
     /// and checkpoint the learned profile.
+    #[command(
+        after_help = "Signals: SIGINT and SIGTERM stop the agent, which writes the \
+        profile; SIGHUP and SIGUSR1 write it now (a checkpoint) and the agent goes on.\n\n\
+        Exit status: 0; 74 when the profile could not be written at the end."
+    )]
     Agent(AgentArgs),
     /// Read trace files.
     #[command(subcommand)]

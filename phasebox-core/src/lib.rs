@@ -4,6 +4,7 @@
 pub mod atomic_file;
 pub mod call_classes;
 pub mod container;
+pub mod display;
 pub mod event;
 pub mod harvest;
 pub mod input;

@@ -13,6 +13,7 @@ mod board;
 mod outputs;
 mod records;
 mod run_loop;
+mod signals;
 mod targets;
 
 use std::time::{Duration, Instant};
@@ -33,9 +34,10 @@ use tokio::io::{Interest, unix::AsyncFd};
 use crate::containers::ContainerTarget;
 use crate::probe::{EventStream, Probe, ProbeOptions};
 pub use board::{PhaseBoard, Place};
-pub use outputs::OutputPaths;
 use outputs::Outputs;
+pub use outputs::{EXIT_OUTPUT_LOST, OutputPaths, OutputsLost};
 pub use run_loop::{Stop, interrupted};
+pub use signals::{Caught, Signals};
 pub use targets::check_target;
 
 /// What kind of session this is.

@@ -29,16 +29,14 @@ struct Sink<'a> {
     /// before /proc can be asked).
     container: Option<&'a str>,
     bad_records: &'a mut u64,
-    error: Option<anyhow::Error>,
     batch: Batch,
 }
 
 impl Sink<'_> {
     fn take(&mut self, bytes: &[u8]) {
-        if let Some(w) = self.trace.as_deref_mut()
-            && let Err(e) = w.record(bytes)
-        {
-            self.error.get_or_insert(e);
+        if let Some(w) = self.trace.as_deref_mut() {
+            // A failed write ends the trace, not the run: the writer keeps the error.
+            w.record(bytes);
         }
         let ev = match event::decode(bytes) {
             Ok(ev) => ev,
@@ -87,13 +85,9 @@ impl Session {
             roots: &mut self.roots,
             container: self.container.as_ref().map(|c| c.id.as_str()),
             bad_records: &mut self.bad_records,
-            error: None,
             batch: Batch::default(),
         };
         self.events += self.stream.get_mut().drain(|bytes| sink.take(bytes));
-        if let Some(e) = sink.error {
-            return Err(e);
-        }
         for tgid in sink.batch.gone {
             self.probe.untrack(tgid);
             if let Some(b) = &self.board {

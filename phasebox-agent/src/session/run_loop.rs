@@ -11,10 +11,12 @@ use crate::procfs;
 pub enum Stop {
     /// Every traced process is gone.
     TreeExited,
-    /// Ctrl-C or SIGTERM.
+    /// Ctrl-C, SIGTERM or SIGHUP (the agent: SIGINT or SIGTERM).
     Signal(&'static str),
     /// A duration ran out.
     Duration,
+    /// A signal asked for the profile learned so far: written, tracing goes on.
+    Checkpoint(&'static str),
 }
 
 enum Wake {

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::{Filtered, MAX_PATHS, Profile, SyscallUse};
+use crate::display;
 
 fn merge_use(into: &mut SyscallUse, from: &SyscallUse) {
     // Counts from files are untrusted: a sum past u64 stays at the top instead of wrapping.
@@ -172,12 +173,13 @@ pub fn render_diff(diffs: &[PhaseDiff]) -> String {
         if d.gained.is_empty() && d.lost.is_empty() && !filtered_changed {
             continue;
         }
-        let _ = write!(out, "{} / {}{tag}:", d.role, d.phase);
+        let (role, phase) = (display::text(&d.role), display::text(&d.phase));
+        let _ = write!(out, "{role} / {phase}{tag}:");
         if !d.gained.is_empty() {
-            let _ = write!(out, " +{}", d.gained.join(" +"));
+            let _ = write!(out, " +{}", display::join(&d.gained, " +"));
         }
         if !d.lost.is_empty() {
-            let _ = write!(out, " -{}", d.lost.join(" -"));
+            let _ = write!(out, " -{}", display::join(&d.lost, " -"));
         }
         if filtered_changed {
             out.push_str(" filtered by seccomp while learning:");

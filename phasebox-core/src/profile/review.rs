@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::static_section::StaticSection;
 use super::{Profile, SyscallUse, sections, unseen};
+use crate::display;
 
 /// The key under which the section is stored.
 pub const KEY: &str = "review";
@@ -109,16 +110,16 @@ pub fn render(r: &Review) -> String {
         "review: {} call{} reachable according to {} that no run used ({} allowed with --allow-reachable):",
         r.calls.len(),
         if r.calls.len() == 1 { "" } else { "s" },
-        r.static_profile,
+        display::text(&r.static_profile),
         allowed
     );
-    let width = r.calls.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    for c in &r.calls {
+    let names: Vec<_> = r.calls.iter().map(|c| display::text(&c.name)).collect();
+    let width = display::column(names.iter().map(AsRef::as_ref), 0);
+    for (c, name) in r.calls.iter().zip(&names) {
         let _ = writeln!(
             out,
-            "  {:<width$}  {}{}",
-            c.name,
-            c.reachable_from,
+            "  {name:<width$}  {}{}",
+            display::text(&c.reachable_from),
             if c.allowed { "  [allowed]" } else { "" }
         );
     }
