@@ -19,11 +19,31 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Launch a command traced from its execve on; exit with its exit status.
+    #[command(
+        after_help = "Signals: the first Ctrl-C reaches CMD through the terminal, and the \
+        first SIGTERM or SIGHUP is passed on to it; phasebox waits for CMD's processes to end, \
+        then writes its outputs. A second one stops tracing at once (CMD goes on, untraced). \
+        SIGUSR1 writes the profile learned so far to --profile and says how far tracing is.\n\n\
+        Exit status: CMD's; 130 when stopped before CMD ended; 74 when an output could not be \
+        written (the others are written, and phasebox says which one failed and why)."
+    )]
     Run(RunArgs),
     /// Attach to a running process, its threads and descendants.
+    #[command(
+        after_help = "Signals: SIGINT, SIGTERM and SIGHUP stop tracing and write every \
+        output; SIGUSR1 writes the profile learned so far to --profile and says how far tracing \
+        is.\n\n\
+        Exit status: 0; 74 when an output could not be written (the others are written, and \
+        phasebox says which one failed and why)."
+    )]
     Record(RecordArgs),
     /// Long-running: attach to a process tree, learn its phases, serve Prometheus metrics,
     /// and checkpoint the learned profile.
+    #[command(
+        after_help = "Signals: SIGINT and SIGTERM stop the agent, which writes the \
+        profile; SIGHUP and SIGUSR1 write it now (a checkpoint) and the agent goes on.\n\n\
+        Exit status: 0; 74 when the profile could not be written at the end."
+    )]
     Agent(AgentArgs),
     /// Read trace files.
     #[command(subcommand)]
@@ -147,8 +167,8 @@ pub struct ExportArgs {
     /// What a call outside the profile gets.
     #[arg(long, value_parser = named::<DefaultAction>(), default_value = "errno")]
     pub default_action: DefaultAction,
-    /// The errno of --default-action errno.
-    #[arg(long, default_value_t = 1)]
+    /// The errno of --default-action errno (1 to 4095).
+    #[arg(long, default_value_t = 1, value_parser = parse_errno)]
     pub errno: u32,
     /// Add what every program may need to exit or handle signals (exit, exit_group,
     /// rt_sigreturn, restart_syscall); phasebox says which were added.
@@ -157,6 +177,10 @@ pub struct ExportArgs {
     /// Add what this container runtime's own init calls after installing the filter.
     #[arg(long, value_parser = named::<Runtime>(), value_name = "RUNTIME")]
     pub for_runtime: Option<Runtime>,
+    /// Export for a runtime or per phase although the profile never saw the program start
+    /// (learned by attaching to it): the policy will likely stop it from starting.
+    #[arg(long)]
+    pub allow_incomplete: bool,
     /// A profile of the same program made by `phasebox static`: list the calls it finds
     /// reachable that no run used, with where each is reachable from (the review).
     #[arg(long, value_name = "STATIC.json")]
@@ -173,6 +197,18 @@ pub struct ExportArgs {
     /// here; with --per-phase it goes to DIR/hybrid.profile.json unless given.
     #[arg(long, value_name = "FILE", requires = "hybrid")]
     pub hybrid_profile: Option<PathBuf>,
+}
+
+/// `--errno`: what a seccomp filter can return (the kernel's errno range, 0 excluded: a
+/// denied call would look like a success).
+fn parse_errno(s: &str) -> Result<u32, String> {
+    let range = phasebox_core::seccomp::oci::ERRNO_RANGE;
+    match s.parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s} is not an errno a seccomp filter can return: give a number from 1 to 4095 (1 is EPERM, 38 ENOSYS)"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -264,9 +300,21 @@ pub struct AgentArgs {
     /// Phase rules: generic, nginx, auto, or a rule file.
     #[arg(long, default_value = "generic", value_name = "RULES")]
     pub phases: String,
-    /// Where to serve /metrics.
+    /// Where to serve /metrics (port 0: one the kernel picks; the start-up line names it).
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
+    /// Connections the metrics server holds at once; at the cap, the one that has waited
+    /// longest for a request is closed to make room.
+    #[arg(long = "web.max-connections", default_value = "64", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+    /// How long a client may take to send a request's headers (and a kept-alive connection
+    /// may wait for its next request).
+    #[arg(long = "web.header-timeout", default_value = "10s", value_name = "D", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a connection to the metrics server may move no byte either way.
+    #[arg(long = "web.idle-timeout", default_value = "30s", value_name = "D", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
     /// Keep the learned profile in this file (written every --checkpoint and at the end).
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
@@ -486,6 +534,24 @@ mod tests {
         match cli.command {
             Command::Record(r) => assert_eq!(r.pids, vec![3, 4, 5]),
             other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_metrics_server_is_bounded_by_default() {
+        let cli = Cli::try_parse_from(["phasebox", "agent", "-p", "1"]).unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not the agent");
+        };
+        assert_eq!(a.max_connections, 64);
+        assert_eq!(a.header_timeout, Duration::from_secs(10));
+        assert_eq!(a.idle_timeout, Duration::from_secs(30));
+        for bad in [
+            ["--web.max-connections", "0"],
+            ["--web.header-timeout", "0s"],
+        ] {
+            let args = ["phasebox", "agent", "-p", "1"].into_iter().chain(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} accepted");
         }
     }
 

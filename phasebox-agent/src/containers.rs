@@ -233,7 +233,7 @@ pub fn members(target: &ContainerTarget) -> Vec<u32> {
     procfs::pids()
         .into_iter()
         .filter(|&p| procfs::container(p).is_some_and(|c| c.id == target.id))
-        .filter(|&p| procfs::is_alive(p))
+        .filter(|&p| procfs::is_alive(p).unwrap_or(true))
         .collect()
 }
 

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod containers;
 pub mod enforce;
+pub mod fdlimit;
 pub mod launch;
 pub mod logging;
 pub mod probe;

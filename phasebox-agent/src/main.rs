@@ -1,7 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use phasebox::{cli::Cli, commands};
+use phasebox::{
+    cli::Cli,
+    commands,
+    session::{EXIT_OUTPUT_LOST, OutputsLost},
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -11,7 +15,11 @@ fn main() -> ExitCode {
             // One sentence: the message and its causes, joined.
             let msg: Vec<String> = err.chain().map(|c| c.to_string()).collect();
             phasebox::say!("phasebox: {}", msg.join(": "));
-            ExitCode::FAILURE
+            if err.downcast_ref::<OutputsLost>().is_some() {
+                ExitCode::from(EXIT_OUTPUT_LOST)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

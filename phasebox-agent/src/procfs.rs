@@ -22,8 +22,31 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
     Some(Stat { comm, state, ppid })
 }
 
+/// /proc/PID/stat: `Ok(None)` when no such process exists, `Err` when it cannot be read for
+/// another reason (too many open files, permission…), which says nothing about the process.
+pub fn read_stat(pid: u32) -> std::io::Result<Option<Stat>> {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(line) => parse_stat(&line).map(Some).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("/proc/{pid}/stat cannot be parsed"),
+            )
+        }),
+        Err(e) if gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a failed /proc read means the process does not exist: its directory is not there
+/// (ENOENT), or it was reaped between the open and the read (ESRCH).
+fn gone(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH))
+}
+
+/// /proc/PID/stat when it can be read; None when the process is gone or /proc cannot tell
+/// (use [`read_stat`] where the difference matters).
 pub fn stat(pid: u32) -> Option<Stat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    read_stat(pid).ok().flatten()
 }
 
 /// The process (thread group) a thread belongs to.
@@ -35,9 +58,10 @@ pub fn tgid(tid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Whether `pid` exists and has not exited (a zombie has exited).
-pub fn is_alive(pid: u32) -> bool {
-    matches!(stat(pid), Some(s) if s.state != 'Z' && s.state != 'X')
+/// Whether `pid` exists and has not exited (a zombie has exited); `Err` when /proc cannot tell
+/// (phasebox's own descriptors ran out, say), which must not be taken for an exit.
+pub fn is_alive(pid: u32) -> std::io::Result<bool> {
+    Ok(read_stat(pid)?.is_some_and(|s| s.state != 'Z' && s.state != 'X'))
 }
 
 /// The program `pid` runs, or "" when it cannot be read.
@@ -167,13 +191,25 @@ mod tests {
     #[test]
     fn this_process_is_alive() {
         let me = std::process::id();
-        assert!(is_alive(me));
+        assert!(is_alive(me).unwrap());
         assert!(pids().contains(&me));
         let parent = std::os::unix::process::parent_id();
         assert!(pid_namespace(me).is_some());
         assert_eq!(pid_namespace(me), pid_namespace(parent));
         assert_eq!(stat(me).unwrap().ppid, std::os::unix::process::parent_id());
         assert!(!exe(me).is_empty());
+    }
+
+    #[test]
+    fn only_a_missing_process_is_gone() {
+        // No pid is this large (pid_max is at most 2^22).
+        assert_eq!(read_stat(u32::MAX).unwrap(), None);
+        assert!(!is_alive(u32::MAX).unwrap());
+        let err = std::io::Error::from_raw_os_error;
+        assert!(gone(&err(libc::ENOENT)) && gone(&err(libc::ESRCH)));
+        for errno in [libc::EMFILE, libc::ENFILE, libc::EACCES, libc::ENOMEM] {
+            assert!(!gone(&err(errno)), "errno {errno} taken for an exit");
+        }
     }
 
     #[test]

@@ -5,15 +5,16 @@
 //! an unpredictable name and is created exclusively (a link planted at its name is never
 //! followed), a symbolic link at the destination is replaced rather than written through, and
 //! only regular files are ever replaced: a device node, FIFO, socket or directory at the
-//! destination is refused before anything runs.
+//! destination is refused before anything runs. Outputs hold command lines (which may carry
+//! secrets), so every file is created readable and writable by its owner only (0600), whatever
+//! the umask, and owned by whoever runs phasebox: a file planted at the destination by another
+//! user gives the result neither its owner nor its mode.
 use std::ffi::OsString;
 use std::fs::{File, Metadata, OpenOptions, Permissions};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use tempfile::NamedTempFile;
 
 use crate::sysnames::describe_io;
 
@@ -21,12 +22,19 @@ use crate::sysnames::describe_io;
 const RANDOM_CHARS: usize = 12;
 /// Bytes of the destination's name kept in a temporary file's name (names are at most 255).
 const NAME_IN_TEMP: usize = 100;
+/// The mode of every file written: its owner's alone.
+pub const MODE: u32 = 0o600;
 
-/// A file being written; it takes its final name only on [`AtomicFile::commit`].
+/// A file being written; it takes its final name only on [`AtomicFile::commit`], and its
+/// temporary file is removed when it is dropped uncommitted.
 #[derive(Debug)]
 pub struct AtomicFile {
-    tmp: NamedTempFile,
+    file: File,
+    /// The temporary file's name, beside the destination.
+    temp: PathBuf,
     dest: PathBuf,
+    /// Renamed into place, or not ours any more: nothing to remove on drop.
+    done: bool,
 }
 
 /// An error that names the file and says what went wrong, in one sentence.
@@ -65,19 +73,19 @@ fn temp_prefix(name: &[u8], pid: u32) -> OsString {
     OsString::from_vec(p)
 }
 
-/// The mode and owner to give the new file: those of the regular file it replaces, if any.
-fn replaced(dest: &Path) -> anyhow::Result<Option<Metadata>> {
+/// Refuses a destination that is not a regular file (a link is fine: the rename replaces it,
+/// never follows it).
+fn check_destination(dest: &Path) -> anyhow::Result<()> {
     match std::fs::symlink_metadata(dest) {
-        // A link is replaced by the rename, never followed: its target is not ours to copy.
-        Ok(m) if m.file_type().is_symlink() => Ok(None),
+        Ok(m) if m.file_type().is_symlink() => Ok(()),
         Ok(m) => match special_kind(&m) {
-            None => Ok(Some(m)),
+            None => Ok(()),
             Some(kind) => anyhow::bail!(
                 "cannot write {}: it is {kind}, and phasebox writes regular files only",
                 dest.display()
             ),
         },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(file_error("write", dest, &e)),
     }
 }
@@ -127,46 +135,83 @@ fn remove_leftovers(dir: &Path, name: &[u8]) {
     }
 }
 
+/// The directory `dest` is in and its file name.
+fn split(dest: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("{} is not a file path", dest.display()))?;
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
+}
+
+/// A new temporary file for `dest` in `dir`: an unpredictable name, created exclusively, 0600.
+fn new_temp(dir: &Path, name: &std::ffi::OsStr, dest: &Path) -> anyhow::Result<(File, PathBuf)> {
+    let prefix = temp_prefix(name.as_bytes(), std::process::id());
+    let tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .rand_bytes(RANDOM_CHARS)
+        .make_in(dir, |path| {
+            // O_EXCL: a file or link already at the name is an error (another name is tried),
+            // never opened; O_NOFOLLOW says the same for links once more. Readable too: a temp
+            // file removed under phasebox is copied from this descriptor at the end.
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(MODE)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)
+        })
+        .map_err(|e| file_error("write", dest, &e))?;
+    let (file, path) = tmp.into_parts();
+    // From here on the name is ours to remove (AtomicFile's drop), not tempfile's.
+    let path = path
+        .keep()
+        .map_err(|e| file_error("write", dest, &e.error))?;
+    // The umask may have taken bits from the mode asked for (0400 under umask 0277).
+    if let Err(e) = file.set_permissions(Permissions::from_mode(MODE)) {
+        let _ = std::fs::remove_file(&path);
+        return Err(file_error("write", dest, &e));
+    }
+    Ok((file, path))
+}
+
+/// Whether `path` is still the file open as `file` (a cleaner of temporary directories may
+/// have removed it, and someone else may have made another file at its name since).
+fn same_file(path: &Path, file: &File) -> bool {
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
 impl AtomicFile {
     /// Creates the temporary file now, so an unwritable destination is reported up front.
     pub fn create(dest: &Path) -> anyhow::Result<AtomicFile> {
-        let name = dest
-            .file_name()
-            .ok_or_else(|| anyhow::anyhow!("{} is not a file path", dest.display()))?;
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let old = replaced(dest)?;
+        let (dir, name) = split(dest)?;
+        check_destination(dest)?;
         remove_leftovers(dir, name.as_bytes());
-        let prefix = temp_prefix(name.as_bytes(), std::process::id());
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .rand_bytes(RANDOM_CHARS)
-            .make_in(dir, |path| {
-                // O_EXCL: a file or link already at the name is an error (another name is
-                // tried), never opened; O_NOFOLLOW says the same for links once more.
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o666)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(path)
-            })
-            .map_err(|e| file_error("write", dest, &e))?;
-        if let Some(old) = old {
-            keep_mode_and_owner(tmp.as_file_mut(), &old)
-                .map_err(|e| file_error("write", dest, &e))?;
-        }
+        let (file, temp) = new_temp(dir, name, dest)?;
         Ok(AtomicFile {
-            tmp,
+            file,
+            temp,
             dest: dest.to_path_buf(),
+            done: false,
         })
+    }
+
+    /// Checks now that `dest` can be written (a temporary file is made beside it and removed),
+    /// for an output written whole at the end with a fresh [`AtomicFile`].
+    pub fn check(dest: &Path) -> anyhow::Result<()> {
+        AtomicFile::create(dest).map(drop)
     }
 
     /// The open temporary file, to write into.
     pub fn file(&mut self) -> &mut File {
-        self.tmp.as_file_mut()
+        &mut self.file
     }
 
     /// Where the file goes on commit.
@@ -174,16 +219,19 @@ impl AtomicFile {
         &self.dest
     }
 
-    /// Syncs and renames the file to its destination.
-    pub fn commit(self) -> anyhow::Result<()> {
-        let dest = self.dest;
-        self.tmp
-            .as_file()
+    /// Syncs and renames the file to its destination. A temporary file that is no longer there
+    /// (removed by a cleaner during a long run) is written again from the open descriptor first:
+    /// nothing written is lost.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        let dest = self.dest.clone();
+        self.file
             .sync_all()
             .map_err(|e| file_error("write", &dest, &e))?;
-        self.tmp
-            .persist(&dest)
-            .map_err(|e| file_error("write", &dest, &e.error))?;
+        if !same_file(&self.temp, &self.file) {
+            return self.copy_to_fresh_temp()?.commit();
+        }
+        std::fs::rename(&self.temp, &dest).map_err(|e| file_error("write", &dest, &e))?;
+        self.done = true;
         // The rename lasts across a crash once the directory is synced; some file systems
         // refuse to sync a directory, which loses nothing but that guarantee.
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
@@ -193,20 +241,26 @@ impl AtomicFile {
         }
         Ok(())
     }
+
+    /// A new temporary file with everything written to this one, whose name is gone.
+    fn copy_to_fresh_temp(&mut self) -> anyhow::Result<AtomicFile> {
+        // The name is not ours any more: never remove or rename what is there now.
+        self.done = true;
+        let mut fresh = AtomicFile::create(&self.dest)?;
+        self.file
+            .rewind()
+            .and_then(|()| io::copy(&mut self.file, &mut fresh.file))
+            .map_err(|e| file_error("write", &self.dest, &e))?;
+        Ok(fresh)
+    }
 }
 
-/// Gives the new file the owner and permission bits of the one it replaces. Without root, a
-/// file cannot be given away: it then stays this user's.
-fn keep_mode_and_owner(file: &mut File, old: &Metadata) -> io::Result<()> {
-    let now = file.metadata()?;
-    if (now.uid(), now.gid()) != (old.uid(), old.gid()) {
-        match std::os::unix::fs::fchown(&*file, Some(old.uid()), Some(old.gid())) {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-            other => other?,
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.done && same_file(&self.temp, &self.file) {
+            let _ = std::fs::remove_file(&self.temp);
         }
     }
-    // Permission bits only: set-user-ID and the like never carry over to a data file.
-    file.set_permissions(Permissions::from_mode(old.mode() & 0o777))
 }
 
 /// Writes `bytes` to `dest` atomically.
@@ -357,35 +411,86 @@ mod tests {
         );
     }
 
+    /// Sets the umask to `mask` for the life of the guard.
+    struct Umask(libc::mode_t);
+
+    impl Umask {
+        fn set(mask: libc::mode_t) -> Umask {
+            // SAFETY: umask has no preconditions.
+            Umask(unsafe { libc::umask(mask) })
+        }
+    }
+
+    impl Drop for Umask {
+        fn drop(&mut self) {
+            // SAFETY: as above.
+            unsafe { libc::umask(self.0) };
+        }
+    }
+
     #[test]
-    fn the_replaced_files_mode_and_owner_are_kept() {
+    fn files_are_the_owners_alone_whatever_was_there_and_whatever_the_umask() {
         let dir = Dir::new();
-        let dest = dir.path("kept.json");
+        // A file another user planted at the destination, open to all: its owner and mode do
+        // not carry over (its owner could otherwise rewrite what phasebox wrote).
+        let dest = dir.path("planted.json");
         std::fs::write(&dest, b"old").unwrap();
-        std::fs::set_permissions(&dest, Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(&dest, Permissions::from_mode(0o666)).unwrap();
         // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        if root {
+        let me = unsafe { libc::geteuid() };
+        if me == 0 {
             std::os::unix::fs::chown(&dest, Some(65534), Some(65534)).unwrap();
         }
         write_atomic(&dest, b"new").unwrap();
         let meta = std::fs::metadata(&dest).unwrap();
-        assert_eq!(meta.mode() & 0o7777, 0o640);
-        if root {
-            assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
-        }
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        assert_eq!(meta.uid(), me);
         assert_eq!(std::fs::read(&dest).unwrap(), b"new");
-        // A new file gets the usual mode (0666 less the umask), never the temp file's 0600.
+        // A new file under umask 0 (which would leave 0666): still 0600. (Only a permissive
+        // umask is tried: tests run in parallel, and a strict one could deny another test's
+        // files to a user who is not root.)
+        let _umask = Umask::set(0);
         let fresh = dir.path("fresh.json");
-        write_atomic(&fresh, b"{}").unwrap();
-        // SAFETY: umask has no preconditions; set back at once.
-        let mask = unsafe {
-            let m = libc::umask(0o022);
-            libc::umask(m);
-            m
-        };
-        let mode = std::fs::metadata(&fresh).unwrap().mode() & 0o777;
-        assert_eq!(mode, 0o666 & !mask);
+        let mut f = AtomicFile::create(&fresh).unwrap();
+        // The partial file is no one else's to read either.
+        assert_eq!(std::fs::metadata(&f.temp).unwrap().mode() & 0o777, 0o600);
+        f.file().write_all(b"{}").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_temporary_file_removed_meanwhile_loses_nothing() {
+        let dir = Dir::new();
+        let dest = dir.path("trace");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.file().write_all(b"first half, ").unwrap();
+        // A cleaner of temporary directories removes it; another file takes its name.
+        let temp = f.temp.clone();
+        std::fs::remove_file(&temp).unwrap();
+        std::fs::write(&temp, b"someone else's").unwrap();
+        f.file().write_all(b"second half").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"first half, second half");
+        assert_eq!(std::fs::read(&temp).unwrap(), b"someone else's");
+        // Dropped uncommitted after the same: the other file stays.
+        let mut f = AtomicFile::create(&dest).unwrap();
+        let temp2 = f.temp.clone();
+        std::fs::remove_file(&temp2).unwrap();
+        std::fs::write(&temp2, b"theirs").unwrap();
+        f.file().write_all(b"x").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&temp2).unwrap(), b"theirs");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"first half, second half");
+    }
+
+    #[test]
+    fn check_leaves_nothing_behind() {
+        let dir = Dir::new();
+        AtomicFile::check(&dir.path("p.json")).unwrap();
+        assert!(dir.names().is_empty(), "{:?}", dir.names());
+        let e = AtomicFile::check(&dir.path("none/p.json")).unwrap_err();
+        assert!(e.to_string().starts_with("cannot write "), "{e}");
     }
 
     #[test]

@@ -23,8 +23,7 @@ pub const TEXT: Kind = Kind {
     max_bytes: 64 << 20,
 };
 
-/// Trace files, read as a stream: every record of a run ends up in memory, so the limit keeps
-/// that within a machine's reach.
+/// Trace files, read as a stream in bounded memory: the limit bounds how long a read takes.
 pub const TRACE: Kind = Kind {
     name: "a trace file",
     max_bytes: 8 << 30,

@@ -2,7 +2,9 @@
 //! without the kernel. Kernel and process I/O (loading programs, launching, /proc, seccomp
 //! filters) live in the agent crate, which depends on this one and never the other way.
 pub mod atomic_file;
+pub mod call_classes;
 pub mod container;
+pub mod display;
 pub mod event;
 pub mod harvest;
 pub mod input;

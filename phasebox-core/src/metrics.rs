@@ -32,6 +32,7 @@ pub struct Metrics {
     checkpoint_failures: IntCounter,
     rejected: IntCounter,
     map_full: IntCounterVec,
+    http: HttpMetrics,
     /// Last values pushed into each counter, to add only the increase.
     last: HashMap<String, f64>,
 }
@@ -62,6 +63,50 @@ pub struct Counters {
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
+}
+
+/// The metrics server's own metrics. The server holds a clone and updates them as it goes
+/// (they are shared atomics); the page shows them at its next rendering.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics {
+    /// Connections open now.
+    pub open: IntGauge,
+    /// Connections closed unanswered because the server was at its connection cap.
+    pub refused: IntCounter,
+    /// Connections closed for sending their request too slowly, or for moving nothing.
+    pub timed_out: IntCounter,
+    /// Requests for /metrics answered.
+    pub requests: IntCounter,
+}
+
+impl HttpMetrics {
+    fn new(registry: &Registry) -> anyhow::Result<HttpMetrics> {
+        let open = IntGauge::new(
+            "phasebox_http_open_connections",
+            "Connections to the metrics server open now.",
+        )?;
+        let refused = IntCounter::new(
+            "phasebox_http_connections_refused_total",
+            "Connections closed unanswered because --web.max-connections were open (the one \
+             that had waited longest for a request made room for the newest).",
+        )?;
+        let timed_out = IntCounter::new(
+            "phasebox_http_connections_timed_out_total",
+            "Connections closed because their request headers took longer than \
+             --web.header-timeout or nothing moved for --web.idle-timeout (kept-alive \
+             connections closed between requests are not counted).",
+        )?;
+        let requests = IntCounter::new(
+            "phasebox_http_requests_total",
+            "Requests for /metrics answered.",
+        )?;
+        Ok(HttpMetrics {
+            open: registered(registry, open)?,
+            refused: registered(registry, refused)?,
+            timed_out: registered(registry, timed_out)?,
+            requests: registered(registry, requests)?,
+        })
+    }
 }
 
 /// What the build info metric says.
@@ -236,6 +281,7 @@ impl Metrics {
         let (violations, killed) = monitor_metrics(&registry)?;
         let (rejected, map_full) = bound_metrics(&registry)?;
         register_build_info(&registry, build)?;
+        let http = HttpMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
             syscalls,
@@ -252,6 +298,7 @@ impl Metrics {
             checkpoint_failures,
             rejected,
             map_full,
+            http,
             last: HashMap::new(),
         })
     }
@@ -259,6 +306,11 @@ impl Metrics {
     /// The registry, for more collectors (the process's own metrics).
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The metrics server's metrics, for the server to update.
+    pub fn http(&self) -> HttpMetrics {
+        self.http.clone()
     }
 
     /// How much `key` grew since the last call.
@@ -408,5 +460,18 @@ mod tests {
         );
         m.checkpoint_failed();
         assert!(m.render().contains("phasebox_checkpoint_failures_total 1"));
+        let http = m.http();
+        http.refused.inc_by(3);
+        http.open.set(2);
+        let text = m.render();
+        assert!(
+            text.contains("phasebox_http_connections_refused_total 3"),
+            "{text}"
+        );
+        assert!(text.contains("phasebox_http_open_connections 2"), "{text}");
+        assert!(
+            text.contains("phasebox_http_connections_timed_out_total 0"),
+            "{text}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use phasebox_common::{ALLOWED_WORDS, MAX_SYSCALLS};
 
 use crate::{
+    call_classes,
     harvest::Attributed,
     learn::{Learner, Place, ProcessPlace},
     profile::Profile,
@@ -83,11 +84,21 @@ impl Monitor {
         self.profile.role(role).is_some()
     }
 
-    /// Whether `syscall` is outside `role`'s `phase` in the profile (an unknown role or phase
-    /// has no allowed calls).
+    /// Whether `syscall` is outside the effective set of `role`'s `phase` in the profile (its
+    /// calls, and the state-dependent calls the role made before: call_classes); an unknown
+    /// role or phase has no allowed calls.
     pub fn violates(&self, role: &str, phase: &str, syscall: &str) -> bool {
-        let allowed = self.profile.role(role).and_then(|r| r.phase(phase));
-        allowed.is_none_or(|p| !p.syscalls.contains_key(syscall))
+        let Some(r) = self.profile.role(role) else {
+            return true;
+        };
+        let Some(at) = r.phases.iter().position(|p| p.name == phase) else {
+            return true;
+        };
+        // Most calls are in the phase itself: only a miss needs the carried calls.
+        if r.phases[at].syscalls.contains_key(syscall) {
+            return false;
+        }
+        !call_classes::role_effective_sets(r)[at].contains(syscall)
     }
 
     /// True the first time (role, phase, syscall) is seen violating: log it then.
@@ -101,7 +112,8 @@ impl Monitor {
     pub fn allowed_from(&self, role: &str, phase: &str) -> Option<[u64; ALLOWED_WORDS]> {
         let r = self.profile.role(role)?;
         let at = r.phases.iter().position(|p| p.name == phase)?;
-        let names: BTreeSet<&str> = r.phases[at..].iter().flat_map(|p| p.names()).collect();
+        let sets = call_classes::role_effective_sets(r);
+        let names: BTreeSet<&str> = sets[at..].iter().flatten().copied().collect();
         let mut bits = [0u64; ALLOWED_WORDS];
         for n in names
             .iter()
@@ -151,7 +163,10 @@ impl Monitor {
     pub fn kill_sets(&mut self, places: &[ProcessPlace]) -> Vec<KillSet> {
         let mut out = Vec::new();
         for p in places.iter().filter(|p| p.instance != 0) {
-            let bits = match (self.allowed_from(&p.role, &p.phase), self.first_phase(&p.role)) {
+            let bits = match (
+                self.allowed_from(&p.role, &p.phase),
+                self.first_phase(&p.role),
+            ) {
                 (Some(bits), _) => bits,
                 // A known program in a place the profile never saw it in (attached in a
                 // phase its run did not reach): all it was seen doing.
@@ -224,10 +239,7 @@ mod tests {
 
     #[test]
     fn kill_sets_are_per_instance_and_unknown_roles_get_none() {
-        let p = sample(&[(
-            "main",
-            &[("init", &["socket"]), ("serving", &["accept4"])],
-        )]);
+        let p = sample(&[("main", &[("init", &["socket"]), ("serving", &["accept4"])])]);
         let place = |tgid, instance, role: &str, phase: &str| ProcessPlace {
             tgid,
             instance,
@@ -251,7 +263,14 @@ mod tests {
             .iter()
             .map(|k| (k.tgid, k.instance, k.bits == serving, k.bits == all))
             .collect();
-        assert_eq!(got, [(10, 1, true, false), (11, 2, false, true), (12, 3, false, false)]);
+        assert_eq!(
+            got,
+            [
+                (10, 1, true, false),
+                (11, 2, false, true),
+                (12, 3, false, false)
+            ]
+        );
         assert!(sets[2].bits.iter().all(|&w| w == 0));
         // Unchanged: nothing to write; pid 10 reused by another instance: its own set.
         assert!(m.kill_sets(&places).is_empty());
@@ -262,5 +281,33 @@ mod tests {
         // Ignoring unknown roles: no set for them.
         m.unknown = UnknownRole::Ignore;
         assert!(m.kill_sets(&[place(20, 4, "sh", "x")]).is_empty());
+    }
+
+    #[test]
+    fn state_dependent_calls_of_earlier_phases_are_no_violation() {
+        let p = sample(&[(
+            "worker",
+            &[
+                ("init", &["brk", "mmap", "setuid"]),
+                ("serving", &["accept4"]),
+            ],
+        )]);
+        let m = Monitor::new(p, true);
+        assert!(!m.violates("worker", "serving", "brk"));
+        assert!(!m.violates("worker", "serving", "mmap"));
+        assert!(
+            m.violates("worker", "serving", "setuid"),
+            "the program's path"
+        );
+        assert!(
+            m.violates("worker", "serving", "madvise"),
+            "never made by the role"
+        );
+        assert!(m.violates("worker", "init", "accept4"));
+        let bits = m.allowed_from("worker", "serving").unwrap();
+        let nr = sysnames::number("brk").unwrap();
+        assert!(bits[(nr / 64) as usize] & (1 << (nr % 64)) != 0);
+        let nr = sysnames::number("setuid").unwrap();
+        assert!(bits[(nr / 64) as usize] & (1 << (nr % 64)) == 0);
     }
 }

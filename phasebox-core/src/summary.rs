@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{process::ProcessTree, sysnames};
+use crate::{display, process::ProcessTree, sysnames};
 
 /// What the kernel could not deliver or count.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +112,11 @@ impl Summary {
             let _ = writeln!(
                 out,
                 "pid {} {} ({}), parent {}: {} syscalls",
-                p.pid, prog, p.comm, p.ppid, total
+                p.pid,
+                display::text(prog),
+                display::text(&p.comm),
+                p.ppid,
+                total
             );
             if p.syscalls.is_empty() {
                 continue;
@@ -126,7 +130,8 @@ impl Summary {
                 } else {
                     s.errors.to_string()
                 };
-                let _ = writeln!(out, "  {:>10} {:>8}  {}", s.calls, errors, name);
+                let name = display::text(name);
+                let _ = writeln!(out, "  {:>10} {:>8}  {name}", s.calls, errors);
             }
         }
         let all: u64 = self
@@ -212,6 +217,16 @@ mod tests {
         let text = s.render_text();
         assert!(text.contains("pid 5 /usr/bin/pwd (pwd)"), "{text}");
         assert!(text.contains("2 events were dropped"), "{text}");
+        // A program's path and comm are the traced program's to choose: never raw controls.
+        let mut hostile = s.clone();
+        hostile.processes[0].exe = "/tmp/\x1b[2J\x1b]0;owned\x07x".into();
+        hostile.processes[0].comm = "a\nb".into();
+        let text = hostile.render_text();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+        assert!(
+            text.contains("pid 5 /tmp/\\u{1b}[2J\\u{1b}]0;owned\\u{7}x (a\\nb)"),
+            "{text}"
+        );
         let back: Summary = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(back, s);
     }

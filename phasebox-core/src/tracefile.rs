@@ -6,7 +6,7 @@
 //! "PBTREND\0"  u32 LE footer length  footer JSON (TraceFooter: the run's summary and roots)
 //! ```
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -50,14 +50,19 @@ pub struct TraceFooter {
     pub attached_pids: Vec<u32>,
 }
 
-/// Writes a trace file atomically: it appears under its name only when finished.
+/// Writes a trace file atomically: it appears under its name only when finished. A write that
+/// fails (a full disk) ends the trace, not the run: nothing more is written, the partial file
+/// is removed at once (its space freed for the other outputs), and [`TraceWriter::finish`]
+/// reports the first error.
 pub struct TraceWriter {
-    out: BufWriter<File>,
-    file: AtomicFile,
-    records: u64,
+    dest: PathBuf,
+    /// The buffered writer and the file it writes; None once a write failed.
+    open: Option<(BufWriter<File>, AtomicFile)>,
+    failed: Option<anyhow::Error>,
 }
 
 impl TraceWriter {
+    /// Creates the temporary file and writes the header (an error here is the caller's).
     pub fn create(path: &Path, header: &TraceHeader) -> anyhow::Result<TraceWriter> {
         let mut file = AtomicFile::create(path)?;
         let handle = file
@@ -65,49 +70,66 @@ impl TraceWriter {
             .try_clone()
             .map_err(|e| file_error("write", path, &e))?;
         let mut w = TraceWriter {
-            out: BufWriter::with_capacity(1 << 20, handle),
-            file,
-            records: 0,
+            dest: path.to_path_buf(),
+            open: Some((BufWriter::with_capacity(1 << 20, handle), file)),
+            failed: None,
         };
         let json = serde_json::to_vec(header).expect("header serializes");
-        w.put(MAGIC)?;
-        w.put(&(json.len() as u32).to_le_bytes())?;
-        w.put(&json)?;
-        Ok(w)
+        w.put(MAGIC);
+        w.put(&(json.len() as u32).to_le_bytes());
+        w.put(&json);
+        match w.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(w),
+        }
     }
 
-    fn put(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| file_error("write", self.file.dest(), &e))
+    fn put(&mut self, bytes: &[u8]) {
+        let Some((out, _)) = self.open.as_mut() else {
+            return;
+        };
+        if let Err(e) = out.write_all(bytes) {
+            self.fail(e);
+        }
     }
 
-    /// Appends one wire record as the kernel wrote it.
-    pub fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.records += 1;
-        self.put(bytes)
+    /// Gives up the file after a failed write: removed without writing the buffer out.
+    fn fail(&mut self, e: std::io::Error) {
+        self.failed = Some(file_error("write", &self.dest, &e));
+        if let Some((out, file)) = self.open.take() {
+            drop(out.into_parts());
+            drop(file);
+        }
     }
 
-    pub fn records(&self) -> u64 {
-        self.records
+    /// Appends one wire record as the kernel wrote it (nothing once a write has failed).
+    pub fn record(&mut self, bytes: &[u8]) {
+        self.put(bytes);
     }
 
-    /// Writes the footer and gives the file its name.
+    /// Writes the footer and gives the file its name; the first failed write, if one did.
     pub fn finish(mut self, footer: &TraceFooter) -> anyhow::Result<PathBuf> {
         let json = serde_json::to_vec(footer).expect("footer serializes");
-        self.put(END_MAGIC)?;
-        self.put(&(json.len() as u32).to_le_bytes())?;
-        self.put(&json)?;
-        let dest = self.file.dest().to_path_buf();
-        self.out
-            .flush()
-            .map_err(|e| file_error("write", &dest, &e))?;
-        self.file.commit()?;
-        Ok(dest)
+        self.put(END_MAGIC);
+        self.put(&(json.len() as u32).to_le_bytes());
+        self.put(&json);
+        if let Some((out, _)) = self.open.as_mut()
+            && let Err(e) = out.flush()
+        {
+            self.fail(e);
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let (out, file) = self.open.take().expect("open until a write fails");
+        drop(out);
+        file.commit()?;
+        Ok(self.dest)
     }
 }
 
-/// A trace file read back.
+/// A whole trace in memory: for tests and fuzzing. Files are read as a stream
+/// ([`TraceReader`]), whatever their size.
 #[derive(Debug)]
 pub struct Trace {
     pub header: TraceHeader,
@@ -122,6 +144,7 @@ fn bad(origin: &str, what: impl std::fmt::Display) -> anyhow::Error {
 /// The largest header or footer read (a footer lists every process of the run).
 const MAX_BLOCK: u64 = 256 << 20;
 
+/// Reads a block's length and, unless it is over [`MAX_BLOCK`], the block.
 fn read_block(r: &mut impl Read, origin: &str, what: &str) -> anyhow::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)
@@ -141,20 +164,98 @@ fn read_block(r: &mut impl Read, origin: &str, what: &str) -> anyhow::Result<Vec
     Ok(buf)
 }
 
-/// Reads a whole trace file.
-pub fn read(path: &Path) -> anyhow::Result<Trace> {
-    let r = BufReader::new(input::open(path, input::TRACE)?);
-    parse(r, &path.display().to_string())
+fn parse_footer(json: &[u8], origin: &str) -> anyhow::Result<TraceFooter> {
+    serde_json::from_slice(json).map_err(|e| bad(origin, format!("its footer is malformed ({e})")))
 }
 
-/// Reads a trace from `r`; `origin` names it in errors.
-pub fn parse(mut r: impl Read, origin: &str) -> anyhow::Result<Trace> {
-    let mut magic = [0u8; 8];
-    if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        return Err(bad(origin, "it does not start with the trace magic"));
+/// A trace read as a stream, in bounded memory: the header first, then one record at a time,
+/// then the footer, which must end the file.
+pub struct TraceReader<R> {
+    r: R,
+    origin: String,
+    header: TraceHeader,
+    records: u64,
+    footer: Option<TraceFooter>,
+    buf: [u8; 512],
+}
+
+/// Opens a trace file and reads its header.
+pub fn open(path: &Path) -> anyhow::Result<TraceReader<BufReader<io::Take<File>>>> {
+    let r = BufReader::with_capacity(1 << 16, input::open(path, input::TRACE)?);
+    TraceReader::new(r, &path.display().to_string())
+}
+
+impl<R: Read> TraceReader<R> {
+    /// Reads the magic and the header from `r` and checks that this phasebox reads the
+    /// records; `origin` names the trace in errors.
+    pub fn new(mut r: R, origin: &str) -> anyhow::Result<TraceReader<R>> {
+        let mut magic = [0u8; 8];
+        if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+            return Err(bad(origin, "it does not start with the trace magic"));
+        }
+        let header: TraceHeader = serde_json::from_slice(&read_block(&mut r, origin, "header")?)
+            .map_err(|e| bad(origin, format!("its header is malformed ({e})")))?;
+        check_header(&header, origin)?;
+        Ok(TraceReader {
+            r,
+            origin: origin.to_string(),
+            header,
+            records: 0,
+            footer: None,
+            buf: [0; 512],
+        })
     }
-    let header: TraceHeader = serde_json::from_slice(&read_block(&mut r, origin, "header")?)
-        .map_err(|e| bad(origin, format!("its header is malformed ({e})")))?;
+
+    /// What the trace says about its run.
+    pub fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+
+    /// Records read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The footer, once [`TraceReader::next_event`] has reached it.
+    pub fn footer(&self) -> Option<&TraceFooter> {
+        self.footer.as_ref()
+    }
+
+    /// The next record; None at the footer, which is then read and checked to end the file.
+    pub fn next_event(&mut self) -> anyhow::Result<Option<Event>> {
+        if self.footer.is_some() {
+            return Ok(None);
+        }
+        let (origin, n) = (self.origin.as_str(), self.records);
+        let buf = &mut self.buf;
+        self.r.read_exact(&mut buf[..8]).map_err(|_| {
+            bad(
+                origin,
+                format!("it ends after {n} records without its footer"),
+            )
+        })?;
+        if &buf[..8] == END_MAGIC {
+            let footer = parse_footer(&read_block(&mut self.r, origin, "footer")?, origin)?;
+            if self.r.read(&mut [0u8; 1]).map_err(|e| bad(origin, e))? != 0 {
+                return Err(bad(origin, "it goes on after its footer"));
+            }
+            self.footer = Some(footer);
+            return Ok(None);
+        }
+        let kind =
+            event::peek_kind(&buf[..8]).map_err(|e| bad(origin, format!("record {n}: {e}")))?;
+        let len = event::record_len(kind);
+        self.r
+            .read_exact(&mut buf[8..len])
+            .map_err(|_| bad(origin, format!("record {n} is cut short")))?;
+        let ev = event::decode(&buf[..len]).map_err(|e| bad(origin, e))?;
+        self.records += 1;
+        Ok(Some(ev))
+    }
+}
+
+/// Refuses a trace this phasebox cannot read: another format, record layout or architecture.
+fn check_header(header: &TraceHeader, origin: &str) -> anyhow::Result<()> {
     if header.format_version != FORMAT_VERSION
         || header.wire_version != phasebox_common::WIRE_VERSION
     {
@@ -176,36 +277,74 @@ pub fn parse(mut r: impl Read, origin: &str) -> anyhow::Result<Trace> {
             sysnames::ARCH
         );
     }
+    Ok(())
+}
+
+/// Reads a whole trace from `r` into memory (tests, fuzzing); `origin` names it in errors.
+pub fn parse(r: impl Read, origin: &str) -> anyhow::Result<Trace> {
+    let mut t = TraceReader::new(r, origin)?;
     let mut events = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        let n = events.len();
-        r.read_exact(&mut buf[..8]).map_err(|_| {
-            bad(
-                origin,
-                format!("it ends after {n} records without its footer"),
-            )
-        })?;
-        if &buf[..8] == END_MAGIC {
-            break;
-        }
-        let kind =
-            event::peek_kind(&buf[..8]).map_err(|e| bad(origin, format!("record {n}: {e}")))?;
-        let len = event::record_len(kind);
-        r.read_exact(&mut buf[8..len])
-            .map_err(|_| bad(origin, format!("record {n} is cut short")))?;
-        events.push(event::decode(&buf[..len]).map_err(|e| bad(origin, e))?);
+    while let Some(ev) = t.next_event()? {
+        events.push(ev);
     }
-    let footer: TraceFooter = serde_json::from_slice(&read_block(&mut r, origin, "footer")?)
-        .map_err(|e| bad(origin, format!("its footer is malformed ({e})")))?;
-    if r.read(&mut [0u8; 1]).map_err(|e| bad(origin, e))? != 0 {
-        return Err(bad(origin, "it goes on after its footer"));
-    }
+    let footer = t.footer.take().expect("read at the end of the records");
     Ok(Trace {
-        header,
+        header: t.header,
         events,
         footer,
     })
+}
+
+/// Reads only the footer of the trace file at `path`, from the end: what a reader needs before
+/// the records (the processes already running, the roots). The records, and that the footer
+/// follows them, are checked as they are read.
+pub fn read_footer(path: &Path) -> anyhow::Result<TraceFooter> {
+    let origin = path.display().to_string();
+    let mut file = input::open(path, input::TRACE)?.into_inner();
+    let size = file
+        .metadata()
+        .map_err(|e| file_error("read", path, &e))?
+        .len();
+    let Some(at) = footer_offset(&mut file, size).map_err(|e| file_error("read", path, &e))? else {
+        return Err(bad(
+            &origin,
+            "it does not end with its footer (it is cut short, or goes on after it)",
+        ));
+    };
+    let mut json = Vec::new();
+    file.seek(SeekFrom::Start(at + 12))
+        .and_then(|_| file.take(size - at - 12).read_to_end(&mut json))
+        .map_err(|e| file_error("read", path, &e))?;
+    parse_footer(&json, &origin)
+}
+
+/// Where the footer's magic is in a file of `size` bytes: the last "PBTREND\0" whose length
+/// field says the footer ends exactly at the end of the file. (The footer is JSON, which never
+/// holds a NUL byte, so the magic cannot occur inside it.)
+fn footer_offset(file: &mut File, size: u64) -> io::Result<Option<u64>> {
+    const CHUNK: u64 = 1 << 16;
+    let lowest = size.saturating_sub(MAX_BLOCK + 12);
+    let mut end = size;
+    let mut buf = Vec::new();
+    while end > lowest {
+        let start = end.saturating_sub(CHUNK).max(lowest);
+        // 11 bytes past the chunk: a magic and its length that straddle two chunks.
+        let upto = (end + 11).min(size);
+        buf.resize((upto - start) as usize, 0);
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf)?;
+        for i in (0..buf.len().saturating_sub(11)).rev() {
+            if &buf[i..i + 8] != END_MAGIC {
+                continue;
+            }
+            let len = u32::from_le_bytes(buf[i + 8..i + 12].try_into().expect("4 bytes"));
+            if start + i as u64 + 12 + u64::from(len) == size {
+                return Ok(Some(start + i as u64));
+            }
+        }
+        end = start;
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -231,6 +370,72 @@ mod tests {
         }
     }
 
+    fn read_all(path: &Path) -> anyhow::Result<Trace> {
+        parse(
+            BufReader::new(File::open(path)?),
+            &path.display().to_string(),
+        )
+    }
+
+    /// A trace of `n` syscall records of process 4.
+    fn write_trace(path: &Path, n: u64) -> TraceFooter {
+        let mut w = TraceWriter::create(path, &header()).unwrap();
+        for i in 0..n {
+            let sys = SyscallRecord {
+                header: Header::of::<SyscallRecord>(0, 4),
+                tid: 4,
+                enter_ns: i,
+                ..Default::default()
+            };
+            w.record(as_bytes(&sys));
+        }
+        let footer = TraceFooter {
+            summary: Summary::build(&ProcessTree::new(), Losses::default(), n),
+            root_pids: vec![4],
+            attached_pids: vec![n as u32],
+        };
+        w.finish(&footer).unwrap();
+        footer
+    }
+
+    #[test]
+    fn the_footer_is_found_from_the_end_and_records_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sizes around the search's 64 KiB chunks, so the magic falls on either side of a
+        // chunk's edge somewhere.
+        for n in [0, 1, 1364, 1365, 1366, 5000] {
+            let path = dir.path().join(format!("t{n}.pbtrace"));
+            let footer = write_trace(&path, n);
+            assert_eq!(read_footer(&path).unwrap(), footer, "{n} records");
+            let mut r = open(&path).unwrap();
+            let mut seen = 0;
+            while let Some(ev) = r.next_event().unwrap() {
+                assert_eq!(ev.ts_ns(), seen);
+                seen += 1;
+            }
+            assert_eq!((seen, r.records()), (n, n));
+            assert_eq!(r.footer(), Some(&footer));
+            assert!(
+                r.next_event().unwrap().is_none(),
+                "nothing after the footer"
+            );
+        }
+        // Damage at the end: no footer found.
+        let path = dir.path().join("t5000.pbtrace");
+        let bytes = std::fs::read(&path).unwrap();
+        for damaged in [&bytes[..bytes.len() - 1], &[&bytes[..], b"x"].concat()[..]] {
+            let bad = dir.path().join("bad.pbtrace");
+            std::fs::write(&bad, damaged).unwrap();
+            let e = read_footer(&bad).unwrap_err().to_string();
+            assert!(
+                e.ends_with(
+                    "it does not end with its footer (it is cut short, or goes on after it)"
+                ),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn round_trip_and_damage() {
         let dir = std::env::temp_dir().join(format!("pb-trace-{}", std::process::id()));
@@ -249,8 +454,8 @@ mod tests {
         let exec = exec_record(4, "pwd", "/bin/pwd", 9);
         let mut w = TraceWriter::create(&path, &header()).unwrap();
         assert!(!path.exists(), "visible before finish");
-        w.record(as_bytes(&exec)).unwrap();
-        w.record(as_bytes(&sys)).unwrap();
+        w.record(as_bytes(&exec));
+        w.record(as_bytes(&sys));
         let summary = Summary::build(&ProcessTree::new(), Losses::default(), 2);
         let footer = TraceFooter {
             summary,
@@ -259,7 +464,7 @@ mod tests {
         };
         w.finish(&footer).unwrap();
 
-        let t = read(&path).unwrap();
+        let t = read_all(&path).unwrap();
         assert_eq!(t.header, header());
         assert_eq!(t.events.len(), 2);
         assert_eq!(t.events[1], Event::Syscall(sys));
@@ -269,10 +474,10 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         let cut = dir.join("cut.pbtrace");
         std::fs::write(&cut, &bytes[..bytes.len() - 150]).unwrap();
-        let err = read(&cut).unwrap_err().to_string();
+        let err = read_all(&cut).unwrap_err().to_string();
         assert!(err.contains("not a valid phasebox trace file"), "{err}");
         std::fs::write(&cut, b"hello world").unwrap();
-        let err = read(&cut).unwrap_err().to_string();
+        let err = read_all(&cut).unwrap_err().to_string();
         assert!(err.contains("trace magic"), "{err}");
 
         // Bytes after the footer are damage, not ignored.

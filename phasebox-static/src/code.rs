@@ -22,10 +22,10 @@ pub struct Code {
 impl Code {
     /// Disassembles `obj` and finds its functions.
     pub fn build(obj: &Object) -> Code {
-        let mut seeds: BTreeSet<u64> = obj.code.iter().map(|c| c.0).collect();
+        let mut seeds: BTreeSet<u64> = obj.code_sections().map(|c| c.0).collect();
         seeds.extend(obj.names.iter().map(|n| n.0));
         seeds.extend(obj.entries.iter().map(|e| e.0));
-        for t in obj.data_refs.iter().chain(obj.got.values()) {
+        for t in obj.data_refs.iter().map(|r| &r.1).chain(obj.got.values()) {
             if let Target::Local(a) = t {
                 seeds.insert(*a);
             }
@@ -152,11 +152,11 @@ impl Code {
 /// Decodes every executable section, starting over at each seed.
 fn sweep(obj: &Object, seeds: &BTreeSet<u64>) -> Vec<Instruction> {
     let mut out = Vec::new();
-    for (base, bytes) in &obj.code {
+    for (base, bytes) in obj.code_sections() {
         let end = base + bytes.len() as u64;
-        let mut cuts: Vec<u64> = seeds.range(*base..end).copied().collect();
-        if cuts.first() != Some(base) {
-            cuts.insert(0, *base);
+        let mut cuts: Vec<u64> = seeds.range(base..end).copied().collect();
+        if cuts.first() != Some(&base) {
+            cuts.insert(0, base);
         }
         cuts.push(end);
         for w in cuts.windows(2) {

@@ -2,11 +2,13 @@
 //! the names of its functions, what it exports and imports, its entry points, and the
 //! function addresses its data holds.
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use goblin::elf::{Elf, header, program_header, reloc, section_header, sym};
 
 use crate::Error;
+use crate::mapped::Mapped;
 
 /// Where a reference points: into the same object, or to a symbol resolved in the global
 /// scope by name (the loader's lookup, so interposition is honored).
@@ -38,11 +40,23 @@ pub struct Object {
     pub names: Vec<(u64, String)>,
     /// GOT slot address → what the loader puts there.
     pub got: HashMap<u64, Target>,
-    /// Function addresses stored in data (relocations, or words of a fixed-address object).
-    pub data_refs: Vec<Target>,
-    /// Executable sections: (address, bytes).
-    pub code: Vec<(u64, Vec<u8>)>,
+    /// Function addresses stored in data (relocations, or words of a fixed-address object),
+    /// each with the address of the word that holds it.
+    pub data_refs: Vec<(u64, Target)>,
+    /// Data words that hold the address of other data (a table of tables): (word, target).
+    pub data_pointers: Vec<(u64, u64)>,
+    /// Where the data objects the symbol tables name start.
+    pub data_symbols: Vec<u64>,
+    /// Executable sections: (address, their bytes' place in the file).
+    code: Vec<(u64, Range<usize>)>,
+    /// Loadable segments: (address, size in the file, offset in the file).
+    segments: Vec<(u64, u64, u64)>,
+    file: Mapped,
 }
+
+/// The most machine code one object may hold: more than any program this project has met
+/// (chromium: 236 MB), and a bound on the memory its decoded instructions take.
+const MAX_CODE: u64 = 256 << 20;
 
 const R_X86_64_64: u32 = reloc::R_X86_64_64;
 const R_GLOB_DAT: u32 = reloc::R_X86_64_GLOB_DAT;
@@ -51,18 +65,10 @@ const R_RELATIVE: u32 = reloc::R_X86_64_RELATIVE;
 const R_IRELATIVE: u32 = reloc::R_X86_64_IRELATIVE;
 
 impl Object {
-    /// Reads and parses the ELF file at `path`.
+    /// Maps and parses the ELF file at `path`.
     pub fn load(path: &Path) -> Result<Object, Error> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, &e))?;
-        if !meta.is_file() {
-            return Err(Error::NotRegular(path.to_path_buf()));
-        }
-        let data = std::fs::read(path).map_err(|e| Error::io(path, &e))?;
-        Object::parse(path, &data)
-    }
-
-    /// Parses ELF bytes; `path` names the object.
-    pub fn parse(path: &Path, data: &[u8]) -> Result<Object, Error> {
+        let file = Mapped::open(path)?;
+        let data = file.bytes();
         if !data.starts_with(b"\x7fELF") {
             return Err(Error::NotElf(path.to_path_buf()));
         }
@@ -73,6 +79,27 @@ impl Object {
                 header::machine_to_str(elf.header.e_machine).to_string(),
             ));
         }
+        let code = code_ranges(&elf, data);
+        let code_bytes: u64 = code.iter().map(|c| c.1.len() as u64).sum();
+        if code_bytes > MAX_CODE {
+            return Err(Error::TooMuchCode(path.to_path_buf(), code_bytes >> 20));
+        }
+        let mut obj = Object::new(path, &elf, code);
+        obj.read_symbols(&elf);
+        obj.read_relocations(&elf);
+        obj.read_relr(&elf, data);
+        obj.read_entries(&elf, data);
+        if obj.fixed_address {
+            obj.scan_data_words(&elf, data);
+        }
+        drop(elf);
+        obj.file = file;
+        Ok(obj)
+    }
+
+    /// The object's names, paths and load information; symbols, relocations and entries
+    /// come after.
+    fn new(path: &Path, elf: &Elf, code: Vec<(u64, Range<usize>)>) -> Object {
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -81,7 +108,7 @@ impl Object {
             Some(i) if i > 0 => file_name[..i].to_string(),
             _ => file_name.clone(),
         };
-        let mut obj = Object {
+        Object {
             path: path.to_path_buf(),
             name,
             soname: elf.soname.map(str::to_string),
@@ -95,43 +122,53 @@ impl Object {
             names: Vec::new(),
             got: HashMap::new(),
             data_refs: Vec::new(),
-            code: Vec::new(),
-        };
-        for sh in &elf.section_headers {
-            if sh.sh_type == section_header::SHT_PROGBITS
-                && sh.sh_flags & u64::from(section_header::SHF_EXECINSTR) != 0
-                && let Some(bytes) = data.get(sh.file_range().unwrap_or_default())
-            {
-                obj.code.push((sh.sh_addr, bytes.to_vec()));
-            }
+            data_pointers: Vec::new(),
+            data_symbols: Vec::new(),
+            code,
+            segments: elf
+                .program_headers
+                .iter()
+                .filter(|p| p.p_type == program_header::PT_LOAD)
+                .map(|p| (p.p_vaddr, p.p_filesz, p.p_offset))
+                .collect(),
+            file: Mapped::empty(),
         }
-        if obj.code.is_empty() {
-            // No section headers (stripped hard): fall back to executable segments.
-            for ph in &elf.program_headers {
-                if ph.p_type == program_header::PT_LOAD
-                    && ph.p_flags & program_header::PF_X != 0
-                    && let Some(bytes) = data.get(ph.file_range())
-                {
-                    obj.code.push((ph.p_vaddr, bytes.to_vec()));
-                }
-            }
-        }
-        obj.code.sort_by_key(|c| c.0);
-        obj.read_symbols(&elf);
-        obj.read_relocations(&elf);
-        obj.read_relr(&elf, data);
-        obj.read_entries(&elf, data);
-        if obj.fixed_address {
-            obj.scan_data_words(&elf, data);
-        }
-        Ok(obj)
+    }
+
+    /// The executable sections: (address, bytes).
+    pub fn code_sections(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let data = self.file.bytes();
+        self.code
+            .iter()
+            .map(move |(addr, range)| (*addr, &data[range.clone()]))
     }
 
     /// Whether `addr` lies in one of the executable sections.
     pub fn is_code(&self, addr: u64) -> bool {
         self.code
             .iter()
-            .any(|(start, bytes)| addr >= *start && addr < start + bytes.len() as u64)
+            .any(|(start, r)| addr >= *start && addr < start + r.len() as u64)
+    }
+
+    /// Whether `addr` lies in what a loadable segment reads from the file.
+    pub fn is_mapped(&self, addr: u64) -> bool {
+        self.segments
+            .iter()
+            .any(|&(va, size, _)| addr >= va && addr < va + size)
+    }
+
+    /// The NUL-terminated string at virtual address `addr` (at most 4 KiB), if the file holds
+    /// one there.
+    pub fn c_string_at(&self, addr: u64) -> Option<&str> {
+        let &(va, size, off) = self
+            .segments
+            .iter()
+            .find(|&&(va, size, _)| addr >= va && addr < va + size)?;
+        let start = usize::try_from(addr - va + off).ok()?;
+        let end = usize::try_from(off + size).ok()?;
+        let bytes = self.file.bytes().get(start..end.min(start + 4096))?;
+        let nul = bytes.iter().position(|&b| b == 0)?;
+        std::str::from_utf8(&bytes[..nul]).ok()
     }
 
     /// The name of the function at `addr`, if a symbol names it.
@@ -169,6 +206,15 @@ impl Object {
                 add(s.st_value, n, s.st_bind() != sym::STB_LOCAL);
             }
         }
+        self.data_symbols = elf
+            .syms
+            .iter()
+            .chain(elf.dynsyms.iter())
+            .filter(|s| s.st_type() == sym::STT_OBJECT && s.st_shndx != 0 && s.st_value != 0)
+            .map(|s| s.st_value)
+            .collect();
+        self.data_symbols.sort_unstable();
+        self.data_symbols.dedup();
         for s in elf.dynsyms.iter().filter(is_func) {
             let Some(n) = elf.dynstrtab.get_at(s.st_name) else {
                 continue;
@@ -199,6 +245,10 @@ impl Object {
             let addend = r.r_addend.unwrap_or(0) as u64;
             let target = match r.r_type {
                 R_RELATIVE if self.is_code(addend) => Target::Local(addend),
+                R_RELATIVE if self.is_mapped(addend) => {
+                    self.data_pointers.push((r.r_offset, addend));
+                    continue;
+                }
                 R_IRELATIVE => {
                     self.entries.push((addend, "ifunc resolver".into()));
                     continue;
@@ -215,7 +265,7 @@ impl Object {
             // A PLT slot only serves calls through its stub; every other slot or word holds
             // an address the program can pass around.
             if r.r_type != R_JUMP_SLOT {
-                self.data_refs.push(target);
+                self.data_refs.push((r.r_offset, target));
             }
         }
     }
@@ -251,9 +301,13 @@ impl Object {
             }
         }
         for place in places {
-            if let Some(v) = read_word(elf, data, place).filter(|&v| self.is_code(v)) {
-                self.got.insert(place, Target::Local(v));
-                self.data_refs.push(Target::Local(v));
+            match read_word(elf, data, place) {
+                Some(v) if self.is_code(v) => {
+                    self.got.insert(place, Target::Local(v));
+                    self.data_refs.push((place, Target::Local(v)));
+                }
+                Some(v) if self.is_mapped(v) => self.data_pointers.push((place, v)),
+                _ => {}
             }
         }
     }
@@ -313,10 +367,13 @@ impl Object {
             let Some(bytes) = data.get(sh.file_range().unwrap_or_default()) else {
                 continue;
             };
-            for w in bytes.chunks_exact(8) {
+            for (i, w) in bytes.chunks_exact(8).enumerate() {
                 let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+                let place = sh.sh_addr + 8 * i as u64;
                 if self.is_code(v) {
-                    self.data_refs.push(Target::Local(v));
+                    self.data_refs.push((place, Target::Local(v)));
+                } else if v != 0 && self.is_mapped(v) {
+                    self.data_pointers.push((place, v));
                 }
             }
         }
@@ -324,6 +381,34 @@ impl Object {
 }
 
 const R_64: u32 = R_X86_64_64;
+
+/// The executable sections' addresses and places in the file (the executable segments' when
+/// there are no section headers).
+fn code_ranges(elf: &Elf, data: &[u8]) -> Vec<(u64, Range<usize>)> {
+    let in_file = |r: Range<usize>| data.get(r.clone()).map(|_| r);
+    let mut code: Vec<(u64, Range<usize>)> = elf
+        .section_headers
+        .iter()
+        .filter(|sh| {
+            sh.sh_type == section_header::SHT_PROGBITS
+                && sh.sh_flags & u64::from(section_header::SHF_EXECINSTR) != 0
+        })
+        .filter_map(|sh| Some((sh.sh_addr, in_file(sh.file_range()?)?)))
+        .collect();
+    if code.is_empty() {
+        // No section headers (stripped hard): fall back to executable segments.
+        code = elf
+            .program_headers
+            .iter()
+            .filter(|ph| {
+                ph.p_type == program_header::PT_LOAD && ph.p_flags & program_header::PF_X != 0
+            })
+            .filter_map(|ph| Some((ph.p_vaddr, in_file(ph.file_range())?)))
+            .collect();
+    }
+    code.sort_by_key(|c| c.0);
+    code
+}
 
 fn split_paths(list: &[&str]) -> Vec<String> {
     list.iter()

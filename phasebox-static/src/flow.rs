@@ -1,7 +1,8 @@
 //! Where a register's value comes from at a point of a function: a backward walk over the
 //! function's control flow (fall-through and direct branches) to the instructions that set
-//! it. Constants (`mov eax, 39`, `xor eax, eax`) and copies between registers are followed;
-//! reaching the function's start means the caller passes the value in that register.
+//! it. Constants (`mov eax, 39`, `xor eax, eax`), addresses (`lea rdi, [rip+name]`) and copies
+//! between registers are followed; reaching the function's start means the caller passes the
+//! value in that register.
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use iced_x86::{
@@ -40,6 +41,9 @@ pub fn branch_preds(code: &Code, f: usize) -> Preds {
 pub struct Value {
     /// Constants it may hold.
     pub consts: BTreeSet<u64>,
+    /// Addresses it may hold, set by a `lea` relative to the instruction pointer: the
+    /// object's own data (a string, a table) or code.
+    pub addresses: BTreeSet<u64>,
     /// Registers whose value at the function's entry it may hold (set by the callers).
     pub params: BTreeSet<Register>,
     /// Why some path gives a value the walk cannot know, if one does.
@@ -110,6 +114,9 @@ pub fn value_before(code: &Code, f: usize, preds: &Preds, pos: usize, reg: Regis
                 Def::None => work.push((p, reg)),
                 Def::Const(c) => {
                     out.consts.insert(c);
+                }
+                Def::Address(a) => {
+                    out.addresses.insert(a);
                 }
                 Def::Copy(r) => work.push((p, r)),
                 Def::Unknown(why) => {
@@ -183,6 +190,8 @@ enum Def {
     /// It does not.
     None,
     Const(u64),
+    /// An address relative to the instruction pointer.
+    Address(u64),
     /// A full copy of another register.
     Copy(Register),
     Unknown(String),
@@ -230,6 +239,9 @@ fn definition(info: &mut InstructionInfoFactory, ins: &Instruction, reg: Registe
             }
             _ => Def::Unknown(format!("{} is loaded from memory", name(reg))),
         },
+        Mnemonic::Lea if op0_is(reg) && full_width && ins.is_ip_rel_memory_operand() => {
+            Def::Address(ins.ip_rel_memory_address())
+        }
         Mnemonic::Xor | Mnemonic::Sub
             if op0_is(reg)
                 && ins.op1_kind() == OpKind::Register

@@ -4,15 +4,23 @@
 //! The loader's search is reproduced ([`loader`]), every executable section is disassembled
 //! ([`code`]), `syscall` instructions get their numbers by following the registers that set
 //! them ([`flow`]), and the function-level call graph is walked from the entry points
-//! ([`reach`]). Whatever cannot be decided is resolved conservatively and counted.
+//! ([`reach`]). Libraries loaded at run time are followed where the program names them: NSS
+//! modules ([`nss`]) and constant dlopen names ([`dlopen`], [`runtime`]). Chains say how each
+//! syscall is reached from the program's entry ([`chains`]). Whatever cannot be decided is
+//! resolved conservatively and counted.
+pub mod chains;
 pub mod code;
+pub mod dlopen;
 pub mod elf;
 pub mod flow;
 pub mod ldcache;
 pub mod loader;
+pub mod mapped;
 pub mod names;
+pub mod nss;
 pub mod profile;
 pub mod reach;
+pub mod runtime;
 pub mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use phasebox_core::profile::static_section::{Library, Provenance, Reach, Site};
+pub use phasebox_core::profile::static_section::{Library, LoadedLibrary, Provenance, Reach, Site};
 
 pub use loader::SearchPaths;
 
@@ -29,8 +37,6 @@ pub use loader::SearchPaths;
 pub enum Error {
     #[error("cannot read {0}: {1}")]
     Io(PathBuf, String),
-    #[error("{0} is not a regular file")]
-    NotRegular(PathBuf),
     #[error("{0} is not an ELF file")]
     NotElf(PathBuf),
     #[error("{0} is a malformed ELF file: {1}")]
@@ -39,6 +45,11 @@ pub enum Error {
     NotX86_64(PathBuf, String),
     #[error("cannot find the library {0} that {1} needs")]
     MissingLibrary(String, PathBuf),
+    #[error("{0} has {1} MiB of machine code; phasebox static analyzes at most 256 MiB per object")]
+    TooMuchCode(PathBuf, u64),
+    /// An input refused as every input of phasebox is (not a regular file, too large).
+    #[error("{0}")]
+    Input(String),
     #[error("{0}")]
     Other(String),
 }
@@ -75,10 +86,11 @@ const ASSUMPTIONS: &[&str] = &[
     "the number of an unresolved syscall site is not guessed: the site is listed, and no syscall is added for it",
     "vDSO functions (clock_gettime, gettimeofday, time, getcpu) may fall back to their syscalls",
     "execve is allowed: it starts the program",
-    "libraries loaded with dlopen are not analyzed",
+    "a library loaded at run time (an NSS module nsswitch.conf names for a database the program looks up, or a library a dlopen call names with a constant string) may have every exported function called, from the call that loads it",
+    "a dlopen call whose file name is computed at run time is listed, and its library is not analyzed",
 ];
 
-/// Analyzes the program at `path` with this machine's loader search paths.
+/// Analyzes the program at `path` with this machine's loader search paths and nsswitch.conf.
 pub fn analyze(path: &Path) -> Result<Analysis, Error> {
     analyze_with(path, &SearchPaths::system()?)
 }
@@ -88,13 +100,14 @@ pub fn analyze_with(path: &Path, search: &SearchPaths) -> Result<Analysis, Error
     let objects = loader::load(path, search)?;
     let mut world = reach::World::new(objects);
     let roots = roots(&world);
-    let walk = reach::reach(&mut world, &roots);
+    let (walk, run_time) = runtime::follow(&mut world, &roots, search)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (syscalls, vdso) = reachable_syscalls(&world, &walk);
-    let provenance_partial = provenance(&world, &walk, vdso);
+    let chains = chains::Chains::compute(&mut world, &walk);
+    let (syscalls, vdso) = reachable_syscalls(&world, &walk, &chains);
+    let provenance_partial = provenance(&world, &walk, vdso, run_time);
     let (whole_image, syscall_sites_total) = whole_image(&mut world, &syscalls);
     Ok(Analysis {
         program: path.display().to_string(),
@@ -108,56 +121,57 @@ pub fn analyze_with(path: &Path, search: &SearchPaths) -> Result<Analysis, Error
     })
 }
 
-/// The program's entry point, and what the loader runs in every object.
+/// The program's entry point, and what the loader runs in every object it maps at startup.
 fn roots(world: &reach::World) -> Vec<(reach::Node, String)> {
     let mut roots = Vec::new();
-    for (o, obj) in world.objects.iter().enumerate() {
-        for (addr, what) in &obj.entries {
-            if what == "entry point" && o != 0 && o + 1 != world.objects.len() {
-                continue;
-            }
-            if let Some(f) = world.codes[o].function_at(*addr) {
-                roots.push(((o, f), format!("{}:{what}", obj.name)));
-            }
-        }
+    for o in 0..world.startup {
+        let first = o == 0 || Some(o) == world.interpreter;
+        roots.extend(world.entry_functions(o, |what| first || what != "entry point"));
     }
     roots
 }
 
-/// Each syscall the walk found, with where it is reachable from (execve always: it starts
-/// the program); and the syscalls found only as vDSO fallbacks.
+/// Each syscall the walk found, with its chains (execve always: it starts the program); and
+/// the syscalls found only as vDSO fallbacks.
 fn reachable_syscalls(
     world: &reach::World,
     walk: &reach::Walk,
+    chains: &chains::Chains,
 ) -> (BTreeMap<String, Reach>, Vec<String>) {
     let mut syscalls = BTreeMap::new();
     let mut vdso = Vec::new();
-    for (nr, f) in &walk.found {
+    for (nr, found) in &walk.found {
         let Some(sys) = names::name(*nr) else {
             continue;
         };
-        let mut chain = world.chain(walk, f.node);
-        chain.extend(world.labels_below(&f.below));
-        if f.how == "vdso fallback" {
+        let (chain, how, also) = chains.of_syscall(world, walk, found);
+        if how == "vdso fallback" {
             vdso.push(sys.to_string());
         }
         syscalls.insert(
             sys.to_string(),
             Reach {
                 chain,
-                how: f.how.to_string(),
+                how: how.to_string(),
+                also,
             },
         );
     }
     syscalls.entry("execve".into()).or_insert(Reach {
         chain: vec![format!("{}:execve", world.objects[0].name)],
         how: "program start".into(),
+        also: Vec::new(),
     });
     (syscalls, vdso)
 }
 
 /// What the walk saw and assumed; the total of syscall sites is left to the whole-image walk.
-fn provenance(world: &reach::World, walk: &reach::Walk, vdso: Vec<String>) -> Provenance {
+fn provenance(
+    world: &reach::World,
+    walk: &reach::Walk,
+    vdso: Vec<String>,
+    run_time: runtime::RunTime,
+) -> Provenance {
     let unresolved_sites = walk
         .unresolved
         .iter()
@@ -169,7 +183,7 @@ fn provenance(world: &reach::World, walk: &reach::Walk, vdso: Vec<String>) -> Pr
         .collect();
     Provenance {
         analyzer: format!("phasebox-static {}", env!("CARGO_PKG_VERSION")),
-        libraries: world.objects[1..]
+        libraries: world.objects[1..world.startup]
             .iter()
             .map(|o| Library {
                 name: o.soname.clone().unwrap_or_else(|| {
@@ -190,6 +204,8 @@ fn provenance(world: &reach::World, walk: &reach::Walk, vdso: Vec<String>) -> Pr
         address_taken_functions: walk.address_taken,
         vdso,
         unresolved_imports: walk.unresolved_imports.iter().cloned().collect(),
+        loaded_at_run_time: run_time.libraries,
+        dlopen_unresolved: run_time.unresolved,
         assumptions: ASSUMPTIONS.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     }

@@ -19,16 +19,20 @@ const DEFAULT_DIRS: &[&str] = &[
     "/usr/lib",
 ];
 
-/// Where libraries are searched for besides each object's own paths.
+/// Where libraries are searched for besides each object's own paths, and where the NSS
+/// modules loaded at run time are named.
 #[derive(Clone, Debug, Default)]
 pub struct SearchPaths {
     pub cache: LdCache,
     /// LD_LIBRARY_PATH's directories.
     pub library_path: Vec<String>,
+    /// nsswitch.conf (a missing file names no module).
+    pub nsswitch: PathBuf,
 }
 
 impl SearchPaths {
-    /// This machine's: /etc/ld.so.cache and the LD_LIBRARY_PATH of the environment.
+    /// This machine's: /etc/ld.so.cache, the LD_LIBRARY_PATH of the environment and
+    /// /etc/nsswitch.conf.
     pub fn system() -> Result<SearchPaths, Error> {
         let cache = LdCache::load(Path::new("/etc/ld.so.cache"))?;
         let library_path = std::env::var("LD_LIBRARY_PATH")
@@ -40,6 +44,7 @@ impl SearchPaths {
         Ok(SearchPaths {
             cache,
             library_path,
+            nsswitch: PathBuf::from("/etc/nsswitch.conf"),
         })
     }
 }
@@ -56,26 +61,7 @@ pub fn load(program: &Path, search: &SearchPaths) -> Result<Vec<Object>, Error> 
         })?),
         None => None,
     };
-    let mut queue: VecDeque<(usize, String)> =
-        objects[0].needed.iter().map(|n| (0, n.clone())).collect();
-    while let Some((from, name)) = queue.pop_front() {
-        let known = |o: &Object| {
-            o.soname.as_deref() == Some(name.as_str())
-                || o.path.file_name().is_some_and(|f| f == name.as_str())
-        };
-        if objects.iter().chain(interp.iter()).any(known) {
-            continue;
-        }
-        let obj = find(&objects, from, &name, search)?;
-        let real = std::fs::canonicalize(&obj.path).unwrap_or(obj.path.clone());
-        let same_file = |o: &Object| std::fs::canonicalize(&o.path).is_ok_and(|p| p == real);
-        if objects.iter().chain(interp.iter()).any(same_file) {
-            continue;
-        }
-        let idx = objects.len();
-        queue.extend(obj.needed.iter().map(|n| (idx, n.clone())));
-        objects.push(obj);
-    }
+    load_needed(&mut objects, 0, interp.as_slice(), search)?;
     if let Some(i) = interp {
         let idx = objects.len();
         // The interpreter's own needs (none for glibc's) come after it.
@@ -92,6 +78,72 @@ pub fn load(program: &Path, search: &SearchPaths) -> Result<Vec<Object>, Error> 
         }
     }
     Ok(objects)
+}
+
+/// What `dlopen(name)` called from `objects[from]` maps: the index of the object, which is
+/// appended with what it needs unless it is loaded already; None when it cannot be found.
+pub fn open(
+    objects: &mut Vec<Object>,
+    from: usize,
+    name: &str,
+    search: &SearchPaths,
+) -> Result<Option<usize>, Error> {
+    if let Some(i) = objects.iter().position(|o| known(o, name)) {
+        return Ok(Some(i));
+    }
+    let obj = match find(objects, from, name, search) {
+        Ok(o) => o,
+        Err(Error::MissingLibrary(..)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let real = canonical(&obj.path);
+    if let Some(i) = objects.iter().position(|o| canonical(&o.path) == real) {
+        return Ok(Some(i));
+    }
+    let idx = objects.len();
+    objects.push(obj);
+    load_needed(objects, idx, &[], search)?;
+    Ok(Some(idx))
+}
+
+/// Whether `o` is the library the loader knows as `name`.
+fn known(o: &Object, name: &str) -> bool {
+    o.soname.as_deref() == Some(name) || o.path.file_name().is_some_and(|f| f == name)
+}
+
+/// The file `path` names, through any link.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or(path.to_path_buf())
+}
+
+/// Loads, breadth first, what `objects[first..]` need and neither `objects` nor `also` hold.
+fn load_needed(
+    objects: &mut Vec<Object>,
+    first: usize,
+    also: &[Object],
+    search: &SearchPaths,
+) -> Result<(), Error> {
+    let mut queue: VecDeque<(usize, String)> = (first..objects.len())
+        .flat_map(|i| objects[i].needed.iter().map(move |n| (i, n.clone())))
+        .collect();
+    while let Some((from, name)) = queue.pop_front() {
+        if objects.iter().chain(also).any(|o| known(o, &name)) {
+            continue;
+        }
+        let obj = find(objects, from, &name, search)?;
+        let real = canonical(&obj.path);
+        if objects
+            .iter()
+            .chain(also)
+            .any(|o| canonical(&o.path) == real)
+        {
+            continue;
+        }
+        let idx = objects.len();
+        queue.extend(obj.needed.iter().map(|n| (idx, n.clone())));
+        objects.push(obj);
+    }
+    Ok(())
 }
 
 /// Finds and loads library `name` needed by `objects[from]`.

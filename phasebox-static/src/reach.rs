@@ -4,6 +4,7 @@
 //! taken (in data, or by reached code). Syscall numbers are resolved per site; numbers a
 //! function receives in a register are resolved at its callers' call sites.
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::rc::Rc;
 
 use iced_x86::Register;
@@ -21,6 +22,13 @@ pub type Node = (usize, usize);
 pub struct World {
     pub objects: Vec<Object>,
     pub codes: Vec<Code>,
+    /// How many objects the loader maps at startup; those after are loaded at run time.
+    pub startup: usize,
+    /// The interpreter (the dynamic loader), when the program has one.
+    pub interpreter: Option<usize>,
+    /// Functions that load a library at run time → the library's functions they make
+    /// callable (its exported functions and initializers).
+    pub links: HashMap<Node, Vec<Node>>,
     summaries: HashMap<Node, Rc<Summary>>,
     preds: HashMap<Node, Rc<Preds>>,
     /// Exported name → the first object, in lookup order, that defines it.
@@ -34,6 +42,8 @@ pub enum Parent {
     Edge(Node, EdgeKind),
     /// Through an indirect call in this function: its address is taken somewhere.
     Indirect(Node),
+    /// A function of a library this function loads at run time ([`World::links`]).
+    Loaded(Node),
 }
 
 /// A syscall found reachable: the function its chain ends in, then the frames below it
@@ -57,7 +67,10 @@ pub struct Unresolved {
 #[derive(Default)]
 pub struct Walk {
     pub parent: HashMap<Node, Parent>,
-    pub found: BTreeMap<u32, Found>,
+    /// Each syscall found, with every function it was found in.
+    pub found: BTreeMap<u32, Vec<Found>>,
+    /// Each reached function's direct callers, with their call sites.
+    pub callers: HashMap<Node, Vec<(Node, usize)>>,
     pub unresolved: Vec<Unresolved>,
     pub syscall_sites: usize,
     pub indirect_calls: usize,
@@ -82,25 +95,75 @@ const VDSO: &[(&str, &str)] = &[
 ];
 
 impl World {
-    /// Disassembles every object.
+    /// Disassembles every object; all of them are mapped at startup.
     pub fn new(objects: Vec<Object>) -> World {
-        let codes = objects.iter().map(Code::build).collect();
-        let mut exports = HashMap::new();
-        for (i, o) in objects.iter().enumerate() {
-            for name in o.exports.keys() {
-                exports.entry(name.clone()).or_insert(i);
-            }
-        }
-        World {
+        let interpreter = objects.first().and_then(|p| {
+            let interp = Path::new(p.interpreter.as_deref()?);
+            objects.iter().position(|o| o.path == interp)
+        });
+        let mut world = World {
+            startup: objects.len(),
             objects,
-            codes,
+            codes: Vec::new(),
+            interpreter,
+            links: HashMap::new(),
             summaries: HashMap::new(),
             preds: HashMap::new(),
-            exports,
+            exports: HashMap::new(),
+        };
+        world.index_new();
+        world
+    }
+
+    /// Disassembles the objects appended to `objects` since the last call, and adds their
+    /// exports behind those of the objects before them (lookup order).
+    pub fn index_new(&mut self) {
+        for i in self.codes.len()..self.objects.len() {
+            self.codes.push(Code::build(&self.objects[i]));
+            for name in self.objects[i].exports.keys() {
+                self.exports.entry(name.clone()).or_insert(i);
+            }
         }
     }
 
-    fn summary(&mut self, n: Node) -> Rc<Summary> {
+    /// The functions object `o` exports under `name` (its own definitions, whichever object
+    /// the global lookup would pick).
+    pub fn exported(&self, o: usize, name: &str) -> Vec<Node> {
+        self.objects[o]
+            .exports
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| self.codes[o].function_at(*a).map(|f| (o, f)))
+            .collect()
+    }
+
+    /// The functions of the loader's entries of object `o` that `keep` accepts, each with
+    /// what it is.
+    pub fn entry_functions(&self, o: usize, keep: impl Fn(&str) -> bool) -> Vec<(Node, String)> {
+        self.objects[o]
+            .entries
+            .iter()
+            .filter(|(_, what)| keep(what))
+            .filter_map(|(addr, what)| {
+                let f = self.codes[o].function_at(*addr)?;
+                Some(((o, f), format!("{}:{what}", self.objects[o].name)))
+            })
+            .collect()
+    }
+
+    /// Makes `to` callable from `from` (a library `from` loads at run time).
+    pub fn link(&mut self, from: Node, to: Vec<Node>) {
+        let links = self.links.entry(from).or_default();
+        for n in to {
+            if !links.contains(&n) {
+                links.push(n);
+            }
+        }
+    }
+
+    /// The summary of function `n` (analyzed once).
+    pub fn summary(&mut self, n: Node) -> Rc<Summary> {
         if let Some(s) = self.summaries.get(&n) {
             return s.clone();
         }
@@ -109,7 +172,8 @@ impl World {
         s
     }
 
-    fn value(&mut self, n: Node, pos: usize, reg: Register) -> Value {
+    /// What register `reg` may hold just before instruction `pos` of function `n`.
+    pub fn value(&mut self, n: Node, pos: usize, reg: Register) -> Value {
         let preds = match self.preds.get(&n) {
             Some(p) => p.clone(),
             None => {
@@ -129,10 +193,7 @@ impl World {
                 .map(|f| vec![(from, f)])
                 .unwrap_or_default(),
             Target::Import(name) => match self.exports.get(name) {
-                Some(&o) => self.objects[o].exports[name]
-                    .iter()
-                    .filter_map(|a| self.codes[o].function_at(*a).map(|f| (o, f)))
-                    .collect(),
+                Some(&o) => self.exported(o, name),
                 None => Vec::new(),
             },
         }
@@ -185,7 +246,7 @@ impl World {
     }
 
     /// Whether function `n` is a PLT stub (a jump through a GOT slot a relocation names).
-    fn is_stub(&self, n: Node) -> bool {
+    pub fn is_stub(&self, n: Node) -> bool {
         self.summaries.get(&n).is_some_and(|s| {
             s.edges.len() == 1
                 && s.edges[0].kind == EdgeKind::Jump
@@ -195,34 +256,6 @@ impl World {
                     .name_at(self.codes[n.0].starts[n.1])
                     .is_none()
         })
-    }
-
-    /// The frames from a root to `n`, PLT stubs left out; a frame reached through an
-    /// indirect call starts with `*`.
-    pub fn chain(&self, walk: &Walk, n: Node) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut cur = n;
-        loop {
-            let label = self.label(cur);
-            match walk.parent.get(&cur) {
-                Some(Parent::Edge(p, _)) => {
-                    if !self.is_stub(cur) {
-                        out.push(label);
-                    }
-                    cur = *p;
-                }
-                Some(Parent::Indirect(p)) => {
-                    out.push(format!("*{label}"));
-                    cur = *p;
-                }
-                Some(Parent::Root(_)) | None => {
-                    out.push(label);
-                    break;
-                }
-            }
-        }
-        out.reverse();
-        out
     }
 }
 
@@ -239,6 +272,7 @@ pub fn reach(world: &mut World, roots: &[(Node, String)]) -> Walk {
         .count();
     walker.resolve_passed_numbers(world);
     let mut w = walker.w;
+    w.callers = walker.callers;
     add_vdso_fallbacks(world, &mut w);
     w
 }
@@ -294,7 +328,7 @@ impl Walker {
             );
         }
         for (o, obj) in world.objects.iter().enumerate() {
-            for t in &obj.data_refs {
+            for (_, t) in &obj.data_refs {
                 for m in world.resolve(o, t) {
                     if walker.taken_seen.insert(m) {
                         walker.taken.push(m);
@@ -310,6 +344,9 @@ impl Walker {
     fn visit(&mut self, world: &mut World, n: Node) {
         let s = world.summary(n);
         self.follow_edges(world, n, &s);
+        for &m in world.links.get(&n).into_iter().flatten() {
+            enqueue(&mut self.w, &mut self.queue, m, Parent::Loaded(n));
+        }
         self.take_addresses(world, n, &s);
         self.w.indirect_calls += s.indirect_calls.len();
         self.w.indirect_jumps += s.indirect_jumps.len();
@@ -423,11 +460,14 @@ impl Walker {
                 .filter(|&c| crate::names::name(c).is_some())
             {
                 Some(nr) => {
-                    self.w.found.entry(nr).or_insert(Found {
-                        node,
-                        below: below.clone(),
-                        how,
-                    });
+                    let sites = self.w.found.entry(nr).or_default();
+                    if !sites.iter().any(|f| f.node == node && f.below == below) {
+                        sites.push(Found {
+                            node,
+                            below: below.clone(),
+                            how,
+                        });
+                    }
                 }
                 None => self.w.unresolved.push(Unresolved {
                     node: origin,
@@ -445,7 +485,11 @@ impl Walker {
                 address: addr,
             });
         }
-        if let Some(why) = v.unknown {
+        let why = v.unknown.or_else(|| {
+            // An address is no syscall number.
+            (!v.addresses.is_empty()).then(|| "the number is computed (Lea)".to_string())
+        });
+        if let Some(why) = why {
             self.w.unresolved.push(Unresolved {
                 node: origin,
                 address: addr,
@@ -459,15 +503,18 @@ impl Walker {
 fn add_vdso_fallbacks(world: &World, w: &mut Walk) {
     let reached: Vec<Node> = w.parent.keys().copied().collect();
     for n in reached {
-        let label = world.label(n);
-        let name = label.split_once(':').map(|x| x.1).unwrap_or("");
+        let name = world.objects[n.0]
+            .name_at(world.codes[n.0].starts[n.1])
+            .unwrap_or("");
         if let Some((_, sys)) = VDSO.iter().find(|(f, _)| *f == name)
             && let Some(nr) = crate::names::number(sys)
         {
-            w.found.entry(nr).or_insert(Found {
-                node: n,
-                below: Vec::new(),
-                how: "vdso fallback",
+            w.found.entry(nr).or_insert_with(|| {
+                vec![Found {
+                    node: n,
+                    below: Vec::new(),
+                    how: "vdso fallback",
+                }]
             });
         }
     }

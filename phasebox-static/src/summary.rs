@@ -2,7 +2,7 @@
 //! `syscall` instructions, its indirect calls, and the function addresses it takes.
 use std::ops::Range;
 
-use iced_x86::{FlowControl, Instruction, Mnemonic, OpKind};
+use iced_x86::{FlowControl, Instruction, Mnemonic, OpKind, Register};
 
 use crate::code::{Code, near_target};
 use crate::elf::{Object, Target};
@@ -68,6 +68,9 @@ pub struct Summary {
     pub indirect_jumps: Vec<usize>,
     /// Functions whose address it takes (`lea`, GOT loads, absolute immediates).
     pub address_taken: Vec<Target>,
+    /// Data addresses it names (a table, a variable, a string), for the chains: a table of
+    /// function pointers is used by the code that names it.
+    pub data_refs: Vec<u64>,
 }
 
 /// Summarizes function `f` of `obj`.
@@ -161,6 +164,8 @@ impl Summary {
                 let a = ins.ip_rel_memory_address();
                 if obj.is_code(a) {
                     self.address_taken.push(Target::Local(a));
+                } else {
+                    self.data_refs.push(a);
                 }
             }
             _ if ins.is_ip_rel_memory_operand()
@@ -170,22 +175,39 @@ impl Summary {
                 ) =>
             {
                 // A GOT load: the address of a function, to be called or passed on.
-                if let Some(t) = obj.got.get(&ins.ip_rel_memory_address()) {
-                    self.address_taken.push(t.clone());
+                let a = ins.ip_rel_memory_address();
+                match obj.got.get(&a) {
+                    Some(t) => self.address_taken.push(t.clone()),
+                    None => self.data_refs.push(a),
                 }
             }
-            _ if obj.fixed_address => {
-                for op in 0..ins.op_count() {
-                    if matches!(
-                        ins.op_kind(op),
-                        OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64
-                    ) && obj.is_code(ins.immediate(op))
-                    {
-                        self.address_taken.push(Target::Local(ins.immediate(op)));
-                    }
-                }
-            }
+            _ if obj.fixed_address => self.add_absolute(obj, ins),
             _ => {}
+        }
+    }
+}
+
+impl Summary {
+    /// In a fixed-address object: the code and data addresses `ins` names as immediates or
+    /// memory displacements.
+    fn add_absolute(&mut self, obj: &Object, ins: &Instruction) {
+        for op in 0..ins.op_count() {
+            let (a, immediate) = match ins.op_kind(op) {
+                OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64 => {
+                    (ins.immediate(op), true)
+                }
+                OpKind::Memory if ins.memory_base() == Register::None => {
+                    (ins.memory_displacement64(), false)
+                }
+                _ => continue,
+            };
+            if obj.is_code(a) {
+                if immediate {
+                    self.address_taken.push(Target::Local(a));
+                }
+            } else if obj.is_mapped(a) {
+                self.data_refs.push(a);
+            }
         }
     }
 }

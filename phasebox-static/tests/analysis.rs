@@ -2,7 +2,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use phasebox_static::{Error, analyze};
+use phasebox_static::{Error, SearchPaths, analyze, analyze_with};
 
 /// Compiles `src` with `args` into `dir/name`.
 fn cc(dir: &Path, name: &str, src: &str, args: &[&str]) -> PathBuf {
@@ -216,9 +216,22 @@ fn bad_input_is_one_sentence() {
             .unwrap()
             .success()
     );
+    // Refused as every input of phasebox is, without waiting for a writer.
     let e = analyze(&fifo).unwrap_err().to_string();
-    assert_eq!(e, format!("{} is not a regular file", fifo.display()));
-    assert!(matches!(analyze(dir.path()), Err(Error::NotRegular(_))));
+    assert_eq!(
+        e,
+        format!(
+            "cannot read {}: it is a FIFO, and phasebox reads regular files only",
+            fifo.display()
+        )
+    );
+    let e = analyze(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.ends_with("it is a directory, and phasebox reads regular files only"),
+        "{e}"
+    );
+    let e = analyze(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(e.contains("it is a character device"), "{e}");
     let e = analyze(&dir.path().join("absent")).unwrap_err().to_string();
     assert!(e.ends_with("no such file"), "{e}");
     // /bin/true with its machine changed to aarch64 (e_machine at offset 18).
@@ -232,4 +245,172 @@ fn bad_input_is_one_sentence() {
         e.contains("phasebox static reads x86_64 programs only"),
         "{e}"
     );
+}
+
+/// This machine's search paths with nsswitch.conf at `nsswitch`.
+fn with_nsswitch(nsswitch: &Path) -> SearchPaths {
+    SearchPaths {
+        nsswitch: nsswitch.to_path_buf(),
+        ..SearchPaths::system().unwrap()
+    }
+}
+
+#[test]
+fn nss_modules_named_in_nsswitch_conf_are_followed() {
+    let module = Path::new("/lib/x86_64-linux-gnu/libnss_systemd.so.2");
+    assert!(module.exists(), "this test needs Debian's libnss-systemd");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nsswitch.conf");
+    let nginx = Path::new("/usr/sbin/nginx");
+    // nginx looks users and groups up (`user www-data`): with systemd named for them, its
+    // module's calls are reachable from nginx's own code.
+    std::fs::write(
+        &conf,
+        "passwd: files systemd\ngroup: files [NOTFOUND=return] systemd\nhosts: files dns\n",
+    )
+    .unwrap();
+    let a = analyze_with(nginx, &with_nsswitch(&conf)).unwrap();
+    let r = &a.syscalls["readlinkat"];
+    assert_eq!(r.chain[0], "nginx:_start", "{r:?}");
+    assert!(
+        r.chain
+            .iter()
+            .any(|f| f.starts_with("*libnss_systemd:_nss_systemd_")),
+        "{r:?}"
+    );
+    let loaded = &a.provenance.loaded_at_run_time;
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert_eq!(loaded[0].name, "libnss_systemd.so.2");
+    assert!(
+        loaded[0]
+            .loaded_by
+            .starts_with("nsswitch.conf passwd, group"),
+        "{loaded:?}"
+    );
+    // files and dns are built into libc: nothing loaded for them. Without systemd in the
+    // file, or without the file, nothing is loaded at all.
+    std::fs::write(&conf, "passwd: files\ngroup: files\n").unwrap();
+    let a = analyze_with(nginx, &with_nsswitch(&conf)).unwrap();
+    assert!(
+        !a.syscalls.contains_key("readlinkat"),
+        "{:?}",
+        a.syscalls["readlinkat"]
+    );
+    assert!(a.provenance.loaded_at_run_time.is_empty());
+    let a = analyze_with(nginx, &with_nsswitch(&dir.path().join("absent"))).unwrap();
+    assert!(a.provenance.loaded_at_run_time.is_empty());
+    // A module this machine lacks is named, with no path.
+    std::fs::write(&conf, "passwd: files nosuchservice\n").unwrap();
+    let a = analyze_with(nginx, &with_nsswitch(&conf)).unwrap();
+    let loaded = &a.provenance.loaded_at_run_time;
+    assert_eq!(loaded[0].name, "libnss_nosuchservice.so.2", "{loaded:?}");
+    assert_eq!(loaded[0].path, "");
+}
+
+/// A plugin whose exported function calls syncfs(-1) (EBADF: harmless when run).
+const PLUGIN: &str = r#"
+#include <sys/syscall.h>
+#include <unistd.h>
+void plugin_run(void) { syscall(SYS_syncfs, -1); }
+"#;
+
+/// Loads the plugin by a constant name, through a wrapper; and another by a name computed
+/// from its argument.
+const OPENER: &str = r#"
+#include <dlfcn.h>
+#include <stdio.h>
+__attribute__((noipa)) static void *load(const char *name) { return dlopen(name, RTLD_NOW); }
+int main(int argc, char **argv) {
+    void *h = load("libpbplugin.so");
+    if (!h) return 2;
+    ((void (*)(void))dlsym(h, "plugin_run"))();
+    if (argc > 1) {
+        char name[64];
+        snprintf(name, sizeof name, "lib%s.so", argv[1]);
+        void *g = dlopen(name, RTLD_NOW);
+        if (!g) return 3;
+        ((void (*)(void))dlsym(g, "plugin_run"))();
+    }
+    return 0;
+}
+"#;
+
+#[test]
+fn dlopen_by_a_constant_name_is_followed_and_a_computed_one_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = ["-O2", "-shared", "-fPIC"];
+    let plugin = cc(dir.path(), "libpbplugin.so", PLUGIN, &shared);
+    // The other plugin calls pivot_root(NULL, NULL) (EFAULT: harmless).
+    let other = PLUGIN.replace("SYS_syncfs, -1", "SYS_pivot_root, 0, 0");
+    cc(dir.path(), "libother.so", &other, &shared);
+    let prog = cc(
+        dir.path(),
+        "opener",
+        OPENER,
+        &["-O2", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
+    );
+    // strace, the oracle: run, the program loads both plugins and makes both calls.
+    let log = dir.path().join("strace.log");
+    let st = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=syncfs,pivot_root", "-o"])
+        .arg(&log)
+        .arg(&prog)
+        .arg("other")
+        .status()
+        .expect("strace runs");
+    assert!(st.success());
+    let traced = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        traced.contains("syncfs(") && traced.contains("pivot_root("),
+        "{traced}"
+    );
+    // (No nsswitch.conf: no NSS module mixes in.)
+    let search = with_nsswitch(&dir.path().join("absent"));
+    let a = analyze_with(&prog, &search).unwrap();
+    // The constant name, passed through a wrapper, is found in the program's RUNPATH; the
+    // plugin's exported function is reachable from the function that names it.
+    let loaded = &a.provenance.loaded_at_run_time;
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert_eq!(loaded[0].name, "libpbplugin.so");
+    assert_eq!(loaded[0].path, plugin.display().to_string());
+    assert_eq!(
+        loaded[0].loaded_by,
+        "dlopen(\"libpbplugin.so\") in opener:main"
+    );
+    let syncfs = &a.syscalls["syncfs"];
+    assert_eq!(
+        syncfs.short("opener"),
+        "opener:main -> libpbplugin:plugin_run -> libc:syscall",
+        "{syncfs:?}"
+    );
+    assert!(
+        syncfs
+            .chain
+            .contains(&"*libpbplugin:plugin_run".to_string())
+    );
+    // The computed name is reported, and what only that library does is not guessed: the one
+    // call the traced run made that the analysis lacks.
+    let unresolved: Vec<&str> = a
+        .provenance
+        .dlopen_unresolved
+        .iter()
+        .filter(|s| s.function == "opener:main")
+        .map(|s| s.reason.as_str())
+        .collect();
+    assert_eq!(
+        unresolved,
+        ["dlopen's file name: it is built in a buffer on the stack"],
+        "{:?}",
+        a.provenance.dlopen_unresolved
+    );
+    assert!(!a.syscalls.contains_key("pivot_root"));
+    // A library this machine lacks is named with no path, and nothing of it is guessed.
+    std::fs::remove_file(&plugin).unwrap();
+    let a = analyze_with(&prog, &search).unwrap();
+    let loaded = &a.provenance.loaded_at_run_time;
+    assert_eq!(
+        (loaded[0].name.as_str(), loaded[0].path.as_str()),
+        ("libpbplugin.so", "")
+    );
+    assert!(!a.syscalls.contains_key("syncfs"));
 }

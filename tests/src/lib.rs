@@ -223,10 +223,17 @@ pub fn ask(port: u16, line: &str) -> String {
 pub fn spawn_agent(
     args: &[&str],
 ) -> (Guard, std::io::BufReader<std::process::ChildStderr>, String) {
+    let mut agent = Command::new(phasebox_bin());
+    agent.arg("agent").args(args);
+    spawn_agent_command(agent)
+}
+
+/// Like [`spawn_agent`], for an agent command line the caller built (under `prlimit`, say).
+pub fn spawn_agent_command(
+    mut command: Command,
+) -> (Guard, std::io::BufReader<std::process::ChildStderr>, String) {
     use std::io::BufRead;
-    let mut agent = Command::new(phasebox_bin())
-        .arg("agent")
-        .args(args)
+    let mut agent = command
         .stderr(Stdio::piped())
         .spawn()
         .expect("phasebox agent starts");

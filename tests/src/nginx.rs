@@ -116,31 +116,43 @@ impl Nginx {
             wrapped: !wrapper.is_empty(),
             _link: None,
         };
-        n.wait_listening();
+        n.wait_ready(workers);
         n
     }
 
-    fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+    /// Waits until nginx accepts connections and its master has forked all `workers` workers:
+    /// the port answers as soon as the master listens, which is before its pid file and its
+    /// workers exist (a busy machine shows the gap).
+    fn wait_ready(&self, workers: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let listening = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            let forked = self.try_pid().map(workers_of);
+            if listening && forked.as_ref().is_some_and(|w| w.len() == workers) {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "nginx did not listen: {}",
+                "nginx not ready (listening: {listening}, workers: {forked:?}, {workers} wanted): {}",
                 self.error_log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
+    /// The master's pid, once known (from its pid file when it runs under a wrapper).
+    fn try_pid(&self) -> Option<u32> {
+        if !self.wrapped {
+            return Some(self.master.id());
+        }
+        let text = std::fs::read_to_string(self.dir.path("nginx.pid")).ok()?;
+        text.trim().parse().ok()
+    }
+
     /// The master's pid (from its pid file when it runs under a wrapper).
     pub fn pid(&self) -> u32 {
-        if !self.wrapped {
-            return self.master.id();
-        }
-        let text = std::fs::read_to_string(self.dir.path("nginx.pid")).unwrap_or_default();
-        text.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("no nginx pid file: {}", self.error_log()))
+        self.try_pid()
+            .unwrap_or_else(|| panic!("no nginx pid file: {}", self.error_log()))
     }
 
     /// Graceful quit (SIGQUIT to the master); waits for the child (nginx or its wrapper) to
@@ -172,31 +184,7 @@ impl Nginx {
 
     /// The master's children, i.e. its worker processes.
     pub fn workers(&self) -> Vec<u32> {
-        let master = self.pid();
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some(close) = stat.rfind(')') else {
-                continue;
-            };
-            let mut f = stat[close + 1..].split_whitespace();
-            let state = f.next().unwrap_or("");
-            let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-            if ppid == master && state != "Z" {
-                out.push(pid);
-            }
-        }
-        out.sort();
-        out
+        workers_of(self.pid())
     }
 
     /// Sends `nginx -s SIGNAL` for this instance.
@@ -296,4 +284,32 @@ impl Drop for Nginx {
         let _ = self.master.kill();
         let _ = self.master.wait();
     }
+}
+
+/// The live children of `master` (an nginx master's workers), by pid.
+fn workers_of(master: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut f = stat[close + 1..].split_whitespace();
+        let state = f.next().unwrap_or("");
+        let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == master && state != "Z" {
+            out.push(pid);
+        }
+    }
+    out.sort();
+    out
 }

@@ -28,7 +28,11 @@ fn rss_kib(pid: u32) -> u64 {
 /// loaded on a busy machine: the agent's own map, by the ids its descriptors hold).
 fn map_entries(pid: u32, name: &str) -> usize {
     let bpftool = |args: &[&str]| -> serde_json::Value {
-        let out = Command::new("bpftool").arg("-j").args(args).output().unwrap();
+        let out = Command::new("bpftool")
+            .arg("-j")
+            .args(args)
+            .output()
+            .unwrap();
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     };
     let ids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
@@ -79,8 +83,7 @@ fn a_hundred_thousand_short_lived_processes() {
     );
     let listen = format!("127.0.0.1:{}", free_port());
     let pid = shell.id().to_string();
-    let (mut agent, _err, line) =
-        phasebox_tests::spawn_agent(&["-p", &pid, "--listen", &listen]);
+    let (mut agent, _err, line) = phasebox_tests::spawn_agent(&["-p", &pid, "--listen", &listen]);
     assert!(line.contains("metrics on"), "agent did not start: {line}");
     send(&start);
     let execs = |page: &str| sum(page, "phasebox_syscalls_total", &[("syscall", "execve")]);
@@ -112,7 +115,10 @@ fn a_hundred_thousand_short_lived_processes() {
     // The kernel keeps entries for live processes only (and GONE ones awaiting the agent).
     for map in ["PB_PROCS", "PB_SET_REQUESTS", "PB_VERDICTS", "PB_ALLOWED"] {
         let n = map_entries(agent.id(), map);
-        assert!(n < 64, "{map} holds {n} entries after the churn (early: {early_procs})");
+        assert!(
+            n < 64,
+            "{map} holds {n} entries after the churn (early: {early_procs})"
+        );
     }
     send(&end);
     eventually(Duration::from_secs(30), "the agent to see the end", || {

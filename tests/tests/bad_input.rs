@@ -533,3 +533,222 @@ fn hostile_manifests_rule_files_and_scenario_files_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_planted_destination_keeps_neither_its_owner_nor_its_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = TempDir::new("planted-dest");
+    // A sticky directory everyone may write, as /tmp.
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let prof = dir.path("true.json");
+    phasebox_tests::learn_profile(&prof, &["/bin/true"]);
+    let dest = dir.path("merged.json");
+    // nobody makes the output's name first, open to everyone.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["/bin/sh", "-c", "echo planted > \"$0\"; chmod 666 \"$0\""])
+        .arg(&dest)
+        .output()
+        .expect("setpriv runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::metadata(&dest).unwrap().uid(), 65534);
+    let p = prof.to_str().unwrap();
+    phasebox_ok(&["profile", "merge", p, p, "-o", dest.to_str().unwrap()]);
+    let meta = std::fs::metadata(&dest).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "nobody could rewrite it");
+    assert_eq!(meta.mode() & 0o7777, 0o600, "others could read it");
+    read_json(&dest);
+}
+
+/// A profile learned from /bin/true, as JSON.
+fn true_profile(dir: &TempDir) -> serde_json::Value {
+    let prof = dir.path("true.json");
+    phasebox_tests::learn_profile(&prof, &["/bin/true"]);
+    read_json(&prof)
+}
+
+#[test]
+fn names_too_long_for_a_table_never_panic() {
+    let dir = TempDir::new("long-names");
+    let long = "p".repeat(70_000);
+    let cut = "… (70000 characters)";
+    // profile show: a phase name past what a format width can be.
+    let mut p = true_profile(&dir);
+    p["roles"][0]["phases"][0]["name"] = long.clone().into();
+    let prof = write_json(dir.path("long.json"), &p);
+    let out = phasebox_ok(&["profile", "show", &prof]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(cut) && !text.contains(&long),
+        "{}",
+        &text[..300]
+    );
+
+    // The same name from a rule file, through a trace and `analyze`.
+    let rules = dir.path("long.toml");
+    std::fs::write(
+        &rules,
+        format!("name = 'long'\n[[phase]]\nname = '{long}'\nenter = [{{ exec = true }}]\n"),
+    )
+    .unwrap();
+    let (trace, analyzed) = (dir.path("t.pbtrace"), dir.path("analyzed.json"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    phasebox_ok(&["run", "-q", "-o", &s(&trace), "--", "/bin/true"]);
+    phasebox_ok(&[
+        "analyze",
+        &s(&trace),
+        "--phases",
+        &s(&rules),
+        "--profile",
+        &s(&analyzed),
+    ]);
+    let out = phasebox_ok(&["profile", "show", &s(&analyzed)]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(cut));
+
+    // scenarios list: a scenario name as long.
+    let set = dir.path("set.toml");
+    std::fs::write(
+        &set,
+        format!("name = \"t\"\ncommand = [\"/bin/true\"]\n[[scenario]]\nname = \"{long}\"\ncovers = \"it\"\n"),
+    )
+    .unwrap();
+    let out = phasebox_ok(&["scenarios", "list", &s(&set)]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(cut));
+}
+
+/// Whether `bytes` hold a control character a terminal acts on (ESC, BEL, CSI…).
+fn has_controls(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .any(|c| c.is_control() && c != '\n')
+}
+
+#[test]
+fn terminal_controls_in_names_are_escaped_wherever_they_are_printed() {
+    let dir = TempDir::new("controls");
+    // A program whose name sets the terminal's title and clears the screen.
+    let hostile = dir.path("t\x1b]0;owned\x07\x1b[2Jx");
+    std::fs::copy("/bin/true", &hostile).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (trace, prof) = (dir.path("t.pbtrace"), dir.path("p.json"));
+    let out = phasebox_ok(&[
+        "run",
+        "-o",
+        &s(&trace),
+        "--profile",
+        &s(&prof),
+        "--",
+        &s(&hostile),
+    ]);
+    assert!(
+        !has_controls(&out.stderr),
+        "summary table: {:?}",
+        out.stderr
+    );
+    let table = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        table.contains("t\\u{1b}]0;owned\\u{7}\\u{1b}[2Jx"),
+        "{table}"
+    );
+    let dump = phasebox_ok(&["trace", "dump", &s(&trace)]);
+    assert!(!has_controls(&dump.stdout), "trace dump");
+    let show = phasebox_ok(&["profile", "show", &s(&prof)]);
+    assert!(!has_controls(&show.stdout), "profile show");
+
+    // compare's table and profile diff: role and phase names from a file.
+    let mut p = read_json(&prof);
+    p["roles"][0]["name"] = "r\x1b[31m".into();
+    p["roles"][0]["phases"][0]["name"] = "ph\x1b[1m".into();
+    let odd = write_json(dir.path("odd.json"), &p);
+    let policy = dir.path("policy.txt");
+    std::fs::write(&policy, "true:read,write,exit_group\n").unwrap();
+    for args in [
+        vec!["compare", odd.as_str(), policy.to_str().unwrap()],
+        vec!["profile", "diff", &s(&prof), odd.as_str()],
+        vec!["profile", "show", odd.as_str()],
+    ] {
+        let out = phasebox_ok(&args);
+        assert!(!has_controls(&out.stdout), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("\\u{1b}["),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    // scenarios list: what a scenario covers, from its file.
+    let set = dir.path("set.toml");
+    std::fs::write(
+        &set,
+        "name = \"t\"\ncommand = [\"/bin/true\"]\n[[scenario]]\nname = \"a\"\ncovers = \"it\\u001b[2J\"\n",
+    )
+    .unwrap();
+    let out = phasebox_ok(&["scenarios", "list", &s(&set)]);
+    assert!(!has_controls(&out.stdout), "scenarios list");
+}
+
+/// Runs `cmd` to its end; returns whether it succeeded and its peak resident memory in KiB.
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also says its peak memory"
+)]
+fn peak_memory_kib(cmd: &mut Command) -> (bool, i64) {
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    (
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        usage.ru_maxrss,
+    )
+}
+
+#[test]
+fn a_large_trace_is_read_in_bounded_memory() {
+    let dir = TempDir::new("large-trace");
+    let trace = dir.path("big.pbtrace");
+    let t = trace.to_str().unwrap();
+    // About 800,000 calls of 48-byte records: some 40 MB of trace.
+    phasebox_ok(&[
+        "run",
+        "-q",
+        "-o",
+        t,
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=1",
+        "count=400000",
+        "status=none",
+    ]);
+    let size = std::fs::metadata(&trace).unwrap().len();
+    assert!(size > 35 << 20, "a trace of {size} bytes");
+    let profile = dir.path("a.json");
+    for args in [
+        vec!["trace", "dump", t],
+        vec!["analyze", t, "--profile", profile.to_str().unwrap()],
+    ] {
+        let (ok, kib) = peak_memory_kib(
+            Command::new(phasebox_bin())
+                .args(&args)
+                .env_remove(phasebox_tests::CARGO_LIBRARY_PATH)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        assert!(ok, "{args:?} failed");
+        // Reading the trace whole took about one and a half times its size.
+        assert!(
+            kib < 32 << 10,
+            "{args:?}: {kib} KiB for a trace of {size} bytes"
+        );
+    }
+}

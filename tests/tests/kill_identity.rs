@@ -212,7 +212,13 @@ fn listener_pid(port: u16) -> u32 {
 fn learn_command_shell(dir: &TempDir) -> String {
     let prof = dir.path("shell.json");
     let fifo = dir.path("learn-commands");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut learn = Guard::new(
         Command::new(phasebox_bin())
             .args(["run", "-q", "--phases", "generic", "--profile"])
@@ -291,8 +297,7 @@ fn a_reused_pid_inside_the_tree_is_enforced_and_unknown_roles_are_violations() {
     std::thread::sleep(Duration::from_millis(1500)); // a refresh writes its kill set
     assert_eq!(ask(reused, "ptrace"), "", "the reused pid was not enforced");
     eventually(Duration::from_secs(10), "the kill counted", || {
-        (value(&scrape(&listen), "phasebox_processes_killed_total", &[]) == Some(1.0))
-            .then_some(())
+        (value(&scrape(&listen), "phasebox_processes_killed_total", &[]) == Some(1.0)).then_some(())
     });
     // A program the profile never saw (role `sh`), launched by the traced shell, is a
     // violation: killed at a call once its empty set is in the kernel.
@@ -304,10 +309,14 @@ fn a_reused_pid_inside_the_tree_is_enforced_and_unknown_roles_are_violations() {
             done.display()
         ),
     );
-    eventually(Duration::from_secs(15), "the unknown program killed", || {
-        (value(&scrape(&listen), "phasebox_processes_killed_total", &[]) >= Some(2.0))
-            .then_some(())
-    });
+    eventually(
+        Duration::from_secs(15),
+        "the unknown program killed",
+        || {
+            (value(&scrape(&listen), "phasebox_processes_killed_total", &[]) >= Some(2.0))
+                .then_some(())
+        },
+    );
     std::thread::sleep(Duration::from_secs(5));
     assert!(!done.exists(), "the program of an unknown role finished");
     let out = phasebox(&["profile", "show", &prof]);

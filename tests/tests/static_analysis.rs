@@ -12,22 +12,28 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use phasebox_tests::profile::all_syscalls;
-use phasebox_tests::{CARGO_LIBRARY_PATH, TempDir, phasebox, phasebox_bin, phasebox_ok, read_json};
+use phasebox_tests::{
+    CARGO_LIBRARY_PATH, TempDir, assert_clear_failure, phasebox, phasebox_bin, phasebox_ok,
+    read_json,
+};
 
 /// `phasebox static BINARY -o DIR/NAME.static.json`; returns the profile's JSON.
 fn static_profile(binary: &str, dir: &TempDir) -> (PathBuf, serde_json::Value) {
+    let (path, v, _) = static_run(binary, dir);
+    (path, v)
+}
+
+/// `phasebox static BINARY -o DIR/NAME.static.json`; returns the profile's JSON and the
+/// summary it wrote on stderr.
+fn static_run(binary: &str, dir: &TempDir) -> (PathBuf, serde_json::Value, String) {
     let name = Path::new(binary).file_name().unwrap().to_string_lossy();
     let out_path = dir.path(&format!("{name}.static.json"));
     let out = phasebox(&["static", binary, "-o", out_path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "phasebox static {binary}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "phasebox static {binary}: {stderr}");
     assert!(stderr.starts_with("phasebox static: "), "{stderr}");
     let v = read_json(&out_path);
-    (out_path, v)
+    (out_path, v, stderr)
 }
 
 /// Checks recall and prints the program's row of the table.
@@ -500,4 +506,186 @@ fn hybrid_export_reviews_what_nginx_runs_never_used() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs phasebox with `args` and returns its exit status, stderr and peak resident memory.
+// The child is reaped by wait4, which also gives its resource usage.
+#[allow(clippy::zombie_processes)]
+fn phasebox_rss(args: &[&str]) -> (Option<i32>, String, u64) {
+    let child = Command::new(phasebox_bin())
+        .args(args)
+        .env_remove(CARGO_LIBRARY_PATH)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("phasebox runs");
+    let pid = child.id() as i32;
+    let mut stderr = String::new();
+    child.stderr.unwrap().read_to_string(&mut stderr).unwrap();
+    let mut status = 0;
+    // SAFETY: plain out-parameters; the child is ours and not waited for elsewhere.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, stderr, usage.ru_maxrss as u64 * 1024)
+}
+
+#[test]
+fn programs_are_mapped_not_read_and_what_is_no_program_is_refused() {
+    let dir = TempDir::new("static-inputs");
+    // /bin/true with a 1 GiB hole after it: the analysis reads its headers and code only.
+    let sparse = dir.path("true-sparse");
+    std::fs::copy("/bin/true", &sparse).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&sparse)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let out = dir.path("sparse.static.json");
+    let (code, stderr, rss) = phasebox_rss(&[
+        "static",
+        sparse.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(rss < 200 << 20, "1 GiB file, {} MiB resident", rss >> 20);
+    let (_, plain) = static_profile("/bin/true", &dir);
+    assert_eq!(all_syscalls(&read_json(&out)), all_syscalls(&plain));
+    // A 1 GiB hole with no ELF header: refused from its first bytes.
+    let hole = dir.path("hole");
+    std::fs::File::create(&hole)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let (code, stderr, rss) = phasebox_rss(&["static", hole.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("is not an ELF file"), "{stderr}");
+    assert!(rss < 64 << 20, "{} MiB resident", rss >> 20);
+    // Not regular files: one sentence each, as for every other input, and no wait on a FIFO.
+    let fifo = dir.path("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let out = phasebox(&["static", fifo.to_str().unwrap()]);
+    assert_clear_failure(&out, "it is a FIFO, and phasebox reads regular files only");
+    let out = phasebox(&["static", "/dev/zero"]);
+    assert_clear_failure(
+        &out,
+        "it is a character device, and phasebox reads regular files only",
+    );
+    let out = phasebox(&["static", dir.0.to_str().unwrap()]);
+    assert_clear_failure(
+        &out,
+        "it is a directory, and phasebox reads regular files only",
+    );
+}
+
+#[test]
+fn nginx_reaches_the_nss_module_nsswitch_conf_names_as_a_traced_run_does() {
+    let conf = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    assert!(
+        conf.lines()
+            .any(|l| l.starts_with("group:") && l.contains("systemd")),
+        "this test needs Debian's nsswitch.conf with systemd for group (libnss-systemd): {conf}"
+    );
+    let dir = TempDir::new("static-nss");
+    // nginx's unprivileged-workers scenario with `user www-data`: the worker's initgroups
+    // reaches nss-systemd, which calls readlinkat.
+    let text = std::fs::read_to_string(scenario_file("nginx")).unwrap();
+    let www = text
+        .replace("user nobody nogroup;", "user www-data;")
+        .replace("= nobody\"", "= www-data\"");
+    assert_ne!(text, www);
+    let set = dir.path("nginx-www.toml");
+    std::fs::write(&set, www).unwrap();
+    let out_dir = dir.path("learned");
+    phasebox_ok(&[
+        "scenarios",
+        "run",
+        set.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--only",
+        "unprivileged-workers",
+    ]);
+    let dynamic = all_syscalls(&read_json(&out_dir.join("merged.profile.json")));
+    assert!(dynamic.contains("readlinkat"), "{dynamic:?}");
+    let (_, st, stderr) = static_run("/usr/sbin/nginx", &dir);
+    let stat = all_syscalls(&st);
+    let missing: Vec<&String> = dynamic.difference(&stat).collect();
+    assert!(missing.is_empty(), "the static set lacks {missing:?}");
+    let chain: Vec<&str> = st["static"]["reachable_from"]["readlinkat"]["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(chain[0], "nginx:_start", "{chain:?}");
+    assert!(
+        chain
+            .iter()
+            .any(|f| f.starts_with("*libnss_systemd:_nss_systemd_")),
+        "{chain:?}"
+    );
+    let loaded = &st["static"]["provenance"]["loaded_at_run_time"];
+    let systemd = loaded
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "libnss_systemd.so.2")
+        .unwrap_or_else(|| panic!("{loaded}"));
+    assert!(
+        systemd["loaded_by"].as_str().unwrap().contains("group"),
+        "{systemd}"
+    );
+    assert!(
+        stderr.contains("Loaded at run time and followed: libnss_systemd.so.2 (nsswitch.conf "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn profile_show_warns_with_reachable_unseen_calls_or_says_why_it_cannot() {
+    let dir = TempDir::new("static-coverage");
+    let profile = dir.path("pwd.json");
+    phasebox_ok(&[
+        "run",
+        "-q",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--",
+        "/bin/pwd",
+    ]);
+    // A plain run never rebuilds a lost working directory: fchdir is reachable and unseen,
+    // in its group, with the function of pwd that makes it.
+    let show = phasebox_ok(&["profile", "show", profile.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&show.stderr);
+    assert!(
+        stderr.contains("phasebox: warning: ")
+            && stderr.contains("calls that pwd's code can reach (static analysis of "),
+        "{stderr}"
+    );
+    let fchdir = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("fchdir "))
+        .unwrap_or_else(|| panic!("no fchdir: {stderr}"));
+    assert!(
+        fchdir.contains("pwd:") && fchdir.ends_with("fchdir"),
+        "{fchdir}"
+    );
+    assert!(stderr.contains("  files and directories ("), "{stderr}");
+    // A profile of a program this machine lacks: said, and nothing else changes.
+    let mut p = read_json(&profile);
+    p["program"]["path"] = "/no/such/pwd".into();
+    let moved = dir.path("moved.json");
+    std::fs::write(&moved, p.to_string()).unwrap();
+    let show = phasebox_ok(&["profile", "show", moved.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&show.stderr);
+    assert!(
+        stderr.contains("phasebox: note: no operations coverage: its program /no/such/pwd is not on this machine"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&show.stdout).contains("role main"));
 }

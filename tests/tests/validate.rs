@@ -54,7 +54,25 @@ fn a_denied_call_fails_validation_even_when_the_command_succeeds() {
     let dir = TempDir::new("validate-quiet-denial");
     let prof = dir.path("sh.json");
     phasebox_tests::learn_profile(&prof, &["/bin/sh", "-c", "exit 0"]);
-    // umask is not in the profile; the shell ignores its failure and exits 0.
+    // chdir is not in the profile; the shell reports that cd failed, goes on and exits 0.
+    let out = phasebox(&[
+        "validate",
+        "--profile",
+        prof.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "cd /tmp; exit 0",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with("fail: ") && text.contains("exited with 0"),
+        "{text}"
+    );
+    assert!(text.contains("denied: chdir×"), "{text}");
+    // umask's errno return would be kept as the next mask: a call the profile lacks is
+    // killed, as the exported policy does, and reported.
     let out = phasebox(&[
         "validate",
         "--profile",
@@ -66,11 +84,12 @@ fn a_denied_call_fails_validation_even_when_the_command_succeeds() {
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("exited with 137"), "{text}");
     assert!(
-        text.starts_with("fail: ") && text.contains("exited with 0"),
+        text.contains("denied: umask×1 in role main, phase ")
+            && text.contains("killed: an errno answer to it is misread"),
         "{text}"
     );
-    assert!(text.contains("denied: umask×"), "{text}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! their exec), learns roles and phases in summary mode by default, refreshes Prometheus
 //! metrics every second, checkpoints the learned profile, and in monitor mode counts (or has
 //! the kernel kill) calls outside the expected phase.
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,13 +19,16 @@ use crate::{
     containers,
     probe::stats::{Sampling, StatsSampler},
     procfs,
-    session::{Mode, OutputPaths, Session, Stop, interrupted},
+    session::{Mode, OutputPaths, Session, Signals, Stop},
 };
 
 const REFRESH: Duration = Duration::from_secs(1);
 
 pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     crate::logging::init();
+    // Before any output exists: no signal ends the agent with a file half-written.
+    let mut signals = Signals::catch()?;
+    let open_files = crate::fdlimit::raise();
     let detector = Detector::load(&args.phases)?;
     let monitor = monitor(&args, &detector)?;
     if !args.listen.ip().is_loopback() {
@@ -40,7 +44,13 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         .transpose()?;
     let mut session = start(&args, detector, container.clone(), monitor.is_some())?;
     let mut r = Refresher::new(&args, monitor)?;
-    let server = crate::serve::serve(args.listen, r.page.clone()).await?;
+    let limits = crate::serve::Limits {
+        max_connections: args.max_connections as usize,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+    };
+    limits.check_descriptors(open_files);
+    let server = crate::serve::start(args.listen, limits, r.page.clone(), r.metrics.http())?;
     // A first page right away: /metrics is never empty once the agent says it is up.
     r.refresh(&mut session)?;
     let what = match (&args.exec_name, session.container_state()) {
@@ -51,29 +61,30 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     };
     crate::say!(
         "phasebox agent: {what}; metrics on http://{}/metrics",
-        args.listen
+        server.addr()
     );
     // With --exec-name or --container, the agent waits for the next start when a program ends.
     let wait = args.exec_name.is_some() || container.is_some();
-    let mut interrupt = std::pin::pin!(interrupted());
     let why = loop {
         let tick = async {
             tokio::select! {
-                s = &mut interrupt => s,
+                s = signals.next() => s.for_agent(),
                 _ = tokio::time::sleep(REFRESH) => Stop::Duration,
             }
         };
         let why = session.run(tick, !wait).await?;
         r.refresh(&mut session)?;
-        if why != Stop::Duration {
-            break why;
+        match why {
+            Stop::Duration => {}
+            Stop::Checkpoint(signal) => r.checkpoint_now(&mut session, signal)?,
+            _ => break why,
         }
     };
     match why {
         Stop::Signal(s) => log::info!("{s}, writing what was learned"),
         _ => log::info!("the traced processes have exited"),
     }
-    server.abort();
+    drop(server);
     session.finish()?;
     Ok(0)
 }
@@ -300,20 +311,40 @@ impl Refresher {
     /// Writes the profile every `--checkpoint`; a failed write is logged and counted, and the
     /// agent goes on.
     fn checkpoint(&mut self, session: &mut Session) -> anyhow::Result<()> {
-        let Some((path, every)) = &self.checkpoint else {
-            return Ok(());
-        };
-        if self.last_checkpoint.elapsed() < *every {
-            return Ok(());
+        match &self.checkpoint {
+            Some((_, every)) if self.last_checkpoint.elapsed() >= *every => {
+                self.write_checkpoint(session).map(drop)
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// Writes the profile now, as `signal` asked (SIGHUP, SIGUSR1); without --profile, says so.
+    fn checkpoint_now(&mut self, session: &mut Session, signal: &str) -> anyhow::Result<()> {
+        match self.write_checkpoint(session)? {
+            Some(path) => log::info!("{signal}: checkpoint written to {}", path.display()),
+            None if self.checkpoint.is_none() => {
+                log::info!("{signal}: no --profile to write a checkpoint to")
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Writes the profile learned so far; where, when it was written.
+    fn write_checkpoint(&mut self, session: &mut Session) -> anyhow::Result<Option<PathBuf>> {
+        let Some((path, _)) = &self.checkpoint else {
+            return Ok(None);
+        };
         self.last_checkpoint = Instant::now();
         let Some(profile) = session.snapshot()? else {
-            return Ok(());
+            return Ok(None);
         };
         if let Err(e) = write_atomic(path, profile.to_json().as_bytes()) {
             self.metrics.checkpoint_failed();
             log::error!("checkpoint not written: {e:#}");
+            return Ok(None);
         }
-        Ok(())
+        Ok(Some(path.clone()))
     }
 }

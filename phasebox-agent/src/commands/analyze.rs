@@ -1,20 +1,20 @@
 //! `phasebox analyze TRACE --phases R --profile FILE`: learn a profile from a trace file, with
-//! the same pipeline as a live run.
+//! the same pipeline as a live run. The trace is read as a stream (its footer first, from the
+//! end: the processes it starts with), so memory does not grow with its size.
 use crate::cli::AnalyzeArgs;
 use phasebox_core::{
-    atomic_file::{AtomicFile, file_error},
+    atomic_file::{AtomicFile, write_atomic},
     learn::{Counting, Learner, RunInfo},
     phase::Detector,
     process::ProcessTree,
     tracefile,
 };
-use std::io::Write as _;
 
 pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
     let det = Detector::load(&args.phases)?;
-    let mut out = AtomicFile::create(&args.profile)?;
-    let trace = tracefile::read(&args.trace)?;
-    let (h, f) = (&trace.header, &trace.footer);
+    AtomicFile::check(&args.profile)?;
+    let mut trace = tracefile::open(&args.trace)?;
+    let f = tracefile::read_footer(&args.trace)?;
     let mut tree = ProcessTree::new();
     for pid in f.root_pids.iter().chain(&f.attached_pids) {
         if tree.get(*pid).is_some() {
@@ -25,10 +25,11 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
         }
     }
     let mut learner = Learner::new(det, Counting::Records, &f.root_pids, &f.attached_pids);
-    for ev in &trace.events {
-        tree.apply(ev);
-        learner.observe(ev, &tree);
+    while let Some(ev) = trace.next_event()? {
+        tree.apply(&ev);
+        learner.observe(&ev, &tree);
     }
+    let h = trace.header();
     let run = RunInfo {
         name: match h.target_pid {
             Some(pid) => format!("record -p {pid}"),
@@ -41,11 +42,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
         container: None,
     };
     let profile = learner.finish(&tree, &run);
-    let dest = args.profile.clone();
-    out.file()
-        .write_all(profile.to_json().as_bytes())
-        .map_err(|e| file_error("write", &dest, &e))?;
-    out.commit()?;
-    crate::say!("phasebox: profile written to {}", dest.display());
+    write_atomic(&args.profile, profile.to_json().as_bytes())?;
+    crate::say!("phasebox: profile written to {}", args.profile.display());
     Ok(0)
 }

@@ -1,9 +1,14 @@
 //! How commands report the calls a seccomp filter denied.
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use phasebox_core::sysnames;
 
-use crate::{enforce::notify::Denial, procfs, session::PhaseBoard};
+use crate::{
+    enforce::notify::Denial,
+    procfs,
+    session::{PhaseBoard, Place},
+};
 
 /// A denied call, where it happened.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -12,18 +17,51 @@ pub struct Denied {
     pub phase: String,
     pub syscall: String,
     pub pid: u32,
+    /// Killed instead of failed: an errno answer to the call is misread.
+    pub killed: bool,
+}
+
+/// How long a denial waits for the trace to place its process, and how often it looks.
+const PLACE_DEADLINE: Duration = Duration::from_millis(500);
+const PLACE_POLL: Duration = Duration::from_millis(2);
+/// Looks in a row that must see the same place before it counts as current.
+const PLACE_SETTLED: u32 = 3;
+
+/// The role and phase of `tgid` once the trace has caught up with its calls. The kernel
+/// asks about a denied call at once, while the calls before it (a new process's first, a
+/// marker that starts its phase) may still wait in the ring buffer: the board is read until
+/// it shows the process and stops changing, within a deadline.
+fn settled_place(board: &PhaseBoard, tgid: u32) -> Option<Place> {
+    let deadline = Instant::now() + PLACE_DEADLINE;
+    let (mut last, mut same) = (None, 0);
+    while Instant::now() < deadline {
+        let now = board.get(tgid);
+        if now.is_some() && now == last {
+            same += 1;
+            if same >= PLACE_SETTLED {
+                break;
+            }
+        } else {
+            same = 0;
+        }
+        last = now;
+        std::thread::sleep(PLACE_POLL);
+    }
+    last
 }
 
 impl Denied {
     /// Call `nr` of thread `pid`, placed in its process's role and phase as the trace has them.
     pub fn at(board: &PhaseBoard, pid: u32, nr: u32) -> Denied {
         let tgid = procfs::tgid(pid).unwrap_or(pid);
-        let place = board.get(tgid);
+        let place = settled_place(board, tgid);
+        let unknown = || "? (not traced yet)".to_string();
         Denied {
-            role: place.as_ref().map_or("?".into(), |p| p.role.clone()),
-            phase: place.map_or("?".into(), |p| p.phase),
+            role: place.as_ref().map_or_else(unknown, |p| p.role.clone()),
+            phase: place.map_or_else(unknown, |p| p.phase),
             syscall: sysnames::name(nr).into_owned(),
             pid: tgid,
+            killed: false,
         }
     }
 }
@@ -37,8 +75,13 @@ pub fn lines(denied: &[Denied]) -> Vec<String> {
     groups
         .into_iter()
         .map(|(d, n)| {
+            let killed = if d.killed {
+                ", killed: an errno answer to it is misread"
+            } else {
+                ""
+            };
             format!(
-                "denied: {}×{n} in role {}, phase {} (pid {})",
+                "denied: {}×{n} in role {}, phase {} (pid {}){killed}",
                 d.syscall, d.role, d.phase, d.pid
             )
         })

@@ -4,10 +4,11 @@ use phasebox_core::{
     atomic_file::write_atomic,
     profile::{Profile, operations, review, static_section},
     seccomp::{
-        export::{self, Target},
+        export::{self, Policy, Target},
         runtimes::RuntimeCalls,
     },
 };
+use std::collections::BTreeSet;
 
 use crate::cli::ExportArgs;
 
@@ -46,14 +47,42 @@ fn hybrid(args: &ExportArgs, p: &Profile, path: &std::path::Path) -> anyhow::Res
     Ok(hybrid)
 }
 
+/// A profile whose startup was never seen makes a policy that stops the program from
+/// starting: refused for a container runtime or per phase unless --allow-incomplete, a
+/// warning otherwise.
+fn startup_gate(args: &ExportArgs, p: &Profile) -> anyhow::Result<()> {
+    let Some(why) = export::startup_missing(p, &args.profile.display().to_string()) else {
+        return Ok(());
+    };
+    let strict = args.for_runtime.is_some() || args.per_phase.is_some();
+    if strict && !args.allow_incomplete {
+        anyhow::bail!("{why}; --allow-incomplete exports it anyway");
+    }
+    crate::say!("phasebox: warning: {why}");
+    Ok(())
+}
+
+/// The policy for `names`: the call classes' rules for what it does not allow, and the calls a
+/// seccomp filter denied while learning, said on standard error.
+fn policy(args: &ExportArgs, p: &Profile, names: BTreeSet<String>) -> anyhow::Result<Policy> {
+    let filtered = export::select_filtered(p, args.role.as_deref(), args.phase.as_deref())?;
+    let policy = Policy::new(names, &filtered, args.default_action);
+    if let Some(note) = export::filtered_note(&filtered, &policy) {
+        crate::say!("phasebox: {note}");
+    }
+    Ok(policy)
+}
+
 pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     let mut p = Profile::load(&args.profile)?;
     for w in operations::warnings(&p) {
         crate::say!("phasebox: warning: {w}");
     }
+    startup_gate(args, &p)?;
     if let Some(path) = &args.hybrid {
         p = hybrid(args, &p, path)?;
     }
+    super::static_analysis::warn_coverage(&p, args.hybrid.as_deref());
     let label = [
         Some(p.program.comm.as_str()),
         args.role.as_deref(),
@@ -78,6 +107,8 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
             &target,
             args.add_basics,
         )?;
+        // Said once for every phase (each file answers its own filtered calls).
+        policy(args, &p, export::select(&p, args.role.as_deref(), None)?)?;
         crate::say!(
             "phasebox: one policy per phase in {}, order in {}",
             dir.display(),
@@ -108,7 +139,8 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
             }
         );
     }
-    let text = export::render(args.format, &names, &target);
+    let policy = policy(args, &p, names)?;
+    let text = export::render(args.format, &policy, &target);
     match &args.output {
         Some(path) => write_atomic(path, text.as_bytes())?,
         None => {

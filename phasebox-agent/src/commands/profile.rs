@@ -10,6 +10,7 @@ pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
             for w in operations::warnings(&p) {
                 crate::say!("phasebox: warning: {w}");
             }
+            super::static_analysis::warn_coverage(&p, None);
             if let Some(r) = r {
                 crate::logging::write_stdout(&format!("\n{}", review::render(&r)));
             }

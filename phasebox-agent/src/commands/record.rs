@@ -1,12 +1,16 @@
 //! `phasebox record -p PID`: attach to running process trees.
+use phasebox_core::display;
+
 use super::trace_session;
 use crate::{
     cli::RecordArgs,
     containers, procfs,
-    session::{Mode, Stop, interrupted},
+    session::{Mode, Session, Signals, Stop},
 };
 
 pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
+    // Before any output exists: no signal ends phasebox with a file half-written.
+    let mut signals = Signals::catch()?;
     for &pid in &args.pids {
         crate::session::check_target(pid)?;
     }
@@ -28,7 +32,7 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
         None => session.attach(&args.pids)?,
     };
     let list = match session.container_state() {
-        Some((spec, _)) => format!("container {spec}"),
+        Some((spec, _)) => format!("container {}", display::text(&spec)),
         None => {
             let pids: Vec<String> = args.pids.iter().map(u32::to_string).collect();
             format!("pid {}", pids.join(", "))
@@ -42,22 +46,39 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
             if n == 1 { "" } else { "es" }
         ),
     }
-    let duration = args.duration;
-    let stop = async move {
-        match duration {
-            Some(d) => tokio::select! {
-                s = interrupted() => s,
-                _ = tokio::time::sleep(d) => Stop::Duration,
-            },
-            None => interrupted().await,
-        }
-    };
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     // A container's later processes come with `docker exec`: it ends only on a signal or
     // --duration.
-    let why = session.run(stop, container.is_none()).await?;
+    let why = trace(&mut session, &mut signals, deadline, container.is_none()).await?;
     if why == Stop::TreeExited && !args.trace.quiet {
         crate::say!("phasebox: {list} and descendants have exited");
     }
     session.finish()?;
     Ok(0)
+}
+
+/// Traces until a signal, the deadline or (with `end_when_gone`) the tree's end; SIGUSR1
+/// writes a checkpoint on the way.
+async fn trace(
+    session: &mut Session,
+    signals: &mut Signals,
+    deadline: Option<tokio::time::Instant>,
+    end_when_gone: bool,
+) -> anyhow::Result<Stop> {
+    loop {
+        let stop = async {
+            let signal = async { signals.next().await.for_tracer() };
+            match deadline {
+                Some(t) => tokio::select! {
+                    s = signal => s,
+                    _ = tokio::time::sleep_until(t) => Stop::Duration,
+                },
+                None => signal.await,
+            }
+        };
+        match session.run(stop, end_when_gone).await? {
+            Stop::Checkpoint(signal) => session.checkpoint(signal),
+            why => return Ok(why),
+        }
+    }
 }

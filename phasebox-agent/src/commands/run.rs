@@ -19,7 +19,7 @@ use crate::{
         phased,
     },
     launch,
-    session::{Mode, PhaseBoard, Session, Stop},
+    session::{Caught, Mode, PhaseBoard, Session, Signals, Stop},
 };
 
 /// The OCI seccomp profile at `path`, for the launched command, and the errno its calls
@@ -60,6 +60,8 @@ fn seccomp_spec(path: &std::path::Path) -> anyhow::Result<(FilterSpec, Option<i3
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    // Before any output exists: no signal ends phasebox with a file half-written.
+    let mut signals = Signals::catch()?;
     let program = launch::resolve(&args.command[0])?;
     let enforce = enforcement(&args)?;
     let board = PhaseBoard::default();
@@ -70,18 +72,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     });
     let child = session.launch(&program, &args.command, seccomp, isolation(&args))?;
     let (pid, waited) = (child.pid, child.waited);
-    let done_rx = reap_in_background(waited);
+    let mut done_rx = reap_in_background(waited);
     let mut supervisor = Supervisor::default();
     child.release(|fd| supervisor.start(fd, &board, enforce.deny_errno))?;
     let exit_code = std::cell::Cell::new(0);
-    let why = session
-        .run(until_done(pid, done_rx, &exit_code), false)
-        .await?;
-    session.finish()?;
+    let mut stops = 0;
+    let why = loop {
+        let done = until_done(pid, &mut done_rx, &exit_code, &mut signals, &mut stops);
+        match session.run(done, false).await? {
+            Stop::Checkpoint(signal) => session.checkpoint(signal),
+            why => break why,
+        }
+    };
+    // The denials are reported even when an output could not be written.
+    let finished = session.finish();
     supervisor.finish(enforce.deny_errno, &args);
+    finished?;
     match why {
         Stop::TreeExited => Ok(exit_code.get()),
-        Stop::Signal(_) | Stop::Duration => {
+        Stop::Signal(_) | Stop::Duration | Stop::Checkpoint(_) => {
             crate::say!(
                 "phasebox: stopped before {} ended; it keeps running untraced",
                 args.command[0]
@@ -237,38 +246,36 @@ fn isolation(args: &RunArgs) -> launch::Isolation {
     }
 }
 
-/// Resolves when the command's tree has ended (its exit code in `code`), or on a second
-/// signal. The first Ctrl-C reaches the command through the terminal and the first SIGTERM is
-/// passed on to it; phasebox waits for the tree to end.
+/// Resolves when the command's tree has ended (its exit code in `code`), on a second signal
+/// that ends tracing, or on SIGUSR1 (a checkpoint). The first Ctrl-C reaches the command
+/// through the terminal, and the first SIGTERM or SIGHUP is passed on to it; phasebox waits for
+/// the tree to end. `stops` counts the signals that end tracing across calls.
 async fn until_done(
     pid: u32,
-    mut done: oneshot::Receiver<i32>,
+    done: &mut oneshot::Receiver<i32>,
     code: &std::cell::Cell<i32>,
+    signals: &mut Signals,
+    stops: &mut u32,
 ) -> Stop {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        code.set(done.await.unwrap_or(1));
-        return Stop::TreeExited;
-    };
-    let mut signals = 0;
     loop {
-        tokio::select! {
-            c = &mut done => {
+        let caught = tokio::select! {
+            c = &mut *done => {
                 code.set(c.unwrap_or(1));
                 return Stop::TreeExited;
             }
-            _ = int.recv() => signals += 1,
-            _ = term.recv() => {
-                signals += 1;
-                if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-                    let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-                }
-            }
+            s = signals.next() => s,
+        };
+        let pass_on = match caught {
+            Caught::Usr1 => return caught.for_tracer(),
+            Caught::Int => None,
+            Caught::Term => Some(rustix::process::Signal::TERM),
+            Caught::Hup => Some(rustix::process::Signal::HUP),
+        };
+        if let (Some(sig), Some(p)) = (pass_on, rustix::process::Pid::from_raw(pid as i32)) {
+            let _ = rustix::process::kill_process(p, sig);
         }
-        if signals >= 2 {
+        *stops += 1;
+        if *stops >= 2 {
             return Stop::Signal("a second signal");
         }
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use phasebox_core::{
     atomic_file::{file_error, write_atomic},
+    display,
     phase::rules::BUILTIN,
     profile::{Profile, compare::merge},
     scenario::{
@@ -22,19 +23,19 @@ pub fn list(file: &Path) -> anyhow::Result<i32> {
     let set = ScenarioSet::load(file)?;
     crate::out!(
         "{} ({} scenarios, phase rules {}): {}",
-        set.name,
+        display::text(&set.name),
         set.scenarios.len(),
-        set.phases,
-        set.description
+        display::text(&set.phases),
+        display::text(&set.description)
     );
-    let w = set
+    let names: Vec<_> = set
         .scenarios
         .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(0);
-    for s in &set.scenarios {
-        crate::out!("  {:<w$}  {}", s.name, s.covers);
+        .map(|s| display::text(&s.name))
+        .collect();
+    let w = display::column(names.iter().map(AsRef::as_ref), 0);
+    for (s, name) in set.scenarios.iter().zip(&names) {
+        crate::out!("  {name:<w$}  {}", display::text(&s.covers));
     }
     Ok(0)
 }

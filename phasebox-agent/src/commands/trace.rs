@@ -1,11 +1,17 @@
 //! `phasebox trace dump FILE`: a trace file, one line per event, strace-like.
-use std::collections::HashMap;
-use std::io::{BufWriter, Write};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
 use phasebox_common::syscall_flags;
 
-use phasebox_core::{event::Event, sysnames, tracefile};
+use phasebox_core::{
+    display,
+    event::Event,
+    sysnames,
+    tracefile::{self, TraceReader},
+};
 
 /// One event as a line: time since start, tid, what happened. `path` is the syscall's path
 /// argument when it has one.
@@ -46,8 +52,8 @@ pub fn render(ev: &Event, start_ns: u64, path: Option<&str>) -> Option<String> {
             "{:12.6} {:>7} +++ exec {} (comm {})",
             secs(e.ts_ns),
             e.tid,
-            e.filename,
-            e.comm
+            display::text(&e.filename),
+            display::text(&e.comm)
         ),
         Event::Exit(r) => {
             let what = if r.group_dead != 0 {
@@ -65,48 +71,127 @@ pub fn render(ev: &Event, start_ns: u64, path: Option<&str>) -> Option<String> {
     })
 }
 
+/// How many lines wait to be put in time order before the earliest is printed: bounds the
+/// memory `dump` takes whatever the trace's size.
+const REORDER_WINDOW: usize = 1 << 16;
+
+/// Prints the trace at `path`, read as a stream: records arrive in the order the kernel sent
+/// them (a syscall at its exit), and are printed in time order within a window of
+/// [`REORDER_WINDOW`] records; a call that blocked while more records came prints later, its
+/// time column still its start. A damaged trace prints what comes before the damage, then
+/// says what is wrong.
 pub fn dump(path: &Path) -> anyhow::Result<i32> {
-    let mut trace = tracefile::read(path)?;
-    // Records arrive per CPU and syscalls at their exit: show them in time order.
-    trace.events.sort_by_key(Event::ts_ns);
-    let h = &trace.header;
+    let mut trace = tracefile::open(path)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut go = || -> std::io::Result<()> {
-        let what = match h.target_pid {
-            Some(pid) => format!("pid {pid}"),
-            None => h.command.join(" "),
-        };
-        writeln!(
-            out,
-            "# phasebox trace: {} of {what}, {} on kernel {}",
-            h.mode, h.arch, h.kernel_release
-        )?;
-        writeln!(out, "# {:>10} {:>7} event", "seconds", "tid")?;
-        let paths: HashMap<(u32, u64), &str> = trace
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Path(p) => Some(((p.tid, p.enter_ns), p.path.as_str())),
-                _ => None,
-            })
-            .collect();
-        for ev in &trace.events {
-            let path = match ev {
-                Event::Syscall(r) => paths.get(&(r.tid, r.enter_ns)).copied(),
-                _ => None,
-            };
-            if let Some(line) = render(ev, h.started_monotonic_ns, path) {
-                writeln!(out, "{line}")?;
-            }
-        }
-        writeln!(
-            out,
-            "# {} events, {} dropped while recording",
-            trace.events.len(),
-            trace.footer.summary.dropped
-        )?;
-        out.flush()
+    match print(&mut trace, &mut out) {
+        // A reader that went away (`| head`) ends the dump.
+        Err(e) => super::stdout_result(Err(e)).map(|()| 0),
+        Ok(Some(damage)) => Err(damage),
+        Ok(None) => Ok(0),
+    }
+}
+
+/// Prints every event; the trace's damage, if it has any, once what came before is printed.
+fn print<R: Read>(
+    trace: &mut TraceReader<R>,
+    out: &mut impl Write,
+) -> std::io::Result<Option<anyhow::Error>> {
+    let h = trace.header().clone();
+    let what = match h.target_pid {
+        Some(pid) => format!("pid {pid}"),
+        None if h.command.is_empty() => "attached processes".to_string(),
+        None => display::join(&h.command, " "),
     };
-    super::stdout_result(go())?;
-    Ok(0)
+    writeln!(
+        out,
+        "# phasebox trace: {} of {what}, {} on kernel {}",
+        display::text(&h.mode),
+        display::text(&h.arch),
+        display::text(&h.kernel_release)
+    )?;
+    writeln!(out, "# {:>10} {:>7} event", "seconds", "tid")?;
+    let mut lines = Reorder::default();
+    // The path argument of each thread's call in flight (it comes before the call's record).
+    let mut paths: HashMap<u32, (u64, String)> = HashMap::new();
+    let damage = loop {
+        let ev = match trace.next_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        };
+        let path = match &ev {
+            Event::Path(p) => {
+                paths.insert(p.tid, (p.enter_ns, p.path.clone()));
+                None
+            }
+            Event::Syscall(r) => paths
+                .remove(&r.tid)
+                .filter(|(at, _)| *at == r.enter_ns)
+                .map(|(_, p)| p),
+            Event::Exit(r) => paths.remove(&r.tid).and(None),
+            _ => None,
+        };
+        if let Some(line) = render(&ev, h.started_monotonic_ns, path.as_deref())
+            && let Some(ready) = lines.push(ev.ts_ns(), line)
+        {
+            writeln!(out, "{ready}")?;
+        }
+    };
+    for l in lines.drain() {
+        writeln!(out, "{l}")?;
+    }
+    if damage.is_none() {
+        let dropped = trace.footer().map_or(0, |f| f.summary.dropped);
+        let n = trace.records();
+        writeln!(out, "# {n} events, {dropped} dropped while recording")?;
+    }
+    out.flush()?;
+    Ok(damage)
+}
+
+/// Lines put back in time order within a bounded window (ties keep their arrival order).
+#[derive(Default)]
+struct Reorder {
+    heap: BinaryHeap<Reverse<(u64, u64, String)>>,
+    arrived: u64,
+}
+
+impl Reorder {
+    /// Adds a line; returns the earliest one once the window is full.
+    fn push(&mut self, ts: u64, line: String) -> Option<String> {
+        self.arrived += 1;
+        self.heap.push(Reverse((ts, self.arrived, line)));
+        (self.heap.len() > REORDER_WINDOW)
+            .then(|| self.heap.pop().map(|Reverse((_, _, l))| l))
+            .flatten()
+    }
+
+    /// The lines left, earliest first.
+    fn drain(&mut self) -> impl Iterator<Item = String> + '_ {
+        std::iter::from_fn(|| self.heap.pop().map(|Reverse((_, _, l))| l))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_come_out_in_time_order_within_the_window() {
+        let mut r = Reorder::default();
+        // Out of order, ties in arrival order.
+        for (ts, l) in [(5, "e"), (1, "a"), (3, "c1"), (3, "c2"), (2, "b")] {
+            assert_eq!(r.push(ts, l.to_string()), None);
+        }
+        let v: Vec<String> = r.drain().collect();
+        assert_eq!(v, ["a", "b", "c1", "c2", "e"]);
+        // A full window lets its earliest line go, so memory stays bounded.
+        let mut r = Reorder::default();
+        let mut out = Vec::new();
+        for i in (0..REORDER_WINDOW as u64 + 10).rev() {
+            out.extend(r.push(i, i.to_string()));
+        }
+        assert_eq!(out.len(), 10);
+        assert_eq!(r.heap.len(), REORDER_WINDOW);
+    }
 }

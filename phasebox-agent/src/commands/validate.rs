@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use phasebox_core::{
     phase::Detector,
     profile::Profile,
-    seccomp::{export, oci::OciProfile},
+    seccomp::{
+        export::{self, DefaultAction, Policy, Target},
+        oci::OciProfile,
+    },
     sysnames,
 };
 use tokio::sync::oneshot;
@@ -31,11 +34,21 @@ fn policy(args: &ValidateArgs) -> anyhow::Result<(OciProfile, Detector)> {
     match (&args.profile, &args.seccomp) {
         (Some(path), _) => {
             let p = Profile::load(path)?;
-            let mut names = export::select(&p, args.role.as_deref(), args.phase.as_deref())?;
+            let (role, phase) = (args.role.as_deref(), args.phase.as_deref());
+            let mut names = export::select(&p, role, phase)?;
             if args.add_basics {
                 export::add_basics(&mut names);
             }
-            let oci = OciProfile::allow_list(&names, &p.arch, "SCMP_ACT_ERRNO", libc::EPERM as u32);
+            // The policy export writes: its ENOSYS and kill rules stay in the kernel.
+            let filtered = export::select_filtered(&p, role, phase)?;
+            let policy = Policy::new(names, &filtered, DefaultAction::Errno);
+            let target = Target {
+                arch: &p.arch,
+                label: p.program.comm.clone(),
+                action: DefaultAction::Errno,
+                errno: libc::EPERM as u32,
+            };
+            let oci = export::oci_profile(&policy, &target);
             let det = match &args.phases {
                 Some(r) => Detector::load(r)?,
                 None => rules(p.runs.first().map_or("generic", |r| r.rules.as_str()))?,
@@ -54,6 +67,7 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
     let (oci, det) = policy(&args)?;
     let mut spec = FilterSpec::from_oci(&oci)?;
     spec.notify_by_default();
+    let kills = spec.notify_kills();
     let exe = launch::resolve(&args.command[0])?;
     let board = PhaseBoard::default();
     let mut session = Session::builder(Mode::Validate)
@@ -81,10 +95,17 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
     let log = denied.clone();
     let released = child.release(|fd| {
         supervisor = Some(notify::supervise(fd, stop.clone(), move |pid, nr| {
+            let mut d = Denied::at(&board, pid, nr);
+            d.killed = kills.contains(&d.syscall);
+            let verdict = if d.killed {
+                Verdict::Kill
+            } else {
+                Verdict::Deny(libc::EPERM)
+            };
             if let Ok(mut v) = log.lock() {
-                v.push(Denied::at(&board, pid, nr));
+                v.push(d);
             }
-            Verdict::Deny(libc::EPERM)
+            verdict
         }));
     });
     let code = std::cell::Cell::new(1);

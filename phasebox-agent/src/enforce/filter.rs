@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
-use phasebox_core::seccomp::oci::OciProfile;
+use phasebox_core::seccomp::oci::{ERRNO_RANGE, OciProfile};
 
 /// A seccomp filter ready to install.
 #[derive(Clone, Debug)]
@@ -42,7 +42,15 @@ fn action(
     Ok(match name {
         "SCMP_ACT_ALLOW" => ScmpAction::Allow,
         "SCMP_ACT_ERRNO" => {
-            ScmpAction::Errno(errno.or(default_errno).unwrap_or(libc::EPERM as u32) as i32)
+            let errno = errno.or(default_errno).unwrap_or(libc::EPERM as u32);
+            // Past 4095 the kernel's return is no errno: a large one reads as success or
+            // a count (a program retries forever), 0 as success.
+            if !ERRNO_RANGE.contains(&errno) {
+                anyhow::bail!(
+                    "the seccomp profile asks for errno {errno}, outside 1..4095, the errno values a seccomp filter can return"
+                );
+            }
+            ScmpAction::Errno(errno as i32)
         }
         "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => ScmpAction::KillThread,
         "SCMP_ACT_KILL_PROCESS" => ScmpAction::KillProcess,
@@ -106,6 +114,19 @@ impl FilterSpec {
     /// Calls the profile does not allow go to phasebox instead of failing (`validate`).
     pub fn notify_by_default(&mut self) {
         self.default = ScmpAction::Notify;
+    }
+
+    /// Calls the spec kills go to phasebox instead, so that it can report them before it
+    /// kills (`validate`); returns their names.
+    pub fn notify_kills(&mut self) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for r in &mut self.rules {
+            if matches!(r.action, ScmpAction::KillProcess | ScmpAction::KillThread) {
+                r.action = ScmpAction::Notify;
+                names.insert(r.name.clone());
+            }
+        }
+        names
     }
 
     /// Allowed calls named in `names` go to phasebox instead (phase-aware enforcement).
@@ -228,6 +249,23 @@ mod tests {
         n.notify(&["write".to_string()].into());
         assert!(n.needs_listener());
         assert!(n.compile(true, Some(7)).unwrap().listener);
+    }
+
+    #[test]
+    fn errno_values_a_filter_cannot_return_are_refused() {
+        let names: BTreeSet<String> = ["read".to_string()].into();
+        for bad in [0, 4096, 65536, 1 << 31, u32::MAX] {
+            let p = OciProfile::allow_list(
+                &names,
+                phasebox_core::sysnames::ARCH,
+                "SCMP_ACT_ERRNO",
+                bad,
+            );
+            let e = FilterSpec::from_oci(&p).unwrap_err().to_string();
+            assert!(e.contains(&format!("errno {bad}, outside 1..4095")), "{e}");
+        }
+        let p = OciProfile::allow_list(&names, phasebox_core::sysnames::ARCH, "SCMP_ACT_ERRNO", 38);
+        FilterSpec::from_oci(&p).unwrap();
     }
 
     #[test]

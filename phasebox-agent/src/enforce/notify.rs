@@ -17,6 +17,9 @@ pub enum Verdict {
     Allow,
     /// Fail it with this errno.
     Deny(i32),
+    /// Kill the calling process, as a `SCMP_ACT_KILL_PROCESS` rule does (with SIGKILL,
+    /// which the program cannot ignore).
+    Kill,
 }
 
 /// A call phasebox denied.
@@ -58,12 +61,21 @@ pub fn supervise(
             let nr = i32::from(req.data.syscall) as u32;
             let resp = match decide(req.pid, nr) {
                 Verdict::Allow => ScmpNotifResp::new_continue(req.id, ScmpNotifRespFlags::empty()),
-                Verdict::Deny(errno) => {
+                verdict => {
                     denials.push(Denial {
                         pid: req.pid,
                         name: sysnames::name(nr).into_owned(),
                         after_s: start.elapsed().as_secs_f64(),
                     });
+                    let errno = match verdict {
+                        Verdict::Deny(errno) => errno,
+                        _ => {
+                            // SAFETY: signals the process that made the call (a thread id
+                            // names its whole process for kill).
+                            unsafe { libc::kill(req.pid as i32, libc::SIGKILL) };
+                            libc::EPERM
+                        }
+                    };
                     ScmpNotifResp::new_error(req.id, -errno, ScmpNotifRespFlags::empty())
                 }
             };

@@ -5,10 +5,16 @@
 //! and after is allowed by the kernel without a round trip. A decision uses only the syscall
 //! number and the process's phase, which phasebox learns from its own trace: never the
 //! target's memory. Design: ARCHITECTURE.md.
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use phasebox_core::seccomp::{export::Manifest, oci::OciProfile};
+use phasebox_core::{
+    call_classes,
+    seccomp::{
+        export::{self, DefaultAction, Manifest, Policy, Target},
+        oci::OciProfile,
+    },
+};
 
 use super::{filter::FilterSpec, notify::Verdict};
 use crate::{procfs, session::PhaseBoard};
@@ -18,11 +24,43 @@ use phasebox_core::phase::Detector;
 pub struct Plan {
     /// The phase rules the profile was learned with (a rule set, or automatic phases).
     pub detector: Detector,
-    /// Every phase of every role.
-    pub union: BTreeSet<String>,
+    /// Every phase of every role, and what the phase files answer for calls none allows
+    /// (ENOSYS for calls with a fallback, a kill for calls whose errno is misread).
+    pub union: Policy,
     /// Needed only before a role's serving phase: these are notified.
     pub early_only: BTreeSet<String>,
     pub arch: String,
+}
+
+/// Whether phase `name` of `role` is its steady phase or a later one, for every phase of a
+/// role in one pass: the rule set's phases are indexed once (the manifest may list thousands).
+fn late_phases(detector: &Detector, role: &str, names: &[&str]) -> Vec<bool> {
+    let steady = match detector {
+        Detector::Rules(r) => r.steady_index(role),
+        Detector::Auto(_) => None,
+    };
+    let index: HashMap<&str, usize> = match detector {
+        Detector::Rules(r) => r
+            .phases(role)
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i))
+            .collect(),
+        Detector::Auto(_) => HashMap::new(),
+    };
+    let mut late = false;
+    names
+        .iter()
+        .map(|n| {
+            late |= match detector {
+                Detector::Rules(_) => {
+                    matches!((index.get(n), steady), (Some(i), Some(s)) if *i >= s)
+                }
+                Detector::Auto(_) => detector.is_steady_or_later(role, n),
+            };
+            late
+        })
+        .collect()
 }
 
 /// Reads `manifest` and the phase files beside it.
@@ -32,23 +70,43 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
     let detector = Detector::load(&m.rules)
         .map_err(|e| anyhow::anyhow!("{origin} names phase rules that cannot be loaded: {e}"))?;
     let dir = manifest.parent().unwrap_or(Path::new("."));
-    let (mut union, mut late) = (BTreeSet::new(), BTreeSet::new());
+    let (mut union, mut late) = (Policy::default(), BTreeSet::new());
     for role in &m.roles {
-        let mut in_serving = false;
-        for ph in &role.phases {
-            let names = OciProfile::load(&dir.join(&ph.file))?.allowed();
-            // Phases are listed in order, so everything from the steady phase on is late.
-            in_serving |= detector.is_steady_or_later(&role.role, &ph.name);
-            if in_serving {
-                late.extend(names.iter().cloned());
+        let files = role
+            .phases
+            .iter()
+            .map(|ph| OciProfile::load(&dir.join(&ph.file)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let allowed: Vec<BTreeSet<String>> = files.iter().map(OciProfile::allowed).collect();
+        // The files carry each phase's effective set; applied again for manifests written
+        // before they did.
+        let sets =
+            call_classes::effective_sets(allowed.iter().map(|a| a.iter().map(String::as_str)));
+        let names: Vec<&str> = role.phases.iter().map(|p| p.name.as_str()).collect();
+        for (set, is_late) in sets.iter().zip(late_phases(&detector, &role.role, &names)) {
+            if is_late {
+                late.extend(set.iter().map(|n| n.to_string()));
             }
-            union.extend(names);
+            union.allow.extend(set.iter().map(|n| n.to_string()));
+        }
+        for f in &files {
+            add_denials(&mut union, f);
         }
     }
-    if union.is_empty() {
+    if union.allow.is_empty() {
         anyhow::bail!("{origin} allows no syscall at all: no program could start under it");
     }
-    let early_only = union.difference(&late).cloned().collect();
+    union.errno.retain(|n, _| !union.allow.contains(n));
+    union
+        .kill
+        .retain(|n| !union.allow.contains(n) && !union.errno.contains_key(n));
+    // A call whose errno is misread is never denied with one once learned.
+    let early_only = union
+        .allow
+        .iter()
+        .filter(|n| !late.contains(*n) && call_classes::no_errno(n).is_none())
+        .cloned()
+        .collect();
     Ok(Plan {
         detector,
         union,
@@ -57,15 +115,31 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
     })
 }
 
+/// The explicit ENOSYS, errno and kill rules of a phase file.
+fn add_denials(union: &mut Policy, f: &OciProfile) {
+    for (name, action, errno) in f.explicit_denials() {
+        match (action.as_str(), errno) {
+            ("SCMP_ACT_ERRNO", Some(e)) => {
+                union.errno.entry(name).or_insert(e);
+            }
+            ("SCMP_ACT_KILL_PROCESS" | "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD", _) => {
+                union.kill.insert(name);
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Plan {
     /// The filter: the union allowed, the early-only calls notified.
     pub fn spec(&self) -> anyhow::Result<FilterSpec> {
-        let mut spec = FilterSpec::from_oci(&OciProfile::allow_list(
-            &self.union,
-            &self.arch,
-            "SCMP_ACT_ERRNO",
-            1,
-        ))?;
+        let target = Target {
+            arch: &self.arch,
+            label: "phase-aware union".into(),
+            action: DefaultAction::Errno,
+            errno: libc::EPERM as u32,
+        };
+        let mut spec = FilterSpec::from_oci(&export::oci_profile(&self.union, &target))?;
         spec.notify(&self.early_only);
         Ok(spec)
     }

@@ -14,6 +14,7 @@ mod outputs;
 mod records;
 mod run_loop;
 mod scope;
+mod signals;
 mod targets;
 mod verdicts;
 
@@ -35,10 +36,11 @@ use tokio::io::{Interest, unix::AsyncFd};
 use crate::containers::{ContainerTarget, Found};
 use crate::probe::{EventStream, Probe, ProbeOptions};
 pub use board::{PhaseBoard, Place};
-pub use outputs::OutputPaths;
 use outputs::Outputs;
+pub use outputs::{EXIT_OUTPUT_LOST, OutputPaths, OutputsLost};
 pub use run_loop::{Stop, interrupted};
 use scope::{Finder, Watch};
+pub use signals::{Caught, Signals};
 pub use targets::check_target;
 use verdicts::Verdicts;
 

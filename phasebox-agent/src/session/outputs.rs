@@ -1,11 +1,13 @@
 //! What a session writes: the summary table, the summary JSON, the trace, the profile. Every
-//! file is opened before tracing starts, so a bad path fails up front, and appears whole, at
-//! the end, or not at all.
-use std::io::Write as _;
+//! path is checked before tracing starts, so a bad one fails up front; each file appears whole,
+//! at the end, or not at all. The trace is written as the records come (to its temporary
+//! file); the summary and the profile are written whole at the end, each to a fresh temporary
+//! file. An output that cannot be written is lost alone: the others are still written, and the
+//! session ends with [`OutputsLost`].
 use std::path::{Path, PathBuf};
 
 use phasebox_core::{
-    atomic_file::{AtomicFile, file_error},
+    atomic_file::{AtomicFile, write_atomic},
     profile::Profile,
     summary::Summary,
     tracefile::{TraceFooter, TraceHeader, TraceWriter},
@@ -24,30 +26,46 @@ pub struct OutputPaths {
     pub quiet: bool,
 }
 
-/// Outputs opened before tracing starts.
+/// Outputs checked (and the trace opened) before tracing starts.
 pub struct Outputs {
-    summary: Option<AtomicFile>,
-    profile: Option<AtomicFile>,
+    summary: Option<PathBuf>,
+    profile: Option<PathBuf>,
     pub(super) trace: Option<TraceWriter>,
     quiet: bool,
 }
 
-fn write_file(mut file: AtomicFile, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    let dest = file.dest().to_path_buf();
-    file.file()
-        .write_all(bytes)
-        .map_err(|e| file_error("write", &dest, &e))?;
-    file.commit()?;
-    Ok(dest)
+/// The exit status of a command that could not write one of its outputs (EX_IOERR).
+pub const EXIT_OUTPUT_LOST: u8 = 74;
+
+/// Outputs that could not be written, each with why; every other output was written.
+#[derive(Debug)]
+pub struct OutputsLost {
+    errors: Vec<anyhow::Error>,
+    written: usize,
 }
 
+impl std::fmt::Display for OutputsLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why: Vec<String> = self.errors.iter().map(|e| format!("{e:#}")).collect();
+        write!(f, "{}", why.join("; "))?;
+        if self.written > 0 {
+            write!(f, " (the other outputs were written)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for OutputsLost {}
+
 impl Outputs {
-    /// Opens every output (the trace file gets its header now).
+    /// Checks every output path and opens the trace file (which gets its header now).
     pub fn open(paths: &OutputPaths, header: &TraceHeader) -> anyhow::Result<Outputs> {
-        let create = |p: &Option<PathBuf>| p.as_deref().map(AtomicFile::create).transpose();
+        for p in [&paths.summary, &paths.profile].into_iter().flatten() {
+            AtomicFile::check(p)?;
+        }
         Ok(Outputs {
-            summary: create(&paths.summary)?,
-            profile: create(&paths.profile)?,
+            summary: paths.summary.clone(),
+            profile: paths.profile.clone(),
             trace: paths
                 .trace
                 .as_deref()
@@ -59,11 +77,11 @@ impl Outputs {
 
     /// Where the profile goes (checkpoints write there too).
     pub fn profile_path(&self) -> Option<&Path> {
-        self.profile.as_ref().map(AtomicFile::dest)
+        self.profile.as_deref()
     }
 
-    /// Writes everything: the table (unless quiet), the summary, the trace's footer and the
-    /// profile.
+    /// Writes everything that can be written: the table (unless quiet), the summary, the
+    /// trace's footer and the profile. Fails with [`OutputsLost`] when one of them could not be.
     pub fn finish(
         self,
         summary: &Summary,
@@ -73,26 +91,40 @@ impl Outputs {
         if !self.quiet {
             crate::logging::write_stderr(&summary.render_text());
         }
-        if let Some(file) = self.summary {
-            write_file(file, summary.to_json().as_bytes())?;
+        let mut lost = OutputsLost {
+            errors: Vec::new(),
+            written: 0,
+        };
+        let mut outcome = |r: anyhow::Result<()>| match r {
+            Ok(()) => lost.written += 1,
+            Err(e) => lost.errors.push(e),
+        };
+        if let Some(path) = &self.summary {
+            outcome(write_atomic(path, summary.to_json().as_bytes()));
         }
         if let Some(w) = self.trace {
-            let dest = w.finish(&footer)?;
-            if !self.quiet {
-                crate::say!("phasebox: trace written to {}", dest.display());
-            }
+            outcome(w.finish(&footer).map(|dest| {
+                if !self.quiet {
+                    crate::say!("phasebox: trace written to {}", dest.display());
+                }
+            }));
         }
-        if let (Some(file), Some(profile)) = (self.profile, profile) {
-            let dest = write_file(file, profile.to_json().as_bytes())?;
-            if !self.quiet {
-                let phases: usize = profile.roles.iter().map(|r| r.phases.len()).sum();
-                crate::say!(
-                    "phasebox: profile written to {} ({} roles, {phases} phases)",
-                    dest.display(),
-                    profile.roles.len()
-                );
-            }
+        if let (Some(path), Some(profile)) = (&self.profile, profile) {
+            outcome(write_atomic(path, profile.to_json().as_bytes()).map(|()| {
+                if !self.quiet {
+                    let phases: usize = profile.roles.iter().map(|r| r.phases.len()).sum();
+                    crate::say!(
+                        "phasebox: profile written to {} ({} roles, {phases} phases)",
+                        path.display(),
+                        profile.roles.len()
+                    );
+                }
+            }));
         }
-        Ok(())
+        if lost.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(lost.into())
+        }
     }
 }

@@ -36,7 +36,6 @@ struct Sink<'a> {
     /// up for it, and not attached yet).
     watch_filters: bool,
     bad_records: &'a mut u64,
-    error: Option<anyhow::Error>,
     batch: Batch,
 }
 
@@ -70,12 +69,11 @@ impl Sink<'_> {
         }
     }
 
-    /// Writes a record to the trace file, if there is one.
+    /// Writes a record to the trace file, if there is one. A failed write ends the trace,
+    /// not the run: the writer keeps the error.
     fn write(&mut self, bytes: &[u8]) {
-        if let Some(w) = self.trace.as_deref_mut()
-            && let Err(e) = w.record(bytes)
-        {
-            self.error.get_or_insert(e);
+        if let Some(w) = self.trace.as_deref_mut() {
+            w.record(bytes);
         }
     }
 
@@ -129,13 +127,9 @@ impl Session {
             verdicts: &mut self.verdicts,
             watch_filters: self.probe.may_watch_filtered(),
             bad_records: &mut self.bad_records,
-            error: None,
             batch: Batch::default(),
         };
         self.events += self.stream.get_mut().drain(|bytes| sink.take(bytes));
-        if let Some(e) = sink.error {
-            return Err(e);
-        }
         let batch = sink.batch;
         for (tgid, instance, accept) in self.verdicts.take_due() {
             self.probe.set_verdict(tgid, instance, accept);

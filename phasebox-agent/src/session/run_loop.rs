@@ -11,10 +11,12 @@ use crate::procfs;
 pub enum Stop {
     /// Every traced process is gone.
     TreeExited,
-    /// Ctrl-C or SIGTERM.
+    /// Ctrl-C, SIGTERM or SIGHUP (the agent: SIGINT or SIGTERM).
     Signal(&'static str),
     /// A duration ran out.
     Duration,
+    /// A signal asked for the profile learned so far: written, tracing goes on.
+    Checkpoint(&'static str),
 }
 
 enum Wake {
@@ -78,23 +80,41 @@ impl Session {
     }
 
     /// Asks /proc which traced processes still live, marking the others exited; returns how
-    /// many of those in the session's scope live. With `any`, it stops at the first one found
-    /// alive (enough to know the session goes on).
+    /// many of those in the session's scope live (with `any`, it stops at the first one found
+    /// alive: enough to know the session goes on). A process /proc cannot answer for
+    /// (phasebox out of descriptors, say) counts as living: only "no such process" ends one
+    /// here, and the kernel's exit records end the others.
     fn check_liveness(&mut self, any: bool) -> usize {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // Logged once per stretch of failures, not every 200 ms.
+        static UNANSWERED: AtomicBool = AtomicBool::new(false);
         let mut alive = 0;
+        let mut failed = None;
         for pid in self.tree.live_pids() {
-            if procfs::is_alive(pid) {
-                let in_scope = self.tree.get(pid).is_none_or(|p| !p.ignored);
-                alive += usize::from(in_scope);
-                if any && alive > 0 {
-                    break;
+            let in_scope = self.tree.get(pid).is_none_or(|p| !p.ignored);
+            match procfs::is_alive(pid) {
+                Ok(true) => alive += usize::from(in_scope),
+                Err(e) => {
+                    alive += usize::from(in_scope);
+                    failed.get_or_insert((pid, e));
                 }
-            } else if self.tree.is_candidate(pid) {
-                self.tree.drop_candidate(pid);
-            } else {
-                self.tree.mark_exited(pid, 0);
-                self.probe.untrack(pid);
+                Ok(false) if self.tree.is_candidate(pid) => self.tree.drop_candidate(pid),
+                Ok(false) => {
+                    self.tree.mark_exited(pid, 0);
+                    self.probe.untrack(pid);
+                }
             }
+            if any && alive > 0 {
+                break;
+            }
+        }
+        match failed {
+            Some((pid, e)) if !UNANSWERED.swap(true, Ordering::Relaxed) => log::warn!(
+                "cannot read /proc/{pid}/stat ({}): taking the traced processes for running",
+                phasebox_core::sysnames::describe_io(&e)
+            ),
+            Some(_) => {}
+            None => UNANSWERED.store(false, Ordering::Relaxed),
         }
         alive
     }

@@ -14,13 +14,21 @@ pub fn check_target(pid: u32) -> anyhow::Result<()> {
     if pid == std::process::id() {
         anyhow::bail!("phasebox cannot trace itself (pid {pid})");
     }
-    match procfs::stat(pid) {
+    match procfs::read_stat(pid).map_err(|e| unreadable(pid, &e))? {
         None => anyhow::bail!("no process with pid {pid} exists"),
         Some(s) if s.state == 'Z' || s.state == 'X' => {
             anyhow::bail!("process {pid} has already exited")
         }
         Some(_) => Ok(()),
     }
+}
+
+/// /proc could not say whether `pid` exists (not that it does not).
+fn unreadable(pid: u32, e: &std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot read /proc/{pid}/stat: {}",
+        phasebox_core::sysnames::describe_io(e)
+    )
 }
 
 impl Session {
@@ -52,7 +60,8 @@ impl Session {
                     if !seen.insert(pid) {
                         continue;
                     }
-                    let Some(st) = procfs::stat(pid) else {
+                    // Gone since /proc was walked: nothing to trace.
+                    let Some(st) = procfs::read_stat(pid).map_err(|e| unreadable(pid, &e))? else {
                         continue;
                     };
                     self.probe.track(pid)?;

@@ -239,6 +239,9 @@ impl Rules {
 /// The phase lists of roles that have their own.
 type PhasesByRole = HashMap<String, Vec<Phase>>;
 
+/// Phase names already in a role's list, to find a name listed twice without a scan.
+type Listed = HashSet<(Option<String>, String)>;
+
 /// The phases, each checked, in the lists of the roles they name and in the list of every
 /// other role.
 fn phases_by_role(
@@ -248,8 +251,10 @@ fn phases_by_role(
     let role_names: HashSet<&str> = roles.iter().map(|r| r.name.as_str()).collect();
     let mut by_role = PhasesByRole::new();
     let mut default = Vec::new();
+    let mut listed = Listed::new();
     for p in phases {
         let (role, phase) = phase(p)?;
+        let first = listed.insert((role.clone(), phase.name.clone()));
         let list = match role {
             Some(role) => {
                 if !role_names.contains(role.as_str()) {
@@ -262,6 +267,12 @@ fn phases_by_role(
             }
             None => &mut default,
         };
+        if !first {
+            return Err(anyhow::anyhow!(
+                "phase {} is listed twice for one role",
+                phase.name
+            ));
+        }
         push_phase(list, phase)?;
     }
     if default.is_empty() && by_role.is_empty() {
@@ -318,14 +329,8 @@ fn marker(phase: &str, m: MarkerFile) -> anyhow::Result<Marker> {
     })
 }
 
-/// Adds `phase` to one role's list: names are unique there, and one phase at most is steady.
+/// Adds `phase` to one role's list (its name is new there): one phase at most is steady.
 fn push_phase(list: &mut Vec<Phase>, phase: Phase) -> anyhow::Result<()> {
-    if list.iter().any(|q| q.name == phase.name) {
-        return Err(anyhow::anyhow!(
-            "phase {} is listed twice for one role",
-            phase.name
-        ));
-    }
     if let Some(other) = list.iter().find(|q| q.steady && phase.steady) {
         return Err(anyhow::anyhow!(
             "phases {} and {} are both steady; a role has one steady phase",
@@ -353,6 +358,7 @@ fn check_operations(operations: &[Operation]) -> anyhow::Result<()> {
 }
 
 /// Role names are unique, and every parent is a role whose own ancestors never lead back.
+/// Linear in the roles: each role's chain is walked once, up to a role already checked.
 fn check_roles(roles: &[RoleRule]) -> anyhow::Result<()> {
     let mut parent_of = HashMap::new();
     for r in roles {
@@ -363,27 +369,30 @@ fn check_roles(roles: &[RoleRule]) -> anyhow::Result<()> {
             return Err(anyhow::anyhow!("role {} is defined twice", r.name));
         }
     }
+    // Roles whose chain of parents is known to end well.
+    let mut good: HashSet<&str> = HashSet::new();
     for r in roles {
-        let mut seen = vec![r.name.as_str()];
+        let mut path = vec![r.name.as_str()];
+        let mut on_path: HashSet<&str> = path.iter().copied().collect();
         let mut at = r.parent.as_deref();
-        while let Some(p) = at {
+        while let Some(p) = at.filter(|p| !good.contains(p)) {
             let Some(&up) = parent_of.get(p) else {
                 return Err(anyhow::anyhow!(
                     "role {} names an unknown parent role {p}",
-                    seen[seen.len() - 1]
+                    path[path.len() - 1]
                 ));
             };
-            if seen.contains(&p) {
-                seen.push(p);
+            path.push(p);
+            if !on_path.insert(p) {
                 return Err(anyhow::anyhow!(
                     "role {} is its own ancestor ({})",
                     r.name,
-                    seen.join(" -> parent ")
+                    path.join(" -> parent ")
                 ));
             }
-            seen.push(p);
             at = up;
         }
+        good.extend(path);
     }
     Ok(())
 }
@@ -499,6 +508,91 @@ mod tests {
             "name='a'\n[[phase]]\nname='p'\nsteady=true\nenter=[{exec=true}]\n[[phase]]\nname='q'\nsteady=true\nenter=[{fork=true}]",
         );
         assert!(e.contains("phases p and q are both steady"), "{e}");
+    }
+
+    /// The master phase a sequence of (syscall, path) leaves a process of role master in.
+    fn master_after(calls: &[(&str, Option<&str>)]) -> (String, bool) {
+        let det = crate::phase::Detector::load("nginx").unwrap();
+        let mut t = det.tracker::<()>("master", false);
+        for (name, path) in calls {
+            t.syscall(&det, "master", nr(name), *path, ());
+        }
+        let at = t.rule_phase().unwrap();
+        (det.phase_name("master", at), t.serving(&det, "master"))
+    }
+
+    #[test]
+    fn nginx_t_and_signal_commands_never_reach_the_masters_serving_phase() {
+        // nginx -t (strace of nginx 1.22.1): the pid file is created right after the
+        // configuration is read, then the temp paths, the logs and the listening sockets.
+        let test = [
+            ("openat", Some("/etc/ld.so.cache")),
+            ("openat", Some("/conf/nginx.conf")),
+            ("openat", Some("/run/nginx.pid")),
+            ("mkdir", Some("/tmp/body")),
+            ("openat", Some("/logs/error.log")),
+            ("socket", None),
+            ("setsockopt", None),
+            ("bind", None),
+            ("listen", None),
+            ("exit_group", None),
+        ];
+        assert_eq!(
+            master_after(&test),
+            ("creating-and-configuring-sockets".to_string(), false)
+        );
+        // nginx -s reload: reads the configuration and the pid file, then signals.
+        let signal = [
+            ("openat", Some("/conf/nginx.conf")),
+            ("openat", Some("/run/nginx.pid")),
+            ("kill", None),
+        ];
+        assert!(!master_after(&signal).1);
+        // The real master: sockets, signal handlers, the pid file, then its error log on
+        // stderr (dup2) and its workers.
+        let master = [
+            ("openat", Some("/conf/nginx.conf")),
+            ("bind", None),
+            ("listen", None),
+            ("rt_sigaction", None),
+            ("openat", Some("/run/nginx.pid")),
+            ("dup2", None),
+            ("socketpair", None),
+            ("clone", None),
+        ];
+        assert_eq!(
+            master_after(&master),
+            ("setting-up-worker-processes".to_string(), true)
+        );
+    }
+
+    #[test]
+    fn thousands_of_chained_roles_and_phases_load() {
+        // 3,000 roles, each the parent of the next, and a phase for each: every check is
+        // linear, so this loads at once (it took seconds when each role walked its chain).
+        let mut t = String::from("name='chain'\n");
+        for i in 0..3000 {
+            if i == 0 {
+                t.push_str("[[role]]\nname='r0'\nroot=true\n");
+            } else {
+                t.push_str(&format!("[[role]]\nname='r{i}'\nparent='r{}'\n", i - 1));
+            }
+        }
+        for i in 0..3000 {
+            t.push_str(&format!(
+                "[[phase]]\nrole='r{i}'\nname='p{i}'\nenter=[{{exec=true}}]\n"
+            ));
+        }
+        let r = Rules::parse(&t, "chain.toml").unwrap();
+        assert_eq!(r.roles.len(), 3000);
+        assert_eq!(r.phases("r2999")[0].name, "p2999");
+        // A cycle at the end of a long chain is still found and named from its start.
+        let looped = t.replace("name='r0'\nroot=true", "name='r0'\nparent='r2999'");
+        let e = Rules::parse(&looped, "loop.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("role r0 is its own ancestor (r0 -> parent r2999"),
+            "{e}"
+        );
     }
 
     #[test]

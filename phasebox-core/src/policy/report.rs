@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{Policy, all_syscalls, critical::CRITICAL};
+use crate::display;
 use crate::profile::{Profile, Role};
 
 /// One policy against one role's phase (or all its phases).
@@ -179,8 +180,8 @@ pub fn render(c: &Comparison) -> String {
             let _ = writeln!(
                 out,
                 "\n{} ({}): allows {} of {} {} syscalls, removes {:.1}% of the table",
-                r.policy,
-                r.format,
+                display::text(&r.policy),
+                display::text(&r.format),
                 r.allowed_count,
                 c.table_size,
                 c.arch,
@@ -192,18 +193,13 @@ pub fn render(c: &Comparison) -> String {
                 list(&r.critical_allowed)
             );
             if !r.not_syscalls.is_empty() {
-                // Escaped: the names come from a file and could hold terminal controls.
-                let names: Vec<String> = r
-                    .not_syscalls
-                    .iter()
-                    .map(|n| n.escape_debug().to_string())
-                    .collect();
+                // The names come from a file and could hold terminal controls.
                 let _ = writeln!(
                     out,
                     "  left out, not {} syscalls ({}): {}",
                     c.arch,
-                    names.len(),
-                    names.join(" ")
+                    r.not_syscalls.len(),
+                    display::join(&r.not_syscalls, " ")
                 );
             }
             let _ = writeln!(
@@ -216,7 +212,7 @@ pub fn render(c: &Comparison) -> String {
         let _ = writeln!(
             out,
             "  {:<48} {:>5} {:>11} {:>8}  {}",
-            format!("{} / {}", r.role, r.phase),
+            format!("{} / {}", display::text(&r.role), display::text(&r.phase)),
             r.used_count,
             r.over_approximation.len(),
             r.missing.len(),
@@ -230,7 +226,7 @@ fn list(v: &[String]) -> String {
     if v.is_empty() {
         "-".into()
     } else {
-        v.join(" ")
+        display::join(v, " ")
     }
 }
 

@@ -1,9 +1,10 @@
 //! Merging profiles (union, calls summed, provenance kept) and diffing them (per role and
 //! phase, what was gained or lost).
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::{MAX_PATHS, Profile, SyscallUse};
+use super::{Filtered, MAX_PATHS, Profile, SyscallUse};
+use crate::display;
 
 fn merge_use(into: &mut SyscallUse, from: &SyscallUse) {
     // Counts from files are untrusted: a sum past u64 stays at the top instead of wrapping.
@@ -16,6 +17,17 @@ fn merge_use(into: &mut SyscallUse, from: &SyscallUse) {
         .chain(from.paths.iter().cloned())
         .collect();
     into.paths = paths.into_iter().take(MAX_PATHS).collect();
+}
+
+/// Filtered calls: calls summed, the errno of the first profile that had the call kept.
+fn merge_filtered(into: &mut BTreeMap<String, Filtered>, from: &BTreeMap<String, Filtered>) {
+    for (name, f) in from {
+        let have = into.entry(name.clone()).or_insert(Filtered {
+            calls: 0,
+            errno: f.errno,
+        });
+        have.calls = have.calls.saturating_add(f.calls);
+    }
 }
 
 /// Runs have no common clock: a merged profile keeps no call times.
@@ -74,6 +86,7 @@ pub fn merge(profiles: &[Profile]) -> anyhow::Result<Profile> {
                         }
                     }
                 }
+                merge_filtered(&mut ph.filtered, &phase.filtered);
             }
         }
     }
@@ -94,6 +107,9 @@ pub struct PhaseDiff {
     pub lost: Vec<String>,
     pub only_in_a: bool,
     pub only_in_b: bool,
+    /// Calls a seccomp filter denied while learning: in B only, in A only.
+    pub filtered_gained: Vec<String>,
+    pub filtered_lost: Vec<String>,
 }
 
 /// Per role and phase (in A's order, then B's new ones), the syscalls gained and lost.
@@ -114,6 +130,12 @@ pub fn diff(a: &Profile, b: &Profile) -> Vec<PhaseDiff> {
             .phase(phase)
             .map(|ph| ph.syscalls.keys().cloned().collect())
     };
+    let filtered = |p: &Profile, role: &str, phase: &str| -> BTreeSet<String> {
+        p.role(role)
+            .and_then(|r| r.phase(phase))
+            .map(|ph| ph.filtered.keys().cloned().collect())
+            .unwrap_or_default()
+    };
     keys.into_iter()
         .map(|(role, phase)| {
             let (sa, sb) = (set(a, &role, &phase), set(b, &role, &phase));
@@ -121,11 +143,14 @@ pub fn diff(a: &Profile, b: &Profile) -> Vec<PhaseDiff> {
                 sa.clone().unwrap_or_default(),
                 sb.clone().unwrap_or_default(),
             );
+            let (fa, fb) = (filtered(a, &role, &phase), filtered(b, &role, &phase));
             PhaseDiff {
                 gained: eb.difference(&ea).cloned().collect(),
                 lost: ea.difference(&eb).cloned().collect(),
                 only_in_a: sb.is_none(),
                 only_in_b: sa.is_none(),
+                filtered_gained: fb.difference(&fa).cloned().collect(),
+                filtered_lost: fa.difference(&fb).cloned().collect(),
                 role,
                 phase,
             }
@@ -144,15 +169,26 @@ pub fn render_diff(diffs: &[PhaseDiff]) -> String {
         } else {
             ""
         };
-        if d.gained.is_empty() && d.lost.is_empty() {
+        let filtered_changed = !(d.filtered_gained.is_empty() && d.filtered_lost.is_empty());
+        if d.gained.is_empty() && d.lost.is_empty() && !filtered_changed {
             continue;
         }
-        let _ = write!(out, "{} / {}{tag}:", d.role, d.phase);
+        let (role, phase) = (display::text(&d.role), display::text(&d.phase));
+        let _ = write!(out, "{role} / {phase}{tag}:");
         if !d.gained.is_empty() {
-            let _ = write!(out, " +{}", d.gained.join(" +"));
+            let _ = write!(out, " +{}", display::join(&d.gained, " +"));
         }
         if !d.lost.is_empty() {
-            let _ = write!(out, " -{}", d.lost.join(" -"));
+            let _ = write!(out, " -{}", display::join(&d.lost, " -"));
+        }
+        if filtered_changed {
+            out.push_str(" filtered by seccomp while learning:");
+            for n in &d.filtered_gained {
+                let _ = write!(out, " +{n}");
+            }
+            for n in &d.filtered_lost {
+                let _ = write!(out, " -{n}");
+            }
         }
         out.push('\n');
     }
@@ -211,6 +247,31 @@ mod tests {
         let m = merge(&[a.clone(), a.clone(), a]).unwrap();
         assert_eq!(m.roles[0].processes, u64::MAX);
         assert_eq!(m.roles[0].phases[0].syscalls["read"].calls, u64::MAX);
+    }
+
+    #[test]
+    fn filtered_calls_merge_and_diff() {
+        let f = |calls, errno| Filtered { calls, errno };
+        let mut a = sample(&[("main", &[("run", &["read"])])]);
+        a.roles[0].phases[0]
+            .filtered
+            .insert("clone3".into(), f(2, 38));
+        let mut b = sample(&[("main", &[("run", &["read"])])]);
+        b.roles[0].phases[0]
+            .filtered
+            .insert("clone3".into(), f(3, 1));
+        b.roles[0].phases[0]
+            .filtered
+            .insert("faccessat2".into(), f(1, 1));
+        let m = merge(&[a.clone(), b.clone()]).unwrap();
+        let got = &m.roles[0].phases[0].filtered;
+        assert_eq!(got["clone3"], f(5, 38), "calls summed, errno kept");
+        assert_eq!(got["faccessat2"], f(1, 1));
+        let text = render_diff(&diff(&a, &b));
+        assert_eq!(
+            text, "main / run: filtered by seccomp while learning: +faccessat2\n",
+            "{text}"
+        );
     }
 
     #[test]

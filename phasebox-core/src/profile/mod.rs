@@ -6,6 +6,7 @@ pub mod review;
 pub mod sections;
 pub mod show;
 pub mod static_section;
+pub mod unseen;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -80,16 +81,6 @@ pub struct SyscallUse {
     pub times_ns: Vec<u64>,
 }
 
-/// A call a seccomp filter already in force denied while phasebox learned: the kernel runs
-/// seccomp before the syscall-enter tracepoint, so the call never ran; what the program
-/// did with the answer (a fallback on ENOSYS, an error) is what was learned.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Filtered {
-    pub calls: u64,
-    /// The errno the filter answered with.
-    pub errno: u32,
-}
-
 /// One phase of a role.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
@@ -101,9 +92,19 @@ pub struct Phase {
     #[serde(default)]
     pub end_ns: u64,
     pub syscalls: BTreeMap<String, SyscallUse>,
-    /// Calls a seccomp filter in force while learning denied (see [`Filtered`]).
+    /// Calls an existing seccomp filter denied while phasebox learned (a container engine's
+    /// profile): the program never ran them, and exports keep them denied with that errno.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub filtered: BTreeMap<String, Filtered>,
+}
+
+/// A call a seccomp filter denied in a phase while phasebox learned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filtered {
+    /// How many calls were denied.
+    pub calls: u64,
+    /// The errno they got.
+    pub errno: u32,
 }
 
 /// One role (master, worker, main…), its phases in the order they happened.
@@ -148,6 +149,26 @@ pub fn is_syscall_name(name: &str) -> bool {
     name.strip_prefix("syscall_")
         .and_then(|n| n.parse::<u32>().ok())
         .is_some_and(|nr| sysnames::name(nr) == name)
+}
+
+/// The filtered calls of a phase name syscalls and carry an errno a kernel can return.
+fn check_filtered(ph: &Phase, role: &str) -> Result<(), String> {
+    for (name, f) in &ph.filtered {
+        if !is_syscall_name(name) {
+            return Err(format!(
+                "phase {} of role {role} lists {name:?} as filtered, which is not a {} syscall",
+                ph.name,
+                sysnames::ARCH
+            ));
+        }
+        if !crate::seccomp::oci::ERRNO_RANGE.contains(&f.errno) {
+            return Err(format!(
+                "phase {} of role {role} says {name} was filtered with errno {}, outside 1..4095",
+                ph.name, f.errno
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Phase {
@@ -237,6 +258,7 @@ impl Profile {
                         sysnames::ARCH
                     )));
                 }
+                check_filtered(ph, &role.name).map_err(bad)?;
             }
         }
         Ok(p)
@@ -319,6 +341,39 @@ pub(crate) mod tests {
         let back = Profile::parse(&p.to_json(), "p.json").unwrap();
         assert_eq!(back, p);
         assert_eq!(back.role("worker").unwrap().union().len(), 3);
+    }
+
+    #[test]
+    fn filtered_calls_round_trip_and_are_checked() {
+        let mut p = sample(&[("main", &[("a", &["read"])])]);
+        let text = p.to_json();
+        assert!(!text.contains("filtered"), "empty: left out");
+        p.roles[0].phases[0].filtered.insert(
+            "clone3".into(),
+            Filtered {
+                calls: 3,
+                errno: 38,
+            },
+        );
+        assert_eq!(Profile::parse(&p.to_json(), "f.json").unwrap(), p);
+        let mut bad = p.clone();
+        bad.roles[0].phases[0]
+            .filtered
+            .get_mut("clone3")
+            .unwrap()
+            .errno = 4096;
+        let e = Profile::parse(&bad.to_json(), "f.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clone3 was filtered with errno 4096"), "{e}");
+        let mut bad = p.clone();
+        bad.roles[0].phases[0]
+            .filtered
+            .insert("nope".into(), Filtered::default());
+        let e = Profile::parse(&bad.to_json(), "f.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lists \"nope\" as filtered"), "{e}");
     }
 
     #[test]

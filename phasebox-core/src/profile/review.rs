@@ -8,7 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::static_section::StaticSection;
-use super::{Profile, SyscallUse, sections};
+use super::{Profile, SyscallUse, sections, unseen};
+use crate::display;
 
 /// The key under which the section is stored.
 pub const KEY: &str = "review";
@@ -35,9 +36,10 @@ pub struct Review {
     pub calls: Vec<ReviewCall>,
 }
 
-/// The review of `dynamic` against a static analysis of the same program; `allow` names
-/// calls of the review to add. A name in `allow` the analysis did not find reachable is an
-/// error (allowing it would be a guess, not a review).
+/// The review of `dynamic` against a static analysis of the same program, most likely needed
+/// first (ranked as [`unseen::rank`] says); `allow` names calls of the review to add. A name in
+/// `allow` the analysis did not find reachable is an error (allowing it would be a guess, not a
+/// review).
 pub fn build(
     dynamic: &Profile,
     analysis: &StaticSection,
@@ -58,19 +60,26 @@ pub fn build(
             anyhow::bail!("--allow-reachable {a}: {static_origin} does not find {a} reachable");
         }
     }
-    let program = base(static_program);
-    let calls = analysis
+    let program = unseen::object_name(static_program);
+    let mut ranked: Vec<(unseen::Rank, ReviewCall)> = analysis
         .reachable_from
         .iter()
         .filter(|(name, _)| !used.contains(name.as_str()))
-        .map(|(name, r)| ReviewCall {
-            name: name.clone(),
-            reachable_from: r.short(&program),
-            chain: r.chain.clone(),
-            how: r.how.clone(),
-            allowed: allow.contains(name),
+        .map(|(name, r)| {
+            let rank = unseen::rank(&r.chain, &program, 1 + r.also.len());
+            let call = ReviewCall {
+                name: name.clone(),
+                reachable_from: r.short(&program),
+                chain: r.chain.clone(),
+                how: r.how.clone(),
+                allowed: allow.contains(name),
+            };
+            (rank, call)
         })
         .collect();
+    // Most likely needed first, as the operations coverage ranks them.
+    ranked.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+    let calls = ranked.into_iter().map(|(_, c)| c).collect();
     Ok(Review {
         static_profile: static_origin.to_string(),
         calls,
@@ -101,16 +110,16 @@ pub fn render(r: &Review) -> String {
         "review: {} call{} reachable according to {} that no run used ({} allowed with --allow-reachable):",
         r.calls.len(),
         if r.calls.len() == 1 { "" } else { "s" },
-        r.static_profile,
+        display::text(&r.static_profile),
         allowed
     );
-    let width = r.calls.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    for c in &r.calls {
+    let names: Vec<_> = r.calls.iter().map(|c| display::text(&c.name)).collect();
+    let width = display::column(names.iter().map(AsRef::as_ref), 0);
+    for (c, name) in r.calls.iter().zip(&names) {
         let _ = writeln!(
             out,
-            "  {:<width$}  {}{}",
-            c.name,
-            c.reachable_from,
+            "  {name:<width$}  {}{}",
+            display::text(&c.reachable_from),
             if c.allowed { "  [allowed]" } else { "" }
         );
     }
@@ -142,6 +151,7 @@ mod tests {
                 Reach {
                     chain: chain.iter().map(|c| c.to_string()).collect(),
                     how: "syscall instruction".into(),
+                    ..Reach::default()
                 },
             );
         }

@@ -2,27 +2,38 @@
 use std::fmt::Write as _;
 
 use super::Profile;
+use crate::display;
 
+/// An errno by name (`ENOSYS`), or its number when the table has none.
+pub fn errno_name(errno: u32) -> String {
+    i32::try_from(errno)
+        .ok()
+        .and_then(|e| syscalls::Errno::new(e).name())
+        .map_or(errno.to_string(), str::to_string)
+}
+
+/// The profile as text: its program and runs, then a table per role. Every name is printed
+/// through [`display::text`]: a profile is a file anyone may have written.
 pub fn render(p: &Profile) -> String {
     let mut out = String::new();
     let state = if p.complete {
         "complete".to_string()
     } else {
-        format!("incomplete: {}", p.incomplete_reasons.join("; "))
+        format!("incomplete: {}", display::join(&p.incomplete_reasons, "; "))
     };
     let _ = writeln!(
         out,
         "{} ({}), {} on {}, {} run{}, {}",
-        p.program.path,
-        p.program.comm,
-        p.arch,
-        p.kernel_release,
+        display::text(&p.program.path),
+        display::text(&p.program.comm),
+        display::text(&p.arch),
+        display::text(&p.kernel_release),
         p.runs.len(),
         if p.runs.len() == 1 { "" } else { "s" },
         state
     );
     for note in &p.notes {
-        let _ = writeln!(out, "note: {note}");
+        let _ = writeln!(out, "note: {}", display::text(note));
     }
     if let Some(ops) = super::operations::recognize(p) {
         let marks: Vec<String> = ops
@@ -34,13 +45,13 @@ pub fn render(p: &Profile) -> String {
                 } else {
                     "NOT seen"
                 };
-                format!("{k} {seen}")
+                format!("{} {seen}", display::text(k))
             })
             .collect();
         let _ = writeln!(
             out,
             "operations ({} rules): {}",
-            ops.rules,
+            display::text(&ops.rules),
             marks.join(", ")
         );
     }
@@ -49,28 +60,39 @@ pub fn render(p: &Profile) -> String {
         let _ = writeln!(
             out,
             "\nrole {} ({} process{}, {} syscalls in all)",
-            role.name,
+            display::text(&role.name),
             role.processes,
             if role.processes == 1 { "" } else { "es" },
             union.len()
         );
-        let width = role
+        let names: Vec<_> = role
             .phases
             .iter()
-            .map(|ph| ph.name.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
+            .map(|ph| display::text(&ph.name))
+            .collect();
+        let width = display::column(names.iter().map(AsRef::as_ref), 5);
         let _ = writeln!(out, "  {:<width$}  {:>5}  syscalls", "phase", "count");
-        for ph in &role.phases {
-            let names: Vec<&str> = ph.names().collect();
+        for (ph, name) in role.phases.iter().zip(&names) {
+            let calls: Vec<&str> = ph.names().collect();
             let _ = writeln!(
                 out,
-                "  {:<width$}  {:>5}  {}",
-                ph.name,
-                names.len(),
-                names.join(", ")
+                "  {name:<width$}  {:>5}  {}",
+                calls.len(),
+                display::join(&calls, ", ")
             );
+            if !ph.filtered.is_empty() {
+                let denied: Vec<String> = ph
+                    .filtered
+                    .iter()
+                    .map(|(n, f)| format!("{n}×{} ({})", f.calls, errno_name(f.errno)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  {:<width$}         filtered by seccomp while learning: {}",
+                    "",
+                    denied.join(", ")
+                );
+            }
         }
     }
     out
@@ -96,5 +118,37 @@ mod tests {
             t.contains("role worker (1 process, 3 syscalls in all)"),
             "{t}"
         );
+        assert!(!t.contains("filtered"), "{t}");
+    }
+
+    #[test]
+    fn filtered_calls_are_shown_under_their_phase() {
+        let mut p = sample(&[("main", &[("run", &["read"])])]);
+        p.roles[0].phases[0].filtered.insert(
+            "clone3".into(),
+            super::super::Filtered {
+                calls: 2,
+                errno: 38,
+            },
+        );
+        let t = render(&p);
+        assert!(
+            t.contains("filtered by seccomp while learning: clone3×2 (ENOSYS)"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn long_and_hostile_names_print_without_a_panic_or_controls() {
+        let long = "p".repeat(70_000);
+        let mut p = sample(&[("worker", &[("init", &["setuid"])])]);
+        p.roles[0].phases[0].name = long.clone();
+        p.roles[0].name = "w\x1b[31m".into();
+        p.program.path = "/tmp/\x1b]0;x\x07".into();
+        let t = render(&p);
+        assert!(t.contains("… (70000 characters)"), "cut for display");
+        assert!(!t.contains(&long));
+        assert!(!t.contains('\x1b') && !t.contains('\x07'), "{t}");
+        assert!(t.contains("role w\\u{1b}[31m ("), "{t}");
     }
 }

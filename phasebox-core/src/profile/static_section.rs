@@ -21,6 +21,10 @@ pub struct Reach {
     /// How the number was known: `syscall instruction`, `number passed by a caller`,
     /// `vdso fallback`, `program start`.
     pub how: String,
+    /// Further chains, each through another function of the program that reaches the call
+    /// through library code alone (nearest first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<Vec<String>>,
 }
 
 impl Reach {
@@ -46,6 +50,18 @@ impl Reach {
 pub struct Library {
     pub name: String,
     pub path: String,
+}
+
+/// A library the program loads at run time that the analysis followed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedLibrary {
+    pub name: String,
+    /// Where it was found; empty when this machine does not have it (then nothing of it is
+    /// analyzed).
+    pub path: String,
+    /// What loads it: `nsswitch.conf passwd, group: systemd`, `dlopen("libfoo.so.1") in
+    /// prog:main`.
+    pub loaded_by: String,
 }
 
 /// A reachable `syscall` whose number could not be (fully) resolved.
@@ -75,6 +91,13 @@ pub struct Provenance {
     pub vdso: Vec<String>,
     /// Imports no loaded object defines.
     pub unresolved_imports: Vec<String>,
+    /// Libraries loaded at run time that were followed: NSS modules nsswitch.conf names for
+    /// the databases the program looks up, and libraries dlopen() names with a constant.
+    #[serde(default)]
+    pub loaded_at_run_time: Vec<LoadedLibrary>,
+    /// Reachable dlopen() calls whose library name is computed at run time: not followed.
+    #[serde(default)]
+    pub dlopen_unresolved: Vec<Site>,
     /// The conservative choices the analysis made, in words.
     pub assumptions: Vec<String>,
 }
@@ -120,6 +143,7 @@ mod tests {
                 "libc:chown".into(),
             ],
             how: "syscall instruction".into(),
+            ..Reach::default()
         };
         assert_eq!(r.short("nginx"), "nginx:ngx_reopen_files -> libc:chown");
         let deep = Reach {
@@ -127,6 +151,7 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
             how: String::new(),
+            ..Reach::default()
         };
         assert_eq!(deep.short("a"), "libc:c -> libc:d -> libc:e");
     }
@@ -143,6 +168,7 @@ mod tests {
             Reach {
                 chain: vec!["nginx:ngx_reopen_files".into(), "libc:chown".into()],
                 how: "syscall instruction".into(),
+                ..Reach::default()
             },
         );
         s.whole_image = vec!["chown".into(), "read".into(), "reboot".into()];

@@ -334,7 +334,7 @@ mod tests {
                     },
                 )]
                 .into(),
-                filtered: Default::default(),
+                ..Default::default()
             }],
         });
         let page = Page {

@@ -228,14 +228,14 @@ mod tests {
                         ("brk".into(), use_at(&[5_000])),
                     ]
                     .into(),
-                    filtered: Default::default(),
+                    ..Default::default()
                 },
                 Phase {
                     name: "serving".into(),
                     start_ns: 9_000,
                     end_ns: 2_000_000,
                     syscalls: [("brk".to_string(), use_at(&[9_000, 2_000_000]))].into(),
-                    filtered: Default::default(),
+                    ..Default::default()
                 },
             ],
         }

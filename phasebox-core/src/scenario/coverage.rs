@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::profile::Profile;
+use crate::{display, profile::Profile};
 
 /// One role's phase in one scenario.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -103,22 +103,17 @@ pub fn coverage(runs: &[(String, &Profile)]) -> Vec<ScenarioCoverage> {
 /// The coverage as text: a line per scenario, then what each added per role and phase.
 pub fn render(cov: &[ScenarioCoverage]) -> String {
     let mut out = String::new();
-    let w = cov
-        .iter()
-        .map(|c| c.scenario.len())
-        .max()
-        .unwrap_or(8)
-        .max(8);
+    let names: Vec<_> = cov.iter().map(|c| display::text(&c.scenario)).collect();
+    let w = display::column(names.iter().map(AsRef::as_ref), 8);
     let _ = writeln!(
         out,
         "{:<w$}  {:>5}  {:>4}  {:>9}  {:>6}  new syscalls",
         "scenario", "calls", "new", "confirmed", "unique"
     );
-    for c in cov {
+    for (c, name) in cov.iter().zip(&names) {
         let _ = writeln!(
             out,
-            "{:<w$}  {:>5}  {:>4}  {:>9}  {:>6}  {}",
-            c.scenario,
+            "{name:<w$}  {:>5}  {:>4}  {:>9}  {:>6}  {}",
             c.calls,
             c.new,
             c.confirmed,
@@ -126,7 +121,7 @@ pub fn render(cov: &[ScenarioCoverage]) -> String {
             if c.new_syscalls.is_empty() {
                 "-".to_string()
             } else {
-                c.new_syscalls.join(" ")
+                display::join(&c.new_syscalls, " ")
             }
         );
     }
@@ -135,14 +130,20 @@ pub fn render(cov: &[ScenarioCoverage]) -> String {
         "\ncalls = distinct (role, phase, syscall); new = not in an earlier scenario; \
          unique = in no other scenario"
     );
-    for c in cov {
+    for (c, name) in cov.iter().zip(&names) {
         let added: Vec<&PhaseCoverage> = c.phases.iter().filter(|p| !p.new.is_empty()).collect();
         if added.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "\n{} added:", c.scenario);
+        let _ = writeln!(out, "\n{name} added:");
         for p in added {
-            let _ = writeln!(out, "  {}/{}: {}", p.role, p.phase, p.new.join(" "));
+            let _ = writeln!(
+                out,
+                "  {}/{}: {}",
+                display::text(&p.role),
+                display::text(&p.phase),
+                display::join(&p.new, " ")
+            );
         }
     }
     out

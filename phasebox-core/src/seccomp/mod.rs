@@ -2,4 +2,5 @@
 //! Kubernetes SPO, systemd, per phase), and what container runtimes call under the filter.
 pub mod export;
 pub mod oci;
+pub mod phase_files;
 pub mod runtimes;

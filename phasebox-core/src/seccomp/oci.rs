@@ -69,6 +69,10 @@ pub fn scmp_arch(arch: &str) -> String {
     }
 }
 
+/// The errno values a seccomp filter can return: the kernel caps SECCOMP_RET_ERRNO's data at
+/// 4095 (MAX_ERRNO), and 0 would make a denied call look like a success.
+pub const ERRNO_RANGE: std::ops::RangeInclusive<u32> = 1..=4095;
+
 /// Actions a rule or the default may take.
 pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_ALLOW",
@@ -109,6 +113,20 @@ impl OciProfile {
         }
     }
 
+    /// The unconditional rules that are neither allow nor the default: (name, action, errno).
+    pub fn explicit_denials(&self) -> Vec<(String, String, Option<u32>)> {
+        self.syscalls
+            .iter()
+            .filter(|r| r.action != "SCMP_ACT_ALLOW" && r.args.is_empty())
+            .filter(|r| r.includes.is_none() && r.excludes.is_none())
+            .flat_map(|r| {
+                r.all_names()
+                    .into_iter()
+                    .map(|n| (n, r.action.clone(), r.errno_ret))
+            })
+            .collect()
+    }
+
     /// Names the profile allows outright (rules with SCMP_ACT_ALLOW and no conditions).
     pub fn allowed(&self) -> BTreeSet<String> {
         self.syscalls
@@ -130,9 +148,19 @@ impl OciProfile {
         if !ACTIONS.contains(&p.default_action.as_str()) {
             return Err(bad(format!("unknown defaultAction {}", p.default_action)));
         }
+        if let Some(e) = p.default_errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
+            return Err(bad(format!(
+                "defaultErrnoRet {e} is outside 1..4095, the errno values a seccomp filter can return"
+            )));
+        }
         for (i, r) in p.syscalls.iter().enumerate() {
             if !ACTIONS.contains(&r.action.as_str()) {
                 return Err(bad(format!("rule {i} has unknown action {}", r.action)));
+            }
+            if let Some(e) = r.errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
+                return Err(bad(format!(
+                    "rule {i} has errnoRet {e}, outside 1..4095, the errno values a seccomp filter can return"
+                )));
             }
             if r.all_names().is_empty() {
                 return Err(bad(format!("rule {i} names no syscall")));
@@ -197,5 +225,33 @@ mod tests {
             err(r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_S390X"]}"#)
                 .contains("is for SCMP_ARCH_S390X")
         );
+    }
+
+    #[test]
+    fn errno_values_outside_what_a_filter_returns_are_refused() {
+        let err = |t: &str| OciProfile::parse(t, "e.json").unwrap_err().to_string();
+        for bad in ["0", "4096", "65536", "2147483648", "4294967295"] {
+            let e = err(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":{bad}}}"#
+            ));
+            assert!(
+                e.contains(&format!("defaultErrnoRet {bad} is outside 1..4095")),
+                "{e}"
+            );
+            let e = err(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{{"names":["read"],"action":"SCMP_ACT_ERRNO","errnoRet":{bad}}}]}}"#
+            ));
+            assert!(
+                e.contains(&format!("rule 0 has errnoRet {bad}, outside 1..4095")),
+                "{e}"
+            );
+        }
+        for good in [1, 38, 4095] {
+            let t = format!(r#"{{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":{good}}}"#);
+            assert_eq!(
+                OciProfile::parse(&t, "g.json").unwrap().default_errno_ret,
+                Some(good)
+            );
+        }
     }
 }

@@ -73,7 +73,7 @@ const FILE_READING: &[&str] = &[
 ];
 
 /// Calls that change a process's privileges: they start the `privileges` phase.
-const PRIVILEGE_CHANGES: &[&str] = &[
+pub(crate) const PRIVILEGE_CHANGES: &[&str] = &[
     "setuid",
     "setgid",
     "setgroups",

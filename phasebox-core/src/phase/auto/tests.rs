@@ -383,7 +383,7 @@ fn arrange_names_orders_and_bounds_a_role() {
             },
         )]
         .into(),
-        filtered: Default::default(),
+        ..Default::default()
     };
     let p = AutoParams::default();
     let mut notes = Vec::new();
