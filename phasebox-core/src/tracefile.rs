@@ -254,17 +254,22 @@ impl<R: Read> TraceReader<R> {
     }
 }
 
+/// The oldest record version this phasebox reads: version 3 added a record kind (calls a
+/// seccomp filter answered) and gave the fork record's padding a meaning (0 in version 2),
+/// so version 2 records are read as they are.
+const OLDEST_WIRE_VERSION: u32 = 2;
+
 /// Refuses a trace this phasebox cannot read: another format, record layout or architecture.
 fn check_header(header: &TraceHeader, origin: &str) -> anyhow::Result<()> {
-    if header.format_version != FORMAT_VERSION
-        || header.wire_version != phasebox_common::WIRE_VERSION
-    {
+    let wire = OLDEST_WIRE_VERSION..=phasebox_common::WIRE_VERSION;
+    if header.format_version != FORMAT_VERSION || !wire.contains(&header.wire_version) {
         anyhow::bail!(
             "{origin} has trace format {} with records of version {}; this phasebox reads format {} \
-             with records of version {}",
+             with records of versions {} to {}",
             header.format_version,
             header.wire_version,
             FORMAT_VERSION,
+            OLDEST_WIRE_VERSION,
             phasebox_common::WIRE_VERSION
         );
     }

@@ -428,18 +428,18 @@ fn count(key: &CountKey) -> bool {
 /// the call may start a later phase). None: the process is not to be traced (the pid of an
 /// exited root taken by another process, or a found process the agent rejected).
 #[inline(always)]
-fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> Option<(u32, u32)> {
+fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> Option<Place> {
     let mut why = 0;
     let st = match PB_PROCS.get_ptr_mut(tgid) {
         Some(st) => st,
         None => {
             let Some(fresh) = start_process(tgid, new_instance(), 0) else {
-                return Some((0, 0));
+                return Some(Place::UNKNOWN);
             };
             why |= segment_flags::FIRST;
             match PB_PROCS.get_ptr_mut(tgid) {
                 Some(st) => st,
-                None => return Some((fresh.instance, fresh.seg)),
+                None => return Some(Place::of(&fresh)),
             }
         }
     };
@@ -453,6 +453,13 @@ fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> Optio
     }
     // SAFETY: as above.
     let (instance, seg, set) = unsafe { ((*st).instance, (*st).seg, (*st).marker_set) };
+    // SAFETY: as above (the verdict may just have confirmed it).
+    let confirmed = unsafe { (*st).flags } & proc_flags::UNCONFIRMED == 0;
+    let place = |seg| Place {
+        instance,
+        seg,
+        confirmed,
+    };
     if is_marker(set, nr) {
         apply_set_request(tgid, st);
         // SAFETY: as above.
@@ -461,7 +468,7 @@ fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> Optio
         }
     }
     if why == 0 {
-        return Some((instance, seg));
+        return Some(place(seg));
     }
     let ts_ns = now();
     if why & segment_flags::MARKER != 0 && mode_has(mode::PATHS) {
@@ -470,9 +477,36 @@ fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> Optio
     if why & segment_flags::FIRST != 0 {
         // A process's first segment needs no new number: report it as it is.
         emit_segment(tgid, tid, nr, instance, seg, why, ts_ns);
-        return Some((instance, seg));
+        return Some(place(seg));
     }
-    Some((instance, open_segment(tgid, tid, st, nr, why, ts_ns)))
+    Some(place(open_segment(tgid, tid, st, nr, why, ts_ns)))
+}
+
+/// Where a call of a tracked process counts, and whether monitor mode may act on it.
+#[derive(Clone, Copy)]
+struct Place {
+    instance: u32,
+    seg: u32,
+    /// Not waiting for the agent's verdict (found at exec): it may be enforced.
+    confirmed: bool,
+}
+
+impl Place {
+    /// A process the full process map could not take: counted without segments, never
+    /// enforced (the kernel could not tell it from another process with its pid).
+    const UNKNOWN: Place = Place {
+        instance: 0,
+        seg: 0,
+        confirmed: false,
+    };
+
+    fn of(st: &ProcState) -> Place {
+        Place {
+            instance: st.instance,
+            seg: st.seg,
+            confirmed: st.flags & proc_flags::UNCONFIRMED == 0,
+        }
+    }
 }
 
 /// Applies the agent's verdict on a process found at its exec, if there is one yet. Returns
@@ -545,10 +579,15 @@ fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
             unsafe { *waiting = 0 };
         }
     }
-    let Some((instance, seg)) = segment_of(ctx, tgid, tid, nr) else {
+    let Some(Place {
+        instance,
+        seg,
+        confirmed,
+    }) = segment_of(ctx, tgid, tid, nr)
+    else {
         return;
     };
-    if mode_has(mode::KILL) {
+    if mode_has(mode::KILL) && confirmed {
         enforce(tgid, instance, nr);
     }
     let key = CountKey {

@@ -91,11 +91,14 @@ impl Session {
         };
         self.run.name = format!("{} --container {}", self.mode.name(), w.spec());
         let Some(target) = w.target.clone() else {
+            // Awaited: its first process is seen from its execve.
+            self.run.launched = true;
             return Ok(0);
         };
         // Zombies and processes that exit meanwhile are left out, not an error.
         let members = crate::containers::members(&target);
         if members.is_empty() {
+            self.run.launched = true;
             w.ended();
             let scope = self.finder.scope();
             self.probe.set_scope(scope)?;

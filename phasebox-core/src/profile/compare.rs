@@ -68,7 +68,8 @@ pub fn merge(profiles: &[Profile]) -> anyhow::Result<Profile> {
         }
         out.runs.extend(p.runs.iter().cloned());
         for role in &p.roles {
-            let Some(into) = out.roles.iter_mut().find(|r| r.name == role.name) else {
+            let same = |r: &&mut super::Role| r.name == role.name && r.container == role.container;
+            let Some(into) = out.roles.iter_mut().find(same) else {
                 out.roles.push(role.clone());
                 continue;
             };

@@ -190,8 +190,15 @@ impl Role {
 }
 
 impl Profile {
+    /// The first role named `name` (a profile learned in several containers has one per
+    /// container: see [`Profile::roles_named`]).
     pub fn role(&self, name: &str) -> Option<&Role> {
         self.roles.iter().find(|r| r.name == name)
+    }
+
+    /// Every role named `name`, one per container it was learned in.
+    pub fn roles_named(&self, name: &str) -> Vec<&Role> {
+        self.roles.iter().filter(|r| r.name == name).collect()
     }
 
     /// The profile's JSON, with the operations its rule set knows and the ones it saw (the
@@ -237,10 +244,15 @@ impl Profile {
                 sysnames::ARCH
             );
         }
+        // One set of roles per container: a name may come back for another container.
         let mut roles = std::collections::HashSet::new();
         for role in &p.roles {
-            if !roles.insert(role.name.as_str()) {
-                return Err(bad(format!("it lists role {} twice", role.name)));
+            if !roles.insert((role.name.as_str(), role.container.as_deref())) {
+                let place = match &role.container {
+                    Some(c) => format!(" in container {c}"),
+                    None => String::new(),
+                };
+                return Err(bad(format!("it lists role {}{place} twice", role.name)));
             }
             let mut seen = std::collections::HashSet::new();
             for ph in &role.phases {
@@ -410,6 +422,12 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("lists role main twice"), "{e}");
+        // The same role in two containers (or in one and on the host) is two roles.
+        let mut other = p.roles[0].clone();
+        other.container = Some("c".repeat(64));
+        p.roles[1] = other;
+        let back = Profile::parse(&p.to_json(), "r.json").unwrap();
+        assert_eq!(back.roles_named("main").len(), 2);
     }
 
     #[test]

@@ -110,14 +110,16 @@ fn selected<'p>(
 ) -> anyhow::Result<Vec<(&'p Role, Vec<usize>)>> {
     let role_names: Vec<&str> = p.roles.iter().map(|r| r.name.as_str()).collect();
     let roles: Vec<&Role> = match role {
-        Some(r) => vec![p.role(r).ok_or_else(|| {
-            anyhow::anyhow!(
-                "the profile has no role {r} (it has: {})",
-                role_names.join(", ")
-            )
-        })?],
+        // In every container the profile was learned in.
+        Some(r) => p.roles_named(r),
         None => p.roles.iter().collect(),
     };
+    if let (Some(r), true) = (role, roles.is_empty()) {
+        anyhow::bail!(
+            "the profile has no role {r} (it has: {})",
+            role_names.join(", ")
+        );
+    }
     let out: Vec<(&Role, Vec<usize>)> = roles
         .into_iter()
         .map(|r| {
