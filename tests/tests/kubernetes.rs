@@ -153,6 +153,9 @@ struct SeccompProfileSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SeccompRule {
     action: String,
+    /// A string in the operator's API (v1beta1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    errno_ret: Option<String>,
     names: Vec<String>,
 }
 

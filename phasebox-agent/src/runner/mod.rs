@@ -162,14 +162,20 @@ impl Drop for Cwd {
     }
 }
 
-/// The program under the tracer: down the chain of children, past the tracer's own processes.
+/// The program under the tracer: down the chain of children, past the tracer's own processes
+/// (this very binary, whatever its name: `run --isolate pid` keeps one in between) and the
+/// oracle's.
 fn program_pid(tracer: u32, limit: Instant) -> Option<u32> {
+    let me = std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     loop {
         let parents = procfs::parents();
         let mut pid = tracer;
         while let Some((&c, _)) = parents.iter().find(|(_, pp)| **pp == pid) {
             let comm = procfs::stat(c).map(|st| st.comm).unwrap_or_default();
-            if !matches!(comm.as_str(), "phasebox" | "strace" | "unshare") {
+            let ours = procfs::exe(c) == me || comm == "phasebox";
+            if !ours && !matches!(comm.as_str(), "strace" | "unshare") {
                 return Some(c);
             }
             pid = c;

@@ -212,7 +212,7 @@ impl Session {
     /// on (when the session was set up for it), or the profile says they were not.
     pub(super) fn watch_filtered(&mut self) {
         match self.probe.watch_filtered() {
-            Ok(true) => log::info!(
+            Ok(true) => log::debug!(
                 "a traced process runs under a seccomp filter: the calls it denies are noticed from now on"
             ),
             Ok(false) => {}

@@ -45,10 +45,14 @@ pub enum Decision {
 }
 
 impl Watch {
-    /// A watch on a running container.
+    /// A watch on a running container (named by its engine's name, or its short id).
     pub fn running(target: ContainerTarget) -> Watch {
+        let spec = target
+            .name
+            .clone()
+            .unwrap_or_else(|| target.id.chars().take(12).collect());
         let wanted = Wanted {
-            spec: target.id.clone(),
+            spec,
             id: Some(target.id.clone()),
             host_pid: false,
         };

@@ -393,16 +393,15 @@ fn spo(policy: &Policy, t: &Target) -> String {
     let description = serde_json::to_string(&format!("learned by phasebox: {label}"))
         .expect("a string serializes");
     let _ = writeln!(out, "  annotations:\n    description: {description}");
+    // The operator's SeccompProfile (v1beta1) has no default errno: the runtime answers EPERM.
     let _ = writeln!(out, "spec:\n  defaultAction: {}", t.action.scmp());
-    if t.action == DefaultAction::Errno {
-        let _ = writeln!(out, "  defaultErrnoRet: {}", t.errno);
-    }
     let _ = writeln!(out, "  architectures:\n  - {}", scmp_arch(t.arch));
     let _ = writeln!(out, "  syscalls:");
     let mut rule = |action: &str, errno: Option<u32>, names: Vec<&str>| {
         let _ = writeln!(out, "  - action: {action}");
         if let Some(e) = errno {
-            let _ = writeln!(out, "    errnoRet: {e}");
+            // A string in the operator's API.
+            let _ = writeln!(out, "    errnoRet: \"{e}\"");
         }
         let _ = writeln!(out, "    names:");
         for n in names {
@@ -784,8 +783,12 @@ mod tests {
         assert!(l.kill.is_empty() && l.errno.is_empty());
         let spo = render(Format::Spo, &p, &target());
         assert!(
-            spo.contains("  - action: SCMP_ACT_ERRNO\n    errnoRet: 38\n    names:\n"),
+            spo.contains("  - action: SCMP_ACT_ERRNO\n    errnoRet: \"38\"\n    names:\n"),
             "{spo}"
+        );
+        assert!(
+            !spo.contains("defaultErrnoRet"),
+            "not in the operator's API: {spo}"
         );
         let sd = render(Format::Systemd, &p, &target());
         assert!(sd.contains("cannot answer these with ENOSYS"), "{sd}");
