@@ -14,6 +14,20 @@ fn main() {
             .expect("a C compiler (cc) is needed to build the test programs");
         assert!(status.success(), "cc failed on {src}");
     }
+    // Links libseccomp (Debian's libseccomp-dev, which `cargo xtask setup` installs).
+    let src = "fixtures/seccomp_wrap.c";
+    println!("cargo:rerun-if-changed={src}");
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(out.join("seccomp_wrap"))
+        .arg(src)
+        .arg("-lseccomp")
+        .status()
+        .expect("a C compiler (cc) is needed to build the test programs");
+    assert!(
+        status.success(),
+        "cc failed on {src} (is libseccomp-dev installed?)"
+    );
     // A container image's only file: static, so the image needs no libraries.
     let src = "fixtures/tiny_init.c";
     println!("cargo:rerun-if-changed={src}");

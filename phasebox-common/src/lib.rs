@@ -163,10 +163,8 @@ pub mod drop_slot {
     pub const KILLED: u32 = 2;
     /// The process map was full: a process's calls were counted without segments.
     pub const PROCS: u32 = 3;
-    /// Not a loss: processes the agent's verdict rejected, untracked by the kernel.
-    pub const REJECTED: u32 = 4;
     /// Number of slots.
-    pub const SLOTS: u32 = 5;
+    pub const SLOTS: u32 = 4;
 }
 
 /// `PB_MODE` bits.

@@ -530,7 +530,6 @@ fn apply_verdict(tgid: u32, st: *mut ProcState) -> bool {
     }
     set_kernel_bit(tgid, false);
     let _ = PB_PROCS.remove(tgid);
-    lost(drop_slot::REJECTED);
     false
 }
 

@@ -257,7 +257,7 @@ impl Refresher {
                 .stats
                 .as_ref()
                 .map_or(0.0, |s| s.sampled().as_secs_f64()),
-            rejected: session.probe().rejected()?,
+            rejected: session.rejected(),
             map_full: vec![
                 ("counters", losses.counter_map_full),
                 ("processes", losses.process_map_full),

@@ -330,11 +330,6 @@ impl Probe {
         })
     }
 
-    /// Processes the kernel stopped tracking on the agent's verdict.
-    pub fn rejected(&self) -> Result<u64, ProbeError> {
-        self.drop_slot(drop_slot::REJECTED)
-    }
-
     /// Run time, runs and size of each attached program. Run time and runs grow only while
     /// BPF statistics are on (see `stats`).
     pub fn run_stats(&self) -> Vec<ProgramStats> {

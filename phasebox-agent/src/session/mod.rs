@@ -202,6 +202,7 @@ impl SessionBuilder {
             finder,
             verdicts: Verdicts::default(),
             keep_exited: self.keep_exited,
+            rejected: 0,
             harvester: Harvester::default(),
             marker_sets: MarkerSets::default(),
             roots: Vec::new(),
@@ -302,6 +303,8 @@ pub struct Session {
     verdicts: Verdicts,
     /// Keep exited processes (the summary lists them), or forget them (the agent).
     keep_exited: bool,
+    /// Processes found at exec and left out: outside the session's scope.
+    rejected: u64,
 }
 
 /// How often the kernel's counters are harvested (and those of exited processes deleted).
@@ -392,6 +395,12 @@ impl Session {
         }
         self.container_ended();
         Ok(())
+    }
+
+    /// Processes found at their exec that were outside the session's scope (another program
+    /// with the same first 15 bytes of name, another container), left out so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// Processes the session traces now (not counting those outside its scope).

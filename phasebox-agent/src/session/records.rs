@@ -21,6 +21,8 @@ struct Batch {
     filtered: bool,
     /// The container awaited was found: the kernel's prefilter changes.
     scope_changed: bool,
+    /// Processes found at exec and left out (outside the scope).
+    rejected: u64,
 }
 
 /// The parts of a session a record changes.
@@ -99,6 +101,7 @@ impl Sink<'_> {
             Decision::Reject => {
                 self.tree.set_ignored(e.tgid);
                 self.verdicts.decided(e.tgid, false);
+                self.batch.rejected += 1;
             }
         }
     }
@@ -131,6 +134,7 @@ impl Session {
         };
         self.events += self.stream.get_mut().drain(|bytes| sink.take(bytes));
         let batch = sink.batch;
+        self.rejected += batch.rejected;
         for (tgid, instance, accept) in self.verdicts.take_due() {
             self.probe.set_verdict(tgid, instance, accept);
         }

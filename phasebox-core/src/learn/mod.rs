@@ -153,6 +153,8 @@ pub struct Learner {
     /// `--exec-name` roots: the execve the kernel saw start tracking, waiting for its segment.
     found_exec: HashMap<u32, Item>,
     changes: Vec<PhaseChange>,
+    /// The program of the first root seen (what the profile is of, once the roots are gone).
+    program: Option<profile::Program>,
 }
 
 impl Learner {
@@ -176,6 +178,7 @@ impl Learner {
             waiting: HashMap::new(),
             found_exec: HashMap::new(),
             changes: Vec::new(),
+            program: None,
         }
     }
 
@@ -213,6 +216,15 @@ impl Learner {
     /// began is past its startup: it starts in its role's steady phase.
     fn start(&mut self, pid: u32, instance: u32, tree: &ProcessTree, execd: bool, ts_ns: u64) {
         let attached = self.attached.contains(&pid);
+        if self.program.is_none()
+            && self.roots.contains(&pid)
+            && let Some(p) = tree.get(pid)
+        {
+            self.program = Some(profile::Program {
+                path: p.exe.clone(),
+                comm: p.comm.clone(),
+            });
+        }
         // A process found running runs its own program if it differs from its parent's.
         let own_program = execd || (attached && roles::runs_other_program(pid, tree));
         let name = self.role_name(pid, tree, own_program);
@@ -652,15 +664,28 @@ impl Learner {
     /// automatic segmentation still holds back, or whose segment is not known yet, are not in
     /// it yet.
     pub fn snapshot(&self, tree: &ProcessTree, run: &RunInfo) -> Profile {
-        let root = self
+        let live_root = self
             .roots
             .iter()
             .filter_map(|&p| tree.get(p))
-            .next()
-            .or_else(|| {
-                // The root may have exited: the first process of a root role.
-                tree.processes().next()
+            .find(|p| !p.ignored)
+            .map(|p| profile::Program {
+                path: p.exe.clone(),
+                comm: p.comm.clone(),
             });
+        // The roots may have exited (and a long-running agent forgets them): the first one
+        // seen, else the first process in the session's scope.
+        let program = live_root
+            .or_else(|| self.program.clone())
+            .or_else(|| {
+                tree.processes()
+                    .find(|p| !p.ignored)
+                    .map(|p| profile::Program {
+                        path: p.exe.clone(),
+                        comm: p.comm.clone(),
+                    })
+            })
+            .unwrap_or_default();
         let mut incomplete = Vec::new();
         if !run.launched {
             incomplete.push("attached to a running process: its startup was not seen".to_string());
@@ -677,10 +702,7 @@ impl Learner {
             .collect();
         Profile {
             schema: profile::SCHEMA.into(),
-            program: profile::Program {
-                path: root.map(|p| p.exe.clone()).unwrap_or_default(),
-                comm: root.map(|p| p.comm.clone()).unwrap_or_default(),
-            },
+            program,
             arch: sysnames::ARCH.into(),
             kernel_release: run.kernel_release.clone(),
             complete: incomplete.is_empty(),
