@@ -16,8 +16,9 @@ use phasebox_core::{
     },
 };
 
+use super::board::PhaseBoard;
 use super::{filter::FilterSpec, notify::Verdict};
-use crate::{procfs, session::PhaseBoard};
+use crate::procfs;
 use phasebox_core::phase::Detector;
 
 /// A manifest read back, with the sets the filter needs.

@@ -9,7 +9,8 @@
 //! let why = s.run(interrupted(), true).await?;
 //! s.finish()?;
 //! ```
-mod board;
+mod agent;
+mod launched;
 mod outputs;
 mod records;
 mod run_loop;
@@ -34,8 +35,10 @@ use phasebox_core::{
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::containers::{ContainerTarget, Found};
+use crate::enforce::board::PhaseBoard;
 use crate::probe::{EventStream, Probe, ProbeOptions};
-pub use board::{PhaseBoard, Place};
+pub use agent::{Agent, AgentSettings};
+pub use launched::Launched;
 use outputs::Outputs;
 pub use outputs::{EXIT_OUTPUT_LOST, OutputPaths, OutputsLost};
 pub use run_loop::{Stop, interrupted};

@@ -9,7 +9,8 @@ use phasebox_core::{
     tracefile::TraceWriter,
 };
 
-use super::{Place, Session, scope::Decision, scope::Finder, verdicts::Verdicts};
+use super::{Session, scope::Decision, scope::Finder, verdicts::Verdicts};
+use crate::enforce::board::Place;
 use crate::procfs;
 
 /// What happened in a drained batch that needs the probe afterwards.

@@ -1,11 +1,14 @@
+//! The `phasebox` command: clap's definitions (`cli`) and one thin adapter per subcommand
+//! (`commands`) over the library.
 use std::process::ExitCode;
 
 use clap::Parser;
-use phasebox::{
-    cli::Cli,
-    commands,
-    session::{EXIT_OUTPUT_LOST, OutputsLost},
-};
+use phasebox::session::{EXIT_OUTPUT_LOST, OutputsLost};
+
+mod cli;
+mod commands;
+
+use cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

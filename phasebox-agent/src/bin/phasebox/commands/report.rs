@@ -36,6 +36,6 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         .collect();
     let page = page(labelled, &args.compare, args.title.clone(), reviews)?;
     write_atomic(&args.output, page.as_bytes())?;
-    crate::say!("phasebox: report written to {}", args.output.display());
+    phasebox::say!("phasebox: report written to {}", args.output.display());
     Ok(0)
 }

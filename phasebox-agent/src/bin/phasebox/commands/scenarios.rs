@@ -17,11 +17,11 @@ use phasebox_core::{
 };
 
 use crate::cli::ScenariosRunArgs;
-use crate::runner::{self, Tracer};
+use phasebox::runner::{self, Tracer};
 
 pub fn list(file: &Path) -> anyhow::Result<i32> {
     let set = ScenarioSet::load(file)?;
-    crate::out!(
+    phasebox::out!(
         "{} ({} scenarios, phase rules {}): {}",
         display::text(&set.name),
         set.scenarios.len(),
@@ -35,7 +35,7 @@ pub fn list(file: &Path) -> anyhow::Result<i32> {
         .collect();
     let w = display::column(names.iter().map(AsRef::as_ref), 0);
     for (s, name) in set.scenarios.iter().zip(&names) {
-        crate::out!("  {name:<w$}  {}", display::text(&s.covers));
+        phasebox::out!("  {name:<w$}  {}", display::text(&s.covers));
     }
     Ok(0)
 }
@@ -51,7 +51,7 @@ impl Progress {
         if self.tty {
             let width = 24;
             let filled = done * width / self.total.max(1);
-            crate::logging::write_stderr(&format!(
+            phasebox::logging::write_stderr(&format!(
                 "\r\x1b[2K[{}{}] {done}/{} {name}…",
                 "█".repeat(filled),
                 "░".repeat(width - filled),
@@ -63,9 +63,9 @@ impl Progress {
 
     fn line(&self, done: usize, text: &str) {
         if self.tty {
-            crate::logging::write_stderr("\r\x1b[2K");
+            phasebox::logging::write_stderr("\r\x1b[2K");
         }
-        crate::say!("[{done}/{}] {text}", self.total);
+        phasebox::say!("[{done}/{}] {text}", self.total);
     }
 }
 
@@ -219,8 +219,8 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
     }
     let failed = results.iter().filter(|d| d.failure.is_some()).count();
     let text = write_results(&set, &results, &dir)?;
-    crate::out!("{text}");
-    crate::say!(
+    phasebox::out!("{text}");
+    phasebox::say!(
         "phasebox: {} of {} scenarios passed; profiles, merged.profile.json, coverage and report.html in {}",
         chosen.len() - failed,
         chosen.len(),

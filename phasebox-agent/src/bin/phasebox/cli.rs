@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::probe::check_ring_bytes;
+use phasebox::probe::check_ring_bytes;
 use phasebox_core::seccomp::export::{DefaultAction, Format, Named, Runtime};
 use phasebox_core::units::{parse_duration, parse_size};
 

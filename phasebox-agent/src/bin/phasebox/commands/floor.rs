@@ -3,11 +3,8 @@
 //! host can be measured by itself.
 use phasebox_common::names;
 
-use crate::{
-    cli::{FloorArgs, FloorStep},
-    probe::Probe,
-    session::interrupted,
-};
+use crate::cli::{FloorArgs, FloorStep};
+use phasebox::{probe::Probe, session::interrupted};
 
 pub async fn floor(args: FloorArgs) -> anyhow::Result<i32> {
     let (program, what) = match args.step {
@@ -19,7 +16,7 @@ pub async fn floor(args: FloorArgs) -> anyhow::Result<i32> {
         ),
     };
     let _floor = Probe::load_floor(program)?;
-    crate::say!("phasebox floor: {what} is attached to raw_syscalls/sys_enter");
+    phasebox::say!("phasebox floor: {what} is attached to raw_syscalls/sys_enter");
     match args.duration {
         Some(d) => {
             tokio::select! {

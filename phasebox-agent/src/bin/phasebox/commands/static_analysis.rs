@@ -8,7 +8,7 @@ use phasebox_core::profile::{Profile, sections, static_section, unseen};
 use phasebox_static::Analysis;
 
 use crate::cli::StaticArgs;
-use crate::procfs;
+use phasebox::procfs;
 
 pub fn run(args: &StaticArgs) -> anyhow::Result<i32> {
     let started = SystemTime::now()
@@ -27,7 +27,7 @@ pub fn run(args: &StaticArgs) -> anyhow::Result<i32> {
             super::write_stdout(text.as_bytes())?;
         }
     }
-    crate::say!("{}", summary(&analysis, args.output.as_deref()));
+    phasebox::say!("{}", summary(&analysis, args.output.as_deref()));
     Ok(0)
 }
 
@@ -143,9 +143,9 @@ pub fn warn_coverage(p: &Profile, hybrid: Option<&Path>) {
         return;
     }
     match coverage(p, hybrid) {
-        Ok(c) if c.total == 0 => crate::say!("phasebox: note: {}", unseen::render(&c)),
-        Ok(c) => crate::say!("phasebox: warning: {}", unseen::render(&c)),
-        Err(why) => crate::say!("phasebox: note: no operations coverage: {why:#}"),
+        Ok(c) if c.total == 0 => phasebox::say!("phasebox: note: {}", unseen::render(&c)),
+        Ok(c) => phasebox::say!("phasebox: warning: {}", unseen::render(&c)),
+        Err(why) => phasebox::say!("phasebox: note: no operations coverage: {why:#}"),
     }
 }
 

@@ -6,13 +6,13 @@ pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
     match cmd {
         ProfileCommand::Show { file } => {
             let (p, r) = review::load(file)?;
-            crate::logging::write_stdout(&show::render(&p));
+            phasebox::logging::write_stdout(&show::render(&p));
             for w in operations::warnings(&p) {
-                crate::say!("phasebox: warning: {w}");
+                phasebox::say!("phasebox: warning: {w}");
             }
             super::static_analysis::warn_coverage(&p, None);
             if let Some(r) = r {
-                crate::logging::write_stdout(&format!("\n{}", review::render(&r)));
+                phasebox::logging::write_stdout(&format!("\n{}", review::render(&r)));
             }
         }
         ProfileCommand::Merge { inputs, output } => {
@@ -22,7 +22,7 @@ pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let merged = compare::merge(&profiles)?;
             merged.save(output)?;
-            crate::say!(
+            phasebox::say!(
                 "phasebox: merged {} profiles into {}",
                 profiles.len(),
                 output.display()
@@ -30,7 +30,7 @@ pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
         }
         ProfileCommand::Diff { a, b } => {
             let (pa, pb) = (Profile::load(a)?, Profile::load(b)?);
-            crate::logging::write_stdout(&compare::render_diff(&compare::diff(&pa, &pb)));
+            phasebox::logging::write_stdout(&compare::render_diff(&compare::diff(&pa, &pb)));
         }
     }
     Ok(0)

@@ -43,6 +43,6 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
     };
     let profile = learner.finish(&tree, &run);
     write_atomic(&args.profile, profile.to_json().as_bytes())?;
-    crate::say!("phasebox: profile written to {}", args.profile.display());
+    phasebox::say!("phasebox: profile written to {}", args.profile.display());
     Ok(0)
 }

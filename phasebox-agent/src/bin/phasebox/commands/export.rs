@@ -29,7 +29,7 @@ fn hybrid(args: &ExportArgs, p: &Profile, path: &std::path::Path) -> anyhow::Res
         &origin,
         &args.allow_reachable,
     )?;
-    crate::logging::write_stderr(&format!("phasebox: {}", review::render(&r)));
+    phasebox::logging::write_stderr(&format!("phasebox: {}", review::render(&r)));
     let hybrid = review::with_allowed(p, &r);
     let out = args.hybrid_profile.clone().or_else(|| {
         args.per_phase
@@ -42,7 +42,7 @@ fn hybrid(args: &ExportArgs, p: &Profile, path: &std::path::Path) -> anyhow::Res
                 .map_err(|e| phasebox_core::atomic_file::file_error("create", dir, &e))?;
         }
         review::save(&hybrid, &r, &out)?;
-        crate::say!("phasebox: hybrid profile written to {}", out.display());
+        phasebox::say!("phasebox: hybrid profile written to {}", out.display());
     }
     Ok(hybrid)
 }
@@ -58,7 +58,7 @@ fn startup_gate(args: &ExportArgs, p: &Profile) -> anyhow::Result<()> {
     if strict && !args.allow_incomplete {
         anyhow::bail!("{why}; --allow-incomplete exports it anyway");
     }
-    crate::say!("phasebox: warning: {why}");
+    phasebox::say!("phasebox: warning: {why}");
     Ok(())
 }
 
@@ -68,7 +68,7 @@ fn policy(args: &ExportArgs, p: &Profile, names: BTreeSet<String>) -> anyhow::Re
     let filtered = export::select_filtered(p, args.role.as_deref(), args.phase.as_deref())?;
     let policy = Policy::new(names, &filtered, args.default_action);
     if let Some(note) = export::filtered_note(&filtered, &policy) {
-        crate::say!("phasebox: {note}");
+        phasebox::say!("phasebox: {note}");
     }
     Ok(policy)
 }
@@ -76,7 +76,7 @@ fn policy(args: &ExportArgs, p: &Profile, names: BTreeSet<String>) -> anyhow::Re
 pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     let mut p = Profile::load(&args.profile)?;
     for w in operations::warnings(&p) {
-        crate::say!("phasebox: warning: {w}");
+        phasebox::say!("phasebox: warning: {w}");
     }
     startup_gate(args, &p)?;
     if let Some(path) = &args.hybrid {
@@ -109,7 +109,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
         )?;
         // Said once for every phase (each file answers its own filtered calls).
         policy(args, &p, export::select(&p, args.role.as_deref(), None)?)?;
-        crate::say!(
+        phasebox::say!(
             "phasebox: one policy per phase in {}, order in {}",
             dir.display(),
             manifest.display()
@@ -120,15 +120,15 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     if args.add_basics {
         let added = export::add_basics(&mut names);
         if added.is_empty() {
-            crate::say!("phasebox: --add-basics: the profile had them all already");
+            phasebox::say!("phasebox: --add-basics: the profile had them all already");
         } else {
-            crate::say!("phasebox: --add-basics added {}", added.join(", "));
+            phasebox::say!("phasebox: --add-basics added {}", added.join(", "));
         }
     }
     if let Some(rt) = args.for_runtime {
         let added = export::add_runtime(&mut names, rt)?;
         let data = RuntimeCalls::of(rt);
-        crate::say!(
+        phasebox::say!(
             "phasebox: --for-runtime {} ({}) added {}",
             data.runtime,
             data.versions,

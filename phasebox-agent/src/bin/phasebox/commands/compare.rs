@@ -20,7 +20,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<i32> {
         args.role.as_deref(),
         args.phase.as_deref(),
     )?;
-    crate::logging::write_stdout(&report::render(&c));
+    phasebox::logging::write_stdout(&report::render(&c));
     if let Some(path) = &args.json {
         write_atomic(
             path,

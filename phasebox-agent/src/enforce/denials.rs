@@ -1,14 +1,15 @@
-//! How commands report the calls a seccomp filter denied.
+//! The calls a seccomp filter denied, placed in the role and phase their process was in, and
+//! said one line per call.
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use phasebox_core::sysnames;
 
-use crate::{
-    enforce::notify::Denial,
-    procfs,
-    session::{PhaseBoard, Place},
+use super::{
+    board::{PhaseBoard, Place},
+    notify::Denial,
 };
+use crate::procfs;
 
 /// A denied call, where it happened.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -100,17 +101,16 @@ pub fn by_name(denials: &[Denial]) -> String {
     all.join(" ")
 }
 
-/// What phase-aware enforcement denied.
-pub fn report_phase_aware(denials: &[Denial]) {
+/// What phase-aware enforcement denied, in one line.
+pub fn phase_aware_line(denials: &[Denial]) -> String {
     let Some(first) = denials.first() else {
-        crate::say!("phasebox: phase-aware seccomp denied no call");
-        return;
+        return "phase-aware seccomp denied no call".into();
     };
-    crate::say!(
-        "phasebox: phase-aware seccomp denied {} calls made after serving began: {} (first: {} by pid {})",
+    format!(
+        "phase-aware seccomp denied {} calls made after serving began: {} (first: {} by pid {})",
         denials.len(),
         by_name(denials),
         first.name,
         first.pid
-    );
+    )
 }

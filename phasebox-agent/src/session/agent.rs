@@ -1,165 +1,102 @@
-//! `phasebox agent -p PID`: long-running. Attaches like `record` (or finds programs by name at
-//! their exec), learns roles and phases in summary mode by default, refreshes Prometheus
-//! metrics every second, checkpoints the learned profile, and in monitor mode counts (or has
-//! the kernel kill) calls outside the expected phase.
+//! The agent: a long-running session that refreshes Prometheus metrics every second, checks
+//! monitor mode's profile (and in kill mode tells the kernel each process's allowed calls),
+//! samples the kernel programs' run-time statistics, and checkpoints the learned profile.
+//! SIGHUP and SIGUSR1 write a checkpoint; SIGINT and SIGTERM end it.
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use phasebox_core::{
     atomic_file::write_atomic,
-    metrics::{BpfCost, BuildInfo, Counters, Metrics},
-    monitor::{Monitor, UnknownRole},
-    phase::Detector,
+    metrics::{BpfCost, BuildInfo, Counters, HttpMetrics, Metrics},
+    monitor::Monitor,
     sysnames,
 };
 
+use super::{Session, Signals, Stop};
 use crate::{
-    cli::{AgentArgs, OnViolation, UnknownRoles},
-    containers,
     probe::stats::{Sampling, StatsSampler},
     procfs,
-    session::{Mode, OutputPaths, Session, Signals, Stop},
 };
 
+/// How often the metrics, the monitor and the checkpoints are refreshed.
 const REFRESH: Duration = Duration::from_secs(1);
 
-pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
-    crate::logging::init();
-    // Before any output exists: no signal ends the agent with a file half-written.
-    let mut signals = Signals::catch()?;
-    let open_files = crate::fdlimit::raise();
-    let detector = Detector::load(&args.phases)?;
-    let monitor = monitor(&args, &detector)?;
-    if !args.listen.ip().is_loopback() {
-        log::warn!(
-            "--listen {} is not a loopback address: /metrics can be read from the network",
-            args.listen
-        );
-    }
-    let container = args
-        .container
-        .as_deref()
-        .map(containers::find)
-        .transpose()?;
-    let mut session = start(&args, detector, container.clone(), monitor.is_some())?;
-    let mut r = Refresher::new(&args, monitor)?;
-    let limits = crate::serve::Limits {
-        max_connections: args.max_connections as usize,
-        header_timeout: args.header_timeout,
-        idle_timeout: args.idle_timeout,
-    };
-    limits.check_descriptors(open_files);
-    let server = crate::serve::start(args.listen, limits, r.page.clone(), r.metrics.http())?;
-    // A first page right away: /metrics is never empty once the agent says it is up.
-    r.refresh(&mut session)?;
-    let what = match (&args.exec_name, session.container_state()) {
-        (Some(name), _) => format!("waiting for {name} to start"),
-        (None, Some((spec, true))) => format!("tracing container {spec}"),
-        (None, Some((spec, false))) => format!("waiting for container {spec} to start"),
-        (None, None) => format!("tracing pid {} and descendants", join(&args.pids)),
-    };
-    crate::say!(
-        "phasebox agent: {what}; metrics on http://{}/metrics",
-        server.addr()
-    );
-    // With --exec-name or --container, the agent waits for the next start when a program ends.
-    let wait = args.exec_name.is_some() || container.is_some();
-    let why = loop {
-        let tick = async {
-            tokio::select! {
-                s = signals.next() => s.for_agent(),
-                _ = tokio::time::sleep(REFRESH) => Stop::Duration,
-            }
-        };
-        let why = session.run(tick, !wait).await?;
-        r.refresh(&mut session)?;
-        match why {
-            Stop::Duration => {}
-            Stop::Checkpoint(signal) => r.checkpoint_now(&mut session, signal)?,
-            _ => break why,
-        }
-    };
-    match why {
-        Stop::Signal(s) => log::info!("{s}, writing what was learned"),
-        _ => log::info!("the traced processes have exited"),
-    }
-    drop(server);
-    session.finish()?;
-    Ok(0)
+/// What the agent does besides tracing.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    /// Every call sent (stream mode), for the build info metric.
+    pub stream: bool,
+    /// Where the profile is checkpointed, and how often.
+    pub profile: Option<PathBuf>,
+    pub checkpoint: Duration,
+    /// BPF run-time statistics sampled so (None: never on).
+    pub bpf_stats: Option<Sampling>,
 }
 
-/// Monitor mode's profile, when asked for (it needs phase rules).
-fn monitor(args: &AgentArgs, detector: &Detector) -> anyhow::Result<Option<Monitor>> {
-    let auto = matches!(detector, Detector::Auto(_));
-    if !args.stream && auto {
-        anyhow::bail!("--phases auto needs every call: use it with --stream");
+/// A session that runs as the agent.
+pub struct Agent {
+    session: Session,
+    refresher: Refresher,
+}
+
+impl Agent {
+    /// The agent over `session`, with a first refresh done (its metrics page is never empty).
+    pub fn new(
+        mut session: Session,
+        settings: &AgentSettings,
+        monitor: Option<Monitor>,
+    ) -> anyhow::Result<Agent> {
+        let mut refresher = Refresher::new(settings, monitor)?;
+        refresher.refresh(&mut session)?;
+        Ok(Agent { session, refresher })
     }
-    let kill = args.on_violation == OnViolation::Kill;
-    match &args.monitor {
-        Some(_) if auto => {
-            anyhow::bail!(
-                "monitor mode needs phase rules (generic, nginx or a rule file), not auto"
-            )
-        }
-        Some(p) => {
-            let mut m = Monitor::load(p, kill)?;
-            m.unknown = match args.unknown_roles {
-                UnknownRoles::Violation => UnknownRole::Violation,
-                UnknownRoles::Ignore => UnknownRole::Ignore,
+
+    /// The session traced.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The latest rendering of the metrics, for the HTTP server.
+    pub fn page(&self) -> Arc<Mutex<String>> {
+        self.refresher.page.clone()
+    }
+
+    /// The metrics the HTTP server keeps about itself.
+    pub fn http_metrics(&self) -> HttpMetrics {
+        self.refresher.metrics.http()
+    }
+
+    /// Traces, refreshing once a second, until a signal ends it or (with `end_when_gone`)
+    /// the traced processes are gone; SIGHUP and SIGUSR1 write a checkpoint on the way.
+    pub async fn run(
+        &mut self,
+        signals: &mut Signals,
+        end_when_gone: bool,
+    ) -> anyhow::Result<Stop> {
+        loop {
+            let tick = async {
+                tokio::select! {
+                    s = signals.next() => s.for_agent(),
+                    _ = tokio::time::sleep(REFRESH) => Stop::Duration,
+                }
             };
-            Ok(Some(m))
+            let why = self.session.run(tick, end_when_gone).await?;
+            self.refresher.refresh(&mut self.session)?;
+            match why {
+                Stop::Duration => {}
+                Stop::Checkpoint(signal) => {
+                    self.refresher.checkpoint_now(&mut self.session, signal)?
+                }
+                _ => return Ok(why),
+            }
         }
-        None => Ok(None),
     }
-}
 
-/// The agent's session, attached to what it was asked to trace.
-fn start(
-    args: &AgentArgs,
-    detector: Detector,
-    container: Option<containers::Found>,
-    monitoring: bool,
-) -> anyhow::Result<Session> {
-    // Programs found by name or in a container often run under a seccomp filter (a
-    // container engine's): the calls it denies are noticed.
-    let filtered = args.exec_name.is_some()
-        || container.is_some()
-        || args.pids.iter().any(|&p| procfs::under_seccomp(p));
-    let mut builder = Session::builder(Mode::Agent)
-        .ring_bytes(args.ring_bytes)
-        .stream(args.stream)
-        .errors(args.errors)
-        .filtered(filtered)
-        .keep_exited(false)
-        .kill(args.on_violation == OnViolation::Kill && monitoring)
-        .exec_name(args.exec_name.clone())
-        .phases(detector)
-        .outputs(OutputPaths {
-            profile: args.profile.clone(),
-            quiet: true,
-            ..Default::default()
-        });
-    let in_container = container.is_some();
-    if let Some(c) = container {
-        builder = builder.container(c);
+    /// Writes what was learned and detaches.
+    pub fn finish(self) -> anyhow::Result<()> {
+        self.session.finish().map(drop)
     }
-    let mut session = builder.start()?;
-    if !args.pids.is_empty() {
-        session.attach(&args.pids)?;
-    }
-    if in_container {
-        session.attach_container()?;
-    }
-    if monitoring {
-        session.keep_attributed();
-    }
-    Ok(session)
-}
-
-fn join(pids: &[u32]) -> String {
-    let v: Vec<String> = pids.iter().map(u32::to_string).collect();
-    v.join(", ")
 }
 
 /// What the agent carries from one refresh to the next.
@@ -173,29 +110,25 @@ struct Refresher {
 }
 
 impl Refresher {
-    fn new(args: &AgentArgs, monitor: Option<Monitor>) -> anyhow::Result<Refresher> {
+    fn new(settings: &AgentSettings, monitor: Option<Monitor>) -> anyhow::Result<Refresher> {
         let metrics = Metrics::new(&BuildInfo {
             version: env!("CARGO_PKG_VERSION").into(),
             kernel: procfs::kernel_release(),
             arch: sysnames::ARCH.into(),
-            mode: if args.stream { "stream" } else { "summary" }.into(),
+            mode: if settings.stream { "stream" } else { "summary" }.into(),
         })?;
         metrics.registry().register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        let stats = (!args.bpf_stats_every.is_zero()).then(|| {
-            let sampling = Sampling {
-                every: args.bpf_stats_every,
-                window: args.bpf_stats_window.min(args.bpf_stats_every),
-            };
-            StatsSampler::new(sampling, Instant::now())
-        });
+        let stats = settings
+            .bpf_stats
+            .map(|sampling| StatsSampler::new(sampling, Instant::now()));
         Ok(Refresher {
             metrics,
             page: Arc::new(Mutex::new(String::new())),
             monitor,
             stats,
-            checkpoint: args.profile.clone().map(|p| (p, args.checkpoint)),
+            checkpoint: settings.profile.clone().map(|p| (p, settings.checkpoint)),
             last_checkpoint: Instant::now(),
         })
     }

@@ -2,8 +2,8 @@
 use phasebox_core::display;
 
 use super::trace_session;
-use crate::{
-    cli::RecordArgs,
+use crate::cli::RecordArgs;
+use phasebox::{
     containers, procfs,
     session::{Mode, Session, Signals, Stop},
 };
@@ -12,7 +12,7 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
     // Before any output exists: no signal ends phasebox with a file half-written.
     let mut signals = Signals::catch()?;
     for &pid in &args.pids {
-        crate::session::check_target(pid)?;
+        phasebox::session::check_target(pid)?;
     }
     let container = args
         .container
@@ -40,8 +40,8 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
     };
     match (n, &container) {
         (0, None) => anyhow::bail!("{list} exited before phasebox could attach to it"),
-        (0, Some(_)) => crate::say!("phasebox: waiting for {list} to start; Ctrl-C to stop"),
-        _ => crate::say!(
+        (0, Some(_)) => phasebox::say!("phasebox: waiting for {list} to start; Ctrl-C to stop"),
+        _ => phasebox::say!(
             "phasebox: tracing {list} and descendants ({n} process{}); Ctrl-C to stop",
             if n == 1 { "" } else { "es" }
         ),
@@ -51,7 +51,7 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<i32> {
     // --duration.
     let why = trace(&mut session, &mut signals, deadline, container.is_none()).await?;
     if why == Stop::TreeExited && !args.trace.quiet {
-        crate::say!("phasebox: {list} and descendants have exited");
+        phasebox::say!("phasebox: {list} and descendants have exited");
     }
     session.finish()?;
     Ok(0)

@@ -3,9 +3,6 @@
 //! still denied (EPERM), so CMD behaves as under the real filter. CMD is traced too, so each
 //! denied call is reported with the role and phase its process was in. Passes only when CMD
 //! exits 0 and nothing was denied.
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
 use phasebox_core::{
     phase::Detector,
     profile::Profile,
@@ -15,17 +12,17 @@ use phasebox_core::{
     },
     sysnames,
 };
-use tokio::sync::oneshot;
 
-use super::denials::{self, Denied};
-use crate::{
-    cli::ValidateArgs,
+use crate::cli::ValidateArgs;
+use phasebox::{
     enforce::{
+        board::PhaseBoard,
+        denials::{self, Denied},
         filter::FilterSpec,
-        notify::{self, Verdict},
+        supervisor::{Answer, Supervisor},
     },
     launch,
-    session::{Mode, OutputPaths, PhaseBoard, Session},
+    session::{Launched, Mode, OutputPaths, Session},
 };
 
 /// The profile (or OCI policy) to validate, and the phase rules to name phases with.
@@ -84,44 +81,19 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
         skip_unknown: args.seccomp_skip_unknown,
     };
     let child = session.launch(&exe, &args.command, Some(seccomp), Default::default())?;
-    let waited = child.waited;
-    let (done_tx, done_rx) = oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(launch::wait_all(waited));
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let denied: Arc<Mutex<Vec<Denied>>> = Default::default();
-    let mut supervisor = None;
-    let log = denied.clone();
-    let released = child.release(|fd| {
-        supervisor = Some(notify::supervise(fd, stop.clone(), move |pid, nr| {
-            let mut d = Denied::at(&board, pid, nr);
-            d.killed = kills.contains(&d.syscall);
-            let verdict = if d.killed {
-                Verdict::Kill
-            } else {
-                Verdict::Deny(libc::EPERM)
-            };
-            if let Ok(mut v) = log.lock() {
-                v.push(d);
-            }
-            verdict
-        }));
-    });
-    let code = std::cell::Cell::new(1);
-    let until = async {
-        code.set(done_rx.await.unwrap_or(1));
-        crate::session::Stop::TreeExited
-    };
-    session.run(until, false).await?;
-    stop.store(true, Ordering::Relaxed);
-    if let Some(h) = supervisor {
-        let _ = h.join();
-    }
+    let mut launched = Launched::reap(child.pid, child.waited);
+    let mut supervisor = Supervisor::default();
+    let released = child.release(|fd| supervisor.start(fd, &board, Answer::DenyOrKill(kills)));
+    session.run(launched.until_exit(), false).await?;
+    let denied = supervisor.finish().placed;
     released?;
     session.finish()?;
-    let denied = denied.lock().map(|v| v.clone()).unwrap_or_default();
-    Ok(report(&args, code.get(), oci.allowed().len(), &denied))
+    Ok(report(
+        &args,
+        launched.exit_code(),
+        oci.allowed().len(),
+        &denied,
+    ))
 }
 
 /// Prints the verdict and every denied call with its role, phase, pid and count; returns the
@@ -129,14 +101,14 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
 fn report(args: &ValidateArgs, code: i32, allowed: usize, denied: &[Denied]) -> i32 {
     let pass = code == 0 && denied.is_empty();
     let cmd = args.command.join(" ");
-    crate::out!(
+    phasebox::out!(
         "{}: `{cmd}` exited with {code} under a filter of {allowed} {} syscalls; {} calls denied",
         if pass { "pass" } else { "fail" },
         sysnames::ARCH,
         denied.len()
     );
     for line in denials::lines(denied) {
-        crate::out!("{line}");
+        phasebox::out!("{line}");
     }
     if pass { 0 } else { 1 }
 }

@@ -3,7 +3,6 @@
 mod agent;
 mod analyze;
 mod compare;
-mod denials;
 mod export;
 mod floor;
 mod profile;
@@ -18,7 +17,7 @@ mod validate;
 use phasebox_core::phase::Detector;
 
 use crate::cli::{Cli, Command, ScenariosCommand, TraceCommand, TraceOptions};
-use crate::session::{Mode, OutputPaths, Session, SessionBuilder};
+use phasebox::session::{Mode, OutputPaths, Session, SessionBuilder};
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
