@@ -1,5 +1,5 @@
 //! Builds the kernel programs (phasebox-ebpf) for the BPF target and leaves the object in
-//! OUT_DIR, where `src/probe/loader.rs` embeds it.
+//! OUT_DIR, where `src/probe/load.rs` embeds it.
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
 

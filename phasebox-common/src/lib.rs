@@ -26,6 +26,7 @@ pub mod names {
     pub const SET_REQUESTS: &str = "PB_SET_REQUESTS";
     pub const EVENTS: &str = "PB_EVENTS";
     pub const DROPS: &str = "PB_DROPS";
+    pub const STATS: &str = "PB_STATS";
     pub const PATH_ARGS: &str = "PB_PATH_ARGS";
     pub const MARKERS: &str = "PB_MARKERS";
     pub const ALLOWED: &str = "PB_ALLOWED";
@@ -153,18 +154,24 @@ pub mod segment_flags {
     pub const FORK: u16 = 8;
 }
 
-/// Slots of the per-CPU loss counters.
+/// Slots of the per-CPU loss counters (`PB_DROPS`): what the kernel could not keep.
 pub mod drop_slot {
     /// A ring-buffer reserve failed: one record lost.
     pub const RINGBUF: u32 = 0;
     /// The counter map was full: a syscall went uncounted.
     pub const COUNTS: u32 = 1;
-    /// Not a loss: processes killed for a syscall outside their allowed set.
-    pub const KILLED: u32 = 2;
     /// The process map was full: a process's calls were counted without segments.
-    pub const PROCS: u32 = 3;
+    pub const PROCS: u32 = 2;
     /// Number of slots.
-    pub const SLOTS: u32 = 4;
+    pub const SLOTS: u32 = 3;
+}
+
+/// Slots of the per-CPU counters of what the kernel did (`PB_STATS`).
+pub mod stat_slot {
+    /// Processes killed for a syscall outside their allowed set (monitor mode's kill).
+    pub const KILLED: u32 = 0;
+    /// Number of slots.
+    pub const SLOTS: u32 = 1;
 }
 
 /// `PB_MODE` bits.

@@ -39,7 +39,7 @@ use phasebox_common::{
     FORK_MARKER_SLOT, FULL_MARKER_SET, FilteredRecord, ForkRecord, Header, MAX_MARKER_SETS,
     MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, ProcState, Record, SIGKILL, Scope, SegmentRecord,
     SetRequest, SyscallRecord, Verdict, drop_slot, exec_flags, is_error, mode, proc_flags,
-    scope_flags, segment_flags, syscall_flags,
+    scope_flags, segment_flags, stat_slot, syscall_flags,
 };
 
 /// Settings written by the agent before load (see `Config`).
@@ -128,6 +128,10 @@ static PB_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
 #[map]
 static PB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_slot::SLOTS, 0);
 
+/// Per-CPU counters of what the programs did, indexed by `phasebox_common::stat_slot`.
+#[map]
+static PB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat_slot::SLOTS, 0);
+
 /// Where the first three syscall arguments (those a path can be in) are in this
 /// architecture's `struct pt_regs`, from aya's bindings of the kernel's struct.
 #[cfg(bpf_target_arch = "x86_64")]
@@ -162,7 +166,13 @@ fn mode_has(bit: u32) -> bool {
 
 #[inline(always)]
 fn lost(slot: u32) {
-    if let Some(n) = PB_DROPS.get_ptr_mut(slot) {
+    bump(&PB_DROPS, slot);
+}
+
+/// Adds one to this CPU's `slot` of a per-CPU counter array.
+#[inline(always)]
+fn bump(counters: &PerCpuArray<u64>, slot: u32) {
+    if let Some(n) = counters.get_ptr_mut(slot) {
         // SAFETY: this CPU's slot; nothing else writes it while this program runs here.
         unsafe { *n += 1 };
     }
@@ -394,7 +404,7 @@ fn enforce(tgid: u32, instance: u32, nr: u32) {
     if !allowed_here {
         // SAFETY: a helper that signals the current process.
         unsafe { bpf_send_signal(SIGKILL) };
-        lost(drop_slot::KILLED);
+        bump(&PB_STATS, stat_slot::KILLED);
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use phasebox_tests::{
     CARGO_LIBRARY_PATH, Guard, TempDir, ask, fixture,
-    metrics::{eventually, scrape, value},
+    metrics::{eventually, scrape, sum, value},
     nginx::free_port,
     phasebox, phasebox_bin,
 };
@@ -75,12 +75,12 @@ fn agent(args: &[&str]) -> (Guard, String) {
     (agent, listen.to_string())
 }
 
+/// Calls of `syscall` by processes of `role`, in all their phases (None: no series yet).
 fn counted(listen: &str, role: &str, syscall: &str) -> Option<f64> {
-    value(
-        &scrape(listen),
-        "phasebox_syscalls_total",
-        &[("role", role), ("syscall", syscall)],
-    )
+    let page = scrape(listen);
+    let with = [("role", role), ("syscall", syscall)];
+    value(&page, "phasebox_syscalls_total", &with)?;
+    Some(sum(&page, "phasebox_syscalls_total", &with))
 }
 
 fn signal(pid: u32, sig: i32) {
@@ -292,7 +292,9 @@ fn a_reused_pid_inside_the_tree_is_enforced_and_unknown_roles_are_violations() {
     let accepts = counted(&listen, "phased_server", "accept4").unwrap();
     assert_eq!(ask(reused, "GET"), "hello\n");
     eventually(Duration::from_secs(15), "the new server counted", || {
-        counted(&listen, "phased_server", "accept4").filter(|&n| n > accepts)
+        let now = counted(&listen, "phased_server", "accept4");
+        eprintln!("accept4 of phased_server: {now:?} (before: {accepts})");
+        now.filter(|&n| n > accepts)
     });
     std::thread::sleep(Duration::from_millis(1500)); // a refresh writes its kill set
     assert_eq!(ask(reused, "ptrace"), "", "the reused pid was not enforced");

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use phasebox_tests::fixture;
 
-use crate::bench::median;
+use crate::measure::median;
 
 pub const BEGIN: &str = "<!-- bench:cost:begin -->";
 pub const END: &str = "<!-- bench:cost:end -->";

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::bail;
 use phasebox_tests::{TempDir, nginx::Nginx};
 
-use crate::bench::{Settings, median, run_measured, wrk};
+use crate::measure::{Settings, median, run_measured, wrk};
 
 pub const BEGIN: &str = "<!-- bench:phases:begin -->";
 pub const END: &str = "<!-- bench:phases:end -->";

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use phasebox_tests::TempDir;
 
-use crate::bench::{median, run_measured};
+use crate::measure::{median, run_measured};
 
 pub const BEGIN: &str = "<!-- bench:static:begin -->";
 pub const END: &str = "<!-- bench:static:end -->";

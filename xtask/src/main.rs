@@ -14,12 +14,16 @@
 //! - `cargo xtask fuzz [SECONDS]`: setup, and run every fuzz target for SECONDS (default 600).
 //! - `cargo xtask cross`: only the aarch64 cross-build and its checks (part of `test`).
 mod bench;
+mod bench_agent;
+mod bench_core;
 mod bench_cost;
 mod bench_phases;
+mod bench_seccomp;
 mod bench_static;
 mod cross;
 mod demo;
 mod image;
+mod measure;
 mod setup;
 mod study;
 mod study_page;

@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use phasebox_tests::nginx::Nginx;
 use serde_json::Value;
 
-use crate::bench::median;
+use crate::measure::median;
 use crate::study_page::{Perf, Stat, answers, render};
 use crate::util;
 

@@ -132,11 +132,6 @@ pub fn spawn_gated(
     };
     let mut parent_ends = vec![gate_w.as_raw_fd(), err_r.as_raw_fd(), pid_r.as_raw_fd()];
     parent_ends.extend(listener_pair.as_ref().map(|(p, _)| p.as_raw_fd()));
-    let unshare = match (isolate.pid, isolate.mount) {
-        (true, _) => Some(UnshareFlags::NEWNS | UnshareFlags::NEWPID),
-        (false, true) => Some(UnshareFlags::NEWNS),
-        (false, false) => None,
-    };
     let plan = child::ChildPlan {
         path: &path,
         argv: &arg_ptrs,
@@ -144,12 +139,35 @@ pub fn spawn_gated(
         errors: err_w.as_fd(),
         pid_out: pid_w.as_fd(),
         parent_ends: &parent_ends,
-        unshare,
+        unshare: unshare_flags(isolate),
         pid_namespace: isolate.pid,
         close_stdout: isolate.close_stdout,
         filter: fprog.as_ref().map(|p| (p, filter_flags)),
         listener_sock: listener_pair.as_ref().map(|(_, c)| c.as_fd()),
     };
+    let pid = fork_child(&plan)?;
+    drop((gate_r, err_w, pid_w));
+    Ok(Gated {
+        pid: traced_pid(pid, isolate, &pid_r) as u32,
+        waited: pid as u32,
+        gate: gate_w,
+        errors: err_r,
+        listener: listener_pair.map(|(parent, _child)| parent),
+        program: program.to_path_buf(),
+    })
+}
+
+/// The namespaces the child enters afresh.
+fn unshare_flags(isolate: Isolation) -> Option<UnshareFlags> {
+    match (isolate.pid, isolate.mount) {
+        (true, _) => Some(UnshareFlags::NEWNS | UnshareFlags::NEWPID),
+        (false, true) => Some(UnshareFlags::NEWNS),
+        (false, false) => None,
+    }
+}
+
+/// Forks the child that carries out `plan`; returns its pid.
+fn fork_child(plan: &child::ChildPlan<'_>) -> anyhow::Result<i32> {
     // SAFETY: fork in a multi-threaded process; the child runs only `child::run`, which makes
     // async-signal-safe calls and ends in exec or _exit.
     let pid = unsafe { libc::fork() };
@@ -159,25 +177,19 @@ pub fn spawn_gated(
     }
     if pid == 0 {
         // SAFETY: this is the freshly forked child.
-        unsafe { child::run(&plan) }
+        unsafe { child::run(plan) }
     }
-    drop((gate_r, err_w, pid_w));
-    let mut traced = pid;
-    if isolate.pid {
-        let mut inner = [0u8; 4];
-        // 0 bytes means the child failed (release reports why).
-        if rustix::io::read(&pid_r, &mut inner) == Ok(4) {
-            traced = i32::from_ne_bytes(inner);
-        }
+    Ok(pid)
+}
+
+/// The command's pid as phasebox (and the kernel programs) see it: the child's, or with a pid
+/// namespace the one the child sends up `pid_r` (0 bytes: the child failed, release says why).
+fn traced_pid(child: i32, isolate: Isolation, pid_r: &OwnedFd) -> i32 {
+    let mut inner = [0u8; 4];
+    if isolate.pid && rustix::io::read(pid_r, &mut inner) == Ok(4) {
+        return i32::from_ne_bytes(inner);
     }
-    Ok(Gated {
-        pid: traced as u32,
-        waited: pid as u32,
-        gate: gate_w,
-        errors: err_r,
-        listener: listener_pair.map(|(parent, _child)| parent),
-        program: program.to_path_buf(),
-    })
+    child
 }
 
 impl Gated {

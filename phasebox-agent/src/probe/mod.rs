@@ -15,7 +15,7 @@ use aya::{
 };
 use phasebox_common::{
     ALLOWED_WORDS, Allowed, COMM_LEN, CountKey, Counts, MAX_MARKER_SETS, MAX_SYSCALLS, ProcState,
-    Scope, SetRequest, Verdict, drop_slot, names, proc_flags,
+    Scope, SetRequest, Verdict, drop_slot, names, proc_flags, stat_slot,
 };
 use phasebox_core::summary::Losses;
 
@@ -101,6 +101,7 @@ pub struct Probe {
     verdicts: HashMap<MapData, u32, Verdict>,
     scope: Array<MapData, Scope>,
     drops: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, u64>,
     /// Whether the exit program is attached.
     exit_attached: bool,
     /// Whether the programs were loaded to notice filtered calls (`ProbeOptions::filtered`).
@@ -116,6 +117,19 @@ pub struct MapFull {
     pub set_requests: u64,
     pub allowed: u64,
     pub verdicts: u64,
+}
+
+/// Slot `slot` of a per-CPU counter array, summed over CPUs.
+fn per_cpu_sum(
+    map: &PerCpuArray<MapData, u64>,
+    slot: u32,
+    name: &'static str,
+) -> Result<u64, ProbeError> {
+    Ok(map
+        .get(&slot, 0)
+        .map_err(ProbeError::map("read", name))?
+        .iter()
+        .sum())
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
@@ -146,6 +160,7 @@ impl Probe {
             verdicts: take(&mut ebpf, names::VERDICTS)?,
             scope: take(&mut ebpf, names::SCOPE)?,
             drops: take(&mut ebpf, names::DROPS)?,
+            stats: take(&mut ebpf, names::STATS)?,
             exit_attached: opts.stream || opts.errors,
             filtered: opts.filtered,
             map_full: MapFull::default(),
@@ -308,17 +323,12 @@ impl Probe {
     }
 
     fn drop_slot(&self, slot: u32) -> Result<u64, ProbeError> {
-        Ok(self
-            .drops
-            .get(&slot, 0)
-            .map_err(ProbeError::map("read", names::DROPS))?
-            .iter()
-            .sum())
+        per_cpu_sum(&self.drops, slot, names::DROPS)
     }
 
     /// Processes the kernel killed for a syscall outside their allowed set.
     pub fn kills(&self) -> Result<u64, ProbeError> {
-        self.drop_slot(drop_slot::KILLED)
+        per_cpu_sum(&self.stats, stat_slot::KILLED, names::STATS)
     }
 
     /// What the kernel lost so far, summed over CPUs.

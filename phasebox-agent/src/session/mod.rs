@@ -177,15 +177,11 @@ impl SessionBuilder {
             .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
         // Live, counts come from the kernel's exact counters (automatic segmentation, which
         // has no kernel segments, counts records whatever is asked).
+        let finder = self.finder();
+        let run = self.run_info(&header, &finder);
         let learner = self
             .phases
             .map(|det| Learner::new(det, Counting::Kernel, &[], &[]));
-        let finder = match (self.container, &self.exec_name) {
-            (Some(Found::Running(t)), _) => Finder::Container(Watch::running(t)),
-            (Some(Found::Waiting(w)), _) => Finder::Container(Watch::waiting(w)),
-            (None, Some(name)) => Finder::Name(exec_base(name).to_string()),
-            (None, None) => Finder::Nothing,
-        };
         let mut session = Session {
             mode: self.mode,
             probe,
@@ -194,14 +190,7 @@ impl SessionBuilder {
             learner,
             outputs,
             board: self.board,
-            run: RunInfo {
-                name: self.command.join(" "),
-                launched: self.mode == Mode::Run || self.mode == Mode::Validate,
-                started_unix_ms: header.started_unix_ms,
-                kernel_release: header.kernel_release,
-                dropped: 0,
-                container: finder.target().map(container_ref),
-            },
+            run,
             finder,
             verdicts: Verdicts::default(),
             keep_exited: self.keep_exited,
@@ -215,15 +204,38 @@ impl SessionBuilder {
             attributed: None,
             last_harvest: Instant::now(),
         };
-        if let Some(name) = &self.exec_name {
-            session.run.name = format!("{} --exec-name {name}", self.mode.name());
-            // Programs found by name are seen from their execve.
-            session.run.launched = true;
-        }
         session.write_full_marker_set()?;
         let scope = session.finder.scope();
         session.probe.set_scope(scope)?;
         Ok(session)
+    }
+
+    /// What finds programs at their exec: the container, or the program's name.
+    fn finder(&mut self) -> Finder {
+        match (self.container.take(), &self.exec_name) {
+            (Some(Found::Running(t)), _) => Finder::Container(Watch::running(t)),
+            (Some(Found::Waiting(w)), _) => Finder::Container(Watch::waiting(w)),
+            (None, Some(name)) => Finder::Name(exec_base(name).to_string()),
+            (None, None) => Finder::Nothing,
+        }
+    }
+
+    /// Where the run's profile comes from: its name, whether its programs are seen from
+    /// their execve (launched, or found by name), its container.
+    fn run_info(&self, header: &TraceHeader, finder: &Finder) -> RunInfo {
+        let mut run = RunInfo {
+            name: self.command.join(" "),
+            launched: self.mode == Mode::Run || self.mode == Mode::Validate,
+            started_unix_ms: header.started_unix_ms,
+            kernel_release: header.kernel_release.clone(),
+            dropped: 0,
+            container: finder.target().map(container_ref),
+        };
+        if let Some(name) = &self.exec_name {
+            run.name = format!("{} --exec-name {name}", self.mode.name());
+            run.launched = true;
+        }
+        run
     }
 
     fn header(&self) -> TraceHeader {

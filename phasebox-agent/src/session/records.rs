@@ -1,5 +1,8 @@
 //! What a session does with the kernel's records: the trace file, the process tree, the
-//! learner; and what it tells the kernel back (narrower marker sets, the phase board).
+//! learner; and what it tells the kernel back (narrower marker sets, verdicts, the phase
+//! board). The ring buffer is emptied first, each record only decoded (so the kernel gets its
+//! space back at once); the work (/proc reads for processes found at exec, the learner, the
+//! trace file) is done on the drained batch.
 use phasebox_common::FULL_MARKER_SET;
 use phasebox_core::{
     event::{self, Event},
@@ -42,15 +45,32 @@ struct Sink<'a> {
     batch: Batch,
 }
 
+/// Records drained from the ring buffer, decoded, with their bytes when a trace file wants
+/// them as they came.
+#[derive(Default)]
+struct Drained {
+    events: Vec<(Option<Event>, std::ops::Range<usize>)>,
+    bytes: Vec<u8>,
+}
+
+impl Drained {
+    /// Takes one record: decoded (None when it cannot be), and kept whole with `keep_bytes`.
+    fn push(&mut self, bytes: &[u8], keep_bytes: bool) {
+        let at = self.bytes.len();
+        if keep_bytes {
+            self.bytes.extend_from_slice(bytes);
+        }
+        self.events
+            .push((event::decode(bytes).ok(), at..self.bytes.len()));
+    }
+}
+
 impl Sink<'_> {
-    fn take(&mut self, bytes: &[u8]) {
-        let ev = match event::decode(bytes) {
-            Ok(ev) => ev,
-            Err(_) => {
-                *self.bad_records += 1;
-                self.write(bytes);
-                return;
-            }
+    fn take(&mut self, ev: Option<Event>, bytes: &[u8]) {
+        let Some(ev) = ev else {
+            *self.bad_records += 1;
+            self.write(bytes);
+            return;
         };
         match &ev {
             Event::Exec(e) if e.new_root => self.found(e),
@@ -133,7 +153,15 @@ impl Session {
             bad_records: &mut self.bad_records,
             batch: Batch::default(),
         };
-        self.events += self.stream.get_mut().drain(|bytes| sink.take(bytes));
+        let mut drained = Drained::default();
+        let keep_bytes = sink.trace.is_some();
+        self.events += self
+            .stream
+            .get_mut()
+            .drain(|bytes| drained.push(bytes, keep_bytes));
+        for (ev, at) in drained.events {
+            sink.take(ev, &drained.bytes[at]);
+        }
         let batch = sink.batch;
         self.rejected += batch.rejected;
         for (tgid, instance, accept) in self.verdicts.take_due() {

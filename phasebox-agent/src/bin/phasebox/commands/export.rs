@@ -9,6 +9,7 @@ use phasebox_core::{
     },
 };
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use crate::cli::ExportArgs;
 
@@ -83,6 +84,24 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
         p = hybrid(args, &p, path)?;
     }
     super::static_analysis::warn_coverage(&p, args.hybrid.as_deref());
+    let target = target(args, &p);
+    if let Some(dir) = &args.per_phase {
+        return per_phase(args, &p, &target, dir);
+    }
+    let mut names = export::select(&p, args.role.as_deref(), args.phase.as_deref())?;
+    add_basics_and_runtime(args, &mut names)?;
+    let policy = policy(args, &p, names)?;
+    let text = export::render(args.format, &policy, &target);
+    match &args.output {
+        Some(path) => write_atomic(path, text.as_bytes())?,
+        None => super::write_stdout(text.as_bytes())?,
+    }
+    Ok(0)
+}
+
+/// The export's settings: what a denied call gets, and a label naming the program, role and
+/// phase.
+fn target<'p>(args: &ExportArgs, p: &'p Profile) -> Target<'p> {
     let label = [
         Some(p.program.comm.as_str()),
         args.role.as_deref(),
@@ -92,33 +111,32 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     .flatten()
     .collect::<Vec<_>>()
     .join(" ");
-    let target = Target {
+    Target {
         arch: &p.arch,
         label,
         action: args.default_action,
         errno: args.errno,
-    };
-    if let Some(dir) = &args.per_phase {
-        let manifest = export::per_phase(
-            &p,
-            args.role.as_deref(),
-            dir,
-            args.format,
-            &target,
-            args.add_basics,
-        )?;
-        // Said once for every phase (each file answers its own filtered calls).
-        policy(args, &p, export::select(&p, args.role.as_deref(), None)?)?;
-        phasebox::say!(
-            "phasebox: one policy per phase in {}, order in {}",
-            dir.display(),
-            manifest.display()
-        );
-        return Ok(0);
     }
-    let mut names = export::select(&p, args.role.as_deref(), args.phase.as_deref())?;
+}
+
+/// `--per-phase DIR`: one policy per role and phase, and the manifest of their order.
+fn per_phase(args: &ExportArgs, p: &Profile, target: &Target, dir: &Path) -> anyhow::Result<i32> {
+    let role = args.role.as_deref();
+    let manifest = export::per_phase(p, role, dir, args.format, target, args.add_basics)?;
+    // Said once for every phase (each file answers its own filtered calls).
+    policy(args, p, export::select(p, role, None)?)?;
+    phasebox::say!(
+        "phasebox: one policy per phase in {}, order in {}",
+        dir.display(),
+        manifest.display()
+    );
+    Ok(0)
+}
+
+/// `--add-basics` and `--for-runtime`: the calls they add to `names`, each said.
+fn add_basics_and_runtime(args: &ExportArgs, names: &mut BTreeSet<String>) -> anyhow::Result<()> {
     if args.add_basics {
-        let added = export::add_basics(&mut names);
+        let added = export::add_basics(names);
         if added.is_empty() {
             phasebox::say!("phasebox: --add-basics: the profile had them all already");
         } else {
@@ -126,26 +144,18 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
         }
     }
     if let Some(rt) = args.for_runtime {
-        let added = export::add_runtime(&mut names, rt)?;
+        let added = export::add_runtime(names, rt)?;
         let data = RuntimeCalls::of(rt);
+        let added = if added.is_empty() {
+            "nothing".to_string()
+        } else {
+            added.join(", ")
+        };
         phasebox::say!(
-            "phasebox: --for-runtime {} ({}) added {}",
+            "phasebox: --for-runtime {} ({}) added {added}",
             data.runtime,
-            data.versions,
-            if added.is_empty() {
-                "nothing".into()
-            } else {
-                added.join(", ")
-            }
+            data.versions
         );
     }
-    let policy = policy(args, &p, names)?;
-    let text = export::render(args.format, &policy, &target);
-    match &args.output {
-        Some(path) => write_atomic(path, text.as_bytes())?,
-        None => {
-            super::write_stdout(text.as_bytes())?;
-        }
-    }
-    Ok(0)
+    Ok(())
 }

@@ -151,25 +151,38 @@ fn one(
         names.len(),
         profile.roles.len()
     );
-    if args.oracle_strace {
-        let st = dir.join(format!("{}.strace", s.name));
-        let o = runner::run(set, s, &Tracer::Strace { log: st.clone() })?;
-        let log = std::fs::read_to_string(&st).unwrap_or_default();
-        let _ = std::fs::remove_file(&st);
-        if let Some(why) = o.failure {
-            done.failure = Some(format!("under strace: {why}"));
-            return Ok(done);
-        }
-        let d = OracleDiff::new(&strace_names(&log), &names);
-        if d.agrees() {
-            done.detail.push_str(&format!("; {}", d.describe()));
-        } else {
-            done.failure = Some(format!("differs from strace: {}", d.describe()));
-        }
-        done.oracle = Some(d);
+    if args.oracle_strace && !oracle(set, s, dir, &names, &mut done)? {
+        return Ok(done);
     }
     done.profile = Some(profile);
     Ok(done)
+}
+
+/// Runs the scenario again under strace in a fresh environment; its syscalls must be the
+/// profile's `names`. False when the scenario failed under strace (its profile is not kept).
+fn oracle(
+    set: &ScenarioSet,
+    s: &Scenario,
+    dir: &Path,
+    names: &std::collections::BTreeSet<String>,
+    done: &mut Done,
+) -> anyhow::Result<bool> {
+    let st = dir.join(format!("{}.strace", s.name));
+    let o = runner::run(set, s, &Tracer::Strace { log: st.clone() })?;
+    let log = std::fs::read_to_string(&st).unwrap_or_default();
+    let _ = std::fs::remove_file(&st);
+    if let Some(why) = o.failure {
+        done.failure = Some(format!("under strace: {why}"));
+        return Ok(false);
+    }
+    let d = OracleDiff::new(&strace_names(&log), names);
+    if d.agrees() {
+        done.detail.push_str(&format!("; {}", d.describe()));
+    } else {
+        done.failure = Some(format!("differs from strace: {}", d.describe()));
+    }
+    done.oracle = Some(d);
+    Ok(true)
 }
 
 /// `path` made absolute against the current directory (it must exist).

@@ -1,0 +1,162 @@
+//! The agent on nginx: throughput against the floor program and no tracer, its RSS, the time
+//! to its first metrics page.
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use phasebox_tests::TempDir;
+use phasebox_tests::nginx::Nginx;
+
+use crate::measure::{
+    Settings, Tracer, interrupt, median, metric_sum, nginx_version, rss_kib, scrape,
+    start_phasebox, start_strace, stop, wrk,
+};
+
+pub const BEGIN: &str = "<!-- bench:agent:begin -->";
+
+pub const END: &str = "<!-- bench:agent:end -->";
+
+/// The agent in summary mode on nginx, side by side with no tracer, `record` (stream mode)
+/// and strace; time to a non-empty /metrics, the agent's memory and the kernel programs' cost.
+/// The agent's own run on nginx: throughput, time to a first page, memory, events sent.
+struct AgentRun {
+    rps: f64,
+    ready_ms: f64,
+    rss_mib: f64,
+    events: f64,
+}
+
+/// `phasebox agent -p MASTER` (with `extra`) on nginx while wrk runs.
+fn agent_run(
+    bin: &Path,
+    nginx: &Nginx,
+    url: &str,
+    secs: u64,
+    extra: &[&str],
+) -> anyhow::Result<AgentRun> {
+    let listen = format!("127.0.0.1:{}", phasebox_tests::nginx::free_port());
+    let t0 = std::time::Instant::now();
+    let mut agent = Command::new(bin)
+        .args(["agent", "-p", &nginx.pid().to_string(), "--phases", "nginx"])
+        .args(["--listen", &listen])
+        // Run-time statistics are sampled by default; the cost section measures them apart.
+        .args(["--bpf-stats-every", "off"])
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()?;
+    while !scrape(&listen).contains("phasebox_tracked_processes") {
+        if t0.elapsed() > Duration::from_secs(20) {
+            bail!("the agent served no metrics");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ready_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let rps = wrk(url, secs)?;
+    std::thread::sleep(Duration::from_millis(1200)); // one more refresh
+    let rss_mib = rss_kib(agent.id()) / 1024.0;
+    let events = metric_sum(&scrape(&listen), "phasebox_events_total", "");
+    interrupt(&mut agent, true)?;
+    Ok(AgentRun {
+        rps,
+        ready_ms,
+        rss_mib,
+        events,
+    })
+}
+
+/// nginx under `phasebox floor` (an empty program on the syscall tracepoint).
+fn floor_run(bin: &Path, url: &str, secs: u64) -> anyhow::Result<f64> {
+    let mut floor = Command::new(bin)
+        .arg("floor")
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(floor.stderr.take().context("floor stderr")?).read_line(&mut line)?;
+    let rps = wrk(url, secs)?;
+    interrupt(&mut floor, true)?;
+    Ok(rps)
+}
+
+pub fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
+    let nginx = Nginx::start();
+    let url = nginx.url("/index.html");
+    let dir = TempDir::new("bench-agent");
+    const MODES: [&str; 6] = [
+        "baseline: no tracer",
+        "floor: an empty program on raw_syscalls/sys_enter",
+        "agent (summary mode)",
+        "agent --errors (and an exit program)",
+        "record (stream mode)",
+        "strace -f",
+    ];
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    let (mut ready_ms, mut rss, mut events) = (vec![], vec![], vec![]);
+    wrk(&url, 1)?;
+    for round in 0..s.rounds {
+        for k in 0..MODES.len() {
+            let m = (k + round) % MODES.len();
+            let rps = match m {
+                0 => wrk(&url, s.secs)?,
+                1 => floor_run(bin, &url, s.secs)?,
+                2 | 3 => {
+                    let extra: &[&str] = if m == 3 { &["--errors"] } else { &[] };
+                    let r = agent_run(bin, &nginx, &url, s.secs, extra)?;
+                    if m == 2 {
+                        ready_ms.push(r.ready_ms);
+                        rss.push(r.rss_mib);
+                        events.push(r.events);
+                    }
+                    r.rps
+                }
+                4 => {
+                    let summary = dir.path("summary.json");
+                    let t = start_phasebox(bin, nginx.pid(), &[], summary)?;
+                    let rps = wrk(&url, s.secs)?;
+                    stop(t)?;
+                    rps
+                }
+                _ => {
+                    let c = start_strace(&nginx)?;
+                    let rps = wrk(&url, s.secs)?;
+                    stop(Tracer::Strace(c))?;
+                    rps
+                }
+            };
+            eprintln!("bench: round {} {}: {rps:.0} req/s", round + 1, MODES[m]);
+            results[m].push(rps);
+        }
+    }
+    let med: Vec<f64> = results.iter_mut().map(|r| median(r)).collect();
+    let mut out = format!(
+        "## The agent on nginx\n\n\
+         `phasebox agent -p MASTER --phases nginx` (summary mode: exact counters per process, \
+         segment and syscall in the kernel; only segment openers and each syscall's first use in \
+         a segment are sent), nginx {}, `wrk -t1 -c32 -d{}s`, {} rounds alternated. Median \
+         requests/s, against no tracer and against the floor (what any tracer on the syscall \
+         tracepoint costs).\n\n\
+         | mode | median req/s | vs. baseline | vs. floor |\n|---|---|---|---|\n",
+        nginx_version(),
+        s.secs,
+        s.rounds
+    );
+    for (m, name) in MODES.iter().enumerate() {
+        out += &format!(
+            "| {name} | {:.0} | {:.1}% | {:.1}% |\n",
+            med[m],
+            100.0 * med[m] / med[0],
+            100.0 * med[m] / med[1]
+        );
+    }
+    out += &format!(
+        "\n| agent | median |\n|---|---|\n\
+         | start to a non-empty /metrics | {:.0} ms |\n\
+         | resident memory after a run | {:.1} MiB |\n\
+         | events sent to userspace per run (summary mode) | {:.0} |\n",
+        median(&mut ready_ms),
+        median(&mut rss),
+        median(&mut events)
+    );
+    Ok(out)
+}

@@ -1,0 +1,199 @@
+//! What the benchmark sections share: their settings, medians, wrk, a tracer attached to nginx
+//! for one measurement, and readings of a process (peak RSS of a command, RSS, a scrape).
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use phasebox_tests::nginx::Nginx;
+
+use crate::util;
+
+/// How long and how often to measure.
+pub struct Settings {
+    pub rounds: usize,
+    pub secs: u64,
+    pub storm_calls: u64,
+    /// Events in the trace the phase detectors analyze.
+    pub trace_events: u64,
+}
+
+pub fn settings(args: &[String]) -> Settings {
+    let quick = args.iter().any(|a| a == "--quick");
+    Settings {
+        rounds: if quick { 2 } else { 5 },
+        secs: if quick { 2 } else { 5 },
+        storm_calls: if quick { 2_000_000 } else { 10_000_000 },
+        trace_events: if quick { 2_000_000 } else { 10_000_000 },
+    }
+}
+
+/// The median (NaN for none).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Requests per second from wrk's output.
+pub fn wrk(url: &str, secs: u64) -> anyhow::Result<f64> {
+    let out = util::output("wrk", &["-t1", "-c32", &format!("-d{secs}s"), url])?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk output:\n{out}"))
+}
+
+/// A tracer attached for one measurement.
+pub enum Tracer {
+    None,
+    Phasebox(Child, PathBuf),
+    Strace(Child),
+}
+
+/// Starts `phasebox record` and waits until it says it is tracing.
+pub fn start_phasebox(
+    bin: &Path,
+    pid: u32,
+    extra: &[&str],
+    summary: PathBuf,
+) -> anyhow::Result<Tracer> {
+    let mut child = Command::new(bin)
+        .args(["record", "-q", "-p", &pid.to_string(), "--summary"])
+        .arg(&summary)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().expect("stderr")).read_line(&mut line)?;
+    if !line.contains("tracing pid") {
+        bail!("phasebox record did not start: {line}");
+    }
+    Ok(Tracer::Phasebox(child, summary))
+}
+
+/// Ctrl-C for a tracer; phasebox must then end cleanly (strace ends by the signal).
+pub fn interrupt(child: &mut Child, must_succeed: bool) -> anyhow::Result<()> {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = child.wait()?;
+    if must_succeed && !st.success() {
+        bail!("tracer exited with {st}");
+    }
+    Ok(())
+}
+
+/// Stops the tracer; returns (events delivered, dropped) for phasebox.
+pub fn stop(t: Tracer) -> anyhow::Result<Option<(u64, u64)>> {
+    match t {
+        Tracer::None => Ok(None),
+        Tracer::Strace(mut c) => interrupt(&mut c, false).map(|_| None),
+        Tracer::Phasebox(mut c, summary) => {
+            interrupt(&mut c, true)?;
+            let s = phasebox_tests::read_json(&summary);
+            Ok(Some((
+                s["events"].as_u64().unwrap_or(0),
+                s["dropped"].as_u64().unwrap_or(0),
+            )))
+        }
+    }
+}
+
+/// `strace -f` attached to nginx's master and workers.
+pub fn start_strace(nginx: &Nginx) -> anyhow::Result<Child> {
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
+    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
+        cmd.args(["-p", &pid.to_string()]);
+    }
+    let c = cmd.stderr(Stdio::null()).spawn()?;
+    std::thread::sleep(Duration::from_millis(500)); // attach
+    Ok(c)
+}
+
+pub fn nginx_version() -> String {
+    Command::new(phasebox_tests::nginx::nginx_bin())
+        .arg("-v")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .trim()
+                .trim_start_matches("nginx version: nginx/")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs a command, returns (stderr, peak RSS in KiB of it and its children).
+pub fn run_measured(cmd: &mut Command) -> anyhow::Result<(String, i64)> {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let pid = child.id() as i32;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.expect("stderr"), &mut stderr)?;
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; wait4 on our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("{cmd:?} failed: {stderr}");
+    }
+    Ok((stderr, ru.ru_maxrss))
+}
+
+/// A fresh nginx per mode (label, the command it starts under) and round, modes alternated;
+/// each mode's median requests/s.
+pub fn nginx_medians(modes: &[(&str, Vec<&str>)], s: &Settings) -> anyhow::Result<Vec<f64>> {
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for round in 0..s.rounds {
+        for k in 0..modes.len() {
+            let m = (k + round) % modes.len();
+            let mut nginx = Nginx::start_under(&modes[m].1);
+            let url = nginx.url("/index.html");
+            wrk(&url, 1)?; // warm-up, and into the serving phase
+            let rps = wrk(&url, s.secs)?;
+            if !nginx.quit().success() {
+                bail!("nginx did not quit cleanly under {}", modes[m].0);
+            }
+            eprintln!("bench: round {} {}: {rps:.0} req/s", round + 1, modes[m].0);
+            results[m].push(rps);
+        }
+    }
+    Ok(results.iter_mut().map(|r| median(r)).collect())
+}
+
+/// A metric's value in a Prometheus text page (summed over its series).
+pub fn metric_sum(text: &str, prefix: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn scrape(listen: &str) -> String {
+    util::output(
+        "curl",
+        &["-s", "--max-time", "2", &format!("http://{listen}/metrics")],
+    )
+    .unwrap_or_default()
+}
+
+/// KiB of resident memory of `pid` (VmRSS).
+pub fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .map(|v| v.trim().trim_end_matches(" kB").trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
