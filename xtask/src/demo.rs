@@ -89,6 +89,7 @@ fn nginx_demo(bin: &Path, dir: &Path) -> anyhow::Result<()> {
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
         .flat_map(|r| r["names"].as_array().into_iter().flatten())
         .filter_map(|n| n.as_str())
         .collect();
