@@ -69,8 +69,15 @@ fn spawn_as(want: u32, make: impl Fn() -> Command) -> Child {
 }
 
 fn agent(args: &[&str]) -> (Guard, String) {
-    let (agent, _err, line) = phasebox_tests::spawn_agent(args);
+    let (agent, err, line) = phasebox_tests::spawn_agent(args);
     assert!(line.contains("metrics on"), "agent did not start: {line}");
+    // The agent's log goes on to the test's output (shown when it fails).
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in err.lines().map_while(Result::ok) {
+            eprintln!("agent: {l}");
+        }
+    });
     let listen = args[args.iter().position(|a| *a == "--listen").unwrap() + 1];
     (agent, listen.to_string())
 }
@@ -160,11 +167,11 @@ fn an_unrelated_process_with_a_traced_pid_is_never_touched() {
     }
 }
 
-/// A bash script reading commands from `fifo` and running each in the background; it ends at
-/// the end of input.
+/// A bash script reading commands from `fifo` and running each in the background. A read
+/// that fails (the open of the FIFO interrupted by a child's end) is tried again.
 fn command_script(fifo: &std::path::Path) -> String {
     format!(
-        "while :; do read -r line < {f} || exit 0; eval \"$line\" & done",
+        "while :; do read -r line < {f} || continue; eval \"$line\" & done",
         f = fifo.display()
     )
 }
@@ -182,8 +189,17 @@ fn command_shell(fifo: &std::path::Path) -> Guard {
     )
 }
 
+/// Writes `line` to the command shell's FIFO, once the shell is there to read it.
 fn send(fifo: &std::path::Path, line: &str) {
-    let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = eventually(Duration::from_secs(10), "the shell to read", || {
+        // Without a reader, a non-blocking open fails (ENXIO) instead of waiting forever.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+            .ok()
+    });
     writeln!(f, "{line}").unwrap();
 }
 
@@ -207,8 +223,9 @@ fn listener_pid(port: u16) -> u32 {
     })
 }
 
-/// Learns the command shell's profile through the operations the test then monitors: two
-/// servers, one after the other, each asked and stopped.
+/// Learns the command shell's profile through the operations the test then monitors (two
+/// servers, one after the other, each asked and stopped), attached to it as the monitor will
+/// be: the shell's role is seen in the phase it is in then.
 fn learn_command_shell(dir: &TempDir) -> String {
     let prof = dir.path("shell.json");
     let fifo = dir.path("learn-commands");
@@ -219,16 +236,11 @@ fn learn_command_shell(dir: &TempDir) -> String {
             .unwrap()
             .success()
     );
-    let mut learn = Guard::new(
-        Command::new(phasebox_bin())
-            .args(["run", "-q", "--phases", "generic", "--profile"])
-            .arg(&prof)
-            .args(["--", "/bin/bash", "-c", &command_script(&fifo)])
-            .env_remove(CARGO_LIBRARY_PATH)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let shell = command_shell(&fifo);
+    let pid = shell.id().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = ["-p", &pid, "--phases", "generic", "--listen", &listen];
+    let (mut agent, listen) = agent(&[&args[..], &["--profile", prof.to_str().unwrap()]].concat());
     let srv = fixture("phased_server");
     for _ in 0..2 {
         let port = free_port();
@@ -236,9 +248,20 @@ fn learn_command_shell(dir: &TempDir) -> String {
         assert_eq!(ask(port, "GET"), "hello\n");
         assert_eq!(ask(port, "quit"), "bye\n");
     }
-    // End of input: the shell ends.
-    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
-    assert!(learn.wait().unwrap().success());
+    // A server killed, as the monitor will kill one: the shell says so on its stderr.
+    let port = free_port();
+    send(&fifo, &format!("exec {} {port}", srv.display()));
+    assert_eq!(ask(port, "GET"), "hello\n");
+    signal(listener_pid(port), libc::SIGKILL);
+    eventually(Duration::from_secs(15), "the servers counted", || {
+        counted(&listen, "phased_server", "exit_group").filter(|&n| n >= 2.0)
+    });
+    // The shell has reaped the killed one and said so.
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert!(agent.wait().unwrap().success());
+    drop(shell);
     prof.to_str().unwrap().to_string()
 }
 
