@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,25 +44,28 @@ pub struct Outcome {
     pub stderr: String,
 }
 
-/// The scenario's own directory, removed when dropped.
-struct Workdir(PathBuf);
-
-impl Drop for Workdir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn fresh_dir(set: &str, scenario: &str) -> anyhow::Result<Workdir> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "phasebox-scenario-{set}-{scenario}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
-    Ok(Workdir(dir))
+/// The scenario's own directory under $TMPDIR: an unpredictable name, made exclusively (no
+/// directory planted there beforehand is used), removed when dropped. It is readable by all,
+/// as a directory made with the usual umask is: a program that drops privileges (nginx's
+/// workers as `user nobody`) still reaches its files.
+fn fresh_dir(set: &str, scenario: &str) -> anyhow::Result<tempfile::TempDir> {
+    // The set's name is free text: only what is safe in a file name, and not too much of it.
+    let tag: String = format!("{set}-{scenario}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    tempfile::Builder::new()
+        .prefix(&format!("phasebox-scenario-{tag}-"))
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir()
+        .map_err(|e| anyhow!("cannot create the directory of scenario {scenario}: {e}"))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -273,7 +277,7 @@ fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Strin
 pub fn run(set: &ScenarioSet, s: &Scenario, tracer: &Tracer) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let work = fresh_dir(&set.name, &s.name)?;
-    let dir = work.0.display().to_string();
+    let dir = work.path().display().to_string();
     // Every scenario gets a free port: a configuration may name {port} with no step using it
     // (`nginx -t`).
     let port = free_port()?;
