@@ -1,10 +1,12 @@
 //! Messages on standard error that never panic: when stderr is closed or full the message is
 //! lost, never the run's outputs or the command's exit status. `say!` is for what a command
 //! tells its user; the `log` macros are for the agent's running log (violations, checkpoints),
-//! one line each with the time since the agent started.
+//! one line each with the time since the agent started, written by env_logger. `say!` and
+//! `out!` stay phasebox's own: a user's line is no log record (no level, no time, and it must
+//! be written even where no logger was set up, in every command), so they are plain writes
+//! that ignore failures.
 use std::fmt;
 use std::io::Write as _;
-use std::sync::OnceLock;
 use std::time::Instant;
 
 /// Writes `text` to standard error, ignoring failures.
@@ -43,41 +45,104 @@ macro_rules! say {
     };
 }
 
-struct Logger {
-    started: Instant,
-}
-
-impl log::Log for Logger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Info
-    }
-
-    fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let level = match record.level() {
-            log::Level::Error => "error: ",
-            log::Level::Warn => "warning: ",
-            _ => "",
-        };
-        write_line(format_args!(
-            "phasebox agent: {:.1} s: {level}{}",
-            self.started.elapsed().as_secs_f64(),
-            record.args()
-        ));
-    }
-
-    fn flush(&self) {}
-}
-
-/// Sends the `log` macros to standard error (once; later calls do nothing).
+/// Sends the `log` macros to standard error through env_logger (once; later calls do
+/// nothing), the time counted from this first call.
 pub fn init() {
-    static LOGGER: OnceLock<Logger> = OnceLock::new();
-    let logger = LOGGER.get_or_init(|| Logger {
-        started: Instant::now(),
-    });
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(log::LevelFilter::Info);
+    let _ = builder(Instant::now())
+        .target(env_logger::Target::Stderr)
+        .try_init();
+}
+
+/// The agent's logger: one line a record, `phasebox agent: 3.3 s: warning: …`, records up to
+/// `info`. env_logger writes each line with one `write_all` and drops a failed write, so a
+/// closed or full stderr never panics; `Builder::new` reads no environment variable, so the
+/// agent logs the same whatever RUST_LOG says.
+fn builder(started: Instant) -> env_logger::Builder {
+    let mut b = env_logger::Builder::new();
+    b.filter_level(log::LevelFilter::Info)
+        .format(move |out, record| {
+            let level = match record.level() {
+                log::Level::Error => "error: ",
+                log::Level::Warn => "warning: ",
+                _ => "",
+            };
+            writeln!(
+                out,
+                "phasebox agent: {:.1} s: {level}{}",
+                started.elapsed().as_secs_f64(),
+                record.args()
+            )
+        });
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer tests read back; when `full`, every write fails (a closed or full stderr)
+    /// and leaves one `!` to count the attempt.
+    #[derive(Clone)]
+    struct Sink {
+        buf: Arc<Mutex<Vec<u8>>>,
+        full: bool,
+    }
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut kept = self.buf.lock().unwrap();
+            if self.full {
+                kept.push(b'!');
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            kept.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Logs `text` at `level` to a fresh logger writing to `full` or working stderr; returns
+    /// what reached it.
+    fn log_to(buf: &Arc<Mutex<Vec<u8>>>, full: bool, level: log::Level, text: &str) {
+        let sink = Sink {
+            buf: buf.clone(),
+            full,
+        };
+        let logger = builder(Instant::now())
+            .target(env_logger::Target::Pipe(Box::new(sink)))
+            .build();
+        log::Log::log(
+            &logger,
+            &log::Record::builder()
+                .level(level)
+                .args(format_args!("{text}"))
+                .build(),
+        );
+    }
+
+    #[test]
+    fn one_line_per_record_with_the_time_and_the_level() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        log_to(&buf, false, log::Level::Warn, "fd limit low");
+        log_to(&buf, false, log::Level::Error, "checkpoint not written");
+        log_to(&buf, false, log::Level::Info, "exited");
+        log_to(&buf, false, log::Level::Debug, "not shown");
+        assert_eq!(
+            String::from_utf8(buf.lock().unwrap().clone()).unwrap(),
+            "phasebox agent: 0.0 s: warning: fd limit low\n\
+             phasebox agent: 0.0 s: error: checkpoint not written\n\
+             phasebox agent: 0.0 s: exited\n"
+        );
+    }
+
+    #[test]
+    fn a_failing_stderr_loses_each_line_once_and_never_panics() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        log_to(&buf, true, log::Level::Error, "lost");
+        log_to(&buf, true, log::Level::Info, "lost too");
+        // One write tried per line (a line is one write_all), its failure dropped.
+        assert_eq!(buf.lock().unwrap().as_slice(), b"!!");
     }
 }

@@ -1,6 +1,11 @@
-//! What /proc says about processes: parents, programs, liveness, descendants.
+//! What /proc says about processes: parents, programs, liveness, descendants. phasebox's
+//! facade over the procfs crate, which opens and parses the process files; what phasebox
+//! adds is what a failed read means (only a missing process is gone).
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+
+use ::procfs::ProcError;
+use ::procfs::process::Process;
 
 /// The fields of /proc/PID/stat phasebox uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,34 +18,54 @@ pub struct Stat {
 /// Parses a /proc/PID/stat line. The comm may hold spaces and parentheses, so it is the text
 /// between the first '(' and the last ')'.
 pub fn parse_stat(line: &str) -> Option<Stat> {
-    let open = line.find('(')?;
-    let close = line.rfind(')')?;
-    let comm = line.get(open + 1..close)?.to_string();
-    let mut rest = line.get(close + 1..)?.split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some(Stat { comm, state, ppid })
+    use ::procfs::FromRead;
+    ::procfs::process::Stat::from_read(line.as_bytes())
+        .ok()
+        .map(Stat::from)
+}
+
+impl From<::procfs::process::Stat> for Stat {
+    fn from(s: ::procfs::process::Stat) -> Stat {
+        Stat {
+            comm: s.comm,
+            state: s.state,
+            ppid: u32::try_from(s.ppid).unwrap_or(0),
+        }
+    }
+}
+
+/// `pid`'s directory in /proc, opened.
+fn process(pid: u32) -> Result<Process, ProcError> {
+    // A pid above i32::MAX names no process; -1 would be taken for /proc/-1, which is missing.
+    Process::new(i32::try_from(pid).unwrap_or(-1))
 }
 
 /// /proc/PID/stat: `Ok(None)` when no such process exists, `Err` when it cannot be read for
 /// another reason (too many open files, permission…), which says nothing about the process.
 pub fn read_stat(pid: u32) -> std::io::Result<Option<Stat>> {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(line) => parse_stat(&line).map(Some).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("/proc/{pid}/stat cannot be parsed"),
-            )
-        }),
+    match process(pid).and_then(|p| p.stat()) {
+        Ok(s) => Ok(Some(Stat::from(s))),
         Err(e) if gone(&e) => Ok(None),
-        Err(e) => Err(e),
+        Err(e) => Err(io_error(e)),
     }
 }
 
-/// Whether a failed /proc read means the process does not exist: its directory is not there
-/// (ENOENT), or it was reaped between the open and the read (ESRCH).
-fn gone(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH))
+/// Whether a failed /proc read means the process does not exist: procfs says `NotFound` when
+/// its directory is not there (ENOENT) or when it was reaped between the open and the read
+/// (ESRCH); too many open files, a denied permission or a short read are other errors.
+fn gone(e: &ProcError) -> bool {
+    matches!(e, ProcError::NotFound(_))
+}
+
+/// A procfs error as an I/O error, keeping the errno where there is one.
+fn io_error(e: ProcError) -> std::io::Error {
+    use std::io::{Error, ErrorKind};
+    match e {
+        ProcError::Io(e, _) => e,
+        ProcError::PermissionDenied(_) => Error::from(ErrorKind::PermissionDenied),
+        ProcError::NotFound(_) => Error::from(ErrorKind::NotFound),
+        e => Error::new(ErrorKind::InvalidData, e.to_string()),
+    }
 }
 
 /// /proc/PID/stat when it can be read; None when the process is gone or /proc cannot tell
@@ -51,11 +76,8 @@ pub fn stat(pid: u32) -> Option<Stat> {
 
 /// The process (thread group) a thread belongs to.
 pub fn tgid(tid: u32) -> Option<u32> {
-    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
+    let status = process(tid).and_then(|p| p.status()).ok()?;
+    u32::try_from(status.tgid).ok()
 }
 
 /// Whether `pid` exists and has not exited (a zombie has exited); `Err` when /proc cannot tell
@@ -66,7 +88,8 @@ pub fn is_alive(pid: u32) -> std::io::Result<bool> {
 
 /// The program `pid` runs, or "" when it cannot be read.
 pub fn exe(pid: u32) -> String {
-    fs::read_link(format!("/proc/{pid}/exe"))
+    process(pid)
+        .and_then(|p| p.exe())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
@@ -103,23 +126,22 @@ pub fn container(pid: u32) -> Option<phasebox_core::container::Container> {
 
 /// Whether `pid` runs under a seccomp filter (/proc/PID/status says `Seccomp: 2`).
 pub fn under_seccomp(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Seccomp:"))
-            .is_some_and(|v| v.trim() == "2")
-    })
+    process(pid)
+        .and_then(|p| p.status())
+        .is_ok_and(|s| s.seccomp == Some(2))
 }
 
-/// The text of /proc/PID/cgroup (None: the process is gone).
+/// The text of /proc/PID/cgroup (None: the process is gone). Read as text, not through
+/// procfs's parsed cgroups: phasebox_core finds the container in that text, without root.
 pub fn cgroups(pid: u32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
 }
 
 /// The device and inode of `pid`'s pid namespace.
 pub fn pid_namespace(pid: u32) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = fs::metadata(format!("/proc/{pid}/ns/pid")).ok()?;
-    Some((m.dev(), m.ino()))
+    let namespaces = process(pid).and_then(|p| p.namespaces()).ok()?;
+    let ns = namespaces.0.get(std::ffi::OsStr::new("pid"))?;
+    Some((ns.device_id, ns.identifier))
 }
 
 /// Every pid in /proc.
@@ -136,7 +158,9 @@ pub fn descriptors() -> Vec<(i32, std::path::PathBuf)> {
         .collect()
 }
 
-/// The entries of `dir` named by a number, with their paths.
+/// The entries of `dir` named by a number, with their paths. Not procfs's iterators: they
+/// open every process's directory (or stat every descriptor) and turn a descriptor's target
+/// into an enum, where phasebox wants the numbers and the link's text.
 fn numbered<T: std::str::FromStr>(dir: &str) -> Vec<(T, std::path::PathBuf)> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
@@ -147,7 +171,7 @@ fn numbered<T: std::str::FromStr>(dir: &str) -> Vec<(T, std::path::PathBuf)> {
         .collect()
 }
 
-/// The kernel release (`uname -r`).
+/// The kernel release (`uname -r`), whole: procfs's `Version` keeps only its numbers.
 pub fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -160,7 +184,9 @@ mod tests {
 
     #[test]
     fn stat_with_odd_comm() {
-        let s = parse_stat("42 (we (ird) name) S 7 42 42 0 -1").unwrap();
+        let line = "42 (we (ird) name) S 7 42 42 0 -1 4194560 110 0 0 0 0 0 0 0 20 0 1 0 \
+                    2911 2265088 240 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let s = parse_stat(line).unwrap();
         assert_eq!(
             s,
             Stat {
@@ -170,6 +196,33 @@ mod tests {
             }
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    /// A program whose name has spaces and parentheses: its comm reads whole, and once it
+    /// has exited (a zombie, not yet reaped) it is not alive, though its stat still reads.
+    #[test]
+    fn a_real_odd_comm_and_a_zombie() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("x) (y z");
+        std::os::unix::fs::symlink("/bin/sleep", &odd).unwrap();
+        let mut child = std::process::Command::new(&odd).arg("30").spawn().unwrap();
+        let pid = child.id();
+        let st = read_stat(pid).unwrap().unwrap();
+        assert_eq!((st.comm.as_str(), st.ppid), ("x) (y z", std::process::id()));
+        assert!(is_alive(pid).unwrap());
+        child.kill().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while stat(pid).is_some_and(|s| s.state != 'Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pid} never became a zombie"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(read_stat(pid).unwrap().map(|s| s.state), Some('Z'));
+        assert!(!is_alive(pid).unwrap());
+        child.wait().unwrap();
+        assert_eq!(read_stat(pid).unwrap(), None);
     }
 
     #[test]
@@ -198,6 +251,20 @@ mod tests {
         assert_eq!(pid_namespace(me), pid_namespace(parent));
         assert_eq!(stat(me).unwrap().ppid, std::os::unix::process::parent_id());
         assert!(!exe(me).is_empty());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+                .unwrap();
+            let _ = wait.recv();
+        });
+        let tid = rx.recv().unwrap();
+        assert_ne!(tid, me);
+        assert_eq!((tgid(tid), tgid(me)), (Some(me), Some(me)));
+        drop(done);
+        thread.join().unwrap();
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert_eq!(under_seccomp(me), own.contains("Seccomp:\t2"));
     }
 
     #[test]
@@ -205,11 +272,20 @@ mod tests {
         // No pid is this large (pid_max is at most 2^22).
         assert_eq!(read_stat(u32::MAX).unwrap(), None);
         assert!(!is_alive(u32::MAX).unwrap());
-        let err = std::io::Error::from_raw_os_error;
-        assert!(gone(&err(libc::ENOENT)) && gone(&err(libc::ESRCH)));
-        for errno in [libc::EMFILE, libc::ENFILE, libc::EACCES, libc::ENOMEM] {
-            assert!(!gone(&err(errno)), "errno {errno} taken for an exit");
+        // procfs says NotFound for ENOENT and ESRCH; any other failure keeps its errno and
+        // is not an exit.
+        assert!(gone(&ProcError::NotFound(None)));
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM] {
+            let e = ProcError::from(std::io::Error::from_raw_os_error(errno));
+            assert!(!gone(&e), "errno {errno} taken for an exit");
+            assert_eq!(io_error(e).raw_os_error(), Some(errno));
         }
+        let denied = ProcError::from(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(!gone(&denied));
+        assert_eq!(
+            io_error(denied).kind(),
+            std::io::ErrorKind::PermissionDenied
+        );
     }
 
     #[test]

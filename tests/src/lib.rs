@@ -34,30 +34,28 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("PHASEBOX_FIXTURE_BIN")).join(name)
 }
 
-/// A fresh directory for one test, removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A fresh directory for one test (an unpredictable name, made exclusively), removed on drop;
+/// `.0` is its path. Readable by all, as a directory made with the usual umask is: programs
+/// that drop privileges still reach their files.
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let base = std::env::temp_dir().join(format!(
-            "phasebox-test-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&base).unwrap();
-        TempDir(base)
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("phasebox-test-{tag}-"))
+            .permissions(std::fs::Permissions::from_mode(0o755))
+            .tempdir()
+            .expect("a temporary directory");
+        TempDir(dir.path().to_path_buf(), dir)
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
-}
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    /// Keeps the directory after the test, for a person to read what it holds; its path.
+    pub fn keep(self) -> PathBuf {
+        self.1.keep()
     }
 }
 

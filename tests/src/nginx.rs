@@ -23,6 +23,28 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// A free loopback port in `range`, other than `except`: for the tests whose ports the docs
+/// name (a range of their own).
+pub fn free_port_in(range: std::ops::Range<u16>, except: u16) -> u16 {
+    range
+        .clone()
+        .filter(|&p| p != except)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .unwrap_or_else(|| panic!("no free loopback port in {range:?}"))
+}
+
+/// Waits until 127.0.0.1:`port` accepts a connection, or fails the test after `limit`.
+pub fn wait_port(port: u16, limit: std::time::Duration) {
+    let deadline = Instant::now() + limit;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The nginx config: everything under `prefix`, listening on 127.0.0.1:`port` only.
 pub fn config(prefix: &str, port: u16, workers: usize) -> String {
     format!(

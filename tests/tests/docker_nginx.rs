@@ -10,31 +10,17 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use phasebox_tests::{Guard, TempDir, docker::Dockerd, image::nginx_root, phasebox, phasebox_bin};
+use phasebox_tests::{
+    Guard, TempDir, docker::Dockerd, image::nginx_root, metrics::eventually, nginx::free_port_in,
+    phasebox, phasebox_bin,
+};
 
 const IMAGE: &str = "phasebox-test/nginx:deploy";
 
-/// A free loopback port in 18400-18499, the range these tests use, not `other`.
-fn port_in_range(other: u16) -> u16 {
-    (18400..18500)
-        .filter(|&p| p != other)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port in 18400-18499")
-}
-
-/// Waits until `f` gives a value (every 100 ms, for at most `limit`).
-fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// The ports these tests use (docs/seccomp.md names them).
+const PORTS: std::ops::Range<u16> = 18400..18500;
 
 /// The status of `GET path` on 127.0.0.1:`port`; None when nothing answers.
 fn get(port: u16, path: &str) -> Option<u16> {
@@ -177,7 +163,7 @@ fn wrk(port: u16) -> f64 {
 fn nginx_learned_in_a_container_runs_under_its_profile_in_docker() {
     let d = Dockerd::start();
     let dir = TempDir::new("docker-nginx");
-    let port = port_in_range(0);
+    let port = free_port_in(PORTS, 0);
     let root = dir.path("rootfs");
     nginx_root(&root, port).unwrap();
     d.import(&root, IMAGE, &[r#"ENTRYPOINT ["/usr/sbin/nginx"]"#]);
@@ -196,7 +182,7 @@ fn nginx_learned_in_a_container_runs_under_its_profile_in_docker() {
     ];
     run_ok(&d, "learn", &logs, &gated);
     let profile = dir.path("nginx.profile.json");
-    let listen = format!("127.0.0.1:{}", port_in_range(port));
+    let listen = format!("127.0.0.1:{}", free_port_in(PORTS, port));
     let mut agent = Guard::new(
         Command::new(phasebox_bin())
             .args(["agent", "--container", "learn", "--phases", "nginx"])

@@ -11,18 +11,14 @@ use phasebox_tests::{
     docker::Dockerd,
     image::{TAG, nginx_root, stage_context},
     metrics::{scrape_until, sum},
-    nginx::Nginx,
+    nginx::{Nginx, free_port_in},
     phasebox_bin,
 };
 
 const REQUESTS: usize = 10;
 
-/// A free loopback port in 18300-18399, the range these tests use.
-fn port_in_range() -> u16 {
-    (18300..18400)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port in 18300-18399")
-}
+/// The ports these tests use.
+const PORTS: std::ops::Range<u16> = 18300..18400;
 
 /// The privileges given to the agent's container: `--privileged` where this machine can start
 /// a privileged container (its capability bounding set holds every capability), else the
@@ -96,10 +92,10 @@ fn image_runs_the_agent_as_a_daemonset_would() {
     let privileges = privileges();
     // This nginx's own process name: other nginx processes on the machine are not traced.
     let name = format!("nginx-{}", std::process::id() % 100_000);
-    let with_volume = format!("127.0.0.1:{}", port_in_range());
+    let with_volume = format!("127.0.0.1:{}", free_port_in(PORTS, 0));
     let a = start_agent(&d, &privileges, true, &name, &with_volume);
     wait_up(&d, &a, &with_volume);
-    let own_mount = format!("127.0.0.1:{}", port_in_range());
+    let own_mount = format!("127.0.0.1:{}", free_port_in(PORTS, 0));
     let b = start_agent(&d, &privileges, false, &name, &own_mount);
     wait_up(&d, &b, &own_mount);
     // Without the volume the container's /sys has no tracefs until the agent mounts it.
@@ -140,10 +136,10 @@ fn image_runs_the_agent_as_a_daemonset_would() {
 /// The agent's container (as a DaemonSet runs it) traces an nginx started afterwards in
 /// another container, found by its name at its exec.
 fn nginx_in_a_container(d: &Dockerd, dir: &TempDir, privileges: &[&str]) {
-    let listen = format!("127.0.0.1:{}", port_in_range());
+    let listen = format!("127.0.0.1:{}", free_port_in(PORTS, 0));
     // Held while the second port is chosen, so the two differ.
     let held = std::net::TcpListener::bind(&listen).unwrap();
-    let port = port_in_range();
+    let port = free_port_in(PORTS, 0);
     drop(held);
     let root = dir.path("nginx-root");
     nginx_root(&root, port).unwrap();

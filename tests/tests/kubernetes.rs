@@ -369,9 +369,7 @@ fn daemonset_gives_the_agent_what_it_needs() {
 fn daemonset_arguments_start_the_agent() {
     let (_, _, c) = agent_pod();
     let dir = TempDir::new("k8s-args");
-    let port = (18300..18400)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port in 18300-18399");
+    let port = phasebox_tests::nginx::free_port_in(18300..18400, 0);
     let listen = format!("127.0.0.1:{port}");
     let profile = dir.path("node-nginx.json").to_str().unwrap().to_string();
     let mut args: Vec<String> = c.args.clone().unwrap();

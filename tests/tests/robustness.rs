@@ -56,6 +56,46 @@ fn a_closed_standard_error_loses_neither_the_summary_nor_the_exit_status() {
     assert!(!s["processes"].as_array().unwrap().is_empty(), "{s}");
 }
 
+/// The agent's running log on a standard error that fails, the reader gone (EPIPE) or a full
+/// device (ENOSPC): its lines are lost, never its profile or its exit status.
+#[test]
+fn a_failing_standard_error_loses_neither_the_agents_profile_nor_its_exit_status() {
+    let dir = TempDir::new("agent-stderr");
+    for (name, full) in [("closed", false), ("full", true)] {
+        let profile = dir.path(&format!("{name}.json"));
+        let traced = Guard::new(
+            Command::new("/bin/sleep")
+                .arg("2")
+                .env_remove(CARGO_LIBRARY_PATH)
+                .spawn()
+                .unwrap(),
+        );
+        let stderr = if full {
+            Stdio::from(std::fs::File::create("/dev/full").unwrap())
+        } else {
+            Stdio::piped()
+        };
+        let mut agent = Guard::new(
+            Command::new(phasebox_bin())
+                .args(["agent", "-p", &traced.id().to_string(), "--profile"])
+                .arg(&profile)
+                .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+                .env_remove(CARGO_LIBRARY_PATH)
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        );
+        drop(agent.stderr.take()); // the reader goes away: writes fail with EPIPE
+        let status = eventually(Duration::from_secs(30), "the agent to end", || {
+            agent.try_wait().unwrap()
+        });
+        assert_eq!(status.code(), Some(0), "stderr {name}: the exit status");
+        let p = read_json(&profile);
+        assert!(!p["roles"].as_array().unwrap().is_empty(), "{p}");
+    }
+}
+
 /// A pid that is free now, far enough from the last one handed out that nothing else takes it
 /// during the test.
 fn free_pid() -> u32 {

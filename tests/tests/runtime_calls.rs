@@ -9,12 +9,13 @@
 //! printed (`--nocapture`) in the data files' form.
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use phasebox_core::{
     seccomp::runtimes::{Runtime, RuntimeCalls},
     sysnames,
 };
-use phasebox_tests::{TempDir, docker::Dockerd, fixture};
+use phasebox_tests::{TempDir, docker::Dockerd, fixture, metrics::eventually};
 
 /// The program every measured container runs (the static `tiny_init`).
 const PROGRAM: &str = "/init";
@@ -142,22 +143,17 @@ fn tiny_root(dir: &TempDir) -> std::path::PathBuf {
     root
 }
 
-/// Waits until `f` holds (every 100 ms, 10 s at most).
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !f() {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 /// Reads the runtime's logged calls until `n` processes have logged their execve.
 fn measured(log: &mut KernelLog, n: usize) -> Vec<BTreeSet<String>> {
     let mut found: Vec<BTreeSet<String>> = Vec::new();
-    eventually("the kernel logged the runtime's calls", || {
-        found = log.runtime_calls();
-        found.len() >= n && found.iter().all(|s| s.contains("execve"))
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the kernel logged the runtime's calls",
+        || {
+            found = log.runtime_calls();
+            (found.len() >= n && found.iter().all(|s| s.contains("execve"))).then_some(())
+        },
+    );
     found
 }
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use phasebox_tests::profile::all_syscalls;
 use phasebox_tests::{
-    CARGO_LIBRARY_PATH, TempDir, assert_clear_failure, phasebox, phasebox_bin, phasebox_ok,
-    read_json,
+    CARGO_LIBRARY_PATH, TempDir, assert_clear_failure, nginx::wait_port, phasebox, phasebox_bin,
+    phasebox_ok, read_json,
 };
 
 /// `phasebox static BINARY -o DIR/NAME.static.json`; returns the profile's JSON.
@@ -260,17 +260,6 @@ impl Drop for Traced {
     }
 }
 
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn succeed(cmd: &mut Command) {
     let out = cmd.env_remove(CARGO_LIBRARY_PATH).output().expect("runs");
     assert!(
@@ -304,7 +293,7 @@ fn redis_server_driven_by_its_benchmark() {
             "no",
         ],
     );
-    wait_port(PORT.parse().unwrap());
+    wait_port(PORT.parse().unwrap(), Duration::from_secs(15));
     let cli = |args: &[&str]| {
         let mut c = Command::new("redis-cli");
         c.args(["-h", "127.0.0.1", "-p", PORT]).args(args);
@@ -373,7 +362,7 @@ fn memcached_driven_over_its_text_protocol() {
             "2",
         ],
     );
-    wait_port(PORT);
+    wait_port(PORT, Duration::from_secs(15));
     let mut s = TcpStream::connect(("127.0.0.1", PORT)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     for i in 0..50 {

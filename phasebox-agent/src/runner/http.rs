@@ -1,13 +1,17 @@
-//! The built-in HTTP driver: plain HTTP/1.1 over loopback, one thread per concurrent client,
-//! every response checked.
-use std::io::{BufRead, BufReader, Write};
+//! The built-in HTTP driver: HTTP/1.1 over loopback with ureq, one thread per concurrent
+//! client, every response checked. A raw request (malformed on purpose) goes through
+//! [`raw`], since no client sends bytes that are not HTTP.
+use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use phasebox_core::scenario::HttpStep;
 
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+use super::raw;
+
+/// How long a connection, a read or a write may take.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Waits until 127.0.0.1:`port` accepts a connection.
 pub fn wait_port(port: u16, limit: Duration) -> anyhow::Result<()> {
@@ -25,74 +29,30 @@ pub fn wait_port(port: u16, limit: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// One response: status and body.
+/// One response: its status, its body's length and, when a check reads it, the body itself
+/// (a body only counted is never held in memory).
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    pub length: u64,
     pub body: Vec<u8>,
 }
 
-fn connect(port: u16) -> anyhow::Result<TcpStream> {
-    let s = TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| anyhow!("cannot connect to 127.0.0.1:{port}: {e}"))?;
-    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = s.set_write_timeout(Some(IO_TIMEOUT));
-    Ok(s)
-}
-
-/// Reads one response; `to_eof` when the server closes after it.
-fn read_response(r: &mut impl BufRead, to_eof: bool) -> anyhow::Result<Response> {
-    let mut line = String::new();
-    r.read_line(&mut line)
-        .map_err(|e| anyhow!("no response: {e}"))?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("not an HTTP status line: {:?}", line.trim_end()))?;
-    let mut length = None;
-    let mut chunked = false;
-    loop {
-        line.clear();
-        r.read_line(&mut line)
-            .map_err(|e| anyhow!("response headers cut: {e}"))?;
-        let h = line.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').unwrap_or((h, ""));
-        let k = k.to_ascii_lowercase();
-        if k == "content-length" {
-            length = v.trim().parse::<usize>().ok();
-        } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-            chunked = true;
-        }
+impl Response {
+    /// Reads a body to its end, keeping it when `keep`.
+    pub fn read(status: u16, mut body: impl Read, keep: bool) -> std::io::Result<Response> {
+        let mut kept = Vec::new();
+        let length = if keep {
+            body.read_to_end(&mut kept)? as u64
+        } else {
+            std::io::copy(&mut body, &mut std::io::sink())?
+        };
+        Ok(Response {
+            status,
+            length,
+            body: kept,
+        })
     }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            r.read_line(&mut line)
-                .map_err(|e| anyhow!("chunk cut: {e}"))?;
-            let n = usize::from_str_radix(line.trim(), 16)
-                .map_err(|_| anyhow!("bad chunk size {:?}", line.trim()))?;
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)
-                .map_err(|e| anyhow!("chunk cut: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else if let Some(n) = length {
-        body.resize(n, 0);
-        r.read_exact(&mut body)
-            .map_err(|e| anyhow!("body cut after {} bytes: {e}", body.len()))?;
-    } else if to_eof {
-        r.read_to_end(&mut body)
-            .map_err(|e| anyhow!("body cut: {e}"))?;
-    }
-    Ok(Response { status, body })
 }
 
 fn check(step: &HttpStep, resp: &Response) -> anyhow::Result<()> {
@@ -113,43 +73,64 @@ fn check(step: &HttpStep, resp: &Response) -> anyhow::Result<()> {
         return Err(anyhow!("the body of {what} does not contain {want:?}"));
     }
     if let Some(n) = step.body_bytes
-        && resp.body.len() as u64 != n
+        && resp.length != n
     {
         return Err(anyhow!(
             "the body of {what} has {} bytes, expected {n}",
-            resp.body.len()
+            resp.length
         ));
     }
     Ok(())
 }
 
-/// One client's share: `count` requests.
+/// A client that answers every status (the step checks it), follows no redirect, goes
+/// through no proxy from the environment (the server is on loopback) and keeps at most one
+/// idle connection: the one a keep-alive client sends all its requests on.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent("phasebox-scenario")
+        .timeout_connect(Some(IO_TIMEOUT))
+        .timeout_per_read(Some(IO_TIMEOUT))
+        .timeout_per_write(Some(IO_TIMEOUT))
+        .max_idle_connections(1)
+        .max_idle_connections_per_host(1)
+        .build()
+        .new_agent()
+}
+
+/// `GET url`; with `close` the connection ends after the response (`Connection: close`).
+fn get(agent: &ureq::Agent, url: &str, close: bool, keep: bool) -> anyhow::Result<Response> {
+    let mut request = agent.get(url);
+    if close {
+        request = request.header("Connection", "close");
+    }
+    let mut resp = request.call().map_err(|e| match e {
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => anyhow!("{url} is not a request ({e})"),
+        e => anyhow!("GET {url}: {e}"),
+    })?;
+    let status = resp.status().as_u16();
+    Response::read(status, resp.body_mut().as_reader(), keep)
+        .map_err(|e| anyhow!("the body of GET {url} was cut: {e}"))
+}
+
+/// One client's share: `count` requests, on one connection with keep-alive (the last one
+/// closes it), else each on its own.
 fn client(port: u16, step: &HttpStep, count: u32) -> anyhow::Result<()> {
-    let get = |close: bool| {
-        format!(
-            "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: phasebox-scenario\r\n{}\r\n",
-            step.path,
-            if close { "Connection: close\r\n" } else { "" }
-        )
-    };
-    if step.keepalive && step.raw.is_none() {
-        let mut s = connect(port)?;
-        let mut r = BufReader::new(s.try_clone().map_err(anyhow::Error::from)?);
-        for i in 0..count {
-            let last = i + 1 == count;
-            s.write_all(get(last).as_bytes())
-                .map_err(|e| anyhow!("cannot send: {e}"))?;
-            check(step, &read_response(&mut r, last)?)?;
+    let keep = step.body_contains.is_some();
+    if let Some(bytes) = &step.raw {
+        for _ in 0..count {
+            check(step, &raw::send(port, bytes.as_bytes(), keep)?)?;
         }
         return Ok(());
     }
-    for _ in 0..count {
-        let mut s = connect(port)?;
-        let req = step.raw.clone().unwrap_or_else(|| get(true));
-        s.write_all(req.as_bytes())
-            .map_err(|e| anyhow!("cannot send: {e}"))?;
-        let mut r = BufReader::new(s);
-        check(step, &read_response(&mut r, true)?)?;
+    let agent = agent();
+    let url = format!("http://127.0.0.1:{port}{}", step.path);
+    for i in 0..count {
+        let close = !step.keepalive || i + 1 == count;
+        check(step, &get(&agent, &url, close, keep)?)?;
     }
     Ok(())
 }
@@ -178,22 +159,79 @@ pub fn run(port: u16, step: &HttpStep) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A loopback server that answers every request with `reply` (and closes when the request
+    /// says `Connection: close`); returns its port and how many connections it accepted.
+    fn server(reply: &'static [u8]) -> (u16, Arc<AtomicUsize>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || serve(s, reply));
+            }
+        });
+        (port, accepted)
+    }
+
+    fn serve(mut s: TcpStream, reply: &[u8]) {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        loop {
+            let mut close = false;
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                close |= line.eq_ignore_ascii_case("connection: close\r\n");
+                line.clear();
+            }
+            if line.is_empty() || s.write_all(reply).is_err() || close {
+                return;
+            }
+        }
+    }
+
+    fn step(count: u32, keepalive: bool) -> HttpStep {
+        HttpStep {
+            path: "/x".into(),
+            status: 200,
+            count,
+            concurrency: 1,
+            keepalive,
+            raw: None,
+            body_contains: Some("hi!".into()),
+            body_bytes: Some(3),
+        }
+    }
 
     #[test]
-    fn reads_length_chunked_and_eof_bodies() {
-        let mut r = BufReader::new(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"[..]);
-        let a = read_response(&mut r, false).unwrap();
-        assert_eq!((a.status, a.body.as_slice()), (200, &b"abc"[..]));
-        let b = read_response(&mut r, false).unwrap();
-        assert_eq!((b.status, b.body.as_slice()), (404, &b"hi"[..]));
-        let mut r = BufReader::new(&b"HTTP/1.1 400 Bad Request\r\n\r\nbye"[..]);
-        assert_eq!(read_response(&mut r, true).unwrap().body, b"bye");
-        let mut r = BufReader::new(&b"garbage\r\n"[..]);
-        assert!(
-            read_response(&mut r, true)
-                .unwrap_err()
-                .to_string()
-                .contains("not an HTTP status")
-        );
+    fn keepalive_sends_every_request_on_one_connection() {
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n1\r\n!\r\n0\r\n\r\n";
+        let (port, accepted) = server(chunked);
+        run(port, &step(5, true)).unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        let (port, accepted) = server(chunked);
+        run(port, &step(5, false)).unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn every_response_is_checked_and_no_redirect_followed() {
+        let (port, _) =
+            server(b"HTTP/1.1 302 Found\r\nLocation: /y\r\nContent-Length: 3\r\n\r\nhi!");
+        let e = run(port, &step(2, true)).unwrap_err().to_string();
+        assert_eq!(e, "/x got status 302, expected 200");
+        let (port, _) = server(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nhi!!");
+        let e = run(port, &step(1, false)).unwrap_err().to_string();
+        assert_eq!(e, "the body of /x has 4 bytes, expected 3");
+        let mut raw = step(1, false);
+        raw.raw = Some("GARBAGE\r\n\r\n".into());
+        raw.status = 400;
+        let (port, _) = server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nhi!");
+        run(port, &raw).unwrap();
     }
 }

@@ -4,18 +4,22 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use phasebox_core::scenario::{Namespace, Scenario, ScenarioSet, Stdout, expand, signal_number};
+use phasebox_core::scenario::{
+    Namespace, Scenario, ScenarioSet, Stdout, Step, expand, signal_number,
+};
 use phasebox_core::units::parse_duration;
 
 use crate::procfs;
 
 pub mod http;
+mod raw;
 
 /// What traces the program.
 #[derive(Clone, Debug)]
@@ -40,25 +44,28 @@ pub struct Outcome {
     pub stderr: String,
 }
 
-/// The scenario's own directory, removed when dropped.
-struct Workdir(PathBuf);
-
-impl Drop for Workdir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn fresh_dir(set: &str, scenario: &str) -> anyhow::Result<Workdir> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "phasebox-scenario-{set}-{scenario}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
-    Ok(Workdir(dir))
+/// The scenario's own directory under $TMPDIR: an unpredictable name, made exclusively (no
+/// directory planted there beforehand is used), removed when dropped. It is readable by all,
+/// as a directory made with the usual umask is: a program that drops privileges (nginx's
+/// workers as `user nobody`) still reaches its files.
+fn fresh_dir(set: &str, scenario: &str) -> anyhow::Result<tempfile::TempDir> {
+    // The set's name is free text: only what is safe in a file name, and not too much of it.
+    let tag: String = format!("{set}-{scenario}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    tempfile::Builder::new()
+        .prefix(&format!("phasebox-scenario-{tag}-"))
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir()
+        .map_err(|e| anyhow!("cannot create the directory of scenario {scenario}: {e}"))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -270,7 +277,7 @@ fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Strin
 pub fn run(set: &ScenarioSet, s: &Scenario, tracer: &Tracer) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let work = fresh_dir(&set.name, &s.name)?;
-    let dir = work.0.display().to_string();
+    let dir = work.path().display().to_string();
     // Every scenario gets a free port: a configuration may name {port} with no step using it
     // (`nginx -t`).
     let port = free_port()?;
@@ -331,47 +338,7 @@ fn drive(
     let out = drain(child.stdout.take());
     let err = drain(child.stderr.take());
     let tracer_pid = child.id();
-    let mut failure = None;
-    let needs_pid = s.stop.is_some()
-        || s.steps
-            .iter()
-            .any(|st| st.signal.is_some() || st.shell.is_some());
-    let program = if needs_pid {
-        program_pid(tracer_pid, deadline)
-    } else {
-        None
-    };
-    if needs_pid && program.is_none() {
-        failure = Some("the program did not start".to_string());
-    }
-    for (i, step) in s.steps.iter().enumerate() {
-        if failure.is_some() {
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let result = if step.wait_port {
-            http::wait_port(port, left)
-        } else if let Some(h) = &step.http {
-            http::run(port, h)
-        } else if let Some(sig) = &step.signal {
-            send(program.unwrap_or(0), sig)
-        } else if let Some(d) = &step.sleep {
-            std::thread::sleep(parse_duration(d).unwrap_or_default());
-            Ok(())
-        } else if let Some(sh) = &step.shell {
-            shell(s, sh, dir, port, Some(program.unwrap_or(0)))
-        } else {
-            Ok(())
-        };
-        if let Err(e) = result {
-            failure = Some(format!("step {}: {e}", i + 1));
-        }
-    }
-    if let (None, Some(sig), Some(pid)) = (&failure, &s.stop, program)
-        && let Err(e) = send(pid, sig)
-    {
-        failure = Some(e.to_string());
-    }
+    let mut failure = run_steps(s, tracer_pid, port, dir, deadline).err();
     if failure.is_some() {
         kill_descendants(tracer_pid);
     }
@@ -397,6 +364,60 @@ fn drive(
         stdout,
         stderr,
     })
+}
+
+/// Finds the program under the tracer (when a step or the stop signal needs its pid), runs
+/// the steps in order and sends the stop signal; the first failure, said for the user.
+fn run_steps(
+    s: &Scenario,
+    tracer_pid: u32,
+    port: u16,
+    dir: &str,
+    deadline: Instant,
+) -> Result<(), String> {
+    let needs_pid = s.stop.is_some()
+        || s.steps
+            .iter()
+            .any(|st| st.signal.is_some() || st.shell.is_some());
+    let program = if needs_pid {
+        Some(program_pid(tracer_pid, deadline).ok_or("the program did not start")?)
+    } else {
+        None
+    };
+    for (i, step) in s.steps.iter().enumerate() {
+        run_step(s, step, program, port, dir, deadline)
+            .map_err(|e| format!("step {}: {e}", i + 1))?;
+    }
+    if let (Some(sig), Some(pid)) = (&s.stop, program) {
+        send(pid, sig).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// One step of the driver; `program` is the program's pid when the scenario needs it.
+fn run_step(
+    s: &Scenario,
+    step: &Step,
+    program: Option<u32>,
+    port: u16,
+    dir: &str,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if step.wait_port {
+        http::wait_port(port, left)
+    } else if let Some(h) = &step.http {
+        http::run(port, h)
+    } else if let Some(sig) = &step.signal {
+        send(program.unwrap_or(0), sig)
+    } else if let Some(d) = &step.sleep {
+        std::thread::sleep(parse_duration(d).unwrap_or_default());
+        Ok(())
+    } else if let Some(sh) = &step.shell {
+        shell(s, sh, dir, port, Some(program.unwrap_or(0)))
+    } else {
+        Ok(())
+    }
 }
 
 /// Runs `script` with sh in the scenario's directory and environment; steps (with the
