@@ -375,20 +375,22 @@ fn run_steps(
     dir: &str,
     deadline: Instant,
 ) -> Result<(), String> {
-    let needs_pid = s.stop.is_some()
-        || s.steps
-            .iter()
-            .any(|st| st.signal.is_some() || st.shell.is_some());
-    let program = if needs_pid {
-        Some(program_pid(tracer_pid, deadline).ok_or("the program did not start")?)
-    } else {
-        None
+    // The program's pid, looked up afresh where a step needs it: the process the tracer
+    // runs changes while it starts (strace's child before its execve, a launcher's).
+    let program = |needed: bool| -> Result<Option<u32>, String> {
+        if !needed {
+            return Ok(None);
+        }
+        Ok(Some(
+            program_pid(tracer_pid, deadline).ok_or("the program did not start")?,
+        ))
     };
     for (i, step) in s.steps.iter().enumerate() {
-        run_step(s, step, program, port, dir, deadline)
+        let pid = program(step.signal.is_some() || step.shell.is_some())?;
+        run_step(s, step, pid, port, dir, deadline)
             .map_err(|e| format!("step {}: {e}", i + 1))?;
     }
-    if let (Some(sig), Some(pid)) = (&s.stop, program) {
+    if let (Some(sig), Some(pid)) = (&s.stop, program(s.stop.is_some())?) {
         send(pid, sig).map_err(|e| e.to_string())?;
     }
     Ok(())
