@@ -7,6 +7,7 @@
 //! - syscall storm: events per second delivered to userspace with no drops, and peak RSS.
 //! - nginx under its learned seccomp profiles; the agent on nginx.
 //! - phase detection (`bench_phases.rs`): analyzing a large trace, learning phases live.
+//! - the agent over an hour (`bench_soak.rs`, `--soak [MINUTES]` only): memory, maps, drops.
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use phasebox_tests::{TempDir, fixture, nginx::Nginx};
 
-use crate::{bench_cost, bench_phases, bench_static, util};
+use crate::{bench_cost, bench_phases, bench_soak, bench_static, util};
 
 const BEGIN: &str = "<!-- bench:tracer-core:begin -->";
 const END: &str = "<!-- bench:tracer-core:end -->";
@@ -43,19 +44,21 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = settings(args);
     // A section flag runs only the sections named; none runs them all.
-    const SECTIONS: [&str; 6] = [
+    const SECTIONS: [&str; 7] = [
         "--core",
         "--seccomp",
         "--agent",
         "--phases",
         "--cost",
         "--static",
+        "--soak",
     ];
     let only: Vec<&str> = SECTIONS
         .into_iter()
         .filter(|f| args.iter().any(|a| a == f))
         .collect();
-    let want = |f: &str| only.is_empty() || only.contains(&f);
+    // The soak takes an hour: it runs only when named.
+    let want = |f: &str| (only.is_empty() && f != "--soak") || only.contains(&f);
     let mut sections = Vec::new();
     if want("--core") {
         let nginx = nginx_bench(&bin, &s)?;
@@ -79,6 +82,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if want("--static") {
         let stat = bench_static::bench(&bin, s.rounds)?;
         sections.push((bench_static::BEGIN, bench_static::END, stat));
+    }
+    if want("--soak") {
+        let soak = bench_soak::run(&bin, bench_soak::minutes(args)?)?;
+        sections.push((bench_soak::BEGIN, bench_soak::END, soak));
     }
     let path = util::root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
@@ -511,12 +518,17 @@ fn scrape(listen: &str) -> String {
 }
 
 /// KiB of resident memory of `pid` (VmRSS).
-fn rss_kib(pid: u32) -> f64 {
+pub fn rss_kib(pid: u32) -> f64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A figure in KiB from `pid`'s /proc status, by its `field` (`VmRSS:`, `RssAnon:`…).
+pub fn status_kib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .map(|v| v.trim().trim_end_matches(" kB").trim().to_string())
         })
         .and_then(|v| v.parse().ok())

@@ -59,7 +59,7 @@ fn record(bin: &Path, dir: &TempDir, events: u64) -> anyhow::Result<(std::path::
 }
 
 /// The 1-minute load average: other work on the machine shows in every number.
-fn load() -> String {
+pub fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().map(String::from))
