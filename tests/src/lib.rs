@@ -328,6 +328,17 @@ impl Drop for Guard {
 
 /// The ids of the BPF programs `pid` holds open (from its fdinfo).
 pub fn bpf_programs_of(pid: u32) -> std::collections::BTreeSet<u32> {
+    fdinfo_ids(pid, "prog_id:")
+}
+
+/// The ids of the BPF maps `pid` holds open (from its fdinfo): a process's own maps, told
+/// apart from another phasebox's on a busy machine.
+pub fn bpf_maps_of(pid: u32) -> std::collections::BTreeSet<u32> {
+    fdinfo_ids(pid, "map_id:")
+}
+
+/// The ids after `key` in the fdinfo of `pid`'s descriptors.
+fn fdinfo_ids(pid: u32, key: &str) -> std::collections::BTreeSet<u32> {
     let mut ids = std::collections::BTreeSet::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return ids;
@@ -336,21 +347,34 @@ pub fn bpf_programs_of(pid: u32) -> std::collections::BTreeSet<u32> {
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
         ids.extend(
             text.lines()
-                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|l| l.strip_prefix(key))
                 .filter_map(|v| v.trim().parse::<u32>().ok()),
         );
     }
     ids
 }
 
-/// The ids of every BPF program loaded on the host.
-pub fn loaded_bpf_programs() -> std::collections::BTreeSet<u32> {
+/// `bpftool -j ARGS` as JSON (null when bpftool says nothing it can parse).
+pub fn bpftool(args: &[&str]) -> serde_json::Value {
     let out = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
+        .arg("-j")
+        .args(args)
         .output()
         .expect("bpftool is installed");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Entries in the BPF map `id` now (`bpftool map dump`).
+pub fn map_entries(id: u32) -> usize {
+    bpftool(&["map", "dump", "id", &id.to_string()])
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// The ids of every BPF program loaded on the host.
+pub fn loaded_bpf_programs() -> std::collections::BTreeSet<u32> {
+    bpftool(&["prog", "show"])
+        .as_array()
         .map(|a| {
             a.iter()
                 .filter_map(|p| p["id"].as_u64().map(|id| id as u32))

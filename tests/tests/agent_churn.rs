@@ -27,30 +27,11 @@ fn rss_kib(pid: u32) -> u64 {
 /// Entries now in the kernel map `name` of the agent `pid` (other phasebox instances may be
 /// loaded on a busy machine: the agent's own map, by the ids its descriptors hold).
 fn map_entries(pid: u32, name: &str) -> usize {
-    let bpftool = |args: &[&str]| -> serde_json::Value {
-        let out = Command::new("bpftool")
-            .arg("-j")
-            .args(args)
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    };
-    let ids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let text = std::fs::read_to_string(e.path()).ok()?;
-            let id = text.lines().find_map(|l| l.strip_prefix("map_id:"))?;
-            Some(id.trim().to_string())
-        })
-        .collect();
-    let id = ids
-        .iter()
-        .find(|id| bpftool(&["map", "show", "id", id])["name"] == name)
+    let id = phasebox_tests::bpf_maps_of(pid)
+        .into_iter()
+        .find(|id| phasebox_tests::bpftool(&["map", "show", "id", &id.to_string()])["name"] == name)
         .unwrap_or_else(|| panic!("the agent holds no map {name}"));
-    bpftool(&["map", "dump", "id", id])
-        .as_array()
-        .map_or(0, Vec::len)
+    phasebox_tests::map_entries(id)
 }
 
 fn send(fifo: &std::path::Path) {

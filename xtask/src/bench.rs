@@ -7,29 +7,34 @@
 //! - syscall storm: events per second delivered to userspace with no drops, and peak RSS.
 //! - nginx under its learned seccomp profiles; the agent on nginx.
 //! - phase detection (`bench_phases.rs`): analyzing a large trace, learning phases live.
+//! - the agent over an hour (`bench_soak.rs`, `--soak [MINUTES]` only): memory, maps, drops.
 //!
 //! Each section is a module of its own (`bench_*.rs`), over what they share (`measure.rs`):
 //! this file only picks the sections and writes them into BENCHMARKS.md.
 use crate::{
-    bench_agent, bench_core, bench_cost, bench_phases, bench_seccomp, bench_static, measure, util,
+    bench_agent, bench_core, bench_cost, bench_phases, bench_seccomp, bench_soak, bench_static,
+    measure, util,
 };
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = measure::settings(args);
     // A section flag runs only the sections named; none runs them all.
-    const SECTIONS: [&str; 6] = [
+    const SECTIONS: [&str; 7] = [
         "--core",
         "--seccomp",
         "--agent",
         "--phases",
         "--cost",
         "--static",
+        "--soak",
     ];
     let only: Vec<&str> = SECTIONS
         .into_iter()
         .filter(|f| args.iter().any(|a| a == f))
         .collect();
-    let want = |f: &str| only.is_empty() || only.contains(&f);
+    // The soak takes an hour: it runs only when named.
+    let want = |f: &str| (only.is_empty() && f != "--soak") || only.contains(&f);
     let mut sections = Vec::new();
     if want("--core") {
         let nginx = bench_core::nginx_bench(&bin, &s)?;
@@ -59,6 +64,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if want("--static") {
         let stat = bench_static::bench(&bin, s.rounds)?;
         sections.push((bench_static::BEGIN, bench_static::END, stat));
+    }
+    if want("--soak") {
+        let soak = bench_soak::run(&bin, bench_soak::minutes(args)?)?;
+        sections.push((bench_soak::BEGIN, bench_soak::END, soak));
     }
     let path = util::root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::bail;
 use phasebox_tests::{TempDir, nginx::Nginx};
 
-use crate::measure::{Settings, median, run_measured, wrk};
+use crate::measure::{Settings, load, median, run_measured, wrk};
 
 pub const BEGIN: &str = "<!-- bench:phases:begin -->";
 pub const END: &str = "<!-- bench:phases:end -->";
@@ -56,14 +56,6 @@ fn record(bin: &Path, dir: &TempDir, events: u64) -> anyhow::Result<(std::path::
         per_request = got as f64 / requests;
     }
     bail!("could not record {events} events from nginx")
-}
-
-/// The 1-minute load average: other work on the machine shows in every number.
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(String::from))
-        .unwrap_or_else(|| "?".into())
 }
 
 pub fn run(bin: &Path, s: &Settings) -> anyhow::Result<String> {

@@ -187,13 +187,26 @@ pub fn scrape(listen: &str) -> String {
 
 /// KiB of resident memory of `pid` (VmRSS).
 pub fn rss_kib(pid: u32) -> f64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A size field of /proc/PID/status (`VmRSS:`, `RssAnon:`…), in KiB (NaN when unreadable).
+pub fn status_kib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .map(|v| v.trim().trim_end_matches(" kB").trim().to_string())
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
+}
+
+/// The 1-minute load average: other work on the machine shows in every number.
+pub fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
 }
