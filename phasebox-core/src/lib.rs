@@ -1,6 +1,20 @@
 //! phasebox's core: everything that is plain logic over data, unit-tested without root and
 //! without the kernel. Kernel and process I/O (loading programs, launching, /proc, seccomp
 //! filters) live in the agent crate, which depends on this one and never the other way.
+//!
+//! Modules import only from the layers below their own (within a module, its files may use
+//! their parent's items), so there is no cycle:
+//!
+//! 1. names and text: `sysnames`, `display`, `units`, `event`;
+//! 2. files: `atomic_file` (writing), `input` (reading), and the errors naming them;
+//! 3. formats that stand alone: `rules` (phase rule sets), `process`, `summary`, `tracefile`,
+//!    `container`;
+//! 4. `profile`: the learned profile and what is shown of it (it reads rule sets for the
+//!    operations they define);
+//! 5. what works on profiles: `phase` (detection: rule markers, automatic segmentation),
+//!    `call_classes`, `policy`, `seccomp` (which reads phases to know a steady phase);
+//! 6. the learner and what uses it: `learn`, `harvest`, `monitor`, `metrics`, `scenario`,
+//!    `report`.
 pub mod atomic_file;
 pub mod call_classes;
 pub mod container;
@@ -16,6 +30,7 @@ pub mod policy;
 pub mod process;
 pub mod profile;
 pub mod report;
+pub mod rules;
 pub mod scenario;
 pub mod seccomp;
 pub mod summary;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use phasebox_core::{
     atomic_file::{file_error, write_atomic},
     display,
-    phase::rules::BUILTIN,
     profile::{Profile, compare::merge},
+    rules::BUILTIN,
     scenario::{
         Scenario, ScenarioSet,
         coverage::{self, ScenarioCoverage},

@@ -20,9 +20,10 @@ use phasebox_common::{
 
 use crate::{
     event::Event,
-    phase::{Detector, Tracker, rules::Obs},
+    phase::{Detector, Tracker},
     process::ProcessTree,
     profile::{self, Profile},
+    rules::Obs,
     sysnames,
 };
 use aggregate::{Item, RoleAgg};

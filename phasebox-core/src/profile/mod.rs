@@ -161,7 +161,7 @@ fn check_filtered(ph: &Phase, role: &str) -> Result<(), String> {
                 sysnames::ARCH
             ));
         }
-        if !crate::seccomp::oci::ERRNO_RANGE.contains(&f.errno) {
+        if !sysnames::ERRNO_RANGE.contains(&f.errno) {
             return Err(format!(
                 "phase {} of role {role} says {name} was filtered with errno {}, outside 1..4095",
                 ph.name, f.errno

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use super::Profile;
 use super::static_section::StaticSection;
+use crate::sysnames;
 
 /// What a group of calls serves: a call belongs to the first purpose that lists it and whose
 /// hints (if any) are in the name of one of the program's last two functions on its chain
@@ -118,7 +119,7 @@ const PURPOSES: &[Purpose] = &[
     Purpose {
         name: "privileges",
         serves: "user, group and capability changes, chroot",
-        syscalls: crate::phase::auto::PRIVILEGE_CHANGES,
+        syscalls: sysnames::PRIVILEGE_CHANGES,
         hints: &[],
     },
     Purpose {

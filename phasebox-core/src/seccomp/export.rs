@@ -16,6 +16,7 @@ use crate::{
     sysnames,
 };
 
+pub use super::Named;
 pub use super::runtimes::{Runtime, add_runtime};
 
 /// What every program may need to end or handle signals even when a run never showed it
@@ -29,19 +30,6 @@ pub const BASICS: &[(&str, &str)] = &[
         "the kernel restarts a call interrupted by a stopped signal",
     ),
 ];
-
-/// An enum whose values have names on the command line and in files.
-pub trait Named: Sized + Copy + 'static {
-    /// Every value with its name.
-    const NAMES: &'static [(&'static str, Self)];
-
-    fn from_name(name: &str) -> Option<Self> {
-        Self::NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|&(_, v)| v)
-    }
-}
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -69,9 +69,8 @@ pub fn scmp_arch(arch: &str) -> String {
     }
 }
 
-/// The errno values a seccomp filter can return: the kernel caps SECCOMP_RET_ERRNO's data at
-/// 4095 (MAX_ERRNO), and 0 would make a denied call look like a success.
-pub const ERRNO_RANGE: std::ops::RangeInclusive<u32> = 1..=4095;
+/// The errno values a seccomp filter can return.
+pub use crate::sysnames::ERRNO_RANGE;
 
 /// Actions a rule or the default may take.
 pub const ACTIONS: &[&str] = &[

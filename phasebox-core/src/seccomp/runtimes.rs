@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use super::export::Named;
+use super::Named;
 
 /// Container runtimes `--for-runtime` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

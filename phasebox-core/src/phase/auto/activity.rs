@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use super::syscall_set::SyscallSet;
+use crate::sysnames::PRIVILEGE_CHANGES;
 
 /// A one-time activity; the order is the order of their phase slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,21 +71,6 @@ const FILE_READING: &[&str] = &[
     "faccessat",
     "faccessat2",
     "fadvise64",
-];
-
-/// Calls that change a process's privileges: they start the `privileges` phase.
-pub(crate) const PRIVILEGE_CHANGES: &[&str] = &[
-    "setuid",
-    "setgid",
-    "setgroups",
-    "setresuid",
-    "setresgid",
-    "setreuid",
-    "setregid",
-    "setfsuid",
-    "setfsgid",
-    "capset",
-    "chroot",
 ];
 
 /// Calls any activity may make (memory, clocks, ids, locks): they never start a phase.

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use crate::sysnames;
 
-const GENERIC: &str = include_str!("../../rules/generic.toml");
-const NGINX: &str = include_str!("../../rules/nginx.toml");
+const GENERIC: &str = include_str!("../rules/generic.toml");
+const NGINX: &str = include_str!("../rules/nginx.toml");
 
 /// The built-in rule sets, by name.
 pub const BUILTIN: &[(&str, &str)] = &[("generic", GENERIC), ("nginx", NGINX)];
@@ -508,62 +508,6 @@ mod tests {
             "name='a'\n[[phase]]\nname='p'\nsteady=true\nenter=[{exec=true}]\n[[phase]]\nname='q'\nsteady=true\nenter=[{fork=true}]",
         );
         assert!(e.contains("phases p and q are both steady"), "{e}");
-    }
-
-    /// The master phase a sequence of (syscall, path) leaves a process of role master in.
-    fn master_after(calls: &[(&str, Option<&str>)]) -> (String, bool) {
-        let det = crate::phase::Detector::load("nginx").unwrap();
-        let mut t = det.tracker::<()>("master", false);
-        for (name, path) in calls {
-            t.syscall(&det, "master", nr(name), *path, ());
-        }
-        let at = t.rule_phase().unwrap();
-        (det.phase_name("master", at), t.serving(&det, "master"))
-    }
-
-    #[test]
-    fn nginx_t_and_signal_commands_never_reach_the_masters_serving_phase() {
-        // nginx -t (strace of nginx 1.22.1): the pid file is created right after the
-        // configuration is read, then the temp paths, the logs and the listening sockets.
-        let test = [
-            ("openat", Some("/etc/ld.so.cache")),
-            ("openat", Some("/conf/nginx.conf")),
-            ("openat", Some("/run/nginx.pid")),
-            ("mkdir", Some("/tmp/body")),
-            ("openat", Some("/logs/error.log")),
-            ("socket", None),
-            ("setsockopt", None),
-            ("bind", None),
-            ("listen", None),
-            ("exit_group", None),
-        ];
-        assert_eq!(
-            master_after(&test),
-            ("creating-and-configuring-sockets".to_string(), false)
-        );
-        // nginx -s reload: reads the configuration and the pid file, then signals.
-        let signal = [
-            ("openat", Some("/conf/nginx.conf")),
-            ("openat", Some("/run/nginx.pid")),
-            ("kill", None),
-        ];
-        assert!(!master_after(&signal).1);
-        // The real master: sockets, signal handlers, the pid file, then its error log on
-        // stderr (dup2) and its workers.
-        let master = [
-            ("openat", Some("/conf/nginx.conf")),
-            ("bind", None),
-            ("listen", None),
-            ("rt_sigaction", None),
-            ("openat", Some("/run/nginx.pid")),
-            ("dup2", None),
-            ("socketpair", None),
-            ("clone", None),
-        ];
-        assert_eq!(
-            master_after(&master),
-            ("setting-up-worker-processes".to_string(), true)
-        );
     }
 
     #[test]
