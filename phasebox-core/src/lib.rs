@@ -12,7 +12,8 @@
 //! 4. `profile`: the learned profile and what is shown of it (it reads rule sets for the
 //!    operations they define);
 //! 5. what works on profiles: `phase` (detection: rule markers, automatic segmentation),
-//!    `call_classes`, `policy`, `seccomp` (which reads phases to know a steady phase);
+//!    `call_classes`, `seccomp` (which reads phases to know a steady phase), `policy` (which
+//!    reads seccomp actions);
 //! 6. the learner and what uses it: `learn`, `harvest`, `monitor`, `metrics`, `scenario`,
 //!    `report`.
 pub mod atomic_file;

@@ -4,7 +4,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use phasebox_core::{phase::Detector, seccomp::oci::OciProfile};
+use phasebox_core::{
+    phase::Detector,
+    seccomp::{action::Action, oci::OciProfile},
+};
 use tokio::sync::oneshot;
 
 use super::{
@@ -36,15 +39,16 @@ fn seccomp_spec(path: &std::path::Path) -> anyhow::Result<(FilterSpec, Option<i3
             path.display()
         );
     }
-    let errno = match oci.default_action.as_str() {
-        "SCMP_ACT_ERRNO" => {
+    let errno = match oci.default_action {
+        Action::Errno => {
             spec.notify_by_default();
             Some(oci.default_errno_ret.unwrap_or(libc::EPERM as u32) as i32)
         }
-        "SCMP_ACT_LOG" => {
+        Action::Log => {
             crate::say!(
-                "phasebox: {}'s default action is SCMP_ACT_LOG: calls outside it are allowed and logged by the kernel (audit records in the kernel log), not reported here",
-                path.display()
+                "phasebox: {}'s default action is {}: calls outside it are allowed and logged by the kernel (audit records in the kernel log), not reported here",
+                path.display(),
+                Action::Log
             );
             None
         }

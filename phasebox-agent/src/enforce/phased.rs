@@ -11,6 +11,7 @@ use std::path::Path;
 use phasebox_core::{
     call_classes,
     seccomp::{
+        action::Action,
         export::{self, DefaultAction, Manifest, Policy, Target},
         oci::OciProfile,
     },
@@ -118,11 +119,11 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
 /// The explicit ENOSYS, errno and kill rules of a phase file.
 fn add_denials(union: &mut Policy, f: &OciProfile) {
     for (name, action, errno) in f.explicit_denials() {
-        match (action.as_str(), errno) {
-            ("SCMP_ACT_ERRNO", Some(e)) => {
+        match (action, errno) {
+            (Action::Errno, Some(e)) => {
                 union.errno.entry(name).or_insert(e);
             }
-            ("SCMP_ACT_KILL_PROCESS" | "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD", _) => {
+            (a, _) if a.kills() => {
                 union.kill.insert(name);
             }
             _ => {}

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{profile::Profile, sysnames};
+use crate::{profile::Profile, seccomp::action::Action, sysnames};
 
 /// An imported policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,19 +27,6 @@ pub struct Policy {
     /// calls, as in Docker's profile, or typos): left out of `allowed`, and reported.
     pub not_syscalls: BTreeSet<String>,
 }
-
-/// Actions of the OCI runtime spec's seccomp profiles.
-const OCI_ACTIONS: &[&str] = &[
-    "SCMP_ACT_KILL",
-    "SCMP_ACT_KILL_PROCESS",
-    "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_TRAP",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_TRACE",
-    "SCMP_ACT_ALLOW",
-    "SCMP_ACT_LOG",
-    "SCMP_ACT_NOTIFY",
-];
 
 /// Capabilities a container gets from Docker by default: rules that need only these apply.
 const DEFAULT_CAPS: &[&str] = &[
@@ -160,19 +147,17 @@ impl Ctx<'_> {
     }
 
     /// An OCI action, checked: an unknown one would otherwise read as a deny.
-    fn action<'v>(&self, v: &'v Value, what: &str) -> anyhow::Result<&'v str> {
+    fn action(&self, v: &Value, what: &str) -> anyhow::Result<Action> {
         let action = v
             .as_str()
             .ok_or_else(|| self.bad(format!("{what} is not a string")))?;
-        if !OCI_ACTIONS.contains(&action) {
-            return Err(self.bad(format!("{what} {action:?} is not a seccomp action")));
-        }
-        Ok(action)
+        action
+            .parse()
+            .map_err(|_| self.bad(format!("{what} {action:?} is not a seccomp action")))
     }
 
     fn oci(&self, v: &Value) -> anyhow::Result<Policy> {
         let default = self.action(&v["defaultAction"], "defaultAction")?;
-        let allows = |action: &str| matches!(action, "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG");
         let rules = match &v["syscalls"] {
             Value::Null => &Vec::new(),
             Value::Array(a) => a,
@@ -199,7 +184,7 @@ impl Ctx<'_> {
                 continue;
             }
             let has_args = rule["args"].as_array().is_some_and(|a| !a.is_empty());
-            if allows(action) {
+            if action.allows() {
                 if has_args {
                     conditional.extend(names.iter().cloned());
                 }
@@ -208,12 +193,12 @@ impl Ctx<'_> {
                 denied.extend(names);
             }
         }
-        let allowed = if allows(default) {
+        let allowed = if default.allows() {
             all_syscalls().difference(&denied).cloned().collect()
         } else {
             allowed.difference(&denied).cloned().collect()
         };
-        let format = if allows(default) {
+        let format = if default.allows() {
             "OCI seccomp (default allow)"
         } else {
             "OCI seccomp (default deny)"

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::action::Action;
 use super::oci::{OciProfile, OciRule, scmp_arch};
 use crate::{
     atomic_file::write_atomic,
@@ -80,11 +81,12 @@ impl Named for DefaultAction {
 }
 
 impl DefaultAction {
-    pub fn scmp(self) -> &'static str {
+    /// The seccomp action it stands for.
+    pub fn action(self) -> Action {
         match self {
-            DefaultAction::Errno => "SCMP_ACT_ERRNO",
-            DefaultAction::Kill => "SCMP_ACT_KILL_PROCESS",
-            DefaultAction::Log => "SCMP_ACT_LOG",
+            DefaultAction::Errno => Action::Errno,
+            DefaultAction::Kill => Action::KillProcess,
+            DefaultAction::Log => Action::Log,
         }
     }
 }
@@ -343,25 +345,23 @@ const KILL_REASON: &str = "not learned, and an errno answer is misread as a valu
 /// The policy as an OCI profile.
 pub fn oci_profile(policy: &Policy, t: &Target) -> OciProfile {
     let label = one_line(&t.label);
-    let mut p = OciProfile::allow_list(&policy.allow, t.arch, t.action.scmp(), t.errno);
+    let mut p = OciProfile::allow_list(&policy.allow, t.arch, t.action.action(), t.errno);
     if let Some(rule) = p.syscalls.first_mut() {
         rule.comment = Some(format!("learned by phasebox: {label}"));
     }
     for (errno, names) in policy.by_errno() {
+        let names = names.into_iter().map(String::from).collect();
         p.syscalls.push(OciRule {
-            names: names.into_iter().map(String::from).collect(),
-            action: "SCMP_ACT_ERRNO".into(),
             errno_ret: Some(errno),
             comment: Some(errno_reason(errno)),
-            ..Default::default()
+            ..OciRule::new(names, Action::Errno)
         });
     }
     if !policy.kill.is_empty() {
+        let names = policy.kill.iter().cloned().collect();
         p.syscalls.push(OciRule {
-            names: policy.kill.iter().cloned().collect(),
-            action: "SCMP_ACT_KILL_PROCESS".into(),
             comment: Some(KILL_REASON.into()),
-            ..Default::default()
+            ..OciRule::new(names, Action::KillProcess)
         });
     }
     p
@@ -382,10 +382,10 @@ fn spo(policy: &Policy, t: &Target) -> String {
         .expect("a string serializes");
     let _ = writeln!(out, "  annotations:\n    description: {description}");
     // The operator's SeccompProfile (v1beta1) has no default errno: the runtime answers EPERM.
-    let _ = writeln!(out, "spec:\n  defaultAction: {}", t.action.scmp());
+    let _ = writeln!(out, "spec:\n  defaultAction: {}", t.action.action());
     let _ = writeln!(out, "  architectures:\n  - {}", scmp_arch(t.arch));
     let _ = writeln!(out, "  syscalls:");
-    let mut rule = |action: &str, errno: Option<u32>, names: Vec<&str>| {
+    let mut rule = |action: Action, errno: Option<u32>, names: Vec<&str>| {
         let _ = writeln!(out, "  - action: {action}");
         if let Some(e) = errno {
             // A string in the operator's API.
@@ -397,16 +397,16 @@ fn spo(policy: &Policy, t: &Target) -> String {
         }
     };
     rule(
-        "SCMP_ACT_ALLOW",
+        Action::Allow,
         None,
         policy.allow.iter().map(String::as_str).collect(),
     );
     for (errno, names) in policy.by_errno() {
-        rule("SCMP_ACT_ERRNO", Some(errno), names);
+        rule(Action::Errno, Some(errno), names);
     }
     if !policy.kill.is_empty() {
         rule(
-            "SCMP_ACT_KILL_PROCESS",
+            Action::KillProcess,
             None,
             policy.kill.iter().map(String::as_str).collect(),
         );

@@ -3,14 +3,16 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::action::{Action, Operator};
 use crate::sysnames;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OciProfile {
-    pub default_action: String,
+    #[serde(deserialize_with = "default_action")]
+    pub default_action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_errno_ret: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -19,7 +21,7 @@ pub struct OciProfile {
     pub syscalls: Vec<OciRule>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OciRule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -27,7 +29,7 @@ pub struct OciRule {
     /// The legacy one-name form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    pub action: String,
+    pub action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno_ret: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -47,7 +49,14 @@ pub struct OciArg {
     pub value: u64,
     #[serde(default)]
     pub value_two: u64,
-    pub op: String,
+    pub op: Operator,
+}
+
+/// A profile's default action; an unknown one is named as the default.
+fn default_action<'de, D: Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse()
+        .map_err(|_| serde::de::Error::custom(format_args!("unknown defaultAction {name}")))
 }
 
 /// The libseccomp architecture name of this machine.
@@ -72,18 +81,21 @@ pub fn scmp_arch(arch: &str) -> String {
 /// The errno values a seccomp filter can return.
 pub use crate::sysnames::ERRNO_RANGE;
 
-/// Actions a rule or the default may take.
-pub const ACTIONS: &[&str] = &[
-    "SCMP_ACT_ALLOW",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_KILL",
-    "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_KILL_PROCESS",
-    "SCMP_ACT_TRAP",
-    "SCMP_ACT_LOG",
-];
-
 impl OciRule {
+    /// An unconditional rule: `action` for `names`.
+    pub fn new(names: Vec<String>, action: Action) -> OciRule {
+        OciRule {
+            names,
+            name: None,
+            action,
+            errno_ret: None,
+            args: Vec::new(),
+            comment: None,
+            includes: None,
+            excludes: None,
+        }
+    }
+
     /// The names the rule covers, in either form.
     pub fn all_names(&self) -> Vec<String> {
         let mut v = self.names.clone();
@@ -97,31 +109,27 @@ impl OciProfile {
     pub fn allow_list(
         names: &BTreeSet<String>,
         arch: &str,
-        default_action: &str,
+        default_action: Action,
         errno: u32,
     ) -> OciProfile {
         OciProfile {
-            default_action: default_action.to_string(),
-            default_errno_ret: (default_action == "SCMP_ACT_ERRNO").then_some(errno),
+            default_action,
+            default_errno_ret: (default_action == Action::Errno).then_some(errno),
             architectures: vec![scmp_arch(arch)],
-            syscalls: vec![OciRule {
-                names: names.iter().cloned().collect(),
-                action: "SCMP_ACT_ALLOW".into(),
-                ..Default::default()
-            }],
+            syscalls: vec![OciRule::new(names.iter().cloned().collect(), Action::Allow)],
         }
     }
 
     /// The unconditional rules that are neither allow nor the default: (name, action, errno).
-    pub fn explicit_denials(&self) -> Vec<(String, String, Option<u32>)> {
+    pub fn explicit_denials(&self) -> Vec<(String, Action, Option<u32>)> {
         self.syscalls
             .iter()
-            .filter(|r| r.action != "SCMP_ACT_ALLOW" && r.args.is_empty())
+            .filter(|r| r.action != Action::Allow && r.args.is_empty())
             .filter(|r| r.includes.is_none() && r.excludes.is_none())
             .flat_map(|r| {
                 r.all_names()
                     .into_iter()
-                    .map(|n| (n, r.action.clone(), r.errno_ret))
+                    .map(|n| (n, r.action, r.errno_ret))
             })
             .collect()
     }
@@ -130,7 +138,7 @@ impl OciProfile {
     pub fn allowed(&self) -> BTreeSet<String> {
         self.syscalls
             .iter()
-            .filter(|r| r.action == "SCMP_ACT_ALLOW" && r.args.is_empty())
+            .filter(|r| r.action == Action::Allow && r.args.is_empty())
             .flat_map(OciRule::all_names)
             .collect()
     }
@@ -144,8 +152,11 @@ impl OciProfile {
         let bad =
             |what: String| anyhow::anyhow!("{origin} is not a valid OCI seccomp profile: {what}");
         let p: OciProfile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if !ACTIONS.contains(&p.default_action.as_str()) {
-            return Err(bad(format!("unknown defaultAction {}", p.default_action)));
+        if !p.default_action.enforceable() {
+            return Err(bad(format!(
+                "defaultAction {} is not one phasebox enforces",
+                p.default_action
+            )));
         }
         if let Some(e) = p.default_errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
             return Err(bad(format!(
@@ -153,8 +164,11 @@ impl OciProfile {
             )));
         }
         for (i, r) in p.syscalls.iter().enumerate() {
-            if !ACTIONS.contains(&r.action.as_str()) {
-                return Err(bad(format!("rule {i} has unknown action {}", r.action)));
+            if !r.action.enforceable() {
+                return Err(bad(format!(
+                    "rule {i} has action {}, which phasebox does not enforce",
+                    r.action
+                )));
             }
             if let Some(e) = r.errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
                 return Err(bad(format!(
@@ -188,7 +202,7 @@ mod tests {
     #[test]
     fn allow_list_round_trips_field_by_field() {
         let names: BTreeSet<String> = ["write", "read", "exit_group"].map(String::from).into();
-        let p = OciProfile::allow_list(&names, "x86_64", "SCMP_ACT_ERRNO", 1);
+        let p = OciProfile::allow_list(&names, "x86_64", Action::Errno, 1);
         let json = p.to_json();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
@@ -223,6 +237,29 @@ mod tests {
         assert!(
             err(r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_S390X"]}"#)
                 .contains("is for SCMP_ARCH_S390X")
+        );
+        let e = err(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_BAR"}]}"#,
+        );
+        assert!(e.contains("unknown seccomp action SCMP_ACT_BAR"), "{e}");
+        let e = err(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_TRACE"}]}"#,
+        );
+        assert!(
+            e.contains("rule 0 has action SCMP_ACT_TRACE, which phasebox does not enforce"),
+            "{e}"
+        );
+        let e = err(r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#);
+        assert!(
+            e.contains("defaultAction SCMP_ACT_NOTIFY is not one phasebox enforces"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1,"op":"SCMP_CMP_WHAT"}]}]}"#,
+        );
+        assert!(
+            e.contains("unknown seccomp argument comparison SCMP_CMP_WHAT"),
+            "{e}"
         );
     }
 
