@@ -21,6 +21,7 @@ pub mod call_classes;
 pub mod container;
 pub mod display;
 pub mod event;
+pub mod file_error;
 pub mod harvest;
 pub mod input;
 pub mod learn;
@@ -38,3 +39,23 @@ pub mod summary;
 pub mod sysnames;
 pub mod tracefile;
 pub mod units;
+
+/// An error and its causes joined by ": ", the one sentence the binary prints.
+#[cfg(test)]
+pub(crate) trait Sentence {
+    fn sentence(&self) -> String;
+}
+
+#[cfg(test)]
+impl<E: std::error::Error> Sentence for E {
+    fn sentence(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = self.source();
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+}

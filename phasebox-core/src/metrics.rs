@@ -15,6 +15,11 @@ use crate::{
     monitor::Violation,
 };
 
+/// The metrics could not be registered (a name or label the registry refuses).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the metrics")]
+pub struct MetricsError(#[from] prometheus::Error);
+
 /// The agent's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -80,7 +85,7 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
-    fn new(registry: &Registry) -> anyhow::Result<HttpMetrics> {
+    fn new(registry: &Registry) -> Result<HttpMetrics, MetricsError> {
         let open = IntGauge::new(
             "phasebox_http_open_connections",
             "Connections to the metrics server open now.",
@@ -123,7 +128,10 @@ pub struct BuildInfo {
 const BY_CALL: [&str; 5] = ["program", "container_id", "role", "phase", "syscall"];
 
 /// Registers `c` in `registry` and hands it back.
-fn registered<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> anyhow::Result<C> {
+fn registered<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    c: C,
+) -> Result<C, MetricsError> {
     registry.register(Box::new(c.clone()))?;
     Ok(c)
 }
@@ -132,7 +140,7 @@ fn registered<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> anyh
 /// is in.
 fn call_metrics(
     registry: &Registry,
-) -> anyhow::Result<(IntCounterVec, IntCounterVec, IntGaugeVec)> {
+) -> Result<(IntCounterVec, IntCounterVec, IntGaugeVec), MetricsError> {
     let syscalls = IntCounterVec::new(
         opts(
             "phasebox_syscalls_total",
@@ -165,7 +173,7 @@ fn call_metrics(
 /// that failed.
 fn agent_metrics(
     registry: &Registry,
-) -> anyhow::Result<(IntGauge, IntCounter, IntCounter, IntCounter)> {
+) -> Result<(IntGauge, IntCounter, IntCounter, IntCounter), MetricsError> {
     let tracked = IntGauge::new("phasebox_tracked_processes", "Processes traced now.")?;
     let dropped = IntCounter::new(
         "phasebox_events_dropped_total",
@@ -186,7 +194,7 @@ fn agent_metrics(
 
 /// What keeps the agent bounded: processes found at exec but outside its scope, and writes
 /// a full kernel map refused.
-fn bound_metrics(registry: &Registry) -> anyhow::Result<(IntCounter, IntCounterVec)> {
+fn bound_metrics(registry: &Registry) -> Result<(IntCounter, IntCounterVec), MetricsError> {
     let rejected = IntCounter::new(
         "phasebox_processes_rejected_total",
         "Processes the kernel found at their exec (--exec-name, --container) that are outside \
@@ -210,7 +218,7 @@ fn bound_metrics(registry: &Registry) -> anyhow::Result<(IntCounter, IntCounterV
 
 /// The cost of the kernel programs: their run time and runs while BPF statistics were
 /// sampled, and how long they were.
-fn bpf_metrics(registry: &Registry) -> anyhow::Result<(CounterVec, IntCounterVec, Counter)> {
+fn bpf_metrics(registry: &Registry) -> Result<(CounterVec, IntCounterVec, Counter), MetricsError> {
     let bpf_run_time = CounterVec::new(
         opts(
             "phasebox_bpf_run_time_seconds_total",
@@ -239,7 +247,7 @@ fn bpf_metrics(registry: &Registry) -> anyhow::Result<(CounterVec, IntCounterVec
 }
 
 /// Monitor mode: calls outside the profile, and processes killed for one.
-fn monitor_metrics(registry: &Registry) -> anyhow::Result<(IntCounterVec, IntCounter)> {
+fn monitor_metrics(registry: &Registry) -> Result<(IntCounterVec, IntCounter), MetricsError> {
     let violations = IntCounterVec::new(
         opts(
             "phasebox_profile_violations_total",
@@ -258,7 +266,7 @@ fn monitor_metrics(registry: &Registry) -> anyhow::Result<(IntCounterVec, IntCou
 }
 
 /// phasebox's version and where it runs, set once.
-fn register_build_info(registry: &Registry, build: &BuildInfo) -> anyhow::Result<()> {
+fn register_build_info(registry: &Registry, build: &BuildInfo) -> Result<(), MetricsError> {
     let info = IntGaugeVec::new(
         opts(
             "phasebox_build_info",
@@ -273,7 +281,7 @@ fn register_build_info(registry: &Registry, build: &BuildInfo) -> anyhow::Result
 }
 
 impl Metrics {
-    pub fn new(build: &BuildInfo) -> anyhow::Result<Metrics> {
+    pub fn new(build: &BuildInfo) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let (syscalls, errors, phase_info) = call_metrics(&registry)?;
         let (tracked, dropped, events, checkpoint_failures) = agent_metrics(&registry)?;

@@ -6,7 +6,7 @@ pub mod markers;
 
 use std::collections::HashMap;
 
-use crate::rules::{Obs, Rules};
+use crate::rules::{Obs, Rules, RulesError};
 use auto::{AutoParams, Segmenter};
 
 /// The one phase of a role that the rule set gives no phases.
@@ -21,7 +21,7 @@ pub enum Detector {
 
 impl Detector {
     /// `generic`, `nginx`, a rule file's path, or `auto`.
-    pub fn load(spec: &str) -> anyhow::Result<Detector> {
+    pub fn load(spec: &str) -> Result<Detector, RulesError> {
         if spec == "auto" {
             return Ok(Detector::Auto(AutoParams::default()));
         }

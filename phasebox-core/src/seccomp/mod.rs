@@ -2,6 +2,7 @@
 //! Kubernetes SPO, systemd, per phase), and what container runtimes call under the filter.
 pub mod action;
 pub mod export;
+pub mod manifest;
 pub mod oci;
 pub mod phase_files;
 pub mod runtimes;

@@ -6,7 +6,45 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::action::{Action, Operator};
+use crate::file_error::FileError;
 use crate::sysnames;
+
+/// Why an OCI seccomp profile cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{origin} is not a valid OCI seccomp profile")]
+    Invalid {
+        origin: String,
+        #[source]
+        problem: OciProblem,
+    },
+    #[error("{origin} is for {} and this machine is {}", architectures.join(", "), native_arch())]
+    OtherArch {
+        origin: String,
+        architectures: Vec<String>,
+    },
+}
+
+/// What makes an OCI seccomp profile invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum OciProblem {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("defaultAction {0} is not one phasebox enforces")]
+    DefaultNotEnforced(Action),
+    #[error("defaultErrnoRet {0} is outside 1..4095, the errno values a seccomp filter can return")]
+    DefaultErrno(u32),
+    #[error("rule {rule} has action {action}, which phasebox does not enforce")]
+    NotEnforced { rule: usize, action: Action },
+    #[error(
+        "rule {rule} has errnoRet {errno}, outside 1..4095, the errno values a seccomp filter can return"
+    )]
+    Errno { rule: usize, errno: u32 },
+    #[error("rule {0} names no syscall")]
+    NoSyscall(usize),
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -148,48 +186,48 @@ impl OciProfile {
     }
 
     /// Parses and checks a profile; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<OciProfile> {
-        let bad =
-            |what: String| anyhow::anyhow!("{origin} is not a valid OCI seccomp profile: {what}");
-        let p: OciProfile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if !p.default_action.enforceable() {
-            return Err(bad(format!(
-                "defaultAction {} is not one phasebox enforces",
-                p.default_action
-            )));
-        }
-        if let Some(e) = p.default_errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
-            return Err(bad(format!(
-                "defaultErrnoRet {e} is outside 1..4095, the errno values a seccomp filter can return"
-            )));
-        }
-        for (i, r) in p.syscalls.iter().enumerate() {
-            if !r.action.enforceable() {
-                return Err(bad(format!(
-                    "rule {i} has action {}, which phasebox does not enforce",
-                    r.action
-                )));
-            }
-            if let Some(e) = r.errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
-                return Err(bad(format!(
-                    "rule {i} has errnoRet {e}, outside 1..4095, the errno values a seccomp filter can return"
-                )));
-            }
-            if r.all_names().is_empty() {
-                return Err(bad(format!("rule {i} names no syscall")));
-            }
-        }
+    pub fn parse(text: &str, origin: &str) -> Result<OciProfile, OciError> {
+        let invalid = |problem| OciError::Invalid {
+            origin: origin.to_string(),
+            problem,
+        };
+        let p: OciProfile = serde_json::from_str(text).map_err(|e| invalid(e.into()))?;
+        p.check().map_err(invalid)?;
         if !p.architectures.is_empty() && !p.architectures.iter().any(|a| a == native_arch()) {
-            anyhow::bail!(
-                "{origin} is for {} and this machine is {}",
-                p.architectures.join(", "),
-                native_arch()
-            );
+            return Err(OciError::OtherArch {
+                origin: origin.to_string(),
+                architectures: p.architectures,
+            });
         }
         Ok(p)
     }
 
-    pub fn load(path: &Path) -> anyhow::Result<OciProfile> {
+    /// Every action is one phasebox enforces, every errno one a filter can return, and every
+    /// rule names a call.
+    fn check(&self) -> Result<(), OciProblem> {
+        if !self.default_action.enforceable() {
+            return Err(OciProblem::DefaultNotEnforced(self.default_action));
+        }
+        if let Some(e) = self.default_errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
+            return Err(OciProblem::DefaultErrno(e));
+        }
+        for (rule, r) in self.syscalls.iter().enumerate() {
+            if !r.action.enforceable() {
+                let action = r.action;
+                return Err(OciProblem::NotEnforced { rule, action });
+            }
+            if let Some(errno) = r.errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
+                return Err(OciProblem::Errno { rule, errno });
+            }
+            if r.all_names().is_empty() {
+                return Err(OciProblem::NoSyscall(rule));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and checks the profile at `path`.
+    pub fn load(path: &Path) -> Result<OciProfile, OciError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
         OciProfile::parse(&text, &path.display().to_string())
     }
@@ -198,6 +236,7 @@ impl OciProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Sentence;
 
     #[test]
     fn allow_list_round_trips_field_by_field() {
@@ -227,7 +266,7 @@ mod tests {
 
     #[test]
     fn bad_profiles_are_explained() {
-        let err = |t: &str| OciProfile::parse(t, "s.json").unwrap_err().to_string();
+        let err = |t: &str| OciProfile::parse(t, "s.json").unwrap_err().sentence();
         assert!(err("{}").contains("s.json is not a valid OCI seccomp profile"));
         assert!(err(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#).contains("unknown defaultAction"));
         assert!(
@@ -265,7 +304,7 @@ mod tests {
 
     #[test]
     fn errno_values_outside_what_a_filter_returns_are_refused() {
-        let err = |t: &str| OciProfile::parse(t, "e.json").unwrap_err().to_string();
+        let err = |t: &str| OciProfile::parse(t, "e.json").unwrap_err().sentence();
         for bad in ["0", "4096", "65536", "2147483648", "4294967295"] {
             let e = err(&format!(
                 r#"{{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":{bad}}}"#
