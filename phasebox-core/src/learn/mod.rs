@@ -70,7 +70,7 @@ pub struct PhaseChange {
 }
 
 /// A role and phase, and the container they are in (its 12-character id; empty for the host).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Place {
     pub container: String,
     pub role: String,
