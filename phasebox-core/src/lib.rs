@@ -2,11 +2,12 @@
 //! without the kernel. Kernel and process I/O (loading programs, launching, /proc, seccomp
 //! filters) live in the agent crate, which depends on this one and never the other way.
 //!
-//! Modules import only from the layers below their own (within a module, its files may use
-//! their parent's items), so there is no cycle:
+//! A module imports only from the modules before it in this list (within a module, its files
+//! may use their parent's items), so there is no cycle:
 //!
 //! 1. names and text: `sysnames`, `display`, `units`, `event`;
-//! 2. files: `atomic_file` (writing), `input` (reading), and the errors naming them;
+//! 2. files: `file_error` (errors that name the file), `atomic_file` (writing), `input`
+//!    (reading);
 //! 3. formats that stand alone: `rules` (phase rule sets), `process`, `summary`, `tracefile`,
 //!    `container`;
 //! 4. `profile`: the learned profile and what is shown of it (it reads rule sets for the
