@@ -72,6 +72,7 @@ pub struct Manifest {
     pub roles: Vec<ManifestRole>,
 }
 
+/// The schema of the manifests this phasebox writes and reads.
 pub const MANIFEST_SCHEMA: &str = "phasebox.seccomp-phases/v1";
 
 impl Manifest {
