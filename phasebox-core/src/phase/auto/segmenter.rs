@@ -266,24 +266,19 @@ impl<T> Segmenter<T> {
         let (state, released) = match std::mem::take(&mut self.state) {
             State::Steady { vocab } => self.steady_window(&w, vocab),
             State::Searching { run } => self.out_window(&w, run, None),
-            State::Away { vocab, run, left } => {
-                let found = Found { vocab, left };
-                match left {
-                    Some(left)
-                        if self.novel(w.start, self.end(), &vocab).0 <= self.p.novel_calls =>
-                    {
-                        self.resume(vocab, left, w.start)
-                    }
-                    Some(left) => {
-                        let left = Some(Left {
-                            windows: left.windows + 1,
-                            ..left
-                        });
-                        self.out_window(&w, Some(run), Some(Found { left, ..found }))
-                    }
-                    None => self.out_window(&w, Some(run), Some(found)),
+            State::Away { vocab, run, left } => match left {
+                Some(l) if self.novel(w.start, self.end(), &vocab).0 <= self.p.novel_calls => {
+                    self.resume(vocab, l, w.start)
                 }
-            }
+                _ => {
+                    // One more window away from the steady state.
+                    let left = left.map(|l| Left {
+                        windows: l.windows + 1,
+                        ..l
+                    });
+                    self.out_window(&w, Some(run), Some(Found { vocab, left }))
+                }
+            },
         };
         self.state = state;
         released
