@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use phasebox_core::phase::markers;
-use phasebox_core::phase::rules::{Obs, Rules};
+use phasebox_core::rules::{Obs, Rules};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

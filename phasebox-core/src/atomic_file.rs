@@ -10,13 +10,13 @@
 //! the umask, and owned by whoever runs phasebox: a file planted at the destination by another
 //! user gives the result neither its owner nor its mode.
 use std::ffi::OsString;
-use std::fs::{File, Metadata, OpenOptions, Permissions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Seek, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::sysnames::describe_io;
+use crate::file_error::{FileCause, FileError, special_kind};
 
 /// Random characters in a temporary file's name.
 const RANDOM_CHARS: usize = 12;
@@ -37,34 +37,6 @@ pub struct AtomicFile {
     done: bool,
 }
 
-/// An error that names the file and says what went wrong, in one sentence.
-pub fn file_error(action: &str, path: &Path, err: &io::Error) -> anyhow::Error {
-    anyhow::anyhow!("cannot {action} {}: {}", path.display(), describe_io(err))
-}
-
-/// What a file that is not a regular one is, for messages; None for a regular file.
-pub fn special_kind(meta: &Metadata) -> Option<&'static str> {
-    let t = meta.file_type();
-    let kind = if t.is_file() {
-        return None;
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
-    };
-    Some(kind)
-}
-
 /// The start of the names of the temporary files for `name`, made by process `pid`.
 fn temp_prefix(name: &[u8], pid: u32) -> OsString {
     let mut p = b".".to_vec();
@@ -75,18 +47,22 @@ fn temp_prefix(name: &[u8], pid: u32) -> OsString {
 
 /// Refuses a destination that is not a regular file (a link is fine: the rename replaces it,
 /// never follows it).
-fn check_destination(dest: &Path) -> anyhow::Result<()> {
+fn check_destination(dest: &Path) -> Result<(), FileError> {
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.file_type().is_symlink() => Ok(()),
         Ok(m) => match special_kind(&m) {
             None => Ok(()),
-            Some(kind) => anyhow::bail!(
-                "cannot write {}: it is {kind}, and phasebox writes regular files only",
-                dest.display()
-            ),
+            Some(what) => Err(FileError::new(
+                "write",
+                dest,
+                FileCause::NotRegular {
+                    what,
+                    verb: "writes",
+                },
+            )),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(file_error("write", dest, &e)),
+        Err(e) => Err(FileError::io("write", dest, e)),
     }
 }
 
@@ -136,10 +112,10 @@ fn remove_leftovers(dir: &Path, name: &[u8]) {
 }
 
 /// The directory `dest` is in and its file name.
-fn split(dest: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
+fn split(dest: &Path) -> Result<(&Path, &std::ffi::OsStr), FileError> {
     let name = dest
         .file_name()
-        .ok_or_else(|| anyhow::anyhow!("{} is not a file path", dest.display()))?;
+        .ok_or_else(|| FileError::new("write", dest, FileCause::NoFileName))?;
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -148,7 +124,7 @@ fn split(dest: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
 }
 
 /// A new temporary file for `dest` in `dir`: an unpredictable name, created exclusively, 0600.
-fn new_temp(dir: &Path, name: &std::ffi::OsStr, dest: &Path) -> anyhow::Result<(File, PathBuf)> {
+fn new_temp(dir: &Path, name: &std::ffi::OsStr, dest: &Path) -> Result<(File, PathBuf), FileError> {
     let prefix = temp_prefix(name.as_bytes(), std::process::id());
     let tmp = tempfile::Builder::new()
         .prefix(&prefix)
@@ -165,16 +141,16 @@ fn new_temp(dir: &Path, name: &std::ffi::OsStr, dest: &Path) -> anyhow::Result<(
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(path)
         })
-        .map_err(|e| file_error("write", dest, &e))?;
+        .map_err(FileError::on("write", dest))?;
     let (file, path) = tmp.into_parts();
     // From here on the name is ours to remove (AtomicFile's drop), not tempfile's.
     let path = path
         .keep()
-        .map_err(|e| file_error("write", dest, &e.error))?;
+        .map_err(|e| FileError::io("write", dest, e.error))?;
     // The umask may have taken bits from the mode asked for (0400 under umask 0277).
     if let Err(e) = file.set_permissions(Permissions::from_mode(MODE)) {
         let _ = std::fs::remove_file(&path);
-        return Err(file_error("write", dest, &e));
+        return Err(FileError::io("write", dest, e));
     }
     Ok((file, path))
 }
@@ -190,7 +166,7 @@ fn same_file(path: &Path, file: &File) -> bool {
 
 impl AtomicFile {
     /// Creates the temporary file now, so an unwritable destination is reported up front.
-    pub fn create(dest: &Path) -> anyhow::Result<AtomicFile> {
+    pub fn create(dest: &Path) -> Result<AtomicFile, FileError> {
         let (dir, name) = split(dest)?;
         check_destination(dest)?;
         remove_leftovers(dir, name.as_bytes());
@@ -205,7 +181,7 @@ impl AtomicFile {
 
     /// Checks now that `dest` can be written (a temporary file is made beside it and removed),
     /// for an output written whole at the end with a fresh [`AtomicFile`].
-    pub fn check(dest: &Path) -> anyhow::Result<()> {
+    pub fn check(dest: &Path) -> Result<(), FileError> {
         AtomicFile::create(dest).map(drop)
     }
 
@@ -222,15 +198,15 @@ impl AtomicFile {
     /// Syncs and renames the file to its destination. A temporary file that is no longer there
     /// (removed by a cleaner during a long run) is written again from the open descriptor first:
     /// nothing written is lost.
-    pub fn commit(mut self) -> anyhow::Result<()> {
+    pub fn commit(mut self) -> Result<(), FileError> {
         let dest = self.dest.clone();
         self.file
             .sync_all()
-            .map_err(|e| file_error("write", &dest, &e))?;
+            .map_err(FileError::on("write", &dest))?;
         if !same_file(&self.temp, &self.file) {
             return self.copy_to_fresh_temp()?.commit();
         }
-        std::fs::rename(&self.temp, &dest).map_err(|e| file_error("write", &dest, &e))?;
+        std::fs::rename(&self.temp, &dest).map_err(FileError::on("write", &dest))?;
         self.done = true;
         // The rename lasts across a crash once the directory is synced; some file systems
         // refuse to sync a directory, which loses nothing but that guarantee.
@@ -243,14 +219,14 @@ impl AtomicFile {
     }
 
     /// A new temporary file with everything written to this one, whose name is gone.
-    fn copy_to_fresh_temp(&mut self) -> anyhow::Result<AtomicFile> {
+    fn copy_to_fresh_temp(&mut self) -> Result<AtomicFile, FileError> {
         // The name is not ours any more: never remove or rename what is there now.
         self.done = true;
         let mut fresh = AtomicFile::create(&self.dest)?;
         self.file
             .rewind()
             .and_then(|()| io::copy(&mut self.file, &mut fresh.file))
-            .map_err(|e| file_error("write", &self.dest, &e))?;
+            .map_err(FileError::on("write", &self.dest))?;
         Ok(fresh)
     }
 }
@@ -264,11 +240,11 @@ impl Drop for AtomicFile {
 }
 
 /// Writes `bytes` to `dest` atomically.
-pub fn write_atomic(dest: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), FileError> {
     let mut f = AtomicFile::create(dest)?;
     f.file()
         .write_all(bytes)
-        .map_err(|e| file_error("write", dest, &e))?;
+        .map_err(FileError::on("write", dest))?;
     f.commit()
 }
 
@@ -276,6 +252,7 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use std::ffi::CString;
+    use std::os::unix::fs::FileTypeExt;
 
     /// A fresh directory, removed on drop.
     struct Dir(tempfile::TempDir);

@@ -45,12 +45,37 @@ impl Harvester {
         mut learner: Option<&mut Learner>,
     ) -> Harvest {
         let mut out = Harvest::default();
+        let (grown, seen) = self.growth(reading, tree, &mut out);
+        let mut done = self.attribute(grown, tree, learner.as_deref_mut(), &mut out);
+        for key in seen {
+            if tree.has_exited(key.tgid, key.instance) {
+                done.insert((key.tgid, key.instance));
+                self.last.remove(&key);
+                out.finished.push(key);
+            }
+        }
+        if let Some(l) = learner {
+            for (tgid, instance) in done {
+                l.forget(tgid, instance);
+            }
+        }
+        out
+    }
+
+    /// The growth of each counter since its last reading, added to its process's totals,
+    /// after the growth still waiting; and the counters read. A process outside the session's
+    /// scope is counted for nothing, and its counters go at once (the kernel stops tracking
+    /// it at its next call).
+    fn growth(
+        &mut self,
+        reading: impl IntoIterator<Item = (CountKey, Counts)>,
+        tree: &mut ProcessTree,
+        out: &mut Harvest,
+    ) -> (Vec<(CountKey, Counts)>, Vec<CountKey>) {
         let mut grown = std::mem::take(&mut self.waiting);
         let mut seen = Vec::new();
         for (key, now) in reading {
             if tree.is_ignored(key.tgid, key.instance) {
-                // Outside the session's scope: nothing of it is counted, and its counters go
-                // at once (the kernel stops tracking it at its next call).
                 self.last.remove(&key);
                 out.finished.push(key);
                 continue;
@@ -67,6 +92,18 @@ impl Harvester {
             tree.add_counts(&key, grew);
             grown.push((key, grew));
         }
+        (grown, seen)
+    }
+
+    /// Gives each growth to the learner, for the phase of its segment (or to wait for it);
+    /// returns the exited processes (tgid, instance) whose growth this was the last chance for.
+    fn attribute(
+        &mut self,
+        grown: Vec<(CountKey, Counts)>,
+        tree: &ProcessTree,
+        mut learner: Option<&mut Learner>,
+        out: &mut Harvest,
+    ) -> BTreeSet<(u32, u32)> {
         let mut done = BTreeSet::new();
         for (key, grew) in grown {
             let last_chance = tree.has_exited(key.tgid, key.instance);
@@ -87,18 +124,6 @@ impl Harvester {
                 Attribution::Ignored => {}
             }
         }
-        for key in seen {
-            if tree.has_exited(key.tgid, key.instance) {
-                done.insert((key.tgid, key.instance));
-                self.last.remove(&key);
-                out.finished.push(key);
-            }
-        }
-        if let Some(l) = learner {
-            for (tgid, instance) in done {
-                l.forget(tgid, instance);
-            }
-        }
-        out
+        done
     }
 }

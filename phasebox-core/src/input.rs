@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::atomic_file::{file_error, special_kind};
+use crate::file_error::{FileCause, FileError, special_kind};
 
 /// A kind of input file and the largest one phasebox reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,23 +29,26 @@ pub const TRACE: Kind = Kind {
     max_bytes: 8 << 30,
 };
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+fn too_large(path: &Path, kind: Kind, size: Option<u64>) -> FileError {
+    let cause = FileCause::TooLarge {
+        size,
+        max_bytes: kind.max_bytes,
+        kind: kind.name,
+    };
+    FileError::new("read", path, cause)
 }
 
-fn too_large(path: &Path, kind: Kind, size: Option<u64>) -> anyhow::Error {
-    let size = size.map_or("more".to_string(), |s| format!("{} ({s} bytes),", mib(s)));
-    anyhow::anyhow!(
-        "cannot read {}: it has {size} and phasebox reads at most {} in {}",
-        path.display(),
-        mib(kind.max_bytes),
-        kind.name
-    )
+fn not_regular(path: &Path, what: &'static str) -> FileError {
+    let cause = FileCause::NotRegular {
+        what,
+        verb: "reads",
+    };
+    FileError::new("read", path, cause)
 }
 
 /// Opens `path` for reading: a regular file of at most `kind.max_bytes`, which the reader
 /// never reads past (a file that grows meanwhile is cut there).
-pub fn open(path: &Path, kind: Kind) -> anyhow::Result<io::Take<File>> {
+pub fn open(path: &Path, kind: Kind) -> Result<io::Take<File>, FileError> {
     // O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever. It changes
     // nothing for a regular file, the only kind read on.
     let file = OpenOptions::new()
@@ -56,10 +59,10 @@ pub fn open(path: &Path, kind: Kind) -> anyhow::Result<io::Take<File>> {
             // A socket cannot be opened at all (ENXIO): say what it is instead.
             match std::fs::metadata(path).ok().as_ref().and_then(special_kind) {
                 Some(what) => not_regular(path, what),
-                None => file_error("read", path, &e),
+                None => FileError::io("read", path, e),
             }
         })?;
-    let meta = file.metadata().map_err(|e| file_error("read", path, &e))?;
+    let meta = file.metadata().map_err(FileError::on("read", path))?;
     if let Some(what) = special_kind(&meta) {
         return Err(not_regular(path, what));
     }
@@ -69,45 +72,63 @@ pub fn open(path: &Path, kind: Kind) -> anyhow::Result<io::Take<File>> {
     Ok(file.take(kind.max_bytes))
 }
 
-fn not_regular(path: &Path, what: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "cannot read {}: it is {what}, and phasebox reads regular files only",
-        path.display()
-    )
-}
-
 /// Reads a whole text file: a regular file of at most `kind.max_bytes`, in UTF-8.
-pub fn read_text(path: &Path, kind: Kind) -> anyhow::Result<String> {
+pub fn read_text(path: &Path, kind: Kind) -> Result<String, FileError> {
     let mut r = open(path, kind)?;
     // One byte more than allowed tells a file that grew past the limit (or a /proc file,
     // whose size says 0) from one that ends at it.
     r.set_limit(kind.max_bytes + 1);
     let mut bytes = Vec::new();
     r.read_to_end(&mut bytes)
-        .map_err(|e| file_error("read", path, &e))?;
+        .map_err(FileError::on("read", path))?;
     if bytes.len() as u64 > kind.max_bytes {
         return Err(too_large(path, kind, None));
     }
-    String::from_utf8(bytes)
-        .map_err(|_| anyhow::anyhow!("cannot read {}: it is not UTF-8 text", path.display()))
+    String::from_utf8(bytes).map_err(|_| FileError::new("read", path, FileCause::NotUtf8))
 }
 
-/// A TOML error in one line: `file:line:column: message`.
-pub fn toml_error(text: &str, origin: &str, err: &toml::de::Error) -> anyhow::Error {
-    // The message may carry the serde path on further lines; the first says what is wrong.
-    let msg = err
-        .message()
-        .lines()
-        .next()
-        .unwrap_or("malformed TOML")
-        .trim();
-    let Some(start) = err.span().map(|s| s.start.min(text.len())) else {
-        return anyhow::anyhow!("{origin}: {msg}");
-    };
-    let before = text.get(..start).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    anyhow::anyhow!("{origin}:{line}:{column}: {msg}")
+/// A TOML file that does not parse, in one line: `file:line:column: message`.
+#[derive(Debug, thiserror::Error)]
+pub struct TomlError {
+    pub origin: String,
+    /// Where, when the parser said: line and column, from 1.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong: the first line of the parser's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for TomlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.at {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl TomlError {
+    /// The error `err` met parsing `text`; `origin` names the file.
+    pub fn new(text: &str, origin: &str, err: &toml::de::Error) -> TomlError {
+        // The message may carry the serde path on further lines; the first says what is wrong.
+        let message = err
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("malformed TOML")
+            .trim()
+            .to_string();
+        let at = err.span().map(|s| {
+            let before = text.get(..s.start.min(text.len())).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (line, column)
+        });
+        TomlError {
+            origin: origin.to_string(),
+            at,
+            message,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::{
     call_classes,
     harvest::Attributed,
     learn::{Learner, Place, ProcessPlace},
-    profile::Profile,
+    profile::{Profile, ProfileError},
     sysnames,
 };
 
@@ -60,7 +60,8 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn load(path: &Path, kill: bool) -> anyhow::Result<Monitor> {
+    /// A monitor of the profile at `path`.
+    pub fn load(path: &Path, kill: bool) -> Result<Monitor, ProfileError> {
         Ok(Monitor::new(Profile::load(path)?, kill))
     }
 

@@ -103,37 +103,14 @@ impl Summary {
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         for p in &self.processes {
-            let total: u64 = p.syscalls.values().map(|s| s.calls).sum();
-            let prog = if p.exe.is_empty() {
-                "?"
-            } else {
-                p.exe.as_str()
-            };
-            let _ = writeln!(
-                out,
-                "pid {} {} ({}), parent {}: {} syscalls",
-                p.pid,
-                display::text(prog),
-                display::text(&p.comm),
-                p.ppid,
-                total
-            );
-            if p.syscalls.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "  {:>10} {:>8}  syscall", "calls", "errors");
-            let mut rows: Vec<(&String, &SyscallStat)> = p.syscalls.iter().collect();
-            rows.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then(a.0.cmp(b.0)));
-            for (name, s) in rows {
-                let errors = if s.errors == 0 {
-                    String::new()
-                } else {
-                    s.errors.to_string()
-                };
-                let name = display::text(name);
-                let _ = writeln!(out, "  {:>10} {:>8}  {name}", s.calls, errors);
-            }
+            process_table(&mut out, p);
         }
+        self.totals_and_losses(&mut out);
+        out
+    }
+
+    /// The totals, and a warning for each kind of loss.
+    fn totals_and_losses(&self, out: &mut String) {
         let all: u64 = self
             .processes
             .iter()
@@ -170,11 +147,44 @@ impl Summary {
                 self.losses.counter_map_full
             );
         }
-        out
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("summary serializes")
+    }
+}
+
+/// One process's table: who it is, then its syscalls, most-called first.
+fn process_table(out: &mut String, p: &ProcessSummary) {
+    let total: u64 = p.syscalls.values().map(|s| s.calls).sum();
+    let prog = if p.exe.is_empty() {
+        "?"
+    } else {
+        p.exe.as_str()
+    };
+    let _ = writeln!(
+        out,
+        "pid {} {} ({}), parent {}: {} syscalls",
+        p.pid,
+        display::text(prog),
+        display::text(&p.comm),
+        p.ppid,
+        total
+    );
+    if p.syscalls.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {:>10} {:>8}  syscall", "calls", "errors");
+    let mut rows: Vec<(&String, &SyscallStat)> = p.syscalls.iter().collect();
+    rows.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then(a.0.cmp(b.0)));
+    for (name, s) in rows {
+        let errors = if s.errors == 0 {
+            String::new()
+        } else {
+            s.errors.to_string()
+        };
+        let name = display::text(name);
+        let _ = writeln!(out, "  {:>10} {:>8}  {name}", s.calls, errors);
     }
 }
 

@@ -93,6 +93,27 @@ pub const PATH_ARGS: &[(&str, u32)] = &[
     ("uselib", 0),
 ];
 
+/// Calls that change a process's privileges (users, groups, capabilities, root directory):
+/// automatic phases start their `privileges` phase at one, and coverage warnings group them.
+pub const PRIVILEGE_CHANGES: &[&str] = &[
+    "setuid",
+    "setgid",
+    "setgroups",
+    "setresuid",
+    "setresgid",
+    "setreuid",
+    "setregid",
+    "setfsuid",
+    "setfsgid",
+    "capset",
+    "chroot",
+];
+
+/// The errno values a call can fail with: the kernel caps errors at 4095 (MAX_ERRNO), so a
+/// seccomp filter's SECCOMP_RET_ERRNO data is cut there, and 0 would make a denied call look
+/// like a success.
+pub const ERRNO_RANGE: std::ops::RangeInclusive<u32> = 1..=4095;
+
 /// The special numbers of this architecture.
 pub fn special() -> Special {
     Special {

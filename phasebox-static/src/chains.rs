@@ -284,6 +284,10 @@ fn edges(world: &mut World, walk: &Walk, tables: &[Tables], k: Key) -> Vec<(Key,
     out
 }
 
+/// Each node met climbing from the found sites: the callee it leads down to (and whether
+/// through a link), and the index of the found site at the bottom.
+type Down = HashMap<Node, (Option<(Node, bool)>, usize)>;
+
 /// The program's functions from which the syscall's functions are reached through library
 /// code alone, nearest first (then cheapest): each with the labels of the frames below it
 /// down to the function holding the syscall (a library function called through the link of
@@ -294,15 +298,24 @@ fn program_callers<'f>(
     found: &'f [Found],
     chains: &Chains,
 ) -> Vec<(Node, Vec<String>, &'f Found)> {
+    let (down, mut hits) = climb(world, walk, found);
+    hits.sort_by_key(|&(depth, p)| (depth, chains.cost(p)));
+    hits.into_iter()
+        .map(|(_, p)| (p, frames_down(world, &down, p), &found[down[&p].1]))
+        .collect()
+}
+
+/// Climbs breadth first from the found sites through callers and the code that loads a
+/// library, up to the program's functions: what each node leads down to, and the program's
+/// functions reached with their depth.
+fn climb(world: &World, walk: &Walk, found: &[Found]) -> (Down, Vec<(usize, Node)>) {
     let mut opened_by: HashMap<Node, Vec<Node>> = HashMap::new();
     for (from, to) in &world.links {
         for t in to {
             opened_by.entry(*t).or_default().push(*from);
         }
     }
-    // Each node met: the callee it leads down to (and whether through a link), and the found
-    // site at the bottom.
-    let mut down: HashMap<Node, (Option<(Node, bool)>, usize)> = HashMap::new();
+    let mut down = Down::new();
     let mut queue: VecDeque<(Node, usize)> = VecDeque::new();
     for (i, f) in found.iter().enumerate() {
         if let std::collections::hash_map::Entry::Vacant(e) = down.entry(f.node) {
@@ -336,20 +349,20 @@ fn program_callers<'f>(
             }
         }
     }
-    hits.sort_by_key(|&(depth, p)| (depth, chains.cost(p)));
-    hits.into_iter()
-        .map(|(_, p)| {
-            let mut frames = Vec::new();
-            let mut cur = p;
-            while let Some(&(Some((next, link)), _)) = down.get(&cur) {
-                if link {
-                    frames.push(format!("*{}", world.label(next)));
-                } else if !world.is_stub(next) {
-                    frames.push(world.label(next));
-                }
-                cur = next;
-            }
-            (p, frames, &found[down[&p].1])
-        })
-        .collect()
+    (down, hits)
+}
+
+/// The labels of the frames below `p` down to the found site (`*` for a link; stubs left out).
+fn frames_down(world: &World, down: &Down, p: Node) -> Vec<String> {
+    let mut frames = Vec::new();
+    let mut cur = p;
+    while let Some(&(Some((next, link)), _)) = down.get(&cur) {
+        if link {
+            frames.push(format!("*{}", world.label(next)));
+        } else if !world.is_stub(next) {
+            frames.push(world.label(next));
+        }
+        cur = next;
+    }
+    frames
 }

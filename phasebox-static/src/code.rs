@@ -22,38 +22,8 @@ pub struct Code {
 impl Code {
     /// Disassembles `obj` and finds its functions.
     pub fn build(obj: &Object) -> Code {
-        let mut seeds: BTreeSet<u64> = obj.code_sections().map(|c| c.0).collect();
-        seeds.extend(obj.names.iter().map(|n| n.0));
-        seeds.extend(obj.entries.iter().map(|e| e.0));
-        for t in obj.data_refs.iter().map(|r| &r.1).chain(obj.got.values()) {
-            if let Target::Local(a) = t {
-                seeds.insert(*a);
-            }
-        }
-        seeds.retain(|&a| obj.is_code(a));
-        // Decode; call and address targets that fall inside a decoded instruction mean the
-        // sweep went out of step there: add them as seeds and decode again.
-        let mut instrs = sweep(obj, &seeds);
-        for _ in 0..3 {
-            let mut missing = Vec::new();
-            for ins in &instrs {
-                for t in code_targets(ins).into_iter().flatten() {
-                    if obj.is_code(t) && !seeds.contains(&t) {
-                        missing.push(t);
-                    }
-                }
-            }
-            let before = seeds.len();
-            for t in missing {
-                if instrs.binary_search_by_key(&t, Instruction::ip).is_err() {
-                    seeds.insert(t);
-                }
-            }
-            if seeds.len() == before {
-                break;
-            }
-            instrs = sweep(obj, &seeds);
-        }
+        let mut seeds = seeds(obj);
+        let instrs = sweep_in_step(obj, &mut seeds);
         let mut starts = seeds;
         for ins in &instrs {
             for t in code_targets(ins).into_iter().flatten() {
@@ -70,20 +40,7 @@ impl Code {
         code.set_starts(&starts);
         // Branches that leave their function make their target a function of its own.
         loop {
-            let mut new = Vec::new();
-            for f in 0..code.starts.len() {
-                let r = code.range(f);
-                let (lo, hi) = code.span(f);
-                for ins in &code.instrs[r] {
-                    if is_branch(ins) {
-                        let t = ins.near_branch_target();
-                        if (t < lo || t >= hi) && !starts.contains(&t) && code.index_of(t).is_some()
-                        {
-                            new.push(t);
-                        }
-                    }
-                }
-            }
+            let new = code.branches_out(&starts);
             if new.is_empty() {
                 break;
             }
@@ -91,6 +48,24 @@ impl Code {
             code.set_starts(&starts);
         }
         code
+    }
+
+    /// The targets of branches that leave their function, that are not function starts yet.
+    fn branches_out(&self, starts: &BTreeSet<u64>) -> Vec<u64> {
+        let mut new = Vec::new();
+        for f in 0..self.starts.len() {
+            let r = self.range(f);
+            let (lo, hi) = self.span(f);
+            for ins in &self.instrs[r] {
+                if is_branch(ins) {
+                    let t = ins.near_branch_target();
+                    if (t < lo || t >= hi) && !starts.contains(&t) && self.index_of(t).is_some() {
+                        new.push(t);
+                    }
+                }
+            }
+        }
+        new
     }
 
     fn set_starts(&mut self, starts: &BTreeSet<u64>) {
@@ -147,6 +122,48 @@ impl Code {
     pub fn is_empty(&self) -> bool {
         self.starts.is_empty()
     }
+}
+
+/// Where decoding starts: code sections, symbols, entry points and code addresses the data
+/// and the GOT hold.
+fn seeds(obj: &Object) -> BTreeSet<u64> {
+    let mut seeds: BTreeSet<u64> = obj.code_sections().map(|c| c.0).collect();
+    seeds.extend(obj.names.iter().map(|n| n.0));
+    seeds.extend(obj.entries.iter().map(|e| e.0));
+    for t in obj.data_refs.iter().map(|r| &r.1).chain(obj.got.values()) {
+        if let Target::Local(a) = t {
+            seeds.insert(*a);
+        }
+    }
+    seeds.retain(|&a| obj.is_code(a));
+    seeds
+}
+
+/// Decodes from `seeds`; call and address targets that fall inside a decoded instruction mean
+/// the sweep went out of step there: they are added as seeds and the code decoded again.
+fn sweep_in_step(obj: &Object, seeds: &mut BTreeSet<u64>) -> Vec<Instruction> {
+    let mut instrs = sweep(obj, seeds);
+    for _ in 0..3 {
+        let mut missing = Vec::new();
+        for ins in &instrs {
+            for t in code_targets(ins).into_iter().flatten() {
+                if obj.is_code(t) && !seeds.contains(&t) {
+                    missing.push(t);
+                }
+            }
+        }
+        let before = seeds.len();
+        for t in missing {
+            if instrs.binary_search_by_key(&t, Instruction::ip).is_err() {
+                seeds.insert(t);
+            }
+        }
+        if seeds.len() == before {
+            break;
+        }
+        instrs = sweep(obj, seeds);
+    }
+    instrs
 }
 
 /// Decodes every executable section, starting over at each seed.

@@ -48,8 +48,8 @@ pub enum Error {
     #[error("{0} has {1} MiB of machine code; phasebox static analyzes at most 256 MiB per object")]
     TooMuchCode(PathBuf, u64),
     /// An input refused as every input of phasebox is (not a regular file, too large).
-    #[error("{0}")]
-    Input(String),
+    #[error(transparent)]
+    Input(#[from] phasebox_core::file_error::FileError),
     #[error("{0}")]
     Other(String),
 }

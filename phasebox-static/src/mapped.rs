@@ -33,9 +33,7 @@ impl Mapped {
         {
             return Err(Error::io(path, &e));
         }
-        let file = input::open(path, PROGRAM)
-            .map_err(|e| Error::Input(e.to_string()))?
-            .into_inner();
+        let file = input::open(path, PROGRAM)?.into_inner();
         let len = file.metadata().map_err(|e| Error::io(path, &e))?.len() as usize;
         if len == 0 {
             return Ok(Mapped::empty());

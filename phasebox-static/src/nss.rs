@@ -218,8 +218,7 @@ pub fn read(path: &Path) -> Result<Config, Error> {
     if !path.exists() {
         return Ok(BTreeMap::new());
     }
-    let text = phasebox_core::input::read_text(path, phasebox_core::input::TEXT)
-        .map_err(|e| Error::Input(e.to_string()))?;
+    let text = phasebox_core::input::read_text(path, phasebox_core::input::TEXT)?;
     Ok(parse(&text))
 }
 

@@ -7,7 +7,10 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
-use phasebox_core::seccomp::oci::{ERRNO_RANGE, OciProfile};
+use phasebox_core::seccomp::{
+    action::{Action, Operator},
+    oci::{ERRNO_RANGE, OciProfile},
+};
 
 /// A seccomp filter ready to install.
 #[derive(Clone, Debug)]
@@ -35,13 +38,13 @@ pub struct FilterSpec {
 }
 
 fn action(
-    name: &str,
+    action: Action,
     errno: Option<u32>,
     default_errno: Option<u32>,
 ) -> anyhow::Result<ScmpAction> {
-    Ok(match name {
-        "SCMP_ACT_ALLOW" => ScmpAction::Allow,
-        "SCMP_ACT_ERRNO" => {
+    Ok(match action {
+        Action::Allow => ScmpAction::Allow,
+        Action::Errno => {
             let errno = errno.or(default_errno).unwrap_or(libc::EPERM as u32);
             // Past 4095 the kernel's return is no errno: a large one reads as success or
             // a count (a program retries forever), 0 as success.
@@ -52,37 +55,35 @@ fn action(
             }
             ScmpAction::Errno(errno as i32)
         }
-        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => ScmpAction::KillThread,
-        "SCMP_ACT_KILL_PROCESS" => ScmpAction::KillProcess,
-        "SCMP_ACT_TRAP" => ScmpAction::Trap,
-        "SCMP_ACT_LOG" => ScmpAction::Log,
-        other => anyhow::bail!("unknown seccomp action {other}"),
+        Action::Kill | Action::KillThread => ScmpAction::KillThread,
+        Action::KillProcess => ScmpAction::KillProcess,
+        Action::Trap => ScmpAction::Trap,
+        Action::Log => ScmpAction::Log,
+        // A profile gives no tracer or listener to hand these calls to.
+        Action::Trace | Action::Notify => {
+            anyhow::bail!("the seccomp profile asks for {action}, which phasebox does not enforce")
+        }
     })
 }
 
-fn compare(index: u32, op: &str, value: u64, value_two: u64) -> anyhow::Result<ScmpArgCompare> {
+fn compare(index: u32, op: Operator, value: u64, value_two: u64) -> ScmpArgCompare {
     let op = match op {
-        "SCMP_CMP_NE" => ScmpCompareOp::NotEqual,
-        "SCMP_CMP_LT" => ScmpCompareOp::Less,
-        "SCMP_CMP_LE" => ScmpCompareOp::LessOrEqual,
-        "SCMP_CMP_EQ" => ScmpCompareOp::Equal,
-        "SCMP_CMP_GE" => ScmpCompareOp::GreaterEqual,
-        "SCMP_CMP_GT" => ScmpCompareOp::Greater,
-        "SCMP_CMP_MASKED_EQ" => {
-            return Ok(ScmpArgCompare::new(
-                index,
-                ScmpCompareOp::MaskedEqual(value),
-                value_two,
-            ));
+        Operator::NotEqual => ScmpCompareOp::NotEqual,
+        Operator::Less => ScmpCompareOp::Less,
+        Operator::LessOrEqual => ScmpCompareOp::LessOrEqual,
+        Operator::Equal => ScmpCompareOp::Equal,
+        Operator::GreaterOrEqual => ScmpCompareOp::GreaterEqual,
+        Operator::Greater => ScmpCompareOp::Greater,
+        Operator::MaskedEqual => {
+            return ScmpArgCompare::new(index, ScmpCompareOp::MaskedEqual(value), value_two);
         }
-        other => anyhow::bail!("unknown argument comparison {other}"),
     };
-    Ok(ScmpArgCompare::new(index, op, value))
+    ScmpArgCompare::new(index, op, value)
 }
 
 impl FilterSpec {
     pub fn from_oci(p: &OciProfile) -> anyhow::Result<FilterSpec> {
-        let default = action(&p.default_action, p.default_errno_ret, p.default_errno_ret)?;
+        let default = action(p.default_action, p.default_errno_ret, p.default_errno_ret)?;
         let mut rules = Vec::new();
         let mut skipped = 0;
         for r in &p.syscalls {
@@ -90,12 +91,12 @@ impl FilterSpec {
                 skipped += 1;
                 continue;
             }
-            let act = action(&r.action, r.errno_ret, p.default_errno_ret)?;
-            let args = r
+            let act = action(r.action, r.errno_ret, p.default_errno_ret)?;
+            let args: Vec<_> = r
                 .args
                 .iter()
-                .map(|a| compare(a.index, &a.op, a.value, a.value_two))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .map(|a| compare(a.index, a.op, a.value, a.value_two))
+                .collect();
             for name in r.all_names() {
                 rules.push(SpecRule {
                     name,
@@ -238,7 +239,7 @@ mod tests {
         let names: BTreeSet<String> = ["read", "write", "exit_group", "no_such_call"]
             .map(String::from)
             .into();
-        let p = OciProfile::allow_list(&names, phasebox_core::sysnames::ARCH, "SCMP_ACT_ERRNO", 1);
+        let p = OciProfile::allow_list(&names, phasebox_core::sysnames::ARCH, Action::Errno, 1);
         let spec = FilterSpec::from_oci(&p).unwrap();
         assert_eq!(spec.unknown_names(), ["no_such_call"]);
         let e = spec.compile(false, None).unwrap_err().to_string();
@@ -255,16 +256,12 @@ mod tests {
     fn errno_values_a_filter_cannot_return_are_refused() {
         let names: BTreeSet<String> = ["read".to_string()].into();
         for bad in [0, 4096, 65536, 1 << 31, u32::MAX] {
-            let p = OciProfile::allow_list(
-                &names,
-                phasebox_core::sysnames::ARCH,
-                "SCMP_ACT_ERRNO",
-                bad,
-            );
+            let p =
+                OciProfile::allow_list(&names, phasebox_core::sysnames::ARCH, Action::Errno, bad);
             let e = FilterSpec::from_oci(&p).unwrap_err().to_string();
             assert!(e.contains(&format!("errno {bad}, outside 1..4095")), "{e}");
         }
-        let p = OciProfile::allow_list(&names, phasebox_core::sysnames::ARCH, "SCMP_ACT_ERRNO", 38);
+        let p = OciProfile::allow_list(&names, phasebox_core::sysnames::ARCH, Action::Errno, 38);
         FilterSpec::from_oci(&p).unwrap();
     }
 

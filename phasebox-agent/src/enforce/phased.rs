@@ -8,10 +8,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
+use anyhow::Context as _;
+
 use phasebox_core::{
     call_classes,
     seccomp::{
-        export::{self, DefaultAction, Manifest, Policy, Target},
+        action::Action,
+        export::{self, DefaultAction, Policy, Target},
+        manifest::Manifest,
         oci::OciProfile,
     },
 };
@@ -69,7 +73,7 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
     let m = Manifest::load(manifest)?;
     let origin = manifest.display();
     let detector = Detector::load(&m.rules)
-        .map_err(|e| anyhow::anyhow!("{origin} names phase rules that cannot be loaded: {e}"))?;
+        .with_context(|| format!("{origin} names phase rules that cannot be loaded"))?;
     let dir = manifest.parent().unwrap_or(Path::new("."));
     let (mut union, mut late) = (Policy::default(), BTreeSet::new());
     for role in &m.roles {
@@ -77,7 +81,7 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
             .phases
             .iter()
             .map(|ph| OciProfile::load(&dir.join(&ph.file)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let allowed: Vec<BTreeSet<String>> = files.iter().map(OciProfile::allowed).collect();
         // The files carry each phase's effective set; applied again for manifests written
         // before they did.
@@ -119,11 +123,11 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
 /// The explicit ENOSYS, errno and kill rules of a phase file.
 fn add_denials(union: &mut Policy, f: &OciProfile) {
     for (name, action, errno) in f.explicit_denials() {
-        match (action.as_str(), errno) {
-            ("SCMP_ACT_ERRNO", Some(e)) => {
+        match (action, errno) {
+            (Action::Errno, Some(e)) => {
                 union.errno.entry(name).or_insert(e);
             }
-            ("SCMP_ACT_KILL_PROCESS" | "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD", _) => {
+            (a, _) if a.kills() => {
                 union.kill.insert(name);
             }
             _ => {}

@@ -4,7 +4,7 @@
 //! calls answered by phase.
 use std::path::Path;
 
-use phasebox_core::seccomp::oci::OciProfile;
+use phasebox_core::seccomp::{action::Action, oci::OciProfile};
 
 use super::{filter::FilterSpec, phased, supervisor::Answer};
 
@@ -46,16 +46,17 @@ impl Enforcement {
                 path.display()
             ));
         }
-        let answer = match oci.default_action.as_str() {
-            "SCMP_ACT_ERRNO" => {
+        let answer = match oci.default_action {
+            Action::Errno => {
                 spec.notify_by_default();
                 let errno = oci.default_errno_ret.unwrap_or(libc::EPERM as u32) as i32;
                 Some(Answer::Deny(errno))
             }
-            "SCMP_ACT_LOG" => {
+            Action::Log => {
                 notes.push(format!(
-                    "{}'s default action is SCMP_ACT_LOG: calls outside it are allowed and logged by the kernel (audit records in the kernel log), not reported here",
-                    path.display()
+                    "{}'s default action is {}: calls outside it are allowed and logged by the kernel (audit records in the kernel log), not reported here",
+                    path.display(),
+                    Action::Log
                 ));
                 None
             }

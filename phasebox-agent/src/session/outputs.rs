@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use phasebox_core::{
     atomic_file::{AtomicFile, write_atomic},
+    file_error::FileError,
     profile::Profile,
     summary::Summary,
     tracefile::{TraceFooter, TraceHeader, TraceWriter},
@@ -95,9 +96,9 @@ impl Outputs {
             errors: Vec::new(),
             written: 0,
         };
-        let mut outcome = |r: anyhow::Result<()>| match r {
+        let mut outcome = |r: Result<(), FileError>| match r {
             Ok(()) => lost.written += 1,
-            Err(e) => lost.errors.push(e),
+            Err(e) => lost.errors.push(e.into()),
         };
         if let Some(path) = &self.summary {
             outcome(write_atomic(path, summary.to_json().as_bytes()));

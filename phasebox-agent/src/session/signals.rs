@@ -96,6 +96,7 @@ impl Session {
             (Ok(Some(profile)), Some(path)) => {
                 phasebox_core::atomic_file::write_atomic(path, profile.to_json().as_bytes())
                     .map(|()| Some(path.to_path_buf()))
+                    .map_err(anyhow::Error::from)
             }
             (Ok(_), _) => Ok(None),
             (Err(e), _) => Err(e),

@@ -20,9 +20,10 @@ use phasebox_common::{
 
 use crate::{
     event::Event,
-    phase::{Detector, Tracker, rules::Obs},
+    phase::{Detector, Tracker},
     process::ProcessTree,
     profile::{self, Profile},
+    rules::Obs,
     sysnames,
 };
 use aggregate::{Item, RoleAgg};
@@ -69,7 +70,7 @@ pub struct PhaseChange {
 }
 
 /// A role and phase, and the container they are in (its 12-character id; empty for the host).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Place {
     pub container: String,
     pub role: String,

@@ -1,9 +1,6 @@
 //! Which role a process plays: the rule set's role rules (root, parent role, exec), else
 //! `main` for a root, the program's name for an exec, `<parent>-child` for a fork.
-use crate::{
-    phase::{Detector, rules::RoleRule},
-    process::ProcessTree,
-};
+use crate::{phase::Detector, process::ProcessTree, rules::RoleRule};
 
 use super::Learner;
 

@@ -10,7 +10,8 @@ use phasebox_common::{
 use super::*;
 use crate::event::{Exec, PathArg};
 use crate::harvest::Harvester;
-use crate::phase::{markers, rules::Rules};
+use crate::phase::markers;
+use crate::rules::Rules;
 
 /// What the kernel keeps per process: instance, segment, marker set, execs.
 struct KProc {

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use phasebox_common::{FORK_MARKER_SLOT, FULL_MARKER_SET, MAX_MARKER_SETS};
 
-use super::rules::{Phase, Rules};
+use crate::rules::{Phase, Rules};
 
 /// The marker slots of `phases` (syscall numbers, and FORK_MARKER_SLOT for forks).
 fn slots<'a>(phases: impl IntoIterator<Item = &'a Phase>) -> BTreeSet<u32> {

@@ -1,13 +1,13 @@
 //! Phase detection: which phase of its role a process is in, from its events alone (live or
-//! replayed from a trace file). Rule sets (`rules`) or automatic segmentation (`auto`).
+//! replayed from a trace file). Rule sets (`crate::rules`, followed by `markers`) or automatic
+//! segmentation (`auto`).
 pub mod auto;
 pub mod markers;
-pub mod rules;
 
 use std::collections::HashMap;
 
+use crate::rules::{Obs, Rules, RulesError};
 use auto::{AutoParams, Segmenter};
-use rules::{Obs, Rules};
 
 /// The one phase of a role that the rule set gives no phases.
 pub const UNPHASED: &str = "unphased";
@@ -21,7 +21,7 @@ pub enum Detector {
 
 impl Detector {
     /// `generic`, `nginx`, a rule file's path, or `auto`.
-    pub fn load(spec: &str) -> anyhow::Result<Detector> {
+    pub fn load(spec: &str) -> Result<Detector, RulesError> {
         if spec == "auto" {
             return Ok(Detector::Auto(AutoParams::default()));
         }
@@ -173,5 +173,71 @@ fn advance(r: &Rules, role: &str, phase: &mut usize, obs: &Obs) {
         (*phase + 1..phases.len()).find(|&j| phases[j].enter.iter().any(|m| m.matches(obs)))
     {
         *phase = j;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysnames;
+
+    fn nr(name: &str) -> u32 {
+        sysnames::number(name).unwrap()
+    }
+
+    /// The master phase a sequence of (syscall, path) leaves a process of role master in.
+    fn master_after(calls: &[(&str, Option<&str>)]) -> (String, bool) {
+        let det = Detector::load("nginx").unwrap();
+        let mut t = det.tracker::<()>("master", false);
+        for (name, path) in calls {
+            t.syscall(&det, "master", nr(name), *path, ());
+        }
+        let at = t.rule_phase().unwrap();
+        (det.phase_name("master", at), t.serving(&det, "master"))
+    }
+
+    #[test]
+    fn nginx_t_and_signal_commands_never_reach_the_masters_serving_phase() {
+        // nginx -t (strace of nginx 1.22.1): the pid file is created right after the
+        // configuration is read, then the temp paths, the logs and the listening sockets.
+        let test = [
+            ("openat", Some("/etc/ld.so.cache")),
+            ("openat", Some("/conf/nginx.conf")),
+            ("openat", Some("/run/nginx.pid")),
+            ("mkdir", Some("/tmp/body")),
+            ("openat", Some("/logs/error.log")),
+            ("socket", None),
+            ("setsockopt", None),
+            ("bind", None),
+            ("listen", None),
+            ("exit_group", None),
+        ];
+        assert_eq!(
+            master_after(&test),
+            ("creating-and-configuring-sockets".to_string(), false)
+        );
+        // nginx -s reload: reads the configuration and the pid file, then signals.
+        let signal = [
+            ("openat", Some("/conf/nginx.conf")),
+            ("openat", Some("/run/nginx.pid")),
+            ("kill", None),
+        ];
+        assert!(!master_after(&signal).1);
+        // The real master: sockets, signal handlers, the pid file, then its error log on
+        // stderr (dup2) and its workers.
+        let master = [
+            ("openat", Some("/conf/nginx.conf")),
+            ("bind", None),
+            ("listen", None),
+            ("rt_sigaction", None),
+            ("openat", Some("/run/nginx.pid")),
+            ("dup2", None),
+            ("socketpair", None),
+            ("clone", None),
+        ];
+        assert_eq!(
+            master_after(&master),
+            ("setting-up-worker-processes".to_string(), true)
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! profiles (current and legacy form, default-deny and default-allow), `App:name,…` lists, and
 //! phasebox's own profiles. Formats and rules: docs/compare.md.
 pub mod critical;
+mod error;
 pub mod report;
 
 use std::collections::BTreeSet;
@@ -10,7 +11,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{profile::Profile, sysnames};
+use crate::{profile::Profile, seccomp::action::Action, sysnames};
+
+pub use error::{ActionPlace, PolicyError, PolicyProblem};
 
 /// An imported policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,19 +30,6 @@ pub struct Policy {
     /// calls, as in Docker's profile, or typos): left out of `allowed`, and reported.
     pub not_syscalls: BTreeSet<String>,
 }
-
-/// Actions of the OCI runtime spec's seccomp profiles.
-const OCI_ACTIONS: &[&str] = &[
-    "SCMP_ACT_KILL",
-    "SCMP_ACT_KILL_PROCESS",
-    "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_TRAP",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_TRACE",
-    "SCMP_ACT_ALLOW",
-    "SCMP_ACT_LOG",
-    "SCMP_ACT_NOTIFY",
-];
 
 /// Capabilities a container gets from Docker by default: rules that need only these apply.
 const DEFAULT_CAPS: &[&str] = &[
@@ -84,38 +74,32 @@ pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((it.next()?, it.next()?))
 }
 
-struct Ctx<'a> {
-    origin: &'a str,
+/// What a policy is read for: the kernel release decides OCI `minKernel` rules.
+struct Ctx {
     kernel: (u32, u32),
 }
 
-impl Ctx<'_> {
-    fn bad(&self, what: impl std::fmt::Display) -> anyhow::Error {
-        anyhow::anyhow!("{} is not a policy phasebox can read: {what}", self.origin)
+/// A syscall given by number: its name on this architecture.
+fn number(v: &Value) -> Result<String, PolicyProblem> {
+    let n = v
+        .as_u64()
+        .ok_or_else(|| PolicyProblem::NotNumber(v.clone()))?;
+    let name = sysnames::name(n as u32);
+    if name.starts_with("syscall_") {
+        return Err(PolicyProblem::UnknownNumber(n));
     }
+    Ok(name.into_owned())
+}
 
-    fn number(&self, v: &Value) -> anyhow::Result<String> {
-        let n = v
-            .as_u64()
-            .ok_or_else(|| self.bad(format!("{v} is not a syscall number")))?;
-        let name = sysnames::name(n as u32);
-        if name.starts_with("syscall_") {
-            return Err(self.bad(format!(
-                "syscall number {n} is not in the {} table",
-                sysnames::ARCH
-            )));
-        }
-        Ok(name.into_owned())
+/// A syscall given by number or name.
+fn syscall(v: &Value) -> Result<String, PolicyProblem> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        _ => number(v),
     }
+}
 
-    /// A syscall given by number or name.
-    fn syscall(&self, v: &Value) -> anyhow::Result<String> {
-        match v {
-            Value::String(s) => Ok(s.clone()),
-            _ => self.number(v),
-        }
-    }
-
+impl Ctx {
     /// Whether an OCI rule's `includes`/`excludes` make it apply to a default container on
     /// this architecture and kernel.
     fn applies(&self, rule: &Value) -> bool {
@@ -160,46 +144,39 @@ impl Ctx<'_> {
     }
 
     /// An OCI action, checked: an unknown one would otherwise read as a deny.
-    fn action<'v>(&self, v: &'v Value, what: &str) -> anyhow::Result<&'v str> {
-        let action = v
-            .as_str()
-            .ok_or_else(|| self.bad(format!("{what} is not a string")))?;
-        if !OCI_ACTIONS.contains(&action) {
-            return Err(self.bad(format!("{what} {action:?} is not a seccomp action")));
-        }
-        Ok(action)
+    fn action(&self, v: &Value, at: ActionPlace) -> Result<Action, PolicyProblem> {
+        let action = v.as_str().ok_or(PolicyProblem::ActionNotString(at))?;
+        action
+            .parse()
+            .map_err(|_| PolicyProblem::NotAction(at, action.to_string()))
     }
 
-    fn oci(&self, v: &Value) -> anyhow::Result<Policy> {
-        let default = self.action(&v["defaultAction"], "defaultAction")?;
-        let allows = |action: &str| matches!(action, "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG");
+    fn oci(&self, v: &Value) -> Result<Policy, PolicyProblem> {
+        let default = self.action(&v["defaultAction"], ActionPlace::Default)?;
         let rules = match &v["syscalls"] {
             Value::Null => &Vec::new(),
             Value::Array(a) => a,
-            _ => return Err(self.bad("\"syscalls\" is not a list")),
+            _ => return Err(PolicyProblem::SyscallsNotList),
         };
         let mut allowed = BTreeSet::new();
         let mut denied = BTreeSet::new();
         let mut conditional = BTreeSet::new();
         for (i, rule) in rules.iter().enumerate() {
             if rule["action"].is_null() {
-                return Err(self.bad(format!("rule {i} has no action")));
+                return Err(PolicyProblem::NoAction(i));
             }
-            let action = self.action(&rule["action"], &format!("the action of rule {i}"))?;
+            let action = self.action(&rule["action"], ActionPlace::Rule(i))?;
             // Current form: "names": [...]; legacy form: "name": "...".
             let names: Vec<String> = match (&rule["names"], &rule["name"]) {
-                (Value::Array(a), _) => a
-                    .iter()
-                    .map(|n| self.syscall(n))
-                    .collect::<anyhow::Result<_>>()?,
+                (Value::Array(a), _) => a.iter().map(syscall).collect::<Result<_, _>>()?,
                 (_, Value::String(n)) => vec![n.clone()],
-                _ => return Err(self.bad(format!("rule {i} has neither \"names\" nor \"name\""))),
+                _ => return Err(PolicyProblem::NoNames(i)),
             };
             if !self.applies(rule) {
                 continue;
             }
             let has_args = rule["args"].as_array().is_some_and(|a| !a.is_empty());
-            if allows(action) {
+            if action.allows() {
                 if has_args {
                     conditional.extend(names.iter().cloned());
                 }
@@ -208,114 +185,95 @@ impl Ctx<'_> {
                 denied.extend(names);
             }
         }
-        let allowed = if allows(default) {
+        let allowed = if default.allows() {
             all_syscalls().difference(&denied).cloned().collect()
         } else {
             allowed.difference(&denied).cloned().collect()
         };
-        let format = if allows(default) {
+        let format = if default.allows() {
             "OCI seccomp (default allow)"
         } else {
             "OCI seccomp (default deny)"
         };
         Ok(Policy {
-            name: String::new(),
-            format,
-            allowed,
             conditional,
-            not_syscalls: BTreeSet::new(),
+            ..Policy::allowing(format, allowed)
         })
     }
 
-    fn parse(&self, text: &str) -> anyhow::Result<Policy> {
-        let trimmed = text.trim_start();
-        if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
-            return self.name_list(text);
+    fn parse(&self, text: &str) -> Result<Policy, PolicyProblem> {
+        if !text.trim_start().starts_with(JSON_STARTS) {
+            return Ok(Policy::allowing("name list", names(text)?));
         }
-        let v: Value = serde_json::from_str(text).map_err(|e| self.bad(e))?;
+        let v: Value = serde_json::from_str(text)?;
         let (format, allowed) = match &v {
             Value::Array(a) => (
                 "syscall number list (sysfilter, Chestnut)",
-                a.iter()
-                    .map(|n| self.number(n))
-                    .collect::<anyhow::Result<_>>()?,
+                a.iter().map(number).collect::<Result<_, _>>()?,
             ),
             Value::Object(o) if o.contains_key("defaultAction") => return self.oci(&v),
             Value::Object(o) if o.contains_key("syscalls") => {
                 let list = o["syscalls"]
                     .as_array()
-                    .ok_or_else(|| self.bad("\"syscalls\" is not a list"))?;
+                    .ok_or(PolicyProblem::SyscallsNotList)?;
                 (
                     "Chestnut policy",
-                    list.iter()
-                        .map(|n| self.syscall(n))
-                        .collect::<anyhow::Result<_>>()?,
+                    list.iter().map(syscall).collect::<Result<_, _>>()?,
                 )
             }
-            _ => {
-                return Err(self.bad(
-                    "expected a JSON list of syscall numbers, a Chestnut policy, an OCI seccomp profile, \
-                     or lines of App:name,name",
-                ));
-            }
+            _ => return Err(PolicyProblem::UnknownFormat),
         };
-        Ok(Policy {
+        Ok(Policy::allowing(format, allowed))
+    }
+}
+
+/// What a JSON policy starts with; anything else is read as lines of names.
+const JSON_STARTS: [char; 2] = ['{', '['];
+
+/// The names of `App:name,name,…` lines (several apps: their union).
+fn names(text: &str) -> Result<BTreeSet<String>, PolicyProblem> {
+    let mut allowed = BTreeSet::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let Some((_, names)) = line.split_once(':') else {
+            return Err(PolicyProblem::NotNameLine(i + 1));
+        };
+        for n in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                let (line, name) = (i + 1, n.to_string());
+                return Err(PolicyProblem::NotName { line, name });
+            }
+            allowed.insert(n.to_string());
+        }
+    }
+    if allowed.is_empty() {
+        return Err(PolicyProblem::NoSyscalls);
+    }
+    Ok(allowed)
+}
+
+impl Policy {
+    /// A policy of `format` that allows `allowed`, with no conditions.
+    fn allowing(format: &'static str, allowed: BTreeSet<String>) -> Policy {
+        Policy {
             name: String::new(),
             format,
             allowed,
             conditional: BTreeSet::new(),
             not_syscalls: BTreeSet::new(),
-        })
-    }
-
-    /// Lines of `App:name,name,…` (several apps: their union), read as allowed.
-    fn name_list(&self, text: &str) -> anyhow::Result<Policy> {
-        Ok(Policy {
-            name: String::new(),
-            format: "name list",
-            allowed: self.names(text)?,
-            conditional: BTreeSet::new(),
-            not_syscalls: BTreeSet::new(),
-        })
-    }
-
-    /// The names of `App:name,name,…` lines.
-    fn names(&self, text: &str) -> anyhow::Result<BTreeSet<String>> {
-        let mut allowed = BTreeSet::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let Some((_, names)) = line.split_once(':') else {
-                return Err(self.bad(format!("line {} is not App:name,name,…", i + 1)));
-            };
-            for n in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(self.bad(format!(
-                        "line {} has {n:?}, which is not a syscall name",
-                        i + 1
-                    )));
-                }
-                allowed.insert(n.to_string());
-            }
         }
-        if allowed.is_empty() {
-            return Err(self.bad("it lists no syscalls"));
-        }
-        Ok(allowed)
     }
-}
 
-impl Policy {
     /// Reads a policy text; `origin` names it in errors, `kernel` decides OCI `minKernel` rules.
-    pub fn parse(text: &str, origin: &str, kernel: &str) -> anyhow::Result<Policy> {
+    pub fn parse(text: &str, origin: &str, kernel: &str) -> Result<Policy, PolicyError> {
         let ctx = Ctx {
-            origin,
             kernel: kernel_version(kernel).unwrap_or_default(),
         };
-        let mut p = ctx.parse(text)?;
-        p.name = origin.rsplit('/').next().unwrap_or(origin).to_string();
+        let mut p = ctx.parse(text).map_err(invalid(origin))?;
+        p.name = file_name(origin);
         (p.allowed, p.not_syscalls) = std::mem::take(&mut p.allowed)
             .into_iter()
             .partition(|n| sysnames::number(n).is_some());
@@ -326,34 +284,28 @@ impl Policy {
     /// Reads `App:name,name,…` lines as the syscalls a policy removes (Temporal
     /// Specialization publishes its results so): it allows the rest of the table. Names this
     /// architecture does not have are an error, since a misspelled name would deny nothing.
-    pub fn parse_deny_list(text: &str, origin: &str) -> anyhow::Result<Policy> {
-        let ctx = Ctx {
-            origin,
-            kernel: (0, 0),
-        };
-        let denied = ctx.names(text)?;
+    pub fn parse_deny_list(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let denied = names(text).map_err(invalid(origin))?;
         let table = all_syscalls();
         if let Some(unknown) = denied.iter().find(|n| !table.contains(*n)) {
-            return Err(ctx.bad(format!("{unknown} is not a {} syscall", sysnames::ARCH)));
+            return Err(invalid(origin)(PolicyProblem::NotSyscall(unknown.clone())));
         }
+        let allowed = table.difference(&denied).cloned().collect();
         Ok(Policy {
-            name: origin.rsplit('/').next().unwrap_or(origin).to_string(),
-            format: "deny list (allows the rest of the table)",
-            allowed: table.difference(&denied).cloned().collect(),
-            conditional: BTreeSet::new(),
-            not_syscalls: BTreeSet::new(),
+            name: file_name(origin),
+            ..Policy::allowing("deny list (allows the rest of the table)", allowed)
         })
     }
 
     /// Reads a deny list file ([`Policy::parse_deny_list`]).
-    pub fn load_deny_list(path: &Path) -> anyhow::Result<Policy> {
+    pub fn load_deny_list(path: &Path) -> Result<Policy, PolicyError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
         Policy::parse_deny_list(&text, &path.display().to_string())
     }
 
     /// Reads a policy file, or a phasebox profile (the union of `role`'s phases, or of every
     /// role when it has no such role).
-    pub fn load(path: &Path, kernel: &str, role: Option<&str>) -> anyhow::Result<Policy> {
+    pub fn load(path: &Path, kernel: &str, role: Option<&str>) -> Result<Policy, PolicyError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
         let origin = path.display().to_string();
         if text.contains("\"schema\"") && text.contains(crate::profile::SCHEMA) {
@@ -372,19 +324,30 @@ impl Policy {
                 .map_or(origin.clone(), |n| n.to_string_lossy().into_owned());
             return Ok(Policy {
                 name,
-                format: "phasebox profile (union of phases)",
-                allowed,
-                conditional: BTreeSet::new(),
-                not_syscalls: BTreeSet::new(),
+                ..Policy::allowing("phasebox profile (union of phases)", allowed)
             });
         }
         Policy::parse(&text, &origin, kernel)
     }
 }
 
+/// The last part of `origin`, which names a policy in reports.
+fn file_name(origin: &str) -> String {
+    origin.rsplit('/').next().unwrap_or(origin).to_string()
+}
+
+/// The error for a problem of the policy `origin`, for `map_err`.
+fn invalid(origin: &str) -> impl FnOnce(PolicyProblem) -> PolicyError + '_ {
+    move |problem| PolicyError::Invalid {
+        origin: origin.to_string(),
+        problem,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Sentence;
 
     #[test]
     fn kernel_releases() {
@@ -417,11 +380,11 @@ mod tests {
         assert!(deny.allowed.contains("read") && deny.allowed.contains("accept4"));
         let e = Policy::parse_deny_list("nginx:execve,exceve", "d.txt")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert!(e.contains("exceve is not a"), "{e}");
         let e = Policy::parse_deny_list("\n", "d.txt")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert!(e.contains("it lists no syscalls"), "{e}");
     }
 
@@ -448,7 +411,7 @@ mod tests {
         assert_eq!(p.allowed.len(), 4);
         let e = Policy::parse("nginx read", "l.txt", "6.1")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert!(e.contains("l.txt") && e.contains("line 1"), "{e}");
     }
 
@@ -519,7 +482,7 @@ mod tests {
 
     #[test]
     fn malformed_policies_are_explained() {
-        let err = |t: &str| Policy::parse(t, "p.json", "6.1").unwrap_err().to_string();
+        let err = |t: &str| Policy::parse(t, "p.json", "6.1").unwrap_err().sentence();
         assert!(err("[1, \"x\"]").contains("\"x\" is not a syscall number"));
         assert!(err("[99999]").contains("99999 is not in the"));
         assert!(err("{\"foo\": 1}").contains("expected a JSON list"));
@@ -530,7 +493,7 @@ mod tests {
 
     #[test]
     fn unknown_actions_are_refused_and_unknown_names_kept_apart() {
-        let err = |t: &str| Policy::parse(t, "p.json", "6.1").unwrap_err().to_string();
+        let err = |t: &str| Policy::parse(t, "p.json", "6.1").unwrap_err().sentence();
         let e = err(r#"{"defaultAction":"SCMP_ACT_FOO","syscalls":[]}"#);
         assert!(
             e.contains("defaultAction \"SCMP_ACT_FOO\" is not a seccomp action"),

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Policy, all_syscalls, critical::CRITICAL};
 use crate::display;
-use crate::profile::{Profile, Role};
+use crate::profile::{NoSuchRole, Profile, Role};
 
 /// One policy against one role's phase (or all its phases).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -49,17 +49,26 @@ pub struct Critical {
 
 pub const ALL_PHASES: &str = "(all phases)";
 
+/// Why a comparison cannot be made as asked.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompareError {
+    #[error(transparent)]
+    NoRole(#[from] NoSuchRole),
+    #[error("no selected role of the profile has a phase {0}")]
+    NoPhase(String),
+}
+
 /// Compares; `role`/`phase` narrow the rows.
 pub fn compare(
     profile: &Profile,
     policies: &[Policy],
     role: Option<&str>,
     phase: Option<&str>,
-) -> anyhow::Result<Comparison> {
+) -> Result<Comparison, CompareError> {
     let roles = selected_roles(profile, role)?;
     let targets = targets(&roles, phase);
     if let (Some(p), true) = (phase, targets.is_empty()) {
-        anyhow::bail!("no selected role of the profile has a phase {p}");
+        return Err(CompareError::NoPhase(p.to_string()));
     }
     let table = all_syscalls();
     let rows = policies
@@ -89,15 +98,12 @@ struct Target {
 }
 
 /// The role named `role`, or every role.
-fn selected_roles<'a>(profile: &'a Profile, role: Option<&str>) -> anyhow::Result<Vec<&'a Role>> {
-    let role_names: Vec<&str> = profile.roles.iter().map(|r| r.name.as_str()).collect();
+fn selected_roles<'a>(
+    profile: &'a Profile,
+    role: Option<&str>,
+) -> Result<Vec<&'a Role>, CompareError> {
     Ok(match role {
-        Some(r) => vec![profile.role(r).ok_or_else(|| {
-            anyhow::anyhow!(
-                "the profile has no role {r} (it has: {})",
-                role_names.join(", ")
-            )
-        })?],
+        Some(r) => vec![profile.role(r).ok_or_else(|| NoSuchRole::new(profile, r))?],
         None => profile.roles.iter().collect(),
     })
 }

@@ -40,20 +40,25 @@ fn forget_times(p: &mut Profile) {
     }
 }
 
+/// Why profiles cannot be merged.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MergeError {
+    #[error("nothing to merge")]
+    Nothing,
+    #[error("cannot merge profiles of different architectures ({0} and {1})")]
+    Arch(String, String),
+}
+
 /// The union of `profiles`: roles and phases matched by name (new ones appended in the order
 /// they come), calls summed, earliest first-seen kept, every run listed.
-pub fn merge(profiles: &[Profile]) -> anyhow::Result<Profile> {
+pub fn merge(profiles: &[Profile]) -> Result<Profile, MergeError> {
     let Some(first) = profiles.first() else {
-        anyhow::bail!("nothing to merge");
+        return Err(MergeError::Nothing);
     };
     let mut out = first.clone();
     for p in &profiles[1..] {
         if p.arch != out.arch {
-            anyhow::bail!(
-                "cannot merge profiles of different architectures ({} and {})",
-                out.arch,
-                p.arch
-            );
+            return Err(MergeError::Arch(out.arch, p.arch.clone()));
         }
         out.complete &= p.complete;
         for r in &p.incomplete_reasons {

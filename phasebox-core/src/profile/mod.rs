@@ -1,6 +1,7 @@
 //! The learned profile: program → role → phase → syscall, with provenance. JSON with a schema
 //! version (docs/profile-format.md).
 pub mod compare;
+mod error;
 pub mod operations;
 pub mod review;
 pub mod sections;
@@ -13,7 +14,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{atomic_file::write_atomic, sysnames};
+use crate::{atomic_file::write_atomic, file_error::FileError, sysnames};
+
+pub use error::{NoSuchRole, ProfileError, ProfileProblem};
 
 /// The schema this phasebox writes and reads.
 pub const SCHEMA: &str = "phasebox.profile/v1";
@@ -151,21 +154,51 @@ pub fn is_syscall_name(name: &str) -> bool {
         .is_some_and(|nr| sysnames::name(nr) == name)
 }
 
-/// The filtered calls of a phase name syscalls and carry an errno a kernel can return.
-fn check_filtered(ph: &Phase, role: &str) -> Result<(), String> {
+/// A phase names syscalls only, and its filtered calls carry an errno a kernel can return.
+fn check_phase(ph: &Phase, role: &str) -> Result<(), ProfileProblem> {
+    let (role, phase) = (|| role.to_string(), || ph.name.clone());
+    if let Some(name) = ph.names().find(|n| !is_syscall_name(n)) {
+        let (role, phase, name) = (role(), phase(), name.to_string());
+        return Err(ProfileProblem::NotSyscall { role, phase, name });
+    }
     for (name, f) in &ph.filtered {
         if !is_syscall_name(name) {
-            return Err(format!(
-                "phase {} of role {role} lists {name:?} as filtered, which is not a {} syscall",
-                ph.name,
-                sysnames::ARCH
-            ));
+            let (role, phase, name) = (role(), phase(), name.clone());
+            return Err(ProfileProblem::FilteredNotSyscall { role, phase, name });
         }
-        if !crate::seccomp::oci::ERRNO_RANGE.contains(&f.errno) {
-            return Err(format!(
-                "phase {} of role {role} says {name} was filtered with errno {}, outside 1..4095",
-                ph.name, f.errno
-            ));
+        if !sysnames::ERRNO_RANGE.contains(&f.errno) {
+            let (role, phase, name, errno) = (role(), phase(), name.clone(), f.errno);
+            return Err(ProfileProblem::FilteredErrno {
+                role,
+                phase,
+                name,
+                errno,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Roles are unique per container and their phases unique per role, each phase checked.
+fn check_roles(roles: &[Role]) -> Result<(), ProfileProblem> {
+    // One set of roles per container: a name may come back for another container.
+    let mut seen_roles = std::collections::HashSet::new();
+    for role in roles {
+        if !seen_roles.insert((role.name.as_str(), role.container.as_deref())) {
+            return Err(ProfileProblem::RoleTwice {
+                role: role.name.clone(),
+                container: role.container.clone(),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for ph in &role.phases {
+            if !seen.insert(ph.name.as_str()) {
+                return Err(ProfileProblem::PhaseTwice {
+                    role: role.name.clone(),
+                    phase: ph.name.clone(),
+                });
+            }
+            check_phase(ph, &role.name)?;
         }
     }
     Ok(())
@@ -215,68 +248,43 @@ impl Profile {
     }
 
     /// Writes the profile atomically.
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+    pub fn save(&self, path: &Path) -> Result<(), FileError> {
         write_atomic(path, self.to_json().as_bytes())
     }
 
     /// Parses and checks a profile; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Profile> {
-        let bad =
-            |what: String| anyhow::anyhow!("{origin} is not a valid phasebox profile: {what}");
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+        let origin = origin.to_string();
+        let invalid = |origin, problem| ProfileError::Invalid { origin, problem };
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return Err(invalid(origin, e.into())),
+        };
         match value.get("schema").and_then(|s| s.as_str()) {
             Some(SCHEMA) => {}
             Some(other) => {
-                anyhow::bail!(
-                    "{origin} has profile schema {other:?}; this phasebox reads {SCHEMA:?}"
-                )
+                let schema = other.to_string();
+                return Err(ProfileError::Schema { origin, schema });
             }
-            None => return Err(bad("it has no \"schema\" key".into())),
+            None => return Err(invalid(origin, ProfileProblem::NoSchema)),
         }
         // Parse again from the text so errors carry line and column.
-        let p: Profile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let p: Profile = match serde_json::from_str(text) {
+            Ok(p) => p,
+            Err(e) => return Err(invalid(origin, e.into())),
+        };
         if p.arch != sysnames::ARCH {
-            anyhow::bail!(
-                "{origin} is a profile of {:?} programs; this phasebox is built for {} and reads {} profiles only",
-                p.arch,
-                sysnames::ARCH,
-                sysnames::ARCH
-            );
+            let arch = p.arch;
+            return Err(ProfileError::Arch { origin, arch });
         }
-        // One set of roles per container: a name may come back for another container.
-        let mut roles = std::collections::HashSet::new();
-        for role in &p.roles {
-            if !roles.insert((role.name.as_str(), role.container.as_deref())) {
-                let place = match &role.container {
-                    Some(c) => format!(" in container {c}"),
-                    None => String::new(),
-                };
-                return Err(bad(format!("it lists role {}{place} twice", role.name)));
-            }
-            let mut seen = std::collections::HashSet::new();
-            for ph in &role.phases {
-                if !seen.insert(ph.name.as_str()) {
-                    return Err(bad(format!(
-                        "role {} lists phase {} twice",
-                        role.name, ph.name
-                    )));
-                }
-                if let Some(name) = ph.names().find(|n| !is_syscall_name(n)) {
-                    return Err(bad(format!(
-                        "phase {} of role {} has {name:?}, which is not a {} syscall",
-                        ph.name,
-                        role.name,
-                        sysnames::ARCH
-                    )));
-                }
-                check_filtered(ph, &role.name).map_err(bad)?;
-            }
+        match check_roles(&p.roles) {
+            Ok(()) => Ok(p),
+            Err(problem) => Err(invalid(origin, problem)),
         }
-        Ok(p)
     }
 
-    pub fn load(path: &Path) -> anyhow::Result<Profile> {
+    /// Reads and checks the profile at `path`.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
         Profile::parse(&text, &path.display().to_string())
     }
@@ -285,6 +293,7 @@ impl Profile {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::Sentence;
 
     /// Phases of a sample role: (phase, syscalls).
     pub type SamplePhases<'a> = &'a [(&'a str, &'a [&'a str])];
@@ -376,7 +385,7 @@ pub(crate) mod tests {
             .errno = 4096;
         let e = Profile::parse(&bad.to_json(), "f.json")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert!(e.contains("clone3 was filtered with errno 4096"), "{e}");
         let mut bad = p.clone();
         bad.roles[0].phases[0]
@@ -384,7 +393,7 @@ pub(crate) mod tests {
             .insert("nope".into(), Filtered::default());
         let e = Profile::parse(&bad.to_json(), "f.json")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert!(e.contains("lists \"nope\" as filtered"), "{e}");
     }
 
@@ -395,7 +404,7 @@ pub(crate) mod tests {
             "bad.json",
         )
         .unwrap_err()
-        .to_string();
+        .sentence();
         assert!(
             e.starts_with("bad.json is not a valid phasebox profile"),
             "{e}"
@@ -403,24 +412,22 @@ pub(crate) mod tests {
         assert!(e.contains("line 2"), "{e}");
         let e = Profile::parse("{\"schema\": \"other/v9\"}", "o.json")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert!(e.contains("schema \"other/v9\""), "{e}");
-        let e = Profile::parse("not json", "n.json")
-            .unwrap_err()
-            .to_string();
+        let e = Profile::parse("not json", "n.json").unwrap_err().sentence();
         assert!(e.contains("n.json is not a valid phasebox profile"), "{e}");
         let mut p = sample(&[("main", &[("a", &["read"])])]);
         let again = p.roles[0].phases[0].clone();
         p.roles[0].phases.push(again);
         let e = Profile::parse(&p.to_json(), "d.json")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert!(e.contains("lists phase a twice"), "{e}");
         let mut p = sample(&[("main", &[("a", &["read"])])]);
         p.roles.push(p.roles[0].clone());
         let e = Profile::parse(&p.to_json(), "r.json")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert!(e.contains("lists role main twice"), "{e}");
         // The same role in two containers (or in one and on the host) is two roles.
         let mut other = p.roles[0].clone();
@@ -442,7 +449,7 @@ pub(crate) mod tests {
             let p = sample(&[("main", &[("a", &["read", bad])])]);
             let e = Profile::parse(&p.to_json(), "u.json")
                 .unwrap_err()
-                .to_string();
+                .sentence();
             assert!(
                 e.contains(&format!("phase a of role main has {bad:?}, which is not a")),
                 "{e}"
@@ -459,7 +466,7 @@ pub(crate) mod tests {
             p.arch = arch.to_string();
             let e = Profile::parse(&p.to_json(), "a.json")
                 .unwrap_err()
-                .to_string();
+                .sentence();
             assert!(
                 e.starts_with(&format!(
                     "a.json is a profile of {arch:?} programs; this phasebox is built for"

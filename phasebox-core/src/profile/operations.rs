@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Profile;
-use crate::phase::rules::{OperationSign, Rules};
+use crate::rules::{OperationSign, Rules};
 
 /// The `operations` section of a profile.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,11 +8,24 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::static_section::StaticSection;
-use super::{Profile, SyscallUse, sections, unseen};
-use crate::display;
+use super::{Profile, ProfileError, SyscallUse, sections, unseen};
+use crate::{display, file_error::FileError};
 
 /// The key under which the section is stored.
 pub const KEY: &str = "review";
+
+/// Why a review cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{static_origin} analyzes {static_program}, but the profile is of {program}")]
+    OtherProgram {
+        static_origin: String,
+        static_program: String,
+        program: String,
+    },
+    #[error("--allow-reachable {name}: {static_origin} does not find {name} reachable")]
+    NotReachable { name: String, static_origin: String },
+}
 
 /// One call to review.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,19 +59,24 @@ pub fn build(
     static_program: &str,
     static_origin: &str,
     allow: &[String],
-) -> anyhow::Result<Review> {
+) -> Result<Review, ReviewError> {
     let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
     if base(&dynamic.program.path) != base(static_program) {
-        anyhow::bail!(
-            "{static_origin} analyzes {static_program}, but the profile is of {}",
-            dynamic.program.path
-        );
+        return Err(ReviewError::OtherProgram {
+            static_origin: static_origin.to_string(),
+            static_program: static_program.to_string(),
+            program: dynamic.program.path.clone(),
+        });
     }
     let used: BTreeSet<&str> = dynamic.roles.iter().flat_map(|r| r.union()).collect();
-    for a in allow {
-        if !analysis.reachable_from.contains_key(a) {
-            anyhow::bail!("--allow-reachable {a}: {static_origin} does not find {a} reachable");
-        }
+    if let Some(a) = allow
+        .iter()
+        .find(|a| !analysis.reachable_from.contains_key(*a))
+    {
+        return Err(ReviewError::NotReachable {
+            name: a.clone(),
+            static_origin: static_origin.to_string(),
+        });
     }
     let program = unseen::object_name(static_program);
     let mut ranked: Vec<(unseen::Rank, ReviewCall)> = analysis
@@ -127,13 +145,13 @@ pub fn render(r: &Review) -> String {
 }
 
 /// Writes the hybrid profile: `profile` with the review section, atomically.
-pub fn save(profile: &Profile, review: &Review, path: &Path) -> anyhow::Result<()> {
+pub fn save(profile: &Profile, review: &Review, path: &Path) -> Result<(), FileError> {
     let value = serde_json::to_value(review).expect("review serializes");
     sections::save(profile, &[(KEY, value)], path)
 }
 
 /// Reads a profile and its review section, if it has one.
-pub fn load(path: &Path) -> anyhow::Result<(Profile, Option<Review>)> {
+pub fn load(path: &Path) -> Result<(Profile, Option<Review>), ProfileError> {
     sections::load(path, KEY)
 }
 

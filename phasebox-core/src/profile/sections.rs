@@ -5,15 +5,15 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::Profile;
-use crate::atomic_file::write_atomic;
+use super::{Profile, ProfileError, ProfileProblem};
+use crate::{atomic_file::write_atomic, file_error::FileError};
 
 /// Writes `profile` with `sections` (key, value) added, atomically.
 pub fn save(
     profile: &Profile,
     sections: &[(&str, serde_json::Value)],
     path: &Path,
-) -> anyhow::Result<()> {
+) -> Result<(), FileError> {
     write_atomic(path, to_json(profile, sections).as_bytes())
 }
 
@@ -27,17 +27,30 @@ pub fn to_json(profile: &Profile, sections: &[(&str, serde_json::Value)]) -> Str
 }
 
 /// Reads a profile and its section `key`, if it has one.
-pub fn load<T: DeserializeOwned>(path: &Path, key: &str) -> anyhow::Result<(Profile, Option<T>)> {
+pub fn load<T: DeserializeOwned>(
+    path: &Path,
+    key: &'static str,
+) -> Result<(Profile, Option<T>), ProfileError> {
     let text = crate::input::read_text(path, crate::input::TEXT)?;
     let origin = path.display().to_string();
     let profile = Profile::parse(&text, &origin)?;
-    let value: serde_json::Value = serde_json::from_str(&text)?;
-    let section = match value.get(key) {
-        Some(v) => Some(
-            serde_json::from_value(v.clone())
-                .map_err(|e| anyhow::anyhow!("{origin} has a malformed \"{key}\" section: {e}"))?,
-        ),
-        None => None,
+    // The text parsed as a profile, so it is JSON.
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            let problem = ProfileProblem::Json(e);
+            return Err(ProfileError::Invalid { origin, problem });
+        }
     };
-    Ok((profile, section))
+    let Some(v) = value.get(key) else {
+        return Ok((profile, None));
+    };
+    match serde_json::from_value(v.clone()) {
+        Ok(section) => Ok((profile, Some(section))),
+        Err(source) => Err(ProfileError::Section {
+            origin,
+            key,
+            source,
+        }),
+    }
 }

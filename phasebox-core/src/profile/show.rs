@@ -1,7 +1,7 @@
 //! The profile as the poster's table: per role, a row per phase with its syscalls.
 use std::fmt::Write as _;
 
-use super::Profile;
+use super::{Profile, Role};
 use crate::display;
 
 /// An errno by name (`ENOSYS`), or its number when the table has none.
@@ -16,6 +16,15 @@ pub fn errno_name(errno: u32) -> String {
 /// through [`display::text`]: a profile is a file anyone may have written.
 pub fn render(p: &Profile) -> String {
     let mut out = String::new();
+    header(&mut out, p);
+    for role in &p.roles {
+        role_table(&mut out, role);
+    }
+    out
+}
+
+/// The program, where it was learned, how complete it is, its notes and its operations.
+fn header(out: &mut String, p: &Profile) {
     let state = if p.complete {
         "complete".to_string()
     } else {
@@ -55,47 +64,48 @@ pub fn render(p: &Profile) -> String {
             marks.join(", ")
         );
     }
-    for role in &p.roles {
-        let union = role.union();
+}
+
+/// A role's table: a row per phase with its syscalls, and the calls a filter denied.
+fn role_table(out: &mut String, role: &Role) {
+    let union = role.union();
+    let _ = writeln!(
+        out,
+        "\nrole {} ({} process{}, {} syscalls in all)",
+        display::text(&role.name),
+        role.processes,
+        if role.processes == 1 { "" } else { "es" },
+        union.len()
+    );
+    let names: Vec<_> = role
+        .phases
+        .iter()
+        .map(|ph| display::text(&ph.name))
+        .collect();
+    let width = display::column(names.iter().map(AsRef::as_ref), 5);
+    let _ = writeln!(out, "  {:<width$}  {:>5}  syscalls", "phase", "count");
+    for (ph, name) in role.phases.iter().zip(&names) {
+        let calls: Vec<&str> = ph.names().collect();
         let _ = writeln!(
             out,
-            "\nrole {} ({} process{}, {} syscalls in all)",
-            display::text(&role.name),
-            role.processes,
-            if role.processes == 1 { "" } else { "es" },
-            union.len()
+            "  {name:<width$}  {:>5}  {}",
+            calls.len(),
+            display::join(&calls, ", ")
         );
-        let names: Vec<_> = role
-            .phases
-            .iter()
-            .map(|ph| display::text(&ph.name))
-            .collect();
-        let width = display::column(names.iter().map(AsRef::as_ref), 5);
-        let _ = writeln!(out, "  {:<width$}  {:>5}  syscalls", "phase", "count");
-        for (ph, name) in role.phases.iter().zip(&names) {
-            let calls: Vec<&str> = ph.names().collect();
+        if !ph.filtered.is_empty() {
+            let denied: Vec<String> = ph
+                .filtered
+                .iter()
+                .map(|(n, f)| format!("{n}×{} ({})", f.calls, errno_name(f.errno)))
+                .collect();
             let _ = writeln!(
                 out,
-                "  {name:<width$}  {:>5}  {}",
-                calls.len(),
-                display::join(&calls, ", ")
+                "  {:<width$}         filtered by seccomp while learning: {}",
+                "",
+                denied.join(", ")
             );
-            if !ph.filtered.is_empty() {
-                let denied: Vec<String> = ph
-                    .filtered
-                    .iter()
-                    .map(|(n, f)| format!("{n}×{} ({})", f.calls, errno_name(f.errno)))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "  {:<width$}         filtered by seccomp while learning: {}",
-                    "",
-                    denied.join(", ")
-                );
-            }
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Profile, sections};
+use super::{Profile, ProfileError, sections};
+use crate::file_error::FileError;
 
 /// The key under which the section is stored.
 pub const KEY: &str = "static";
@@ -114,7 +115,7 @@ pub struct StaticSection {
 }
 
 /// Writes `profile` with `section` under [`KEY`], atomically.
-pub fn save(profile: &Profile, section: &StaticSection, path: &Path) -> anyhow::Result<()> {
+pub fn save(profile: &Profile, section: &StaticSection, path: &Path) -> Result<(), FileError> {
     sections::save(profile, &[(KEY, to_value(section))], path)
 }
 
@@ -124,7 +125,7 @@ pub fn to_value(section: &StaticSection) -> serde_json::Value {
 }
 
 /// Reads a profile and its static section, if it has one.
-pub fn load(path: &Path) -> anyhow::Result<(Profile, Option<StaticSection>)> {
+pub fn load(path: &Path) -> Result<(Profile, Option<StaticSection>), ProfileError> {
     sections::load(path, KEY)
 }
 

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use super::Profile;
 use super::static_section::StaticSection;
+use crate::sysnames;
 
 /// What a group of calls serves: a call belongs to the first purpose that lists it and whose
 /// hints (if any) are in the name of one of the program's last two functions on its chain
@@ -118,7 +119,7 @@ const PURPOSES: &[Purpose] = &[
     Purpose {
         name: "privileges",
         serves: "user, group and capability changes, chroot",
-        syscalls: crate::phase::auto::PRIVILEGE_CHANGES,
+        syscalls: sysnames::PRIVILEGE_CHANGES,
         hints: &[],
     },
     Purpose {
@@ -425,6 +426,22 @@ pub fn render(c: &Coverage) -> String {
         c.program,
         c.origin
     );
+    groups(&mut out, c);
+    others(&mut out, c);
+    let _ = write!(
+        out,
+        "  Most likely needed first in each group: calls the program's functions make through \
+         direct calls, then those a library makes through a pointer, then those only inside \
+         libraries; then fewer pointer steps, libraries crossed and frames, and more of the \
+         program's functions making the call.\n  Learn through the operations these serve (a \
+         scenario each, docs/scenarios.md), or allow what they need with export --hybrid \
+         STATIC.json --allow-reachable NAME,…"
+    );
+    out
+}
+
+/// A block per group: its purpose, then each call with where it is reachable from.
+fn groups(out: &mut String, c: &Coverage) {
     let width = c
         .groups
         .iter()
@@ -443,35 +460,30 @@ pub fn render(c: &Coverage) -> String {
             );
         }
     }
-    if !c.other.is_empty() {
-        let names: Vec<&str> = c
-            .other
-            .iter()
-            .take(OTHER_SHOWN)
-            .map(|x| x.name.as_str())
-            .collect();
-        let more = c.other.len().saturating_sub(OTHER_SHOWN);
-        let _ = writeln!(
-            out,
-            "  other: {}{}",
-            names.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
-        );
+}
+
+/// The names of the calls no group takes, the first [`OTHER_SHOWN`] of them.
+fn others(out: &mut String, c: &Coverage) {
+    if c.other.is_empty() {
+        return;
     }
-    let _ = write!(
+    let names: Vec<&str> = c
+        .other
+        .iter()
+        .take(OTHER_SHOWN)
+        .map(|x| x.name.as_str())
+        .collect();
+    let more = c.other.len().saturating_sub(OTHER_SHOWN);
+    let _ = writeln!(
         out,
-        "  Most likely needed first in each group: calls the program's functions make through \
-         direct calls, then those a library makes through a pointer, then those only inside \
-         libraries; then fewer pointer steps, libraries crossed and frames, and more of the \
-         program's functions making the call.\n  Learn through the operations these serve (a \
-         scenario each, docs/scenarios.md), or allow what they need with export --hybrid \
-         STATIC.json --allow-reachable NAME,…"
+        "  other: {}{}",
+        names.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
     );
-    out
 }
 
 #[cfg(test)]

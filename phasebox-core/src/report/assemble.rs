@@ -2,12 +2,34 @@
 //! program, and the comparison of their union with each policy.
 use std::path::PathBuf;
 
-use super::{Page, html};
+use super::{Page, TimelineError, html};
 use crate::{
-    policy::{Policy, report as compare},
-    profile::{Profile, compare::merge, review::Review},
+    policy::{
+        Policy, PolicyError,
+        report::{self as compare, CompareError},
+    },
+    profile::{
+        Profile,
+        compare::{MergeError, merge},
+        review::Review,
+    },
     scenario::coverage,
 };
+
+/// Why a report cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("a report needs at least one profile")]
+    NoProfile,
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Compare(#[from] CompareError),
+    #[error(transparent)]
+    Timeline(#[from] TimelineError),
+}
 
 /// The page of `profiles` (several: with their coverage in this order), compared with
 /// `policies` when any, with the reviews of hybrid profiles.
@@ -16,9 +38,9 @@ pub fn page(
     policies: &[PathBuf],
     title: Option<String>,
     reviews: Vec<(String, Review)>,
-) -> anyhow::Result<String> {
+) -> Result<String, ReportError> {
     let Some((_, first)) = profiles.first() else {
-        anyhow::bail!("a report needs at least one profile");
+        return Err(ReportError::NoProfile);
     };
     let coverage = (profiles.len() > 1).then(|| coverage::coverage(&profiles));
     let comparison = if policies.is_empty() {
@@ -29,18 +51,18 @@ pub fn page(
         let policies = policies
             .iter()
             .map(|p| Policy::load(p, &merged.kernel_release, None))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Some(compare::compare(&merged, &policies, None, None)?)
     };
     let title = title.unwrap_or_else(|| {
         let prog = first.program.path.rsplit('/').next().unwrap_or_default();
         format!("phasebox report: {prog}")
     });
-    html(&Page {
+    Ok(html(&Page {
         title,
         profiles,
         coverage,
         comparison,
         reviews,
-    })
+    })?)
 }

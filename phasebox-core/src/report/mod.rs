@@ -4,7 +4,8 @@
 mod assemble;
 pub mod timeline;
 
-pub use assemble::page;
+pub use assemble::{ReportError, page};
+pub use timeline::TimelineError;
 
 use std::fmt::Write as _;
 
@@ -57,7 +58,7 @@ text-align:left;vertical-align:top;font-size:0.9em}th{background:#f2f2f2}td.n{te
 figure{margin:0.5em 0}code{background:#f4f4f4;padding:0 3px}";
 
 /// The page.
-pub fn html(page: &Page) -> anyhow::Result<String> {
+pub fn html(page: &Page) -> Result<String, TimelineError> {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -98,7 +99,12 @@ pub fn html(page: &Page) -> anyhow::Result<String> {
     Ok(h)
 }
 
-fn profile_section(h: &mut String, i: usize, label: &str, p: &Profile) -> anyhow::Result<()> {
+fn profile_section(
+    h: &mut String,
+    i: usize,
+    label: &str,
+    p: &Profile,
+) -> Result<(), TimelineError> {
     let _ = writeln!(
         h,
         "<section class=\"profile\" id=\"p{i}\"><h2>{}</h2>",
@@ -125,7 +131,7 @@ fn profile_section(h: &mut String, i: usize, label: &str, p: &Profile) -> anyhow
     Ok(())
 }
 
-fn role_section(h: &mut String, role: &Role) -> anyhow::Result<()> {
+fn role_section(h: &mut String, role: &Role) -> Result<(), TimelineError> {
     let _ = writeln!(
         h,
         "<h3>role {} <span class=\"note\">({} process(es), {} syscalls)</span></h3>",

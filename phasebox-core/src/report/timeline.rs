@@ -4,6 +4,8 @@
 //! Startup phases last microseconds and serving lasts seconds, so x is piecewise linear: the
 //! stretch between two phase starts gets a width partly proportional to its duration and
 //! partly equal for all, and each phase start is a labelled tick with its real time.
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::profile::Role;
@@ -110,18 +112,35 @@ pub fn marks(role: &Role) -> (Vec<String>, Vec<(u64, usize, usize)>) {
     (rows, out)
 }
 
+/// A timeline plotters could not draw.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw the timeline of {role}")]
+pub struct TimelineError {
+    pub role: String,
+    #[source]
+    pub source: DrawError,
+}
+
+/// What drawing on the SVG string can fail with.
+pub type DrawError = DrawingAreaErrorKind<std::io::Error>;
+
 /// The SVG, or None when the profile kept no call times (merged profiles).
-pub fn svg(role: &Role, width: u32) -> anyhow::Result<Option<String>> {
+pub fn svg(role: &Role, width: u32) -> Result<Option<String>, TimelineError> {
     let (rows, marks) = marks(role);
     if marks.is_empty() {
         return Ok(None);
     }
     let height = (rows.len() as u32 * 13 + 110).max(200);
     let mut buf = String::new();
-    draw(&mut buf, role, &rows, &marks, (width, height))
-        .map_err(|e| anyhow::anyhow!("cannot draw the timeline of {}: {e}", role.name))?;
+    draw(&mut buf, role, &rows, &marks, (width, height)).map_err(|source| TimelineError {
+        role: role.name.clone(),
+        source,
+    })?;
     Ok(Some(buf))
 }
+
+/// The chart: x from 0 to 1 (the axis), one row per syscall.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 fn draw(
     buf: &mut String,
@@ -129,10 +148,9 @@ fn draw(
     rows: &[String],
     marks: &[(u64, usize, usize)],
     size: (u32, u32),
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), DrawError> {
     let n = rows.len();
     let axis = Axis::new(role);
-    let y = |row: usize| (n - 1 - row) as f64; // first syscall on top
     let root = SVGBackend::with_string(buf, size).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -142,6 +160,17 @@ fn draw(
         .x_label_area_size(44)
         .y_label_area_size(130)
         .build_cartesian_2d(0f64..1f64, -0.5f64..(n as f64 - 0.5))?;
+    draw_mesh(&mut chart, rows)?;
+    draw_phases(&mut chart, role, &axis, n)?;
+    draw_marks(&mut chart, &axis, marks, n)?;
+    draw_labels(&root, &chart, role, &axis)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The syscall names down the y axis, first used on top.
+fn draw_mesh(chart: &mut Chart, rows: &[String]) -> Result<(), DrawError> {
+    let n = rows.len();
     let names: Vec<String> = rows.iter().map(|r| plain(r)).collect();
     let label = |v: &f64| {
         let r = v.round();
@@ -159,7 +188,11 @@ fn draw(
         .y_label_formatter(&label)
         .x_desc("time since the role started (ticks at phase starts; each stretch widened to be readable)")
         .label_style(("sans-serif", 14))
-        .draw()?;
+        .draw()
+}
+
+/// Each phase shaded in its colour, and a line at every tick of the axis.
+fn draw_phases(chart: &mut Chart, role: &Role, axis: &Axis, n: usize) -> Result<(), DrawError> {
     let top = n as f64 - 0.5;
     chart.draw_series(role.phases.iter().enumerate().map(|(i, p)| {
         let (a, b) = (axis.x(p.start_ns), axis.x(p.end_ns));
@@ -173,6 +206,17 @@ fn draw(
             .iter()
             .map(|&x| PathElement::new(vec![(x, -0.5), (x, top)], BLACK.mix(0.25).stroke_width(1))),
     )?;
+    Ok(())
+}
+
+/// A mark per recorded call, in its row, in its phase's colour.
+fn draw_marks(
+    chart: &mut Chart,
+    axis: &Axis,
+    marks: &[(u64, usize, usize)],
+    n: usize,
+) -> Result<(), DrawError> {
+    let y = |row: usize| (n - 1 - row) as f64; // first syscall on top
     chart.draw_series(marks.iter().map(|&(t, row, pi)| {
         let x = axis.x(t);
         PathElement::new(
@@ -180,7 +224,16 @@ fn draw(
             color(pi).stroke_width(1),
         )
     }))?;
-    // Real times under the ticks and phase names over the plot, staggered on two lines.
+    Ok(())
+}
+
+/// Real times under the ticks and phase names over the plot, staggered on two lines.
+fn draw_labels(
+    root: &DrawingArea<SVGBackend, Shift>,
+    chart: &Chart,
+    role: &Role,
+    axis: &Axis,
+) -> Result<(), DrawError> {
     let area = chart.plotting_area();
     let (xr, yr) = area.get_pixel_range();
     let px = |x: f64| xr.start + (x * (xr.end - xr.start) as f64) as i32;
@@ -198,7 +251,6 @@ fn draw(
         let at = (px(axis.x(p.start_ns)), yr.start - 26 + 12 * (k as i32 % 2));
         root.draw(&Text::new(plain(&p.name), at, style))?;
     }
-    root.present()?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Execution scenarios: a TOML file names a program and the ways to exercise it, each in a
 //! clean environment (docs/scenarios.md). This module holds the format and its checks; the
 //! agent's runner runs them, coverage says what each one added.
+mod check;
 pub mod coverage;
 pub mod oracle;
 
@@ -9,7 +10,25 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::units::parse_duration;
+use crate::file_error::FileError;
+use crate::input::TomlError;
+
+pub use check::{At, ScenarioProblem};
+
+/// Why a scenario file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Toml(#[from] TomlError),
+    #[error("{origin} is not a valid scenario file")]
+    Invalid {
+        origin: String,
+        #[source]
+        problem: ScenarioProblem,
+    },
+}
 
 /// A scenario set: one program, several scenarios.
 #[derive(Clone, Debug, Deserialize)]
@@ -213,128 +232,24 @@ pub fn signal_number(name: &str) -> Option<i32> {
 
 impl ScenarioSet {
     /// Reads and checks a scenario file.
-    pub fn load(path: &Path) -> anyhow::Result<ScenarioSet> {
+    pub fn load(path: &Path) -> Result<ScenarioSet, ScenarioError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
         ScenarioSet::parse(&text, &path.display().to_string())
     }
 
     /// Parses and checks; `origin` names the file in errors.
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<ScenarioSet> {
+    pub fn parse(text: &str, origin: &str) -> Result<ScenarioSet, ScenarioError> {
         let set: ScenarioSet =
-            toml::from_str(text).map_err(|e| crate::input::toml_error(text, origin, &e))?;
-        set.check()
-            .map_err(|e| anyhow::anyhow!("{origin} is not a valid scenario file: {e}"))?;
+            toml::from_str(text).map_err(|e| TomlError::new(text, origin, &e))?;
+        set.check().map_err(|problem| ScenarioError::Invalid {
+            origin: origin.to_string(),
+            problem,
+        })?;
         Ok(set)
-    }
-
-    fn check(&self) -> anyhow::Result<()> {
-        if self.scenarios.is_empty() {
-            return Err(anyhow::anyhow!("it has no [[scenario]]"));
-        }
-        let mut names = std::collections::HashSet::new();
-        for s in &self.scenarios {
-            let at = format!("scenario {:?}", s.name);
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
-            {
-                return Err(anyhow::anyhow!("{at}: a name is letters, digits and '-'"));
-            }
-            if !names.insert(&s.name) {
-                return Err(anyhow::anyhow!("{at} appears twice"));
-            }
-            s.check(self, &at)?;
-        }
-        Ok(())
-    }
-}
-
-impl Step {
-    /// Checks one driver step; `at` names it in errors.
-    fn check(&self, at: &str) -> anyhow::Result<()> {
-        let set = [
-            self.wait_port,
-            self.http.is_some(),
-            self.signal.is_some(),
-            self.shell.is_some(),
-            self.sleep.is_some(),
-        ];
-        if set.iter().filter(|b| **b).count() != 1 {
-            return Err(anyhow::anyhow!(
-                "{at} must have exactly one of wait_port, http, signal, shell, sleep"
-            ));
-        }
-        if let Some(sig) = &self.signal
-            && signal_number(sig).is_none()
-        {
-            return Err(anyhow::anyhow!("{at}: unknown signal {sig:?}"));
-        }
-        if let Some(d) = &self.sleep {
-            parse_duration(d).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-        }
-        if let Some(h) = &self.http
-            && (h.count == 0 || h.concurrency == 0)
-        {
-            return Err(anyhow::anyhow!(
-                "{at}: count and concurrency must be at least 1"
-            ));
-        }
-        Ok(())
     }
 }
 
 impl Scenario {
-    /// Checks what the set's check leaves to each scenario; `at` names it in errors.
-    fn check(&self, set: &ScenarioSet, at: &str) -> anyhow::Result<()> {
-        if self.covers.trim().is_empty() {
-            return Err(anyhow::anyhow!(
-                "{at} does not say what it covers (covers = \"…\")"
-            ));
-        }
-        if set.command.is_empty() && self.command.is_empty() {
-            return Err(anyhow::anyhow!("{at} has no command, and the set has none"));
-        }
-        parse_duration(&self.timeout).map_err(|e| anyhow::anyhow!("{at}: timeout {e}"))?;
-        if let Some(sig) = &self.stop
-            && signal_number(sig).is_none()
-        {
-            return Err(anyhow::anyhow!("{at}: unknown signal {sig:?} in stop"));
-        }
-        if Path::new(&self.cwd).is_absolute() || self.cwd.split('/').any(|c| c == "..") {
-            return Err(anyhow::anyhow!(
-                "{at}: cwd must stay inside the scenario's directory"
-            ));
-        }
-        if self.remove_cwd
-            && (self.descend || self.cwd.split('/').all(|c| c.is_empty() || c == "."))
-        {
-            return Err(anyhow::anyhow!(
-                "{at}: remove_cwd needs a cwd of its own, named directly (not with descend)"
-            ));
-        }
-        for f in set.files.iter().chain(&self.files) {
-            if Path::new(&f.path).is_absolute() || f.path.split('/').any(|c| c == "..") {
-                return Err(anyhow::anyhow!(
-                    "{at}: file {:?} must stay inside the directory",
-                    f.path
-                ));
-            }
-            if let Some(n) = f.size.filter(|&n| n > MAX_FILE_BYTES) {
-                return Err(anyhow::anyhow!(
-                    "{at}: file {:?} has size {n}, more than the {} bytes (1 GiB) a scenario file may have",
-                    f.path,
-                    MAX_FILE_BYTES
-                ));
-            }
-        }
-        for (i, step) in self.steps.iter().enumerate() {
-            step.check(&format!("{at}: step {}", i + 1))?;
-        }
-        Ok(())
-    }
-
     /// The command line, before placeholders are filled in.
     pub fn argv(&self, set: &ScenarioSet) -> Vec<String> {
         let base = if self.command.is_empty() {
@@ -356,6 +271,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::Sentence;
+    use crate::units::parse_duration;
 
     const GOOD: &str = r#"
 name = "demo"
@@ -423,7 +340,7 @@ http = { path = "/x", status = 404, count = 3 }
             ),
         ];
         for (text, want) in cases {
-            let err = ScenarioSet::parse(&text, "t.toml").unwrap_err().to_string();
+            let err = ScenarioSet::parse(&text, "t.toml").unwrap_err().sentence();
             assert!(err.starts_with("t.toml"), "{err}");
             assert!(!err.contains('\n'), "more than one line: {err}");
             assert!(err.contains(want), "{want:?} not in {err}");
@@ -431,11 +348,11 @@ http = { path = "/x", status = 404, count = 3 }
         // TOML errors say where: file:line:column.
         let e = ScenarioSet::parse(&GOOD.replace("covers = \"the usual run\"", ""), "t.toml")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert_eq!(e, "t.toml:4:1: missing field `covers`");
         let e = ScenarioSet::parse("name = \"x\"\n[[scenario]\n", "t.toml")
             .unwrap_err()
-            .to_string();
+            .sentence();
         assert!(e.starts_with("t.toml:2:"), "{e}");
     }
 

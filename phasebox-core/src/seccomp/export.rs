@@ -5,17 +5,37 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
+use super::action::Action;
+use super::manifest::{MANIFEST_SCHEMA, Manifest, ManifestPhase, ManifestRole};
 use super::oci::{OciProfile, OciRule, scmp_arch};
 use crate::{
     atomic_file::write_atomic,
     call_classes::{self, ENOSYS},
+    file_error::FileError,
     phase::Detector,
-    profile::{Profile, Role, show::errno_name},
+    profile::{NoSuchRole, Profile, Role, show::errno_name},
     sysnames,
 };
 
+pub use super::Named;
+
+/// Why a profile cannot be exported as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    NoRole(#[from] NoSuchRole),
+    #[error("the profile has no phase {0} in the selected roles")]
+    NoPhase(String),
+    /// `--per-phase` for a role the profile lacks (empty when the profile has no role).
+    #[error("the profile has no role {0}")]
+    NoRoleToWrite(String),
+    #[error(
+        "the profile has {0:?}, which is not a syscall this phasebox can name in a seccomp policy"
+    )]
+    Unnamed(String),
+    #[error(transparent)]
+    File(#[from] FileError),
+}
 pub use super::runtimes::{Runtime, add_runtime};
 
 /// What every program may need to end or handle signals even when a run never showed it
@@ -29,19 +49,6 @@ pub const BASICS: &[(&str, &str)] = &[
         "the kernel restarts a call interrupted by a stopped signal",
     ),
 ];
-
-/// An enum whose values have names on the command line and in files.
-pub trait Named: Sized + Copy + 'static {
-    /// Every value with its name.
-    const NAMES: &'static [(&'static str, Self)];
-
-    fn from_name(name: &str) -> Option<Self> {
-        Self::NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|&(_, v)| v)
-    }
-}
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,11 +99,12 @@ impl Named for DefaultAction {
 }
 
 impl DefaultAction {
-    pub fn scmp(self) -> &'static str {
+    /// The seccomp action it stands for.
+    pub fn action(self) -> Action {
         match self {
-            DefaultAction::Errno => "SCMP_ACT_ERRNO",
-            DefaultAction::Kill => "SCMP_ACT_KILL_PROCESS",
-            DefaultAction::Log => "SCMP_ACT_LOG",
+            DefaultAction::Errno => Action::Errno,
+            DefaultAction::Kill => Action::KillProcess,
+            DefaultAction::Log => Action::Log,
         }
     }
 }
@@ -107,18 +115,14 @@ fn selected<'p>(
     p: &'p Profile,
     role: Option<&str>,
     phase: Option<&str>,
-) -> anyhow::Result<Vec<(&'p Role, Vec<usize>)>> {
-    let role_names: Vec<&str> = p.roles.iter().map(|r| r.name.as_str()).collect();
+) -> Result<Vec<(&'p Role, Vec<usize>)>, ExportError> {
     let roles: Vec<&Role> = match role {
         // In every container the profile was learned in.
         Some(r) => p.roles_named(r),
         None => p.roles.iter().collect(),
     };
     if let (Some(r), true) = (role, roles.is_empty()) {
-        anyhow::bail!(
-            "the profile has no role {r} (it has: {})",
-            role_names.join(", ")
-        );
+        return Err(NoSuchRole::new(p, r).into());
     }
     let out: Vec<(&Role, Vec<usize>)> = roles
         .into_iter()
@@ -129,11 +133,10 @@ fn selected<'p>(
             (r, at)
         })
         .collect();
-    if phase.is_some() && out.iter().all(|(_, at)| at.is_empty()) {
-        anyhow::bail!(
-            "the profile has no phase {} in the selected roles",
-            phase.unwrap_or_default()
-        );
+    if let Some(phase) = phase
+        && out.iter().all(|(_, at)| at.is_empty())
+    {
+        return Err(ExportError::NoPhase(phase.to_string()));
     }
     Ok(out)
 }
@@ -144,7 +147,7 @@ pub fn select(
     p: &Profile,
     role: Option<&str>,
     phase: Option<&str>,
-) -> anyhow::Result<BTreeSet<String>> {
+) -> Result<BTreeSet<String>, ExportError> {
     let mut out = BTreeSet::new();
     for (r, at) in selected(p, role, phase)? {
         let sets = call_classes::role_effective_sets(r);
@@ -162,7 +165,7 @@ pub fn select_filtered(
     p: &Profile,
     role: Option<&str>,
     phase: Option<&str>,
-) -> anyhow::Result<BTreeMap<String, u32>> {
+) -> Result<BTreeMap<String, u32>, ExportError> {
     let mut out = BTreeMap::new();
     for (r, at) in selected(p, role, phase)? {
         for i in at {
@@ -216,11 +219,9 @@ fn every_role_started(p: &Profile) -> bool {
 
 /// A seccomp policy names its calls: a call the syscall table has no name for (`syscall_N`
 /// in a profile) cannot be written into one, nor can anything that is not a syscall.
-fn named_only(names: &BTreeSet<String>) -> anyhow::Result<()> {
+fn named_only(names: &BTreeSet<String>) -> Result<(), ExportError> {
     match names.iter().find(|n| sysnames::number(n).is_none()) {
-        Some(n) => anyhow::bail!(
-            "the profile has {n:?}, which is not a syscall this phasebox can name in a seccomp policy"
-        ),
+        Some(n) => Err(ExportError::Unnamed(n.clone())),
         None => Ok(()),
     }
 }
@@ -355,25 +356,23 @@ const KILL_REASON: &str = "not learned, and an errno answer is misread as a valu
 /// The policy as an OCI profile.
 pub fn oci_profile(policy: &Policy, t: &Target) -> OciProfile {
     let label = one_line(&t.label);
-    let mut p = OciProfile::allow_list(&policy.allow, t.arch, t.action.scmp(), t.errno);
+    let mut p = OciProfile::allow_list(&policy.allow, t.arch, t.action.action(), t.errno);
     if let Some(rule) = p.syscalls.first_mut() {
         rule.comment = Some(format!("learned by phasebox: {label}"));
     }
     for (errno, names) in policy.by_errno() {
+        let names = names.into_iter().map(String::from).collect();
         p.syscalls.push(OciRule {
-            names: names.into_iter().map(String::from).collect(),
-            action: "SCMP_ACT_ERRNO".into(),
             errno_ret: Some(errno),
             comment: Some(errno_reason(errno)),
-            ..Default::default()
+            ..OciRule::new(names, Action::Errno)
         });
     }
     if !policy.kill.is_empty() {
+        let names = policy.kill.iter().cloned().collect();
         p.syscalls.push(OciRule {
-            names: policy.kill.iter().cloned().collect(),
-            action: "SCMP_ACT_KILL_PROCESS".into(),
             comment: Some(KILL_REASON.into()),
-            ..Default::default()
+            ..OciRule::new(names, Action::KillProcess)
         });
     }
     p
@@ -394,10 +393,10 @@ fn spo(policy: &Policy, t: &Target) -> String {
         .expect("a string serializes");
     let _ = writeln!(out, "  annotations:\n    description: {description}");
     // The operator's SeccompProfile (v1beta1) has no default errno: the runtime answers EPERM.
-    let _ = writeln!(out, "spec:\n  defaultAction: {}", t.action.scmp());
+    let _ = writeln!(out, "spec:\n  defaultAction: {}", t.action.action());
     let _ = writeln!(out, "  architectures:\n  - {}", scmp_arch(t.arch));
     let _ = writeln!(out, "  syscalls:");
-    let mut rule = |action: &str, errno: Option<u32>, names: Vec<&str>| {
+    let mut rule = |action: Action, errno: Option<u32>, names: Vec<&str>| {
         let _ = writeln!(out, "  - action: {action}");
         if let Some(e) = errno {
             // A string in the operator's API.
@@ -409,16 +408,16 @@ fn spo(policy: &Policy, t: &Target) -> String {
         }
     };
     rule(
-        "SCMP_ACT_ALLOW",
+        Action::Allow,
         None,
         policy.allow.iter().map(String::as_str).collect(),
     );
     for (errno, names) in policy.by_errno() {
-        rule("SCMP_ACT_ERRNO", Some(errno), names);
+        rule(Action::Errno, Some(errno), names);
     }
     if !policy.kill.is_empty() {
         rule(
-            "SCMP_ACT_KILL_PROCESS",
+            Action::KillProcess,
             None,
             policy.kill.iter().map(String::as_str).collect(),
         );
@@ -500,94 +499,6 @@ pub fn filtered_note(filtered: &BTreeMap<String, u32>, policy: &Policy) -> Optio
     ))
 }
 
-/// One file of a per-phase export.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestPhase {
-    pub name: String,
-    pub file: String,
-    pub syscalls: usize,
-}
-
-/// A role's phases in order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestRole {
-    pub role: String,
-    pub phases: Vec<ManifestPhase>,
-}
-
-/// The order of the per-phase files (`--per-phase DIR` writes it as manifest.json).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub schema: String,
-    pub program: String,
-    pub arch: String,
-    /// The phase rules the profile was learned with.
-    pub rules: String,
-    pub format: String,
-    pub roles: Vec<ManifestRole>,
-}
-
-pub const MANIFEST_SCHEMA: &str = "phasebox.seccomp-phases/v1";
-
-impl Manifest {
-    /// Parses and checks a manifest for phase-aware enforcement; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Manifest> {
-        let m: Manifest = serde_json::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{origin} is not a valid phase manifest: {e}"))?;
-        if m.schema != MANIFEST_SCHEMA {
-            anyhow::bail!(
-                "{origin} has schema {:?}; this phasebox reads {MANIFEST_SCHEMA:?}",
-                m.schema
-            );
-        }
-        if m.format != "oci" {
-            anyhow::bail!(
-                "{origin} lists {} files; phase-aware enforcement needs OCI files (export --format oci)",
-                m.format
-            );
-        }
-        if m.arch != sysnames::ARCH {
-            anyhow::bail!(
-                "{origin} is for {:?} programs; this phasebox is built for {}",
-                m.arch,
-                sysnames::ARCH
-            );
-        }
-        if m.roles.is_empty() {
-            anyhow::bail!("{origin} lists no roles: it would allow no syscall at all");
-        }
-        for r in &m.roles {
-            if r.phases.is_empty() {
-                anyhow::bail!("{origin} lists no phases for role {}", r.role);
-            }
-            // The files are the ones export wrote beside the manifest: plain names, no path.
-            for ph in &r.phases {
-                let plain = std::path::Path::new(&ph.file).components().count() == 1
-                    && matches!(
-                        std::path::Path::new(&ph.file).components().next(),
-                        Some(std::path::Component::Normal(_))
-                    );
-                if !plain {
-                    anyhow::bail!(
-                        "{origin} names the file {:?} for phase {} of role {}: phase files are \
-                         names in the manifest's own directory",
-                        ph.file,
-                        ph.name,
-                        r.role
-                    );
-                }
-            }
-        }
-        Ok(m)
-    }
-
-    /// Reads and checks a manifest file.
-    pub fn load(path: &Path) -> anyhow::Result<Manifest> {
-        let text = crate::input::read_text(path, crate::input::TEXT)?;
-        Manifest::parse(&text, &path.display().to_string())
-    }
-}
-
 /// Renders one file per phase of `r` into `files`; returns its part of the manifest.
 fn role_files(
     r: &Role,
@@ -595,7 +506,7 @@ fn role_files(
     format: Format,
     base: &Target,
     basics: bool,
-) -> anyhow::Result<ManifestRole> {
+) -> Result<ManifestRole, ExportError> {
     let sets = call_classes::role_effective_sets(r);
     let mut phases = Vec::with_capacity(r.phases.len());
     for (i, (ph, set)) in r.phases.iter().zip(sets).enumerate() {
@@ -642,14 +553,16 @@ pub fn per_phase(
     format: Format,
     base: &Target,
     basics: bool,
-) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| crate::atomic_file::file_error("create", dir, &e))?;
+) -> Result<PathBuf, ExportError> {
+    std::fs::create_dir_all(dir).map_err(|e| FileError::io("create", dir, e))?;
     let (mut roles, mut files) = (Vec::new(), Vec::new());
     for r in p.roles.iter().filter(|r| role.is_none_or(|x| x == r.name)) {
         roles.push(role_files(r, &mut files, format, base, basics)?);
     }
     if roles.is_empty() {
-        anyhow::bail!("the profile has no role {}", role.unwrap_or_default());
+        return Err(ExportError::NoRoleToWrite(
+            role.unwrap_or_default().to_string(),
+        ));
     }
     super::phase_files::write_all(dir, &files)?;
     let manifest = Manifest {
@@ -670,6 +583,7 @@ pub fn per_phase(
 
 #[cfg(test)]
 mod tests {
+    use super::super::manifest::Manifest;
     use super::*;
     use crate::profile::tests::sample;
 
@@ -883,49 +797,6 @@ mod tests {
         let serving = OciProfile::load(&dir.join(&man.roles[0].phases[1].file)).unwrap();
         assert_eq!(serving.allowed().len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn bad_manifests_are_refused() {
-        let good = Manifest {
-            schema: MANIFEST_SCHEMA.into(),
-            program: "/bin/x".into(),
-            arch: sysnames::ARCH.into(),
-            rules: "generic".into(),
-            format: "oci".into(),
-            roles: vec![ManifestRole {
-                role: "main".into(),
-                phases: vec![ManifestPhase {
-                    name: "init".into(),
-                    file: "main-01-init.json".into(),
-                    syscalls: 1,
-                }],
-            }],
-        };
-        let err = |m: &Manifest| {
-            Manifest::parse(&serde_json::to_string(m).unwrap(), "m.json")
-                .unwrap_err()
-                .to_string()
-        };
-        Manifest::parse(&serde_json::to_string(&good).unwrap(), "m.json").unwrap();
-        let mut m = good.clone();
-        m.roles.clear();
-        assert!(err(&m).contains("m.json lists no roles"), "{}", err(&m));
-        let mut m = good.clone();
-        m.roles[0].phases.clear();
-        assert!(err(&m).contains("no phases for role main"), "{}", err(&m));
-        for file in ["../x.json", "/etc/passwd", "sub/x.json", "..", ".", ""] {
-            let mut m = good.clone();
-            m.roles[0].phases[0].file = file.into();
-            assert!(
-                err(&m).contains(&format!("names the file {file:?} for phase init")),
-                "{}",
-                err(&m)
-            );
-        }
-        let mut m = good.clone();
-        m.arch = "sparc".into();
-        assert!(err(&m).contains("is for \"sparc\" programs"), "{}", err(&m));
     }
 
     #[test]

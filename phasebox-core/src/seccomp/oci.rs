@@ -3,14 +3,54 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::action::{Action, Operator};
+use crate::file_error::FileError;
 use crate::sysnames;
+
+/// Why an OCI seccomp profile cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{origin} is not a valid OCI seccomp profile")]
+    Invalid {
+        origin: String,
+        #[source]
+        problem: OciProblem,
+    },
+    #[error("{origin} is for {} and this machine is {}", architectures.join(", "), native_arch())]
+    OtherArch {
+        origin: String,
+        architectures: Vec<String>,
+    },
+}
+
+/// What makes an OCI seccomp profile invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum OciProblem {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("defaultAction {0} is not one phasebox enforces")]
+    DefaultNotEnforced(Action),
+    #[error("defaultErrnoRet {0} is outside 1..4095, the errno values a seccomp filter can return")]
+    DefaultErrno(u32),
+    #[error("rule {rule} has action {action}, which phasebox does not enforce")]
+    NotEnforced { rule: usize, action: Action },
+    #[error(
+        "rule {rule} has errnoRet {errno}, outside 1..4095, the errno values a seccomp filter can return"
+    )]
+    Errno { rule: usize, errno: u32 },
+    #[error("rule {0} names no syscall")]
+    NoSyscall(usize),
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OciProfile {
-    pub default_action: String,
+    #[serde(deserialize_with = "default_action")]
+    pub default_action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_errno_ret: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -19,7 +59,7 @@ pub struct OciProfile {
     pub syscalls: Vec<OciRule>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OciRule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -27,7 +67,7 @@ pub struct OciRule {
     /// The legacy one-name form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    pub action: String,
+    pub action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno_ret: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -47,7 +87,14 @@ pub struct OciArg {
     pub value: u64,
     #[serde(default)]
     pub value_two: u64,
-    pub op: String,
+    pub op: Operator,
+}
+
+/// A profile's default action; an unknown one is named as the default.
+fn default_action<'de, D: Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse()
+        .map_err(|_| serde::de::Error::custom(format_args!("unknown defaultAction {name}")))
 }
 
 /// The libseccomp architecture name of this machine.
@@ -69,22 +116,24 @@ pub fn scmp_arch(arch: &str) -> String {
     }
 }
 
-/// The errno values a seccomp filter can return: the kernel caps SECCOMP_RET_ERRNO's data at
-/// 4095 (MAX_ERRNO), and 0 would make a denied call look like a success.
-pub const ERRNO_RANGE: std::ops::RangeInclusive<u32> = 1..=4095;
-
-/// Actions a rule or the default may take.
-pub const ACTIONS: &[&str] = &[
-    "SCMP_ACT_ALLOW",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_KILL",
-    "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_KILL_PROCESS",
-    "SCMP_ACT_TRAP",
-    "SCMP_ACT_LOG",
-];
+/// The errno values a seccomp filter can return.
+pub use crate::sysnames::ERRNO_RANGE;
 
 impl OciRule {
+    /// An unconditional rule: `action` for `names`.
+    pub fn new(names: Vec<String>, action: Action) -> OciRule {
+        OciRule {
+            names,
+            name: None,
+            action,
+            errno_ret: None,
+            args: Vec::new(),
+            comment: None,
+            includes: None,
+            excludes: None,
+        }
+    }
+
     /// The names the rule covers, in either form.
     pub fn all_names(&self) -> Vec<String> {
         let mut v = self.names.clone();
@@ -98,31 +147,27 @@ impl OciProfile {
     pub fn allow_list(
         names: &BTreeSet<String>,
         arch: &str,
-        default_action: &str,
+        default_action: Action,
         errno: u32,
     ) -> OciProfile {
         OciProfile {
-            default_action: default_action.to_string(),
-            default_errno_ret: (default_action == "SCMP_ACT_ERRNO").then_some(errno),
+            default_action,
+            default_errno_ret: (default_action == Action::Errno).then_some(errno),
             architectures: vec![scmp_arch(arch)],
-            syscalls: vec![OciRule {
-                names: names.iter().cloned().collect(),
-                action: "SCMP_ACT_ALLOW".into(),
-                ..Default::default()
-            }],
+            syscalls: vec![OciRule::new(names.iter().cloned().collect(), Action::Allow)],
         }
     }
 
     /// The unconditional rules that are neither allow nor the default: (name, action, errno).
-    pub fn explicit_denials(&self) -> Vec<(String, String, Option<u32>)> {
+    pub fn explicit_denials(&self) -> Vec<(String, Action, Option<u32>)> {
         self.syscalls
             .iter()
-            .filter(|r| r.action != "SCMP_ACT_ALLOW" && r.args.is_empty())
+            .filter(|r| r.action != Action::Allow && r.args.is_empty())
             .filter(|r| r.includes.is_none() && r.excludes.is_none())
             .flat_map(|r| {
                 r.all_names()
                     .into_iter()
-                    .map(|n| (n, r.action.clone(), r.errno_ret))
+                    .map(|n| (n, r.action, r.errno_ret))
             })
             .collect()
     }
@@ -131,7 +176,7 @@ impl OciProfile {
     pub fn allowed(&self) -> BTreeSet<String> {
         self.syscalls
             .iter()
-            .filter(|r| r.action == "SCMP_ACT_ALLOW" && r.args.is_empty())
+            .filter(|r| r.action == Action::Allow && r.args.is_empty())
             .flat_map(OciRule::all_names)
             .collect()
     }
@@ -141,42 +186,48 @@ impl OciProfile {
     }
 
     /// Parses and checks a profile; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<OciProfile> {
-        let bad =
-            |what: String| anyhow::anyhow!("{origin} is not a valid OCI seccomp profile: {what}");
-        let p: OciProfile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if !ACTIONS.contains(&p.default_action.as_str()) {
-            return Err(bad(format!("unknown defaultAction {}", p.default_action)));
-        }
-        if let Some(e) = p.default_errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
-            return Err(bad(format!(
-                "defaultErrnoRet {e} is outside 1..4095, the errno values a seccomp filter can return"
-            )));
-        }
-        for (i, r) in p.syscalls.iter().enumerate() {
-            if !ACTIONS.contains(&r.action.as_str()) {
-                return Err(bad(format!("rule {i} has unknown action {}", r.action)));
-            }
-            if let Some(e) = r.errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
-                return Err(bad(format!(
-                    "rule {i} has errnoRet {e}, outside 1..4095, the errno values a seccomp filter can return"
-                )));
-            }
-            if r.all_names().is_empty() {
-                return Err(bad(format!("rule {i} names no syscall")));
-            }
-        }
+    pub fn parse(text: &str, origin: &str) -> Result<OciProfile, OciError> {
+        let invalid = |problem| OciError::Invalid {
+            origin: origin.to_string(),
+            problem,
+        };
+        let p: OciProfile = serde_json::from_str(text).map_err(|e| invalid(e.into()))?;
+        p.check().map_err(invalid)?;
         if !p.architectures.is_empty() && !p.architectures.iter().any(|a| a == native_arch()) {
-            anyhow::bail!(
-                "{origin} is for {} and this machine is {}",
-                p.architectures.join(", "),
-                native_arch()
-            );
+            return Err(OciError::OtherArch {
+                origin: origin.to_string(),
+                architectures: p.architectures,
+            });
         }
         Ok(p)
     }
 
-    pub fn load(path: &Path) -> anyhow::Result<OciProfile> {
+    /// Every action is one phasebox enforces, every errno one a filter can return, and every
+    /// rule names a call.
+    fn check(&self) -> Result<(), OciProblem> {
+        if !self.default_action.enforceable() {
+            return Err(OciProblem::DefaultNotEnforced(self.default_action));
+        }
+        if let Some(e) = self.default_errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
+            return Err(OciProblem::DefaultErrno(e));
+        }
+        for (rule, r) in self.syscalls.iter().enumerate() {
+            if !r.action.enforceable() {
+                let action = r.action;
+                return Err(OciProblem::NotEnforced { rule, action });
+            }
+            if let Some(errno) = r.errno_ret.filter(|e| !ERRNO_RANGE.contains(e)) {
+                return Err(OciProblem::Errno { rule, errno });
+            }
+            if r.all_names().is_empty() {
+                return Err(OciProblem::NoSyscall(rule));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and checks the profile at `path`.
+    pub fn load(path: &Path) -> Result<OciProfile, OciError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
         OciProfile::parse(&text, &path.display().to_string())
     }
@@ -185,11 +236,12 @@ impl OciProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Sentence;
 
     #[test]
     fn allow_list_round_trips_field_by_field() {
         let names: BTreeSet<String> = ["write", "read", "exit_group"].map(String::from).into();
-        let p = OciProfile::allow_list(&names, "x86_64", "SCMP_ACT_ERRNO", 1);
+        let p = OciProfile::allow_list(&names, "x86_64", Action::Errno, 1);
         let json = p.to_json();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
@@ -214,7 +266,7 @@ mod tests {
 
     #[test]
     fn bad_profiles_are_explained() {
-        let err = |t: &str| OciProfile::parse(t, "s.json").unwrap_err().to_string();
+        let err = |t: &str| OciProfile::parse(t, "s.json").unwrap_err().sentence();
         assert!(err("{}").contains("s.json is not a valid OCI seccomp profile"));
         assert!(err(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#).contains("unknown defaultAction"));
         assert!(
@@ -225,11 +277,34 @@ mod tests {
             err(r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_S390X"]}"#)
                 .contains("is for SCMP_ARCH_S390X")
         );
+        let e = err(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_BAR"}]}"#,
+        );
+        assert!(e.contains("unknown seccomp action SCMP_ACT_BAR"), "{e}");
+        let e = err(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_TRACE"}]}"#,
+        );
+        assert!(
+            e.contains("rule 0 has action SCMP_ACT_TRACE, which phasebox does not enforce"),
+            "{e}"
+        );
+        let e = err(r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#);
+        assert!(
+            e.contains("defaultAction SCMP_ACT_NOTIFY is not one phasebox enforces"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1,"op":"SCMP_CMP_WHAT"}]}]}"#,
+        );
+        assert!(
+            e.contains("unknown seccomp argument comparison SCMP_CMP_WHAT"),
+            "{e}"
+        );
     }
 
     #[test]
     fn errno_values_outside_what_a_filter_returns_are_refused() {
-        let err = |t: &str| OciProfile::parse(t, "e.json").unwrap_err().to_string();
+        let err = |t: &str| OciProfile::parse(t, "e.json").unwrap_err().sentence();
         for bad in ["0", "4096", "65536", "2147483648", "4294967295"] {
             let e = err(&format!(
                 r#"{{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":{bad}}}"#

@@ -8,35 +8,34 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::atomic_file::file_error;
+use crate::file_error::{FileCause, FileError};
 
 /// Writes `files` (name, contents) into `dir`: staged in a fresh directory inside `dir`,
 /// synced once, then each renamed over its destination, which keeps the permission bits
 /// and owner of a file it replaces. A destination that is not a regular file (a directory)
 /// is an error; a link there is replaced, never followed.
-pub fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+pub fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), FileError> {
     let staging = tempfile::Builder::new()
         .prefix(".phasebox-phases-")
         .tempdir_in(dir)
-        .map_err(|e| file_error("write into", dir, &e))?;
+        .map_err(FileError::on("write into", dir))?;
     for (name, bytes) in files {
         let path = staging.path().join(name);
+        let dest = dir.join(name);
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o666)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|e| file_error("write", &dir.join(name), &e))?;
-        f.write_all(bytes)
-            .map_err(|e| file_error("write", &dir.join(name), &e))?;
-        keep_owner_and_mode(&f, &dir.join(name))?;
+            .map_err(FileError::on("write", &dest))?;
+        f.write_all(bytes).map_err(FileError::on("write", &dest))?;
+        keep_owner_and_mode(&f, &dest)?;
     }
     sync_filesystem(staging.path())?;
     for (name, _) in files {
         let dest = dir.join(name);
-        std::fs::rename(staging.path().join(name), &dest)
-            .map_err(|e| file_error("write", &dest, &e))?;
+        std::fs::rename(staging.path().join(name), &dest).map_err(FileError::on("write", &dest))?;
     }
     // The renames last across a crash once the directory is synced; some file systems refuse
     // to sync a directory, which loses nothing but that guarantee.
@@ -49,7 +48,7 @@ pub fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> 
 /// A file that replaces `dest` gets its permission bits and owner (without root a file
 /// cannot be given away: it stays this user's). Nothing to keep when `dest` is absent or a
 /// link; anything else but a regular file is an error.
-fn keep_owner_and_mode(f: &File, dest: &Path) -> anyhow::Result<()> {
+fn keep_owner_and_mode(f: &File, dest: &Path) -> Result<(), FileError> {
     let Ok(old) = std::fs::symlink_metadata(dest) else {
         return Ok(());
     };
@@ -57,26 +56,24 @@ fn keep_owner_and_mode(f: &File, dest: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     if !old.is_file() {
-        anyhow::bail!(
-            "cannot write {}: something other than a regular file is there",
-            dest.display()
-        );
+        return Err(FileError::new("write", dest, FileCause::Occupied));
     }
-    let err = |e: std::io::Error| file_error("write", dest, &e);
     match std::os::unix::fs::fchown(f, Some(old.uid()), Some(old.gid())) {
-        Err(e) if e.raw_os_error() != Some(libc::EPERM) => return Err(err(e)),
+        Err(e) if e.raw_os_error() != Some(libc::EPERM) => {
+            return Err(FileError::io("write", dest, e));
+        }
         _ => {}
     }
     f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o777))
-        .map_err(err)
+        .map_err(FileError::on("write", dest))
 }
 
 /// Flushes every file written under `path` to disk: one syncfs for the whole batch.
-fn sync_filesystem(path: &Path) -> anyhow::Result<()> {
-    let d = File::open(path).map_err(|e| file_error("sync", path, &e))?;
+fn sync_filesystem(path: &Path) -> Result<(), FileError> {
+    let d = File::open(path).map_err(FileError::on("sync", path))?;
     // SAFETY: syncfs on a descriptor this function owns.
     if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(file_error("sync", path, &std::io::Error::last_os_error()));
+        return Err(FileError::io("sync", path, std::io::Error::last_os_error()));
     }
     Ok(())
 }

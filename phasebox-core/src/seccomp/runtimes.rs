@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use super::export::Named;
+use super::Named;
 
 /// Container runtimes `--for-runtime` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,15 +87,27 @@ impl RuntimeCalls {
     }
 }
 
+/// A runtime whose own calls have no measured list.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("--for-runtime {runtime}: its own calls were not measured: {why}")]
+pub struct NotMeasured {
+    pub runtime: String,
+    /// Why not, from the runtime's data file.
+    pub why: String,
+}
+
 /// Adds what `runtime` itself calls under the container's filter; returns what was not there,
 /// or why the runtime has no measured list.
-pub fn add_runtime(names: &mut BTreeSet<String>, runtime: Runtime) -> anyhow::Result<Vec<String>> {
+pub fn add_runtime(
+    names: &mut BTreeSet<String>,
+    runtime: Runtime,
+) -> Result<Vec<String>, NotMeasured> {
     let data = RuntimeCalls::of(runtime);
-    if let Some(why) = &data.not_measured {
-        anyhow::bail!(
-            "--for-runtime {}: its own calls were not measured: {why}",
-            data.runtime
-        );
+    if let Some(why) = data.not_measured {
+        return Err(NotMeasured {
+            runtime: data.runtime,
+            why,
+        });
     }
     Ok(data
         .union()

@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use super::syscall_set::SyscallSet;
+use crate::sysnames::PRIVILEGE_CHANGES;
 
 /// A one-time activity; the order is the order of their phase slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,21 +73,6 @@ const FILE_READING: &[&str] = &[
     "fadvise64",
 ];
 
-/// Calls that change a process's privileges: they start the `privileges` phase.
-pub(crate) const PRIVILEGE_CHANGES: &[&str] = &[
-    "setuid",
-    "setgid",
-    "setgroups",
-    "setresuid",
-    "setresgid",
-    "setreuid",
-    "setregid",
-    "setfsuid",
-    "setfsgid",
-    "capset",
-    "chroot",
-];
-
 /// Calls any activity may make (memory, clocks, ids, locks): they never start a phase.
 const NEUTRAL: &[&str] = &[
     "brk",
@@ -136,74 +122,93 @@ const SHUTDOWN: &[&str] = &[
     "fdatasync",
 ];
 
+/// The untagged calls that continue an exec.
+const EXEC_CALLS: &[&str] = &["execve", "execveat", "arch_prctl", "uname"];
+
+/// The untagged calls that continue loading (the dynamic loader's own calls).
+const LOADING_CALLS: &[&str] = &[
+    "mprotect",
+    "arch_prctl",
+    "set_tid_address",
+    "set_robust_list",
+    "rseq",
+    "prlimit64",
+    "uname",
+    "ioctl",
+];
+
+/// The untagged calls that continue reading the configuration.
+const CONFIG_CALLS: &[&str] = &["fcntl", "ioctl", "flock", "sysinfo", "uname", "prlimit64"];
+
+/// The untagged calls that continue a change of privileges (besides the changes themselves).
+const PRIVILEGES_CALLS: &[&str] = &[
+    "capget",
+    "chdir",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getgroups",
+    "getresuid",
+    "getresgid",
+    "prctl",
+    "umask",
+    "setsid",
+];
+
+/// The untagged calls that continue setting up sockets.
+const SOCKETS_CALLS: &[&str] = &[
+    "socket",
+    "setsockopt",
+    "getsockopt",
+    "bind",
+    "listen",
+    "ioctl",
+    "fcntl",
+    "getsockname",
+    "close",
+    "socketpair",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+];
+
+/// The untagged calls that continue starting workers (processes or threads).
+const WORKERS_CALLS: &[&str] = &[
+    "clone",
+    "clone3",
+    "fork",
+    "vfork",
+    "set_robust_list",
+    "rseq",
+    "mprotect",
+    "sigaltstack",
+    "rt_sigprocmask",
+    "sched_setaffinity",
+    "sched_getaffinity",
+    "prctl",
+    "socketpair",
+    "pipe",
+    "pipe2",
+    "eventfd2",
+    "close",
+    // naming a thread writes /proc/self/task/TID/comm
+    "openat",
+    "write",
+];
+
 /// The untagged calls that continue each activity (besides NEUTRAL).
 fn continues(a: Activity) -> Vec<&'static str> {
-    let mut v: Vec<&str> = match a {
-        Activity::Exec => vec!["execve", "execveat", "arch_prctl", "uname"],
-        Activity::Loading => vec![
-            "mprotect",
-            "arch_prctl",
-            "set_tid_address",
-            "set_robust_list",
-            "rseq",
-            "prlimit64",
-            "uname",
-            "ioctl",
-        ],
-        Activity::Config => vec!["fcntl", "ioctl", "flock", "sysinfo", "uname", "prlimit64"],
-        Activity::Privileges => vec![
-            "capget",
-            "chdir",
-            "getuid",
-            "geteuid",
-            "getgid",
-            "getegid",
-            "getgroups",
-            "getresuid",
-            "getresgid",
-            "prctl",
-            "umask",
-            "setsid",
-        ],
-        Activity::Sockets => vec![
-            "socket",
-            "setsockopt",
-            "getsockopt",
-            "bind",
-            "listen",
-            "ioctl",
-            "fcntl",
-            "getsockname",
-            "close",
-            "socketpair",
-            "epoll_create",
-            "epoll_create1",
-            "epoll_ctl",
-        ],
-        Activity::Workers => vec![
-            "clone",
-            "clone3",
-            "fork",
-            "vfork",
-            "set_robust_list",
-            "rseq",
-            "mprotect",
-            "sigaltstack",
-            "rt_sigprocmask",
-            "sched_setaffinity",
-            "sched_getaffinity",
-            "prctl",
-            "socketpair",
-            "pipe",
-            "pipe2",
-            "eventfd2",
-            "close",
-            // naming a thread writes /proc/self/task/TID/comm
-            "openat",
-            "write",
-        ],
-        Activity::Other => vec![],
+    let own = match a {
+        Activity::Exec => EXEC_CALLS,
+        Activity::Loading => LOADING_CALLS,
+        Activity::Config => CONFIG_CALLS,
+        Activity::Privileges => PRIVILEGES_CALLS,
+        Activity::Sockets => SOCKETS_CALLS,
+        Activity::Workers => WORKERS_CALLS,
+        Activity::Other => &[],
     };
+    let mut v = own.to_vec();
     if a == Activity::Privileges {
         v.extend_from_slice(PRIVILEGE_CHANGES);
     }

@@ -23,7 +23,6 @@
 //! processes of a role line up, and `arrange` names the slots and orders them by time when
 //! the profile is built.
 mod activity;
-pub(crate) use activity::PRIVILEGE_CHANGES;
 mod segmenter;
 mod syscall_set;
 

@@ -52,6 +52,35 @@ struct Left {
     windows: usize,
 }
 
+/// Where a process is with respect to its steady state.
+#[derive(Debug)]
+enum State {
+    /// No steady state found yet; the run of windows so far, once a window closed.
+    Searching { run: Option<Run> },
+    /// In the steady state, whose syscalls are `vocab`.
+    Steady { vocab: SyscallSet },
+    /// Out of the steady state `vocab`: the run of windows since, and where the state was
+    /// left while that is recent enough for a return to make the excursion part of it.
+    Away {
+        vocab: SyscallSet,
+        run: Run,
+        left: Option<Left>,
+    },
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::Searching { run: None }
+    }
+}
+
+/// The steady state found before, for a process out of it: its syscalls and where it was left.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    vocab: SyscallSet,
+    left: Option<Left>,
+}
+
 /// One process's segmentation: calls go in one at a time and come out in the same order with
 /// their phase slot, after at most `AutoParams::max_hold` calls.
 #[derive(Debug)]
@@ -64,16 +93,12 @@ pub struct Segmenter<T> {
     /// The index (in the process's calls) of `held[0]`.
     base: u64,
     win: Window,
-    /// Every syscall of the steady state, once it was found.
-    steady: Option<SyscallSet>,
-    /// In the steady state (else labelling one-time activities).
-    in_steady: bool,
-    run: Option<Run>,
+    state: State,
+    /// The one-time activity being labelled (out of the steady state).
     activity: Activity,
     /// Where the current fallback stretch began, and the activity before it.
     other_from: Option<(u64, Activity)>,
     last_tag: Option<Activity>,
-    left: Option<Left>,
     /// Where exit_group was called: everything after it waits for the end.
     exit_at: Option<u64>,
 }
@@ -86,27 +111,24 @@ impl<T> Segmenter<T> {
             held: VecDeque::new(),
             base: 0,
             win: Window::default(),
-            steady: None,
-            in_steady: false,
-            run: None,
+            state: State::default(),
             activity: Activity::Other,
             other_from: None,
             last_tag: None,
-            left: None,
             exit_at: None,
         }
     }
 
     /// Whether the process has reached its steady state.
     pub fn steady(&self) -> bool {
-        self.steady.is_some()
+        !matches!(self.state, State::Searching { .. })
     }
 
     /// Adds a call; returns the calls whose phase is now decided.
     pub fn push(&mut self, nr: u32, path: Option<&str>, item: T) -> Vec<(usize, T)> {
         let tag = table().tag(nr, path);
         let at = self.end();
-        let slot = if self.in_steady {
+        let slot = if matches!(self.state, State::Steady { .. }) {
             STEADY
         } else {
             self.label(at, nr, tag)
@@ -144,7 +166,8 @@ impl<T> Segmenter<T> {
             return Vec::new();
         }
         // Ending shortly after leaving the steady state: the excursion was part of it.
-        if let Some(left) = self.left.take()
+        if let State::Away { left, .. } = &mut self.state
+            && let Some(left) = left.take()
             && left.windows < self.p.excursion_windows
         {
             self.other_from = None;
@@ -237,75 +260,107 @@ impl<T> Segmenter<T> {
             .find(|&a| t.is_socket(self.at(a).nr))
     }
 
+    /// A window is full: the state decides what it means, and what it becomes.
     fn close_window(&mut self) -> Vec<(usize, T)> {
         let w = std::mem::take(&mut self.win);
+        let (state, released) = match std::mem::take(&mut self.state) {
+            State::Steady { vocab } => self.steady_window(&w, vocab),
+            State::Searching { run } => self.out_window(&w, run, None),
+            State::Away { vocab, run, left } => match left {
+                Some(l) if self.novel(w.start, self.end(), &vocab).0 <= self.p.novel_calls => {
+                    self.resume(vocab, l, w.start)
+                }
+                _ => {
+                    // One more window away from the steady state.
+                    let left = left.map(|l| Left {
+                        windows: l.windows + 1,
+                        ..l
+                    });
+                    self.out_window(&w, Some(run), Some(Found { vocab, left }))
+                }
+            },
+        };
+        self.state = state;
+        released
+    }
+
+    /// A window in the steady state `vocab`: it stays there unless the window brings more new
+    /// calls than a state may, and then leaves it at the first of them.
+    fn steady_window(&mut self, w: &Window, mut vocab: SyscallSet) -> (State, Vec<(usize, T)>) {
         let end = self.end();
-        if self.in_steady {
-            let vocab = self.steady.expect("in steady");
-            let (count, first) = self.novel(w.start, end, &vocab);
-            if count <= self.p.novel_calls {
-                self.steady.as_mut().expect("in steady").union_with(&w.set);
-                return self.release(end);
-            }
-            // The state is left at the window's first call it had never made.
-            let from = first.expect("novel calls exist");
-            self.in_steady = false;
-            self.left = Some(Left { from, windows: 0 });
-            self.activity = Activity::Other;
-            self.other_from = None;
-            self.last_tag = None;
-            for abs in from..end {
-                let (nr, tag) = (self.at(abs).nr, self.at(abs).tag);
-                let slot = self.label(abs, nr, tag);
-                self.held[(abs - self.base) as usize].slot = slot;
-            }
-            self.run = Some(self.new_run(&w));
-            return self.release(from);
+        let (count, first) = self.novel(w.start, end, &vocab);
+        let Some(from) = first.filter(|_| count > self.p.novel_calls) else {
+            vocab.union_with(&w.set);
+            return (State::Steady { vocab }, self.release(end));
+        };
+        self.activity = Activity::Other;
+        self.other_from = None;
+        self.last_tag = None;
+        for abs in from..end {
+            let (nr, tag) = (self.at(abs).nr, self.at(abs).tag);
+            let slot = self.label(abs, nr, tag);
+            self.held[(abs - self.base) as usize].slot = slot;
         }
-        if let Some(left) = self.left {
-            let vocab = self.steady.expect("left the steady state");
-            if self.novel(w.start, end, &vocab).0 <= self.p.novel_calls {
-                return self.resume(left, w.start);
-            }
-            self.left = Some(Left {
-                windows: left.windows + 1,
-                ..left
-            });
+        let away = State::Away {
+            vocab,
+            run: self.new_run(w),
+            left: Some(Left { from, windows: 0 }),
+        };
+        (away, self.release(from))
+    }
+
+    /// A window out of the steady state (`found` when there was one): it continues the run of
+    /// windows before it or starts a new one; a run that is a loop is the steady state (again).
+    fn out_window(
+        &mut self,
+        w: &Window,
+        run: Option<Run>,
+        found: Option<Found>,
+    ) -> (State, Vec<(usize, T)>) {
+        let end = self.end();
+        let run = match run {
+            Some(r) if self.continues(&r, w, end) => self.extend_run(r, w, end),
+            _ => self.new_run(w),
+        };
+        if self.is_loop(&run) {
+            return self.enter_steady(run, found);
         }
-        let continues = self.run.as_ref().is_some_and(|r| {
-            let mut known = r.first;
-            known.union_with(&r.core);
-            self.novel(w.start, end, &known).0 <= self.p.novel_calls
-        });
-        if continues {
-            let tags = self.run.as_ref().expect("checked").tags | w.tags;
-            let activities = table().continues_any(tags);
-            let outside = self.novel(w.start, end, &activities).0;
-            let steps: Vec<u32> = (w.start.max(self.base + 1)..end)
-                .map(|abs| self.step(abs))
-                .collect();
-            let r = self.run.as_mut().expect("checked");
-            r.core.union_with(&w.set);
-            r.steps.extend(steps);
-            r.windows += 1;
-            r.tags = tags;
-            r.calls += w.calls;
-            r.outside += outside;
-        } else {
-            self.run = Some(self.new_run(&w));
+        let mut state = match found {
+            None => State::Searching { run: Some(run) },
+            Some(Found { vocab, left }) => State::Away { vocab, run, left },
+        };
+        if self.held.len() <= self.p.max_hold {
+            return (state, Vec::new());
         }
-        if self.run.as_ref().is_some_and(|r| self.is_loop(r)) {
-            return self.enter_steady();
+        // Nothing recurs for long: release the oldest calls as they are labelled.
+        let upto = end - (self.p.max_hold / 2) as u64;
+        if let State::Away { left, .. } = &mut state
+            && left.is_some_and(|l| l.from < upto)
+        {
+            *left = None; // too long ago to be part of the steady state
         }
-        if self.held.len() > self.p.max_hold {
-            // Nothing recurs for long: release the oldest calls as they are labelled.
-            let upto = end - (self.p.max_hold / 2) as u64;
-            if self.left.is_some_and(|l| l.from < upto) {
-                self.left = None; // too long ago to be part of the steady state
-            }
-            return self.release(upto);
-        }
-        Vec::new()
+        (state, self.release(upto))
+    }
+
+    /// Whether the window from `w.start` to `end` adds at most `novel_calls` syscalls to `r`.
+    fn continues(&self, r: &Run, w: &Window, end: u64) -> bool {
+        let mut known = r.first;
+        known.union_with(&r.core);
+        self.novel(w.start, end, &known).0 <= self.p.novel_calls
+    }
+
+    /// `r` with the window `w` (ending at `end`) added.
+    fn extend_run(&self, mut r: Run, w: &Window, end: u64) -> Run {
+        let tags = r.tags | w.tags;
+        let activities = table().continues_any(tags);
+        r.outside += self.novel(w.start, end, &activities).0;
+        r.steps
+            .extend((w.start.max(self.base + 1)..end).map(|abs| self.step(abs)));
+        r.core.union_with(&w.set);
+        r.windows += 1;
+        r.tags = tags;
+        r.calls += w.calls;
+        r
     }
 
     fn new_run(&self, w: &Window) -> Run {
@@ -350,8 +405,7 @@ impl<T> Segmenter<T> {
     /// before it that step as the loop does, calls after it that do not); or, if that is the
     /// window's start, earlier, over untagged calls that step as the loop does. Back from a
     /// short excursion, the excursion is steady too.
-    fn enter_steady(&mut self) -> Vec<(usize, T)> {
-        let r = self.run.take().expect("a run");
+    fn enter_steady(&mut self, r: Run, found: Option<Found>) -> (State, Vec<(usize, T)>) {
         let end = self.end();
         let first_end = (r.start + self.p.window as u64).min(end);
         let start = r.start.max(self.base + 1);
@@ -379,48 +433,46 @@ impl<T> Segmenter<T> {
                 b -= 1;
             }
         }
-        if let Some(left) = self.left.take()
+        if let Some(left) = found.and_then(|f| f.left)
             && left.windows < self.p.excursion_windows
         {
             b = left.from.max(self.base);
         }
-        if self.attached && self.steady.is_none() {
+        if self.attached && found.is_none() {
             b = self.base;
         }
-        let vocab = self.steady.get_or_insert_default();
+        let mut vocab = found.map_or_else(SyscallSet::default, |f| f.vocab);
         vocab.union_with(&r.core);
         for abs in b..first_end {
-            let nr = self.at(abs).nr;
-            self.steady.as_mut().expect("set").insert(nr);
+            vocab.insert(self.at(abs).nr);
         }
         self.end_other(b);
         self.relabel(b, end, STEADY);
-        self.in_steady = true;
-        self.release(end)
+        (State::Steady { vocab }, self.release(end))
     }
 
     /// Back in the steady state with the window starting at `start`: an excursion shorter than
     /// `excursion_windows` was part of it; after a longer one, the steady state starts again
     /// after the excursion's last call it never makes.
-    fn resume(&mut self, left: Left, start: u64) -> Vec<(usize, T)> {
+    fn resume(
+        &mut self,
+        mut vocab: SyscallSet,
+        left: Left,
+        start: u64,
+    ) -> (State, Vec<(usize, T)>) {
         let end = self.end();
-        let vocab = self.steady.as_mut().expect("steady");
         let from = if left.windows < self.p.excursion_windows {
             let from = left.from.max(self.base);
             for abs in from..end {
-                vocab.insert(self.held[(abs - self.base) as usize].nr);
+                vocab.insert(self.at(abs).nr);
             }
             from
         } else {
-            let vocab = *vocab;
             self.loop_start(start, &vocab)
         };
         self.end_other(from);
         self.relabel(from, end, STEADY);
-        self.in_steady = true;
-        self.left = None;
-        self.run = None;
-        self.release(end)
+        (State::Steady { vocab }, self.release(end))
     }
 
     /// Where a loop whose calls are `vocab` starts, given that it holds the call at `at`:

@@ -13,7 +13,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|p| Policy::load(p, &profile.kernel_release, args.role.as_deref()))
         .chain(args.deny_list.iter().map(|p| Policy::load_deny_list(p)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let c = report::compare(
         &profile,
         &policies,

@@ -40,7 +40,7 @@ fn hybrid(args: &ExportArgs, p: &Profile, path: &std::path::Path) -> anyhow::Res
     if let Some(out) = out {
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .map_err(|e| phasebox_core::atomic_file::file_error("create", dir, &e))?;
+                .map_err(phasebox_core::file_error::FileError::on("create", dir))?;
         }
         review::save(&hybrid, &r, &out)?;
         phasebox::say!("phasebox: hybrid profile written to {}", out.display());

@@ -19,7 +19,7 @@ pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
             let profiles = inputs
                 .iter()
                 .map(|p| Profile::load(p))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
             let merged = compare::merge(&profiles)?;
             merged.save(output)?;
             phasebox::say!(

@@ -23,7 +23,7 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         .profiles
         .iter()
         .map(|p| review::load(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let labelled: Vec<(String, &Profile)> = loaded
         .iter()
         .zip(&args.profiles)

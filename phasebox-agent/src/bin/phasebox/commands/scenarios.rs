@@ -4,10 +4,11 @@ use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 
 use phasebox_core::{
-    atomic_file::{file_error, write_atomic},
+    atomic_file::write_atomic,
     display,
-    phase::rules::BUILTIN,
+    file_error::FileError,
     profile::{Profile, compare::merge},
+    rules::BUILTIN,
     scenario::{
         Scenario, ScenarioSet,
         coverage::{self, ScenarioCoverage},
@@ -187,8 +188,7 @@ fn oracle(
 
 /// `path` made absolute against the current directory (it must exist).
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    path.canonicalize()
-        .map_err(|e| file_error("find", path, &e))
+    Ok(path.canonicalize().map_err(FileError::on("find", path))?)
 }
 
 /// The set at `args.file`, with a rule file it names found beside it, wherever scenarios run.
@@ -213,7 +213,7 @@ pub fn run(args: &ScenariosRunArgs) -> anyhow::Result<i32> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("phasebox-scenarios-{}", set.name)));
-    std::fs::create_dir_all(&dir).map_err(|e| file_error("create", &dir, &e))?;
+    std::fs::create_dir_all(&dir).map_err(FileError::on("create", &dir))?;
     // Each scenario runs in a directory of its own: paths given relative to here must not
     // depend on that.
     let dir = absolute(&dir)?;

@@ -146,7 +146,7 @@ fn print<R: Read>(
         writeln!(out, "# {n} events, {dropped} dropped while recording")?;
     }
     out.flush()?;
-    Ok(damage)
+    Ok(damage.map(Into::into))
 }
 
 /// Lines put back in time order within a bounded window (ties keep their arrival order).

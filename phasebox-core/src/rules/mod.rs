@@ -1,11 +1,16 @@
 //! Phase rule sets: data files (TOML) of ordered phases per role, each entered on a marker.
 //! Two are built in (`generic`, `nginx`); any other is loaded by path. Format: docs/phases.md.
+mod error;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::input::TomlError;
 use crate::sysnames;
+
+pub use error::{RuleProblem, RulesError};
 
 const GENERIC: &str = include_str!("../../rules/generic.toml");
 const NGINX: &str = include_str!("../../rules/nginx.toml");
@@ -200,11 +205,12 @@ impl Rules {
     }
 
     /// Parses and checks a rule set; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Rules> {
-        let file: RuleFile =
-            toml::from_str(text).map_err(|e| crate::input::toml_error(text, origin, &e))?;
-        let bad =
-            |what: anyhow::Error| anyhow::anyhow!("{origin} is not a valid phase rule set: {what}");
+    pub fn parse(text: &str, origin: &str) -> Result<Rules, RulesError> {
+        let file: RuleFile = toml::from_str(text).map_err(|e| TomlError::new(text, origin, &e))?;
+        let bad = |problem| RulesError::Invalid {
+            origin: origin.to_string(),
+            problem,
+        };
         check_roles(&file.roles).map_err(bad)?;
         let (by_role, default) = phases_by_role(file.phases, &file.roles).map_err(bad)?;
         check_operations(&file.operations).map_err(bad)?;
@@ -219,17 +225,14 @@ impl Rules {
     }
 
     /// A built-in rule set by name, or a rule file by path.
-    pub fn load(spec: &str) -> anyhow::Result<Rules> {
+    pub fn load(spec: &str) -> Result<Rules, RulesError> {
         if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == spec) {
             return Rules::parse(text, &format!("built-in rule set {spec}"));
         }
         let path = Path::new(spec);
         if !path.exists() {
-            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-            anyhow::bail!(
-                "unknown phase rules {spec}: not a built-in ({}, auto) and no such file",
-                names.join(", ")
-            );
+            let spec = spec.to_string();
+            return Err(RulesError::Unknown { spec });
         }
         let text = crate::input::read_text(path, crate::input::TEXT)?;
         Rules::parse(&text, &path.display().to_string())
@@ -247,7 +250,7 @@ type Listed = HashSet<(Option<String>, String)>;
 fn phases_by_role(
     phases: Vec<PhaseFile>,
     roles: &[RoleRule],
-) -> anyhow::Result<(PhasesByRole, Vec<Phase>)> {
+) -> Result<(PhasesByRole, Vec<Phase>), RuleProblem> {
     let role_names: HashSet<&str> = roles.iter().map(|r| r.name.as_str()).collect();
     let mut by_role = PhasesByRole::new();
     let mut default = Vec::new();
@@ -258,31 +261,26 @@ fn phases_by_role(
         let list = match role {
             Some(role) => {
                 if !role_names.contains(role.as_str()) {
-                    return Err(anyhow::anyhow!(
-                        "phase {} is for unknown role {role}",
-                        phase.name
-                    ));
+                    let phase = phase.name;
+                    return Err(RuleProblem::UnknownRole { phase, role });
                 }
                 by_role.entry(role).or_default()
             }
             None => &mut default,
         };
         if !first {
-            return Err(anyhow::anyhow!(
-                "phase {} is listed twice for one role",
-                phase.name
-            ));
+            return Err(RuleProblem::PhaseTwice(phase.name));
         }
         push_phase(list, phase)?;
     }
     if default.is_empty() && by_role.is_empty() {
-        return Err(anyhow::anyhow!("it has no phases"));
+        return Err(RuleProblem::NoPhases);
     }
     Ok((by_role, default))
 }
 
 /// A phase of the file with its markers checked, and the role it names, if any.
-fn phase(p: PhaseFile) -> anyhow::Result<(Option<String>, Phase)> {
+fn phase(p: PhaseFile) -> Result<(Option<String>, Phase), RuleProblem> {
     let enter = p
         .enter
         .into_iter()
@@ -298,25 +296,22 @@ fn phase(p: PhaseFile) -> anyhow::Result<(Option<String>, Phase)> {
 }
 
 /// A marker of phase `phase`, checked: its syscalls known, and something to match.
-fn marker(phase: &str, m: MarkerFile) -> anyhow::Result<Marker> {
+fn marker(phase: &str, m: MarkerFile) -> Result<Marker, RuleProblem> {
     let mut syscalls = HashSet::new();
     for name in &m.syscalls {
         // Names this architecture lacks (open on aarch64) are skipped.
         if let Some(nr) = sysnames::number(name) {
             syscalls.insert(nr);
         } else if !sysnames::is_known_anywhere(name) {
-            return Err(anyhow::anyhow!(
-                "phase {phase} names an unknown syscall {name}"
-            ));
+            let (phase, name) = (phase.to_string(), name.clone());
+            return Err(RuleProblem::UnknownSyscall { phase, name });
         }
     }
     if syscalls.is_empty() && !m.exec && !m.fork {
-        return Err(anyhow::anyhow!("a marker of phase {phase} matches nothing"));
+        return Err(RuleProblem::MatchesNothing(phase.to_string()));
     }
     if m.occurrence == Some(0) {
-        return Err(anyhow::anyhow!(
-            "a marker of phase {phase} has occurrence 0; the first call is occurrence 1"
-        ));
+        return Err(RuleProblem::ZeroOccurrence(phase.to_string()));
     }
     Ok(Marker {
         syscalls,
@@ -330,27 +325,23 @@ fn marker(phase: &str, m: MarkerFile) -> anyhow::Result<Marker> {
 }
 
 /// Adds `phase` to one role's list (its name is new there): one phase at most is steady.
-fn push_phase(list: &mut Vec<Phase>, phase: Phase) -> anyhow::Result<()> {
+fn push_phase(list: &mut Vec<Phase>, phase: Phase) -> Result<(), RuleProblem> {
     if let Some(other) = list.iter().find(|q| q.steady && phase.steady) {
-        return Err(anyhow::anyhow!(
-            "phases {} and {} are both steady; a role has one steady phase",
-            other.name,
-            phase.name
-        ));
+        return Err(RuleProblem::TwoSteady(other.name.clone(), phase.name));
     }
     list.push(phase);
     Ok(())
 }
 
 /// Every syscall an operation names is a syscall of some architecture.
-fn check_operations(operations: &[Operation]) -> anyhow::Result<()> {
+fn check_operations(operations: &[Operation]) -> Result<(), RuleProblem> {
     for op in operations {
         for s in op.when.iter().flat_map(|w| &w.syscalls) {
             if !sysnames::is_known_anywhere(s) {
-                return Err(anyhow::anyhow!(
-                    "operation {} names an unknown syscall {s}",
-                    op.name
-                ));
+                return Err(RuleProblem::OperationSyscall {
+                    operation: op.name.clone(),
+                    name: s.clone(),
+                });
             }
         }
     }
@@ -359,14 +350,14 @@ fn check_operations(operations: &[Operation]) -> anyhow::Result<()> {
 
 /// Role names are unique, and every parent is a role whose own ancestors never lead back.
 /// Linear in the roles: each role's chain is walked once, up to a role already checked.
-fn check_roles(roles: &[RoleRule]) -> anyhow::Result<()> {
+fn check_roles(roles: &[RoleRule]) -> Result<(), RuleProblem> {
     let mut parent_of = HashMap::new();
     for r in roles {
         if parent_of
             .insert(r.name.as_str(), r.parent.as_deref())
             .is_some()
         {
-            return Err(anyhow::anyhow!("role {} is defined twice", r.name));
+            return Err(RuleProblem::RoleTwice(r.name.clone()));
         }
     }
     // Roles whose chain of parents is known to end well.
@@ -377,18 +368,15 @@ fn check_roles(roles: &[RoleRule]) -> anyhow::Result<()> {
         let mut at = r.parent.as_deref();
         while let Some(p) = at.filter(|p| !good.contains(p)) {
             let Some(&up) = parent_of.get(p) else {
-                return Err(anyhow::anyhow!(
-                    "role {} names an unknown parent role {p}",
-                    path[path.len() - 1]
-                ));
+                return Err(RuleProblem::UnknownParent {
+                    role: path[path.len() - 1].to_string(),
+                    parent: p.to_string(),
+                });
             };
             path.push(p);
             if !on_path.insert(p) {
-                return Err(anyhow::anyhow!(
-                    "role {} is its own ancestor ({})",
-                    r.name,
-                    path.join(" -> parent ")
-                ));
+                let chain = path.iter().map(|r| r.to_string()).collect();
+                return Err(RuleProblem::OwnAncestor { chain });
             }
             at = up;
         }
@@ -400,6 +388,7 @@ fn check_roles(roles: &[RoleRule]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Sentence;
 
     fn nr(name: &str) -> u32 {
         sysnames::number(name).unwrap()
@@ -458,7 +447,7 @@ mod tests {
 
     #[test]
     fn bad_rule_files_are_explained() {
-        let err = |t: &str| Rules::parse(t, "x.toml").unwrap_err().to_string();
+        let err = |t: &str| Rules::parse(t, "x.toml").unwrap_err().sentence();
         assert!(err("name = 1").starts_with("x.toml:1:8: invalid type: integer `1`"));
         let e = err("name='a'\n[[phase]]\nname='p'\nenter=[{syscalls=['no_such']}]");
         assert!(e.contains("unknown syscall no_such"), "{e}");
@@ -466,13 +455,13 @@ mod tests {
         assert!(e.contains("unknown role r"), "{e}");
         let e = err("name='a'\n[[phase]]\nname='p'\nbogus=1");
         assert!(e.contains("bogus"), "{e}");
-        let e = Rules::load("/no/such/rules.toml").unwrap_err().to_string();
+        let e = Rules::load("/no/such/rules.toml").unwrap_err().sentence();
         assert!(e.contains("not a built-in"), "{e}");
     }
 
     #[test]
     fn parent_cycles_zero_occurrences_and_two_steady_phases_are_refused() {
-        let err = |t: &str| Rules::parse(t, "x.toml").unwrap_err().to_string();
+        let err = |t: &str| Rules::parse(t, "x.toml").unwrap_err().sentence();
         let phase = "[[phase]]\nname='p'\nenter=[{exec=true}]\n";
         let e = err(&format!(
             "name='a'\nrole=[{{name='r', parent='r'}}]\n{phase}"
@@ -510,62 +499,6 @@ mod tests {
         assert!(e.contains("phases p and q are both steady"), "{e}");
     }
 
-    /// The master phase a sequence of (syscall, path) leaves a process of role master in.
-    fn master_after(calls: &[(&str, Option<&str>)]) -> (String, bool) {
-        let det = crate::phase::Detector::load("nginx").unwrap();
-        let mut t = det.tracker::<()>("master", false);
-        for (name, path) in calls {
-            t.syscall(&det, "master", nr(name), *path, ());
-        }
-        let at = t.rule_phase().unwrap();
-        (det.phase_name("master", at), t.serving(&det, "master"))
-    }
-
-    #[test]
-    fn nginx_t_and_signal_commands_never_reach_the_masters_serving_phase() {
-        // nginx -t (strace of nginx 1.22.1): the pid file is created right after the
-        // configuration is read, then the temp paths, the logs and the listening sockets.
-        let test = [
-            ("openat", Some("/etc/ld.so.cache")),
-            ("openat", Some("/conf/nginx.conf")),
-            ("openat", Some("/run/nginx.pid")),
-            ("mkdir", Some("/tmp/body")),
-            ("openat", Some("/logs/error.log")),
-            ("socket", None),
-            ("setsockopt", None),
-            ("bind", None),
-            ("listen", None),
-            ("exit_group", None),
-        ];
-        assert_eq!(
-            master_after(&test),
-            ("creating-and-configuring-sockets".to_string(), false)
-        );
-        // nginx -s reload: reads the configuration and the pid file, then signals.
-        let signal = [
-            ("openat", Some("/conf/nginx.conf")),
-            ("openat", Some("/run/nginx.pid")),
-            ("kill", None),
-        ];
-        assert!(!master_after(&signal).1);
-        // The real master: sockets, signal handlers, the pid file, then its error log on
-        // stderr (dup2) and its workers.
-        let master = [
-            ("openat", Some("/conf/nginx.conf")),
-            ("bind", None),
-            ("listen", None),
-            ("rt_sigaction", None),
-            ("openat", Some("/run/nginx.pid")),
-            ("dup2", None),
-            ("socketpair", None),
-            ("clone", None),
-        ];
-        assert_eq!(
-            master_after(&master),
-            ("setting-up-worker-processes".to_string(), true)
-        );
-    }
-
     #[test]
     fn thousands_of_chained_roles_and_phases_load() {
         // 3,000 roles, each the parent of the next, and a phase for each: every check is
@@ -588,7 +521,7 @@ mod tests {
         assert_eq!(r.phases("r2999")[0].name, "p2999");
         // A cycle at the end of a long chain is still found and named from its start.
         let looped = t.replace("name='r0'\nroot=true", "name='r0'\nparent='r2999'");
-        let e = Rules::parse(&looped, "loop.toml").unwrap_err().to_string();
+        let e = Rules::parse(&looped, "loop.toml").unwrap_err().sentence();
         assert!(
             e.contains("role r0 is its own ancestor (r0 -> parent r2999"),
             "{e}"
@@ -602,10 +535,10 @@ mod tests {
             "x.toml",
         )
         .unwrap_err()
-        .to_string();
+        .sentence();
         assert!(e.starts_with("x.toml:5:3: unknown field `bogus`"), "{e}");
         assert!(!e.contains('\n'), "{e}");
-        let e = Rules::parse("name = \n", "y.toml").unwrap_err().to_string();
+        let e = Rules::parse("name = \n", "y.toml").unwrap_err().sentence();
         assert!(e.starts_with("y.toml:1:"), "{e}");
         assert!(!e.contains('\n'), "{e}");
     }

@@ -5,17 +5,22 @@
 //! records      the kernel's wire records as they arrived (kind in the first two bytes)
 //! "PBTREND\0"  u32 LE footer length  footer JSON (TraceFooter: the run's summary and roots)
 //! ```
+mod error;
+
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file::{AtomicFile, file_error};
+use crate::atomic_file::AtomicFile;
 use crate::event::{self, Event};
+use crate::file_error::FileError;
 use crate::input;
 use crate::summary::Summary;
 use crate::sysnames;
+
+pub use error::{Damage, TraceError};
 
 pub const MAGIC: &[u8; 8] = b"PBTRACE\0";
 pub const END_MAGIC: &[u8; 8] = b"PBTREND\0";
@@ -58,17 +63,17 @@ pub struct TraceWriter {
     dest: PathBuf,
     /// The buffered writer and the file it writes; None once a write failed.
     open: Option<(BufWriter<File>, AtomicFile)>,
-    failed: Option<anyhow::Error>,
+    failed: Option<FileError>,
 }
 
 impl TraceWriter {
     /// Creates the temporary file and writes the header (an error here is the caller's).
-    pub fn create(path: &Path, header: &TraceHeader) -> anyhow::Result<TraceWriter> {
+    pub fn create(path: &Path, header: &TraceHeader) -> Result<TraceWriter, FileError> {
         let mut file = AtomicFile::create(path)?;
         let handle = file
             .file()
             .try_clone()
-            .map_err(|e| file_error("write", path, &e))?;
+            .map_err(FileError::on("write", path))?;
         let mut w = TraceWriter {
             dest: path.to_path_buf(),
             open: Some((BufWriter::with_capacity(1 << 20, handle), file)),
@@ -95,7 +100,7 @@ impl TraceWriter {
 
     /// Gives up the file after a failed write: removed without writing the buffer out.
     fn fail(&mut self, e: std::io::Error) {
-        self.failed = Some(file_error("write", &self.dest, &e));
+        self.failed = Some(FileError::io("write", &self.dest, e));
         if let Some((out, file)) = self.open.take() {
             drop(out.into_parts());
             drop(file);
@@ -108,7 +113,7 @@ impl TraceWriter {
     }
 
     /// Writes the footer and gives the file its name; the first failed write, if one did.
-    pub fn finish(mut self, footer: &TraceFooter) -> anyhow::Result<PathBuf> {
+    pub fn finish(mut self, footer: &TraceFooter) -> Result<PathBuf, FileError> {
         let json = serde_json::to_vec(footer).expect("footer serializes");
         self.put(END_MAGIC);
         self.put(&(json.len() as u32).to_le_bytes());
@@ -137,35 +142,38 @@ pub struct Trace {
     pub footer: TraceFooter,
 }
 
-fn bad(origin: &str, what: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{origin} is not a valid phasebox trace file: {what}")
+fn bad(origin: &str, damage: Damage) -> TraceError {
+    TraceError::Damaged {
+        origin: origin.to_string(),
+        damage,
+    }
 }
 
 /// The largest header or footer read (a footer lists every process of the run).
 const MAX_BLOCK: u64 = 256 << 20;
 
 /// Reads a block's length and, unless it is over [`MAX_BLOCK`], the block.
-fn read_block(r: &mut impl Read, origin: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+fn read_block(r: &mut impl Read, origin: &str, what: &'static str) -> Result<Vec<u8>, TraceError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)
-        .map_err(|_| bad(origin, format!("the {what} is cut short")))?;
+        .map_err(|_| bad(origin, Damage::BlockCut(what)))?;
     let len = u64::from(u32::from_le_bytes(len));
     if len > MAX_BLOCK {
-        return Err(bad(origin, format!("the {what} claims {len} bytes")));
+        return Err(bad(origin, Damage::BlockTooLong { what, len }));
     }
     // Read, not allocated up front: memory follows what the file holds, not what it claims.
     let mut buf = Vec::new();
     r.take(len)
         .read_to_end(&mut buf)
-        .map_err(|e| bad(origin, format!("the {what} cannot be read ({e})")))?;
+        .map_err(|err| bad(origin, Damage::Unreadable { what, err }))?;
     if buf.len() as u64 != len {
-        return Err(bad(origin, format!("the {what} is cut short")));
+        return Err(bad(origin, Damage::BlockCut(what)));
     }
     Ok(buf)
 }
 
-fn parse_footer(json: &[u8], origin: &str) -> anyhow::Result<TraceFooter> {
-    serde_json::from_slice(json).map_err(|e| bad(origin, format!("its footer is malformed ({e})")))
+fn parse_footer(json: &[u8], origin: &str) -> Result<TraceFooter, TraceError> {
+    serde_json::from_slice(json).map_err(|e| bad(origin, Damage::Footer(e)))
 }
 
 /// A trace read as a stream, in bounded memory: the header first, then one record at a time,
@@ -180,7 +188,7 @@ pub struct TraceReader<R> {
 }
 
 /// Opens a trace file and reads its header.
-pub fn open(path: &Path) -> anyhow::Result<TraceReader<BufReader<io::Take<File>>>> {
+pub fn open(path: &Path) -> Result<TraceReader<BufReader<io::Take<File>>>, TraceError> {
     let r = BufReader::with_capacity(1 << 16, input::open(path, input::TRACE)?);
     TraceReader::new(r, &path.display().to_string())
 }
@@ -188,13 +196,13 @@ pub fn open(path: &Path) -> anyhow::Result<TraceReader<BufReader<io::Take<File>>
 impl<R: Read> TraceReader<R> {
     /// Reads the magic and the header from `r` and checks that this phasebox reads the
     /// records; `origin` names the trace in errors.
-    pub fn new(mut r: R, origin: &str) -> anyhow::Result<TraceReader<R>> {
+    pub fn new(mut r: R, origin: &str) -> Result<TraceReader<R>, TraceError> {
         let mut magic = [0u8; 8];
         if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
-            return Err(bad(origin, "it does not start with the trace magic"));
+            return Err(bad(origin, Damage::NoMagic));
         }
         let header: TraceHeader = serde_json::from_slice(&read_block(&mut r, origin, "header")?)
-            .map_err(|e| bad(origin, format!("its header is malformed ({e})")))?;
+            .map_err(|e| bad(origin, Damage::Header(e)))?;
         check_header(&header, origin)?;
         Ok(TraceReader {
             r,
@@ -222,33 +230,34 @@ impl<R: Read> TraceReader<R> {
     }
 
     /// The next record; None at the footer, which is then read and checked to end the file.
-    pub fn next_event(&mut self) -> anyhow::Result<Option<Event>> {
+    pub fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
         if self.footer.is_some() {
             return Ok(None);
         }
         let (origin, n) = (self.origin.as_str(), self.records);
         let buf = &mut self.buf;
-        self.r.read_exact(&mut buf[..8]).map_err(|_| {
-            bad(
-                origin,
-                format!("it ends after {n} records without its footer"),
-            )
-        })?;
+        self.r
+            .read_exact(&mut buf[..8])
+            .map_err(|_| bad(origin, Damage::NoFooter(n)))?;
         if &buf[..8] == END_MAGIC {
             let footer = parse_footer(&read_block(&mut self.r, origin, "footer")?, origin)?;
-            if self.r.read(&mut [0u8; 1]).map_err(|e| bad(origin, e))? != 0 {
-                return Err(bad(origin, "it goes on after its footer"));
+            let more = self.r.read(&mut [0u8; 1]).map_err(|err| {
+                let what = "end";
+                bad(origin, Damage::Unreadable { what, err })
+            })?;
+            if more != 0 {
+                return Err(bad(origin, Damage::AfterFooter));
             }
             self.footer = Some(footer);
             return Ok(None);
         }
-        let kind =
-            event::peek_kind(&buf[..8]).map_err(|e| bad(origin, format!("record {n}: {e}")))?;
+        let record = |source| bad(origin, Damage::Record { n, source });
+        let kind = event::peek_kind(&buf[..8]).map_err(record)?;
         let len = event::record_len(kind);
         self.r
             .read_exact(&mut buf[8..len])
-            .map_err(|_| bad(origin, format!("record {n} is cut short")))?;
-        let ev = event::decode(&buf[..len]).map_err(|e| bad(origin, e))?;
+            .map_err(|_| bad(origin, Damage::RecordCut(n)))?;
+        let ev = event::decode(&buf[..len]).map_err(record)?;
         self.records += 1;
         Ok(Some(ev))
     }
@@ -260,33 +269,27 @@ impl<R: Read> TraceReader<R> {
 const OLDEST_WIRE_VERSION: u32 = 2;
 
 /// Refuses a trace this phasebox cannot read: another format, record layout or architecture.
-fn check_header(header: &TraceHeader, origin: &str) -> anyhow::Result<()> {
+fn check_header(header: &TraceHeader, origin: &str) -> Result<(), TraceError> {
     let wire = OLDEST_WIRE_VERSION..=phasebox_common::WIRE_VERSION;
     if header.format_version != FORMAT_VERSION || !wire.contains(&header.wire_version) {
-        anyhow::bail!(
-            "{origin} has trace format {} with records of version {}; this phasebox reads format {} \
-             with records of versions {} to {}",
-            header.format_version,
-            header.wire_version,
-            FORMAT_VERSION,
-            OLDEST_WIRE_VERSION,
-            phasebox_common::WIRE_VERSION
-        );
+        return Err(TraceError::Version {
+            origin: origin.to_string(),
+            format: header.format_version,
+            wire: header.wire_version,
+        });
     }
     // Records carry this architecture's syscall numbers only when it wrote them.
     if header.arch != sysnames::ARCH {
-        anyhow::bail!(
-            "{origin} is a trace of {:?} programs; this phasebox is built for {} and reads {} traces only",
-            header.arch,
-            sysnames::ARCH,
-            sysnames::ARCH
-        );
+        return Err(TraceError::Arch {
+            origin: origin.to_string(),
+            arch: header.arch.clone(),
+        });
     }
     Ok(())
 }
 
 /// Reads a whole trace from `r` into memory (tests, fuzzing); `origin` names it in errors.
-pub fn parse(r: impl Read, origin: &str) -> anyhow::Result<Trace> {
+pub fn parse(r: impl Read, origin: &str) -> Result<Trace, TraceError> {
     let mut t = TraceReader::new(r, origin)?;
     let mut events = Vec::new();
     while let Some(ev) = t.next_event()? {
@@ -303,23 +306,17 @@ pub fn parse(r: impl Read, origin: &str) -> anyhow::Result<Trace> {
 /// Reads only the footer of the trace file at `path`, from the end: what a reader needs before
 /// the records (the processes already running, the roots). The records, and that the footer
 /// follows them, are checked as they are read.
-pub fn read_footer(path: &Path) -> anyhow::Result<TraceFooter> {
+pub fn read_footer(path: &Path) -> Result<TraceFooter, TraceError> {
     let origin = path.display().to_string();
     let mut file = input::open(path, input::TRACE)?.into_inner();
-    let size = file
-        .metadata()
-        .map_err(|e| file_error("read", path, &e))?
-        .len();
-    let Some(at) = footer_offset(&mut file, size).map_err(|e| file_error("read", path, &e))? else {
-        return Err(bad(
-            &origin,
-            "it does not end with its footer (it is cut short, or goes on after it)",
-        ));
+    let size = file.metadata().map_err(FileError::on("read", path))?.len();
+    let Some(at) = footer_offset(&mut file, size).map_err(FileError::on("read", path))? else {
+        return Err(bad(&origin, Damage::FooterNotAtEnd));
     };
     let mut json = Vec::new();
     file.seek(SeekFrom::Start(at + 12))
         .and_then(|_| file.take(size - at - 12).read_to_end(&mut json))
-        .map_err(|e| file_error("read", path, &e))?;
+        .map_err(FileError::on("read", path))?;
     parse_footer(&json, &origin)
 }
 
@@ -355,6 +352,7 @@ fn footer_offset(file: &mut File, size: u64) -> io::Result<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Sentence;
     use crate::event::{as_bytes, tests::exec_record};
     use crate::process::ProcessTree;
     use crate::summary::Losses;
@@ -375,11 +373,9 @@ mod tests {
         }
     }
 
-    fn read_all(path: &Path) -> anyhow::Result<Trace> {
-        parse(
-            BufReader::new(File::open(path)?),
-            &path.display().to_string(),
-        )
+    fn read_all(path: &Path) -> Result<Trace, TraceError> {
+        let file = File::open(path).unwrap();
+        parse(BufReader::new(file), &path.display().to_string())
     }
 
     /// A trace of `n` syscall records of process 4.
@@ -431,7 +427,7 @@ mod tests {
         for damaged in [&bytes[..bytes.len() - 1], &[&bytes[..], b"x"].concat()[..]] {
             let bad = dir.path().join("bad.pbtrace");
             std::fs::write(&bad, damaged).unwrap();
-            let e = read_footer(&bad).unwrap_err().to_string();
+            let e = read_footer(&bad).unwrap_err().sentence();
             assert!(
                 e.ends_with(
                     "it does not end with its footer (it is cut short, or goes on after it)"
@@ -479,16 +475,16 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         let cut = dir.join("cut.pbtrace");
         std::fs::write(&cut, &bytes[..bytes.len() - 150]).unwrap();
-        let err = read_all(&cut).unwrap_err().to_string();
+        let err = read_all(&cut).unwrap_err().sentence();
         assert!(err.contains("not a valid phasebox trace file"), "{err}");
         std::fs::write(&cut, b"hello world").unwrap();
-        let err = read_all(&cut).unwrap_err().to_string();
+        let err = read_all(&cut).unwrap_err().sentence();
         assert!(err.contains("trace magic"), "{err}");
 
         // Bytes after the footer are damage, not ignored.
         let mut longer = bytes.clone();
         longer.extend_from_slice(b"garbage");
-        let err = parse(&longer[..], "g.pbtrace").unwrap_err().to_string();
+        let err = parse(&longer[..], "g.pbtrace").unwrap_err().sentence();
         assert_eq!(
             err,
             "g.pbtrace is not a valid phasebox trace file: it goes on after its footer"
@@ -497,7 +493,7 @@ mod tests {
         let mut claims = MAGIC.to_vec();
         claims.extend_from_slice(&(200u32 << 20).to_le_bytes());
         claims.extend_from_slice(b"{}");
-        let err = parse(&claims[..], "c").unwrap_err().to_string();
+        let err = parse(&claims[..], "c").unwrap_err().sentence();
         assert!(err.contains("the header is cut short"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -510,7 +506,7 @@ mod tests {
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&json);
-        let err = parse(&bytes[..], "s.pbtrace").unwrap_err().to_string();
+        let err = parse(&bytes[..], "s.pbtrace").unwrap_err().sentence();
         assert!(
             err.starts_with(
                 "s.pbtrace is a trace of \"sparc\" programs; this phasebox is built for"

@@ -1,0 +1,309 @@
+//! Prometheus metrics of a running agent, refreshed from the session once a second and served
+//! on /metrics. Label values are bounded: program, role, phase and syscall names, never pids.
+//! Syscall counts come from the learner, which attributes every call to the phase its
+//! process was in when it made it, so a scrape and the profile written at the end agree.
+//!
+//! The session hands over running totals; each family of counters keeps the totals it last
+//! pushed, by its own key, and adds only the growth.
+mod agent;
+mod bpf;
+mod calls;
+mod http;
+mod monitor;
+
+use prometheus::core::Collector;
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::{
+    learn::{Place, Total},
+    monitor::Violation,
+};
+use agent::{AgentMetrics, BoundMetrics};
+use bpf::BpfMetrics;
+use calls::CallMetrics;
+pub use http::HttpMetrics;
+use monitor::MonitorMetrics;
+
+/// The labels of a count of calls.
+const BY_CALL: [&str; 5] = ["program", "container_id", "role", "phase", "syscall"];
+
+/// The metrics could not be registered (a name or label the registry refuses).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the metrics")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// The agent's metrics, by topic.
+pub struct Metrics {
+    registry: Registry,
+    calls: CallMetrics,
+    agent: AgentMetrics,
+    bounds: BoundMetrics,
+    bpf: BpfMetrics,
+    monitor: MonitorMetrics,
+    http: HttpMetrics,
+}
+
+/// Run time and runs of one kernel program in the sampled windows so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BpfCost {
+    pub program: &'static str,
+    pub run_time_s: f64,
+    pub runs: u64,
+}
+
+/// The session's counters for [`Metrics::update`].
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub events: u64,
+    pub dropped: u64,
+    pub killed: u64,
+    pub live: usize,
+    pub bpf: Vec<BpfCost>,
+    /// Seconds BPF statistics were on (the run times above are from those windows only).
+    pub bpf_sampled_s: f64,
+    /// Processes found at their exec outside the session's scope, untracked.
+    pub rejected: u64,
+    /// Writes refused because a kernel map was full, by map.
+    pub map_full: Vec<(&'static str, u64)>,
+}
+
+/// What the build info metric says.
+#[derive(Clone, Debug, Default)]
+pub struct BuildInfo {
+    pub version: String,
+    pub kernel: String,
+    pub arch: String,
+    /// summary or stream.
+    pub mode: String,
+}
+
+/// How much a running total grew since `last`, which becomes `now` (a total that went back
+/// adds nothing).
+fn growth(last: &mut u64, now: u64) -> u64 {
+    let grew = now.saturating_sub(*last);
+    *last = now;
+    grew
+}
+
+/// [`growth`] of a total in seconds.
+fn growth_s(last: &mut f64, now: f64) -> f64 {
+    let grew = (now - *last).max(0.0);
+    *last = now;
+    grew
+}
+
+/// Registers `c` in `registry` and hands it back.
+fn registered<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    c: C,
+) -> Result<C, MetricsError> {
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+/// A counter vector registered in `registry`.
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+/// A counter registered in `registry`.
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+    registered(registry, IntCounter::new(name, help)?)
+}
+
+/// phasebox's version and where it runs, set once.
+fn register_build_info(registry: &Registry, build: &BuildInfo) -> Result<(), MetricsError> {
+    let info = IntGaugeVec::new(
+        Opts::new(
+            "phasebox_build_info",
+            "phasebox's version and where it runs (value 1).",
+        ),
+        &["version", "kernel", "arch", "mode"],
+    )?;
+    info.with_label_values(&[&build.version, &build.kernel, &build.arch, &build.mode])
+        .set(1);
+    registry.register(Box::new(info))?;
+    Ok(())
+}
+
+impl Metrics {
+    /// Every metric registered, `build` shown by phasebox_build_info.
+    pub fn new(build: &BuildInfo) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let calls = CallMetrics::register(&registry)?;
+        let agent = AgentMetrics::register(&registry)?;
+        let bpf = BpfMetrics::register(&registry)?;
+        let monitor = MonitorMetrics::register(&registry)?;
+        let bounds = BoundMetrics::register(&registry)?;
+        register_build_info(&registry, build)?;
+        let http = HttpMetrics::register(&registry)?;
+        Ok(Metrics {
+            registry,
+            calls,
+            agent,
+            bounds,
+            bpf,
+            monitor,
+            http,
+        })
+    }
+
+    /// The registry, for more collectors (the process's own metrics).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The metrics server's metrics, for the server to update.
+    pub fn http(&self) -> HttpMetrics {
+        self.http.clone()
+    }
+
+    /// Takes the learner's totals, the phase each role is in, and the session's counters.
+    pub fn update(&mut self, program: &str, totals: &[Total], phases: &[Place], c: &Counters) {
+        self.calls.update(program, totals, phases);
+        self.agent.update(c);
+        self.monitor.update(c);
+        self.bounds.update(c);
+        self.bpf.update(c);
+    }
+
+    /// Counts violations found by the monitor.
+    pub fn violations(&self, program: &str, found: &[Violation]) {
+        self.monitor.count(program, found);
+    }
+
+    /// A checkpoint could not be written.
+    pub fn checkpoint_failed(&self) {
+        self.agent.checkpoint_failed();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place() -> Place {
+        Place {
+            container: String::new(),
+            role: "worker".into(),
+            phase: "serving".into(),
+        }
+    }
+
+    fn totals(calls: u64, errors: u64) -> Vec<Total> {
+        vec![Total {
+            place: place(),
+            syscall: "accept4".into(),
+            calls,
+            errors,
+        }]
+    }
+
+    #[test]
+    fn counters_grow_by_the_increase_only() {
+        let mut m = Metrics::new(&BuildInfo {
+            version: "1".into(),
+            kernel: "6.0".into(),
+            arch: "x86_64".into(),
+            mode: "summary".into(),
+        })
+        .unwrap();
+        let c = Counters {
+            events: 10,
+            live: 2,
+            bpf: vec![BpfCost {
+                program: "pb_sys_enter",
+                run_time_s: 0.005,
+                runs: 100,
+            }],
+            bpf_sampled_s: 1.0,
+            ..Default::default()
+        };
+        let phases = [place()];
+        m.update("nginx", &totals(2, 0), &phases, &c);
+        m.update("nginx", &totals(5, 1), &phases, &c);
+        let text = m.render();
+        assert!(text.contains(r#"phasebox_syscalls_total{container_id="",phase="serving",program="nginx",role="worker",syscall="accept4"} 5"#), "{text}");
+        assert!(text.contains(r#"phasebox_syscall_errors_total{container_id="",phase="serving",program="nginx",role="worker",syscall="accept4"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"phasebox_phase_info{container_id="",phase="serving",program="nginx",role="worker"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("phasebox_tracked_processes 2"), "{text}");
+        assert!(text.contains("phasebox_events_total 10"), "{text}");
+        assert!(
+            text.contains("phasebox_bpf_stats_sampled_seconds_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"phasebox_bpf_runs_total{program="pb_sys_enter"} 100"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"phasebox_build_info{arch="x86_64",kernel="6.0",mode="summary",version="1"} 1"#
+            ),
+            "{text}"
+        );
+        m.checkpoint_failed();
+        assert!(m.render().contains("phasebox_checkpoint_failures_total 1"));
+        let http = m.http();
+        http.refused.inc_by(3);
+        http.open.set(2);
+        let text = m.render();
+        assert!(
+            text.contains("phasebox_http_connections_refused_total 3"),
+            "{text}"
+        );
+        assert!(text.contains("phasebox_http_open_connections 2"), "{text}");
+        assert!(
+            text.contains("phasebox_http_connections_timed_out_total 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn totals_that_go_back_add_nothing_and_each_family_keeps_its_own() {
+        let mut m = Metrics::new(&BuildInfo::default()).unwrap();
+        let c = |map_full: u64, runs: u64, run_time_s: f64| Counters {
+            dropped: 4,
+            map_full: vec![("counters", map_full), ("processes", 0)],
+            bpf: vec![BpfCost {
+                program: "pb_sys_enter",
+                run_time_s,
+                runs,
+            }],
+            ..Default::default()
+        };
+        m.update("p", &totals(7, 2), &[], &c(3, 10, 0.5));
+        // A session started again: its totals are lower, and nothing is taken back.
+        m.update("p", &totals(5, 1), &[], &c(1, 4, 0.25));
+        m.update("p", &totals(8, 1), &[], &c(6, 4, 0.75));
+        let text = m.render();
+        for want in [
+            r#"phasebox_syscalls_total{container_id="",phase="serving",program="p",role="worker",syscall="accept4"} 10"#,
+            r#"phasebox_syscall_errors_total{container_id="",phase="serving",program="p",role="worker",syscall="accept4"} 2"#,
+            r#"phasebox_map_full_total{map="counters"} 8"#,
+            r#"phasebox_map_full_total{map="processes"} 0"#,
+            r#"phasebox_bpf_runs_total{program="pb_sys_enter"} 10"#,
+            r#"phasebox_bpf_run_time_seconds_total{program="pb_sys_enter"} 1"#,
+            "phasebox_events_dropped_total 4",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+    }
+}
