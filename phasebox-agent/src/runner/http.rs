@@ -1,17 +1,16 @@
 //! The built-in HTTP driver: HTTP/1.1 over loopback with ureq, one thread per concurrent
 //! client, every response checked. A raw request (malformed on purpose) goes through
 //! [`raw`], since no client sends bytes that are not HTTP.
-use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use phasebox_core::scenario::HttpStep;
 
-use super::raw;
-
-/// How long a connection, a read or a write may take.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+use super::{
+    raw,
+    response::{IO_TIMEOUT, Response},
+};
 
 /// Waits until 127.0.0.1:`port` accepts a connection.
 pub fn wait_port(port: u16, limit: Duration) -> anyhow::Result<()> {
@@ -26,32 +25,6 @@ pub fn wait_port(port: u16, limit: Duration) -> anyhow::Result<()> {
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// One response: its status, its body's length and, when a check reads it, the body itself
-/// (a body only counted is never held in memory).
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub length: u64,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// Reads a body to its end, keeping it when `keep`.
-    pub fn read(status: u16, mut body: impl Read, keep: bool) -> std::io::Result<Response> {
-        let mut kept = Vec::new();
-        let length = if keep {
-            body.read_to_end(&mut kept)? as u64
-        } else {
-            std::io::copy(&mut body, &mut std::io::sink())?
-        };
-        Ok(Response {
-            status,
-            length,
-            body: kept,
-        })
     }
 }
 

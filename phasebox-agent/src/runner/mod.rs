@@ -20,6 +20,7 @@ use crate::procfs;
 
 pub mod http;
 mod raw;
+mod response;
 
 /// What traces the program.
 #[derive(Clone, Debug)]
@@ -387,8 +388,7 @@ fn run_steps(
     };
     for (i, step) in s.steps.iter().enumerate() {
         let pid = program(step.signal.is_some() || step.shell.is_some())?;
-        run_step(s, step, pid, port, dir, deadline)
-            .map_err(|e| format!("step {}: {e}", i + 1))?;
+        run_step(s, step, pid, port, dir, deadline).map_err(|e| format!("step {}: {e}", i + 1))?;
     }
     if let (Some(sig), Some(pid)) = (&s.stop, program(s.stop.is_some())?) {
         send(pid, sig).map_err(|e| e.to_string())?;

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 
 use anyhow::anyhow;
 
-use super::http::{IO_TIMEOUT, Response};
+use super::response::{IO_TIMEOUT, Response};
 
 /// The most an answer's head may take.
 const MAX_HEAD: usize = 64 << 10;
