@@ -283,6 +283,17 @@ impl ProcessTree {
         self.find(tgid, instance).is_some_and(|p| p.ignored)
     }
 
+    /// Whether `ev` belongs to a process outside the session's scope (by its instance where
+    /// the record carries one, else the newest process with its pid).
+    pub fn ignores(&self, ev: &Event) -> bool {
+        match ev {
+            Event::Syscall(r) => self.is_ignored(r.header.tgid, r.instance),
+            Event::Segment(s) => self.is_ignored(s.header.tgid, s.instance),
+            Event::Filtered(f) => self.is_ignored(f.header.tgid, f.instance),
+            other => self.get(other.tgid()).is_some_and(|p| p.ignored),
+        }
+    }
+
     /// Processes in the order they were seen.
     pub fn processes(&self) -> impl Iterator<Item = &Process> {
         self.procs.values()

@@ -83,7 +83,7 @@ impl Sink<'_> {
         }
         self.tree.apply(&ev);
         self.verdicts.observe(&ev, self.tree);
-        if ignored(&ev, self.tree) {
+        if self.tree.ignores(&ev) {
             return;
         }
         self.write(bytes);
@@ -125,16 +125,6 @@ impl Sink<'_> {
                 self.batch.rejected += 1;
             }
         }
-    }
-}
-
-/// Whether `ev` belongs to a process outside the session's scope (nothing of it is kept).
-fn ignored(ev: &Event, tree: &ProcessTree) -> bool {
-    match ev {
-        Event::Syscall(r) => tree.is_ignored(r.header.tgid, r.instance),
-        Event::Segment(s) => tree.is_ignored(s.header.tgid, s.instance),
-        Event::Filtered(f) => tree.is_ignored(f.header.tgid, f.instance),
-        other => tree.get(other.tgid()).is_some_and(|p| p.ignored),
     }
 }
 

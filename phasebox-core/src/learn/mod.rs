@@ -113,16 +113,6 @@ pub enum Attribution {
     Ignored,
 }
 
-/// Whether `ev` belongs to a process outside the session's scope.
-fn ignored(ev: &Event, tree: &ProcessTree) -> bool {
-    match ev {
-        Event::Syscall(r) => tree.is_ignored(r.header.tgid, r.instance),
-        Event::Segment(s) => tree.is_ignored(s.header.tgid, s.instance),
-        Event::Filtered(f) => tree.is_ignored(f.header.tgid, f.instance),
-        other => tree.get(other.tgid()).is_some_and(|p| p.ignored),
-    }
-}
-
 /// Where a learned profile came from.
 #[derive(Clone, Debug, Default)]
 pub struct RunInfo {
@@ -423,7 +413,7 @@ impl Learner {
     /// Takes one event (after the process tree has taken it). Events of processes outside
     /// the session's scope (`Process::ignored`) teach nothing.
     pub fn observe(&mut self, ev: &Event, tree: &ProcessTree) {
-        if ignored(ev, tree) {
+        if tree.ignores(ev) {
             return;
         }
         match ev {
