@@ -66,3 +66,66 @@ impl Verdicts {
         self.children.remove(&tgid);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phasebox_common::{ForkRecord, Header, SegmentRecord, SyscallRecord};
+
+    fn segment(tgid: u32, instance: u32, flags: u16) -> Event {
+        Event::Segment(SegmentRecord {
+            header: Header::of::<SegmentRecord>(flags, tgid),
+            tid: tgid,
+            instance,
+            seg: 1,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn decisions_wait_for_the_instance_and_children_follow_their_parent() {
+        let (mut v, mut tree) = (Verdicts::default(), ProcessTree::new());
+        // Found at exec and rejected: the verdict goes with the first segment's instance.
+        tree.add(10, 1, "/x".into(), "x".into(), None);
+        tree.set_ignored(10);
+        v.decided(10, false);
+        assert!(v.take_due().is_empty());
+        let first = segment(10, 7, segment_flags::FIRST);
+        tree.apply(&first);
+        v.observe(&first, &tree);
+        assert_eq!(v.take_due(), [(10, 7, false)]);
+        // A child it forked before the verdict was unconfirmed too: rejected with it, once it
+        // shows as a process.
+        let fork = Event::Fork(ForkRecord {
+            header: Header::of::<ForkRecord>(0, 10),
+            parent_tid: 10,
+            child_tid: 11,
+            child_instance: 8,
+            child_flags: proc_flags::UNCONFIRMED,
+            ts_ns: 2,
+        });
+        tree.apply(&fork);
+        v.observe(&fork, &tree);
+        assert!(
+            v.take_due().is_empty(),
+            "a thread or a process: not known yet"
+        );
+        let call = Event::Syscall(SyscallRecord {
+            header: Header::of::<SyscallRecord>(0, 11),
+            tid: 11,
+            instance: 8,
+            seg: 1,
+            ..Default::default()
+        });
+        tree.apply(&call);
+        v.observe(&call, &tree);
+        assert_eq!(v.take_due(), [(11, 8, false)]);
+        // A confirmed one is accepted.
+        tree.add(20, 1, "/y".into(), "y".into(), None);
+        v.decided(20, true);
+        let first = segment(20, 9, segment_flags::FIRST);
+        tree.apply(&first);
+        v.observe(&first, &tree);
+        assert_eq!(v.take_due(), [(20, 9, true)]);
+    }
+}
