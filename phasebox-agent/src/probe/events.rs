@@ -13,10 +13,12 @@ impl EventStream {
         EventStream { ring }
     }
 
-    /// Hands every record waiting now to `each`; returns how many there were.
-    pub fn drain(&mut self, mut each: impl FnMut(&[u8])) -> u64 {
+    /// Hands up to `max` records waiting now to `each`; returns how many there were.
+    pub fn drain(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
-        while let Some(item) = self.ring.next() {
+        while n < max
+            && let Some(item) = self.ring.next()
+        {
             each(&item);
             n += 1;
         }

@@ -45,6 +45,9 @@ struct Sink<'a> {
     batch: Batch,
 }
 
+/// How many records are decoded before they are taken in.
+const BATCH: usize = 1024;
+
 /// Records drained from the ring buffer, decoded, with their bytes when a trace file wants
 /// them as they came.
 #[derive(Default)]
@@ -143,14 +146,22 @@ impl Session {
             bad_records: &mut self.bad_records,
             batch: Batch::default(),
         };
-        let mut drained = Drained::default();
         let keep_bytes = sink.trace.is_some();
-        self.events += self
-            .stream
-            .get_mut()
-            .drain(|bytes| drained.push(bytes, keep_bytes));
-        for (ev, at) in drained.events {
-            sink.take(ev, &drained.bytes[at]);
+        let mut drained = Drained::default();
+        // In batches of at most BATCH records, so that a burst costs no more memory than one.
+        loop {
+            let n = self
+                .stream
+                .get_mut()
+                .drain(BATCH, |bytes| drained.push(bytes, keep_bytes));
+            self.events += n as u64;
+            for (ev, at) in drained.events.drain(..) {
+                sink.take(ev, &drained.bytes[at]);
+            }
+            drained.bytes.clear();
+            if n < BATCH {
+                break;
+            }
         }
         let batch = sink.batch;
         self.rejected += batch.rejected;
