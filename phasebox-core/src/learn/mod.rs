@@ -153,6 +153,9 @@ pub struct Learner {
     /// `--exec-name` roots: the execve the kernel saw start tracking, waiting for its segment.
     found_exec: HashMap<u32, Item>,
     changes: Vec<PhaseChange>,
+    /// The program the latest root started: the profile names it even after every process
+    /// has exited and been forgotten (a server stopped before the profile is written).
+    program: Option<profile::Program>,
 }
 
 impl Learner {
@@ -176,6 +179,7 @@ impl Learner {
             waiting: HashMap::new(),
             found_exec: HashMap::new(),
             changes: Vec::new(),
+            program: None,
         }
     }
 
@@ -217,6 +221,15 @@ impl Learner {
         let own_program = execd || (attached && roles::runs_other_program(pid, tree));
         let name = self.role_name(pid, tree, own_program);
         let container = tree.get(pid).and_then(|p| p.container.clone());
+        if let Some(p) = tree
+            .get(pid)
+            .filter(|p| self.roots.contains(&pid) && !p.exe.is_empty())
+        {
+            self.program = Some(profile::Program {
+                path: p.exe.clone(),
+                comm: p.comm.clone(),
+            });
+        }
         let role = self.role_index(name, container, ts_ns);
         self.roles[role].admit(pid, instance);
         let tracker = self.det.tracker(&self.roles[role].name, attached);
@@ -652,15 +665,18 @@ impl Learner {
     /// automatic segmentation still holds back, or whose segment is not known yet, are not in
     /// it yet.
     pub fn snapshot(&self, tree: &ProcessTree, run: &RunInfo) -> Profile {
-        let root = self
-            .roots
-            .iter()
-            .filter_map(|&p| tree.get(p))
-            .next()
-            .or_else(|| {
-                // The root may have exited: the first process of a root role.
-                tree.processes().next()
-            });
+        let live = self.roots.iter().filter_map(|&p| tree.get(p)).next();
+        let program = match (live, &self.program) {
+            (None, Some(known)) => known.clone(),
+            // The root may have exited: the first process of a root role.
+            _ => live
+                .or_else(|| tree.processes().next())
+                .map(|p| profile::Program {
+                    path: p.exe.clone(),
+                    comm: p.comm.clone(),
+                })
+                .unwrap_or_default(),
+        };
         let mut incomplete = Vec::new();
         if !run.launched {
             incomplete.push("attached to a running process: its startup was not seen".to_string());
@@ -677,10 +693,7 @@ impl Learner {
             .collect();
         Profile {
             schema: profile::SCHEMA.into(),
-            program: profile::Program {
-                path: root.map(|p| p.exe.clone()).unwrap_or_default(),
-                comm: root.map(|p| p.comm.clone()).unwrap_or_default(),
-            },
+            program,
             arch: sysnames::ARCH.into(),
             kernel_release: run.kernel_release.clone(),
             complete: incomplete.is_empty(),
