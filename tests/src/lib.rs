@@ -1,13 +1,16 @@
 //! Helpers for the integration tests: the phasebox binary, the C test programs, strace as the
-//! oracle, an nginx started with the test's own config, a private Docker daemon and phasebox's
-//! image.
+//! oracle, an nginx started with the test's own config, a private Docker daemon, phasebox's
+//! image and server images, redis, and a child's output followed line by line.
 pub mod docker;
 pub mod image;
+pub mod lines;
 pub mod metrics;
 pub mod nginx;
 pub mod profile;
 pub mod prometheus;
 pub mod promql;
+pub mod redis;
+pub mod rootfs;
 pub mod strace;
 
 use std::collections::BTreeMap;
