@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use phasebox_tests::{
-    Guard, TempDir, docker::Dockerd, lines::Lines, phasebox, phasebox_bin, redis,
+    Guard, TempDir, docker::Dockerd, export_for_docker, lines::Lines, phasebox_bin, redis,
     rootfs::server_root,
 };
 
@@ -32,19 +32,10 @@ fn run(d: &Dockerd, name: &str, data: &Path, port: u16, extra: &[&str]) {
     let conf = data.join("redis.conf");
     std::fs::write(&conf, redis::config(data, port)).unwrap();
     let volume = format!("{0}:{0}", data.display());
-    let mut args = vec![
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--network",
-        "host",
-        "-v",
-        &volume,
-    ];
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend(["--network", "host", "-v", &volume]);
     args.extend_from_slice(extra);
-    let conf = conf.to_str().unwrap();
-    args.extend([IMAGE, conf]);
+    args.extend([IMAGE, conf.to_str().unwrap()]);
     let out = d.docker(&args);
     assert!(
         out.status.success(),
@@ -141,17 +132,8 @@ fn redis_learned_in_docker_runs_its_operations_under_its_profile() {
     d.docker_ok(&["rm", "-f", "redis-learn"]);
 
     let oci = dir.path("redis.docker.json");
-    let out = phasebox(&[
-        "export",
-        profile.to_str().unwrap(),
-        "--for-runtime",
-        "docker",
-        "-o",
-        oci.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("clone3 (ENOSYS)"), "{stderr}");
+    let said = export_for_docker(&profile, &oci);
+    assert!(said.contains("clone3 (ENOSYS)"), "{said}");
 
     // Enforce: a fresh container under the profile, through the same operations.
     let opt = format!("seccomp={}", oci.display());

@@ -5,19 +5,20 @@
 //! port, files in a temporary directory mounted at the same path in the container), the agent
 //! listens on a free loopback port, Docker is a private dockerd, and the container uses
 //! the host's network. The lines below must be the README's: the test fails when they differ.
-use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use phasebox_tests::{
-    Guard, TempDir,
+    Guard, TempDir, children, count_lines,
     docker::Dockerd,
+    export_for_docker,
+    http::status,
     lines::Lines,
     metrics::{eventually, scrape},
-    nginx::{free_port, nginx_bin},
-    phasebox, phasebox_bin,
+    nginx::{deploy_config, free_port, nginx_bin},
+    phasebox_bin,
     rootfs::server_root,
 };
 
@@ -36,40 +37,6 @@ const FLOW: [&str; 9] = [
 const IMAGE: &str = "phasebox-test/nginx:readme";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// nginx's config: the shape of a deployment (master as root, workers as www-data), every
-/// file under `dir`, listening on 127.0.0.1:`port`.
-fn config(dir: &Path, port: u16) -> String {
-    let d = dir.display();
-    format!(
-        "user www-data;\nworker_processes 2;\npid {d}/nginx.pid;\n\
-         error_log {d}/logs/error.log info;\nevents {{ worker_connections 256; }}\n\
-         http {{\n  include /etc/nginx/mime.types;\n  access_log {d}/logs/access.log;\n\
-           sendfile on;\n  keepalive_timeout 5;\n  client_body_temp_path {d}/tmp/body;\n\
-           proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n\
-           uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
-           server {{\n    listen 127.0.0.1:{port};\n    root {d}/html;\n  }}\n}}\n"
-    )
-}
-
-/// The status of `GET /` on 127.0.0.1:`port`; None when nothing answers.
-fn get(port: u16) -> Option<u16> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).ok()?;
-    reply.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The live children of `pid` (nginx's workers).
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 /// `nginx -c CONF ARGS…` (the README's `nginx ARGS…`), which must succeed.
 fn nginx_signal(conf: &Path, sig: &str) {
     let out = Command::new(nginx_bin())
@@ -85,14 +52,6 @@ fn nginx_signal(conf: &Path, sig: &str) {
     );
 }
 
-fn lines_of(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
-}
-
 #[test]
 fn the_readme_flow_learns_nginx_and_runs_it_in_docker_under_its_profile() {
     let readme =
@@ -105,13 +64,13 @@ fn the_readme_flow_learns_nginx_and_runs_it_in_docker_under_its_profile() {
         );
     }
     let dir = TempDir::new("readme-flow");
-    for d in ["logs", "html", "tmp"] {
+    for d in ["logs", "www", "tmp"] {
         std::fs::create_dir_all(dir.path(d)).unwrap();
     }
-    std::fs::write(dir.path("html/index.html"), "<h1>phasebox</h1>\n").unwrap();
+    std::fs::write(dir.path("www/index.html"), "<h1>phasebox</h1>\n").unwrap();
     let port = free_port();
     let conf = dir.path("nginx.conf");
-    std::fs::write(&conf, config(&dir.0, port)).unwrap();
+    std::fs::write(&conf, deploy_config(&dir.0, port)).unwrap();
     let profile = dir.path("nginx.json");
 
     // phasebox agent --exec-name nginx --phases nginx --profile nginx.json &
@@ -147,10 +106,12 @@ fn the_readme_flow_learns_nginx_and_runs_it_in_docker_under_its_profile() {
             .unwrap(),
     );
     let master = nginx.id();
-    eventually(WAIT, "nginx serving", || get(port).filter(|&s| s == 200));
+    eventually(WAIT, "nginx serving", || {
+        status(port, "/").filter(|&s| s == 200)
+    });
     // curl -s 127.0.0.1/
     for _ in 0..5 {
-        assert_eq!(get(port), Some(200));
+        assert_eq!(status(port, "/"), Some(200));
     }
     // curl -s 127.0.0.1:9464/metrics | grep phasebox_syscalls_total
     eventually(WAIT, "nginx's calls on /metrics", || {
@@ -168,20 +129,20 @@ fn the_readme_flow_learns_nginx_and_runs_it_in_docker_under_its_profile() {
         let now = children(master);
         (now.len() == 2 && now.iter().all(|p| !before.contains(p))).then_some(())
     });
-    assert_eq!(get(port), Some(200));
+    assert_eq!(status(port, "/"), Some(200));
     // nginx -s reopen
     let error_log = dir.path("logs/error.log");
-    let reopened = lines_of(&error_log, "reopening logs");
+    let reopened = count_lines(&error_log, "reopening logs");
     nginx_signal(&conf, "reopen");
     eventually(WAIT, "the logs reopened", || {
-        (lines_of(&error_log, "reopening logs") > reopened).then_some(())
+        (count_lines(&error_log, "reopening logs") > reopened).then_some(())
     });
-    assert_eq!(get(port), Some(200));
+    assert_eq!(status(port, "/"), Some(200));
     // kill %1; wait %1
     // SAFETY: signalling our own child.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let status = agent.wait().unwrap();
-    assert!(status.success(), "agent: {status}\n{}", said.rest(WAIT));
+    let ended = agent.wait().unwrap();
+    assert!(ended.success(), "agent: {ended}\n{}", said.rest(WAIT));
     // The host's nginx leaves the port to the container.
     // SAFETY: signalling our own child.
     unsafe { libc::kill(master as i32, libc::SIGQUIT) };
@@ -189,17 +150,8 @@ fn the_readme_flow_learns_nginx_and_runs_it_in_docker_under_its_profile() {
 
     // phasebox export nginx.json --for-runtime docker -o nginx.oci.json
     let oci = dir.path("nginx.oci.json");
-    let out = phasebox(&[
-        "export",
-        profile.to_str().unwrap(),
-        "--for-runtime",
-        "docker",
-        "-o",
-        oci.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("warning"), "{stderr}");
+    let said = export_for_docker(&profile, &oci);
+    assert!(!said.contains("warning"), "{said}");
 
     // docker run --security-opt seccomp=nginx.oci.json …
     let d = Dockerd::start();
@@ -239,7 +191,7 @@ fn the_readme_flow_learns_nginx_and_runs_it_in_docker_under_its_profile() {
             + &std::fs::read_to_string(&error_log).unwrap_or_default()
     };
     let deadline = std::time::Instant::now() + WAIT;
-    while get(port).is_none() {
+    while status(port, "/").is_none() {
         assert!(
             std::time::Instant::now() < deadline,
             "the container never answered:\n{}",
@@ -247,7 +199,7 @@ fn the_readme_flow_learns_nginx_and_runs_it_in_docker_under_its_profile() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let statuses: Vec<Option<u16>> = (0..20).map(|_| get(port)).collect();
+    let statuses: Vec<Option<u16>> = (0..20).map(|_| status(port, "/")).collect();
     assert!(
         statuses.iter().all(|&s| s == Some(200)),
         "{statuses:?}\n{}",
@@ -255,7 +207,7 @@ fn the_readme_flow_learns_nginx_and_runs_it_in_docker_under_its_profile() {
     );
     let access_log = dir.path("logs/access.log");
     eventually(WAIT, "every request in the access log", || {
-        (lines_of(&access_log, "\"GET / HTTP/1.0\" 200") >= 21).then_some(())
+        (count_lines(&access_log, "\"GET / HTTP/1.0\" 200") >= 21).then_some(())
     });
     let errors = logs();
     assert!(!errors.contains("Operation not permitted"), "{errors}");

@@ -181,7 +181,11 @@ mod tests {
         );
         // redis learned through a few operations: its loop was never recognized.
         assert_eq!(
-            late_phases(&auto, "main", &["exec", "loading", "config", "work", "exit"]),
+            late_phases(
+                &auto,
+                "main",
+                &["exec", "loading", "config", "work", "exit"]
+            ),
             [true; 5]
         );
         let nginx = Detector::load("nginx").unwrap();
