@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use phasebox_tests::{TempDir, fixture, nginx::Nginx};
 
-use crate::{bench_cost, bench_phases, bench_static, util};
+use crate::{bench_cost, bench_deploy, bench_phases, bench_static, util};
 
 const BEGIN: &str = "<!-- bench:tracer-core:begin -->";
 const END: &str = "<!-- bench:tracer-core:end -->";
@@ -43,13 +43,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = settings(args);
     // A section flag runs only the sections named; none runs them all.
-    const SECTIONS: [&str; 6] = [
+    const SECTIONS: [&str; 7] = [
         "--core",
         "--seccomp",
         "--agent",
         "--phases",
         "--cost",
         "--static",
+        "--deploy",
     ];
     let only: Vec<&str> = SECTIONS
         .into_iter()
@@ -79,6 +80,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if want("--static") {
         let stat = bench_static::bench(&bin, s.rounds)?;
         sections.push((bench_static::BEGIN, bench_static::END, stat));
+    }
+    if want("--deploy") {
+        let table = bench_deploy::run(&bin, s.rounds.min(3))?;
+        sections.push((bench_deploy::BEGIN, bench_deploy::END, table));
     }
     let path = util::root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());

@@ -7,7 +7,8 @@
 //! - `cargo xtask test`: setup, build, lint, run every test (unit and real-kernel), and
 //!   cross-build for aarch64.
 //! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md
-//!   (`--core`, `--seccomp`, `--agent`, `--phases`, `--cost`, `--static`: only those sections).
+//!   (`--core`, `--seccomp`, `--agent`, `--phases`, `--cost`, `--static`, `--deploy`: only those
+//!   sections).
 //! - `cargo xtask study [--quick] [--policy FILE]…`: the poster's study for pwd and nginx, into
 //!   docs/study.md.
 //! - `cargo xtask image`: setup, build, and make phasebox's container image (target/image/).
@@ -15,6 +16,7 @@
 //! - `cargo xtask cross`: only the aarch64 cross-build and its checks (part of `test`).
 mod bench;
 mod bench_cost;
+mod bench_deploy;
 mod bench_phases;
 mod bench_static;
 mod cross;
