@@ -75,6 +75,8 @@ pub struct Learned {
 /// One row: a server through both flows.
 pub struct Row {
     pub name: &'static str,
+    /// The operations, in their order, and the stop.
+    pub ops: Vec<&'static str>,
     pub version: String,
     pub docker: Result<Learned, String>,
     /// (a): a fresh container under the Docker export.
@@ -200,8 +202,11 @@ fn row(ctx: &Ctx, s: &Server) -> Row {
     );
     let (host, b, host_profile) = host_flow(ctx, s, &statics);
     let validate_b = validated(ctx, s, host_profile.as_deref(), "validate-host");
+    let mut ops: Vec<&'static str> = s.ops.iter().map(|o| o.name).collect();
+    ops.push(s.stop.name);
     Row {
         name: s.name,
+        ops,
         version: version(s.version),
         docker,
         a,
@@ -230,8 +235,9 @@ pub fn run(bin: &Path, rounds: usize) -> anyhow::Result<String> {
 /// How the table was measured.
 fn method(rounds: usize) -> String {
     format!(
-        "`cargo xtask bench --deploy` (`xtask/src/bench_deploy.rs`, servers in \
-         `xtask/src/bench_deploy/servers.rs`), every row in one run on this 2-core machine, each \
+        "`cargo xtask bench --deploy` (`xtask/src/bench_deploy.rs`, the servers and their \
+         operations in `xtask/src/bench_deploy/web.rs` and `stores.rs`), every row in one run \
+         on this 2-core machine shared with other work, each \
          server from Debian's package, on 127.0.0.1 only, its configuration and data in one \
          directory mounted at the same path in its container.\n\n\
          - **Learned in Docker** (the documented flow): a private dockerd, an image made by \
@@ -244,7 +250,9 @@ fn method(rounds: usize) -> String {
          the operations again (\"after load\"), the stop.\n\
          - **(b)** the same server on the host under `phasebox run --seccomp-phases \
          DIR/manifest.json`, from `export --per-phase` of a profile learned by `phasebox run \
-         --profile` through the operations: the same operations, load and stop.\n\
+         --profile` through the operations: the same operations, load and stop. `run` traces \
+         as it enforces (it places each process in its phase), so (b)'s load numbers include \
+         tracing; neither column is a measure of the filter's cost (see the seccomp section).\n\
          - **Named before deployment**: the warnings of `export` and `profile show` (operations \
          not seen; calls the program can reach that no run made, by purpose), the hybrid \
          review (`export --hybrid` against `phasebox static`), and `phasebox validate` of each \

@@ -213,6 +213,7 @@ pub fn render(rows: &[Row], rounds: usize) -> String {
     let mut details = String::new();
     for r in rows {
         let _ = writeln!(details, "- **{}** ({})", r.name, cell(&r.version, 80));
+        let _ = writeln!(details, "  - operations: {}", r.ops.join("; "));
         learned_details(&mut details, "learned in Docker", &r.docker);
         stage_details(
             &mut details,
