@@ -1,13 +1,17 @@
 //! Helpers for the integration tests: the phasebox binary, the C test programs, strace as the
-//! oracle, an nginx started with the test's own config, a private Docker daemon and phasebox's
-//! image.
+//! oracle, an nginx started with the test's own config, a private Docker daemon, phasebox's
+//! image and server images, redis, an HTTP client, and a child's output followed line by line.
 pub mod docker;
+pub mod http;
 pub mod image;
+pub mod lines;
 pub mod metrics;
 pub mod nginx;
 pub mod profile;
 pub mod prometheus;
 pub mod promql;
+pub mod redis;
+pub mod rootfs;
 pub mod strace;
 
 use std::collections::BTreeMap;
@@ -381,4 +385,35 @@ pub fn loaded_bpf_programs() -> std::collections::BTreeSet<u32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The children of `pid` (an nginx master's workers, say), from /proc.
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// How many lines of the file at `path` contain `needle` (0 when it cannot be read).
+pub fn count_lines(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// `phasebox export PROFILE --for-runtime docker -o OUT`, which must succeed; its stderr.
+pub fn export_for_docker(profile: &Path, out: &Path) -> String {
+    let out = phasebox_ok(&[
+        "export",
+        profile.to_str().expect("UTF-8 path"),
+        "--for-runtime",
+        "docker",
+        "-o",
+        out.to_str().expect("UTF-8 path"),
+    ]);
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -60,6 +60,23 @@ pub fn config(prefix: &str, port: u16, workers: usize) -> String {
     )
 }
 
+/// nginx's config in the shape of a deployment (master as root, two workers as www-data),
+/// every file under `dir` (logs in logs/, the site in www/, temp paths in tmp/), listening on
+/// 127.0.0.1:`port`: the same file serves on the host and in a container that mounts `dir`
+/// at the same path.
+pub fn deploy_config(dir: &std::path::Path, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        "user www-data;\nworker_processes 2;\npid {d}/nginx.pid;\n\
+         error_log {d}/logs/error.log info;\nevents {{ worker_connections 1024; }}\n\
+         http {{\n  include /etc/nginx/mime.types;\n  access_log {d}/logs/access.log;\n\
+           sendfile on;\n  keepalive_timeout 5;\n  client_body_temp_path {d}/tmp/body;\n\
+           proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n\
+           uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
+           server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n  }}\n}}\n"
+    )
+}
+
 impl Nginx {
     /// Writes the config and a small site, starts nginx as a child (not daemonized), and waits
     /// until it accepts connections.

@@ -7,8 +7,8 @@
 //! - `cargo xtask test`: setup, build, lint, run every test (unit and real-kernel), and
 //!   cross-build for aarch64.
 //! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md
-//!   (`--core`, `--seccomp`, `--agent`, `--phases`, `--cost`, `--static`: only those sections;
-//!   `--soak [MINUTES]`: the agent soaked for an hour, only when asked).
+//!   (`--core`, `--seccomp`, `--agent`, `--phases`, `--cost`, `--static`, `--deploy`: only those
+//!   sections; `--soak [MINUTES]`: the agent soaked for an hour, only when asked).
 //! - `cargo xtask study [--quick] [--policy FILE]…`: the poster's study for pwd and nginx, into
 //!   docs/study.md.
 //! - `cargo xtask image`: setup, build, and make phasebox's container image (target/image/).
@@ -18,6 +18,7 @@ mod bench;
 mod bench_agent;
 mod bench_core;
 mod bench_cost;
+mod bench_deploy;
 mod bench_phases;
 mod bench_seccomp;
 mod bench_soak;

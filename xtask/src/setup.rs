@@ -34,9 +34,14 @@ const PACKAGES: &[&str] = &[
     "redis-server",
     "redis-tools",
     "memcached",
+    // Servers of the deployment benchmark (`cargo xtask bench --deploy`), with nginx, redis,
+    // memcached and Python's http.server.
+    "lighttpd",
+    "haproxy",
+    "python3",
 ];
 /// Services their packages start; the tests start their own on loopback ports instead.
-const SERVICES: &[&str] = &["redis-server", "memcached"];
+const SERVICES: &[&str] = &["redis-server", "memcached", "lighttpd", "haproxy"];
 /// Cross-building for aarch64 (`cargo xtask test`): Debian's cross compiler, libseccomp for
 /// arm64 (multiarch, so arm64 is added as a foreign architecture first) and qemu-user to run
 /// the result.

@@ -39,7 +39,20 @@ pub struct Plan {
 
 /// Whether phase `name` of `role` is its steady phase or a later one, for every phase of a
 /// role in one pass: the rule set's phases are indexed once (the manifest may list thousands).
+/// A role none of whose phases is its steady one (automatic phases of a run too short for its
+/// loop to be recognized: `work`, never `steady`) does not say where its serving begins, so
+/// none of its calls is startup-only: every phase counts as a later one.
 fn late_phases(detector: &Detector, role: &str, names: &[&str]) -> Vec<bool> {
+    let late = steady_or_later(detector, role, names);
+    if late.iter().any(|&l| l) {
+        late
+    } else {
+        vec![true; names.len()]
+    }
+}
+
+/// [`late_phases`] as the phases name it: the steady phase and every phase after it.
+fn steady_or_later(detector: &Detector, role: &str, names: &[&str]) -> Vec<bool> {
     let steady = match detector {
         Detector::Rules(r) => r.steady_index(role),
         Detector::Auto(_) => None,
@@ -157,5 +170,36 @@ pub fn decide(board: &PhaseBoard, pid: u32) -> Verdict {
         Verdict::Deny(libc::EPERM)
     } else {
         Verdict::Allow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_without_a_steady_phase_has_no_startup_only_phase() {
+        let auto = Detector::load("auto").unwrap();
+        assert_eq!(
+            late_phases(&auto, "main", &["exec", "loading", "steady", "exit"]),
+            [false, false, true, true]
+        );
+        // redis learned through a few operations: its loop was never recognized.
+        assert_eq!(
+            late_phases(
+                &auto,
+                "main",
+                &["exec", "loading", "config", "work", "exit"]
+            ),
+            [true; 5]
+        );
+        let nginx = Detector::load("nginx").unwrap();
+        let worker = [
+            "worker-process-initialization",
+            "entering-event-loop",
+            "accepting-and-serving-requests",
+        ];
+        assert_eq!(late_phases(&nginx, "worker", &worker), [false, false, true]);
+        assert_eq!(late_phases(&nginx, "worker-child", &["unphased"]), [true]);
     }
 }

@@ -144,7 +144,8 @@ pub struct Learner {
     /// `--exec-name` roots: the execve the kernel saw start tracking, waiting for its segment.
     found_exec: HashMap<u32, Item>,
     changes: Vec<PhaseChange>,
-    /// The program of the first root seen (what the profile is of, once the roots are gone).
+    /// The program the latest root started: the profile names it even after every process
+    /// has exited and been forgotten (a server stopped before the profile is written).
     program: Option<profile::Program>,
 }
 
@@ -207,19 +208,19 @@ impl Learner {
     /// began is past its startup: it starts in its role's steady phase.
     fn start(&mut self, pid: u32, instance: u32, tree: &ProcessTree, execd: bool, ts_ns: u64) {
         let attached = self.attached.contains(&pid);
-        if self.program.is_none()
-            && self.roots.contains(&pid)
-            && let Some(p) = tree.get(pid)
+        // A process found running runs its own program if it differs from its parent's.
+        let own_program = execd || (attached && roles::runs_other_program(pid, tree));
+        let name = self.role_name(pid, tree, own_program);
+        let container = tree.get(pid).and_then(|p| p.container.clone());
+        if let Some(p) = tree
+            .get(pid)
+            .filter(|p| self.roots.contains(&pid) && !p.exe.is_empty())
         {
             self.program = Some(profile::Program {
                 path: p.exe.clone(),
                 comm: p.comm.clone(),
             });
         }
-        // A process found running runs its own program if it differs from its parent's.
-        let own_program = execd || (attached && roles::runs_other_program(pid, tree));
-        let name = self.role_name(pid, tree, own_program);
-        let container = tree.get(pid).and_then(|p| p.container.clone());
         let role = self.role_index(name, container, ts_ns);
         self.roles[role].admit(pid, instance);
         let tracker = self.det.tracker(&self.roles[role].name, attached);
@@ -664,8 +665,8 @@ impl Learner {
                 path: p.exe.clone(),
                 comm: p.comm.clone(),
             });
-        // The roots may have exited (and a long-running agent forgets them): the first one
-        // seen, else the first process in the session's scope.
+        // The roots may have exited (and a long-running agent forgets them): the program the
+        // latest one started, else the first process in the session's scope.
         let program = live_root
             .or_else(|| self.program.clone())
             .or_else(|| {

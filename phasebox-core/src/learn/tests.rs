@@ -467,3 +467,26 @@ fn attached_processes_start_in_the_steady_phase() {
     assert!(!p.complete);
     assert_eq!(p.incomplete_reasons.len(), 2);
 }
+
+#[test]
+fn the_program_is_named_after_every_process_has_exited() {
+    // A server stopped before its profile is written (redis's SHUTDOWN, a container that
+    // exited): the agent has forgotten every process, and the profile still names its
+    // program, which the coverage warnings analyze.
+    let mut k = Kernel::new("nginx", false);
+    let mut a = Agent::new("nginx", Counting::Kernel, 100, &[]);
+    nginx_start(&mut k, &mut a, 100, 101, 2);
+    for pid in [101, 100] {
+        k.call(pid, "exit_group", None);
+        k.exit(pid);
+    }
+    a.harvest(&mut k, true);
+    // What the agent does after each harvest: exited processes are forgotten.
+    for (tgid, instance) in a.tree.prune_exited() {
+        a.learner.forget(tgid, instance);
+    }
+    assert_eq!(a.tree.processes().count(), 0, "every process forgotten");
+    let p = a.profile(&mut k);
+    assert_eq!(p.program.path, "/usr/sbin/nginx");
+    assert_eq!(p.program.comm, "nginx");
+}
