@@ -35,7 +35,12 @@ pub fn phasebox_bin() -> PathBuf {
 
 /// A C test program built by build.rs.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("PHASEBOX_FIXTURE_BIN")).join(name)
+    let path = Path::new(env!("PHASEBOX_FIXTURE_BIN")).join(name);
+    assert!(
+        path.exists(),
+        "the test program {name} was not built (tests/build.rs: its library is missing; `cargo xtask setup` installs it)"
+    );
+    path
 }
 
 /// A fresh directory for one test (an unpredictable name, made exclusively), removed on drop;
