@@ -17,24 +17,27 @@ fn main() {
             .expect("a C compiler (cc) is needed to build the test programs");
         assert!(status.success(), "cc failed on {src}");
     }
-    // Links libseccomp (Debian's libseccomp-dev, which `cargo xtask setup` installs). The xtask
-    // binary that installs it depends on this crate, so on a fresh machine this runs before the
-    // library is there: the program is left out then (the test that runs it says why), and the
-    // header's appearance reruns this script.
+    // These link libseccomp (Debian's libseccomp-dev, which `cargo xtask setup` installs). The
+    // xtask binary that installs it depends on this crate, so on a fresh machine this runs
+    // before the library is there: the programs are left out then (the tests that run them say
+    // why), and the header's appearance reruns this script.
     println!("cargo:rerun-if-changed={SECCOMP_HEADER}");
-    let src = "fixtures/seccomp_wrap.c";
-    println!("cargo:rerun-if-changed={src}");
-    if std::path::Path::new(SECCOMP_HEADER).exists() {
+    let have_seccomp = std::path::Path::new(SECCOMP_HEADER).exists();
+    for name in ["seccomp_wrap", "attack_probe"] {
+        let src = format!("fixtures/{name}.c");
+        println!("cargo:rerun-if-changed={src}");
+        if !have_seccomp {
+            println!("cargo:warning=libseccomp-dev is not installed: {src} is not built");
+            continue;
+        }
         let status = Command::new("cc")
             .args(["-O2", "-Wall", "-o"])
-            .arg(out.join("seccomp_wrap"))
-            .arg(src)
+            .arg(out.join(name))
+            .arg(&src)
             .arg("-lseccomp")
             .status()
             .expect("a C compiler (cc) is needed to build the test programs");
         assert!(status.success(), "cc failed on {src}");
-    } else {
-        println!("cargo:warning=libseccomp-dev is not installed: {src} is not built");
     }
     // A container image's only file: static, so the image needs no libraries.
     let src = "fixtures/tiny_init.c";

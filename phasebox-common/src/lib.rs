@@ -12,7 +12,7 @@
 #![no_std]
 
 /// Version of the record layout below; trace files carry it.
-pub const WIRE_VERSION: u32 = 3;
+pub const WIRE_VERSION: u32 = 4;
 
 /// Map and program names, used by the kernel crate (as symbol names) and the agent.
 pub mod names {
@@ -32,6 +32,8 @@ pub mod names {
     pub const ALLOWED: &str = "PB_ALLOWED";
     pub const VERDICTS: &str = "PB_VERDICTS";
     pub const SCOPE: &str = "PB_SCOPE";
+    pub const ARG_SPECS: &str = "PB_ARG_SPECS";
+    pub const ARGS_SEEN: &str = "PB_ARGS_SEEN";
     pub const CONFIG: &str = "PB_CONFIG";
     pub const MODE: &str = "PB_MODE";
     pub const PROG_SYS_ENTER: &str = "pb_sys_enter";
@@ -60,6 +62,7 @@ pub enum Kind {
     Path = 5,
     Segment = 6,
     Filtered = 7,
+    Args = 8,
 }
 
 impl Kind {
@@ -73,6 +76,7 @@ impl Kind {
             5 => Kind::Path,
             6 => Kind::Segment,
             7 => Kind::Filtered,
+            8 => Kind::Args,
             _ => return None,
         })
     }
@@ -191,6 +195,40 @@ pub mod mode {
     /// sys_exit only): the enter program notes every call, the exit program sends a
     /// `FilteredRecord` for an exit without an enter.
     pub const FILTERED: u32 = 16;
+    /// Record the "kind" arguments of the syscalls `PB_ARG_SPECS` names (an `ArgsRecord` per
+    /// call in stream mode, per new combination in a process's segment otherwise).
+    pub const ARGS: u32 = 32;
+}
+
+/// Syscall arguments the kernel programs can record: the first three (every "kind" argument
+/// phasebox records is among them on x86_64 and aarch64).
+pub const ARG_SLOTS: usize = 3;
+
+/// Which arguments of one syscall are recorded (`PB_ARG_SPECS[nr]`): argument `i` is kept as
+/// `arg & masks[i]`; a zero mask leaves it out, and a spec of zero masks records nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgSpec {
+    pub masks: [u64; ARG_SLOTS],
+}
+
+impl ArgSpec {
+    /// Whether any argument is recorded.
+    pub const fn any(&self) -> bool {
+        self.masks[0] | self.masks[1] | self.masks[2] != 0
+    }
+}
+
+/// Key of `PB_ARGS_SEEN`: one combination of argument values a process's segment has sent
+/// (summary mode sends each once).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgsKey {
+    pub tgid: u32,
+    pub instance: u32,
+    pub seg: u32,
+    pub nr: u32,
+    pub values: [u64; ARG_SLOTS],
 }
 
 /// Number of syscall numbers the per-syscall tables cover.
@@ -407,6 +445,22 @@ pub struct FilteredRecord {
     pub ret: i64,
 }
 
+/// The recorded arguments of a call (`mode::ARGS`): each already masked by its `ArgSpec`
+/// (unrecorded ones are 0). In stream mode one per call of a syscall with a spec, sent at its
+/// entry (its `SyscallRecord`, with the same tid and `enter_ns`, follows); in summary mode one
+/// per new combination in a segment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgsRecord {
+    pub header: Header,
+    pub tid: u32,
+    pub nr: u32,
+    pub instance: u32,
+    pub seg: u32,
+    pub enter_ns: u64,
+    pub values: [u64; ARG_SLOTS],
+}
+
 /// A tracked task exited; `group_dead` is 1 when it was the process's last task.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -439,6 +493,9 @@ unsafe impl Record for SegmentRecord {
 }
 unsafe impl Record for FilteredRecord {
     const KIND: Kind = Kind::Filtered;
+}
+unsafe impl Record for ArgsRecord {
+    const KIND: Kind = Kind::Args;
 }
 
 /// Key of the syscall counters: one process instance's segment and syscall.
@@ -523,6 +580,8 @@ mod pod {
     unsafe impl aya::Pod for Scope {}
     unsafe impl aya::Pod for Verdict {}
     unsafe impl aya::Pod for Allowed {}
+    unsafe impl aya::Pod for ArgSpec {}
+    unsafe impl aya::Pod for ArgsKey {}
 }
 
 // Sizes and offsets are part of the wire format: a change here is a new WIRE_VERSION. A size
@@ -541,6 +600,10 @@ const _: () = assert!(size_of::<Config>() == 4 * 9 + COMM_LEN + 4);
 const _: () = assert!(size_of::<FilteredRecord>() == 40);
 const _: () = assert!(offset_of!(FilteredRecord, ret) == 32);
 const _: () = assert!(size_of::<Scope>() == 40);
+const _: () = assert!(size_of::<ArgsRecord>() == 56);
+const _: () = assert!(offset_of!(ArgsRecord, values) == 32);
+const _: () = assert!(size_of::<ArgSpec>() == 24);
+const _: () = assert!(size_of::<ArgsKey>() == 40);
 const _: () = assert!(size_of::<Verdict>() == 8);
 const _: () = assert!(size_of::<Allowed>() == 8 + 8 * ALLOWED_WORDS);
 const _: () = assert!(size_of::<CountKey>() == 16);

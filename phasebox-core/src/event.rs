@@ -1,7 +1,7 @@
 //! Decoding of the kernel's wire records into typed events.
 use phasebox_common::{
-    ExecRecord, ExitRecord, FilteredRecord, ForkRecord, Header, Kind, PathRecord, Record,
-    SegmentRecord, SyscallRecord, WIRE_VERSION, exec_flags,
+    ArgsRecord, ExecRecord, ExitRecord, FilteredRecord, ForkRecord, Header, Kind, PathRecord,
+    Record, SegmentRecord, SyscallRecord, WIRE_VERSION, exec_flags,
 };
 
 /// One record from the kernel (or from a trace file).
@@ -15,6 +15,8 @@ pub enum Event {
     Segment(SegmentRecord),
     /// A call a seccomp filter answered before phasebox could see it enter.
     Filtered(FilteredRecord),
+    /// The recorded arguments of a call (`call_args`).
+    Args(ArgsRecord),
 }
 
 /// The path argument of a syscall; the syscall's record (or segment opener) with the same tid
@@ -64,6 +66,7 @@ pub fn record_len(kind: Kind) -> usize {
         Kind::Path => size_of::<PathRecord>(),
         Kind::Segment => size_of::<SegmentRecord>(),
         Kind::Filtered => size_of::<FilteredRecord>(),
+        Kind::Args => size_of::<ArgsRecord>(),
     }
 }
 
@@ -108,6 +111,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         Kind::Exit => Event::Exit(read(bytes)?),
         Kind::Segment => Event::Segment(read(bytes)?),
         Kind::Filtered => Event::Filtered(read(bytes)?),
+        Kind::Args => Event::Args(read(bytes)?),
         Kind::Exec => {
             let r: ExecRecord = read(bytes)?;
             Event::Exec(Exec {
@@ -157,6 +161,7 @@ impl Event {
             Event::Path(p) => p.tgid,
             Event::Segment(s) => s.header.tgid,
             Event::Filtered(f) => f.header.tgid,
+            Event::Args(a) => a.header.tgid,
         }
     }
 
@@ -170,6 +175,7 @@ impl Event {
             Event::Path(p) => p.enter_ns,
             Event::Segment(s) => s.ts_ns,
             Event::Filtered(f) => f.ts_ns,
+            Event::Args(a) => a.enter_ns,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! A module imports only from the modules before it in this list (within a module, its files
 //! may use their parent's items), so there is no cycle:
 //!
-//! 1. names and text: `sysnames`, `display`, `units`, `event`;
+//! 1. names and text: `sysnames`, `call_args` (the arguments recorded), `display`, `units`,
+//!    `event`;
 //! 2. files: `file_error` (errors that name the file), `atomic_file` (writing), `input`
 //!    (reading);
 //! 3. formats that stand alone: `rules` (phase rule sets), `process`, `summary`, `tracefile`,
@@ -18,6 +19,7 @@
 //! 6. the learner and what uses it: `learn`, `harvest`, `monitor`, `metrics`, `scenario`,
 //!    `report`.
 pub mod atomic_file;
+pub mod call_args;
 pub mod call_classes;
 pub mod container;
 pub mod display;

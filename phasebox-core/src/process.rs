@@ -125,6 +125,7 @@ impl ProcessTree {
                 self.note_instance(s.header.tgid, s.instance, s.ts_ns);
             }
             Event::Filtered(f) => self.note_tgid(f.header.tgid),
+            Event::Args(a) => self.note_tgid(a.header.tgid),
             Event::Path(p) => self.note_tgid(p.tgid),
             Event::Fork(r) => {
                 if r.child_tid != r.header.tgid {
@@ -290,6 +291,7 @@ impl ProcessTree {
             Event::Syscall(r) => self.is_ignored(r.header.tgid, r.instance),
             Event::Segment(s) => self.is_ignored(s.header.tgid, s.instance),
             Event::Filtered(f) => self.is_ignored(f.header.tgid, f.instance),
+            Event::Args(a) => self.is_ignored(a.header.tgid, a.instance),
             other => self.get(other.tgid()).is_some_and(|p| p.ignored),
         }
     }

@@ -31,15 +31,15 @@ use aya_ebpf::{
         generated::{bpf_get_ns_current_pid_tgid, bpf_send_signal},
     },
     macros::{map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
-    ALLOWED_WORDS, Allowed, COMM_LEN, Config, CountKey, Counts, ExecRecord, ExitRecord,
-    FORK_MARKER_SLOT, FULL_MARKER_SET, FilteredRecord, ForkRecord, Header, MAX_MARKER_SETS,
-    MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, ProcState, Record, SIGKILL, Scope, SegmentRecord,
-    SetRequest, SyscallRecord, Verdict, drop_slot, exec_flags, is_error, mode, proc_flags,
-    scope_flags, segment_flags, stat_slot, syscall_flags,
+    ALLOWED_WORDS, ARG_SLOTS, Allowed, ArgSpec, ArgsKey, ArgsRecord, COMM_LEN, Config, CountKey,
+    Counts, ExecRecord, ExitRecord, FORK_MARKER_SLOT, FULL_MARKER_SET, FilteredRecord, ForkRecord,
+    Header, MAX_MARKER_SETS, MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, ProcState, Record,
+    SIGKILL, Scope, SegmentRecord, SetRequest, SyscallRecord, Verdict, drop_slot, exec_flags,
+    is_error, mode, proc_flags, scope_flags, segment_flags, stat_slot, syscall_flags,
 };
 
 /// Settings written by the agent before load (see `Config`).
@@ -69,6 +69,16 @@ static PB_AWAIT: Array<u32> = Array::with_max_entries(1, 0);
 /// syscall number → 1 + index of its path argument (0: it takes no path).
 #[map]
 static PB_PATH_ARGS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
+
+/// syscall number → which of its arguments are recorded (`mode::ARGS`), and with what mask.
+#[map]
+static PB_ARG_SPECS: Array<ArgSpec> = Array::with_max_entries(MAX_SYSCALLS, 0);
+
+/// The argument combinations each process segment has sent (summary mode sends each once).
+/// Least recently used entries make room for new ones: an evicted combination is only sent
+/// again, so the map never fills and needs no cleaning.
+#[map]
+static PB_ARGS_SEEN: LruHashMap<ArgsKey, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// Marker sets: `set * MAX_SYSCALLS + nr` → 1 when a call of `nr` may start a later phase for
 /// a process using that set (slot FORK_MARKER_SLOT: forks may). Set 0 holds every marker.
@@ -147,6 +157,26 @@ const PATH_ARG_OFFSETS: &[usize] = &[0, 8, 16];
 /// Elsewhere phasebox does not read path arguments.
 #[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
 const PATH_ARG_OFFSETS: &[usize] = &[];
+
+/// Where the first three syscall arguments start in `struct pt_regs`, and whether they are
+/// stored last first: x86_64 keeps rdx, rsi, rdi in a row (arguments 2, 1, 0), aarch64's
+/// `regs[0..3]` are arguments 0, 1, 2.
+#[cfg(bpf_target_arch = "x86_64")]
+const ARGS_AT: Option<(usize, bool)> = Some((
+    core::mem::offset_of!(aya_ebpf::bindings::pt_regs, rdx),
+    true,
+));
+#[cfg(bpf_target_arch = "x86_64")]
+const _: () = assert!(
+    core::mem::offset_of!(aya_ebpf::bindings::pt_regs, rdi)
+        == core::mem::offset_of!(aya_ebpf::bindings::pt_regs, rdx) + 16
+        && core::mem::offset_of!(aya_ebpf::bindings::pt_regs, rsi)
+            == core::mem::offset_of!(aya_ebpf::bindings::pt_regs, rdx) + 8
+);
+#[cfg(bpf_target_arch = "aarch64")]
+const ARGS_AT: Option<(usize, bool)> = Some((0, false));
+#[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
+const ARGS_AT: Option<(usize, bool)> = None;
 
 /// Where `struct pt_regs` keeps the syscall number through the call (seccomp leaves it there
 /// when it answers a call itself): `orig_ax` on x86_64, `syscallno` after `user_pt_regs` (31
@@ -616,8 +646,19 @@ fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
         if mode_has(mode::PATHS) {
             emit_path(ctx, tgid, tid, nr, enter_ns);
         }
+        if mode_has(mode::ARGS)
+            && let Some(values) = arg_values(ctx, nr)
+        {
+            emit_args(&key, tid, enter_ns, values);
+        }
         remember(tid, &key, enter_ns);
     } else {
+        if mode_has(mode::ARGS)
+            && let Some(values) = arg_values(ctx, nr)
+            && new_args(&key, values)
+        {
+            emit_args(&key, tid, now(), values);
+        }
         if mode_has(mode::ERRORS) || mode_has(mode::FILTERED) {
             remember(tid, &key, 1);
         }
@@ -631,6 +672,65 @@ fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
             emit_at_entry(&key, tid, enter_ns, flags);
         }
     }
+}
+
+/// The recorded arguments of call `nr`, masked by its spec; None when it has no spec.
+#[inline(always)]
+fn arg_values(ctx: &RawTracePointContext, nr: u32) -> Option<[u64; ARG_SLOTS]> {
+    let (at, last_first) = ARGS_AT?;
+    let spec = PB_ARG_SPECS.get(nr)?;
+    if !spec.any() {
+        return None;
+    }
+    let regs = ctx.arg::<u64>(0) as *const u8;
+    // SAFETY: `regs` is the tracepoint's pt_regs and `at` the place of three argument
+    // registers in it; the read goes through the probe helper, which fails cleanly.
+    let raw = unsafe { bpf_probe_read_kernel(regs.add(at).cast::<[u64; ARG_SLOTS]>()) }.ok()?;
+    let raw = if last_first {
+        [raw[2], raw[1], raw[0]]
+    } else {
+        raw
+    };
+    Some([
+        raw[0] & spec.masks[0],
+        raw[1] & spec.masks[1],
+        raw[2] & spec.masks[2],
+    ])
+}
+
+/// Whether this combination of arguments is new in the call's segment (it is remembered).
+#[inline(always)]
+fn new_args(key: &CountKey, values: [u64; ARG_SLOTS]) -> bool {
+    let seen = ArgsKey {
+        tgid: key.tgid,
+        instance: key.instance,
+        seg: key.seg,
+        nr: key.nr,
+        values,
+    };
+    // SAFETY: a map value read for this run; only its presence is used.
+    if unsafe { PB_ARGS_SEEN.get(&seen) }.is_some() {
+        return false;
+    }
+    let _ = PB_ARGS_SEEN.insert(&seen, 1u8, 0);
+    true
+}
+
+/// Sends a call's recorded arguments.
+#[inline(always)]
+fn emit_args(key: &CountKey, tid: u32, enter_ns: u64, values: [u64; ARG_SLOTS]) {
+    emit(
+        ArgsRecord {
+            header: Header::of::<ArgsRecord>(0, key.tgid),
+            tid,
+            nr: key.nr,
+            instance: key.instance,
+            seg: key.seg,
+            enter_ns,
+            values,
+        },
+        BPF_RB_NO_WAKEUP.into(),
+    );
 }
 
 /// Notes the call `tid` is in, for the exit program.

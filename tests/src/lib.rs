@@ -1,6 +1,7 @@
 //! Helpers for the integration tests: the phasebox binary, the C test programs, strace as the
 //! oracle, an nginx started with the test's own config, a private Docker daemon, phasebox's
 //! image and server images, redis, an HTTP client, and a child's output followed line by line.
+pub mod attack;
 pub mod docker;
 pub mod http;
 pub mod image;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use phasebox_core::sysnames;
+use phasebox_core::{call_args, sysnames};
 
 use super::{
     board::{PhaseBoard, Place},
@@ -17,6 +17,8 @@ pub struct Denied {
     pub role: String,
     pub phase: String,
     pub syscall: String,
+    /// The call with its recorded arguments (`openat(O_WRONLY|O_CREAT)`), or its name.
+    pub call: String,
     pub pid: u32,
     /// Killed instead of failed: an errno answer to the call is misread.
     pub killed: bool,
@@ -52,8 +54,9 @@ fn settled_place(board: &PhaseBoard, tgid: u32) -> Option<Place> {
 }
 
 impl Denied {
-    /// Call `nr` of thread `pid`, placed in its process's role and phase as the trace has them.
-    pub fn at(board: &PhaseBoard, pid: u32, nr: u32) -> Denied {
+    /// Call `nr` of thread `pid` with arguments `args`, placed in its process's role and phase
+    /// as the trace has them.
+    pub fn at(board: &PhaseBoard, pid: u32, nr: u32, args: &[u64]) -> Denied {
         let tgid = procfs::tgid(pid).unwrap_or(pid);
         let place = settled_place(board, tgid);
         let unknown = || "? (not traced yet)".to_string();
@@ -61,6 +64,7 @@ impl Denied {
             role: place.as_ref().map_or_else(unknown, |p| p.role.clone()),
             phase: place.map_or_else(unknown, |p| p.phase),
             syscall: sysnames::name(nr).into_owned(),
+            call: call_args::describe_raw(&sysnames::name(nr), args),
             pid: tgid,
             killed: false,
         }
@@ -83,7 +87,7 @@ pub fn lines(denied: &[Denied]) -> Vec<String> {
             };
             format!(
                 "denied: {}×{n} in role {}, phase {} (pid {}){killed}",
-                d.syscall, d.role, d.phase, d.pid
+                d.call, d.role, d.phase, d.pid
             )
         })
         .collect()
@@ -93,7 +97,7 @@ pub fn lines(denied: &[Denied]) -> Vec<String> {
 pub fn by_name(denials: &[Denial]) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for d in denials {
-        *counts.entry(d.name.as_str()).or_default() += 1;
+        *counts.entry(d.call.as_str()).or_default() += 1;
     }
     let mut v: Vec<(&str, usize)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -110,7 +114,7 @@ pub fn phase_aware_line(denials: &[Denial]) -> String {
         "phase-aware seccomp denied {} calls made after serving began: {} (first: {} by pid {})",
         denials.len(),
         by_name(denials),
-        first.name,
+        first.call,
         first.pid
     )
 }

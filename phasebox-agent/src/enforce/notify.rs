@@ -1,6 +1,7 @@
 //! Seccomp user notifications: the kernel asks phasebox about some calls and waits for the
-//! answer. Decisions use only the syscall number and what phasebox knows (the process's phase),
-//! never the target's memory, so there is no time-of-check/time-of-use race.
+//! answer. Decisions use only the syscall number, its scalar arguments (registers, copied by
+//! the kernel) and what phasebox knows (the process's phase), never the target's memory, so
+//! there is no time-of-check/time-of-use race.
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,7 @@ use std::time::Instant;
 
 use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
 
-use phasebox_core::sysnames;
+use phasebox_core::{call_args, sysnames};
 
 /// What to do with a notified call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,16 +28,18 @@ pub enum Verdict {
 pub struct Denial {
     pub pid: u32,
     pub name: String,
+    /// The call with its recorded arguments (`openat(O_WRONLY|O_CREAT)`), or its name.
+    pub call: String,
     /// Seconds since the supervisor started.
     pub after_s: f64,
 }
 
-/// Answers notifications on `fd` with `decide(pid, syscall number)` until every process under
-/// the filter is gone or `stop` is set; returns the denials.
+/// Answers notifications on `fd` with `decide(pid, syscall number, arguments)` until every
+/// process under the filter is gone or `stop` is set; returns the denials.
 pub fn supervise(
     fd: OwnedFd,
     stop: Arc<AtomicBool>,
-    decide: impl Fn(u32, u32) -> Verdict + Send + 'static,
+    decide: impl Fn(u32, u32, &[u64; 6]) -> Verdict + Send + 'static,
 ) -> JoinHandle<Vec<Denial>> {
     std::thread::spawn(move || {
         let start = Instant::now();
@@ -59,12 +62,14 @@ pub fn supervise(
                 continue;
             };
             let nr = i32::from(req.data.syscall) as u32;
-            let resp = match decide(req.pid, nr) {
+            let resp = match decide(req.pid, nr, &req.data.args) {
                 Verdict::Allow => ScmpNotifResp::new_continue(req.id, ScmpNotifRespFlags::empty()),
                 verdict => {
+                    let name = sysnames::name(nr).into_owned();
                     denials.push(Denial {
                         pid: req.pid,
-                        name: sysnames::name(nr).into_owned(),
+                        call: call_args::describe_raw(&name, &req.data.args),
+                        name,
                         after_s: start.elapsed().as_secs_f64(),
                     });
                     let errno = match verdict {

@@ -14,6 +14,7 @@ use phasebox_core::{
     call_classes,
     seccomp::{
         action::Action,
+        arg_rules,
         export::{self, DefaultAction, Policy, Target},
         manifest::Manifest,
         oci::OciProfile,
@@ -89,13 +90,16 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
         .with_context(|| format!("{origin} names phase rules that cannot be loaded"))?;
     let dir = manifest.parent().unwrap_or(Path::new("."));
     let (mut union, mut late) = (Policy::default(), BTreeSet::new());
+    let mut read = Vec::new();
     for role in &m.roles {
         let files = role
             .phases
             .iter()
             .map(|ph| OciProfile::load(&dir.join(&ph.file)))
             .collect::<Result<Vec<_>, _>>()?;
-        let allowed: Vec<BTreeSet<String>> = files.iter().map(OciProfile::allowed).collect();
+        let first = read.len();
+        read.extend(files.iter().map(arg_rules::read_back));
+        let allowed: Vec<&BTreeSet<String>> = read[first..].iter().map(|(n, _)| n).collect();
         // The files carry each phase's effective set; applied again for manifests written
         // before they did.
         let sets =
@@ -114,6 +118,8 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
     if union.allow.is_empty() {
         anyhow::bail!("{origin} allows no syscall at all: no program could start under it");
     }
+    // Arguments are checked against every phase's (the kernel's filter is one for the run).
+    union = union.with_args(arg_rules::union(&read));
     union.errno.retain(|n, _| !union.allow.contains(n));
     union
         .kill

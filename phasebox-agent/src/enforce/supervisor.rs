@@ -55,13 +55,13 @@ impl Supervisor {
                 v.push(d);
             }
         };
-        let decide = move |pid, nr| match &answer {
+        let decide = move |pid, nr, args: &[u64; 6]| match &answer {
             Answer::Deny(errno) => {
-                record(Denied::at(&board, pid, nr));
+                record(Denied::at(&board, pid, nr, args));
                 Verdict::Deny(*errno)
             }
             Answer::DenyOrKill(kills) => {
-                let mut d = Denied::at(&board, pid, nr);
+                let mut d = Denied::at(&board, pid, nr, args);
                 d.killed = kills.contains(&d.syscall);
                 let verdict = if d.killed {
                     Verdict::Kill

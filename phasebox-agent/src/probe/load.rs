@@ -9,8 +9,8 @@ use aya::{
         trace_point::TracePointLinkId,
     },
 };
-use phasebox_common::{COMM_LEN, Config, MAX_SYSCALLS, NO_FIELD, mode, names};
-use phasebox_core::sysnames;
+use phasebox_common::{ArgSpec, COMM_LEN, Config, MAX_SYSCALLS, NO_FIELD, mode, names};
+use phasebox_core::{call_args, sysnames};
 use std::os::fd::AsRawFd;
 
 use super::{ProbeError, ProbeOptions, preflight, tracefs};
@@ -107,6 +107,7 @@ fn mode_bits(opts: &ProbeOptions) -> u32 {
         (opts.kill, mode::KILL),
         (opts.errors, mode::ERRORS),
         (opts.filtered, mode::FILTERED),
+        (opts.args, mode::ARGS),
     ] {
         if on {
             bits |= bit;
@@ -157,6 +158,7 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeEr
         links.push(Attached::Sched(prog, id));
     }
     fill_path_args(&mut ebpf)?;
+    fill_arg_specs(&mut ebpf)?;
     Ok((ebpf, links))
 }
 
@@ -304,6 +306,24 @@ fn drop_together(owned: Vec<Box<dyn Send>>) {
             s.spawn(move || drop(l));
         }
     });
+}
+
+/// Which arguments of each syscall `call_args` lists are recorded, under which masks.
+fn fill_arg_specs(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
+    let map = ebpf.map_mut(names::ARG_SPECS).ok_or(ProbeError::Missing {
+        what: "map",
+        name: names::ARG_SPECS,
+    })?;
+    let mut specs: Array<&mut MapData, ArgSpec> =
+        Array::try_from(map).map_err(ProbeError::map("open", names::ARG_SPECS))?;
+    for c in call_args::CALLS {
+        if let Some(nr) = sysnames::number(c.syscall).filter(|&n| n < MAX_SYSCALLS) {
+            specs
+                .set(nr, c.spec(), 0)
+                .map_err(ProbeError::map("fill", names::ARG_SPECS))?;
+        }
+    }
+    Ok(())
 }
 
 /// Which argument of each path-taking syscall is the path.

@@ -45,6 +45,8 @@ pub struct ProbeOptions {
     /// Notice calls a seccomp filter denied before the enter tracepoint (the exit program is
     /// attached once a traced process runs under a filter: [`Probe::watch_filtered`]).
     pub filtered: bool,
+    /// Record the "kind" arguments of the calls `phasebox_core::call_args` lists.
+    pub args: bool,
 }
 
 /// Checks a `--ring-buffer` size.

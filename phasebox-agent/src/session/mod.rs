@@ -121,6 +121,12 @@ impl SessionBuilder {
         self
     }
 
+    /// Record the "kind" arguments of the calls `call_args` lists (on by default).
+    pub fn args(mut self, on: bool) -> Self {
+        self.probe.args = on;
+        self
+    }
+
     /// Count failed calls (the exit program; stream mode always does).
     pub fn errors(mut self, on: bool) -> Self {
         self.probe.errors = on;
@@ -331,6 +337,7 @@ impl Session {
             mode,
             probe: ProbeOptions {
                 ring_bytes: 8 << 20,
+                args: true,
                 ..Default::default()
             },
             outputs: OutputPaths::default(),

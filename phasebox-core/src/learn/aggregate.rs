@@ -2,8 +2,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::{
+    call_args::Values,
     phase::Detector,
-    profile::{self, MAX_PATHS, MAX_TIMES, SyscallUse},
+    profile::{self, MAX_ARG_SETS, MAX_PATHS, MAX_TIMES, SyscallUse},
     sysnames,
 };
 
@@ -13,6 +14,8 @@ pub(super) struct Item {
     pub nr: u32,
     pub ts_ns: u64,
     pub path: Option<String>,
+    /// Its recorded arguments (`call_args`), when they were recorded.
+    pub args: Option<Values>,
     /// Whether the call failed (records with a return value).
     pub failed: bool,
 }
@@ -30,6 +33,8 @@ pub(super) struct Use {
     /// Sampled call times and the sampling stride (every `stride`-th seen call is kept).
     pub times: Vec<u64>,
     pub stride: u64,
+    /// Argument combinations seen (`call_args`); None once more than MAX_ARG_SETS were.
+    pub args: Option<BTreeSet<Values>>,
 }
 
 impl Use {
@@ -42,6 +47,17 @@ impl Use {
             seen: 0,
             times: Vec::new(),
             stride: 1,
+            args: Some(BTreeSet::new()),
+        }
+    }
+
+    /// Notes a combination of recorded arguments.
+    pub fn args(&mut self, v: Values) {
+        if let Some(set) = &mut self.args {
+            set.insert(v);
+            if set.len() > MAX_ARG_SETS {
+                self.args = None;
+            }
         }
     }
 
@@ -124,6 +140,15 @@ impl RoleAgg {
         {
             u.paths.insert(p);
         }
+        if let Some(v) = item.args {
+            u.args(v);
+        }
+    }
+
+    /// Adds a combination of arguments a call of `nr` was made with (summary mode: sent once
+    /// per combination and segment).
+    pub fn args(&mut self, phase: usize, nr: u32, v: Values) {
+        self.phases.entry(phase).or_default().syscall(nr).args(v);
     }
 
     /// Takes process `(pid, instance)` into the role (counted once).
@@ -182,6 +207,12 @@ fn phase_to_profile(det: &Detector, role: &str, idx: usize, ph: &PhaseAgg) -> pr
                 first_seen_ns: first,
                 paths: u.paths.iter().cloned().collect(),
                 times_ns: u.times.clone(),
+                // Only what was seen restricts a call: none seen (not recorded) is any.
+                args: u
+                    .args
+                    .as_ref()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.iter().copied().collect()),
             };
             (sysnames::name(*nr).into_owned(), use_)
         })

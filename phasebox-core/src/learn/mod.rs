@@ -15,10 +15,12 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use phasebox_common::{
-    CountKey, Counts, FilteredRecord, SegmentRecord, SyscallRecord, segment_flags, syscall_flags,
+    ArgsRecord, CountKey, Counts, FilteredRecord, SegmentRecord, SyscallRecord, segment_flags,
+    syscall_flags,
 };
 
 use crate::{
+    call_args::Values,
     event::Event,
     phase::{Detector, Tracker},
     process::ProcessTree,
@@ -135,6 +137,8 @@ pub struct Learner {
     procs: HashMap<u32, ProcState>,
     /// tid → the path argument of the syscall it is in (enter time, path).
     paths: HashMap<u32, (u64, String)>,
+    /// tid → the recorded arguments of the syscall it is in (stream mode: enter time, values).
+    args: HashMap<u32, (u64, Values)>,
     roles: Vec<RoleAgg>,
     /// The role and phase of every segment opened, per process instance (kept until its
     /// counts are final).
@@ -165,6 +169,7 @@ impl Learner {
             attached: attached.iter().copied().collect(),
             procs: HashMap::new(),
             paths: HashMap::new(),
+            args: HashMap::new(),
             roles: Vec::new(),
             segs: HashMap::new(),
             waiting: HashMap::new(),
@@ -359,11 +364,16 @@ impl Learner {
     fn syscall(&mut self, r: &SyscallRecord, tree: &ProcessTree) {
         let tgid = r.header.tgid;
         let path = self.take_path(r.tid, r.enter_ns);
+        let args = match self.args.remove(&r.tid) {
+            Some((ns, v)) if ns == r.enter_ns => Some(v),
+            _ => None,
+        };
         let at_entry = r.header.flags & syscall_flags::AT_ENTRY != 0;
         let item = Item {
             nr: r.nr,
             ts_ns: r.enter_ns,
             path,
+            args,
             failed: !at_entry && phasebox_common::is_error(r.ret),
         };
         if self.counting == Counting::Records {
@@ -419,6 +429,7 @@ impl Learner {
         }
         match ev {
             Event::Filtered(f) => self.filtered(f, tree),
+            Event::Args(a) => self.recorded_args(a, tree),
             Event::Path(p) => {
                 self.paths.insert(p.tid, (p.enter_ns, p.path.clone()));
             }
@@ -446,6 +457,7 @@ impl Learner {
                         nr,
                         ts_ns: e.ts_ns,
                         path: Some(e.filename.clone()),
+                        args: None,
                         failed: false,
                     };
                     self.found_exec.insert(e.tgid, item);
@@ -469,6 +481,7 @@ impl Learner {
             }
             Event::Exit(x) => {
                 self.paths.remove(&x.tid);
+                self.args.remove(&x.tid);
                 if x.group_dead != 0 {
                     self.end(x.header.tgid);
                 }
@@ -485,6 +498,21 @@ impl Learner {
         let errno = u32::try_from(f.ret.unsigned_abs()).unwrap_or(0);
         if let Some((role, phase)) = place {
             self.roles[role].filtered(phase, f.nr, errno);
+        }
+    }
+
+    /// A call's recorded arguments: counting records, they go with the call's record (which
+    /// follows); counting the kernel's counters, to the phase of the call's segment.
+    fn recorded_args(&mut self, a: &ArgsRecord, tree: &ProcessTree) {
+        if self.counting == Counting::Records {
+            self.args.insert(a.tid, (a.enter_ns, a.values));
+            return;
+        }
+        let tgid = a.header.tgid;
+        self.ensure(tgid, a.instance, tree, a.enter_ns);
+        let key = (tgid, a.instance, a.seg);
+        if let Some((role, phase)) = self.seg(key).or_else(|| self.earlier(key)) {
+            self.roles[role].args(phase, a.nr, a.values);
         }
     }
 

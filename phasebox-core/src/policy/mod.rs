@@ -308,7 +308,7 @@ impl Policy {
     pub fn load(path: &Path, kernel: &str, role: Option<&str>) -> Result<Policy, PolicyError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
         let origin = path.display().to_string();
-        if text.contains("\"schema\"") && text.contains(crate::profile::SCHEMA) {
+        if text.contains("\"schema\"") && crate::profile::SCHEMAS.iter().any(|s| text.contains(s)) {
             let prof = Profile::parse(&text, &origin)?;
             let roles: Vec<_> = match role.and_then(|r| prof.role(r)) {
                 Some(r) => vec![r],

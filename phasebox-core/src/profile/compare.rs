@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::{Filtered, MAX_PATHS, Profile, SyscallUse};
-use crate::display;
+use super::{Filtered, MAX_ARG_SETS, MAX_PATHS, Profile, SyscallUse};
+use crate::{call_args::Values, display};
 
 fn merge_use(into: &mut SyscallUse, from: &SyscallUse) {
     // Counts from files are untrusted: a sum past u64 stays at the top instead of wrapping.
@@ -17,6 +17,15 @@ fn merge_use(into: &mut SyscallUse, from: &SyscallUse) {
         .chain(from.paths.iter().cloned())
         .collect();
     into.paths = paths.into_iter().take(MAX_PATHS).collect();
+    into.args = merge_args(into.args.take(), from.args.as_deref());
+}
+
+/// The union of two calls' argument combinations; any arguments when either allows any, or
+/// when the union passes MAX_ARG_SETS.
+pub fn merge_args(a: Option<Vec<Values>>, b: Option<&[Values]>) -> Option<Vec<Values>> {
+    let (a, b) = (a?, b?);
+    let all: BTreeSet<Values> = a.into_iter().chain(b.iter().copied()).collect();
+    (all.len() <= MAX_ARG_SETS).then(|| all.into_iter().collect())
 }
 
 /// Filtered calls: calls summed, the errno of the first profile that had the call kept.
@@ -56,6 +65,8 @@ pub fn merge(profiles: &[Profile]) -> Result<Profile, MergeError> {
         return Err(MergeError::Nothing);
     };
     let mut out = first.clone();
+    // What a merge writes reads as this phasebox's schema (older ones are a subset of it).
+    out.schema = super::SCHEMA.into();
     for p in &profiles[1..] {
         if p.arch != out.arch {
             return Err(MergeError::Arch(out.arch, p.arch.clone()));
@@ -118,7 +129,8 @@ pub struct PhaseDiff {
     pub filtered_lost: Vec<String>,
 }
 
-/// Per role and phase (in A's order, then B's new ones), the syscalls gained and lost.
+/// Per role and phase (in A's order, then B's new ones), the syscalls gained and lost, and
+/// the argument combinations (`openat(O_WRONLY|O_CREAT)`).
 pub fn diff(a: &Profile, b: &Profile) -> Vec<PhaseDiff> {
     let mut keys: Vec<(String, String)> = Vec::new();
     for p in [a, b] {
@@ -131,10 +143,16 @@ pub fn diff(a: &Profile, b: &Profile) -> Vec<PhaseDiff> {
             }
         }
     }
+    // A call's names, and each argument combination it was restricted to (`openat(O_RDONLY)`).
     let set = |p: &Profile, role: &str, phase: &str| -> Option<BTreeSet<String>> {
-        p.role(role)?
-            .phase(phase)
-            .map(|ph| ph.syscalls.keys().cloned().collect())
+        p.role(role)?.phase(phase).map(|ph| {
+            let mut all: BTreeSet<String> = ph.syscalls.keys().cloned().collect();
+            for (n, u) in &ph.syscalls {
+                let sets = u.args.iter().flatten();
+                all.extend(sets.map(|v| crate::call_args::describe(n, v)));
+            }
+            all
+        })
     };
     let filtered = |p: &Profile, role: &str, phase: &str| -> BTreeSet<String> {
         p.role(role)
@@ -305,6 +323,32 @@ mod tests {
         assert_eq!(
             render_diff(&diff(&a, &a)),
             "no differences in syscall sets\n"
+        );
+    }
+
+    #[test]
+    fn arguments_merge_as_a_union_and_show_in_a_diff() {
+        let with = |sets: Option<Vec<crate::call_args::Values>>| {
+            let mut p = sample(&[("worker", &[("serving", &["openat"])])]);
+            p.roles[0].phases[0]
+                .syscalls
+                .get_mut("openat")
+                .unwrap()
+                .args = sets;
+            p
+        };
+        let (a, b) = (with(Some(vec![[0, 0, 0]])), with(Some(vec![[0, 0, 0o101]])));
+        let m = merge(&[a.clone(), b.clone()]).unwrap();
+        let args = &m.roles[0].phases[0].syscalls["openat"].args;
+        assert_eq!(args.as_deref(), Some(&[[0, 0, 0], [0, 0, 0o101]][..]));
+        assert_eq!(m.schema, crate::profile::SCHEMA);
+        // A profile that allows any arguments (an older one) opens the call.
+        let m = merge(&[a.clone(), with(None)]).unwrap();
+        assert_eq!(m.roles[0].phases[0].syscalls["openat"].args, None);
+        let text = render_diff(&diff(&a, &b));
+        assert!(
+            text.contains("+openat(O_WRONLY|O_CREAT) -openat(O_RDONLY)"),
+            "{text}"
         );
     }
 }

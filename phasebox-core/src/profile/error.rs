@@ -34,7 +34,9 @@ pub enum ProfileError {
         #[source]
         problem: ProfileProblem,
     },
-    #[error("{origin} has profile schema {schema:?}; this phasebox reads {SCHEMA:?}")]
+    #[error(
+        "{origin} has profile schema {schema:?}; this phasebox reads {SCHEMA:?} and the versions before it"
+    )]
     Schema { origin: String, schema: String },
     #[error(
         "{origin} is a profile of {arch:?} programs; this phasebox is built for {ARCH} and reads {ARCH} profiles only"
@@ -66,6 +68,14 @@ pub enum ProfileProblem {
     PhaseTwice { role: String, phase: String },
     #[error("phase {phase} of role {role} has {name:?}, which is not a {ARCH} syscall")]
     NotSyscall {
+        role: String,
+        phase: String,
+        name: String,
+    },
+    #[error(
+        "phase {phase} of role {role} gives arguments for {name} that phasebox does not record (1 to 32 combinations of the arguments docs/seccomp.md lists, within their masks)"
+    )]
+    Args {
         role: String,
         phase: String,
         name: String,

@@ -14,12 +14,18 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{atomic_file::write_atomic, file_error::FileError, sysnames};
+use crate::{atomic_file::write_atomic, call_args, file_error::FileError, sysnames};
 
 pub use error::{NoSuchRole, ProfileError, ProfileProblem};
 
-/// The schema this phasebox writes and reads.
-pub const SCHEMA: &str = "phasebox.profile/v1";
+/// The schema this phasebox writes (version 2 added the arguments of calls).
+pub const SCHEMA: &str = "phasebox.profile/v2";
+/// The schemas this phasebox reads: version 1 profiles have no arguments (their calls are
+/// allowed whatever their arguments).
+pub const SCHEMAS: &[&str] = &["phasebox.profile/v1", SCHEMA];
+/// Argument combinations kept per syscall and phase; a call seen with more is allowed with
+/// any arguments.
+pub const MAX_ARG_SETS: usize = 32;
 /// Distinct paths kept per syscall and phase.
 pub const MAX_PATHS: usize = 32;
 /// Call times kept per syscall and phase for the timeline: at most this many, spread evenly
@@ -82,6 +88,11 @@ pub struct SyscallUse {
     /// MAX_TIMES, then an even sample. Not kept in merged profiles (runs have no common clock).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub times_ns: Vec<u64>,
+    /// The combinations of recorded arguments seen (`call_args`: the values of arguments 0, 1
+    /// and 2 after their masks, 0 where not recorded), sorted; absent when the call may have
+    /// any arguments (not recorded, or more than MAX_ARG_SETS combinations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<call_args::Values>>,
 }
 
 /// One phase of a role.
@@ -160,6 +171,18 @@ fn check_phase(ph: &Phase, role: &str) -> Result<(), ProfileProblem> {
     if let Some(name) = ph.names().find(|n| !is_syscall_name(n)) {
         let (role, phase, name) = (role(), phase(), name.to_string());
         return Err(ProfileProblem::NotSyscall { role, phase, name });
+    }
+    for (name, u) in &ph.syscalls {
+        let Some(sets) = &u.args else { continue };
+        let fits = call_args::of(name).is_some_and(|c| {
+            let spec = c.spec();
+            sets.iter()
+                .all(|v| (0..v.len()).all(|i| v[i] & !spec.masks[i] == 0))
+        });
+        if !fits || sets.is_empty() || sets.len() > MAX_ARG_SETS {
+            let (role, phase, name) = (role(), phase(), name.clone());
+            return Err(ProfileProblem::Args { role, phase, name });
+        }
     }
     for (name, f) in &ph.filtered {
         if !is_syscall_name(name) {
@@ -261,7 +284,7 @@ impl Profile {
             Err(e) => return Err(invalid(origin, e.into())),
         };
         match value.get("schema").and_then(|s| s.as_str()) {
-            Some(SCHEMA) => {}
+            Some(s) if SCHEMAS.contains(&s) => {}
             Some(other) => {
                 let schema = other.to_string();
                 return Err(ProfileError::Schema { origin, schema });

@@ -2,7 +2,7 @@
 use std::fmt::Write as _;
 
 use super::{Profile, Role};
-use crate::display;
+use crate::{call_args, display};
 
 /// An errno by name (`ENOSYS`), or its number when the table has none.
 pub fn errno_name(errno: u32) -> String {
@@ -92,6 +92,23 @@ fn role_table(out: &mut String, role: &Role) {
             calls.len(),
             display::join(&calls, ", ")
         );
+        let restricted: Vec<String> = ph
+            .syscalls
+            .iter()
+            .filter_map(|(n, u)| {
+                let sets = u.args.as_ref()?;
+                let calls: Vec<String> = sets.iter().map(|v| call_args::describe(n, v)).collect();
+                Some(calls.join(" "))
+            })
+            .collect();
+        if !restricted.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {:<width$}         arguments: {}",
+                "",
+                display::text(&restricted.join("; "))
+            );
+        }
         if !ph.filtered.is_empty() {
             let denied: Vec<String> = ph
                 .filtered
@@ -129,6 +146,21 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("filtered"), "{t}");
+    }
+
+    #[test]
+    fn argument_restrictions_are_shown_under_their_phase() {
+        let mut p = sample(&[("worker", &[("serving", &["openat", "read"])])]);
+        p.roles[0].phases[0]
+            .syscalls
+            .get_mut("openat")
+            .unwrap()
+            .args = Some(vec![[0, 0, 0], [0, 0, 0o2101]]);
+        let t = render(&p);
+        assert!(
+            t.contains("arguments: openat(O_RDONLY) openat(O_WRONLY|O_CREAT|O_APPEND)"),
+            "{t}"
+        );
     }
 
     #[test]

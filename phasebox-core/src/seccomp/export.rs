@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::action::Action;
+use super::arg_rules::{self, Restrictions};
 use super::manifest::{MANIFEST_SCHEMA, Manifest, ManifestPhase, ManifestRole};
-use super::oci::{OciProfile, OciRule, scmp_arch};
+use super::oci::{OciArg, OciProfile, OciRule, scmp_arch};
 use crate::{
     atomic_file::write_atomic,
     call_classes::{self, ENOSYS},
@@ -159,6 +160,17 @@ pub fn select(
     Ok(out)
 }
 
+/// The argument restrictions of the selected phases' calls among `allow`
+/// ([`arg_rules::restrictions`]).
+pub fn select_args(
+    p: &Profile,
+    role: Option<&str>,
+    phase: Option<&str>,
+    allow: &BTreeSet<String>,
+) -> Result<Restrictions, ExportError> {
+    Ok(arg_rules::restrictions(&selected(p, role, phase)?, allow))
+}
+
 /// The calls a seccomp filter denied while the selected phases were learned, with the errno
 /// they got (the first phase's, when phases differ).
 pub fn select_filtered(
@@ -278,6 +290,8 @@ pub struct Policy {
     pub errno: BTreeMap<String, u32>,
     /// Killed: calls whose errno return is misread.
     pub kill: BTreeSet<String>,
+    /// Allowed calls that may use these argument combinations only (`call_args`).
+    pub args: Restrictions,
 }
 
 impl Policy {
@@ -327,6 +341,24 @@ impl Policy {
         p
     }
 
+    /// The policy with argument restrictions for the calls it allows.
+    pub fn with_args(mut self, args: Restrictions) -> Policy {
+        self.args = args
+            .into_iter()
+            .filter(|(n, _)| self.allow.contains(n))
+            .collect();
+        self
+    }
+
+    /// The calls allowed with any arguments.
+    fn open(&self) -> BTreeSet<String> {
+        self.allow
+            .iter()
+            .filter(|n| !self.args.contains_key(*n))
+            .cloned()
+            .collect()
+    }
+
     /// The errno rules, one per errno: (errno, names).
     fn by_errno(&self) -> BTreeMap<u32, Vec<&str>> {
         let mut out: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
@@ -356,10 +388,11 @@ const KILL_REASON: &str = "not learned, and an errno answer is misread as a valu
 /// The policy as an OCI profile.
 pub fn oci_profile(policy: &Policy, t: &Target) -> OciProfile {
     let label = one_line(&t.label);
-    let mut p = OciProfile::allow_list(&policy.allow, t.arch, t.action.action(), t.errno);
+    let mut p = OciProfile::allow_list(&policy.open(), t.arch, t.action.action(), t.errno);
     if let Some(rule) = p.syscalls.first_mut() {
         rule.comment = Some(format!("learned by phasebox: {label}"));
     }
+    p.syscalls.extend(arg_rules::allow_rules(&policy.args));
     for (errno, names) in policy.by_errno() {
         let names = names.into_iter().map(String::from).collect();
         p.syscalls.push(OciRule {
@@ -396,7 +429,7 @@ fn spo(policy: &Policy, t: &Target) -> String {
     let _ = writeln!(out, "spec:\n  defaultAction: {}", t.action.action());
     let _ = writeln!(out, "  architectures:\n  - {}", scmp_arch(t.arch));
     let _ = writeln!(out, "  syscalls:");
-    let mut rule = |action: Action, errno: Option<u32>, names: Vec<&str>| {
+    let mut rule = |action: Action, errno: Option<u32>, names: Vec<&str>, args: &[OciArg]| {
         let _ = writeln!(out, "  - action: {action}");
         if let Some(e) = errno {
             // A string in the operator's API.
@@ -406,20 +439,41 @@ fn spo(policy: &Policy, t: &Target) -> String {
         for n in names {
             let _ = writeln!(out, "    - {n}");
         }
+        if !args.is_empty() {
+            let _ = writeln!(out, "    args:");
+        }
+        for a in args {
+            let _ = writeln!(
+                out,
+                "    - index: {}\n      value: {}\n      valueTwo: {}\n      op: {}",
+                a.index, a.value, a.value_two, a.op
+            );
+        }
     };
+    let open = policy.open();
     rule(
         Action::Allow,
         None,
-        policy.allow.iter().map(String::as_str).collect(),
+        open.iter().map(String::as_str).collect(),
+        &[],
     );
+    for r in arg_rules::allow_rules(&policy.args) {
+        rule(
+            r.action,
+            None,
+            r.names.iter().map(String::as_str).collect(),
+            &r.args,
+        );
+    }
     for (errno, names) in policy.by_errno() {
-        rule(Action::Errno, Some(errno), names);
+        rule(Action::Errno, Some(errno), names, &[]);
     }
     if !policy.kill.is_empty() {
         rule(
             Action::KillProcess,
             None,
             policy.kill.iter().map(String::as_str).collect(),
+            &[],
         );
     }
     out
@@ -442,6 +496,14 @@ fn systemd(policy: &Policy, t: &Target) -> String {
             out,
             "# systemd cannot answer these with {} in an allow list; they get {errno}: {}",
             errno_name(e),
+            calls.join(" ")
+        );
+    }
+    if !policy.args.is_empty() {
+        let calls: Vec<&str> = policy.args.keys().map(String::as_str).collect();
+        let _ = writeln!(
+            out,
+            "# systemd cannot restrict arguments: these are allowed with any (an OCI or SPO export keeps their learned arguments): {}",
             calls.join(" ")
         );
     }
@@ -505,14 +567,14 @@ fn role_files(
     files: &mut Vec<(String, Vec<u8>)>,
     format: Format,
     base: &Target,
-    basics: bool,
+    opts: PerPhase,
 ) -> Result<ManifestRole, ExportError> {
     let sets = call_classes::role_effective_sets(r);
     let mut phases = Vec::with_capacity(r.phases.len());
     for (i, (ph, set)) in r.phases.iter().zip(sets).enumerate() {
         let mut names: BTreeSet<String> = set.into_iter().map(String::from).collect();
         named_only(&names)?;
-        if basics {
+        if opts.basics {
             add_basics(&mut names);
         }
         let filtered = ph
@@ -520,7 +582,11 @@ fn role_files(
             .iter()
             .map(|(n, f)| (n.clone(), f.errno))
             .collect();
-        let policy = Policy::new(names, &filtered, base.action);
+        let mut policy = Policy::new(names, &filtered, base.action);
+        if opts.args {
+            let args = arg_rules::restrictions(&[(r, vec![i])], &policy.allow);
+            policy = policy.with_args(args);
+        }
         let file = format!(
             "{}-{:02}-{}.{}",
             k8s_name(&r.name),
@@ -545,6 +611,15 @@ fn role_files(
     })
 }
 
+/// What goes into every phase's file besides its calls.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PerPhase {
+    /// The calls every program may need to end (`--add-basics`).
+    pub basics: bool,
+    /// The phase's argument restrictions (not `--no-args`).
+    pub args: bool,
+}
+
 /// Writes one file per role and phase into `dir`, and the manifest; returns the manifest path.
 pub fn per_phase(
     p: &Profile,
@@ -552,12 +627,12 @@ pub fn per_phase(
     dir: &Path,
     format: Format,
     base: &Target,
-    basics: bool,
+    opts: PerPhase,
 ) -> Result<PathBuf, ExportError> {
     std::fs::create_dir_all(dir).map_err(|e| FileError::io("create", dir, e))?;
     let (mut roles, mut files) = (Vec::new(), Vec::new());
     for r in p.roles.iter().filter(|r| role.is_none_or(|x| x == r.name)) {
-        roles.push(role_files(r, &mut files, format, base, basics)?);
+        roles.push(role_files(r, &mut files, format, base, opts)?);
     }
     if roles.is_empty() {
         return Err(ExportError::NoRoleToWrite(
@@ -727,7 +802,15 @@ mod tests {
             "{serving:?}"
         );
         let dir = tempfile::tempdir().unwrap();
-        let m = per_phase(&p, None, dir.path(), Format::Oci, &target(), false).unwrap();
+        let m = per_phase(
+            &p,
+            None,
+            dir.path(),
+            Format::Oci,
+            &target(),
+            PerPhase::default(),
+        )
+        .unwrap();
         let man = Manifest::load(&m).unwrap();
         let file = OciProfile::load(&dir.path().join(&man.roles[0].phases[1].file)).unwrap();
         assert_eq!(file.allowed(), ["accept4", "brk"].map(String::from).into());
@@ -778,7 +861,15 @@ mod tests {
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();
-        let m = per_phase(&p, None, dir.path(), Format::Oci, &target(), false).unwrap();
+        let m = per_phase(
+            &p,
+            None,
+            dir.path(),
+            Format::Oci,
+            &target(),
+            PerPhase::default(),
+        )
+        .unwrap();
         let man = Manifest::load(&m).unwrap();
         assert_eq!(man.roles[0].phases.len(), 5000);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5001);
@@ -791,7 +882,7 @@ mod tests {
             &[("init", &["setuid"]), ("serving", &["accept4", "read"])],
         )]);
         let dir = std::env::temp_dir().join(format!("pb-export-{}", std::process::id()));
-        let m = per_phase(&p, None, &dir, Format::Oci, &target(), false).unwrap();
+        let m = per_phase(&p, None, &dir, Format::Oci, &target(), PerPhase::default()).unwrap();
         let man = Manifest::load(&m).unwrap();
         assert_eq!(man.roles[0].phases[1].file, "worker-02-serving.json");
         let serving = OciProfile::load(&dir.join(&man.roles[0].phases[1].file)).unwrap();
@@ -808,9 +899,16 @@ mod tests {
             "{e}"
         );
         let dir = tempfile::tempdir().unwrap();
-        let e = per_phase(&p, None, dir.path(), Format::Oci, &target(), false)
-            .unwrap_err()
-            .to_string();
+        let e = per_phase(
+            &p,
+            None,
+            dir.path(),
+            Format::Oci,
+            &target(),
+            PerPhase::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("syscall_100000"), "{e}");
         let t = Target {
             label: "x\"\nSystemCallFilter=~@all\n# \"".into(),

@@ -1,6 +1,7 @@
 //! Seccomp profiles as data: the OCI profile format, and exporting learned profiles (OCI,
 //! Kubernetes SPO, systemd, per phase), and what container runtimes call under the filter.
 pub mod action;
+pub mod arg_rules;
 pub mod export;
 pub mod manifest;
 pub mod oci;

@@ -265,7 +265,7 @@ impl<R: Read> TraceReader<R> {
 
 /// The oldest record version this phasebox reads: version 3 added a record kind (calls a
 /// seccomp filter answered) and gave the fork record's padding a meaning (0 in version 2),
-/// so version 2 records are read as they are.
+/// version 4 another (recorded arguments), so version 2 and 3 records are read as they are.
 const OLDEST_WIRE_VERSION: u32 = 2;
 
 /// Refuses a trace this phasebox cannot read: another format, record layout or architecture.

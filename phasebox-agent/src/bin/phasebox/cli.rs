@@ -177,6 +177,10 @@ pub struct ExportArgs {
     /// Add what this container runtime's own init calls after installing the filter.
     #[arg(long, value_parser = named::<Runtime>(), value_name = "RUNTIME")]
     pub for_runtime: Option<Runtime>,
+    /// Allow calls by name only: leave out the argument conditions learned for socket,
+    /// clone, mmap, openat, ioctl… (docs/seccomp.md, "Arguments").
+    #[arg(long)]
+    pub no_args: bool,
     /// Export for a runtime or per phase although the profile never saw the program start
     /// (learned by attaching to it): the policy will likely stop it from starting.
     #[arg(long)]
@@ -340,6 +344,10 @@ pub struct AgentArgs {
     /// BENCHMARKS.md).
     #[arg(long)]
     pub errors: bool,
+    /// Do not record the arguments of socket, clone, mmap, openat, ioctl… (profiles then
+    /// allow those calls with any arguments).
+    #[arg(long)]
+    pub no_args: bool,
     /// How often BPF run-time statistics are sampled (they tax every BPF program on the host
     /// while on); `off` never turns them on.
     #[arg(long, default_value = "60s", value_name = "D", value_parser = parse_period)]
@@ -429,6 +437,10 @@ pub struct TraceOptions {
     /// Phase rules for the profile: generic, nginx, auto, or a rule file.
     #[arg(long, default_value = "generic", value_name = "RULES")]
     pub phases: String,
+    /// Do not record the arguments of socket, clone, mmap, openat, ioctl… (profiles then
+    /// allow those calls with any arguments).
+    #[arg(long)]
+    pub no_args: bool,
 }
 
 #[derive(Debug, Args)]

@@ -124,6 +124,7 @@ fn start(
     let in_container = container.is_some();
     let mut builder = Session::builder(Mode::Agent)
         .ring_bytes(args.ring_bytes)
+        .args(!args.no_args)
         .stream(args.stream)
         .errors(args.errors)
         .filtered(filtered)

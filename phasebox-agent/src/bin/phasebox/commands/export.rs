@@ -71,7 +71,29 @@ fn policy(args: &ExportArgs, p: &Profile, names: BTreeSet<String>) -> anyhow::Re
     if let Some(note) = export::filtered_note(&filtered, &policy) {
         phasebox::say!("phasebox: {note}");
     }
-    Ok(policy)
+    if args.no_args {
+        return Ok(policy);
+    }
+    let (role, phase) = (args.role.as_deref(), args.phase.as_deref());
+    let mut restricted = export::select_args(p, role, phase, &policy.allow)?;
+    // A runtime's own calls were measured by name: they keep any arguments.
+    if let Some(rt) = args.for_runtime {
+        let runtime = RuntimeCalls::of(rt).union();
+        restricted.retain(|n, _| !runtime.contains(n));
+    }
+    if !restricted.is_empty() {
+        let names: Vec<&str> = restricted.keys().map(String::as_str).collect();
+        phasebox::say!(
+            "phasebox: {} allowed only with the arguments learned{} (--no-args leaves the conditions out)",
+            names.join(", "),
+            if args.format == export::Format::Systemd {
+                ", which systemd cannot express: its filter allows them with any"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(policy.with_args(restricted))
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
@@ -122,7 +144,11 @@ fn target<'p>(args: &ExportArgs, p: &'p Profile) -> Target<'p> {
 /// `--per-phase DIR`: one policy per role and phase, and the manifest of their order.
 fn per_phase(args: &ExportArgs, p: &Profile, target: &Target, dir: &Path) -> anyhow::Result<i32> {
     let role = args.role.as_deref();
-    let manifest = export::per_phase(p, role, dir, args.format, target, args.add_basics)?;
+    let opts = export::PerPhase {
+        basics: args.add_basics,
+        args: !args.no_args,
+    };
+    let manifest = export::per_phase(p, role, dir, args.format, target, opts)?;
     // Said once for every phase (each file answers its own filtered calls).
     policy(args, p, export::select(p, role, None)?)?;
     phasebox::say!(

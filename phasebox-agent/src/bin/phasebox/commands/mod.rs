@@ -69,6 +69,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn trace_session(mode: Mode, opts: &TraceOptions) -> anyhow::Result<SessionBuilder> {
     let mut b = Session::builder(mode)
         .ring_bytes(opts.ring_bytes)
+        .args(!opts.no_args)
         .outputs(OutputPaths {
             summary: opts.summary.clone(),
             trace: opts.output.clone(),

@@ -7,20 +7,20 @@ use std::path::Path;
 use phasebox_common::syscall_flags;
 
 use phasebox_core::{
-    display,
+    call_args, display,
     event::Event,
     sysnames,
     tracefile::{self, TraceReader},
 };
 
-/// One event as a line: time since start, tid, what happened. `path` is the syscall's path
-/// argument when it has one.
-pub fn render(ev: &Event, start_ns: u64, path: Option<&str>) -> Option<String> {
+/// One event as a line: time since start, tid, what happened. `args` are the syscall's
+/// arguments as they show (its path, the recorded arguments), when it has any.
+pub fn render(ev: &Event, start_ns: u64, args: &str) -> Option<String> {
     let secs = |ts: u64| ts.saturating_sub(start_ns) as f64 / 1e9;
-    let args = path.map(|p| format!("{p:?}")).unwrap_or_default();
     Some(match ev {
-        // Paths show in their syscall's line; segment openers only matter to phases.
-        Event::Path(_) | Event::Segment(_) => return None,
+        // Paths and recorded arguments show in their syscall's line; segment openers only
+        // matter to phases.
+        Event::Path(_) | Event::Segment(_) | Event::Args(_) => return None,
         Event::Syscall(r) => {
             let name = sysnames::name(r.nr);
             if r.header.flags & syscall_flags::NO_RETURN != 0 {
@@ -111,27 +111,43 @@ fn print<R: Read>(
     )?;
     writeln!(out, "# {:>10} {:>7} event", "seconds", "tid")?;
     let mut lines = Reorder::default();
-    // The path argument of each thread's call in flight (it comes before the call's record).
+    // The path argument and the recorded arguments of each thread's call in flight (they
+    // come before the call's record).
     let mut paths: HashMap<u32, (u64, String)> = HashMap::new();
+    let mut recorded: HashMap<u32, (u64, String)> = HashMap::new();
     let damage = loop {
         let ev = match trace.next_event() {
             Ok(Some(ev)) => ev,
             Ok(None) => break None,
             Err(e) => break Some(e),
         };
-        let path = match &ev {
+        let mut args = Vec::new();
+        match &ev {
             Event::Path(p) => {
-                paths.insert(p.tid, (p.enter_ns, p.path.clone()));
-                None
+                paths.insert(p.tid, (p.enter_ns, format!("{:?}", p.path)));
             }
-            Event::Syscall(r) => paths
-                .remove(&r.tid)
-                .filter(|(at, _)| *at == r.enter_ns)
-                .map(|(_, p)| p),
-            Event::Exit(r) => paths.remove(&r.tid).and(None),
-            _ => None,
-        };
-        if let Some(line) = render(&ev, h.started_monotonic_ns, path.as_deref())
+            Event::Args(a) => {
+                let text = call_args::of(&sysnames::name(a.nr))
+                    .map(|c| c.arguments(&a.values))
+                    .unwrap_or_default();
+                recorded.insert(a.tid, (a.enter_ns, text));
+            }
+            Event::Syscall(r) => {
+                for held in [&mut paths, &mut recorded] {
+                    if let Some((at, text)) = held.remove(&r.tid)
+                        && at == r.enter_ns
+                    {
+                        args.push(text);
+                    }
+                }
+            }
+            Event::Exit(r) => {
+                paths.remove(&r.tid);
+                recorded.remove(&r.tid);
+            }
+            _ => {}
+        }
+        if let Some(line) = render(&ev, h.started_monotonic_ns, &args.join(", "))
             && let Some(ready) = lines.push(ev.ts_ns(), line)
         {
             writeln!(out, "{ready}")?;
