@@ -102,7 +102,12 @@ const CLONE_FLAGS: &[(u64, &str)] = &[
 /// clone's flags without CLONE_NEWTIME, whose bit is the exit signal's there.
 const CLONE_MASK: u64 = 0x7e07_cf00;
 const UNSHARE_MASK: u64 = CLONE_MASK | 0x80;
-const PROTS: &[(u64, &str)] = &[(PROT_WRITE, "PROT_WRITE"), (PROT_EXEC, "PROT_EXEC")];
+/// PROT_READ is not kept: 0 is memory neither writable nor executable.
+const PROTS: &[(u64, &str)] = &[
+    (0, "PROT_NONE|PROT_READ"),
+    (PROT_WRITE, "PROT_WRITE"),
+    (PROT_EXEC, "PROT_EXEC"),
+];
 const OPEN_FLAGS: &[(u64, &str)] = &[
     (O_CREAT, "O_CREAT"),
     (O_TRUNC, "O_TRUNC"),
@@ -506,7 +511,7 @@ mod tests {
             describe("mprotect", &[0, 0, PROT_WRITE | PROT_EXEC]),
             "mprotect(PROT_WRITE|PROT_EXEC)"
         );
-        assert_eq!(describe("mmap", &[0, 0, 0]), "mmap(0)");
+        assert_eq!(describe("mmap", &[0, 0, 0]), "mmap(PROT_NONE|PROT_READ)");
         assert_eq!(
             describe("setsockopt", &[0, 6, 1]),
             "setsockopt(SOL_TCP, TCP_NODELAY)"

@@ -268,6 +268,68 @@ pub fn run_probe(rules: &str) -> Vec<(String, bool)> {
     results
 }
 
+/// Each primitive's syscall and its arguments as phasebox records them (`call_args`: the
+/// first three, masked), to tell whether a learned phase used it.
+pub const PRIMITIVE_CALLS: &[(&str, &str, [u64; 3])] = &[
+    ("mmap-rwx", "mmap", [0, 0, 6]),
+    ("mmap-rx-anon", "mmap", [0, 0, 4]),
+    ("mprotect-exec", "mprotect", [0, 0, 4]),
+    ("mprotect-rwx", "mprotect", [0, 0, 6]),
+    ("pkey_mprotect-exec", "pkey_mprotect", [0, 0, 4]),
+    ("socket-netlink", "socket", [16, 3, 0]),
+    ("socket-packet", "socket", [17, 3, 0x0300]),
+    ("socket-vsock", "socket", [40, 1, 0]),
+    ("socket-raw-inet", "socket", [2, 3, 1]),
+    ("socket-unix", "socket", [1, 1, 0]),
+    ("socketpair-unix-dgram", "socketpair", [1, 2, 0]),
+    ("unshare-user", "unshare", [0x1000_0000, 0, 0]),
+    ("clone-newuser", "clone", [0x1000_0000, 0, 0]),
+    ("unshare-net", "unshare", [0x4000_0000, 0, 0]),
+    ("setns-net", "setns", [0, 0x4000_0000, 0]),
+    ("ioctl-tiocsti", "ioctl", [0, 0x5412, 0]),
+    ("openat-write-create", "openat", [0, 0, 0o101]),
+    ("openat-rdwr", "openat", [0, 0, 2]),
+    ("openat-trunc", "openat", [0, 0, 0o1001]),
+    ("prctl-get-seccomp", "prctl", [21, 0, 0]),
+    ("prctl-set-dumpable", "prctl", [4, 0, 0]),
+    (
+        "personality-read-implies-exec",
+        "personality",
+        [0x0040_0000, 0, 0],
+    ),
+    ("fcntl-setsig", "fcntl", [0, 10, 0]),
+    ("setsockopt-attach-filter", "setsockopt", [0, 1, 26]),
+    ("setsockopt-ip-transparent", "setsockopt", [0, 0, 19]),
+];
+
+/// Which primitives the OCI profile at `path` lets through.
+pub fn through(path: &Path) -> BTreeMap<String, bool> {
+    let oci = crate::read_json(path);
+    let rules = probe_rules(&oci).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    run_probe(&rules).into_iter().collect()
+}
+
+/// Whether a learned profile phase (its JSON) made primitive `name`'s call with its
+/// arguments (a call recorded without arguments counts as made with any).
+pub fn used_by(phase: &Value, name: &str) -> bool {
+    let Some((_, call, want)) = PRIMITIVE_CALLS.iter().find(|(p, _, _)| *p == name) else {
+        panic!("{name} is not a primitive");
+    };
+    let Some(u) = phase["syscalls"].get(*call) else {
+        return false;
+    };
+    match u["args"].as_array() {
+        None => true,
+        Some(sets) => sets.iter().any(|s| {
+            let v: Vec<u64> = s
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
+            v == want
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,67 +510,5 @@ mod tests {
                 "{name} under Docker's default: {results:?}"
             );
         }
-    }
-}
-
-/// Each primitive's syscall and its arguments as phasebox records them (`call_args`: the
-/// first three, masked), to tell whether a learned phase used it.
-pub const PRIMITIVE_CALLS: &[(&str, &str, [u64; 3])] = &[
-    ("mmap-rwx", "mmap", [0, 0, 6]),
-    ("mmap-rx-anon", "mmap", [0, 0, 4]),
-    ("mprotect-exec", "mprotect", [0, 0, 4]),
-    ("mprotect-rwx", "mprotect", [0, 0, 6]),
-    ("pkey_mprotect-exec", "pkey_mprotect", [0, 0, 4]),
-    ("socket-netlink", "socket", [16, 3, 0]),
-    ("socket-packet", "socket", [17, 3, 0x0300]),
-    ("socket-vsock", "socket", [40, 1, 0]),
-    ("socket-raw-inet", "socket", [2, 3, 1]),
-    ("socket-unix", "socket", [1, 1, 0]),
-    ("socketpair-unix-dgram", "socketpair", [1, 2, 0]),
-    ("unshare-user", "unshare", [0x1000_0000, 0, 0]),
-    ("clone-newuser", "clone", [0x1000_0000, 0, 0]),
-    ("unshare-net", "unshare", [0x4000_0000, 0, 0]),
-    ("setns-net", "setns", [0, 0x4000_0000, 0]),
-    ("ioctl-tiocsti", "ioctl", [0, 0x5412, 0]),
-    ("openat-write-create", "openat", [0, 0, 0o101]),
-    ("openat-rdwr", "openat", [0, 0, 2]),
-    ("openat-trunc", "openat", [0, 0, 0o1001]),
-    ("prctl-get-seccomp", "prctl", [21, 0, 0]),
-    ("prctl-set-dumpable", "prctl", [4, 0, 0]),
-    (
-        "personality-read-implies-exec",
-        "personality",
-        [0x0040_0000, 0, 0],
-    ),
-    ("fcntl-setsig", "fcntl", [0, 10, 0]),
-    ("setsockopt-attach-filter", "setsockopt", [0, 1, 26]),
-    ("setsockopt-ip-transparent", "setsockopt", [0, 0, 19]),
-];
-
-/// Which primitives the OCI profile at `path` lets through.
-pub fn through(path: &Path) -> BTreeMap<String, bool> {
-    let oci = crate::read_json(path);
-    let rules = probe_rules(&oci).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    run_probe(&rules).into_iter().collect()
-}
-
-/// Whether a learned profile phase (its JSON) made primitive `name`'s call with its
-/// arguments (a call recorded without arguments counts as made with any).
-pub fn used_by(phase: &Value, name: &str) -> bool {
-    let Some((_, call, want)) = PRIMITIVE_CALLS.iter().find(|(p, _, _)| *p == name) else {
-        panic!("{name} is not a primitive");
-    };
-    let Some(u) = phase["syscalls"].get(*call) else {
-        return false;
-    };
-    match u["args"].as_array() {
-        None => true,
-        Some(sets) => sets.iter().any(|s| {
-            let v: Vec<u64> = s
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                .unwrap_or_default();
-            v == want
-        }),
     }
 }

@@ -8,22 +8,24 @@
 //! - nginx under its learned seccomp profiles; the agent on nginx.
 //! - phase detection (`bench_phases.rs`): analyzing a large trace, learning phases live.
 //! - the agent over an hour (`bench_soak.rs`, `--soak [MINUTES]` only): memory, maps, drops.
+//! - argument-level policies against attack primitives (`bench_args.rs`).
 //! - policies deployed (`bench_deploy/`): six servers learned, exported, run through their
 //!   operations and load under the policies, in Docker and under phase-aware enforcement.
 //!
 //! Each section is a module of its own (`bench_*.rs`), over what they share (`measure.rs`):
 //! this file only picks the sections and writes them into BENCHMARKS.md.
 use crate::{
-    bench_agent, bench_core, bench_cost, bench_deploy, bench_phases, bench_seccomp, bench_soak,
-    bench_static, measure, util,
+    bench_agent, bench_args, bench_core, bench_cost, bench_deploy, bench_phases, bench_seccomp,
+    bench_soak, bench_static, measure, util,
 };
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = measure::settings(args);
     // A section flag runs only the sections named; none runs them all.
-    const SECTIONS: [&str; 8] = [
+    const SECTIONS: [&str; 9] = [
         "--core",
+        "--args",
         "--seccomp",
         "--agent",
         "--phases",
@@ -67,6 +69,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if want("--static") {
         let stat = bench_static::bench(&bin, s.rounds)?;
         sections.push((bench_static::BEGIN, bench_static::END, stat));
+    }
+    if want("--args") {
+        let table = bench_args::run(&bin)?;
+        sections.push((bench_args::BEGIN, bench_args::END, table));
     }
     if want("--deploy") {
         let table = bench_deploy::run(&bin, s.rounds.min(3))?;

@@ -30,9 +30,11 @@ struct Loop {
 }
 
 impl Loop {
-    fn start(cpu: u32) -> anyhow::Result<Loop> {
+    /// The loop on `cpu`, making `call` ("getppid" or "fcntl").
+    fn start(cpu: u32, call: &str) -> anyhow::Result<Loop> {
         let mut child = Command::new(fixture("syscall_loop"))
             .arg(cpu.to_string())
+            .arg(call)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -46,7 +48,7 @@ impl Loop {
         })
     }
 
-    /// ns per call of `calls` getppid calls.
+    /// ns per call of `calls` calls.
     fn time(&mut self, calls: u64) -> anyhow::Result<f64> {
         writeln!(self.stdin, "{calls}")?;
         let mut line = String::new();
@@ -113,6 +115,22 @@ const CONFIGS: &[Config] = &[
             "agent",
             "-p",
             "{pid}",
+            "--listen",
+            "127.0.0.1:0",
+            "--bpf-stats-every",
+            "off",
+        ],
+        ready: "metrics on",
+    },
+    Config {
+        name: "agent --no-args",
+        what: "`phasebox agent -p P --no-args` (summary mode, no arguments recorded)",
+        argv: &[
+            "{bin}",
+            "agent",
+            "-p",
+            "{pid}",
+            "--no-args",
             "--listen",
             "127.0.0.1:0",
             "--bpf-stats-every",
@@ -331,7 +349,7 @@ pub fn run(bin: &Path, rounds: usize, calls: u64) -> anyhow::Result<String> {
         wall_ms(&["/bin/true"], 20)?,
     );
     let dir = phasebox_tests::TempDir::new("cost");
-    let mut lp = Loop::start(1)?;
+    let mut lp = Loop::start(1, "getppid")?;
     let mut idle = Command::new("sleep").arg("3600").spawn()?;
     let idle_pid = idle.id();
     let loop_pid = lp.child.id();
@@ -361,6 +379,7 @@ pub fn run(bin: &Path, rounds: usize, calls: u64) -> anyhow::Result<String> {
     let _ = idle.kill();
     let _ = idle.wait();
     let mut s = render(rounds, calls, &mut untraced, &mut deltas, &kernel);
+    s.push_str(&recorded_arguments(bin, rounds, calls, &dir.0)?);
     s.push_str(&format!(
         "\n`phasebox run -q -- /bin/true`, wall time from start to exit (loading and verifying \
          the programs, launching; the detach's grace periods are waited for by a child after \
@@ -369,6 +388,40 @@ pub fn run(bin: &Path, rounds: usize, calls: u64) -> anyhow::Result<String> {
         startup.0, startup.1
     ));
     Ok(s)
+}
+
+/// The agent on a loop of a call whose arguments it records (fcntl), with and without
+/// recording them: what recording adds to such a call.
+fn recorded_arguments(bin: &Path, rounds: usize, calls: u64, dir: &Path) -> anyhow::Result<String> {
+    let mut lp = Loop::start(1, "fcntl")?;
+    let pid = lp.child.id();
+    let _ = lp.time(calls)?; // warm up
+    let configs: Vec<&Config> = CONFIGS
+        .iter()
+        .filter(|c| c.name == "agent" || c.name == "agent --no-args")
+        .collect();
+    let mut traced: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let mut untraced = Vec::new();
+    for round in 0..rounds {
+        for (i, c) in configs.iter().enumerate() {
+            let (t, base) = delta(&mut lp, c, bin, pid, calls, dir)?;
+            traced[i].push(t);
+            untraced.push(base);
+            eprintln!(
+                "bench: cost round {}/{rounds}: {} on fcntl traced {t:+.1} ns",
+                round + 1,
+                c.name
+            );
+        }
+    }
+    let mut m: Vec<f64> = traced.iter_mut().map(|v| median(v)).collect();
+    let (with, without) = (m.remove(0), m.remove(0));
+    Ok(format!(
+        "
+A call whose arguments the agent records (a pinned `fcntl(0, F_GETFD)` loop,          untraced median {:.1} ns per call, {rounds} rounds alternated as above): the agent          adds {with:+.1} ns per call, the agent with `--no-args` {without:+.1} ns: recording          the arguments (reading three registers, one lookup of the combinations already sent)          costs {:+.1} ns on such a call. Calls outside the set pay nothing for it (the          getppid rows `agent` and `agent --no-args` above).\n",
+        median(&mut untraced),
+        with - without
+    ))
 }
 
 type KernelRows<'a> = [(

@@ -16,6 +16,7 @@
 //! - `cargo xtask cross`: only the aarch64 cross-build and its checks (part of `test`).
 mod bench;
 mod bench_agent;
+mod bench_args;
 mod bench_core;
 mod bench_cost;
 mod bench_deploy;
