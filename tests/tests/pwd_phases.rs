@@ -28,7 +28,7 @@ fn learn(dir: &TempDir, name: &str, args: &[&str]) -> std::path::PathBuf {
 fn pwd_phases_under_generic_rules() {
     let dir = TempDir::new("pwd-phases");
     let p = profile::load(&learn(&dir, "pwd.json", &[]));
-    assert_eq!(p["schema"], "phasebox.profile/v1");
+    assert_eq!(p["schema"], "phasebox.profile/v2");
     assert_eq!(p["program"]["comm"], "pwd");
     assert_eq!(p["complete"], true);
     assert_eq!(p["runs"][0]["how"], "launched");

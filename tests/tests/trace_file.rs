@@ -37,7 +37,10 @@ fn trace_file_holds_every_syscall() {
         "one line per counted syscall:\n{text}"
     );
     assert!(text.contains("execve(\"/bin/pwd\") = 0"), "{text}");
-    assert!(text.contains("openat(\"/etc/ld.so.cache\") = 3"), "{text}");
+    assert!(
+        text.contains("openat(\"/etc/ld.so.cache\", O_RDONLY) = 3"),
+        "{text}"
+    );
     assert!(text.contains("getcwd() = "), "{text}");
     assert!(
         text.contains("ENOENT (No such file or directory)"),
