@@ -709,10 +709,10 @@ fn new_args(key: &CountKey, values: [u64; ARG_SLOTS]) -> bool {
         values,
     };
     // SAFETY: a map value read for this run; only its presence is used.
-    if unsafe { PB_ARGS_SEEN.get(&seen) }.is_some() {
+    if unsafe { PB_ARGS_SEEN.get(seen) }.is_some() {
         return false;
     }
-    let _ = PB_ARGS_SEEN.insert(&seen, 1u8, 0);
+    let _ = PB_ARGS_SEEN.insert(seen, 1u8, 0);
     true
 }
 
