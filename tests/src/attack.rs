@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use phasebox_core::policy;
+
 use crate::{TempDir, fixture};
 
 /// The probe's primitives, in the order it prints them.
@@ -40,28 +42,6 @@ pub const PRIMITIVES: &[&str] = &[
     "setsockopt-ip-transparent",
 ];
 
-/// The capabilities a Docker container has by default: what a profile's `includes.caps` and
-/// `excludes.caps` are read against.
-pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// The names x86_64 has in a profile's `includes.arches` and `excludes.arches`.
-const X86_64: &[&str] = &["amd64", "x86_64"];
-
 /// Actions that let the call run: allow, and log (which allows after logging).
 fn lets_through(action: &str) -> bool {
     matches!(action, "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG")
@@ -90,12 +70,13 @@ pub fn probe_rules(oci: &Value) -> Result<String, String> {
         Value::Array(rules) => rules,
         _ => return Err("syscalls is not a list".into()),
     };
+    let release = kernel()?;
     let mut out = String::new();
     for (i, rule) in rules.iter().enumerate() {
         let action = rule["action"]
             .as_str()
             .ok_or_else(|| format!("rule {i} has no action"))?;
-        if !lets_through(action) || !applies(rule).map_err(|e| format!("rule {i}: {e}"))? {
+        if !lets_through(action) || !policy::applies_by_default(rule, &release) {
             continue;
         }
         let mut names = strings(&rule["names"]).map_err(|e| format!("rule {i}: names {e}"))?;
@@ -159,39 +140,6 @@ fn condition(arg: &Value) -> Result<(u64, String), String> {
     Ok((index, text))
 }
 
-/// Whether Docker adds a rule with `includes`/`excludes` for a default container on x86_64
-/// on this kernel (moby's profiles/seccomp: every included capability held, the architecture
-/// included, the kernel at least minKernel; no excluded capability held, the architecture not
-/// excluded, the kernel below an excluded minKernel).
-fn applies(rule: &Value) -> Result<bool, String> {
-    let (inc, exc) = (&rule["includes"], &rule["excludes"]);
-    let caps = |v| list(v, "caps");
-    let arches = |v| list(v, "arches");
-    let on_x86_64 = |a: Vec<&str>| a.iter().any(|a| X86_64.contains(a));
-    let held = |c: &&str| DOCKER_DEFAULT_CAPS.contains(c);
-    if !caps(inc)?.iter().all(held) || caps(exc)?.iter().any(held) {
-        return Ok(false);
-    }
-    let (inc_arches, exc_arches) = (arches(inc)?, arches(exc)?);
-    if !inc_arches.is_empty() && !on_x86_64(inc_arches) || on_x86_64(exc_arches) {
-        return Ok(false);
-    }
-    let below_inc = match min_kernel(inc)? {
-        Some(min) => kernel()? < min,
-        None => false,
-    };
-    let at_exc = match min_kernel(exc)? {
-        Some(min) => kernel()? >= min,
-        None => false,
-    };
-    Ok(!below_inc && !at_exc)
-}
-
-/// `filter[key]`, a list of strings (none when absent).
-fn list<'a>(filter: &'a Value, key: &str) -> Result<Vec<&'a str>, String> {
-    strings(&filter[key]).map_err(|e| format!("{key} {e}"))
-}
-
 /// A list of strings (none when absent).
 fn strings(v: &Value) -> Result<Vec<&str>, String> {
     match v {
@@ -204,33 +152,11 @@ fn strings(v: &Value) -> Result<Vec<&str>, String> {
     }
 }
 
-/// A filter's `minKernel`, "MAJOR.MINOR".
-fn min_kernel(filter: &Value) -> Result<Option<(u32, u32)>, String> {
-    match &filter["minKernel"] {
-        Value::Null => Ok(None),
-        Value::String(s) => version(s)
-            .map(Some)
-            .ok_or_else(|| format!("minKernel {s:?} is not MAJOR.MINOR")),
-        v => Err(format!("minKernel {v} is not a string")),
-    }
-}
-
-/// The running kernel's MAJOR.MINOR.
-fn kernel() -> Result<(u32, u32), String> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_err(|e| format!("the kernel's release: {e}"))?;
-    version(release.trim()).ok_or_else(|| format!("kernel release {release:?}"))
-}
-
-/// "MAJOR.MINOR" at the start of `s` ("6.18.44-fc" is (6, 18)).
-fn version(s: &str) -> Option<(u32, u32)> {
-    let mut parts = s.split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?;
-    let digits = minor
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(minor.len());
-    Some((major, minor[..digits].parse().ok()?))
+/// The running kernel's release.
+fn kernel() -> Result<String, String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .map_err(|e| format!("the kernel's release: {e}"))
 }
 
 /// Runs the probe on `rules` (its RULES_FILE text): each primitive with whether the rules let
@@ -333,6 +259,7 @@ pub fn used_by(phase: &Value, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use phasebox_core::policy::kernel_version as version;
     use std::collections::BTreeMap;
 
     fn through(results: &[(String, bool)]) -> Vec<&str> {
@@ -421,7 +348,10 @@ mod tests {
         assert_eq!(version("4.8"), Some((4, 8)));
         assert_eq!(version("5.15-rc1"), Some((5, 15)));
         assert_eq!(version("six"), None);
-        assert!(kernel().unwrap() >= (3, 17), "seccomp needs a newer kernel");
+        assert!(
+            version(&kernel().unwrap()).unwrap() >= (3, 17),
+            "seccomp needs a newer kernel"
+        );
     }
 
     /// Each primitive's syscall by name: every primitive gets through.

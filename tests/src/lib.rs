@@ -423,3 +423,30 @@ pub fn export_for_docker(profile: &Path, out: &Path) -> String {
     ]);
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `phasebox ARGS… -- SERVER PORT`, its standard error piped (read it with
+/// [`finished_ok`]).
+pub fn serve_under(args: &[&str], server: &Path, port: u16) -> std::process::Child {
+    std::process::Command::new(phasebox_bin())
+        .args(args)
+        .arg("--")
+        .arg(server)
+        .arg(port.to_string())
+        .env_remove(CARGO_LIBRARY_PATH)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("phasebox starts")
+}
+
+/// Waits for a server started by [`serve_under`]; its standard error. Fails unless it
+/// ended well.
+pub fn finished_ok(child: std::process::Child) -> String {
+    let out = child.wait_with_output().expect("phasebox is waited for");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "server under phasebox failed: {stderr}"
+    );
+    stderr
+}

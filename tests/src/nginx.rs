@@ -295,6 +295,29 @@ impl Nginx {
     }
 }
 
+/// nginx with `workers` workers under `BIN run -q --phases nginx --profile PROFILE`, through
+/// its operations ([`Nginx::operate`]); fails unless nginx and phasebox end well.
+pub fn learn_through_operations(bin: &std::path::Path, profile: &std::path::Path, workers: usize) {
+    let (bin, profile) = (
+        bin.to_str().expect("UTF-8 path"),
+        profile.to_str().expect("UTF-8 path"),
+    );
+    let wrapper = [
+        bin,
+        "run",
+        "-q",
+        "--phases",
+        "nginx",
+        "--profile",
+        profile,
+        "--",
+    ];
+    let mut nginx = Nginx::start_with(workers, &wrapper);
+    nginx.operate(workers);
+    let st = nginx.quit();
+    assert!(st.success(), "nginx under phasebox run ended with {st}");
+}
+
 pub fn nginx_bin() -> PathBuf {
     for p in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
         if std::path::Path::new(p).exists() {

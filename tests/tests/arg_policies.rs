@@ -3,35 +3,16 @@
 //! by phase); its worker's serving phase, exported by names and with arguments, and Docker's
 //! default profile, each under the attack probe (fixtures/attack_probe.c): the arguments block
 //! what names alone let through, and no primitive the phase never used gets through.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use phasebox_tests::{
-    TempDir, attack, nginx::Nginx, phasebox_bin, phasebox_ok, profile, read_json,
+    TempDir, attack,
+    nginx::{self, Nginx},
+    phasebox_bin, phasebox_ok, profile, read_json,
 };
 
 const WORKERS: usize = 2;
 const SERVING: &str = "accepting-and-serving-requests";
-
-/// nginx under `phasebox run --phases nginx --profile`, through requests, 404s, reloads, a
-/// log reopening and a killed worker; the profile.
-fn learn(dir: &TempDir) -> PathBuf {
-    let prof = dir.path("nginx.profile.json");
-    let bin = phasebox_bin();
-    let learn = [
-        bin.to_str().unwrap(),
-        "run",
-        "-q",
-        "--phases",
-        "nginx",
-        "--profile",
-        prof.to_str().unwrap(),
-        "--",
-    ];
-    let mut nginx = Nginx::start_with(WORKERS, &learn);
-    nginx.operate(WORKERS);
-    assert!(nginx.quit().success());
-    prof
-}
 
 /// `phasebox export PROF EXTRA… -o OUT`.
 fn export(prof: &Path, extra: &[&str], out: &Path) {
@@ -58,7 +39,8 @@ fn serves_under(enforce: &[&str]) {
 #[test]
 fn nginx_serves_under_its_argument_level_profiles_and_the_probe_gets_less_through() {
     let dir = TempDir::new("arg-policies");
-    let prof = learn(&dir);
+    let prof = dir.path("nginx.profile.json");
+    nginx::learn_through_operations(&phasebox_bin(), &prof, WORKERS);
     let p = profile::load(&prof);
     let worker = profile::role(&p, "worker");
     let serving = profile::phase(worker, SERVING);

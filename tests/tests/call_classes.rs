@@ -3,12 +3,12 @@
 //! grew it; exported policies answer unlearned calls with a fallback with ENOSYS and kill on
 //! unlearned calls whose errno is misread; a profile learned by attaching is refused for a
 //! runtime; errno values a filter cannot return are refused.
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use phasebox_tests::{
-    CARGO_LIBRARY_PATH, TempDir, ask, fixture, nginx::free_port, phasebox, phasebox_bin,
-    phasebox_ok, profile, read_json,
+    CARGO_LIBRARY_PATH, TempDir, ask, finished_ok, fixture, nginx::free_port, phasebox,
+    phasebox_bin, phasebox_ok, profile, read_json, serve_under,
 };
 
 /// tests/fixtures/heap_server.c compiled with gcc into `dir`.
@@ -25,29 +25,6 @@ fn heap_server(dir: &TempDir) -> std::path::PathBuf {
     bin
 }
 
-fn serve(args: &[&str], server: &std::path::Path, port: u16) -> Child {
-    Command::new(phasebox_bin())
-        .args(args)
-        .arg("--")
-        .arg(server)
-        .arg(port.to_string())
-        .env_remove(CARGO_LIBRARY_PATH)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(child: Child) -> String {
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "server under phasebox failed: {stderr}"
-    );
-    stderr
-}
-
 #[test]
 fn a_heap_that_grows_only_while_serving_keeps_working_under_phase_aware_enforcement() {
     let dir = TempDir::new("classes-heap");
@@ -62,11 +39,11 @@ fn a_heap_that_grows_only_while_serving_keeps_working_under_phase_aware_enforcem
         "--profile",
         prof.to_str().unwrap(),
     ];
-    let child = serve(&learn, &server, port);
+    let child = serve_under(&learn, &server, port);
     assert_eq!(ask(port, "GET"), "hello\n");
     assert_eq!(ask(port, "grow 1"), "grew 1\n");
     assert_eq!(ask(port, "quit"), "bye\n");
-    finish(child);
+    finished_ok(child);
     let p = profile::load(&prof);
     let main = profile::role(&p, "main");
     let serving = profile::syscalls(profile::phase(main, "serving"));
@@ -93,7 +70,7 @@ fn a_heap_that_grows_only_while_serving_keeps_working_under_phase_aware_enforcem
 
     let manifest = phases.join("manifest.json");
     let port = free_port();
-    let child = serve(
+    let child = serve_under(
         &["run", "-q", "--seccomp-phases", manifest.to_str().unwrap()],
         &server,
         port,
@@ -107,7 +84,7 @@ fn a_heap_that_grows_only_while_serving_keeps_working_under_phase_aware_enforcem
         .map(|n| ask(port, &format!("grow {n}")))
         .collect();
     let bye = ask(port, "quit");
-    let stderr = finish(child);
+    let stderr = finished_ok(child);
     assert_eq!(answers, ["grew 50\n", "grew 200\n"], "{stderr}");
     assert_eq!(bye, "bye\n", "{stderr}");
     for call in ["brk", "mmap", "munmap", "mprotect", "madvise", "futex"] {

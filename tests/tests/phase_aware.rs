@@ -1,35 +1,16 @@
 //! Phase-aware enforcement: a server runs under the union of its phases; once it serves, a
 //! call it needed only at startup (socket) is denied, while requests keep succeeding.
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use phasebox_tests::{
-    CARGO_LIBRARY_PATH, TempDir, ask, fixture, nginx::free_port, phasebox, phasebox_bin,
-    phasebox_ok, profile,
+    TempDir, ask, finished_ok, fixture, nginx::free_port, phasebox, phasebox_ok, profile,
+    serve_under,
 };
 
+/// The phased test server under `phasebox ARGS…`.
 fn serve(args: &[&str], port: u16) -> Child {
-    let server = fixture("phased_server");
-    Command::new(phasebox_bin())
-        .args(args)
-        .arg("--")
-        .arg(&server)
-        .arg(port.to_string())
-        .env_remove(CARGO_LIBRARY_PATH)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(child: Child) -> String {
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "server under phasebox failed: {stderr}"
-    );
-    stderr
+    serve_under(args, &fixture("phased_server"), port)
 }
 
 #[test]
@@ -54,7 +35,7 @@ fn startup_only_call_is_denied_once_serving() {
         assert_eq!(ask(port, "GET"), "hello\n");
     }
     assert_eq!(ask(port, "quit"), "bye\n");
-    finish(child);
+    finished_ok(child);
     let p = profile::load(&prof);
     let main = profile::role(&p, "main");
     let serving = profile::syscalls(profile::phase(main, "serving"));
@@ -89,7 +70,7 @@ fn startup_only_call_is_denied_once_serving() {
     assert_eq!(ask(port, "GET"), "hello\n");
     assert_eq!(ask(port, "socket"), "socket: ok\n");
     assert_eq!(ask(port, "quit"), "bye\n");
-    finish(child);
+    finished_ok(child);
 
     // Phase-aware: denied once serving, and the server keeps serving.
     let port = free_port();
@@ -108,7 +89,7 @@ fn startup_only_call_is_denied_once_serving() {
         assert_eq!(ask(port, "GET"), "hello\n");
     }
     assert_eq!(ask(port, "quit"), "bye\n");
-    let stderr = finish(child);
+    let stderr = finished_ok(child);
     assert!(
         // Named with its arguments: the socket the server made while starting.
         stderr

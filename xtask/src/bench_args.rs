@@ -8,37 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use phasebox_tests::{TempDir, attack, nginx::Nginx, nginx::free_port, redis};
+use phasebox_tests::{TempDir, attack, nginx::free_port, redis};
+
+use crate::measure::phasebox;
 
 pub const BEGIN: &str = "<!-- bench:args:begin -->";
 pub const END: &str = "<!-- bench:args:end -->";
-
-/// `phasebox ARGS…`, which must succeed.
-fn phasebox(bin: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(bin).args(args).stdin(Stdio::null()).output()?;
-    if !out.status.success() {
-        bail!(
-            "phasebox {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// nginx (2 workers) learned through its operations.
-fn learn_nginx(bin: &Path, prof: &Path) -> anyhow::Result<()> {
-    let b = bin.to_str().context("UTF-8 path")?;
-    let p = prof.to_str().context("UTF-8 path")?;
-    let mut nginx = Nginx::start_with(
-        2,
-        &[b, "run", "-q", "--phases", "nginx", "--profile", p, "--"],
-    );
-    nginx.operate(2);
-    if !nginx.quit().success() {
-        bail!("nginx under phasebox run failed: {}", nginx.error_log());
-    }
-    Ok(())
-}
 
 /// redis learned with automatic phases through 20,000 requests of redis-benchmark.
 fn learn_redis(bin: &Path, prof: &Path, dir: &Path) -> anyhow::Result<()> {
@@ -112,7 +87,7 @@ fn both(
         args.extend_from_slice(select);
         args.extend_from_slice(extra);
         args.extend_from_slice(&["-o", path.to_str().context("UTF-8 path")?]);
-        phasebox(bin, &args)?;
+        phasebox(bin, &args, false)?;
         out.push(attack::through(&path));
     }
     let args = out.pop().context("two exports")?;
@@ -128,18 +103,13 @@ pub fn run(bin: &Path) -> anyhow::Result<String> {
         dir.path("redis.profile.json"),
         dir.path("pwd.profile.json"),
     );
-    learn_nginx(bin, &nginx)?;
+    phasebox_tests::nginx::learn_through_operations(bin, &nginx, 2);
     learn_redis(bin, &redis_prof, &dir.0)?;
+    let pwd_path = pwd.to_str().context("UTF-8 path")?;
     phasebox(
         bin,
-        &[
-            "run",
-            "-q",
-            "--profile",
-            pwd.to_str().unwrap_or(""),
-            "--",
-            "/bin/pwd",
-        ],
+        &["run", "-q", "--profile", pwd_path, "--", "/bin/pwd"],
+        false,
     )?;
     let redis_phase = phase_of(&redis_prof, "main", &["steady", "work"])?;
     let serving = "accepting-and-serving-requests";

@@ -1,5 +1,6 @@
 //! What the benchmark sections share: their settings, medians, wrk, a tracer attached to nginx
-//! for one measurement, and readings of a process (peak RSS of a command, RSS, a scrape).
+//! for one measurement, readings of a process (peak RSS of a command, RSS, a scrape), and a
+//! phasebox command run to its end.
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -209,4 +210,18 @@ pub fn load() -> String {
         .ok()
         .and_then(|l| l.split_whitespace().next().map(String::from))
         .unwrap_or_else(|| "?".into())
+}
+
+/// Runs phasebox; its stderr. Fails unless `may_fail`.
+pub fn phasebox(bin: &Path, args: &[&str], may_fail: bool) -> anyhow::Result<(bool, String)> {
+    let out = Command::new(bin)
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .with_context(|| format!("cannot run phasebox {args:?}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() && !may_fail {
+        bail!("phasebox {args:?} failed: {stderr}");
+    }
+    Ok((out.status.success(), stderr))
 }

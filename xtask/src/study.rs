@@ -6,13 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use phasebox_tests::nginx::Nginx;
 use serde_json::Value;
 
-use crate::measure::median;
+use crate::measure::{median, phasebox};
 use crate::study_page::{Perf, Stat, answers, render};
 use crate::util;
 
@@ -57,20 +56,6 @@ fn profile_names(p: &Value, role: Option<&str>) -> BTreeSet<String> {
         }
     }
     out
-}
-
-/// Runs phasebox; its stderr. Fails unless `may_fail`.
-fn phasebox(bin: &Path, args: &[&str], may_fail: bool) -> anyhow::Result<(bool, String)> {
-    let out = Command::new(bin)
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .with_context(|| format!("cannot run phasebox {args:?}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() && !may_fail {
-        bail!("phasebox {args:?} failed: {stderr}");
-    }
-    Ok((out.status.success(), stderr))
 }
 
 fn s(p: &Path) -> &str {

@@ -27,7 +27,6 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Denial {
     pub pid: u32,
-    pub name: String,
     /// The call with its recorded arguments (`openat(O_WRONLY|O_CREAT)`), or its name.
     pub call: String,
     /// Seconds since the supervisor started.
@@ -65,11 +64,9 @@ pub fn supervise(
             let resp = match decide(req.pid, nr, &req.data.args) {
                 Verdict::Allow => ScmpNotifResp::new_continue(req.id, ScmpNotifRespFlags::empty()),
                 verdict => {
-                    let name = sysnames::name(nr).into_owned();
                     denials.push(Denial {
                         pid: req.pid,
-                        call: call_args::describe_raw(&name, &req.data.args),
-                        name,
+                        call: call_args::describe_raw(&sysnames::name(nr), &req.data.args),
                         after_s: start.elapsed().as_secs_f64(),
                     });
                     let errno = match verdict {

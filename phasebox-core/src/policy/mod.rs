@@ -74,6 +74,15 @@ pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((it.next()?, it.next()?))
 }
 
+/// Whether Docker adds an OCI rule with `includes`/`excludes` for a container with its default
+/// capabilities on this architecture and kernel `release` (every included capability held,
+/// the architecture included, the kernel at least `includes.minKernel`; no excluded
+/// capability held, the architecture not excluded, the kernel below `excludes.minKernel`).
+pub fn applies_by_default(rule: &Value, release: &str) -> bool {
+    let kernel = kernel_version(release).unwrap_or_default();
+    Ctx { kernel }.applies(rule)
+}
+
 /// What a policy is read for: the kernel release decides OCI `minKernel` rules.
 struct Ctx {
     kernel: (u32, u32),
@@ -138,6 +147,11 @@ impl Ctx {
             return false;
         }
         if !exc["caps"].is_null() && any_default_cap(&exc["caps"]) {
+            return false;
+        }
+        if let Some(min) = exc["minKernel"].as_str()
+            && self.kernel >= kernel_version(min).unwrap_or_default()
+        {
             return false;
         }
         true

@@ -133,8 +133,8 @@ pub fn read_back(p: &OciProfile) -> (BTreeSet<String>, Restrictions) {
 pub fn union<'a>(
     policies: impl IntoIterator<Item = &'a (BTreeSet<String>, Restrictions)>,
 ) -> Restrictions {
-    let mut open = BTreeSet::new();
-    let mut some: BTreeMap<&str, BTreeSet<Values>> = BTreeMap::new();
+    let mut open: BTreeSet<&String> = BTreeSet::new();
+    let mut some: BTreeMap<&String, BTreeSet<Values>> = BTreeMap::new();
     for (names, r) in policies {
         open.extend(names.iter().filter(|n| !r.contains_key(*n)));
         for (name, sets) in r {
@@ -142,8 +142,8 @@ pub fn union<'a>(
         }
     }
     some.into_iter()
-        .filter(|(n, _)| !open.contains(&n.to_string()))
-        .map(|(n, s)| (n.to_string(), s.into_iter().collect()))
+        .filter(|(n, _)| !open.contains(n))
+        .map(|(n, s)| (n.clone(), s.into_iter().collect()))
         .collect()
 }
 
