@@ -80,6 +80,11 @@ static PB_ARG_SPECS: Array<ArgSpec> = Array::with_max_entries(MAX_SYSCALLS, 0);
 #[map]
 static PB_ARGS_SEEN: LruHashMap<ArgsKey, u8> = LruHashMap::with_max_entries(16384, 0);
 
+/// Per CPU and syscall, the argument combination (with its process and segment) this CPU
+/// last found sent: a call repeating it (a loop of the same call) skips the hash lookup.
+#[map]
+static PB_ARGS_LAST: PerCpuArray<ArgsKey> = PerCpuArray::with_max_entries(MAX_SYSCALLS, 0);
+
 /// Marker sets: `set * MAX_SYSCALLS + nr` → 1 when a call of `nr` may start a later phase for
 /// a process using that set (slot FORK_MARKER_SLOT: forks may). Set 0 holds every marker.
 #[map]
@@ -708,12 +713,35 @@ fn new_args(key: &CountKey, values: [u64; ARG_SLOTS]) -> bool {
         nr: key.nr,
         values,
     };
-    // SAFETY: a map value read for this run; only its presence is used.
-    if unsafe { PB_ARGS_SEEN.get(seen) }.is_some() {
-        return false;
+    let last = PB_ARGS_LAST.get_ptr_mut(key.nr);
+    if let Some(last) = last {
+        // SAFETY: this CPU's slot; nothing else writes it while this program runs here.
+        if same_args(unsafe { &*last }, &seen) {
+            return false;
+        }
     }
-    let _ = PB_ARGS_SEEN.insert(seen, 1u8, 0);
-    true
+    // SAFETY: a map value read for this run; only its presence is used.
+    let new = unsafe { PB_ARGS_SEEN.get(seen) }.is_none();
+    if new {
+        let _ = PB_ARGS_SEEN.insert(seen, 1u8, 0);
+    }
+    if let Some(last) = last {
+        // SAFETY: as above.
+        unsafe { *last = seen };
+    }
+    new
+}
+
+/// Field by field (the BPF target has no memcmp).
+#[inline(always)]
+fn same_args(a: &ArgsKey, b: &ArgsKey) -> bool {
+    a.tgid == b.tgid
+        && a.instance == b.instance
+        && a.seg == b.seg
+        && a.nr == b.nr
+        && a.values[0] == b.values[0]
+        && a.values[1] == b.values[1]
+        && a.values[2] == b.values[2]
 }
 
 /// Sends a call's recorded arguments.

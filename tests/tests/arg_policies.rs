@@ -73,6 +73,28 @@ fn nginx_serves_under_its_argument_level_profiles_and_the_probe_gets_less_throug
     export(&prof, &select, &args);
     assert!(read_json(&names).to_string().contains("openat"));
     assert!(!read_json(&names).to_string().contains("SCMP_CMP_MASKED_EQ"));
+    // `compare` tells the two apart, and so does the profile read as a policy.
+    let out = phasebox_ok(&[
+        "compare",
+        prof.to_str().unwrap(),
+        names.to_str().unwrap(),
+        args.to_str().unwrap(),
+        prof.to_str().unwrap(),
+        "--role",
+        "worker",
+        "--phase",
+        SERVING,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let restricted: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("allowed only with some arguments: "))
+        .collect();
+    assert_eq!(restricted.len(), 3, "{text}");
+    assert_eq!(restricted[0], "-", "{text}");
+    for r in &restricted[1..] {
+        assert!(r.split(' ').any(|c| c == "openat"), "{text}");
+    }
     let docker = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/docker-default-seccomp.json");
     let (by_names, by_args, by_docker) = (
         attack::through(&names),

@@ -417,8 +417,11 @@ fn recorded_arguments(bin: &Path, rounds: usize, calls: u64, dir: &Path) -> anyh
     let mut m: Vec<f64> = traced.iter_mut().map(|v| median(v)).collect();
     let (with, without) = (m.remove(0), m.remove(0));
     Ok(format!(
-        "
-A call whose arguments the agent records (a pinned `fcntl(0, F_GETFD)` loop,          untraced median {:.1} ns per call, {rounds} rounds alternated as above): the agent          adds {with:+.1} ns per call, the agent with `--no-args` {without:+.1} ns: recording          the arguments (reading three registers, one lookup of the combinations already sent)          costs {:+.1} ns on such a call. Calls outside the set pay nothing for it (the          getppid rows `agent` and `agent --no-args` above).\n",
+        "\nA call whose arguments the agent records (a pinned `fcntl(0, F_GETFD)` loop, \
+         untraced median {:.1} ns per call, {rounds} rounds alternated as above): the agent \
+         adds {with:+.1} ns per call, the agent with `--no-args` {without:+.1} ns: recording \
+         the arguments costs {:+.1} ns on such a call. Calls outside the set pay nothing for it \
+         (the getppid rows `agent` and `agent --no-args` above).\n",
         median(&mut untraced),
         with - without
     ))

@@ -11,7 +11,11 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{profile::Profile, seccomp::action::Action, sysnames};
+use crate::{
+    profile::Profile,
+    seccomp::{action::Action, arg_rules::restrictions},
+    sysnames,
+};
 
 pub use error::{ActionPlace, PolicyError, PolicyProblem};
 
@@ -336,8 +340,15 @@ impl Policy {
             let name = path
                 .file_name()
                 .map_or(origin.clone(), |n| n.to_string_lossy().into_owned());
+            // What an export of these phases restricts by arguments.
+            let every_phase: Vec<_> = roles
+                .iter()
+                .map(|r| (*r, (0..r.phases.len()).collect()))
+                .collect();
+            let conditional = restrictions(&every_phase, &allowed).into_keys().collect();
             return Ok(Policy {
                 name,
+                conditional,
                 ..Policy::allowing("phasebox profile (union of phases)", allowed)
             });
         }

@@ -26,6 +26,9 @@ pub struct Row {
     pub missing: Vec<String>,
     /// Security-critical syscalls the policy allows.
     pub critical_allowed: Vec<String>,
+    /// Allowed calls the policy narrows by their arguments (OCI `args` conditions, a
+    /// phasebox profile's learned arguments).
+    pub restricted: Vec<String>,
     /// Share of the architecture's syscall table the policy denies.
     pub surface_removed: f64,
     /// Names the policy allows that are not syscalls of this architecture (left out).
@@ -171,6 +174,11 @@ fn policy_rows(pol: &Policy, targets: &[Target], table: &BTreeSet<String>) -> Ve
                 .cloned()
                 .collect(),
             critical_allowed: critical_allowed.clone(),
+            restricted: allowed
+                .iter()
+                .filter(|n| pol.conditional.contains(**n))
+                .map(|n| n.to_string())
+                .collect(),
             surface_removed: 1.0 - allowed.len() as f64 / table.len() as f64,
             not_syscalls: pol.not_syscalls.iter().cloned().collect(),
         })
@@ -197,6 +205,11 @@ pub fn render(c: &Comparison) -> String {
                 out,
                 "  critical syscalls still allowed: {}",
                 list(&r.critical_allowed)
+            );
+            let _ = writeln!(
+                out,
+                "  allowed only with some arguments: {}",
+                list(&r.restricted)
             );
             if !r.not_syscalls.is_empty() {
                 // The names come from a file and could hold terminal controls.
@@ -306,5 +319,21 @@ mod tests {
             e.contains("no selected role of the profile has a phase nope"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn calls_allowed_only_with_some_arguments_are_named() {
+        let prof = sample(&[("worker", &[("serving", &["socket", "read"])])]);
+        let mut pol = policy(&["socket", "read", "ptrace"]);
+        pol.conditional = ["socket".to_string(), "ptrace".into(), "no_such_call".into()].into();
+        let c = compare(&prof, &[pol], Some("worker"), Some("serving")).unwrap();
+        assert_eq!(c.rows[0].restricted, ["ptrace", "socket"]);
+        let text = render(&c);
+        assert!(
+            text.contains("allowed only with some arguments: ptrace socket"),
+            "{text}"
+        );
+        let none = compare(&prof, &[policy(&["read"])], None, None).unwrap();
+        assert!(render(&none).contains("allowed only with some arguments: -"));
     }
 }

@@ -232,6 +232,19 @@ impl Phase {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.syscalls.keys().map(String::as_str)
     }
+
+    /// Its calls restricted to the arguments seen, each combination as it reads
+    /// (`openat(O_RDONLY)`), a call's combinations together.
+    pub fn argument_restrictions(&self) -> Vec<String> {
+        self.syscalls
+            .iter()
+            .filter_map(|(n, u)| {
+                let sets = u.args.as_ref()?;
+                let calls: Vec<String> = sets.iter().map(|v| call_args::describe(n, v)).collect();
+                Some(calls.join(" "))
+            })
+            .collect()
+    }
 }
 
 impl Role {

@@ -2,7 +2,7 @@
 use std::fmt::Write as _;
 
 use super::{Profile, Role};
-use crate::{call_args, display};
+use crate::display;
 
 /// An errno by name (`ENOSYS`), or its number when the table has none.
 pub fn errno_name(errno: u32) -> String {
@@ -92,15 +92,7 @@ fn role_table(out: &mut String, role: &Role) {
             calls.len(),
             display::join(&calls, ", ")
         );
-        let restricted: Vec<String> = ph
-            .syscalls
-            .iter()
-            .filter_map(|(n, u)| {
-                let sets = u.args.as_ref()?;
-                let calls: Vec<String> = sets.iter().map(|v| call_args::describe(n, v)).collect();
-                Some(calls.join(" "))
-            })
-            .collect();
+        let restricted = ph.argument_restrictions();
         if !restricted.is_empty() {
             let _ = writeln!(
                 out,

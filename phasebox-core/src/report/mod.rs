@@ -165,20 +165,21 @@ fn role_section(h: &mut String, role: &Role) -> Result<(), TimelineError> {
     }
     h.push_str(
         "<table class=\"phase-table\"><tr><th>order</th><th>phase</th><th>from (ms)</th>\
-         <th>to (ms)</th><th>syscalls</th><th>system calls</th></tr>\n",
+         <th>to (ms)</th><th>syscalls</th><th>system calls</th><th>arguments</th></tr>\n",
     );
     for (k, ph) in role.phases.iter().enumerate() {
         let names: Vec<String> = ph.names().map(esc).collect();
         let _ = writeln!(
             h,
             "<tr><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td><td class=\"calls\">{}</td></tr>",
+             <td class=\"n\">{}</td><td class=\"calls\">{}</td><td class=\"calls\">{}</td></tr>",
             k + 1,
             esc(&ph.name),
             ms(ph.start_ns),
             ms(ph.end_ns),
             names.len(),
-            names.join(", ")
+            names.join(", "),
+            esc(&ph.argument_restrictions().join("; "))
         );
     }
     h.push_str("</table>\n");
@@ -231,7 +232,8 @@ fn comparison_section(h: &mut String, c: &Comparison) {
          used, not allowed (the program would break). Critical: security-critical syscalls the \
          policy allows.</p>\n<table class=\"comparison\"><tr><th>policy</th><th>role</th>\
          <th>phase</th><th>allowed</th><th>used</th><th>over-approximation</th><th>missing</th>\
-         <th>critical allowed</th><th>surface removed</th></tr>\n",
+         <th>critical allowed</th><th>allowed only with some arguments</th>\
+         <th>surface removed</th></tr>\n",
         c.table_size,
         esc(&c.arch)
     );
@@ -245,7 +247,8 @@ fn comparison_section(h: &mut String, c: &Comparison) {
             h,
             "<tr><td>{} <span class=\"note\">({})</span></td><td>{}</td><td>{phase}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"calls\">{}</td><td class=\"calls\" title=\"{}\">{}</td><td class=\"n\">{:.1}%</td></tr>",
+             <td class=\"calls\">{}</td><td class=\"calls\" title=\"{}\">{}</td>\
+             <td class=\"calls\">{}</td><td class=\"n\">{:.1}%</td></tr>",
             esc(&r.policy),
             esc(&r.format),
             esc(&r.role),
@@ -255,6 +258,7 @@ fn comparison_section(h: &mut String, c: &Comparison) {
             esc(&r.missing.join(" ")),
             esc(&r.critical_allowed.join(" ")),
             r.critical_allowed.len(),
+            esc(&r.restricted.join(" ")),
             r.surface_removed * 100.0
         );
     }
@@ -403,5 +407,46 @@ mod tests {
         assert_eq!(h.matches(told).count(), 1, "{h}");
         assert!(h.contains("left out: &lt;script&gt; nope</p>"), "{h}");
         assert!(!h.contains("<script"));
+    }
+
+    #[test]
+    fn argument_restrictions_show_in_the_phase_table_and_the_comparison() {
+        let mut p = crate::profile::tests::sample(&[("worker", &[("serving", &["openat"])])]);
+        p.roles[0].phases[0]
+            .syscalls
+            .get_mut("openat")
+            .unwrap()
+            .args = Some(vec![[0, 0, 0]]);
+        let pol = crate::policy::Policy::parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["openat"],"action":"SCMP_ACT_ALLOW","args":[
+                    {"index":2,"value":4194371,"valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
+            "args.json",
+            "6.1",
+        )
+        .unwrap();
+        let comparison = crate::policy::report::compare(&p, &[pol], None, None).unwrap();
+        let page = Page {
+            title: "t".into(),
+            profiles: vec![("a".into(), &p)],
+            coverage: None,
+            comparison: Some(comparison),
+            reviews: Vec::new(),
+        };
+        let h = html(&page).unwrap();
+        assert!(
+            h.contains(
+                "<td class=\"calls\">openat</td><td class=\"calls\">openat(O_RDONLY)</td></tr>"
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains("<th>allowed only with some arguments</th>"),
+            "{h}"
+        );
+        assert!(
+            h.contains("<td class=\"calls\">openat</td><td class=\"n\">"),
+            "{h}"
+        );
     }
 }
