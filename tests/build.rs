@@ -3,6 +3,8 @@ use std::{env, path::PathBuf, process::Command};
 
 /// libseccomp-dev's header.
 const SECCOMP_HEADER: &str = "/usr/include/seccomp.h";
+/// What dpkg rewrites whenever a package is installed.
+const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
@@ -20,9 +22,14 @@ fn main() {
     // These link libseccomp (Debian's libseccomp-dev, which `cargo xtask setup` installs). The
     // xtask binary that installs it depends on this crate, so on a fresh machine this runs
     // before the library is there: the programs are left out then (the tests that run them say
-    // why), and the header's appearance reruns this script.
+    // why) until the package is installed. The header's own modification time is the package's
+    // (older than this build), so its appearance alone would not rerun this script: while it is
+    // missing, dpkg's status file (rewritten by every installation) reruns it.
     println!("cargo:rerun-if-changed={SECCOMP_HEADER}");
     let have_seccomp = std::path::Path::new(SECCOMP_HEADER).exists();
+    if !have_seccomp {
+        println!("cargo:rerun-if-changed={DPKG_STATUS}");
+    }
     for name in ["seccomp_wrap", "attack_probe"] {
         let src = format!("fixtures/{name}.c");
         println!("cargo:rerun-if-changed={src}");

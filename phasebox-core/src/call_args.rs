@@ -43,8 +43,9 @@ pub struct CallArgs {
     pub syscall: &'static str,
     pub args: &'static [Arg],
     /// Combinations every phase that may make the call allows, learned or not: calls the
-    /// allocator makes whenever its state says so (memory that is not executable), as
-    /// `call_classes::STATE_DEPENDENT` does for the names.
+    /// allocator makes whenever its state says so (memory that is not executable), and those
+    /// that depend on the clients and descriptors a program is handed (a descriptor's flags,
+    /// per-connection socket options), as `call_classes::STATE_DEPENDENT` does for the names.
     pub always: &'static [Values],
     /// Why these arguments.
     pub why: &'static str,
@@ -211,7 +212,10 @@ const TCP_OPTS: &[(u64, &str)] = &[
     (1, "TCP_NODELAY"),
     (3, "TCP_CORK"),
     (4, "TCP_KEEPIDLE"),
+    (5, "TCP_KEEPINTVL"),
+    (6, "TCP_KEEPCNT"),
     (9, "TCP_DEFER_ACCEPT"),
+    (11, "TCP_INFO"),
     (23, "TCP_FASTOPEN"),
 ];
 const IP_OPTS: &[(u64, &str)] = &[(19, "IP_TRANSPARENT"), (21, "IP_RECVORIGDSTADDR")];
@@ -250,6 +254,47 @@ const SOCKOPT_ARGS: &[Arg] = &[
 ];
 /// Memory that is not executable: the allocator's.
 const NOT_EXEC: &[Values] = &[[0, 0, 0], [0, 0, PROT_WRITE]];
+/// Socket options a server sets or reads per connection, depending on its clients
+/// (keep-alive turns TCP_NODELAY on in nginx, an upstream's connect reads SO_ERROR): a run
+/// that learned from other clients would otherwise break on them. Filters, transparent
+/// proxying and the rest stay as learned.
+const CONNECTION_OPTS: &[Values] = &[
+    [0, 1, 2],   // SO_REUSEADDR
+    [0, 1, 3],   // SO_TYPE
+    [0, 1, 4],   // SO_ERROR
+    [0, 1, 7],   // SO_SNDBUF
+    [0, 1, 8],   // SO_RCVBUF
+    [0, 1, 9],   // SO_KEEPALIVE
+    [0, 1, 13],  // SO_LINGER
+    [0, 6, 1],   // TCP_NODELAY
+    [0, 6, 3],   // TCP_CORK
+    [0, 6, 4],   // TCP_KEEPIDLE
+    [0, 6, 5],   // TCP_KEEPINTVL
+    [0, 6, 6],   // TCP_KEEPCNT
+    [0, 6, 11],  // TCP_INFO
+    [0, 41, 26], // IPV6_V6ONLY
+];
+/// What a descriptor's flags are (close-on-exec, non-blocking) and its duplicates: what
+/// libraries do on any descriptor they are handed. Signals, leases and locks stay as learned.
+const DESCRIPTOR_FCNTLS: &[Values] = &[
+    [0, 0, 0],    // F_DUPFD
+    [0, 1, 0],    // F_GETFD
+    [0, 2, 0],    // F_SETFD
+    [0, 3, 0],    // F_GETFL
+    [0, 4, 0],    // F_SETFL
+    [0, 1030, 0], // F_DUPFD_CLOEXEC
+];
+/// Requests libraries make on any descriptor: non-blocking, close-on-exec, bytes to read,
+/// and whether it is a terminal (isatty's TCGETS, the window size). Terminal input and the
+/// rest stay as learned.
+const DESCRIPTOR_IOCTLS: &[Values] = &[
+    [0, 0x5401, 0], // TCGETS
+    [0, 0x5413, 0], // TIOCGWINSZ
+    [0, 0x541b, 0], // FIONREAD
+    [0, 0x5421, 0], // FIONBIO
+    [0, 0x5450, 0], // FIONCLEX
+    [0, 0x5451, 0], // FIOCLEX
+];
 
 const fn call(
     syscall: &'static str,
@@ -317,13 +362,13 @@ pub const CALLS: &[CallArgs] = &[
     call(
         "ioctl",
         &[arg(1, "request", U32, Decode::Enum(IOCTLS))],
-        &[],
+        DESCRIPTOR_IOCTLS,
         "the request (TIOCSTI injects terminal input)",
     ),
     call(
         "fcntl",
         &[arg(1, "cmd", U32, Decode::Enum(FCNTLS))],
-        &[],
+        DESCRIPTOR_FCNTLS,
         "the command",
     ),
     call(
@@ -335,10 +380,10 @@ pub const CALLS: &[CallArgs] = &[
     call(
         "setsockopt",
         SOCKOPT_ARGS,
-        &[],
+        CONNECTION_OPTS,
         "the option (filters, transparent proxying)",
     ),
-    call("getsockopt", SOCKOPT_ARGS, &[], "as setsockopt"),
+    call("getsockopt", SOCKOPT_ARGS, CONNECTION_OPTS, "as setsockopt"),
     call(
         "personality",
         &[arg(0, "persona", U32, Decode::Flags(PERSONAS))],

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::TempDir;
+use crate::{TempDir, engine::Engine};
 
 /// Debian's docker.io client. Named explicitly: another `docker` earlier on PATH may be a
 /// client of another version.
@@ -105,61 +105,28 @@ impl Dockerd {
 
     /// `docker ARGS` against this daemon, output captured.
     pub fn docker(&self, args: &[&str]) -> Output {
-        self.command()
-            .args(args)
-            .output()
-            .expect("the docker client runs")
+        self.cli(args)
     }
 
     /// `docker ARGS`, which must succeed; returns its standard output, trimmed.
     pub fn docker_ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.cli_ok(args)
     }
 
     /// Imports the directory `root` as image `tag` (`docker import`), with Dockerfile-style
     /// `changes` such as `ENTRYPOINT ["/init"]`.
     pub fn import(&self, root: &Path, tag: &str, changes: &[&str]) {
-        let tar = self
-            .dir
-            .path(&format!("import-{}.tar", tag.replace([':', '/'], "-")));
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("tar runs");
-        assert!(st.success(), "tar of {} failed", root.display());
-        let mut args = vec!["import"];
-        for c in changes {
-            args.extend(["-c", c]);
-        }
-        let tar = tar.to_str().expect("UTF-8 path");
-        args.extend([tar, tag]);
-        self.docker_ok(&args);
+        Engine::import(self, root, tag, changes)
     }
 
-    /// A one-file image `tag` whose entrypoint is the static `tiny_init` test program
-    /// (`cgroup` prints its /proc/self/cgroup, `wait` waits for SIGTERM).
+    /// A one-file image `tag` whose entrypoint is the static `tiny_init` test program.
     pub fn import_tiny(&self, tag: &str) {
-        let root = self.dir.path("tiny-root");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::copy(crate::fixture("tiny_init"), root.join("init")).unwrap();
-        self.import(&root, tag, &[r#"ENTRYPOINT ["/init"]"#]);
+        Engine::import_tiny(self, tag)
     }
 
     /// The host pid of a running container's first process.
     pub fn container_pid(&self, id: &str) -> u32 {
-        let pid = self.docker_ok(&["inspect", "-f", "{{.State.Pid}}", id]);
-        pid.parse()
-            .unwrap_or_else(|_| panic!("no pid for container {id}: {pid:?}"))
+        Engine::container_pid(self, id)
     }
 
     fn remove_containers(&self) {
@@ -222,7 +189,7 @@ fn kill_leftovers(dir: &Path) {
 }
 
 /// Every process's pid and parent pid, from /proc.
-fn processes() -> Vec<(u32, u32)> {
+pub fn processes() -> Vec<(u32, u32)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -257,6 +224,20 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     out.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     out.dedup();
     out
+}
+
+impl Engine for Dockerd {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn command(&self) -> Command {
+        Dockerd::command(self)
+    }
+
+    fn scratch(&self) -> &Path {
+        self.dir()
+    }
 }
 
 impl Drop for Dockerd {

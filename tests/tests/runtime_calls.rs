@@ -15,7 +15,14 @@ use phasebox_core::{
     seccomp::runtimes::{Runtime, RuntimeCalls},
     sysnames,
 };
-use phasebox_tests::{TempDir, docker::Dockerd, fixture, metrics::eventually};
+use phasebox_tests::{
+    TempDir,
+    docker::Dockerd,
+    engine::Engine,
+    fixture,
+    metrics::eventually,
+    podman::{Podman, ULIMITS},
+};
 
 /// The program every measured container runs (the static `tiny_init`).
 const PROGRAM: &str = "/init";
@@ -269,5 +276,42 @@ fn containerd_ctr_run_calls_within_the_containerd_data() {
             "run"
         };
         within_data(Runtime::Containerd, path, &found[0]);
+    }
+}
+
+#[test]
+fn podman_run_and_exec_call_within_the_podman_data() {
+    let p = Podman::new();
+    p.import_tiny("phasebox-test/tiny:runtime");
+    let dir = TempDir::new("runtime-podman");
+    let seccomp = format!("seccomp={}", log_all(&dir));
+    for nnp in [false, true] {
+        let name = format!("measured-{nnp}");
+        let mut run = vec!["run", "-d", "--name", &name, "--network", "none"];
+        run.extend(ULIMITS);
+        run.extend(["--security-opt", &seccomp]);
+        if nnp {
+            run.extend(["--security-opt", "no-new-privileges"]);
+        }
+        run.extend(["phasebox-test/tiny:runtime", "wait"]);
+        let mut log = KernelLog::open();
+        p.cli_ok(&run);
+        let out = p.cli_ok(&["exec", &name, PROGRAM, "cgroup"]);
+        assert!(
+            out.contains("libpod"),
+            "the exec ran in the container: {out}"
+        );
+        let found = measured(&mut log, 2);
+        assert_eq!(found.len(), 2, "one run and one exec: {found:?}");
+        let suffix = if nnp { "-no-new-privileges" } else { "" };
+        within_data(Runtime::Podman, &format!("run{suffix}"), &found[0]);
+        within_data(Runtime::Podman, &format!("exec{suffix}"), &found[1]);
+        if !nnp {
+            // Without no_new_privileges runc installs the filter before dropping capabilities.
+            for n in ["capget", "capset"] {
+                assert!(found[0].contains(n), "{n} not seen: {:?}", found[0]);
+            }
+        }
+        p.cli_ok(&["rm", "-f", "-t", "0", &name]);
     }
 }

@@ -10,14 +10,15 @@ use crate::profile::Role;
 
 /// Rules a call may take before it is allowed with any arguments instead: a policy stays
 /// small enough to read and to compile.
-pub const MAX_RULES: usize = 16;
+pub const MAX_RULES: usize = 32;
 
 /// Allowed calls whose arguments are restricted, with the combinations they may use.
 pub type Restrictions = BTreeMap<String, Vec<Values>>;
 
 /// What the selected phases of `roles` allow each call of `allow` that phasebox records
 /// arguments of: the combinations the phases used, and the ones a call of its class may
-/// always use (memory that is not executable). A call is left out (any arguments) when a
+/// always use (memory that is not executable, a descriptor's flags, the socket options a
+/// server sets per connection). A call is left out (any arguments) when a
 /// phase made it without recorded arguments (a profile of an older phasebox, or more
 /// combinations than a profile keeps), when more than MAX_RULES combinations would be
 /// needed, or when no selected phase made it and it has no class (it was added by name: a
