@@ -7,16 +7,33 @@ use syscalls::{Errno, Sysno};
 /// The architecture name used in profiles, trace files and seccomp exports.
 pub const ARCH: &str = std::env::consts::ARCH;
 
+/// Calls the `syscalls` crate names otherwise than the kernel (`__NR_newfstatat`), strace
+/// and libseccomp do: (the crate's name, the kernel's). Seen on an arm64 kernel: a profile
+/// naming `fstatat` is refused by libseccomp.
+#[cfg(target_arch = "aarch64")]
+const RENAMED: &[(&str, &str)] = &[("fstatat", "newfstatat")];
+#[cfg(not(target_arch = "aarch64"))]
+const RENAMED: &[(&str, &str)] = &[];
+
 /// The name of syscall `nr`, or `syscall_<nr>` for a number the table does not know.
 pub fn name(nr: u32) -> Cow<'static, str> {
     match Sysno::new(nr as usize) {
-        Some(s) => Cow::Borrowed(s.name()),
+        Some(s) => Cow::Borrowed(
+            RENAMED
+                .iter()
+                .find(|(ours, _)| *ours == s.name())
+                .map_or(s.name(), |(_, kernel)| kernel),
+        ),
         None => Cow::Owned(format!("syscall_{nr}")),
     }
 }
 
 /// The number of the syscall called `name` on this architecture.
 pub fn number(name: &str) -> Option<u32> {
+    let name = RENAMED
+        .iter()
+        .find(|(_, kernel)| *kernel == name)
+        .map_or(name, |(ours, _)| ours);
     name.parse::<Sysno>().ok().map(|s| s.id() as u32)
 }
 

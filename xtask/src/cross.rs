@@ -1,8 +1,9 @@
 //! `cargo xtask test`'s aarch64 step: cross-builds the release binary (its build script builds
 //! the kernel object for that target too) with Debian's cross compiler and arm64 libseccomp,
 //! then runs the result under qemu-user: it starts, and it names syscall numbers from the
-//! aarch64 table. Loading its kernel programs needs an aarch64 kernel, which this machine does
-//! not have (user-mode emulation runs on the x86_64 kernel); nor can libtest's threaded unit
+//! aarch64 table. Loading its kernel programs needs an aarch64 kernel, which user-mode
+//! emulation does not give (it runs on the x86_64 kernel): the kernel matrix (`vm/`) boots
+//! Debian's arm64 kernel under qemu-system-aarch64 for that. Nor can libtest's threaded unit
 //! tests run under Debian 12's qemu-user here (it hangs creating a thread), so the check uses
 //! the single-threaded CLI.
 use std::path::Path;

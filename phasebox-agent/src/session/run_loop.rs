@@ -44,7 +44,6 @@ impl Session {
         let mut stop = std::pin::pin!(stop);
         let mut tick = tokio::time::interval(DRAIN_EVERY);
         let mut last_check = Instant::now();
-        let mut last_sweep = Instant::now();
         loop {
             let wake = tokio::select! {
                 biased;
@@ -63,8 +62,8 @@ impl Session {
                 Wake::Stop(s) => return Ok(s),
                 Wake::Data => {}
                 Wake::Tick => {
-                    if last_sweep.elapsed() >= SWEEP_EVERY {
-                        last_sweep = Instant::now();
+                    if self.last_sweep.elapsed() >= SWEEP_EVERY {
+                        self.last_sweep = Instant::now();
                         self.check_liveness(false);
                     }
                     if end_when_gone && last_check.elapsed() >= LIVENESS_EVERY {
