@@ -10,6 +10,7 @@ pub mod enforce;
 pub mod fdlimit;
 pub mod launch;
 pub mod logging;
+pub mod own_process;
 pub mod probe;
 pub mod procfs;
 pub mod runner;

@@ -94,6 +94,17 @@ pub fn exe(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The command line of `pid`, argument by argument (None: gone, or a kernel thread).
+pub fn cmdline(pid: u32) -> Option<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    (!args.is_empty()).then_some(args)
+}
+
 /// Every process's parent.
 pub fn parents() -> BTreeMap<u32, u32> {
     pids()

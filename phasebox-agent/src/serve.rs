@@ -1,5 +1,7 @@
-//! The agent's HTTP endpoint: /metrics, the latest rendering of the registry, bounded so that
-//! no number of clients can take the agent's descriptors or keep a scrape out.
+//! The agent's HTTP endpoint: /metrics, the latest rendering of the registry, with a landing
+//! page and health endpoints (`routes.rs`), TLS and basic auth from `--web.config.file`
+//! (`web_config.rs`, `auth.rs`), bounded so that no number of clients can take the agent's
+//! descriptors or keep a scrape out.
 //!
 //! It runs on a thread of its own, with a single-threaded runtime of its own: tracing never
 //! waits for it, and a flooded or stuck server cannot slow the drain loop (the two share only
@@ -16,15 +18,20 @@
 //! one that has waited longest for a request gives up its place (`slots.rs`): a scrape sends
 //! its request at once and is answered in the poll that reads it, so idle connections,
 //! however many, never keep it out, and the server holds at most `max_connections` of them.
+//! Under TLS the same holds: the handshake must end within the header timeout, and its bytes
+//! count as the connection's.
+mod auth;
 mod conn;
+mod routes;
 mod slots;
+pub mod web_config;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use phasebox_core::metrics::HttpMetrics;
+use phasebox_core::metrics::{HttpMetrics, SharedPage};
 use phasebox_core::sysnames::describe_io;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
@@ -71,6 +78,7 @@ impl Limits {
 /// A running metrics server; it stops when dropped.
 pub struct Server {
     addr: SocketAddr,
+    tls: bool,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -79,6 +87,12 @@ impl Server {
     /// The address it listens on (with the port the kernel chose for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics' URL, `http://` or `https://`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/metrics", self.addr)
     }
 }
 
@@ -93,13 +107,14 @@ impl Drop for Server {
     }
 }
 
-/// Serves `/metrics` (the latest rendering in `page`) on `addr` within `limits`, on a thread
-/// of its own; `metrics` counts what the server does.
+/// Serves `/metrics` (the latest rendering in `page`) on `addr` within `limits`, with `web`'s
+/// TLS and users, on a thread of its own; `metrics` counts what the server does.
 pub fn start(
     addr: SocketAddr,
     limits: Limits,
-    page: Arc<Mutex<String>>,
+    page: SharedPage,
     metrics: HttpMetrics,
+    web: web_config::WebConfig,
 ) -> anyhow::Result<Server> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -112,8 +127,11 @@ pub fn start(
     .and_then(|l| Ok((l.local_addr()?, l)));
     let (addr, listener) =
         listener.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {}", describe_io(&e)))?;
+    let users = (!web.users.is_empty()).then(|| Arc::new(auth::Users::new(web.users)));
+    let tls = web.tls.is_some();
     let shared = Arc::new(conn::Shared {
-        router: router(page, metrics.requests.clone()),
+        router: routes::router(page, metrics.requests.clone(), users),
+        tls: web.tls.map(tokio_rustls::TlsAcceptor::from),
         slots: Mutex::new(slots::Slots::new(limits.max_connections)),
         limits,
         metrics,
@@ -125,6 +143,7 @@ pub fn start(
         .map_err(|e| anyhow::anyhow!("cannot start the metrics server: {}", describe_io(&e)))?;
     Ok(Server {
         addr,
+        tls,
         stop: Some(stop),
         thread: Some(thread),
     })
@@ -139,19 +158,6 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
-}
-
-/// /metrics: the page as last rendered.
-fn router(page: Arc<Mutex<String>>, requests: prometheus::IntCounter) -> axum::Router {
-    use axum::{http::header, routing::get};
-    axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let body = page.lock().map(|p| p.clone()).unwrap_or_default();
-            requests.inc();
-            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
-        }),
-    )
 }
 
 /// Accepts connections until told to stop (or the server is dropped).

@@ -33,6 +33,7 @@ pub mod names {
     pub const VERDICTS: &str = "PB_VERDICTS";
     pub const SCOPE: &str = "PB_SCOPE";
     pub const ARG_SPECS: &str = "PB_ARG_SPECS";
+    pub const SHOWN: &str = "PB_SHOWN";
     pub const ARGS_SEEN: &str = "PB_ARGS_SEEN";
     pub const CONFIG: &str = "PB_CONFIG";
     pub const MODE: &str = "PB_MODE";
@@ -198,6 +199,9 @@ pub mod mode {
     /// Record the "kind" arguments of the syscalls `PB_ARG_SPECS` names (an `ArgsRecord` per
     /// call in stream mode, per new combination in a process's segment otherwise).
     pub const ARGS: u32 = 32;
+    /// In stream mode, send one record per call only for the syscalls `PB_SHOWN` marks (`-e
+    /// trace=`); the others are counted, and their first uses sent, as in summary mode.
+    pub const SHOWN: u32 = 64;
 }
 
 /// Syscall arguments the kernel programs can record: the first three (every "kind" argument

@@ -1,5 +1,5 @@
-//! Errors about one file, said in one sentence that names it: `cannot read /x: it is a FIFO,
-//! and phasebox reads regular files only`. Every file phasebox reads or writes reports its
+//! Errors about one file, said in one sentence that names it: `cannot read /x: it is a
+//! directory, and phasebox reads pipes and regular files only`. Every file phasebox reads or writes reports its
 //! failures so (`input`, `atomic_file`, trace files, per-phase exports).
 use std::fs::Metadata;
 use std::io;

@@ -1,10 +1,16 @@
 //! Reading the files phasebox is given (profiles, policies, rule files, scenario files, trace
-//! files, manifests): every one goes through here. Only a regular file of a bounded size is
-//! read, so a FIFO never hangs a command and /dev/zero never fills the memory.
+//! files, manifests): every one goes through here. A regular file of a bounded size is read as
+//! it is; a pipe (`-` for standard input, `<(…)`, a FIFO) is read once to its end into an
+//! unnamed temporary file, bounded the same way, which every later read of the same path in
+//! this process reads again (a trace is read twice: footer, then records). Nothing else is read:
+//! /dev/zero never fills the memory, and a FIFO with no writer ends at once.
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::io::{self, Read, Seek};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::file_error::{FileCause, FileError, special_kind};
 
@@ -41,16 +47,31 @@ fn too_large(path: &Path, kind: Kind, size: Option<u64>) -> FileError {
 fn not_regular(path: &Path, what: &'static str) -> FileError {
     let cause = FileCause::NotRegular {
         what,
-        verb: "reads",
+        verb: "reads pipes and",
     };
     FileError::new("read", path, cause)
 }
 
+/// The path that names standard input.
+pub const STDIN: &str = "-";
+
+/// How messages name the file at `path`: "standard input" for `-`.
+pub fn origin(path: &Path) -> String {
+    if path == Path::new(STDIN) {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
 /// Opens `path` for reading: a regular file of at most `kind.max_bytes`, which the reader
-/// never reads past (a file that grows meanwhile is cut there).
+/// never reads past (a file that grows meanwhile is cut there), or a pipe's whole content.
 pub fn open(path: &Path, kind: Kind) -> Result<io::Take<File>, FileError> {
+    if path == Path::new(STDIN) {
+        return spooled(path, kind, stdin);
+    }
     // O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever. It changes
-    // nothing for a regular file, the only kind read on.
+    // nothing for a regular file.
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -63,6 +84,9 @@ pub fn open(path: &Path, kind: Kind) -> Result<io::Take<File>, FileError> {
             }
         })?;
     let meta = file.metadata().map_err(FileError::on("read", path))?;
+    if meta.file_type().is_fifo() {
+        return spooled(path, kind, move || Ok(file));
+    }
     if let Some(what) = special_kind(&meta) {
         return Err(not_regular(path, what));
     }
@@ -70,6 +94,61 @@ pub fn open(path: &Path, kind: Kind) -> Result<io::Take<File>, FileError> {
         return Err(too_large(path, kind, Some(meta.len())));
     }
     Ok(file.take(kind.max_bytes))
+}
+
+/// Standard input, for reading: refused when it is a terminal (nothing was piped in).
+fn stdin() -> Result<File, FileError> {
+    let name = Path::new("standard input");
+    // SAFETY: isatty on the standard input descriptor.
+    if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
+        return Err(not_regular(name, "a terminal"));
+    }
+    let dup = std::os::fd::AsFd::as_fd(&io::stdin())
+        .try_clone_to_owned()
+        .map_err(FileError::on("read", name))?;
+    Ok(File::from(dup))
+}
+
+/// Pipes read so far, by the path that named them: their content in unnamed files.
+static SPOOLED: Mutex<Option<HashMap<PathBuf, File>>> = Mutex::new(None);
+
+/// The content of the pipe `path` (opened by `source` the first time it is asked for), read to
+/// its end into an unnamed temporary file; each call opens that file anew, from its start.
+fn spooled(
+    path: &Path,
+    kind: Kind,
+    source: impl FnOnce() -> Result<File, FileError>,
+) -> Result<io::Take<File>, FileError> {
+    let mut all = SPOOLED.lock().unwrap_or_else(|e| e.into_inner());
+    let all = all.get_or_insert_with(HashMap::new);
+    if !all.contains_key(path) {
+        let copy = spool(path, kind, source()?)?;
+        all.insert(path.to_path_buf(), copy);
+    }
+    let copy = &all[path];
+    // A new open file description: its own offset, from the start.
+    let again = File::open(format!("/proc/self/fd/{}", copy.as_raw_fd()))
+        .map_err(FileError::on("read", path))?;
+    Ok(again.take(kind.max_bytes))
+}
+
+/// Reads `pipe` to its end (blocking: a writer is there, or it ends at once) into an unnamed
+/// temporary file, refusing more than `kind.max_bytes`.
+fn spool(path: &Path, kind: Kind, pipe: File) -> Result<File, FileError> {
+    // SAFETY: fcntl on a descriptor this process owns; clearing O_NONBLOCK.
+    unsafe {
+        let fd = pipe.as_raw_fd();
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+    let mut copy = tempfile::tempfile().map_err(FileError::on("read", path))?;
+    let copied = io::copy(&mut pipe.take(kind.max_bytes + 1), &mut copy)
+        .map_err(FileError::on("read", path))?;
+    if copied > kind.max_bytes {
+        return Err(too_large(path, kind, None));
+    }
+    copy.rewind().map_err(FileError::on("read", path))?;
+    Ok(copy)
 }
 
 /// Reads a whole text file: a regular file of at most `kind.max_bytes`, in UTF-8.
@@ -143,19 +222,18 @@ mod tests {
     }
 
     #[test]
-    fn only_regular_files_are_read() {
+    fn only_regular_files_and_pipes_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
         mkfifo(&fifo);
-        // No writer: without O_NONBLOCK this would wait forever.
-        let e = read_text(&fifo, TEXT).unwrap_err().to_string();
-        assert!(e.contains("it is a FIFO"), "{e}");
+        // No writer: without O_NONBLOCK this would wait forever; it reads as empty.
+        assert_eq!(read_text(&fifo, TEXT).unwrap(), "");
         let e = read_text(Path::new("/dev/zero"), TEXT)
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            "cannot read /dev/zero: it is a character device, and phasebox reads regular files only"
+            "cannot read /dev/zero: it is a character device, and phasebox reads pipes and regular files only"
         );
         let e = read_text(dir.path(), TEXT).unwrap_err().to_string();
         assert!(e.contains("it is a directory"), "{e}");
@@ -201,5 +279,56 @@ mod tests {
         std::fs::write(&path, [0xff, 0xfe]).unwrap();
         let e = read_text(&path, TEXT).unwrap_err().to_string();
         assert!(e.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_pipe_is_read_whole_once_and_again_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut w = OpenOptions::new().write(true).open(&fifo).unwrap();
+                std::io::Write::write_all(&mut w, b"{\"a\": 1}\n").unwrap();
+            })
+        };
+        // The writer may not have opened its end yet: a read before it would end at once.
+        let text = loop {
+            let t = read_text(&fifo, TEXT).unwrap();
+            if !t.is_empty() {
+                break t;
+            }
+            SPOOLED.lock().unwrap().as_mut().unwrap().remove(&fifo);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        writer.join().unwrap();
+        assert_eq!(text, "{\"a\": 1}\n");
+        // The writer is gone: a second read gets the same content, from its start.
+        assert_eq!(read_text(&fifo, TEXT).unwrap(), text);
+        let small = Kind {
+            name: "a test file",
+            max_bytes: 4,
+        };
+        let fifo2 = dir.path().join("fifo2");
+        mkfifo(&fifo2);
+        let w = {
+            let fifo2 = fifo2.clone();
+            std::thread::spawn(move || {
+                let mut w = OpenOptions::new().write(true).open(&fifo2).unwrap();
+                let _ = std::io::Write::write_all(&mut w, b"0123456789");
+            })
+        };
+        let e = loop {
+            match read_text(&fifo2, small) {
+                Ok(t) if t.is_empty() => {
+                    SPOOLED.lock().unwrap().as_mut().unwrap().remove(&fifo2);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap_err().to_string(),
+            }
+        };
+        w.join().unwrap();
+        assert!(e.contains("at most 0.0 MiB in a test file"), "{e}");
     }
 }

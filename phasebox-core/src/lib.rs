@@ -21,6 +21,7 @@
 pub mod atomic_file;
 pub mod call_args;
 pub mod call_classes;
+pub mod conmon;
 pub mod container;
 pub mod display;
 pub mod event;
@@ -40,6 +41,7 @@ pub mod scenario;
 pub mod seccomp;
 pub mod summary;
 pub mod sysnames;
+pub mod trace_filter;
 pub mod tracefile;
 pub mod units;
 

@@ -149,6 +149,16 @@ impl Summary {
         }
     }
 
+    /// The summary of the syscalls `filter` shows (`-e trace=`): other calls left out of
+    /// every process, the counts of those shown unchanged.
+    pub fn shown_only(&self, filter: &crate::trace_filter::TraceFilter) -> Summary {
+        let mut s = self.clone();
+        for p in &mut s.processes {
+            p.syscalls.retain(|name, _| filter.selects_name(name));
+        }
+        s
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("summary serializes")
     }

@@ -70,6 +70,11 @@ static PB_AWAIT: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static PB_PATH_ARGS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
+/// syscall number → 1 when a stream sends its calls one record each (`mode::SHOWN`, `-e
+/// trace=`); the others are counted as in summary mode.
+#[map]
+static PB_SHOWN: Array<u8> = Array::with_max_entries(MAX_SYSCALLS, 0);
+
 /// syscall number → which of its arguments are recorded (`mode::ARGS`), and with what mask.
 #[map]
 static PB_ARG_SPECS: Array<ArgSpec> = Array::with_max_entries(MAX_SYSCALLS, 0);
@@ -197,6 +202,12 @@ const SYSCALL_NR_OFFSET: Option<usize> = None;
 #[inline(always)]
 fn mode_has(bit: u32) -> bool {
     PB_MODE.load() & bit != 0
+}
+
+/// Whether a stream sends call `nr` one record each: every call, unless `-e trace=` chose.
+#[inline(always)]
+fn shown(nr: u32) -> bool {
+    !mode_has(mode::SHOWN) || PB_SHOWN.get(nr).is_some_and(|v| *v != 0)
 }
 
 #[inline(always)]
@@ -641,7 +652,7 @@ fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
         nr,
     };
     let first = count(&key);
-    if mode_has(mode::STREAM) {
+    if mode_has(mode::STREAM) && shown(nr) {
         let enter_ns = now();
         let cfg = PB_CONFIG.load();
         if nr == cfg.nr_exit || nr == cfg.nr_exit_group {
@@ -664,7 +675,7 @@ fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
         {
             emit_args(&key, tid, now(), values);
         }
-        if mode_has(mode::ERRORS) || mode_has(mode::FILTERED) {
+        if mode_has(mode::ERRORS) || mode_has(mode::FILTERED) || mode_has(mode::STREAM) {
             remember(tid, &key, 1);
         }
         if first {
@@ -822,7 +833,7 @@ fn traced_exit(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
         // SAFETY: this CPU's value; nothing else writes it while this program runs here.
         unsafe { (*c).errors += 1 };
     }
-    if mode_has(mode::STREAM) {
+    if mode_has(mode::STREAM) && shown(p.nr) {
         emit(
             SyscallRecord {
                 header: Header::of::<SyscallRecord>(0, tgid),

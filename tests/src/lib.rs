@@ -2,12 +2,16 @@
 //! oracle, an nginx started with the test's own config, a private Docker daemon, phasebox's
 //! image and server images, redis, an HTTP client, and a child's output followed line by line.
 pub mod attack;
+pub mod browser;
+pub mod container_nginx;
 pub mod docker;
+pub mod engine;
 pub mod http;
 pub mod image;
 pub mod lines;
 pub mod metrics;
 pub mod nginx;
+pub mod podman;
 pub mod profile;
 pub mod prometheus;
 pub mod promql;

@@ -14,13 +14,21 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `target` (host:port) and waits until it is ready.
     pub fn start(target: &str) -> Prometheus {
+        Prometheus::start_jobs(&format!(
+            "  - job_name: phasebox\n    static_configs:\n      - targets: ['{target}']\n"
+        ))
+    }
+
+    /// Starts Prometheus with these `scrape_configs` entries (YAML, one of them the job
+    /// `phasebox`) and waits until it is ready and has scraped job `phasebox`.
+    pub fn start_jobs(jobs: &str) -> Prometheus {
         let dir = TempDir::new("prometheus");
         let config = dir.path("prometheus.yml");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: phasebox\n    static_configs:\n      - targets: ['{target}']\n"
+                 scrape_configs:\n{jobs}"
             ),
         )
         .unwrap();
@@ -50,14 +58,16 @@ impl Prometheus {
         while p.query_one(r#"up{job="phasebox"}"#) != Some(1.0) {
             assert!(
                 Instant::now() < deadline,
-                "prometheus never scraped {target}"
+                "prometheus never scraped job phasebox: {}",
+                p.get("/api/v1/targets")
             );
             std::thread::sleep(Duration::from_millis(250));
         }
         p
     }
 
-    fn get(&self, path: &str) -> String {
+    /// The answer to GET `path` of Prometheus's own API or pages.
+    pub fn get(&self, path: &str) -> String {
         let out = Command::new("curl")
             .args([
                 "-s",

@@ -4,8 +4,8 @@
 //!   nightly that builds the kernel programs, bpf-linker) and mount tracefs.
 //! - `cargo xtask demo`: setup, build, then the agent on a running nginx through a reload, and
 //!   /bin/pwd traced with its scenarios and report, each step explained.
-//! - `cargo xtask test`: setup, build, lint, run every test (unit and real-kernel), and
-//!   cross-build for aarch64.
+//! - `cargo xtask test`: setup, build, lint, run every test (unit and real-kernel),
+//!   cross-build for aarch64, and run the kernel matrix in VMs.
 //! - `cargo xtask bench`: setup, build, and write the benchmark results to BENCHMARKS.md
 //!   (`--core`, `--seccomp`, `--agent`, `--phases`, `--cost`, `--static`, `--deploy`: only those
 //!   sections; `--soak [MINUTES]`: the agent soaked for an hour, only when asked).
@@ -14,6 +14,11 @@
 //! - `cargo xtask image`: setup, build, and make phasebox's container image (target/image/).
 //! - `cargo xtask fuzz [SECONDS]`: setup, and run every fuzz target for SECONDS (default 600).
 //! - `cargo xtask cross`: only the aarch64 cross-build and its checks (part of `test`).
+//! - `cargo xtask install [--prefix DIR] [--destdir DIR]`: the binary, its man pages and its
+//!   bash, zsh and fish completions (checked by `test` in a temporary DESTDIR).
+//! - `cargo xtask vm-test [KERNEL…]`: phasebox's checks on each kernel of the matrix (Debian 11,
+//!   12, 12 backports on x86_64, Debian 12 on arm64, with the cross-built binary) booted under
+//!   qemu, or only those named (part of `test`; docs/kernels.md).
 mod bench;
 mod bench_agent;
 mod bench_args;
@@ -27,11 +32,13 @@ mod bench_static;
 mod cross;
 mod demo;
 mod image;
+mod install;
 mod measure;
 mod setup;
 mod study;
 mod study_page;
 mod util;
+mod vm;
 
 use anyhow::bail;
 
@@ -73,13 +80,23 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             cross::check()
         }
+        "vm-test" => {
+            setup::run()?;
+            vm::run(&args[1..])
+        }
+        "install" => {
+            setup::run()?;
+            install::run(&args[1..])
+        }
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask setup|build|demo|test|bench|study|image|fuzz|cross");
+            println!(
+                "usage: cargo xtask setup|build|demo|test|bench|study|image|fuzz|cross|vm-test|install"
+            );
             Ok(())
         }
         other => {
             bail!(
-                "unknown task {other:?}; try: setup, build, demo, test, bench, study, image, fuzz, cross"
+                "unknown task {other:?}; try: setup, build, demo, test, bench, study, image, fuzz, cross, vm-test, install"
             )
         }
     }
@@ -115,10 +132,11 @@ fn clippy_ebpf() -> anyhow::Result<()> {
 }
 
 /// Format, lints, unit tests, a short fuzz of every parser, the real-kernel integration tests
-/// one at a time, then the aarch64 cross-build.
+/// one at a time, then the aarch64 cross-build and the kernel matrix (which runs it).
 fn test() -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     util::cargo(&["fmt", "--all", "--", "--check"])?;
+    install::check(&bin)?;
     // The userspace crates (never phasebox-ebpf: it only builds for the BPF target).
     const CRATES: [&str; 12] = [
         "-p",
@@ -154,7 +172,7 @@ fn test() -> anyhow::Result<()> {
     ]);
     cmd.env("PHASEBOX_BIN", &bin);
     util::run(&mut cmd)?;
-    cross::check()
+    vm::run(&[])
 }
 
 /// Runs every fuzz target (fuzz/, a workspace of its own built by cargo-fuzz with nightly) for

@@ -29,6 +29,9 @@ const PACKAGES: &[&str] = &[
     // Debian's Docker 20.10 (/usr/bin/docker, /usr/sbin/dockerd): the container tests start a
     // private daemon of it and never touch the system service.
     "docker.io",
+    // Debian's Podman 4.3 (with conmon): the Podman tests run it with storage of their own, no
+    // service and no systemd.
+    "podman",
     "prometheus",
     "chromium",
     "redis-server",
@@ -66,10 +69,11 @@ pub fn run() -> anyhow::Result<()> {
     bpf_linker()?;
     cargo_fuzz()?;
     tracefs()?;
-    Ok(())
+    // The kernel matrix: qemu, Debian's kernels and the guests' packages.
+    crate::vm::fetch::setup()
 }
 
-fn installed(pkg: &str) -> bool {
+pub fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])
         .output()

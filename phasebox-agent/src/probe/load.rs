@@ -108,6 +108,7 @@ fn mode_bits(opts: &ProbeOptions) -> u32 {
         (opts.errors, mode::ERRORS),
         (opts.filtered, mode::FILTERED),
         (opts.args, mode::ARGS),
+        (opts.shown.is_some(), mode::SHOWN),
     ] {
         if on {
             bits |= bit;
@@ -159,6 +160,9 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeEr
     }
     fill_path_args(&mut ebpf)?;
     fill_arg_specs(&mut ebpf)?;
+    if let Some(bits) = &opts.shown {
+        fill_shown(&mut ebpf, bits)?;
+    }
     Ok((ebpf, links))
 }
 
@@ -321,6 +325,24 @@ fn fill_arg_specs(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
             specs
                 .set(nr, c.spec(), 0)
                 .map_err(ProbeError::map("fill", names::ARG_SPECS))?;
+        }
+    }
+    Ok(())
+}
+
+/// The syscalls a stream sends one record per call of (`-e trace=`).
+fn fill_shown(ebpf: &mut Ebpf, bits: &[u64]) -> Result<(), ProbeError> {
+    let map = ebpf.map_mut(names::SHOWN).ok_or(ProbeError::Missing {
+        what: "map",
+        name: names::SHOWN,
+    })?;
+    let mut shown: Array<&mut MapData, u8> =
+        Array::try_from(map).map_err(ProbeError::map("open", names::SHOWN))?;
+    for nr in 0..MAX_SYSCALLS {
+        if bits[(nr / 64) as usize] & (1 << (nr % 64)) != 0 {
+            shown
+                .set(nr, 1, 0)
+                .map_err(ProbeError::map("fill", names::SHOWN))?;
         }
     }
     Ok(())

@@ -47,6 +47,9 @@ pub struct ProbeOptions {
     pub filtered: bool,
     /// Record the "kind" arguments of the calls `phasebox_core::call_args` lists.
     pub args: bool,
+    /// In stream mode, one record per call only for these syscalls (a bit per number below
+    /// MAX_SYSCALLS: `-e trace=`); the others are counted as in summary mode.
+    pub shown: Option<[u64; ALLOWED_WORDS]>,
 }
 
 /// Checks a `--ring-buffer` size.

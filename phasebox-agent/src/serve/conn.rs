@@ -1,6 +1,7 @@
-//! One connection: a place under the cap, hyper's HTTP/1 server with its header timeout, and
-//! an idle timeout of phasebox's own (hyper has none for a connection that stops moving
-//! bytes, such as a client that stops reading its answer).
+//! One connection: a place under the cap, a TLS handshake when the web config asks for TLS
+//! (bounded by the header timeout), hyper's HTTP/1 server with its header timeout, and an
+//! idle timeout of phasebox's own (hyper has none for a connection that stops moving bytes,
+//! such as a client that stops reading its answer).
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,6 +21,8 @@ use super::slots::{Slot, Slots};
 /// What every connection of one server shares.
 pub struct Shared {
     pub router: axum::Router,
+    /// TLS, from the web config.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limits: Limits,
     pub metrics: HttpMetrics,
     pub slots: Mutex<Slots>,
@@ -50,24 +53,51 @@ async fn serve(shared: Arc<Shared>, id: u64, slot: Arc<Slot>, stream: TcpStream)
         shared: &shared,
         id,
     };
-    let io = TokioIo::new(Watched {
+    let watched = Watched {
         stream,
         slot: slot.clone(),
-    });
-    // The header timeout runs from the moment hyper waits for a request (right away, and
-    // after each answer) until its headers are complete, whatever trickles in meanwhile.
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_timeout)
-        .serve_connection(io, TowerToHyperService::new(shared.router.clone()));
+    };
     let timed_out = tokio::select! {
-        ended = conn => ended.is_err_and(|e| e.is_timeout()),
+        t = handshake_and_http(&shared, watched) => t,
         () = slot.closed() => false,
         () = idle(&slot, shared.limits.idle_timeout) => true,
     };
     if timed_out && slot.slow() {
         shared.metrics.timed_out.inc();
     }
+}
+
+/// The TLS handshake (when configured), then HTTP; whether it ended by timing out.
+async fn handshake_and_http(shared: &Shared, watched: Watched) -> bool {
+    let Some(tls) = &shared.tls else {
+        return http(shared, watched).await;
+    };
+    match tokio::time::timeout(shared.limits.header_timeout, tls.accept(watched)).await {
+        Ok(Ok(stream)) => http(shared, stream).await,
+        Ok(Err(e)) => {
+            log::debug!("a TLS handshake failed: {e}");
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// hyper's HTTP/1 server over `io`; whether it ended by timing out.
+async fn http<S>(shared: &Shared, io: S) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The header timeout runs from the moment hyper waits for a request (right away, and
+    // after each answer) until its headers are complete, whatever trickles in meanwhile.
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .serve_connection(
+            TokioIo::new(io),
+            TowerToHyperService::new(shared.router.clone()),
+        )
+        .await
+        .is_err_and(|e| e.is_timeout())
 }
 
 /// Resolves once no byte has moved on the connection for `limit`.

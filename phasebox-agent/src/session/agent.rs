@@ -3,18 +3,18 @@
 //! samples the kernel programs' run-time statistics, and checkpoints the learned profile.
 //! SIGHUP and SIGUSR1 write a checkpoint; SIGINT and SIGTERM end it.
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use phasebox_core::{
     atomic_file::write_atomic,
-    metrics::{BpfCost, BuildInfo, Counters, HttpMetrics, Metrics},
+    metrics::{BpfCost, BuildInfo, Counters, HttpMetrics, Metrics, SharedPage},
     monitor::Monitor,
     sysnames,
 };
 
 use super::{Session, Signals, Stop};
 use crate::{
+    own_process,
     probe::stats::{Sampling, StatsSampler},
     procfs,
 };
@@ -32,6 +32,8 @@ pub struct AgentSettings {
     pub checkpoint: Duration,
     /// BPF run-time statistics sampled so (None: never on).
     pub bpf_stats: Option<Sampling>,
+    /// `-e trace=`: series only for these syscalls (the profile and the monitor see all).
+    pub shown: Option<phasebox_core::trace_filter::TraceFilter>,
 }
 
 /// A session that runs as the agent.
@@ -58,8 +60,8 @@ impl Agent {
     }
 
     /// The latest rendering of the metrics, for the HTTP server.
-    pub fn page(&self) -> Arc<Mutex<String>> {
-        self.refresher.page.clone()
+    pub fn page(&self) -> SharedPage {
+        self.refresher.metrics.page()
     }
 
     /// The metrics the HTTP server keeps about itself.
@@ -102,11 +104,11 @@ impl Agent {
 /// What the agent carries from one refresh to the next.
 struct Refresher {
     metrics: Metrics,
-    page: Arc<Mutex<String>>,
     monitor: Option<Monitor>,
     stats: Option<StatsSampler>,
     checkpoint: Option<(std::path::PathBuf, Duration)>,
     last_checkpoint: Instant,
+    shown: Option<phasebox_core::trace_filter::TraceFilter>,
 }
 
 impl Refresher {
@@ -117,19 +119,16 @@ impl Refresher {
             arch: sysnames::ARCH.into(),
             mode: if settings.stream { "stream" } else { "summary" }.into(),
         })?;
-        metrics.registry().register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
         let stats = settings
             .bpf_stats
             .map(|sampling| StatsSampler::new(sampling, Instant::now()));
         Ok(Refresher {
             metrics,
-            page: Arc::new(Mutex::new(String::new())),
             monitor,
             stats,
             checkpoint: settings.profile.clone().map(|p| (p, settings.checkpoint)),
             last_checkpoint: Instant::now(),
+            shown: settings.shown.clone(),
         })
     }
 
@@ -145,15 +144,16 @@ impl Refresher {
             .find(|p| !p.ignored)
             .map(|p| p.comm.clone())
             .unwrap_or_default();
-        let totals = l.totals();
+        let mut totals = l.totals();
+        if let Some(f) = &self.shown {
+            totals.retain(|t| f.selects_name(&t.syscall));
+        }
         let phases = l.current_phases();
         let places = l.places();
         let counters = self.counters(session)?;
         self.metrics.update(&program, &totals, &phases, &counters);
         self.watch(session, &program, &places)?;
-        if let Ok(mut p) = self.page.lock() {
-            *p = self.metrics.render();
-        }
+        self.metrics.publish(Instant::now());
         self.checkpoint(session)
     }
 
@@ -198,6 +198,7 @@ impl Refresher {
                 ("allowed", full.allowed),
                 ("verdicts", full.verdicts),
             ],
+            process: own_process::sample(),
         })
     }
 

@@ -21,7 +21,7 @@ mod verdicts;
 
 use std::time::{Duration, Instant};
 
-use phasebox_common::COMM_LEN;
+use phasebox_common::{ALLOWED_WORDS, COMM_LEN};
 use phasebox_core::{
     harvest::{Attributed, Harvester},
     learn::{Counting, Learner, RunInfo},
@@ -177,6 +177,7 @@ impl SessionBuilder {
         self.probe.paths = learn || self.outputs.trace.is_some();
         let header = self.header();
         let outputs = Outputs::open(&self.outputs, &header)?;
+        self.probe.shown = self.outputs.shown.as_ref().map(shown_bits);
         let (probe, stream) = Probe::load(self.probe)?;
         // SAFETY: the stream owns its fd, which stays open until the AsyncFd is dropped.
         let stream = unsafe { AsyncFd::register_with_interest(stream, Interest::READABLE) }
@@ -209,6 +210,7 @@ impl SessionBuilder {
             bad_records: 0,
             attributed: None,
             last_harvest: Instant::now(),
+            last_sweep: Instant::now(),
         };
         session.write_full_marker_set()?;
         let scope = session.finder.scope();
@@ -258,8 +260,21 @@ impl SessionBuilder {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             started_monotonic_ns: monotonic_ns(),
+            shown: self.outputs.shown.as_ref().map(|f| f.spec().to_string()),
         }
     }
+}
+
+/// The kernel's bitmap of the syscalls `filter` shows: a stream sends one record per call of
+/// these only (the others are counted, and their first uses sent).
+fn shown_bits(filter: &phasebox_core::trace_filter::TraceFilter) -> [u64; ALLOWED_WORDS] {
+    let mut bits = [0u64; ALLOWED_WORDS];
+    for &nr in filter.selected() {
+        if let Some(w) = bits.get_mut((nr / 64) as usize) {
+            *w |= 1 << (nr % 64);
+        }
+    }
+    bits
 }
 
 /// The file name of `--exec-name NAME` (a path is allowed: its last component).
@@ -318,6 +333,10 @@ pub struct Session {
     /// Attributed counter growth, kept for a consumer (monitor mode) when it asked.
     attributed: Option<Vec<Attributed>>,
     last_harvest: Instant,
+    /// The last liveness sweep: kept across `run` calls, which the agent makes every second,
+    /// so the sweep still comes every `SWEEP_EVERY` (kernels whose exit tracepoint lacks
+    /// `group_dead`, Debian's 5.10, 6.1 and 6.12 among them, tell of no process exit otherwise).
+    last_sweep: Instant,
     /// What the session finds at exec (`--exec-name`, `--container`).
     finder: Finder,
     /// Processes found at exec or forked by them, on their way to the kernel's verdict.

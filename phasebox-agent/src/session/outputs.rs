@@ -11,6 +11,7 @@ use phasebox_core::{
     file_error::FileError,
     profile::Profile,
     summary::Summary,
+    trace_filter::TraceFilter,
     tracefile::{TraceFooter, TraceHeader, TraceWriter},
 };
 
@@ -25,6 +26,9 @@ pub struct OutputPaths {
     pub profile: Option<PathBuf>,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// `-e trace=`: the syscalls the table, the summary and the trace show (the profile and the
+    /// trace's footer stay whole).
+    pub shown: Option<TraceFilter>,
 }
 
 /// Outputs checked (and the trace opened) before tracing starts.
@@ -33,6 +37,7 @@ pub struct Outputs {
     profile: Option<PathBuf>,
     pub(super) trace: Option<TraceWriter>,
     quiet: bool,
+    shown: Option<TraceFilter>,
 }
 
 /// The exit status of a command that could not write one of its outputs (EX_IOERR).
@@ -73,6 +78,7 @@ impl Outputs {
                 .map(|p| TraceWriter::create(p, header))
                 .transpose()?,
             quiet: paths.quiet,
+            shown: paths.shown.clone(),
         })
     }
 
@@ -89,6 +95,8 @@ impl Outputs {
         footer: TraceFooter,
         profile: Option<Profile>,
     ) -> anyhow::Result<()> {
+        let shown = self.shown.as_ref().map(|f| summary.shown_only(f));
+        let summary = shown.as_ref().unwrap_or(summary);
         if !self.quiet {
             crate::logging::write_stderr(&summary.render_text());
         }

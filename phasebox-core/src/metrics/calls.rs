@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use super::births::{Births, Renderings};
 use super::{BY_CALL, MetricsError, counter_vec, growth, registered};
 use crate::learn::{Place, Total};
 
@@ -29,6 +30,8 @@ pub(super) struct CallMetrics {
     errors: IntCounterVec,
     phase_info: IntGaugeVec,
     last: HashMap<CallKey, CallTotals>,
+    new_calls: Births<CallKey>,
+    new_errors: Births<CallKey>,
 }
 
 impl CallMetrics {
@@ -57,28 +60,37 @@ impl CallMetrics {
                 )?,
             )?,
             last: HashMap::new(),
+            new_calls: Births::default(),
+            new_errors: Births::default(),
         })
     }
 
-    /// Adds the growth of the learner's totals; a series appears with its first call.
-    pub(super) fn update(&mut self, program: &str, totals: &[Total], phases: &[Place]) {
+    /// Adds the growth of the learner's totals; a series appears at 0 with its first call,
+    /// and counts it once a client has seen the 0.
+    pub(super) fn update(
+        &mut self,
+        program: &str,
+        totals: &[Total],
+        phases: &[Place],
+        r: Renderings,
+    ) {
         for t in totals {
             let key = CallKey {
                 place: t.place.clone(),
                 syscall: t.syscall.clone(),
             };
-            let last = self.last.entry(key).or_default();
+            let last = self.last.entry(key.clone()).or_default();
             let (calls, errors) = (
                 growth(&mut last.calls, t.calls),
                 growth(&mut last.errors, t.errors),
             );
             let p = &t.place;
             let labels = [program, &p.container, &p.role, &p.phase, &t.syscall];
-            if calls > 0 {
-                self.syscalls.with_label_values(&labels).inc_by(calls);
+            if let Some(n) = self.new_calls.add(key.clone(), calls, r) {
+                self.syscalls.with_label_values(&labels).inc_by(n);
             }
-            if errors > 0 {
-                self.errors.with_label_values(&labels).inc_by(errors);
+            if let Some(n) = self.new_errors.add(key, errors, r) {
+                self.errors.with_label_values(&labels).inc_by(n);
             }
         }
         self.phase_info.reset();

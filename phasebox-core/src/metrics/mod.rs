@@ -4,12 +4,16 @@
 //! process was in when it made it, so a scrape and the profile written at the end agree.
 //!
 //! The session hands over running totals; each family of counters keeps the totals it last
-//! pushed, by its own key, and adds only the growth.
+//! pushed, by its own key, and adds only the growth. A new series of calls or violations
+//! starts at 0 (`births.rs`), so that `rate()` and `increase()` see its first calls.
 mod agent;
+mod births;
 mod bpf;
 mod calls;
 mod http;
 mod monitor;
+mod page;
+mod process;
 
 use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -19,10 +23,14 @@ use crate::{
     monitor::Violation,
 };
 use agent::{AgentMetrics, BoundMetrics};
+use births::Renderings;
 use bpf::BpfMetrics;
 use calls::CallMetrics;
 pub use http::HttpMetrics;
 use monitor::MonitorMetrics;
+pub use page::SharedPage;
+use process::ProcessMetrics;
+pub use process::ProcessSample;
 
 /// The labels of a count of calls.
 const BY_CALL: [&str; 5] = ["program", "container_id", "role", "phase", "syscall"];
@@ -41,6 +49,10 @@ pub struct Metrics {
     bpf: BpfMetrics,
     monitor: MonitorMetrics,
     http: HttpMetrics,
+    process: ProcessMetrics,
+    page: SharedPage,
+    /// Renderings put on the page so far.
+    rendered: u64,
 }
 
 /// Run time and runs of one kernel program in the sampled windows so far.
@@ -65,6 +77,8 @@ pub struct Counters {
     pub rejected: u64,
     /// Writes refused because a kernel map was full, by map.
     pub map_full: Vec<(&'static str, u64)>,
+    /// The agent's own process (None: not read).
+    pub process: Option<ProcessSample>,
 }
 
 /// What the build info metric says.
@@ -142,6 +156,7 @@ impl Metrics {
         let bounds = BoundMetrics::register(&registry)?;
         register_build_info(&registry, build)?;
         let http = HttpMetrics::register(&registry)?;
+        let process = ProcessMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             calls,
@@ -150,12 +165,23 @@ impl Metrics {
             bpf,
             monitor,
             http,
+            process,
+            page: SharedPage::default(),
+            rendered: 0,
         })
     }
 
-    /// The registry, for more collectors (the process's own metrics).
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The page the metrics are published on, for the HTTP server.
+    pub fn page(&self) -> SharedPage {
+        self.page.clone()
+    }
+
+    /// The next rendering and the last one a client was given.
+    fn renderings(&self) -> Renderings {
+        Renderings {
+            next: self.rendered + 1,
+            served: self.page.served(),
+        }
     }
 
     /// The metrics server's metrics, for the server to update.
@@ -165,21 +191,32 @@ impl Metrics {
 
     /// Takes the learner's totals, the phase each role is in, and the session's counters.
     pub fn update(&mut self, program: &str, totals: &[Total], phases: &[Place], c: &Counters) {
-        self.calls.update(program, totals, phases);
+        self.calls
+            .update(program, totals, phases, self.renderings());
         self.agent.update(c);
         self.monitor.update(c);
         self.bounds.update(c);
         self.bpf.update(c);
+        if let Some(p) = &c.process {
+            self.process.update(p);
+        }
     }
 
     /// Counts violations found by the monitor.
-    pub fn violations(&self, program: &str, found: &[Violation]) {
-        self.monitor.count(program, found);
+    pub fn violations(&mut self, program: &str, found: &[Violation]) {
+        let r = self.renderings();
+        self.monitor.count(program, found, r);
     }
 
     /// A checkpoint could not be written.
     pub fn checkpoint_failed(&self) {
         self.agent.checkpoint_failed();
+    }
+
+    /// Renders the metrics onto the page, refreshed at `now`.
+    pub fn publish(&mut self, now: std::time::Instant) {
+        self.rendered += 1;
+        self.page.set(self.render(), self.rendered, now);
     }
 
     /// The text exposition format.
@@ -200,6 +237,12 @@ mod tests {
             role: "worker".into(),
             phase: "serving".into(),
         }
+    }
+
+    /// Puts the metrics on their page and has a client read it.
+    fn seen(m: &mut Metrics) {
+        m.publish(std::time::Instant::now());
+        m.page().serve();
     }
 
     fn totals(calls: u64, errors: u64) -> Vec<Total> {
@@ -233,6 +276,9 @@ mod tests {
         };
         let phases = [place()];
         m.update("nginx", &totals(2, 0), &phases, &c);
+        seen(&mut m);
+        m.update("nginx", &totals(5, 1), &phases, &c);
+        seen(&mut m);
         m.update("nginx", &totals(5, 1), &phases, &c);
         let text = m.render();
         assert!(text.contains(r#"phasebox_syscalls_total{container_id="",phase="serving",program="nginx",role="worker",syscall="accept4"} 5"#), "{text}");
@@ -290,6 +336,7 @@ mod tests {
             ..Default::default()
         };
         m.update("p", &totals(7, 2), &[], &c(3, 10, 0.5));
+        seen(&mut m);
         // A session started again: its totals are lower, and nothing is taken back.
         m.update("p", &totals(5, 1), &[], &c(1, 4, 0.25));
         m.update("p", &totals(8, 1), &[], &c(6, 4, 0.75));
@@ -302,6 +349,79 @@ mod tests {
             r#"phasebox_bpf_runs_total{program="pb_sys_enter"} 10"#,
             r#"phasebox_bpf_run_time_seconds_total{program="pb_sys_enter"} 1"#,
             "phasebox_events_dropped_total 4",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+    }
+
+    #[test]
+    fn a_new_series_is_scraped_at_0_before_its_calls() {
+        let mut m = Metrics::new(&BuildInfo::default()).unwrap();
+        let c = Counters::default();
+        let series = r#"phasebox_syscalls_total{container_id="",phase="serving",program="p",role="worker",syscall="accept4"}"#;
+        m.update("p", &totals(4, 0), &[], &c);
+        m.publish(std::time::Instant::now());
+        m.update("p", &totals(6, 0), &[], &c);
+        m.publish(std::time::Instant::now());
+        assert!(
+            m.page().serve().contains(&format!("{series} 0\n")),
+            "shown at 0 first"
+        );
+        m.update("p", &totals(6, 0), &[], &c);
+        m.publish(std::time::Instant::now());
+        assert!(
+            m.page().serve().contains(&format!("{series} 6\n")),
+            "then all of it"
+        );
+    }
+
+    #[test]
+    fn a_first_violation_is_scraped_at_0_and_counted_without_another() {
+        let mut m = Metrics::new(&BuildInfo::default()).unwrap();
+        let v = Violation {
+            pid: 1,
+            place: place(),
+            syscall: "ptrace".into(),
+            calls: 2,
+            first: true,
+        };
+        let series = r#"phasebox_profile_violations_total{container_id="",phase="serving",program="p",role="worker",syscall="ptrace"}"#;
+        m.violations("p", &[v]);
+        seen(&mut m);
+        assert!(m.render().contains(&format!("{series} 0\n")));
+        m.violations("p", &[]);
+        assert!(
+            m.render().contains(&format!("{series} 2\n")),
+            "{}",
+            m.render()
+        );
+    }
+
+    #[test]
+    fn process_cpu_seconds_keep_their_fraction() {
+        let mut m = Metrics::new(&BuildInfo::default()).unwrap();
+        let sample = |cpu| Counters {
+            process: Some(ProcessSample {
+                cpu_seconds: cpu,
+                open_fds: 12,
+                max_fds: Some(1024),
+                resident_bytes: 4096,
+                virtual_bytes: 8192,
+                threads: 3,
+                start_time_seconds: 1.7e9,
+            }),
+            ..Default::default()
+        };
+        m.update("p", &[], &[], &sample(0.25));
+        m.update("p", &[], &[], &sample(0.75));
+        let text = m.render();
+        for want in [
+            "process_cpu_seconds_total 0.75\n",
+            "process_open_fds 12\n",
+            "process_max_fds 1024\n",
+            "process_resident_memory_bytes 4096\n",
+            "process_start_time_seconds 1700000000\n",
+            "process_threads 3\n",
         ] {
             assert!(text.contains(want), "{want} not in {text}");
         }

@@ -1,7 +1,9 @@
 //! Monitor mode: calls outside the profile, and processes killed for one.
 use prometheus::{IntCounter, IntCounterVec, Registry};
 
+use super::births::{Births, Renderings};
 use super::{BY_CALL, Counters, MetricsError, counter, counter_vec, growth};
+use crate::learn::Place;
 use crate::monitor::Violation;
 
 /// Monitor mode: calls outside the profile, and processes killed for one.
@@ -9,6 +11,8 @@ pub(super) struct MonitorMetrics {
     violations: IntCounterVec,
     killed: IntCounter,
     last_killed: u64,
+    /// Violations by place and syscall: a first violation starts its series at 0.
+    new: Births<(String, Place, String)>,
 }
 
 impl MonitorMetrics {
@@ -26,6 +30,7 @@ impl MonitorMetrics {
                 "Processes killed in monitor mode for a syscall outside their phase.",
             )?,
             last_killed: 0,
+            new: Births::default(),
         })
     }
 
@@ -33,13 +38,22 @@ impl MonitorMetrics {
         self.killed.inc_by(growth(&mut self.last_killed, c.killed));
     }
 
-    /// Counts the violations `found` in `program`.
-    pub(super) fn count(&self, program: &str, found: &[Violation]) {
+    /// Counts the violations `found` in `program`; those held back in a new series are
+    /// added once a client saw it at 0, at the next count.
+    pub(super) fn count(&mut self, program: &str, found: &[Violation], r: Renderings) {
         for v in found {
             let p = &v.place;
+            let key = (program.to_string(), p.clone(), v.syscall.clone());
+            if let Some(n) = self.new.add(key, v.calls, r) {
+                self.violations
+                    .with_label_values(&[program, &p.container, &p.role, &p.phase, &v.syscall])
+                    .inc_by(n);
+            }
+        }
+        for ((program, p, syscall), n) in self.new.ripe(r) {
             self.violations
-                .with_label_values(&[program, &p.container, &p.role, &p.phase, &v.syscall])
-                .inc_by(v.calls);
+                .with_label_values(&[&program, &p.container, &p.role, &p.phase, &syscall])
+                .inc_by(n);
         }
     }
 }

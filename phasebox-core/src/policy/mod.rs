@@ -56,7 +56,7 @@ const DEFAULT_CAPS: &[&str] = &[
 /// Every syscall name of this architecture.
 pub fn all_syscalls() -> BTreeSet<String> {
     syscalls::Sysno::iter()
-        .map(|s| s.name().to_string())
+        .map(|s| sysnames::name(s.id() as u32).into_owned())
         .collect()
 }
 
@@ -318,14 +318,14 @@ impl Policy {
     /// Reads a deny list file ([`Policy::parse_deny_list`]).
     pub fn load_deny_list(path: &Path) -> Result<Policy, PolicyError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
-        Policy::parse_deny_list(&text, &path.display().to_string())
+        Policy::parse_deny_list(&text, &crate::input::origin(path))
     }
 
     /// Reads a policy file, or a phasebox profile (the union of `role`'s phases, or of every
     /// role when it has no such role).
     pub fn load(path: &Path, kernel: &str, role: Option<&str>) -> Result<Policy, PolicyError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
-        let origin = path.display().to_string();
+        let origin = crate::input::origin(path);
         if text.contains("\"schema\"") && crate::profile::SCHEMAS.iter().any(|s| text.contains(s)) {
             let prof = Profile::parse(&text, &origin)?;
             let roles: Vec<_> = match role.and_then(|r| prof.role(r)) {

@@ -57,8 +57,8 @@ pub const ALL_PHASES: &str = "(all phases)";
 pub enum CompareError {
     #[error(transparent)]
     NoRole(#[from] NoSuchRole),
-    #[error("no selected role of the profile has a phase {0}")]
-    NoPhase(String),
+    #[error("no selected role of the profile has a phase {phase} (they have: {})", phases.join(", "))]
+    NoPhase { phase: String, phases: Vec<String> },
 }
 
 /// Compares; `role`/`phase` narrow the rows.
@@ -71,7 +71,16 @@ pub fn compare(
     let roles = selected_roles(profile, role)?;
     let targets = targets(&roles, phase);
     if let (Some(p), true) = (phase, targets.is_empty()) {
-        return Err(CompareError::NoPhase(p.to_string()));
+        let mut phases: Vec<String> = Vec::new();
+        for ph in roles.iter().flat_map(|r| &r.phases) {
+            if !phases.contains(&ph.name) {
+                phases.push(ph.name.clone());
+            }
+        }
+        return Err(CompareError::NoPhase {
+            phase: p.to_string(),
+            phases,
+        });
     }
     let table = all_syscalls();
     let rows = policies

@@ -28,6 +28,11 @@ impl NoSuchRole {
 pub enum ProfileError {
     #[error(transparent)]
     File(#[from] FileError),
+    /// No file there yet: say who writes one, and when.
+    #[error(
+        "{0} (run and record write their --profile when they end; the agent writes it at every --checkpoint, SIGHUP or SIGUSR1, and when it stops)"
+    )]
+    Missing(FileError),
     #[error("{origin} is not a valid phasebox profile")]
     Invalid {
         origin: String,
@@ -59,6 +64,14 @@ pub enum ProfileProblem {
     Json(#[from] serde_json::Error),
     #[error("it has no \"schema\" key")]
     NoSchema,
+    #[error(
+        "it is a seccomp policy (OCI JSON), not a profile: export, validate and profile read profiles; compare, monitor --policy and run --seccomp read policies"
+    )]
+    IsPolicy,
+    #[error(
+        "it is a summary (record --summary), not a profile: record with --profile FILE writes a profile"
+    )]
+    IsSummary,
     #[error("it lists role {role}{} twice", in_container(container.as_deref()))]
     RoleTwice {
         role: String,

@@ -302,7 +302,7 @@ impl Profile {
                 let schema = other.to_string();
                 return Err(ProfileError::Schema { origin, schema });
             }
-            None => return Err(invalid(origin, ProfileProblem::NoSchema)),
+            None => return Err(invalid(origin, not_a_profile(&value))),
         }
         // Parse again from the text so errors carry line and column.
         let p: Profile = match serde_json::from_str(text) {
@@ -319,10 +319,50 @@ impl Profile {
         }
     }
 
+    /// When `exe` (a program about to run, or running, under this profile) is not the program
+    /// the profile was learned from: a sentence that says so, for the denials that follow.
+    /// Paths are compared as the file system resolves them (/bin is /usr/bin on Debian).
+    pub fn other_program(&self, exe: &Path) -> Option<String> {
+        let learned = Path::new(&self.program.path);
+        if self.program.path.is_empty() {
+            return None;
+        }
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        (real(learned) != real(exe)).then(|| {
+            format!(
+                "this profile is for {}, not {}: expect denials for what {} does and {} never did",
+                learned.display(),
+                exe.display(),
+                exe.display(),
+                learned.display()
+            )
+        })
+    }
+
     /// Reads and checks the profile at `path`.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let text = crate::input::read_text(path, crate::input::TEXT)?;
-        Profile::parse(&text, &path.display().to_string())
+        let text = crate::input::read_text(path, crate::input::TEXT).map_err(missing)?;
+        Profile::parse(&text, &crate::input::origin(path))
+    }
+}
+
+/// A file that is not there is one nothing wrote yet.
+pub fn missing(e: crate::file_error::FileError) -> ProfileError {
+    use crate::file_error::FileCause;
+    match &e.cause {
+        FileCause::Io(io) if io.kind() == std::io::ErrorKind::NotFound => ProfileError::Missing(e),
+        _ => ProfileError::File(e),
+    }
+}
+
+/// What JSON without a profile schema is, when it is another of phasebox's files.
+fn not_a_profile(value: &serde_json::Value) -> ProfileProblem {
+    if value.get("defaultAction").is_some() || value.get("syscalls").is_some() {
+        ProfileProblem::IsPolicy
+    } else if value.get("processes").is_some() && value.get("roles").is_none() {
+        ProfileProblem::IsSummary
+    } else {
+        ProfileProblem::NoSchema
     }
 }
 

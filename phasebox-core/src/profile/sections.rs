@@ -31,8 +31,8 @@ pub fn load<T: DeserializeOwned>(
     path: &Path,
     key: &'static str,
 ) -> Result<(Profile, Option<T>), ProfileError> {
-    let text = crate::input::read_text(path, crate::input::TEXT)?;
-    let origin = path.display().to_string();
+    let text = crate::input::read_text(path, crate::input::TEXT).map_err(super::missing)?;
+    let origin = crate::input::origin(path);
     let profile = Profile::parse(&text, &origin)?;
     // The text parsed as a profile, so it is JSON.
     let value: serde_json::Value = match serde_json::from_str(&text) {

@@ -117,6 +117,56 @@ fn role_table(out: &mut String, role: &Role) {
     }
 }
 
+/// The same view as [`render`], as JSON (`profile show --json`): the program, where and how
+/// completely it was learned, the operations seen, and per role a row per phase with its
+/// calls (name, count), argument restrictions and calls filtered while learning; `warnings`
+/// holds what the text prints as warnings.
+pub fn render_json(p: &Profile, warnings: &[String]) -> String {
+    use serde_json::json;
+    let roles: Vec<serde_json::Value> = p
+        .roles
+        .iter()
+        .map(|role| {
+            let phases: Vec<serde_json::Value> = role
+                .phases
+                .iter()
+                .map(|ph| {
+                    let calls: serde_json::Map<String, serde_json::Value> = ph
+                        .syscalls
+                        .iter()
+                        .map(|(n, u)| (n.clone(), json!(u.calls)))
+                        .collect();
+                    let filtered: serde_json::Map<String, serde_json::Value> = ph
+                        .filtered
+                        .iter()
+                        .map(|(n, f)| {
+                            let v = json!({"calls": f.calls, "errno": errno_name(f.errno)});
+                            (n.clone(), v)
+                        })
+                        .collect();
+                    json!({
+                        "name": ph.name, "syscalls": calls,
+                        "arguments": ph.argument_restrictions(), "filtered": filtered,
+                    })
+                })
+                .collect();
+            json!({
+                "name": role.name, "processes": role.processes, "container": role.container,
+                "syscalls_in_all": role.union().len(), "phases": phases,
+            })
+        })
+        .collect();
+    let operations = super::operations::recognize(p)
+        .map(|ops| json!({"rules": ops.rules, "known": ops.known, "seen": ops.seen}));
+    let view = json!({
+        "program": p.program.path, "comm": p.program.comm, "arch": p.arch,
+        "kernel": p.kernel_release, "runs": p.runs.len(), "complete": p.complete,
+        "incomplete_reasons": p.incomplete_reasons, "notes": p.notes,
+        "operations": operations, "roles": roles, "warnings": warnings,
+    });
+    serde_json::to_string_pretty(&view).expect("serializes") + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::sample;
@@ -184,5 +234,21 @@ mod tests {
         assert!(!t.contains(&long));
         assert!(!t.contains('\x1b') && !t.contains('\x07'), "{t}");
         assert!(t.contains("role w\\u{1b}[31m ("), "{t}");
+    }
+
+    #[test]
+    fn the_json_view_holds_the_table() {
+        let p = sample(&[(
+            "worker",
+            &[("init", &["setuid"]), ("serving", &["accept4", "read"])],
+        )]);
+        let v: serde_json::Value =
+            serde_json::from_str(&render_json(&p, &["w".to_string()])).unwrap();
+        assert_eq!(v["roles"][0]["name"], "worker");
+        assert_eq!(v["roles"][0]["syscalls_in_all"], 3);
+        let serving = &v["roles"][0]["phases"][1];
+        assert_eq!(serving["name"], "serving");
+        assert!(serving["syscalls"]["accept4"].is_u64(), "{serving}");
+        assert_eq!(v["warnings"][0], "w");
     }
 }

@@ -1,18 +1,14 @@
-//! A report page from profiles and policy files: the coverage of several profiles of one
-//! program, and the comparison of their union with each policy.
+//! A report page from profiles and policy files: the scenarios, their merge and coverage,
+//! and the comparison of the merge with each policy and with phasebox's own export.
 use std::path::PathBuf;
 
-use super::{Page, TimelineError, html};
+use super::{Compared, Page, TimelineError, html, own_policy, subject};
 use crate::{
     policy::{
         Policy, PolicyError,
         report::{self as compare, CompareError},
     },
-    profile::{
-        Profile,
-        compare::{MergeError, merge},
-        review::Review,
-    },
+    profile::{Profile, compare::MergeError, review::Review},
     scenario::coverage,
 };
 
@@ -31,8 +27,9 @@ pub enum ReportError {
     Timeline(#[from] TimelineError),
 }
 
-/// The page of `profiles` (several: with their coverage in this order), compared with
-/// `policies` when any, with the reviews of hybrid profiles.
+/// The page of `profiles` (several: with their coverage in this order; merges among them
+/// shown as the merge), compared with `policies` when any, with the reviews of hybrid
+/// profiles.
 pub fn page(
     profiles: Vec<(String, &Profile)>,
     policies: &[PathBuf],
@@ -42,25 +39,32 @@ pub fn page(
     let Some((_, first)) = profiles.first() else {
         return Err(ReportError::NoProfile);
     };
-    let coverage = (profiles.len() > 1).then(|| coverage::coverage(&profiles));
-    let comparison = if policies.is_empty() {
-        None
-    } else {
-        let all: Vec<Profile> = profiles.iter().map(|(_, p)| (*p).clone()).collect();
-        let merged = merge(&all)?;
-        let policies = policies
-            .iter()
-            .map(|p| Policy::load(p, &merged.kernel_release, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        Some(compare::compare(&merged, &policies, None, None)?)
-    };
     let title = title.unwrap_or_else(|| {
         let prog = first.program.path.rsplit('/').next().unwrap_or_default();
         format!("phasebox report: {prog}")
     });
+    let (scenarios, merge) = subject::split(profiles)?;
+    let coverage = (scenarios.len() > 1).then(|| coverage::coverage(&scenarios));
+    let against = match (&merge, scenarios.first()) {
+        (Some(m), _) => &m.profile,
+        (None, Some((_, p))) => *p,
+        (None, None) => return Err(ReportError::NoProfile),
+    };
+    let comparison = if policies.is_empty() {
+        None
+    } else {
+        let policies = policies
+            .iter()
+            .map(|p| Policy::load(p, &against.kernel_release, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let given = compare::compare(against, &policies, None, None)?;
+        let own = own_policy::rows(against).map_err(|e| e.to_string());
+        Some(Compared { given, own })
+    };
     Ok(html(&Page {
         title,
-        profiles,
+        profiles: scenarios,
+        merge,
         coverage,
         comparison,
         reviews,

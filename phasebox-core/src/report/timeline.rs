@@ -1,13 +1,15 @@
-//! The timeline of one role as inline SVG (plotters): time since the role started on x, one
-//! row per syscall on y, a mark per recorded call, phases shaded and named.
-//!
-//! Startup phases last microseconds and serving lasts seconds, so x is piecewise linear: the
-//! stretch between two phase starts gets a width partly proportional to its duration and
-//! partly equal for all, and each phase start is a labelled tick with its real time.
-use plotters::coord::Shift;
+//! The timeline of one role as inline SVG (plotters): time since the role started on x
+//! ([`axis`](super::axis)), one row per syscall on y, a mark per recorded call, phases
+//! shaded. Phase names above the plot and tick times under it are laid out in lanes
+//! ([`lanes`](super::lanes)) so that none covers another; they carry the classes
+//! `phase-label`, `tick-label` and `axis-note`.
+use std::fmt::Write as _;
+
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
+use super::axis::{Axis, fmt_ns, span};
+use super::{esc, lanes};
 use crate::profile::Role;
 
 /// Phase colours, in phase order (repeating).
@@ -27,18 +29,6 @@ pub fn color(i: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-/// Human time, from ns.
-pub fn fmt_ns(ns: u64) -> String {
-    let t = ns as f64;
-    if t < 1e6 {
-        format!("{:.0} µs", t / 1e3)
-    } else if t < 1e9 {
-        format!("{:.1} ms", t / 1e6)
-    } else {
-        format!("{:.2} s", t / 1e9)
-    }
-}
-
 /// Text safe inside SVG without escaping.
 fn plain(s: &str) -> String {
     s.chars()
@@ -46,47 +36,51 @@ fn plain(s: &str) -> String {
         .collect()
 }
 
-/// The piecewise-linear x axis: breakpoints (ns) and where each sits on 0..1.
-#[derive(Debug)]
-pub struct Axis {
-    at_ns: Vec<u64>,
-    pos: Vec<f64>,
+/// Left of the plot: the margin and the syscall names.
+const LEFT: u32 = 8 + 130;
+/// Right of the plot.
+const RIGHT: u32 = 48;
+/// A line of labels, and their font.
+const LINE: u32 = 16;
+const FONT: f64 = 12.0;
+/// Room left between two labels in one lane.
+const GAP: f64 = 8.0;
+const AXIS_NOTE: &str = "time since the role's first process started: not to one scale, ticks at each phase's first call";
+
+/// A label: its text, colour (phase index, None for black), box and lane.
+struct Label {
+    text: String,
+    phase: Option<usize>,
+    left: f64,
+    lane: usize,
 }
 
-impl Axis {
-    /// Breakpoints at every phase start and at the last call.
-    pub fn new(role: &Role) -> Axis {
-        let mut at_ns: Vec<u64> = role.phases.iter().map(|p| p.start_ns).collect();
-        at_ns.push(0);
-        at_ns.push(role.phases.iter().map(|p| p.end_ns).max().unwrap_or(0));
-        at_ns.sort_unstable();
-        at_ns.dedup();
-        if at_ns.len() == 1 {
-            at_ns.push(at_ns[0] + 1);
-        }
-        let total = (at_ns[at_ns.len() - 1] - at_ns[0]).max(1) as f64;
-        let k = (at_ns.len() - 1) as f64;
-        let widths: Vec<f64> = at_ns
-            .windows(2)
-            .map(|w| 0.5 * (w[1] - w[0]) as f64 / total + 0.5 / k)
-            .collect();
-        let mut pos = vec![0.0];
-        for w in widths {
-            pos.push(pos[pos.len() - 1] + w);
-        }
-        Axis { at_ns, pos }
-    }
-
-    /// Where `t` ns falls on 0..1.
-    pub fn x(&self, t: u64) -> f64 {
-        let j = match self.at_ns.partition_point(|&b| b <= t) {
-            0 => return 0.0,
-            j if j >= self.at_ns.len() => return 1.0,
-            j => j - 1,
-        };
-        let (a, b) = (self.at_ns[j], self.at_ns[j + 1]);
-        self.pos[j] + (self.pos[j + 1] - self.pos[j]) * (t - a) as f64 / (b - a) as f64
-    }
+/// Labels for `at` (x on 0..1, text, phase), anchored at `anchor`, inside `0..width`.
+fn layout(at: Vec<(f64, String, Option<usize>)>, anchor: f64, width: u32) -> Vec<Label> {
+    let (x0, x1) = (LEFT as f64, (width - RIGHT) as f64);
+    let boxes: Vec<(f64, f64)> = at
+        .iter()
+        .map(|(x, text, _)| {
+            let px = x0 + x * (x1 - x0);
+            lanes::place(
+                px,
+                lanes::text_width(text, FONT),
+                anchor,
+                2.0,
+                width as f64 - 2.0,
+            )
+        })
+        .collect();
+    let lane = lanes::assign(&boxes, GAP);
+    at.into_iter()
+        .zip(boxes.iter().zip(lane))
+        .map(|((_, text, phase), (b, lane))| Label {
+            text,
+            phase,
+            left: b.0,
+            lane,
+        })
+        .collect()
 }
 
 /// Rows (syscalls by first call) and marks (ns, row, phase index) of `role`.
@@ -130,40 +124,95 @@ pub fn svg(role: &Role, width: u32) -> Result<Option<String>, TimelineError> {
     if marks.is_empty() {
         return Ok(None);
     }
-    let height = (rows.len() as u32 * 13 + 110).max(200);
+    let axis = Axis::new(role);
+    let names = role
+        .phases
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| span(p).map(|s| (axis.x(s.0), p.name.clone(), Some(i))))
+        .collect();
+    let names = layout(names, 0.0, width);
+    let ticks = axis.pos.iter().zip(&axis.at_ns);
+    let ticks = layout(
+        ticks.map(|(&x, &t)| (x, fmt_ns(t), None)).collect(),
+        0.5,
+        width,
+    );
+    let top = lanes::count(&names.iter().map(|l| l.lane).collect::<Vec<_>>()) as u32 * LINE + 10;
+    let tick_lines = lanes::count(&ticks.iter().map(|l| l.lane).collect::<Vec<_>>()) as u32;
+    let bottom = (tick_lines + 1) * LINE + 14;
+    let plot = rows.len() as u32 * 13 + 10;
+    let height = top + plot + bottom + 8;
     let mut buf = String::new();
-    draw(&mut buf, role, &rows, &marks, (width, height)).map_err(|source| TimelineError {
+    let frame = (top, bottom, width, height);
+    let drawn = draw(&mut buf, role, &rows, &marks, &axis, frame);
+    drawn.map_err(|source| TimelineError {
         role: role.name.clone(),
         source,
     })?;
+    let mut text = String::new();
+    for l in &names {
+        label(&mut text, l, top - 6 - l.lane as u32 * LINE);
+    }
+    let axis_y = top + plot;
+    for l in &ticks {
+        label(&mut text, l, axis_y + 14 + l.lane as u32 * LINE);
+    }
+    let note_y = axis_y + 14 + tick_lines * LINE + 2;
+    let _ = write!(
+        text,
+        "<text class=\"axis-note\" x=\"{}\" y=\"{note_y}\" text-anchor=\"middle\" \
+         font-family=\"sans-serif\" font-size=\"{FONT}\">{AXIS_NOTE}</text>",
+        (LEFT + width - RIGHT) / 2
+    );
+    let end = buf.rfind("</svg>").unwrap_or(buf.len());
+    buf.insert_str(end, &text);
     Ok(Some(buf))
+}
+
+/// One label as SVG text, its baseline at `y`.
+fn label(out: &mut String, l: &Label, y: u32) {
+    let (class, fill) = match l.phase {
+        Some(i) => {
+            let (r, g, b) = COLORS[i % COLORS.len()];
+            ("phase-label", format!("rgb({r},{g},{b})"))
+        }
+        None => ("tick-label", "black".to_string()),
+    };
+    let _ = write!(
+        out,
+        "<text class=\"{class}\" x=\"{:.1}\" y=\"{y}\" fill=\"{fill}\" font-family=\"sans-serif\" \
+         font-size=\"{FONT}\">{}</text>",
+        l.left,
+        esc(&l.text)
+    );
 }
 
 /// The chart: x from 0 to 1 (the axis), one row per syscall.
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
+/// The plot in a frame (top and bottom margins, width, height); labels are added after.
 fn draw(
     buf: &mut String,
     role: &Role,
     rows: &[String],
     marks: &[(u64, usize, usize)],
-    size: (u32, u32),
+    axis: &Axis,
+    (top, bottom, width, height): (u32, u32, u32, u32),
 ) -> Result<(), DrawError> {
     let n = rows.len();
-    let axis = Axis::new(role);
-    let root = SVGBackend::with_string(buf, size).into_drawing_area();
+    let root = SVGBackend::with_string(buf, (width, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .margin(8)
-        .margin_top(30)
-        .margin_right(48)
-        .x_label_area_size(44)
-        .y_label_area_size(130)
+        .margin_top(top)
+        .margin_right(RIGHT)
+        .x_label_area_size(bottom)
+        .y_label_area_size(LEFT - 8)
         .build_cartesian_2d(0f64..1f64, -0.5f64..(n as f64 - 0.5))?;
     draw_mesh(&mut chart, rows)?;
-    draw_phases(&mut chart, role, &axis, n)?;
-    draw_marks(&mut chart, &axis, marks, n)?;
-    draw_labels(&root, &chart, role, &axis)?;
+    draw_phases(&mut chart, role, axis, n)?;
+    draw_marks(&mut chart, axis, marks, n)?;
     root.present()?;
     Ok(())
 }
@@ -186,16 +235,20 @@ fn draw_mesh(chart: &mut Chart, rows: &[String]) -> Result<(), DrawError> {
         .x_labels(0)
         .y_labels(n + 1)
         .y_label_formatter(&label)
-        .x_desc("time since the role started (ticks at phase starts; each stretch widened to be readable)")
-        .label_style(("sans-serif", 14))
+        .label_style(("sans-serif", 12))
         .draw()
 }
 
-/// Each phase shaded in its colour, and a line at every tick of the axis.
+/// Each phase shaded in its colour over its span, and a line at every tick of the axis.
 fn draw_phases(chart: &mut Chart, role: &Role, axis: &Axis, n: usize) -> Result<(), DrawError> {
     let top = n as f64 - 0.5;
-    chart.draw_series(role.phases.iter().enumerate().map(|(i, p)| {
-        let (a, b) = (axis.x(p.start_ns), axis.x(p.end_ns));
+    let spans = role
+        .phases
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| span(p).map(|s| (i, s)));
+    chart.draw_series(spans.map(|(i, (from, to))| {
+        let (a, b) = (axis.x(from), axis.x(to));
         Rectangle::new(
             [(a, -0.5), (b.max(a + 0.004), top)],
             color(i).mix(0.14).filled(),
@@ -227,39 +280,12 @@ fn draw_marks(
     Ok(())
 }
 
-/// Real times under the ticks and phase names over the plot, staggered on two lines.
-fn draw_labels(
-    root: &DrawingArea<SVGBackend, Shift>,
-    chart: &Chart,
-    role: &Role,
-    axis: &Axis,
-) -> Result<(), DrawError> {
-    let area = chart.plotting_area();
-    let (xr, yr) = area.get_pixel_range();
-    let px = |x: f64| xr.start + (x * (xr.end - xr.start) as f64) as i32;
-    let small = ("sans-serif", 13).into_font();
-    for (k, (&t, &x)) in axis.at_ns.iter().zip(&axis.pos).enumerate() {
-        let style = small.color(&BLACK);
-        root.draw(&Text::new(
-            fmt_ns(t),
-            (px(x), yr.end + 4 + 12 * (k as i32 % 2)),
-            style,
-        ))?;
-    }
-    for (k, (i, p)) in role.phases.iter().enumerate().enumerate() {
-        let style = small.color(&color(i));
-        let at = (px(axis.x(p.start_ns)), yr.start - 26 + 12 * (k as i32 % 2));
-        root.draw(&Text::new(plain(&p.name), at, style))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::profile::{Phase, SyscallUse};
 
-    fn role() -> Role {
+    pub(crate) fn role() -> Role {
         let use_at = |times: &[u64]| SyscallUse {
             calls: times.len() as u64,
             first_seen_ns: times[0],
@@ -302,15 +328,18 @@ mod tests {
     }
 
     #[test]
-    fn draws_marks_phases_and_names() {
+    fn draws_marks_phases_and_labels_in_lanes() {
         let svg = svg(&role(), 800).unwrap().unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
-        for text in ["execve", "brk", "exec", "serving", "2.0 ms", "9 µs"] {
-            assert!(
-                svg.contains(&format!(">\n{text}\n</text>")),
-                "{text} missing"
-            );
+        for text in ["execve", "brk"] {
+            assert!(svg.contains(&format!(">\n{text}\n</text>")), "{text}");
         }
+        for text in [">exec<", ">serving<", ">2.0 ms<", ">9 µs<"] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        assert_eq!(svg.matches("class=\"phase-label\"").count(), 2);
+        assert_eq!(svg.matches("class=\"tick-label\"").count(), 3);
+        assert!(svg.trim_end().ends_with("</text></svg>"));
         // four marks: polylines in the phases' colours
         assert!(svg.matches("<polyline").count() >= 4);
         let mut merged = role();
@@ -319,22 +348,20 @@ mod tests {
             .iter_mut()
             .flat_map(|p| p.syscalls.values_mut())
             .for_each(|u| u.times_ns.clear());
-        assert!(svg_none(&merged));
+        assert!(super::svg(&merged, 800).unwrap().is_none());
     }
 
     #[test]
-    fn axis_is_monotone_and_gives_every_stretch_room() {
-        let a = Axis::new(&role());
-        assert_eq!(a.at_ns, [0, 9_000, 2_000_000]);
-        assert_eq!((a.x(0), a.x(2_000_000)), (0.0, 1.0));
-        // 9 µs of 2 ms still gets over a quarter of the width
-        assert!(a.x(9_000) > 0.25 && a.x(9_000) < 0.5, "{}", a.x(9_000));
-        let xs: Vec<f64> = (0..200).map(|i| a.x(i * 10_000)).collect();
-        assert!(xs.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(a.x(5_000_000), 1.0);
-    }
-
-    fn svg_none(r: &Role) -> bool {
-        svg(r, 800).unwrap().is_none()
+    fn the_plot_sits_where_the_labels_expect_it() {
+        // The labels are placed from LEFT and RIGHT: the first tick line must be drawn there.
+        let svg = svg(&role(), 800).unwrap().unwrap();
+        let x0 = format!("points=\"{LEFT},");
+        assert!(svg.contains(&x0), "no tick line at x={LEFT}");
+        let x1 = format!("points=\"{},", 800 - RIGHT - 1);
+        let x1b = format!("points=\"{},", 800 - RIGHT);
+        assert!(
+            svg.contains(&x1) || svg.contains(&x1b),
+            "no tick line at the right end"
+        );
     }
 }

@@ -235,7 +235,7 @@ impl Rules {
             return Err(RulesError::Unknown { spec });
         }
         let text = crate::input::read_text(path, crate::input::TEXT)?;
-        Rules::parse(&text, &path.display().to_string())
+        Rules::parse(&text, &crate::input::origin(path))
     }
 }
 

@@ -234,7 +234,7 @@ impl ScenarioSet {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<ScenarioSet, ScenarioError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
-        ScenarioSet::parse(&text, &path.display().to_string())
+        ScenarioSet::parse(&text, &crate::input::origin(path))
     }
 
     /// Parses and checks; `origin` names the file in errors.

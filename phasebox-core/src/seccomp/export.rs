@@ -25,8 +25,8 @@ pub use super::Named;
 pub enum ExportError {
     #[error(transparent)]
     NoRole(#[from] NoSuchRole),
-    #[error("the profile has no phase {0} in the selected roles")]
-    NoPhase(String),
+    #[error("the profile has no phase {phase} in the selected roles (they have: {})", phases.join(", "))]
+    NoPhase { phase: String, phases: Vec<String> },
     /// `--per-phase` for a role the profile lacks (empty when the profile has no role).
     #[error("the profile has no role {0}")]
     NoRoleToWrite(String),
@@ -137,7 +137,18 @@ fn selected<'p>(
     if let Some(phase) = phase
         && out.iter().all(|(_, at)| at.is_empty())
     {
-        return Err(ExportError::NoPhase(phase.to_string()));
+        let mut phases: Vec<String> = Vec::new();
+        for (r, _) in &out {
+            for p in &r.phases {
+                if !phases.contains(&p.name) {
+                    phases.push(p.name.clone());
+                }
+            }
+        }
+        return Err(ExportError::NoPhase {
+            phase: phase.to_string(),
+            phases,
+        });
     }
     Ok(out)
 }
@@ -695,7 +706,7 @@ mod tests {
             select(&p, Some("worker"), Some("x"))
                 .unwrap_err()
                 .to_string()
-                .contains("no phase x")
+                .contains("no phase x in the selected roles (they have: init, serving)")
         );
         let mut s: BTreeSet<String> = ["exit_group".to_string()].into();
         let added = add_basics(&mut s);

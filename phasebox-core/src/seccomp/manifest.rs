@@ -107,7 +107,7 @@ impl Manifest {
     /// Reads and checks a manifest file.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
-        Manifest::parse(&text, &path.display().to_string())
+        Manifest::parse(&text, &crate::input::origin(path))
     }
 }
 

@@ -229,7 +229,7 @@ impl OciProfile {
     /// Reads and checks the profile at `path`.
     pub fn load(path: &Path) -> Result<OciProfile, OciError> {
         let text = crate::input::read_text(path, crate::input::TEXT)?;
-        OciProfile::parse(&text, &path.display().to_string())
+        OciProfile::parse(&text, &crate::input::origin(path))
     }
 }
 

@@ -42,6 +42,10 @@ pub struct TraceHeader {
     pub started_unix_ms: u64,
     /// Kernel monotonic time at start: record times minus this are times since start.
     pub started_monotonic_ns: u64,
+    /// `-e trace=` when the run was given one: only these calls have a record each (the
+    /// others, their first uses); `trace dump` shows these only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<String>,
 }
 
 /// What the trace file says at its end.
@@ -190,7 +194,7 @@ pub struct TraceReader<R> {
 /// Opens a trace file and reads its header.
 pub fn open(path: &Path) -> Result<TraceReader<BufReader<io::Take<File>>>, TraceError> {
     let r = BufReader::with_capacity(1 << 16, input::open(path, input::TRACE)?);
-    TraceReader::new(r, &path.display().to_string())
+    TraceReader::new(r, &crate::input::origin(path))
 }
 
 impl<R: Read> TraceReader<R> {
@@ -307,7 +311,7 @@ pub fn parse(r: impl Read, origin: &str) -> Result<Trace, TraceError> {
 /// the records (the processes already running, the roots). The records, and that the footer
 /// follows them, are checked as they are read.
 pub fn read_footer(path: &Path) -> Result<TraceFooter, TraceError> {
-    let origin = path.display().to_string();
+    let origin = crate::input::origin(path);
     let mut file = input::open(path, input::TRACE)?.into_inner();
     let size = file.metadata().map_err(FileError::on("read", path))?.len();
     let Some(at) = footer_offset(&mut file, size).map_err(FileError::on("read", path))? else {
@@ -370,12 +374,13 @@ mod tests {
             target_pid: Some(4),
             started_unix_ms: 1,
             started_monotonic_ns: 2,
+            shown: None,
         }
     }
 
     fn read_all(path: &Path) -> Result<Trace, TraceError> {
         let file = File::open(path).unwrap();
-        parse(BufReader::new(file), &path.display().to_string())
+        parse(BufReader::new(file), &crate::input::origin(path))
     }
 
     /// A trace of `n` syscall records of process 4.

@@ -6,11 +6,20 @@ use clap::{Args, Parser, Subcommand};
 
 use phasebox::probe::check_ring_bytes;
 use phasebox_core::seccomp::export::{DefaultAction, Format, Named, Runtime};
+use phasebox_core::trace_filter::{FilterError, TraceFilter};
 use phasebox_core::units::{parse_duration, parse_size};
+
+/// The version and the commit it was built from (`--version`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PHASEBOX_COMMIT"),
+    ")"
+);
 
 /// phasebox learns which system calls a program really needs, phase by phase.
 #[derive(Debug, Parser)]
-#[command(name = "phasebox", version, about)]
+#[command(name = "phasebox", version = VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -71,6 +80,17 @@ pub enum Command {
     /// One self-contained HTML page: timelines, phase tables, scenario coverage and
     /// comparisons with policies.
     Report(ReportArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell):
+    /// `phasebox completions bash > /usr/share/bash-completion/completions/phasebox`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages, phasebox(1) and one per subcommand (phasebox-run(1)…), into DIR.
+    Manpages {
+        /// Where to write them.
+        dir: PathBuf,
+    },
     /// For the cost benchmark: attach only an empty program to raw_syscalls/sys_enter.
     #[command(hide = true)]
     Floor(FloorArgs),
@@ -84,6 +104,23 @@ pub struct FloorArgs {
     /// What the program does: nothing, read the caller's pid, or also one word of a pid bitmap.
     #[arg(long, value_enum, default_value = "empty")]
     pub step: FloorStep,
+}
+
+/// The agent's log levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// The agent's log formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Logfmt,
+    Json,
 }
 
 /// The steps of the untracked path the floor program can stop at.
@@ -279,23 +316,21 @@ pub struct CompareArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("target").required(true).args(["pids", "exec_name", "container"])
+))]
 pub struct AgentArgs {
     /// The processes to attach to (with their threads and descendants): repeat, or separate
     /// with commas.
-    #[arg(
-        short,
-        long = "pid",
-        value_name = "PID",
-        value_delimiter = ',',
-        required_unless_present_any = ["exec_name", "container"],
-        conflicts_with_all = ["exec_name", "container"]
-    )]
+    #[arg(short, long = "pid", value_name = "PID", value_delimiter = ',')]
     pub pids: Vec<u32>,
-    /// Trace a container (its id, full or 12 characters, or its name with the engine's socket
-    /// at DOCKER_HOST or /var/run/docker.sock): every process in it (its cgroup), and every
-    /// program executed in it later (`docker exec`). A container that does not run yet is
-    /// waited for and traced from its first process.
-    #[arg(long, value_name = "ID|NAME", conflicts_with = "exec_name")]
+    /// Trace a container (its id, full or 12 characters, or its name: asked of Docker's API at
+    /// DOCKER_HOST or /var/run/docker.sock and Podman's at CONTAINER_HOST or
+    /// /run/podman/podman.sock, else read from a running Podman container's monitor): every
+    /// process in it (its cgroup), and every program executed in it later (`docker exec`,
+    /// `podman exec`). A container an engine knows but does not run yet is waited for and
+    /// traced from its first process.
+    #[arg(long, value_name = "ID|NAME")]
     pub container: Option<String>,
     /// Wait for processes that execute this program, and trace each from its execve on (its
     /// startup phases too).
@@ -319,6 +354,30 @@ pub struct AgentArgs {
     /// How long a connection to the metrics server may move no byte either way.
     #[arg(long = "web.idle-timeout", default_value = "30s", value_name = "D", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// TLS and basic auth for the metrics server, in the web config format of Prometheus's
+    /// exporter toolkit (tls_server_config: cert_file, key_file, min_version, max_version;
+    /// basic_auth_users: user: bcrypt hash).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
+    /// Log records at this level and above.
+    #[arg(
+        long = "log.level",
+        value_enum,
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub log_level: LogLevel,
+    /// How log lines are written: phasebox's own text, logfmt or JSON (one record a line).
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormatArg,
+    /// Log debug records too (--log.level debug).
+    #[arg(short, long, conflicts_with = "log_level")]
+    pub verbose: bool,
     /// Keep the learned profile in this file (written every --checkpoint and at the end).
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
@@ -348,6 +407,11 @@ pub struct AgentArgs {
     /// allow those calls with any arguments).
     #[arg(long)]
     pub no_args: bool,
+    /// Series only for these syscalls, as strace's `-e trace=SET` (names and classes such as
+    /// %file, %network; `!SET` for all but them): fewer series to store; the profile and the
+    /// monitor still see every call.
+    #[arg(short = 'e', value_name = "trace=SET", value_parser = parse_trace_filter)]
+    pub filter: Option<TraceFilter>,
     /// How often BPF run-time statistics are sampled (they tax every BPF program on the host
     /// while on); `off` never turns them on.
     #[arg(long, default_value = "60s", value_name = "D", value_parser = parse_period)]
@@ -400,8 +464,12 @@ pub struct AnalyzeArgs {
 pub enum ProfileCommand {
     /// Print the phase table per role, like the poster's.
     Show {
-        /// The profile.
+        /// The profile (`-` for standard input).
         file: PathBuf,
+        /// The same view as JSON (program, runs, operations, per role and phase the calls
+        /// with their counts, argument restrictions, warnings), for jq and scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Union of profiles: calls summed, provenance kept.
     Merge {
@@ -441,6 +509,12 @@ pub struct TraceOptions {
     /// allow those calls with any arguments).
     #[arg(long)]
     pub no_args: bool,
+    /// Show only these syscalls, as strace's `-e trace=SET`: names and classes (%file,
+    /// %desc, %memory, %network, %process, %signal, %ipc, %creds, %clock, %stat…), `!SET` for
+    /// all but them. The table, the summary and the trace hold only these (the kernel sends
+    /// no record for the others); the profile and phases still see every call.
+    #[arg(short = 'e', value_name = "trace=SET", value_parser = parse_trace_filter)]
+    pub filter: Option<TraceFilter>,
 }
 
 #[derive(Debug, Args)]
@@ -475,19 +549,13 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["pids", "container"])))]
 pub struct RecordArgs {
     #[command(flatten)]
     pub trace: TraceOptions,
     /// The processes to attach to (with their threads and descendants): repeat, or separate
     /// with commas.
-    #[arg(
-        short,
-        long = "pid",
-        value_name = "PID",
-        value_delimiter = ',',
-        required_unless_present = "container",
-        conflicts_with = "container"
-    )]
+    #[arg(short, long = "pid", value_name = "PID", value_delimiter = ',')]
     pub pids: Vec<u32>,
     /// Trace a container (id or name, see `agent --container`), and the programs executed in
     /// it later.
@@ -503,9 +571,21 @@ pub struct RecordArgs {
 pub enum TraceCommand {
     /// Print a trace file, one line per event, strace-like.
     Dump {
-        /// The trace file.
+        /// The trace file (`-` for standard input).
         file: PathBuf,
+        /// Show only these syscalls (`trace=SET`, as for run and record); without it, what
+        /// the trace was recorded with.
+        #[arg(short = 'e', value_name = "trace=SET", value_parser = parse_trace_filter)]
+        filter: Option<TraceFilter>,
+        /// One JSON object per line (t, tid, pid, event, name, args, ret, error, duration),
+        /// for jq and scripts.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+fn parse_trace_filter(s: &str) -> Result<TraceFilter, FilterError> {
+    TraceFilter::parse(s)
 }
 
 fn parse_ring_size(s: &str) -> anyhow::Result<u32> {
@@ -558,6 +638,13 @@ mod tests {
         assert_eq!(a.max_connections, 64);
         assert_eq!(a.header_timeout, Duration::from_secs(10));
         assert_eq!(a.idle_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (a.log_level, a.log_format),
+            (LogLevel::Info, LogFormatArg::Text)
+        );
+        assert!(a.web_config.is_none());
+        let cli = Cli::try_parse_from(["phasebox", "agent", "-p", "1", "-v"]).unwrap();
+        assert!(matches!(cli.command, Command::Agent(a) if a.verbose));
         for bad in [
             ["--web.max-connections", "0"],
             ["--web.header-timeout", "0s"],

@@ -7,7 +7,7 @@ use phasebox_core::{
     phase::Detector,
 };
 
-use crate::cli::{AgentArgs, OnViolation, UnknownRoles};
+use crate::cli::{AgentArgs, LogFormatArg, LogLevel, OnViolation, UnknownRoles};
 use phasebox::{
     containers,
     probe::stats::Sampling,
@@ -16,12 +16,19 @@ use phasebox::{
 };
 
 pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
-    phasebox::logging::init();
+    init_logging(&args);
     // Before any output exists: no signal ends the agent with a file half-written.
     let mut signals = Signals::catch()?;
     let open_files = phasebox::fdlimit::raise();
     let detector = Detector::load(&args.phases)?;
     let monitor = monitor(&args, &detector)?;
+    // Before attaching: a web config that cannot be used stops the agent at once.
+    let web = args
+        .web_config
+        .as_deref()
+        .map(phasebox::serve::web_config::load)
+        .transpose()?
+        .unwrap_or_default();
     if !args.listen.ip().is_loopback() {
         log::warn!(
             "--listen {} is not a loopback address: /metrics can be read from the network",
@@ -42,12 +49,13 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
         idle_timeout: args.idle_timeout,
     };
     limits.check_descriptors(open_files);
-    let server = phasebox::serve::start(args.listen, limits, agent.page(), agent.http_metrics())?;
-    phasebox::say!(
-        "phasebox agent: {}; metrics on http://{}/metrics",
+    let server =
+        phasebox::serve::start(args.listen, limits, agent.page(), agent.http_metrics(), web)?;
+    phasebox::logging::announce(&format!(
+        "{}; metrics on {}",
         what(&args, agent.session()),
-        server.addr()
-    );
+        server.url()
+    ));
     // With --exec-name or --container, the agent waits for the next start when a program ends.
     match agent.run(&mut signals, !waits).await? {
         Stop::Signal(s) => log::info!("{s}, writing what was learned"),
@@ -56,6 +64,23 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<i32> {
     drop(server);
     agent.finish()?;
     Ok(0)
+}
+
+/// The agent's log, as --log.level, --verbose and --log.format ask.
+fn init_logging(args: &AgentArgs) {
+    use log::LevelFilter;
+    let level = match (args.verbose, args.log_level) {
+        (true, _) | (_, LogLevel::Debug) => LevelFilter::Debug,
+        (_, LogLevel::Info) => LevelFilter::Info,
+        (_, LogLevel::Warn) => LevelFilter::Warn,
+        (_, LogLevel::Error) => LevelFilter::Error,
+    };
+    let format = match args.log_format {
+        LogFormatArg::Text => phasebox::logging::LogFormat::Text,
+        LogFormatArg::Logfmt => phasebox::logging::LogFormat::Logfmt,
+        LogFormatArg::Json => phasebox::logging::LogFormat::Json,
+    };
+    phasebox::logging::init(level, format);
 }
 
 /// What the agent does besides tracing, from its arguments.
@@ -68,6 +93,7 @@ fn settings(args: &AgentArgs) -> AgentSettings {
             every: args.bpf_stats_every,
             window: args.bpf_stats_window.min(args.bpf_stats_every),
         }),
+        shown: args.filter.clone(),
     }
 }
 
@@ -99,6 +125,17 @@ fn monitor(args: &AgentArgs, detector: &Detector) -> anyhow::Result<Option<Monit
         }
         Some(p) => {
             let mut m = Monitor::load(p, kill)?;
+            // A profile of another program flags every call that program makes: say so first.
+            let profile = phasebox_core::profile::Profile::load(p)?;
+            for &pid in &args.pids {
+                let exe = procfs::exe(pid);
+                if let Some(other) = (!exe.is_empty())
+                    .then(|| profile.other_program(std::path::Path::new(&exe)))
+                    .flatten()
+                {
+                    log::warn!("pid {pid}: {other}");
+                }
+            }
             m.unknown = match args.unknown_roles {
                 UnknownRoles::Violation => UnknownRole::Violation,
                 UnknownRoles::Ignore => UnknownRole::Ignore,

@@ -3,6 +3,7 @@
 mod agent;
 mod analyze;
 mod compare;
+mod docs;
 mod export;
 mod floor;
 mod profile;
@@ -25,7 +26,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => runtime()?.block_on(run::run(args)),
         Command::Record(args) => runtime()?.block_on(record::record(args)),
         Command::Agent(args) => runtime()?.block_on(agent::agent(args)),
-        Command::Trace(TraceCommand::Dump { file }) => trace::dump(&file),
+        Command::Trace(TraceCommand::Dump { file, filter, json }) => {
+            trace::dump(&file, filter.as_ref(), json)
+        }
         Command::Analyze(args) => analyze::analyze(&args),
         Command::Profile(cmd) => profile::profile(&cmd),
         Command::Compare(args) => compare::compare(&args),
@@ -35,6 +38,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Scenarios(ScenariosCommand::Run(args)) => scenarios::run(&args),
         Command::Scenarios(ScenariosCommand::List { file }) => scenarios::list(&file),
         Command::Report(args) => report::report(&args),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Manpages { dir } => docs::manpages(&dir),
         Command::Floor(args) => runtime()?.block_on(floor::floor(args)),
     }
 }
@@ -75,6 +80,7 @@ fn trace_session(mode: Mode, opts: &TraceOptions) -> anyhow::Result<SessionBuild
             trace: opts.output.clone(),
             profile: opts.profile.clone(),
             quiet: opts.quiet,
+            shown: opts.filter.clone(),
         });
     if opts.profile.is_some() {
         b = b.phases(Detector::load(&opts.phases)?);

@@ -4,7 +4,12 @@ use phasebox_core::profile::{Profile, compare, operations, review, show};
 
 pub fn profile(cmd: &ProfileCommand) -> anyhow::Result<i32> {
     match cmd {
-        ProfileCommand::Show { file } => {
+        ProfileCommand::Show { file, json: true } => {
+            let (p, _) = review::load(file)?;
+            let warnings = operations::warnings(&p);
+            phasebox::logging::write_stdout(&show::render_json(&p, &warnings));
+        }
+        ProfileCommand::Show { file, json: false } => {
             let (p, r) = review::load(file)?;
             phasebox::logging::write_stdout(&show::render(&p));
             for w in operations::warnings(&p) {

@@ -1,4 +1,5 @@
-//! `phasebox trace dump FILE`: a trace file, one line per event, strace-like.
+//! `phasebox trace dump FILE`: a trace file, one line per event, strace-like, or one JSON
+//! object per line (`--json`); `-e trace=SET` shows only those calls.
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufWriter, Read, Write};
@@ -10,6 +11,7 @@ use phasebox_core::{
     call_args, display,
     event::Event,
     sysnames,
+    trace_filter::TraceFilter,
     tracefile::{self, TraceReader},
 };
 
@@ -71,6 +73,52 @@ pub fn render(ev: &Event, start_ns: u64, args: &str) -> Option<String> {
     })
 }
 
+/// One event as a JSON object (`--json`): `t` (seconds since start), `tid`, `event` and its
+/// fields; the same events as [`render`]'s lines.
+pub fn render_json(ev: &Event, start_ns: u64, args: &[String]) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let secs = |ts: u64| ts.saturating_sub(start_ns) as f64 / 1e9;
+    Some(match ev {
+        Event::Path(_) | Event::Segment(_) | Event::Args(_) => return None,
+        Event::Syscall(r) => {
+            let returned = r.header.flags & syscall_flags::NO_RETURN == 0;
+            json!({
+                "t": secs(r.enter_ns), "tid": r.tid, "pid": r.header.tgid, "event": "syscall",
+                "name": sysnames::name(r.nr), "args": args,
+                "ret": returned.then_some(r.ret),
+                "error": (returned && (-4095..0).contains(&r.ret))
+                    .then(|| sysnames::render_return(r.ret)),
+                "duration": returned.then_some(r.duration_ns as f64 / 1e9),
+            })
+        }
+        Event::Filtered(f) => json!({
+            "t": secs(f.ts_ns), "tid": f.tid, "pid": f.header.tgid, "event": "filtered",
+            "name": sysnames::name(f.nr), "ret": f.ret,
+        }),
+        Event::Fork(r) => json!({
+            "t": secs(r.ts_ns), "tid": r.parent_tid, "event": "fork", "child": r.child_tid,
+        }),
+        Event::Exec(e) => json!({
+            "t": secs(e.ts_ns), "tid": e.tid, "event": "exec",
+            "filename": display::text(&e.filename), "comm": display::text(&e.comm),
+        }),
+        Event::Exit(r) => json!({
+            "t": secs(r.ts_ns), "tid": r.tid, "pid": r.header.tgid, "event": "exit",
+            "process": r.group_dead != 0,
+        }),
+    })
+}
+
+/// Whether the filter shows `ev` (a call it does not select is left out).
+fn shows(filter: Option<&TraceFilter>, ev: &Event) -> bool {
+    let nr = match ev {
+        Event::Syscall(r) => r.nr,
+        Event::Filtered(f) => f.nr,
+        _ => return true,
+    };
+    filter.is_none_or(|f| f.selects(nr))
+}
+
 /// How many lines wait to be put in time order before the earliest is printed: bounds the
 /// memory `dump` takes whatever the trace's size.
 const REORDER_WINDOW: usize = 1 << 16;
@@ -80,10 +128,17 @@ const REORDER_WINDOW: usize = 1 << 16;
 /// [`REORDER_WINDOW`] records; a call that blocked while more records came prints later, its
 /// time column still its start. A damaged trace prints what comes before the damage, then
 /// says what is wrong.
-pub fn dump(path: &Path) -> anyhow::Result<i32> {
+pub fn dump(path: &Path, filter: Option<&TraceFilter>, json: bool) -> anyhow::Result<i32> {
     let mut trace = tracefile::open(path)?;
+    // What the trace was recorded with, unless the command line says otherwise.
+    let recorded = match &trace.header().shown {
+        Some(spec) => Some(TraceFilter::parse(spec)?),
+        None => None,
+    };
+    let filter = filter.or(recorded.as_ref());
     let mut out = BufWriter::new(std::io::stdout().lock());
-    match print(&mut trace, &mut out) {
+    let how = How { filter, json };
+    match print(&mut trace, &mut out, how) {
         // A reader that went away (`| head`) ends the dump.
         Err(e) => super::stdout_result(Err(e)).map(|()| 0),
         Ok(Some(damage)) => Err(damage),
@@ -91,25 +146,23 @@ pub fn dump(path: &Path) -> anyhow::Result<i32> {
     }
 }
 
+/// How `dump` prints: the calls it shows, and lines of text or of JSON.
+#[derive(Clone, Copy)]
+struct How<'a> {
+    filter: Option<&'a TraceFilter>,
+    json: bool,
+}
+
 /// Prints every event; the trace's damage, if it has any, once what came before is printed.
 fn print<R: Read>(
     trace: &mut TraceReader<R>,
     out: &mut impl Write,
+    how: How,
 ) -> std::io::Result<Option<anyhow::Error>> {
     let h = trace.header().clone();
-    let what = match h.target_pid {
-        Some(pid) => format!("pid {pid}"),
-        None if h.command.is_empty() => "attached processes".to_string(),
-        None => display::join(&h.command, " "),
-    };
-    writeln!(
-        out,
-        "# phasebox trace: {} of {what}, {} on kernel {}",
-        display::text(&h.mode),
-        display::text(&h.arch),
-        display::text(&h.kernel_release)
-    )?;
-    writeln!(out, "# {:>10} {:>7} event", "seconds", "tid")?;
+    if !how.json {
+        head(&h, how.filter, out)?;
+    }
     let mut lines = Reorder::default();
     // The path argument and the recorded arguments of each thread's call in flight (they
     // come before the call's record).
@@ -147,7 +200,15 @@ fn print<R: Read>(
             }
             _ => {}
         }
-        if let Some(line) = render(&ev, h.started_monotonic_ns, &args.join(", "))
+        if !shows(how.filter, &ev) {
+            continue;
+        }
+        let line = if how.json {
+            render_json(&ev, h.started_monotonic_ns, &args).map(|v| v.to_string())
+        } else {
+            render(&ev, h.started_monotonic_ns, &args.join(", "))
+        };
+        if let Some(line) = line
             && let Some(ready) = lines.push(ev.ts_ns(), line)
         {
             writeln!(out, "{ready}")?;
@@ -156,13 +217,37 @@ fn print<R: Read>(
     for l in lines.drain() {
         writeln!(out, "{l}")?;
     }
-    if damage.is_none() {
+    if damage.is_none() && !how.json {
         let dropped = trace.footer().map_or(0, |f| f.summary.dropped);
         let n = trace.records();
         writeln!(out, "# {n} events, {dropped} dropped while recording")?;
     }
     out.flush()?;
     Ok(damage.map(Into::into))
+}
+
+/// The text dump's first lines: what the trace is of, and the columns.
+fn head(
+    h: &tracefile::TraceHeader,
+    filter: Option<&TraceFilter>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let what = match h.target_pid {
+        Some(pid) => format!("pid {pid}"),
+        None if h.command.is_empty() => "attached processes".to_string(),
+        None => display::join(&h.command, " "),
+    };
+    writeln!(
+        out,
+        "# phasebox trace: {} of {what}, {} on kernel {}",
+        display::text(&h.mode),
+        display::text(&h.arch),
+        display::text(&h.kernel_release)
+    )?;
+    if let Some(f) = filter {
+        writeln!(out, "# shown: trace={}", display::text(f.spec()))?;
+    }
+    writeln!(out, "# {:>10} {:>7} event", "seconds", "tid")
 }
 
 /// Lines put back in time order within a bounded window (ties keep their arrival order).

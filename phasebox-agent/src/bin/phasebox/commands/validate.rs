@@ -26,11 +26,14 @@ use phasebox::{
 };
 
 /// The profile (or OCI policy) to validate, and the phase rules to name phases with.
-fn policy(args: &ValidateArgs) -> anyhow::Result<(OciProfile, Detector)> {
+fn policy(args: &ValidateArgs, exe: &std::path::Path) -> anyhow::Result<(OciProfile, Detector)> {
     let rules = |name: &str| Detector::load(name).or_else(|_| Detector::load("generic"));
     match (&args.profile, &args.seccomp) {
         (Some(path), _) => {
             let p = Profile::load(path)?;
+            if let Some(other) = p.other_program(exe) {
+                phasebox::say!("phasebox: warning: {other}");
+            }
             let (role, phase) = (args.role.as_deref(), args.phase.as_deref());
             let mut names = export::select(&p, role, phase)?;
             if args.add_basics {
@@ -61,11 +64,11 @@ fn policy(args: &ValidateArgs) -> anyhow::Result<(OciProfile, Detector)> {
 }
 
 pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
-    let (oci, det) = policy(&args)?;
+    let exe = launch::resolve(&args.command[0])?;
+    let (oci, det) = policy(&args, &exe)?;
     let mut spec = FilterSpec::from_oci(&oci)?;
     spec.notify_by_default();
     let kills = spec.notify_kills();
-    let exe = launch::resolve(&args.command[0])?;
     let board = PhaseBoard::default();
     let mut session = Session::builder(Mode::Validate)
         .phases(det)
