@@ -142,6 +142,21 @@ pub fn wrk(port: u16) -> f64 {
         .unwrap_or_else(|| panic!("wrk said: {text}"))
 }
 
+/// An image `tag` of the host's nginx (`image::nginx_root`) serving on a free port of `range`,
+/// imported into `e`: that port, and another free one of `range` for the agent's metrics.
+pub fn import_nginx(
+    e: &dyn Engine,
+    dir: &TempDir,
+    tag: &str,
+    range: std::ops::Range<u16>,
+) -> (u16, u16) {
+    let port = crate::nginx::free_port_in(range.clone(), 0);
+    let root = dir.path("rootfs");
+    crate::image::nginx_root(&root, port).expect("nginx's root filesystem");
+    e.import(&root, tag, &[r#"ENTRYPOINT ["/usr/sbin/nginx"]"#]);
+    (port, crate::nginx::free_port_in(range, port))
+}
+
 /// The arguments that run the image's nginx in the foreground.
 pub const NGINX: [&str; 5] = [
     "--entrypoint",

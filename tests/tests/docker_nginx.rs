@@ -10,11 +10,11 @@
 
 use phasebox_tests::{
     TempDir,
-    container_nginx::{export, get, learn, nginx_args, refused_under, run_ok, serve_under, wrk},
+    container_nginx::{
+        export, get, import_nginx, learn, nginx_args, refused_under, run_ok, serve_under, wrk,
+    },
     docker::Dockerd,
-    image::nginx_root,
     metrics::eventually,
-    nginx::free_port_in,
 };
 use std::time::Duration;
 
@@ -27,13 +27,10 @@ const PORTS: std::ops::Range<u16> = 18400..18500;
 fn nginx_learned_in_a_container_runs_under_its_profile_in_docker() {
     let d = Dockerd::start();
     let dir = TempDir::new("docker-nginx");
-    let port = free_port_in(PORTS, 0);
-    let root = dir.path("rootfs");
-    nginx_root(&root, port).unwrap();
-    d.import(&root, IMAGE, &[r#"ENTRYPOINT ["/usr/sbin/nginx"]"#]);
+    let ports = import_nginx(&d, &dir, IMAGE, PORTS);
+    let port = ports.0;
 
     // Learn: the container waits at its gate until the agent traces it, then nginx starts.
-    let ports = (port, free_port_in(PORTS, port));
     let env = [("DOCKER_HOST", d.host())];
     let learned = learn(&d, &dir, (IMAGE, ports), &env, &|_, _| true);
 

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use phasebox_tests::{
     Guard, TempDir,
-    container_nginx::{export, get, learn, nginx_args, refused_under, run_ok, serve_under, wrk},
+    container_nginx::{
+        export, get, import_nginx, learn, nginx_args, refused_under, run_ok, serve_under, wrk,
+    },
     engine::Engine,
-    image::nginx_root,
     metrics::{eventually, scrape, value},
     nginx::free_port_in,
     phasebox_bin,
@@ -46,13 +47,10 @@ fn worker_accepts(page: &str, id: &str) -> Option<f64> {
 fn nginx_learned_in_podman_runs_under_its_profile_in_podman() {
     let p = Podman::new();
     let dir = TempDir::new("podman-nginx");
-    let port = free_port_in(PORTS, 0);
-    let root = dir.path("rootfs");
-    nginx_root(&root, port).unwrap();
-    p.import(&root, IMAGE, &[r#"ENTRYPOINT ["/usr/sbin/nginx"]"#]);
+    let ports = import_nginx(&p, &dir, IMAGE, PORTS);
+    let port = ports.0;
 
     // Learn, the container found by its monitor: no engine API is asked (none answers).
-    let ports = (port, free_port_in(PORTS, port));
     let no_api = dir.path("no-engine.sock");
     let no_api = format!("unix://{}", no_api.display());
     let env = [
