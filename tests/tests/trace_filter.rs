@@ -199,3 +199,49 @@ fn the_agent_exports_series_for_the_chosen_calls_only() {
         .collect();
     assert!(others.is_empty(), "{others:?}");
 }
+
+#[test]
+fn record_shows_only_the_chosen_calls_of_a_running_process() {
+    let dir = TempDir::new("trace-filter-record");
+    let mut target = Command::new(fixture("syscall_loop"))
+        .arg("0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = target.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(target.stdout.take().unwrap());
+    let target = phasebox_tests::Guard::new(target);
+    let summary = dir.path("r.summary.json");
+    let mut record = Command::new(phasebox_bin())
+        .args(["record", "-q", "-p", &target.id().to_string()])
+        .args([
+            "-e",
+            "trace=getppid",
+            "-o",
+            dir.path("r.trace").to_str().unwrap(),
+        ])
+        .args(["--summary", summary.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Attached once it says so.
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(record.stderr.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    writeln!(stdin, "{LOOP}").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(record.id() as i32, libc::SIGTERM) };
+    assert!(record.wait().unwrap().success());
+    let s = read_json(&summary);
+    let shown = calls(&s);
+    assert_eq!(shown.keys().collect::<Vec<_>>(), ["getppid"], "{shown:?}");
+    assert_eq!(shown["getppid"], LOOP);
+    // Every chosen call was sent one record each.
+    assert!(s["events"].as_u64().unwrap() > LOOP, "{s}");
+}
