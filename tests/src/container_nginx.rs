@@ -309,6 +309,21 @@ pub fn serve_under(
     load
 }
 
+/// Requests per second of nginx (`image`) in a container `default` under the engine's own
+/// default profile: the baseline the learned profile's numbers are printed against.
+pub fn under_default(e: &dyn Engine, dir: &TempDir, image: &str, port: u16) -> f64 {
+    run_ok(
+        e,
+        "default",
+        &dir.path("default-logs"),
+        &nginx_args(&[], image),
+    );
+    eventually(Duration::from_secs(20), "nginx serving", || {
+        (get(port, "/") == Some(200)).then_some(())
+    });
+    wrk(port)
+}
+
 /// Whether a container of `image` under `policy` fails to start with "operation not
 /// permitted" (a profile that lacks the runtime's own calls).
 pub fn refused_under(e: &dyn Engine, dir: &TempDir, image: &str, policy: &Path) -> String {

@@ -11,12 +11,10 @@
 use phasebox_tests::{
     TempDir,
     container_nginx::{
-        export, get, import_nginx, learn, nginx_args, refused_under, run_ok, serve_under, wrk,
+        export, import_nginx, learn, nginx_args, refused_under, run_ok, serve_under, under_default,
     },
     docker::Dockerd,
-    metrics::eventually,
 };
-use std::time::Duration;
 
 const IMAGE: &str = "phasebox-test/nginx:deploy";
 
@@ -74,16 +72,7 @@ fn nginx_learned_in_a_container_runs_under_its_profile_in_docker() {
     d.docker_ok(&["rm", "-f", "strict"]);
 
     // Docker's default profile, for the numbers.
-    run_ok(
-        &d,
-        "default",
-        &dir.path("default-logs"),
-        &nginx_args(&[], IMAGE),
-    );
-    eventually(Duration::from_secs(20), "nginx serving", || {
-        (get(port, "/") == Some(200)).then_some(())
-    });
-    let under_default = wrk(port);
+    let under_default = under_default(&d, &dir, IMAGE, port);
     println!(
         "profile: {allowed} syscalls allowed ({} bytes); req/s under it {under_profile:.0}, \
          under Docker's default profile {under_default:.0} (ratio {:.3})",

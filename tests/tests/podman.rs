@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use phasebox_tests::{
     Guard, TempDir,
-    container_nginx::{
-        export, get, import_nginx, learn, nginx_args, refused_under, run_ok, serve_under, wrk,
-    },
+    container_nginx::{export, import_nginx, learn, refused_under, serve_under, under_default},
     engine::Engine,
     metrics::{eventually, scrape, value},
     nginx::free_port_in,
@@ -80,17 +78,8 @@ fn nginx_learned_in_podman_runs_under_its_profile_in_podman() {
     let under_profile = serve_under(&p, &dir, ("enforced", IMAGE), port, &oci);
     p.cli_ok(&["rm", "-f", "-t", "0", "enforced"]);
 
-    // Podman's own default profile, for the numbers.
-    run_ok(
-        &p,
-        "default",
-        &dir.path("default-logs"),
-        &nginx_args(&[], IMAGE),
-    );
-    eventually(Duration::from_secs(20), "nginx serving", || {
-        (get(port, "/") == Some(200)).then_some(())
-    });
-    let under_default = wrk(port);
+    // Podman's default profile, for the numbers.
+    let under_default = under_default(&p, &dir, IMAGE, port);
     let allowed = phasebox_tests::read_json(&oci)["syscalls"][0]["names"]
         .as_array()
         .map_or(0, Vec::len);
@@ -110,7 +99,7 @@ fn a_podman_container_created_but_not_started_is_found_through_its_api_and_waite
     let mut create = vec!["create", "--name", "later", "--network", "none"];
     let limits = p.run_args();
     create.extend_from_slice(&limits);
-    create.extend([TINY, "cgroup"]);
+    create.extend([TINY, "wait"]);
     let id = p.cli_ok(&create);
     let dir = TempDir::new("podman-later");
     let profile = dir.path("later.profile.json");
@@ -134,8 +123,7 @@ fn a_podman_container_created_but_not_started_is_found_through_its_api_and_waite
         first.contains("waiting for container later to start"),
         "{first}"
     );
-    let out = p.cli_ok(&["start", "--attach", "later"]);
-    assert!(out.contains(&id), "the container printed its cgroup: {out}");
+    p.cli_ok(&["start", "later"]);
     eventually(
         Duration::from_secs(15),
         "the container's calls counted",
@@ -148,6 +136,8 @@ fn a_podman_container_created_but_not_started_is_found_through_its_api_and_waite
             .filter(|&n| n >= 1.0)
         },
     );
+    // The container ends (its program exits on SIGTERM), then the agent.
+    p.cli_ok(&["stop", "--time", "10", "later"]);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     assert!(agent.wait().unwrap().success());

@@ -35,6 +35,24 @@ fn run_loop(dir: &TempDir, tag: &str, extra: &[&str]) -> serde_json::Value {
     read_json(&summary)
 }
 
+/// syscall_loop started untraced, waiting for a count on its standard input; it prints a line
+/// when it has made that many getppid calls.
+fn waiting_loop() -> (
+    phasebox_tests::Guard,
+    std::process::ChildStdin,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    let mut target = Command::new(fixture("syscall_loop"))
+        .arg("0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = target.stdin.take().unwrap();
+    let stdout = std::io::BufReader::new(target.stdout.take().unwrap());
+    (phasebox_tests::Guard::new(target), stdin, stdout)
+}
+
 /// The calls of the loop's process in a summary: name → count.
 fn calls(summary: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
     summary["processes"][0]["syscalls"]
@@ -153,15 +171,7 @@ fn trace_dump_reads_standard_input_and_a_pipe() {
 #[test]
 fn the_agent_exports_series_for_the_chosen_calls_only() {
     use phasebox_tests::metrics::{parse, scrape_until, value};
-    let mut target = Command::new(fixture("syscall_loop"))
-        .arg("0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = target.stdin.take().unwrap();
-    let mut stdout = std::io::BufReader::new(target.stdout.take().unwrap());
-    let _target = phasebox_tests::Guard::new(target);
+    let (_target, mut stdin, mut stdout) = waiting_loop();
     let listen = format!("127.0.0.1:{}", phasebox_tests::nginx::free_port());
     let pid = _target.id().to_string();
     let _agent = phasebox_tests::Guard::new(
@@ -203,15 +213,7 @@ fn the_agent_exports_series_for_the_chosen_calls_only() {
 #[test]
 fn record_shows_only_the_chosen_calls_of_a_running_process() {
     let dir = TempDir::new("trace-filter-record");
-    let mut target = Command::new(fixture("syscall_loop"))
-        .arg("0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = target.stdin.take().unwrap();
-    let mut stdout = std::io::BufReader::new(target.stdout.take().unwrap());
-    let target = phasebox_tests::Guard::new(target);
+    let (target, mut stdin, mut stdout) = waiting_loop();
     let summary = dir.path("r.summary.json");
     let mut record = Command::new(phasebox_bin())
         .args(["record", "-q", "-p", &target.id().to_string()])
