@@ -469,6 +469,16 @@ impl TraceFilter {
         &self.selected
     }
 
+    /// The selected calls as the kernel's bitmap (a bit per number below MAX_SYSCALLS), the
+    /// form `PB_ALLOWED` takes too.
+    pub fn bits(&self) -> [u64; phasebox_common::ALLOWED_WORDS] {
+        let mut bits = [0u64; phasebox_common::ALLOWED_WORDS];
+        for &nr in self.selected.iter().filter(|&&nr| nr < MAX_SYSCALLS) {
+            bits[(nr / 64) as usize] |= 1 << (nr % 64);
+        }
+        bits
+    }
+
     /// The set as written (`%file,close`).
     pub fn spec(&self) -> &str {
         &self.spec

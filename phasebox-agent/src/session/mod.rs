@@ -21,7 +21,8 @@ mod verdicts;
 
 use std::time::{Duration, Instant};
 
-use phasebox_common::{ALLOWED_WORDS, COMM_LEN};
+use phasebox_common::COMM_LEN;
+use phasebox_core::trace_filter::TraceFilter;
 use phasebox_core::{
     harvest::{Attributed, Harvester},
     learn::{Counting, Learner, RunInfo},
@@ -177,7 +178,7 @@ impl SessionBuilder {
         self.probe.paths = learn || self.outputs.trace.is_some();
         let header = self.header();
         let outputs = Outputs::open(&self.outputs, &header)?;
-        self.probe.shown = self.outputs.shown.as_ref().map(shown_bits);
+        self.probe.shown = self.outputs.shown.as_ref().map(TraceFilter::bits);
         let (probe, stream) = Probe::load(self.probe)?;
         // SAFETY: the stream owns its fd, which stays open until the AsyncFd is dropped.
         let stream = unsafe { AsyncFd::register_with_interest(stream, Interest::READABLE) }
@@ -263,18 +264,6 @@ impl SessionBuilder {
             shown: self.outputs.shown.as_ref().map(|f| f.spec().to_string()),
         }
     }
-}
-
-/// The kernel's bitmap of the syscalls `filter` shows: a stream sends one record per call of
-/// these only (the others are counted, and their first uses sent).
-fn shown_bits(filter: &phasebox_core::trace_filter::TraceFilter) -> [u64; ALLOWED_WORDS] {
-    let mut bits = [0u64; ALLOWED_WORDS];
-    for &nr in filter.selected() {
-        if let Some(w) = bits.get_mut((nr / 64) as usize) {
-            *w |= 1 << (nr % 64);
-        }
-    }
-    bits
 }
 
 /// The file name of `--exec-name NAME` (a path is allowed: its last component).
