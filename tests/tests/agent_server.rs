@@ -435,3 +435,73 @@ fn port_zero_names_the_port_it_got() {
     assert!(text.contains("phasebox_build_info{"), "{text}");
     agent.assert_running();
 }
+
+/// Every phasebox_syscalls_total series on a page, as (labels, value).
+fn call_series(text: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    phasebox_tests::metrics::parse(text)
+        .into_iter()
+        .filter(|s| s.name == "phasebox_syscalls_total")
+        .map(|s| (s.labels, s.value))
+        .collect()
+}
+
+#[test]
+fn a_series_limit_folds_the_rest_into_other_and_every_call_is_still_counted() {
+    let mut target = Target::start();
+    let pid = target.child.id();
+    let mut limited = Agent::start(pid, &["--metrics.max-series", "2"], None);
+    let mut whole = Agent::start(pid, &["--metrics.without", "container_id,phase"], None);
+    for _ in 0..3 {
+        target.batch();
+    }
+    // Both agents saw the same calls (the loop waited on stdin while they attached): once
+    // both pages hold still, their sums agree and the loop's getppid calls are all there.
+    let mut took = Vec::new();
+    let (limited_page, whole_page) =
+        eventually(Duration::from_secs(30), "both pages to settle", || {
+            let a = page(limited.addr, &mut took);
+            let b = page(whole.addr, &mut took);
+            std::thread::sleep(Duration::from_millis(1500));
+            let (a2, b2) = (page(limited.addr, &mut took), page(whole.addr, &mut took));
+            let same = call_series(&a) == call_series(&a2) && call_series(&b) == call_series(&b2);
+            (same && getppid(&b2) >= target.calls() as f64).then_some((a2, b2))
+        });
+    assert_eq!(getppid(&whole_page), target.calls() as f64, "{whole_page}");
+    let total = |text: &str| call_series(text).iter().map(|(_, v)| v).sum::<f64>();
+    assert_eq!(
+        total(&limited_page),
+        total(&whole_page),
+        "{limited_page}\n{whole_page}"
+    );
+    let kept = call_series(&limited_page);
+    let other: Vec<_> = kept
+        .iter()
+        .filter(|(l, _)| l["syscall"] == "_other")
+        .collect();
+    assert_eq!(kept.len(), 3, "2 series and _other: {kept:?}");
+    assert_eq!(other.len(), 1, "{kept:?}");
+    assert_eq!(other[0].0["role"], "_other");
+    let whole_series = call_series(&whole_page);
+    assert!(
+        whole_series.len() > 2,
+        "the loop makes more than 2 syscalls: {whole_series:?}"
+    );
+    assert_eq!(
+        value(
+            &limited_page,
+            "phasebox_series_folded",
+            &[("metric", "phasebox_syscalls_total")]
+        ),
+        Some((whole_series.len() - 2) as f64),
+        "{limited_page}"
+    );
+    for (labels, _) in &whole_series {
+        assert_eq!(
+            (labels["container_id"].as_str(), labels["phase"].as_str()),
+            ("", "")
+        );
+    }
+    limited.wait_for("reached --metrics.max-series 2", Duration::from_secs(10));
+    limited.assert_running();
+    whole.assert_running();
+}

@@ -1,5 +1,6 @@
 //! The only module that knows aya: loads the kernel programs, sets map sizes, attaches, and
 //! reads and writes the maps. Everything else sees records, counters and losses.
+mod batch;
 mod error;
 mod events;
 mod load;
@@ -350,6 +351,7 @@ impl Probe {
     pub fn run_stats(&self) -> Vec<ProgramStats> {
         [
             names::PROG_SYS_ENTER,
+            names::PROG_SYS_ENTER_BTF,
             names::PROG_SYS_EXIT,
             names::PROG_FORK,
             names::PROG_EXEC,
@@ -371,6 +373,12 @@ impl Probe {
 
     /// The exact per-(process, segment, syscall) counters, summed over CPUs.
     pub fn counts(&self) -> Result<Vec<(CountKey, Counts)>, ProbeError> {
+        if let Ok(cpus) = aya::util::nr_cpus()
+            && let Ok(all) = batch::counts(&self.counts, cpus)
+        {
+            return Ok(all);
+        }
+        // A kernel without batch lookups: key by key.
         let mut out = Vec::new();
         for item in self.counts.iter() {
             let (key, per_cpu) = item.map_err(ProbeError::map("read", names::COUNTS))?;

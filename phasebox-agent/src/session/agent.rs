@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use phasebox_core::{
     atomic_file::write_atomic,
-    metrics::{BpfCost, BuildInfo, Counters, HttpMetrics, Metrics, SharedPage},
+    metrics::{BpfCost, BuildInfo, Counters, HttpMetrics, Metrics, SeriesLimits, SharedPage},
     monitor::Monitor,
     sysnames,
 };
@@ -34,6 +34,8 @@ pub struct AgentSettings {
     pub bpf_stats: Option<Sampling>,
     /// `-e trace=`: series only for these syscalls (the profile and the monitor see all).
     pub shown: Option<phasebox_core::trace_filter::TraceFilter>,
+    /// The bound on the per-call series (`--metrics.without`, `--metrics.max-series`).
+    pub series: SeriesLimits,
 }
 
 /// A session that runs as the agent.
@@ -109,16 +111,22 @@ struct Refresher {
     checkpoint: Option<(std::path::PathBuf, Duration)>,
     last_checkpoint: Instant,
     shown: Option<phasebox_core::trace_filter::TraceFilter>,
+    max_series: usize,
+    /// The first fold into `_other` was logged.
+    warned_folded: bool,
 }
 
 impl Refresher {
     fn new(settings: &AgentSettings, monitor: Option<Monitor>) -> anyhow::Result<Refresher> {
-        let metrics = Metrics::new(&BuildInfo {
-            version: env!("CARGO_PKG_VERSION").into(),
-            kernel: procfs::kernel_release(),
-            arch: sysnames::ARCH.into(),
-            mode: if settings.stream { "stream" } else { "summary" }.into(),
-        })?;
+        let metrics = Metrics::new(
+            &BuildInfo {
+                version: env!("CARGO_PKG_VERSION").into(),
+                kernel: procfs::kernel_release(),
+                arch: sysnames::ARCH.into(),
+                mode: if settings.stream { "stream" } else { "summary" }.into(),
+            },
+            &settings.series,
+        )?;
         let stats = settings
             .bpf_stats
             .map(|sampling| StatsSampler::new(sampling, Instant::now()));
@@ -129,6 +137,8 @@ impl Refresher {
             checkpoint: settings.profile.clone().map(|p| (p, settings.checkpoint)),
             last_checkpoint: Instant::now(),
             shown: settings.shown.clone(),
+            max_series: settings.series.max,
+            warned_folded: false,
         })
     }
 
@@ -153,6 +163,14 @@ impl Refresher {
         let counters = self.counters(session)?;
         self.metrics.update(&program, &totals, &phases, &counters);
         self.watch(session, &program, &places)?;
+        if !self.warned_folded && self.metrics.folded() > 0 {
+            self.warned_folded = true;
+            log::warn!(
+                "a per-call metric reached --metrics.max-series {}: calls of further label \
+                 sets are counted in its _other series (phasebox_series_folded)",
+                self.max_series
+            );
+        }
         self.metrics.publish(Instant::now());
         self.checkpoint(session)
     }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::births::{Births, Renderings};
+use super::series::{Series, SeriesLimits};
 use super::{BY_CALL, MetricsError, counter_vec, growth, registered};
 use crate::learn::{Place, Total};
 
@@ -29,13 +30,18 @@ pub(super) struct CallMetrics {
     syscalls: IntCounterVec,
     errors: IntCounterVec,
     phase_info: IntGaugeVec,
+    /// The totals last pushed, by where the calls were made (before `series` maps them).
     last: HashMap<CallKey, CallTotals>,
+    series: Series,
     new_calls: Births<CallKey>,
     new_errors: Births<CallKey>,
 }
 
 impl CallMetrics {
-    pub(super) fn register(registry: &Registry) -> Result<CallMetrics, MetricsError> {
+    pub(super) fn register(
+        registry: &Registry,
+        limits: SeriesLimits,
+    ) -> Result<CallMetrics, MetricsError> {
         Ok(CallMetrics {
             syscalls: counter_vec(
                 registry,
@@ -60,6 +66,7 @@ impl CallMetrics {
                 )?,
             )?,
             last: HashMap::new(),
+            series: Series::new(limits),
             new_calls: Births::default(),
             new_errors: Births::default(),
         })
@@ -84,20 +91,30 @@ impl CallMetrics {
                 growth(&mut last.calls, t.calls),
                 growth(&mut last.errors, t.errors),
             );
-            let p = &t.place;
-            let labels = [program, &p.container, &p.role, &p.phase, &t.syscall];
-            if let Some(n) = self.new_calls.add(key.clone(), calls, r) {
+            let (p, syscall) = self.series.of(&key.place, &key.syscall);
+            let labels = [program, &p.container, &p.role, &p.phase, &syscall];
+            let shown = CallKey {
+                place: p.clone(),
+                syscall: syscall.clone(),
+            };
+            if let Some(n) = self.new_calls.add(shown.clone(), calls, r) {
                 self.syscalls.with_label_values(&labels).inc_by(n);
             }
-            if let Some(n) = self.new_errors.add(key, errors, r) {
+            if let Some(n) = self.new_errors.add(shown, errors, r) {
                 self.errors.with_label_values(&labels).inc_by(n);
             }
         }
         self.phase_info.reset();
         for p in phases {
+            let p = self.series.place(p);
             self.phase_info
                 .with_label_values(&[program, &p.container, &p.role, &p.phase])
                 .set(1);
         }
+    }
+
+    /// How many label sets the limit folded into `_other`.
+    pub(super) fn folded(&self) -> usize {
+        self.series.folded()
     }
 }

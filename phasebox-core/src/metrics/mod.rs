@@ -14,6 +14,7 @@ mod http;
 mod monitor;
 mod page;
 mod process;
+mod series;
 
 use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -31,6 +32,14 @@ use monitor::MonitorMetrics;
 pub use page::SharedPage;
 use process::ProcessMetrics;
 pub use process::ProcessSample;
+pub use series::{DEFAULT_MAX_SERIES, Label, OTHER, SeriesLimits};
+
+/// The families whose label sets `--metrics.max-series` bounds (calls and failed calls share
+/// theirs).
+const FOLDABLE: [&str; 2] = [
+    "phasebox_syscalls_total",
+    "phasebox_profile_violations_total",
+];
 
 /// The labels of a count of calls.
 const BY_CALL: [&str; 5] = ["program", "container_id", "role", "phase", "syscall"];
@@ -50,6 +59,8 @@ pub struct Metrics {
     monitor: MonitorMetrics,
     http: HttpMetrics,
     process: ProcessMetrics,
+    /// Label sets folded into `_other`, by family.
+    folded: IntGaugeVec,
     page: SharedPage,
     /// Renderings put on the page so far.
     rendered: u64,
@@ -146,13 +157,28 @@ fn register_build_info(registry: &Registry, build: &BuildInfo) -> Result<(), Met
 }
 
 impl Metrics {
-    /// Every metric registered, `build` shown by phasebox_build_info.
-    pub fn new(build: &BuildInfo) -> Result<Metrics, MetricsError> {
+    /// Every metric registered, `build` shown by phasebox_build_info, the per-call families
+    /// bounded by `limits`.
+    pub fn new(build: &BuildInfo, limits: &SeriesLimits) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
-        let calls = CallMetrics::register(&registry)?;
+        let calls = CallMetrics::register(&registry, limits.clone())?;
         let agent = AgentMetrics::register(&registry)?;
         let bpf = BpfMetrics::register(&registry)?;
-        let monitor = MonitorMetrics::register(&registry)?;
+        let monitor = MonitorMetrics::register(&registry, limits.clone())?;
+        let folded = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "phasebox_series_folded",
+                    "Label sets of a per-call metric folded into its _other series \
+                     (--metrics.max-series reached).",
+                ),
+                &["metric"],
+            )?,
+        )?;
+        for family in FOLDABLE {
+            folded.with_label_values(&[family]).set(0);
+        }
         let bounds = BoundMetrics::register(&registry)?;
         register_build_info(&registry, build)?;
         let http = HttpMetrics::register(&registry)?;
@@ -166,6 +192,7 @@ impl Metrics {
             monitor,
             http,
             process,
+            folded,
             page: SharedPage::default(),
             rendered: 0,
         })
@@ -200,12 +227,30 @@ impl Metrics {
         if let Some(p) = &c.process {
             self.process.update(p);
         }
+        self.show_folded();
+    }
+
+    /// Label sets folded into `_other` so far, over the per-call families.
+    pub fn folded(&self) -> usize {
+        self.calls.folded() + self.monitor.folded()
+    }
+
+    fn show_folded(&self) {
+        let [calls, violations] = FOLDABLE;
+        let set = |family, n: usize| {
+            self.folded
+                .with_label_values(&[family])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        set(calls, self.calls.folded());
+        set(violations, self.monitor.folded());
     }
 
     /// Counts violations found by the monitor.
     pub fn violations(&mut self, program: &str, found: &[Violation]) {
         let r = self.renderings();
         self.monitor.count(program, found, r);
+        self.show_folded();
     }
 
     /// A checkpoint could not be written.
@@ -256,12 +301,15 @@ mod tests {
 
     #[test]
     fn counters_grow_by_the_increase_only() {
-        let mut m = Metrics::new(&BuildInfo {
-            version: "1".into(),
-            kernel: "6.0".into(),
-            arch: "x86_64".into(),
-            mode: "summary".into(),
-        })
+        let mut m = Metrics::new(
+            &BuildInfo {
+                version: "1".into(),
+                kernel: "6.0".into(),
+                arch: "x86_64".into(),
+                mode: "summary".into(),
+            },
+            &SeriesLimits::default(),
+        )
         .unwrap();
         let c = Counters {
             events: 10,
@@ -324,7 +372,7 @@ mod tests {
 
     #[test]
     fn totals_that_go_back_add_nothing_and_each_family_keeps_its_own() {
-        let mut m = Metrics::new(&BuildInfo::default()).unwrap();
+        let mut m = Metrics::new(&BuildInfo::default(), &SeriesLimits::default()).unwrap();
         let c = |map_full: u64, runs: u64, run_time_s: f64| Counters {
             dropped: 4,
             map_full: vec![("counters", map_full), ("processes", 0)],
@@ -356,7 +404,7 @@ mod tests {
 
     #[test]
     fn a_new_series_is_scraped_at_0_before_its_calls() {
-        let mut m = Metrics::new(&BuildInfo::default()).unwrap();
+        let mut m = Metrics::new(&BuildInfo::default(), &SeriesLimits::default()).unwrap();
         let c = Counters::default();
         let series = r#"phasebox_syscalls_total{container_id="",phase="serving",program="p",role="worker",syscall="accept4"}"#;
         m.update("p", &totals(4, 0), &[], &c);
@@ -377,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_first_violation_is_scraped_at_0_and_counted_without_another() {
-        let mut m = Metrics::new(&BuildInfo::default()).unwrap();
+        let mut m = Metrics::new(&BuildInfo::default(), &SeriesLimits::default()).unwrap();
         let v = Violation {
             pid: 1,
             place: place(),
@@ -399,7 +447,7 @@ mod tests {
 
     #[test]
     fn process_cpu_seconds_keep_their_fraction() {
-        let mut m = Metrics::new(&BuildInfo::default()).unwrap();
+        let mut m = Metrics::new(&BuildInfo::default(), &SeriesLimits::default()).unwrap();
         let sample = |cpu| Counters {
             process: Some(ProcessSample {
                 cpu_seconds: cpu,
@@ -425,5 +473,46 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} not in {text}");
         }
+    }
+
+    #[test]
+    fn the_limits_sum_over_left_out_labels_and_fold_the_rest_exactly() {
+        let limits = SeriesLimits {
+            without: vec![Label::Container],
+            max: 2,
+        };
+        let mut m = Metrics::new(&BuildInfo::default(), &limits).unwrap();
+        let total = |container: &str, syscall: &str, calls| Total {
+            place: Place {
+                container: container.into(),
+                ..place()
+            },
+            syscall: syscall.into(),
+            calls,
+            errors: 0,
+        };
+        let totals = [
+            total("aaa", "read", 3),
+            total("bbb", "read", 4),
+            total("aaa", "write", 5),
+            total("aaa", "close", 6),
+            total("bbb", "openat", 7),
+        ];
+        m.update("p", &totals, &[place()], &Counters::default());
+        seen(&mut m);
+        m.update("p", &totals, &[place()], &Counters::default());
+        let text = m.render();
+        for want in [
+            r#"phasebox_syscalls_total{container_id="",phase="serving",program="p",role="worker",syscall="read"} 7"#,
+            r#"phasebox_syscalls_total{container_id="",phase="serving",program="p",role="worker",syscall="write"} 5"#,
+            r#"phasebox_syscalls_total{container_id="_other",phase="_other",program="p",role="_other",syscall="_other"} 13"#,
+            r#"phasebox_series_folded{metric="phasebox_syscalls_total"} 2"#,
+            r#"phasebox_series_folded{metric="phasebox_profile_violations_total"} 0"#,
+            r#"phasebox_phase_info{container_id="",phase="serving",program="p",role="worker"} 1"#,
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+        assert!(!text.contains("aaa"), "{text}");
+        assert_eq!(m.folded(), 2);
     }
 }

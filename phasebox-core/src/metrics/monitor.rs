@@ -2,6 +2,7 @@
 use prometheus::{IntCounter, IntCounterVec, Registry};
 
 use super::births::{Births, Renderings};
+use super::series::{Series, SeriesLimits};
 use super::{BY_CALL, Counters, MetricsError, counter, counter_vec, growth};
 use crate::learn::Place;
 use crate::monitor::Violation;
@@ -13,10 +14,14 @@ pub(super) struct MonitorMetrics {
     last_killed: u64,
     /// Violations by place and syscall: a first violation starts its series at 0.
     new: Births<(String, Place, String)>,
+    series: Series,
 }
 
 impl MonitorMetrics {
-    pub(super) fn register(registry: &Registry) -> Result<MonitorMetrics, MetricsError> {
+    pub(super) fn register(
+        registry: &Registry,
+        limits: SeriesLimits,
+    ) -> Result<MonitorMetrics, MetricsError> {
         Ok(MonitorMetrics {
             violations: counter_vec(
                 registry,
@@ -31,6 +36,7 @@ impl MonitorMetrics {
             )?,
             last_killed: 0,
             new: Births::default(),
+            series: Series::new(limits),
         })
     }
 
@@ -42,12 +48,14 @@ impl MonitorMetrics {
     /// added once a client saw it at 0, at the next count.
     pub(super) fn count(&mut self, program: &str, found: &[Violation], r: Renderings) {
         for v in found {
-            let p = &v.place;
-            let key = (program.to_string(), p.clone(), v.syscall.clone());
-            if let Some(n) = self.new.add(key, v.calls, r) {
-                self.violations
-                    .with_label_values(&[program, &p.container, &p.role, &p.phase, &v.syscall])
-                    .inc_by(n);
+            let (p, syscall) = self.series.of(&v.place, &v.syscall);
+            let labels = [program, &p.container, &p.role, &p.phase, &syscall];
+            if let Some(n) = self.new.add(
+                (program.to_string(), p.clone(), syscall.clone()),
+                v.calls,
+                r,
+            ) {
+                self.violations.with_label_values(&labels).inc_by(n);
             }
         }
         for ((program, p, syscall), n) in self.new.ripe(r) {
@@ -55,5 +63,10 @@ impl MonitorMetrics {
                 .with_label_values(&[&program, &p.container, &p.role, &p.phase, &syscall])
                 .inc_by(n);
         }
+    }
+
+    /// How many label sets the limit folded into `_other`.
+    pub(super) fn folded(&self) -> usize {
+        self.series.folded()
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use phasebox::probe::check_ring_bytes;
+use phasebox_core::metrics::Label;
 use phasebox_core::seccomp::export::{DefaultAction, Format, Named, Runtime};
 use phasebox_core::trace_filter::{FilterError, TraceFilter};
 use phasebox_core::units::{parse_duration, parse_size};
@@ -412,6 +413,18 @@ pub struct AgentArgs {
     /// monitor still see every call.
     #[arg(short = 'e', value_name = "trace=SET", value_parser = parse_trace_filter)]
     pub filter: Option<TraceFilter>,
+    /// Labels to sum the per-call series over (container_id, role, phase; separate with
+    /// commas), as PromQL's `sum without (…)`: one series where there were many.
+    #[arg(long = "metrics.without", value_name = "LABEL", value_delimiter = ',',
+          value_parser = parse_label)]
+    pub without: Vec<Label>,
+    /// Label sets each per-call metric keeps; calls of any further one are counted in one
+    /// series whose container_id, role, phase and syscall are `_other`
+    /// (phasebox_series_folded says how many were folded).
+    #[arg(long = "metrics.max-series", value_name = "N",
+          default_value_t = phasebox_core::metrics::DEFAULT_MAX_SERIES as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_series: u32,
     /// How often BPF run-time statistics are sampled (they tax every BPF program on the host
     /// while on); `off` never turns them on.
     #[arg(long, default_value = "60s", value_name = "D", value_parser = parse_period)]
@@ -582,6 +595,12 @@ pub enum TraceCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_label(s: &str) -> Result<Label, String> {
+    Label::parse(s).ok_or_else(|| {
+        format!("{s} is not a label phasebox can sum over: container_id, role or phase")
+    })
 }
 
 fn parse_trace_filter(s: &str) -> Result<TraceFilter, FilterError> {

@@ -3,6 +3,7 @@
 //! Prometheus metrics, checkpoints the learned profile, and in monitor mode counts (or has the
 //! kernel kill) calls outside the expected phase. The work is the library's `session::Agent`.
 use phasebox_core::{
+    metrics::SeriesLimits,
     monitor::{Monitor, UnknownRole},
     phase::Detector,
 };
@@ -94,6 +95,10 @@ fn settings(args: &AgentArgs) -> AgentSettings {
             window: args.bpf_stats_window.min(args.bpf_stats_every),
         }),
         shown: args.filter.clone(),
+        series: SeriesLimits {
+            without: args.without.clone(),
+            max: args.max_series as usize,
+        },
     }
 }
 
