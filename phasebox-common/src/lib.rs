@@ -38,6 +38,9 @@ pub mod names {
     pub const CONFIG: &str = "PB_CONFIG";
     pub const MODE: &str = "PB_MODE";
     pub const PROG_SYS_ENTER: &str = "pb_sys_enter";
+    /// `pb_sys_enter` on the BTF-typed tracepoint: attached instead where the kernel has BTF
+    /// and arguments are recorded (it reads them with plain loads).
+    pub const PROG_SYS_ENTER_BTF: &str = "pb_sys_enter_btf";
     pub const PROG_SYS_EXIT: &str = "pb_sys_exit";
     pub const PROG_FORK: &str = "pb_fork";
     pub const PROG_EXEC: &str = "pb_exec";

@@ -5,6 +5,9 @@
 //!   the host runs in summary mode. Untracked processes leave after two inlined array lookups.
 //!   Tracked ones: their segment (a new one at a marker-candidate call), the counter, and a
 //!   record for segment openers and first uses (every call in stream mode, at exit).
+//!   `pb_sys_enter_btf` is the same on the BTF-typed tracepoint, where the argument registers
+//!   are plain loads: the agent attaches it instead where the kernel has BTF and arguments are
+//!   recorded.
 //! - `pb_sys_exit` (raw_syscalls/sys_exit, stream and errors modes only): failed calls, and the
 //!   paired record with duration and return value.
 //! - `pb_fork` / `pb_exec` / `pb_exit` (sched tracepoints): follow children, report execs and
@@ -30,9 +33,9 @@ use aya_ebpf::{
         bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_ns_current_pid_tgid, bpf_send_signal},
     },
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{RawTracePointContext, TracePointContext},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
     ALLOWED_WORDS, ARG_SLOTS, Allowed, ArgSpec, ArgsKey, ArgsRecord, COMM_LEN, Config, CountKey,
@@ -198,6 +201,89 @@ const SYSCALL_NR_OFFSET: Option<usize> =
 const SYSCALL_NR_OFFSET: Option<usize> = Some(34 * 8 + 8);
 #[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
 const SYSCALL_NR_OFFSET: Option<usize> = None;
+
+/// What the programs on sys_enter read of the call: its number, and the caller's registers
+/// (`struct pt_regs`). The raw tracepoint's context is untyped, so each read of a register goes
+/// through the probe helper; the BTF-typed one (`tp_btf`) tells the verifier the registers'
+/// type, so the argument registers are plain loads.
+trait SysEnter {
+    /// The syscall number.
+    fn nr(&self) -> u32;
+    /// The first three syscall arguments, in order.
+    fn args(&self) -> Option<[u64; ARG_SLOTS]>;
+    /// Syscall argument `i` (0, 1 or 2).
+    fn argument(&self, i: usize) -> Option<u64>;
+}
+
+impl SysEnter for RawTracePointContext {
+    #[inline(always)]
+    fn nr(&self) -> u32 {
+        self.arg::<i64>(1) as u32
+    }
+
+    #[inline(always)]
+    fn args(&self) -> Option<[u64; ARG_SLOTS]> {
+        let (at, last_first) = ARGS_AT?;
+        let regs = self.arg::<u64>(0) as *const u8;
+        // SAFETY: `regs` is the tracepoint's pt_regs and `at` the place of three argument
+        // registers in it; the read goes through the probe helper, which fails cleanly.
+        let raw =
+            unsafe { bpf_probe_read_kernel(regs.add(at).cast::<[u64; ARG_SLOTS]>()) }.ok()?;
+        Some(in_order(raw, last_first))
+    }
+
+    #[inline(always)]
+    fn argument(&self, i: usize) -> Option<u64> {
+        let &off = PATH_ARG_OFFSETS.get(i)?;
+        let regs = self.arg::<u64>(0) as *const u8;
+        // SAFETY: as above, one register.
+        unsafe { bpf_probe_read_kernel(regs.add(off).cast::<u64>()) }.ok()
+    }
+}
+
+/// sys_enter's BTF-typed context: the verifier knows argument 0 is `struct pt_regs *`.
+struct BtfSysEnter(BtfTracePointContext);
+
+impl SysEnter for BtfSysEnter {
+    #[inline(always)]
+    fn nr(&self) -> u32 {
+        self.0.arg::<i64>(1) as u32
+    }
+
+    #[inline(always)]
+    fn args(&self) -> Option<[u64; ARG_SLOTS]> {
+        let (at, last_first) = ARGS_AT?;
+        let regs = self.0.arg::<*const u8>(0);
+        // SAFETY: `regs` is the kernel's pt_regs of the calling task, typed so for the
+        // verifier, which checks each load against the struct's fields; `at` is the place of
+        // three consecutive argument registers in it (asserted above), at constant offsets.
+        let raw = unsafe {
+            [
+                core::ptr::read_volatile(regs.add(at).cast::<u64>()),
+                core::ptr::read_volatile(regs.add(at + 8).cast::<u64>()),
+                core::ptr::read_volatile(regs.add(at + 16).cast::<u64>()),
+            ]
+        };
+        Some(in_order(raw, last_first))
+    }
+
+    /// From the three loaded at constant offsets (the verifier allows no variable offset
+    /// into the typed registers).
+    #[inline(always)]
+    fn argument(&self, i: usize) -> Option<u64> {
+        self.args()?.get(i).copied()
+    }
+}
+
+/// Three argument registers as stored (last first on x86_64) → arguments 0, 1, 2.
+#[inline(always)]
+fn in_order(raw: [u64; ARG_SLOTS], last_first: bool) -> [u64; ARG_SLOTS] {
+    if last_first {
+        [raw[2], raw[1], raw[0]]
+    } else {
+        raw
+    }
+}
 
 #[inline(always)]
 fn mode_has(bit: u32) -> bool {
@@ -400,20 +486,14 @@ fn emit_segment(tgid: u32, tid: u32, nr: u32, instance: u32, seg: u32, why: u16,
 
 /// Sends the path argument of syscall `nr`, if it takes one.
 #[inline(always)]
-fn emit_path(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32, enter_ns: u64) {
+fn emit_path(ctx: &impl SysEnter, tgid: u32, tid: u32, nr: u32, enter_ns: u64) {
     let Some(&arg) = PB_PATH_ARGS.get(nr) else {
         return;
     };
     if arg == 0 || arg > 3 {
         return;
     }
-    let Some(&off) = PATH_ARG_OFFSETS.get(arg as usize - 1) else {
-        return;
-    };
-    let regs = ctx.arg::<u64>(0) as *const u8;
-    // SAFETY: `regs` is the tracepoint's pt_regs; the read goes through the probe helper,
-    // which fails cleanly on a bad address.
-    let Ok(ptr) = (unsafe { bpf_probe_read_kernel(regs.add(off).cast::<u64>()) }) else {
+    let Some(ptr) = ctx.argument(arg as usize - 1) else {
         return;
     };
     let Some(mut entry) = PB_EVENTS.reserve::<PathRecord>(0) else {
@@ -484,7 +564,7 @@ fn count(key: &CountKey) -> bool {
 /// the call may start a later phase). None: the process is not to be traced (the pid of an
 /// exited root taken by another process, or a found process the agent rejected).
 #[inline(always)]
-fn segment_of(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) -> Option<Place> {
+fn segment_of(ctx: &impl SysEnter, tgid: u32, tid: u32, nr: u32) -> Option<Place> {
     let mut why = 0;
     let st = match PB_PROCS.get_ptr_mut(tgid) {
         Some(st) => st,
@@ -619,10 +699,21 @@ pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// `pb_sys_enter` on the BTF-typed tracepoint (where the kernel has BTF): the same work, with
+/// the argument registers read as plain loads. The agent attaches one of the two.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn pb_sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
+    let (tgid, tid) = current();
+    if tracked(tgid) {
+        traced_enter(&BtfSysEnter(ctx), tgid, tid);
+    }
+    0
+}
+
 /// A tracked process enters a syscall: its segment, its counter, and what userspace needs.
 #[inline(never)]
-fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
-    let nr = ctx.arg::<i64>(1) as u32;
+fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
+    let nr = ctx.nr();
     if let Some(waiting) = PB_AWAIT.get_ptr_mut(0) {
         // SAFETY: the array's only element; only the launched process's thread clears it.
         if unsafe { *waiting } == tgid {
@@ -692,21 +783,12 @@ fn traced_enter(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
 
 /// The recorded arguments of call `nr`, masked by its spec; None when it has no spec.
 #[inline(always)]
-fn arg_values(ctx: &RawTracePointContext, nr: u32) -> Option<[u64; ARG_SLOTS]> {
-    let (at, last_first) = ARGS_AT?;
+fn arg_values(ctx: &impl SysEnter, nr: u32) -> Option<[u64; ARG_SLOTS]> {
     let spec = PB_ARG_SPECS.get(nr)?;
     if !spec.any() {
         return None;
     }
-    let regs = ctx.arg::<u64>(0) as *const u8;
-    // SAFETY: `regs` is the tracepoint's pt_regs and `at` the place of three argument
-    // registers in it; the read goes through the probe helper, which fails cleanly.
-    let raw = unsafe { bpf_probe_read_kernel(regs.add(at).cast::<[u64; ARG_SLOTS]>()) }.ok()?;
-    let raw = if last_first {
-        [raw[2], raw[1], raw[0]]
-    } else {
-        raw
-    };
+    let raw = ctx.args()?;
     Some([
         raw[0] & spec.masks[0],
         raw[1] & spec.masks[1],

@@ -2,11 +2,11 @@
 //! programs a mode needs (and no other: every program on the syscall path costs every process
 //! on the host).
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{Array, MapData},
     programs::{
-        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
-        trace_point::TracePointLinkId,
+        BtfTracePoint, RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
+        tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
     },
 };
 use phasebox_common::{ArgSpec, COMM_LEN, Config, MAX_SYSCALLS, NO_FIELD, mode, names};
@@ -120,11 +120,15 @@ fn mode_bits(opts: &ProbeOptions) -> u32 {
 /// An attachment of a program, to detach at the end.
 pub(super) enum Attached {
     Raw(&'static str, RawTracePointLinkId),
+    Btf(&'static str, BtfTracePointLinkId),
     Sched(&'static str, TracePointLinkId),
 }
 
 /// Loads the object with its settings and map sizes, and attaches what `opts` needs.
 pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeError> {
+    // The kernel's BTF is parsed (tens of ms) beside the rest of the loading, and only when
+    // it pays: arguments are read on every call that has them.
+    let btf = opts.args.then(|| std::thread::spawn(Btf::from_sys_fs));
     let config = config(opts)?;
     let mode = mode_bits(opts);
     let words = pid_max() / 64 + 1;
@@ -139,7 +143,8 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeEr
         .map_err(ProbeError::Load)?;
     // Summary mode counts calls on entry and never looks at returns: no exit program (with
     // `filtered`, it is attached once a traced process runs under a seccomp filter).
-    let mut links = vec![attach_raw(&mut ebpf, names::PROG_SYS_ENTER, "sys_enter")?];
+    let btf = btf.and_then(|t| t.join().ok()).and_then(Result::ok);
+    let mut links = vec![attach_sys_enter(&mut ebpf, btf.as_ref())?];
     if opts.stream || opts.errors {
         links.push(attach_raw(&mut ebpf, names::PROG_SYS_EXIT, "sys_exit")?);
     }
@@ -194,6 +199,39 @@ where
         })?
         .try_into()
         .map_err(|source| ProbeError::Program { name, source })
+}
+
+/// The sys_enter program: the BTF-typed one where `btf` was read and it loads, else the raw
+/// one.
+fn attach_sys_enter(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<Attached, ProbeError> {
+    if let Some(btf) = btf {
+        let name = names::PROG_SYS_ENTER_BTF;
+        match attach_btf(ebpf, name, "sys_enter", btf) {
+            Ok(a) => return Ok(a),
+            Err(e) => {
+                let why = anyhow::Error::from(e);
+                log::debug!("{name}: {why:#}; the raw tracepoint's program instead")
+            }
+        }
+    }
+    attach_raw(ebpf, names::PROG_SYS_ENTER, "sys_enter")
+}
+
+fn attach_btf(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    tracepoint: &'static str,
+    btf: &Btf,
+) -> Result<Attached, ProbeError> {
+    let p: &mut BtfTracePoint = program(ebpf, name)?;
+    p.load(tracepoint, btf)
+        .map_err(|source| ProbeError::Program { name, source })?;
+    let id = p.attach().map_err(|source| ProbeError::Attach {
+        name,
+        tracepoint,
+        source,
+    })?;
+    Ok(Attached::Btf(name, id))
 }
 
 pub(super) fn attach_raw(
@@ -285,6 +323,13 @@ fn take_links(ebpf: &mut Ebpf, links: Vec<Attached>) -> Vec<Box<dyn Send>> {
         match link {
             Attached::Raw(name, id) => {
                 if let Ok(p) = program::<RawTracePoint>(ebpf, name)
+                    && let Ok(l) = p.take_link(id)
+                {
+                    owned.push(Box::new(l));
+                }
+            }
+            Attached::Btf(name, id) => {
+                if let Ok(p) = program::<BtfTracePoint>(ebpf, name)
                     && let Ok(l) = p.take_link(id)
                 {
                     owned.push(Box::new(l));
