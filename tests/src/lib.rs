@@ -431,11 +431,22 @@ pub fn export_for_docker(profile: &Path, out: &Path) -> String {
 /// `phasebox ARGS… -- SERVER PORT`, its standard error piped (read it with
 /// [`finished_ok`]).
 pub fn serve_under(args: &[&str], server: &Path, port: u16) -> std::process::Child {
+    serve_under_with(args, server, port, &[])
+}
+
+/// [`serve_under`] with `more` arguments for the server after its port.
+pub fn serve_under_with(
+    args: &[&str],
+    server: &Path,
+    port: u16,
+    more: &[&str],
+) -> std::process::Child {
     std::process::Command::new(phasebox_bin())
         .args(args)
         .arg("--")
         .arg(server)
         .arg(port.to_string())
+        .args(more)
         .env_remove(CARGO_LIBRARY_PATH)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

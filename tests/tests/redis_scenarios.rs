@@ -1,6 +1,6 @@
 //! The redis scenario set (scenarios/redis.toml) closes the operations gap: its scenarios agree
-//! with strace, the policy exported from their merged profile lets redis-server run every one
-//! of them (BGSAVE, BGREWRITEAOF, CONFIG REWRITE, SHUTDOWN SAVE, plain traffic) under seccomp,
+//! with strace, the policy exported from their merged profile (with its argument conditions)
+//! lets redis-server run every one of them (BGSAVE, BGREWRITEAOF, CONFIG REWRITE, SHUTDOWN SAVE, plain traffic) under seccomp,
 //! and the policy of plain traffic alone breaks each operation, as the coverage warning of its
 //! export says beforehand.
 use std::path::{Path, PathBuf};
@@ -113,9 +113,25 @@ fn the_merged_redis_profile_runs_every_operation_under_seccomp_and_traffic_alone
         "rewriteConfigOverwriteFile",
     );
 
-    // Under the merged profile's policy every scenario passes.
+    // Under the merged profile's policy, which restricts arguments (the socket domains,
+    // open modes, mmap protections… redis used), every scenario passes.
     let merged_oci = dir.path("merged.oci.json");
     export(&learned.join("merged.profile.json"), &merged_oci);
+    let policy = read_json(&merged_oci);
+    let restricted: Vec<&str> = policy["syscalls"]
+        .as_array()
+        .expect("the policy's syscalls")
+        .iter()
+        .filter(|r| r["args"].as_array().is_some_and(|a| !a.is_empty()))
+        .flat_map(|r| r["names"].as_array().into_iter().flatten())
+        .filter_map(|n| n.as_str())
+        .collect();
+    for call in ["socket", "openat", "mmap", "mprotect"] {
+        assert!(
+            restricted.contains(&call),
+            "the exported policy does not restrict {call}'s arguments: {restricted:?}"
+        );
+    }
     run_set(
         &dir.path("under-merged"),
         &["--seccomp", merged_oci.to_str().unwrap()],

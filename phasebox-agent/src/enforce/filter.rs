@@ -9,7 +9,7 @@ use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, S
 
 use phasebox_core::seccomp::{
     action::{Action, Operator},
-    oci::{ERRNO_RANGE, OciProfile},
+    oci::{ERRNO_RANGE, OciArg, OciProfile},
 };
 
 /// A seccomp filter ready to install.
@@ -134,6 +134,20 @@ impl FilterSpec {
     pub fn notify(&mut self, names: &BTreeSet<String>) {
         for r in &mut self.rules {
             if r.action == ScmpAction::Allow && names.contains(&r.name) {
+                r.action = ScmpAction::Notify;
+            }
+        }
+    }
+
+    /// The allow rule of `name` with exactly these conditions goes to phasebox instead
+    /// (phase-aware enforcement: a combination only the phases before serving used).
+    pub fn notify_with_args(&mut self, name: &str, args: &[OciArg]) {
+        let want: Vec<ScmpArgCompare> = args
+            .iter()
+            .map(|a| compare(a.index, a.op, a.value, a.value_two))
+            .collect();
+        for r in &mut self.rules {
+            if r.action == ScmpAction::Allow && r.name == name && r.args == want {
                 r.action = ScmpAction::Notify;
             }
         }

@@ -1,6 +1,7 @@
 //! Phase-aware enforcement (`run --seccomp-phases MANIFEST`): one filter for the whole run,
 //! the union of every phase, in which the calls a role needs only before its serving phase go
-//! to phasebox as user notifications. phasebox allows them while the calling process has not
+//! to phasebox as user notifications, as do the argument combinations of later calls that only
+//! the phases before serving used. phasebox allows them while the calling process has not
 //! reached its serving phase, and denies them (EPERM) once it has. Everything needed in serving
 //! and after is allowed by the kernel without a round trip. A decision uses only the syscall
 //! number and the process's phase, which phasebox learns from its own trace: never the
@@ -14,7 +15,7 @@ use phasebox_core::{
     call_classes,
     seccomp::{
         action::Action,
-        arg_rules,
+        arg_rules::{self, Restrictions},
         export::{self, DefaultAction, Policy, Target},
         manifest::Manifest,
         oci::OciProfile,
@@ -35,6 +36,9 @@ pub struct Plan {
     pub union: Policy,
     /// Needed only before a role's serving phase: these are notified.
     pub early_only: BTreeSet<String>,
+    /// Argument combinations of later calls used only before serving (`openat` with
+    /// O_CREAT at start-up, say): these are notified too.
+    pub early_args: Restrictions,
     pub arch: String,
 }
 
@@ -90,7 +94,7 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
         .with_context(|| format!("{origin} names phase rules that cannot be loaded"))?;
     let dir = manifest.parent().unwrap_or(Path::new("."));
     let (mut union, mut late) = (Policy::default(), BTreeSet::new());
-    let mut read = Vec::new();
+    let (mut read, mut read_late) = (Vec::new(), Vec::new());
     for role in &m.roles {
         let files = role
             .phases
@@ -105,9 +109,11 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
         let sets =
             call_classes::effective_sets(allowed.iter().map(|a| a.iter().map(String::as_str)));
         let names: Vec<&str> = role.phases.iter().map(|p| p.name.as_str()).collect();
-        for (set, is_late) in sets.iter().zip(late_phases(&detector, &role.role, &names)) {
+        let late_ones = late_phases(&detector, &role.role, &names);
+        for (i, (set, &is_late)) in sets.iter().zip(&late_ones).enumerate() {
             if is_late {
                 late.extend(set.iter().map(|n| n.to_string()));
+                read_late.push(read[first + i].clone());
             }
             union.allow.extend(set.iter().map(|n| n.to_string()));
         }
@@ -118,8 +124,10 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
     if union.allow.is_empty() {
         anyhow::bail!("{origin} allows no syscall at all: no program could start under it");
     }
-    // Arguments are checked against every phase's (the kernel's filter is one for the run).
+    // The kernel's filter is one for the run: it allows every phase's argument combinations,
+    // and those only the phases before serving used go to phasebox, as early-only calls do.
     union = union.with_args(arg_rules::union(&read));
+    let late_args = arg_rules::union(&read_late);
     union.errno.retain(|n, _| !union.allow.contains(n));
     union
         .kill
@@ -131,10 +139,12 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
         .filter(|n| !late.contains(*n) && call_classes::no_errno(n).is_none())
         .cloned()
         .collect();
+    let early_args = arg_rules::only_in(&union.args, &late_args);
     Ok(Plan {
         detector,
         union,
         early_only,
+        early_args,
         arch: m.arch,
     })
 }
@@ -165,6 +175,11 @@ impl Plan {
         };
         let mut spec = FilterSpec::from_oci(&export::oci_profile(&self.union, &target))?;
         spec.notify(&self.early_only);
+        for (name, sets) in &self.early_args {
+            for v in sets {
+                spec.notify_with_args(name, &arg_rules::conditions(name, v));
+            }
+        }
         Ok(spec)
     }
 }

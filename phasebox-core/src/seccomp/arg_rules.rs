@@ -148,6 +148,19 @@ pub fn union<'a>(
         .collect()
 }
 
+/// The combinations `all` allows a call that `late` (the phases from serving on) does not,
+/// for calls `late` restricts: what only the phases before serving used. A call `late` leaves
+/// open, or never makes, has none (it is allowed with any arguments, or early-only by name).
+pub fn only_in(all: &Restrictions, late: &Restrictions) -> Restrictions {
+    all.iter()
+        .filter_map(|(name, sets)| {
+            let l = late.get(name)?;
+            let early: Vec<Values> = sets.iter().filter(|v| !l.contains(v)).copied().collect();
+            (!early.is_empty()).then(|| (name.clone(), early))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +248,23 @@ mod tests {
         let u = union([&a, &b]);
         assert_eq!(u["openat"], [[0, 0, 0], [0, 0, 1]]);
         assert!(!u.contains_key("socket"));
+    }
+
+    #[test]
+    fn only_the_combinations_serving_never_used_are_early() {
+        let all: Restrictions = [
+            ("openat".to_string(), vec![[0, 0, 0], [0, 0, 0o101]]),
+            ("mmap".to_string(), vec![[0, 0, 4], [0, 0, 0]]),
+            ("socket".to_string(), vec![[2, 1, 0]]),
+        ]
+        .into();
+        let late: Restrictions = [
+            ("openat".to_string(), vec![[0, 0, 0]]),
+            ("mmap".to_string(), vec![[0, 0, 4], [0, 0, 0]]),
+        ]
+        .into();
+        let early = only_in(&all, &late);
+        assert_eq!(early.len(), 1, "{early:?}");
+        assert_eq!(early["openat"], [[0, 0, 0o101]]);
     }
 }
