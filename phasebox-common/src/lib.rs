@@ -517,7 +517,7 @@ pub struct CountKey {
     pub nr: u32,
 }
 
-/// Per-CPU value of the syscall counters.
+/// The syscall counters of one process, segment and syscall (the CPUs add atomically).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

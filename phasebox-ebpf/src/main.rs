@@ -34,7 +34,7 @@ use aya_ebpf::{
         generated::{bpf_get_ns_current_pid_tgid, bpf_send_signal},
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
@@ -132,17 +132,16 @@ static PB_SCOPE: Array<Scope> = Array::with_max_entries(1, 0);
 #[map]
 static PB_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(65536, 0);
 
-/// (tgid, instance, segment, syscall) → calls and errors, per CPU: exact even when the ring
-/// buffer is full. The agent reads and deletes the entries of exited processes. Entries are
-/// allocated when first used (BPF_F_NO_PREALLOC): preallocating 65536 per-CPU entries would
-/// take most of phasebox's start-up time, and an entry is made only once per process, segment
-/// and syscall.
+/// (tgid, instance, segment, syscall) → calls and errors: exact even when the ring buffer is
+/// full. The agent reads and deletes the entries of exited processes. Preallocated, and shared
+/// by the CPUs (atomic adds): entries allocated at first use (per CPU) failed to allocate when
+/// thousands of processes started at once, and their calls were lost while the map had room.
 #[map]
-static PB_COUNTS: PerCpuHashMap<CountKey, Counts> =
-    PerCpuHashMap::with_max_entries(65536, NO_PREALLOC);
+static PB_COUNTS: HashMap<CountKey, Counts> = HashMap::with_max_entries(COUNT_ENTRIES, 0);
 
-/// BPF_F_NO_PREALLOC.
-const NO_PREALLOC: u32 = 1;
+/// PB_COUNTS's size: one entry per process, segment and syscall in use (a program uses 20 to
+/// 60 syscalls a phase).
+const COUNT_ENTRIES: u32 = 1 << 17;
 
 #[map]
 static PB_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
@@ -227,8 +226,7 @@ impl SysEnter for RawTracePointContext {
         let regs = self.arg::<u64>(0) as *const u8;
         // SAFETY: `regs` is the tracepoint's pt_regs and `at` the place of three argument
         // registers in it; the read goes through the probe helper, which fails cleanly.
-        let raw =
-            unsafe { bpf_probe_read_kernel(regs.add(at).cast::<[u64; ARG_SLOTS]>()) }.ok()?;
+        let raw = unsafe { bpf_probe_read_kernel(regs.add(at).cast::<[u64; ARG_SLOTS]>()) }.ok()?;
         Some(in_order(raw, last_first))
     }
 
@@ -534,12 +532,25 @@ fn enforce(tgid: u32, instance: u32, nr: u32) {
     }
 }
 
+/// Adds one call (or failure) to a counter the CPUs share.
+#[inline(always)]
+fn add_one(c: *mut Counts, error: bool) {
+    // SAFETY: `c` points at a PB_COUNTS value for this run; every writer adds atomically.
+    unsafe {
+        let field = if error {
+            &raw mut (*c).errors
+        } else {
+            &raw mut (*c).calls
+        };
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, 1);
+    }
+}
+
 /// Counts one call; returns whether it is the first of its syscall in its segment.
 #[inline(always)]
 fn count(key: &CountKey) -> bool {
     if let Some(c) = PB_COUNTS.get_ptr_mut(key) {
-        // SAFETY: this CPU's value; nothing else writes it while this program runs here.
-        unsafe { (*c).calls += 1 };
+        add_one(c, false);
         return false;
     }
     let one = Counts {
@@ -551,8 +562,7 @@ fn count(key: &CountKey) -> bool {
         Err(_) => {
             // Another CPU created it first (or the map is full).
             match PB_COUNTS.get_ptr_mut(key) {
-                // SAFETY: as above.
-                Some(c) => unsafe { (*c).calls += 1 },
+                Some(c) => add_one(c, false),
                 None => lost(drop_slot::COUNTS),
             }
             false
@@ -912,8 +922,7 @@ fn traced_exit(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
     if is_error(ret)
         && let Some(c) = PB_COUNTS.get_ptr_mut(key)
     {
-        // SAFETY: this CPU's value; nothing else writes it while this program runs here.
-        unsafe { (*c).errors += 1 };
+        add_one(c, true);
     }
     if mode_has(mode::STREAM) && shown(p.nr) {
         emit(

@@ -141,3 +141,59 @@ fn calls_an_existing_filter_denies_are_learned_and_answered_alike() {
     assert_eq!(of("clone3")["errnoRet"], libc::ENOSYS, "{oci}");
     assert_eq!(of("clone")["action"], "SCMP_ACT_ALLOW", "{oci}");
 }
+
+#[test]
+fn a_found_process_that_executes_another_program_does_not_rename_the_others_series() {
+    let dir = TempDir::new("exec-name-program");
+    let init = dir.path("pb_found_init");
+    std::fs::copy(fixture("tiny_init"), &init).unwrap();
+    let fifo = dir.path("gate");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (mut a, listen) = agent(&["--exec-name", "pb_found_init"]);
+    // The first one found executes sleep once let through its gate.
+    let gated = Guard::new(
+        Command::new(&init)
+            .args(["gate", fifo.to_str().unwrap(), "/bin/sleep", "30"])
+            .env_remove(CARGO_LIBRARY_PATH)
+            .spawn()
+            .unwrap(),
+    );
+    std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    eventually(Duration::from_secs(15), "the sleep's nanosleep", || {
+        (sum(
+            &scrape(&listen),
+            "phasebox_syscalls_total",
+            &[("syscall", "clock_nanosleep")],
+        ) >= 1.0)
+            .then_some(())
+    });
+    // A second one makes 10 getppid calls: its series are the found program's.
+    let counted = Guard::new(
+        Command::new(&init)
+            .args(["calls", "10"])
+            .env_remove(CARGO_LIBRARY_PATH)
+            .spawn()
+            .unwrap(),
+    );
+    let page = eventually(Duration::from_secs(15), "the 10 getppid calls", || {
+        let page = scrape(&listen);
+        (sum(&page, "phasebox_syscalls_total", &[("syscall", "getppid")]) >= 10.0).then_some(page)
+    });
+    assert_eq!(
+        sum(
+            &page,
+            "phasebox_syscalls_total",
+            &[("syscall", "getppid"), ("program", "pb_found_init")]
+        ),
+        10.0,
+        "{page}"
+    );
+    drop((gated, counted));
+    stop(&mut a);
+}

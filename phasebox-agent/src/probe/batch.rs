@@ -5,14 +5,11 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
-use aya::maps::{IterableMap, MapData, PerCpuHashMap};
+use aya::maps::{HashMap, IterableMap, MapData};
 use phasebox_common::{CountKey, Counts};
 
 /// `BPF_MAP_LOOKUP_BATCH` (include/uapi/linux/bpf.h).
 const BPF_MAP_LOOKUP_BATCH: libc::c_int = 24;
-
-// The per-CPU values are read as two u64 words: calls, then errors.
-const _: () = assert!(size_of::<Counts>() == 16);
 
 /// Entries asked for per call.
 const CHUNK: usize = 4096;
@@ -31,17 +28,14 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Every entry of `map`, its per-CPU values summed. Err when the kernel refuses batch
-/// lookups (the caller then walks the map).
+/// Every entry of `map`. Err when the kernel refuses batch lookups (the caller then walks
+/// the map).
 pub(super) fn counts(
-    map: &PerCpuHashMap<MapData, CountKey, Counts>,
-    cpus: usize,
+    map: &HashMap<MapData, CountKey, Counts>,
 ) -> io::Result<Vec<(CountKey, Counts)>> {
     let fd = map.map().fd().as_fd().as_raw_fd();
-    // A per-CPU value is rounded up to 8 bytes and repeated for every possible CPU.
-    let per_cpu = size_of::<Counts>().div_ceil(8) * 8;
     let mut keys = vec![CountKey::default(); CHUNK];
-    let mut values = vec![0u8; CHUNK * per_cpu * cpus];
+    let mut values = vec![Counts::default(); CHUNK];
     // The hash map's position token: a bucket index.
     let (mut token_in, mut token_out) = (0u32, 0u32);
     let mut out = Vec::new();
@@ -56,9 +50,9 @@ pub(super) fn counts(
             map_fd: fd as u32,
             ..BatchAttr::default()
         };
-        // SAFETY: the attribute points at buffers of CHUNK keys and CHUNK per-CPU values,
-        // the sizes the map's key and value have, and at two u32 tokens; the kernel writes
-        // no more than `count` entries.
+        // SAFETY: the attribute points at buffers of CHUNK keys and CHUNK values of the map's
+        // key and value types, and at two u32 tokens; the kernel writes no more than `count`
+        // entries.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
@@ -74,18 +68,8 @@ pub(super) fn counts(
             Some(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
             Some(_) => return Err(err.unwrap_or_else(|| io::Error::other("bpf"))),
         };
-        for (i, key) in keys.iter().take(attr.count as usize).enumerate() {
-            let mut sum = Counts::default();
-            for cpu in 0..cpus {
-                let at = (i * cpus + cpu) * per_cpu;
-                let word = |o: usize| {
-                    u64::from_ne_bytes(values[at + o..at + o + 8].try_into().unwrap_or_default())
-                };
-                sum.calls += word(0);
-                sum.errors += word(8);
-            }
-            out.push((*key, sum));
-        }
+        let n = attr.count as usize;
+        out.extend(keys.iter().copied().zip(values.iter().copied()).take(n));
         if done {
             return Ok(out);
         }

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, MapData, PerCpuArray},
 };
 use phasebox_common::{
     ALLOWED_WORDS, Allowed, COMM_LEN, CountKey, Counts, MAX_MARKER_SETS, MAX_SYSCALLS, ProcState,
@@ -99,7 +99,7 @@ pub struct Probe {
     /// PB_USER_BITS and the agent's copy of it (the agent is its only writer).
     user_bits: Array<MapData, u64>,
     user_words: Vec<u64>,
-    counts: PerCpuHashMap<MapData, CountKey, Counts>,
+    counts: HashMap<MapData, CountKey, Counts>,
     markers: Array<MapData, u8>,
     set_requests: HashMap<MapData, u32, SetRequest>,
     allowed: HashMap<MapData, u32, Allowed>,
@@ -361,7 +361,12 @@ impl Probe {
         .filter_map(|name| {
             let info = self.ebpf.program(name)?.info().ok()?;
             Some(ProgramStats {
-                name,
+                // The BTF-typed sys_enter program does the raw one's work: one name for both.
+                name: if name == names::PROG_SYS_ENTER_BTF {
+                    names::PROG_SYS_ENTER
+                } else {
+                    name
+                },
                 run_time: info.run_time(),
                 runs: info.run_count(),
                 xlated_bytes: info.size_translated().unwrap_or(0),
@@ -371,23 +376,15 @@ impl Probe {
         .collect()
     }
 
-    /// The exact per-(process, segment, syscall) counters, summed over CPUs.
+    /// The exact per-(process, segment, syscall) counters.
     pub fn counts(&self) -> Result<Vec<(CountKey, Counts)>, ProbeError> {
-        if let Ok(cpus) = aya::util::nr_cpus()
-            && let Ok(all) = batch::counts(&self.counts, cpus)
-        {
+        if let Ok(all) = batch::counts(&self.counts) {
             return Ok(all);
         }
         // A kernel without batch lookups: key by key.
         let mut out = Vec::new();
         for item in self.counts.iter() {
-            let (key, per_cpu) = item.map_err(ProbeError::map("read", names::COUNTS))?;
-            let mut sum = Counts::default();
-            for c in per_cpu.iter() {
-                sum.calls += c.calls;
-                sum.errors += c.errors;
-            }
-            out.push((key, sum));
+            out.push(item.map_err(ProbeError::map("read", names::COUNTS))?);
         }
         Ok(out)
     }

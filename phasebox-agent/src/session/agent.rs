@@ -36,6 +36,10 @@ pub struct AgentSettings {
     pub shown: Option<phasebox_core::trace_filter::TraceFilter>,
     /// The bound on the per-call series (`--metrics.without`, `--metrics.max-series`).
     pub series: SeriesLimits,
+    /// The series' `program` label when it is known at start (`--exec-name`); else the first
+    /// traced process's name. It never changes: a traced process that executes another
+    /// program does not rename the series of the others.
+    pub program: Option<String>,
 }
 
 /// A session that runs as the agent.
@@ -112,6 +116,7 @@ struct Refresher {
     last_checkpoint: Instant,
     shown: Option<phasebox_core::trace_filter::TraceFilter>,
     max_series: usize,
+    program: Option<String>,
     /// The first fold into `_other` was logged.
     warned_folded: bool,
 }
@@ -138,6 +143,7 @@ impl Refresher {
             last_checkpoint: Instant::now(),
             shown: settings.shown.clone(),
             max_series: settings.series.max,
+            program: settings.program.clone(),
             warned_folded: false,
         })
     }
@@ -148,12 +154,14 @@ impl Refresher {
         let Some(l) = session.learner() else {
             return Ok(());
         };
-        let program = session
-            .tree()
-            .processes()
-            .find(|p| !p.ignored)
-            .map(|p| p.comm.clone())
-            .unwrap_or_default();
+        if self.program.is_none() {
+            self.program = session
+                .tree()
+                .processes()
+                .find(|p| !p.ignored && !p.comm.is_empty())
+                .map(|p| p.comm.clone());
+        }
+        let program = self.program.clone().unwrap_or_default();
         let mut totals = l.totals();
         if let Some(f) = &self.shown {
             totals.retain(|t| f.selects_name(&t.syscall));

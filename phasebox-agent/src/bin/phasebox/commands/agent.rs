@@ -99,6 +99,7 @@ fn settings(args: &AgentArgs) -> AgentSettings {
             without: args.without.clone(),
             max: args.max_series as usize,
         },
+        program: args.exec_name.clone(),
     }
 }
 
