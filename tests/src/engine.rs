@@ -72,7 +72,8 @@ pub trait Engine {
     }
 
     /// A one-file image `tag` whose entrypoint is the static `tiny_init` test program
-    /// (`cgroup` prints its /proc/self/cgroup, `wait` waits for SIGTERM).
+    /// (`cgroup` prints its /proc/self/cgroup, `wait` waits for SIGTERM, `calls N` makes N
+    /// getppid calls and then waits).
     fn import_tiny(&self, tag: &str) {
         let root = self.scratch().join("tiny-root");
         std::fs::create_dir_all(&root).expect("the image's root");

@@ -8,6 +8,8 @@
 //! - nginx under its learned seccomp profiles; the agent on nginx.
 //! - phase detection (`bench_phases.rs`): analyzing a large trace, learning phases live.
 //! - the agent over an hour (`bench_soak.rs`, `--soak [MINUTES]` only): memory, maps, drops.
+//! - the agent at scale (`bench_scale.rs`, `--scale` only): 10,000 live processes, churn and
+//!   100 containers; memory, /metrics times, series, exact counts.
 //! - argument-level policies against attack primitives (`bench_args.rs`).
 //! - policies deployed (`bench_deploy/`): six servers learned, exported, run through their
 //!   operations and load under the policies, in Docker and under phase-aware enforcement.
@@ -15,15 +17,15 @@
 //! Each section is a module of its own (`bench_*.rs`), over what they share (`measure.rs`):
 //! this file only picks the sections and writes them into BENCHMARKS.md.
 use crate::{
-    bench_agent, bench_args, bench_core, bench_cost, bench_deploy, bench_phases, bench_seccomp,
-    bench_soak, bench_static, measure, util,
+    bench_agent, bench_args, bench_core, bench_cost, bench_deploy, bench_phases, bench_scale,
+    bench_seccomp, bench_soak, bench_static, measure, util,
 };
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = util::build_phasebox()?;
     let s = measure::settings(args);
     // A section flag runs only the sections named; none runs them all.
-    const SECTIONS: [&str; 9] = [
+    const SECTIONS: [&str; 10] = [
         "--core",
         "--args",
         "--seccomp",
@@ -33,13 +35,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "--static",
         "--deploy",
         "--soak",
+        "--scale",
     ];
     let only: Vec<&str> = SECTIONS
         .into_iter()
         .filter(|f| args.iter().any(|a| a == f))
         .collect();
-    // The soak takes an hour: it runs only when named.
-    let want = |f: &str| (only.is_empty() && f != "--soak") || only.contains(&f);
+    // The soak (an hour) and the scale section (about 15 minutes) run only when named.
+    let named_only = ["--soak", "--scale"];
+    let want = |f: &str| (only.is_empty() && !named_only.contains(&f)) || only.contains(&f);
     let mut sections = Vec::new();
     if want("--core") {
         let nginx = bench_core::nginx_bench(&bin, &s)?;
@@ -81,6 +85,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if want("--soak") {
         let soak = bench_soak::run(&bin, bench_soak::minutes(args)?)?;
         sections.push((bench_soak::BEGIN, bench_soak::END, soak));
+    }
+    if want("--scale") {
+        let scale = bench_scale::run(&bin)?;
+        sections.push((bench_scale::BEGIN, bench_scale::END, scale));
     }
     let path = util::root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());

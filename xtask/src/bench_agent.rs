@@ -18,6 +18,15 @@ pub const BEGIN: &str = "<!-- bench:agent:begin -->";
 
 pub const END: &str = "<!-- bench:agent:end -->";
 
+/// nginx's processes run on this CPU, wrk on the other one (the machine has two).
+const NGINX_CPU: &str = "1";
+const WRK_CPU: &str = "0";
+
+/// Rounds go on, floor, agent and record only, until the 95% confidence half-width of both
+/// ratios to the floor is under this many points, or MAX_ROUNDS.
+const SPREAD_POINTS: f64 = 2.0;
+const MAX_ROUNDS: usize = 30;
+
 /// The agent in summary mode on nginx, side by side with no tracer, `record` (stream mode)
 /// and strace; time to a non-empty /metrics, the agent's memory and the kernel programs' cost.
 /// The agent's own run on nginx: throughput, time to a first page, memory, events sent.
@@ -66,6 +75,34 @@ fn agent_run(
     })
 }
 
+/// Pins every thread of nginx's master and workers to NGINX_CPU.
+fn pin_nginx(nginx: &Nginx) -> anyhow::Result<()> {
+    for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
+        crate::util::output("taskset", &["-a", "-p", "-c", NGINX_CPU, &pid.to_string()])?;
+    }
+    Ok(())
+}
+
+/// The 95% confidence half-width of the mean of `ratios`, in points (100 × ratio).
+fn spread_points(ratios: &[f64]) -> f64 {
+    let n = ratios.len() as f64;
+    if n < 2.0 {
+        return f64::INFINITY;
+    }
+    let mean = ratios.iter().sum::<f64>() / n;
+    let var = ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    100.0 * 1.96 * (var / n).sqrt()
+}
+
+/// Each round's `mode` requests/s over the same round's floor.
+fn ratios(results: &[Vec<f64>], mode: usize) -> Vec<f64> {
+    results[mode]
+        .iter()
+        .zip(&results[1])
+        .map(|(m, f)| m / f)
+        .collect()
+}
+
 /// nginx under `phasebox floor` (an empty program on the syscall tracepoint).
 fn floor_run(bin: &Path, url: &str, secs: u64) -> anyhow::Result<f64> {
     let mut floor = Command::new(bin)
@@ -93,10 +130,33 @@ pub fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     ];
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
     let (mut ready_ms, mut rss, mut events) = (vec![], vec![], vec![]);
+    pin_nginx(&nginx)?;
     wrk(&url, 1)?;
-    for round in 0..s.rounds {
-        for k in 0..MODES.len() {
-            let m = (k + round) % MODES.len();
+    // Every mode in the first rounds; then floor, agent and record until their ratios hold.
+    let (floor, agent, record) = (1, 2, 4);
+    let mut round = 0;
+    loop {
+        let all = round < s.rounds;
+        let settled = [agent, record]
+            .iter()
+            .all(|&m| spread_points(&ratios(&results, m)) < SPREAD_POINTS);
+        if !all && (settled || round >= MAX_ROUNDS.max(s.rounds) || s.quick) {
+            break;
+        }
+        let order: Vec<usize> = if all {
+            (0..MODES.len())
+                .map(|k| (k + round) % MODES.len())
+                .collect()
+        } else {
+            [floor, agent, record]
+                .iter()
+                .cycle()
+                .skip(round % 3)
+                .take(3)
+                .copied()
+                .collect()
+        };
+        for m in order {
             let rps = match m {
                 0 => wrk(&url, s.secs)?,
                 1 => floor_run(bin, &url, s.secs)?,
@@ -127,19 +187,31 @@ pub fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
             eprintln!("bench: round {} {}: {rps:.0} req/s", round + 1, MODES[m]);
             results[m].push(rps);
         }
+        round += 1;
     }
+    let spreads: Vec<(f64, f64)> = [agent, record]
+        .iter()
+        .map(|&m| {
+            let mut r = ratios(&results, m);
+            (median(&mut r), spread_points(&r))
+        })
+        .collect();
     let med: Vec<f64> = results.iter_mut().map(|r| median(r)).collect();
     let mut out = format!(
         "## The agent on nginx\n\n\
          `phasebox agent -p MASTER --phases nginx` (summary mode: exact counters per process, \
          segment and syscall in the kernel; only segment openers and each syscall's first use in \
-         a segment are sent), nginx {}, `wrk -t1 -c32 -d{}s`, {} rounds alternated. Median \
-         requests/s, against no tracer and against the floor (what any tracer on the syscall \
-         tracepoint costs).\n\n\
+         a segment are sent), nginx {} (master and worker pinned to CPU {NGINX_CPU}), `wrk -t1 \
+         -c32 -d{}s` pinned to CPU {WRK_CPU}, {} rounds of every mode alternated, then rounds \
+         of the floor, the agent and record until the 95% confidence half-width of both ratios \
+         to the floor was under {SPREAD_POINTS} points (at most {MAX_ROUNDS}): {} rounds of \
+         those. Median requests/s, against no tracer and against the floor (what any tracer on \
+         the syscall tracepoint costs).\n\n\
          | mode | median req/s | vs. baseline | vs. floor |\n|---|---|---|---|\n",
         nginx_version(),
         s.secs,
-        s.rounds
+        s.rounds,
+        results[floor].len()
     );
     for (m, name) in MODES.iter().enumerate() {
         out += &format!(
@@ -149,6 +221,11 @@ pub fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
             100.0 * med[m] / med[1]
         );
     }
+    out += &format!(
+        "\nPer round, over the same round's floor: agent {:.3} (median; 95% half-width {:.1} \
+         points), record {:.3} ({:.1} points).\n",
+        spreads[0].0, spreads[0].1, spreads[1].0, spreads[1].1
+    );
     out += &format!(
         "\n| agent | median |\n|---|---|\n\
          | start to a non-empty /metrics | {:.0} ms |\n\

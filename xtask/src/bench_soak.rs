@@ -17,7 +17,7 @@ use phasebox_tests::{
     nginx::{Nginx, free_port},
 };
 
-use crate::measure::{load, rss_kib, status_kib};
+use crate::measure::{kernel_maps, load, rss_kib, status_kib, terminate};
 
 pub const BEGIN: &str = "<!-- bench:soak:begin -->";
 pub const END: &str = "<!-- bench:soak:end -->";
@@ -221,27 +221,6 @@ fn sample(s: &Soak) -> anyhow::Result<Sample> {
     Ok(sample)
 }
 
-/// Entries of each hash map the agent `pid` holds, by name (arrays are always full, the ring
-/// buffer has no entries).
-fn kernel_maps(pid: u32) -> Vec<(String, usize)> {
-    let own = phasebox_tests::bpf_maps_of(pid);
-    let all = phasebox_tests::bpftool(&["map", "show"]);
-    let mut maps: Vec<(String, usize)> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["type"].as_str().is_some_and(|t| t.contains("hash")))
-        .filter_map(|m| {
-            let id = u32::try_from(m["id"].as_u64()?).ok()?;
-            let name = m["name"].as_str()?.to_string();
-            own.contains(&id)
-                .then(|| (name, phasebox_tests::map_entries(id)))
-        })
-        .collect();
-    maps.sort();
-    maps
-}
-
 /// Stops the churn, waits for the agent's counters to settle, takes the last sample, and
 /// stops the agent (SIGTERM), which must write its profile and exit 0.
 fn finish(s: &mut Soak) -> anyhow::Result<Sample> {
@@ -254,18 +233,7 @@ fn finish(s: &mut Soak) -> anyhow::Result<Sample> {
         Duration::from_secs(60),
     );
     let last = sample(s)?;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(s.agent.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = s.agent.try_wait()? {
-            break st;
-        }
-        if Instant::now() > deadline {
-            bail!("the agent did not stop within 60 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut s.agent, Duration::from_secs(60))?;
     if !status.success() {
         bail!("the agent exited with {status}");
     }

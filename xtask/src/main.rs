@@ -26,6 +26,7 @@ mod bench_core;
 mod bench_cost;
 mod bench_deploy;
 mod bench_phases;
+mod bench_scale;
 mod bench_seccomp;
 mod bench_soak;
 mod bench_static;

@@ -1,6 +1,6 @@
 //! What the benchmark sections share: their settings, medians, wrk, a tracer attached to nginx
-//! for one measurement, readings of a process (peak RSS of a command, RSS, a scrape), and a
-//! phasebox command run to its end.
+//! for one measurement, readings of a process (peak RSS of a command, RSS, CPU time, a scrape,
+//! the BPF maps it holds), a phasebox command run to its end, and a child stopped by SIGTERM.
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +18,8 @@ pub struct Settings {
     pub storm_calls: u64,
     /// Events in the trace the phase detectors analyze.
     pub trace_events: u64,
+    /// `--quick`: a look at the numbers, not a measurement (no extra rounds).
+    pub quick: bool,
 }
 
 pub fn settings(args: &[String]) -> Settings {
@@ -27,6 +29,7 @@ pub fn settings(args: &[String]) -> Settings {
         secs: if quick { 2 } else { 5 },
         storm_calls: if quick { 2_000_000 } else { 10_000_000 },
         trace_events: if quick { 2_000_000 } else { 10_000_000 },
+        quick,
     }
 }
 
@@ -224,4 +227,86 @@ pub fn phasebox(bin: &Path, args: &[&str], may_fail: bool) -> anyhow::Result<(bo
         bail!("phasebox {args:?} failed: {stderr}");
     }
     Ok((out.status.success(), stderr))
+}
+
+/// Entries of each hash map the agent `pid` holds, by name (arrays are always full, the ring
+/// buffer has no entries).
+pub fn kernel_maps(pid: u32) -> Vec<(String, usize)> {
+    let own = phasebox_tests::bpf_maps_of(pid);
+    let all = phasebox_tests::bpftool(&["map", "show"]);
+    let mut maps: Vec<(String, usize)> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["type"].as_str().is_some_and(|t| t.contains("hash")))
+        .filter_map(|m| {
+            let id = u32::try_from(m["id"].as_u64()?).ok()?;
+            let name = m["name"].as_str()?.to_string();
+            own.contains(&id)
+                .then(|| (name, phasebox_tests::map_entries(id)))
+        })
+        .collect();
+    maps.sort();
+    maps
+}
+
+/// KiB of kernel memory charged to the BPF maps `pid` holds: the `memlock` lines of its map
+/// descriptors in /proc/PID/fdinfo, each map counted once.
+pub fn map_memlock_kib(pid: u32) -> f64 {
+    let mut by_map = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return f64::NAN;
+    };
+    for e in dir.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(bytes)) = (field("map_id:"), field("memlock:")) {
+            by_map.insert(id, bytes);
+        }
+    }
+    by_map.values().sum::<u64>() as f64 / 1024.0
+}
+
+/// CPU time `pid` has used so far (user and system, from /proc/PID/stat), in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // The fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let after = text.rfind(')').map_or("", |i| &text[i + 1..]);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ticks as f64 / hz as f64
+}
+
+/// SIGTERM to a child, then waits at most `limit` for it to exit; its status.
+pub fn terminate(child: &mut Child, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    if let Some(st) = child.try_wait()? {
+        return Ok(st);
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "pid {} did not stop within {limit:?} of SIGTERM",
+                child.id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
