@@ -148,22 +148,17 @@ fn a_found_process_that_executes_another_program_does_not_rename_the_others_seri
     let init = dir.path("pb_found_init");
     std::fs::copy(fixture("tiny_init"), &init).unwrap();
     let fifo = dir.path("gate");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    run_ok(std::path::Path::new("mkfifo"), &[fifo.to_str().unwrap()]);
+    let start = |args: &[&str]| {
+        let child = Command::new(&init)
+            .args(args)
+            .env_remove(CARGO_LIBRARY_PATH)
+            .spawn();
+        Guard::new(child.unwrap())
+    };
     let (mut a, listen) = agent(&["--exec-name", "pb_found_init"]);
     // The first one found executes sleep once let through its gate.
-    let gated = Guard::new(
-        Command::new(&init)
-            .args(["gate", fifo.to_str().unwrap(), "/bin/sleep", "30"])
-            .env_remove(CARGO_LIBRARY_PATH)
-            .spawn()
-            .unwrap(),
-    );
+    let gated = start(&["gate", fifo.to_str().unwrap(), "/bin/sleep", "30"]);
     std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     eventually(Duration::from_secs(15), "the sleep's nanosleep", || {
         (sum(
@@ -174,13 +169,7 @@ fn a_found_process_that_executes_another_program_does_not_rename_the_others_seri
             .then_some(())
     });
     // A second one makes 10 getppid calls: its series are the found program's.
-    let counted = Guard::new(
-        Command::new(&init)
-            .args(["calls", "10"])
-            .env_remove(CARGO_LIBRARY_PATH)
-            .spawn()
-            .unwrap(),
-    );
+    let counted = start(&["calls", "10"]);
     let page = eventually(Duration::from_secs(15), "the 10 getppid calls", || {
         let page = scrape(&listen);
         (sum(&page, "phasebox_syscalls_total", &[("syscall", "getppid")]) >= 10.0).then_some(page)
