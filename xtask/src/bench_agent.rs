@@ -83,6 +83,28 @@ fn pin_nginx(nginx: &Nginx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `f` with this process (and what it starts: wrk, the tracers) on WRK_CPU only, then
+/// gives it back every CPU it had.
+fn on_wrk_cpu<T>(f: impl FnOnce() -> T) -> anyhow::Result<T> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity and sched_setaffinity read and write
+    // only the set passed, for this thread (pid 0).
+    unsafe {
+        let mut before: libc::cpu_set_t = std::mem::zeroed();
+        let size = size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut before) != 0 {
+            bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(WRK_CPU.parse()?, &mut one);
+        if libc::sched_setaffinity(0, size, &one) != 0 {
+            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+        }
+        let out = f();
+        libc::sched_setaffinity(0, size, &before);
+        Ok(out)
+    }
+}
+
 /// The 95% confidence half-width of the mean of `ratios`, in points (100 × ratio).
 fn spread_points(ratios: &[f64]) -> f64 {
     let n = ratios.len() as f64;
@@ -117,6 +139,11 @@ fn floor_run(bin: &Path, url: &str, secs: u64) -> anyhow::Result<f64> {
 }
 
 pub fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
+    on_wrk_cpu(|| pinned_bench(bin, s))?
+}
+
+/// [`agent_bench`] once this process is on WRK_CPU.
+fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     let nginx = Nginx::start();
     let url = nginx.url("/index.html");
     let dir = TempDir::new("bench-agent");
@@ -205,7 +232,7 @@ pub fn agent_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
          -c32 -d{}s` pinned to CPU {WRK_CPU}, {} rounds of every mode alternated, then rounds \
          of the floor, the agent and record until the 95% confidence half-width of both ratios \
          to the floor was under {SPREAD_POINTS} points (at most {MAX_ROUNDS}): {} rounds of \
-         those. Median requests/s, against no tracer and against the floor (what any tracer on \
+         those in all. Median requests/s, against no tracer and against the floor (what any tracer on \
          the syscall tracepoint costs).\n\n\
          | mode | median req/s | vs. baseline | vs. floor |\n|---|---|---|---|\n",
         nginx_version(),
