@@ -94,7 +94,8 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
         .with_context(|| format!("{origin} names phase rules that cannot be loaded"))?;
     let dir = manifest.parent().unwrap_or(Path::new("."));
     let (mut union, mut late) = (Policy::default(), BTreeSet::new());
-    let (mut read, mut read_late) = (Vec::new(), Vec::new());
+    // Every phase file read back, and which of them are serving's or later.
+    let (mut read, mut late_files) = (Vec::new(), Vec::new());
     for role in &m.roles {
         let files = role
             .phases
@@ -113,7 +114,7 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
         for (i, (set, &is_late)) in sets.iter().zip(&late_ones).enumerate() {
             if is_late {
                 late.extend(set.iter().map(|n| n.to_string()));
-                read_late.push(read[first + i].clone());
+                late_files.push(first + i);
             }
             union.allow.extend(set.iter().map(|n| n.to_string()));
         }
@@ -127,7 +128,7 @@ pub fn plan(manifest: &Path) -> anyhow::Result<Plan> {
     // The kernel's filter is one for the run: it allows every phase's argument combinations,
     // and those only the phases before serving used go to phasebox, as early-only calls do.
     union = union.with_args(arg_rules::union(&read));
-    let late_args = arg_rules::union(&read_late);
+    let late_args = arg_rules::union(late_files.iter().map(|&i| &read[i]));
     union.errno.retain(|n, _| !union.allow.contains(n));
     union
         .kill

@@ -36,13 +36,12 @@ pub(super) fn counts(
     let fd = map.map().fd().as_fd().as_raw_fd();
     let mut keys = vec![CountKey::default(); CHUNK];
     let mut values = vec![Counts::default(); CHUNK];
-    // The hash map's position token: a bucket index.
-    let (mut token_in, mut token_out) = (0u32, 0u32);
+    // The hash map's position token (a bucket index): none for the first call.
+    let (mut token_in, mut token_out) = (None::<u32>, 0u32);
     let mut out = Vec::new();
-    let mut first = true;
     loop {
         let mut attr = BatchAttr {
-            in_batch: if first { 0 } else { &raw const token_in as u64 },
+            in_batch: token_in.as_ref().map_or(0, |t| t as *const u32 as u64),
             out_batch: &raw mut token_out as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
@@ -73,7 +72,6 @@ pub(super) fn counts(
         if done {
             return Ok(out);
         }
-        token_in = token_out;
-        first = false;
+        token_in = Some(token_out);
     }
 }
