@@ -22,6 +22,8 @@ pub mod names {
     pub const PENDING: &str = "PB_PENDING";
     pub const COUNTS: &str = "PB_COUNTS";
     pub const PROCS: &str = "PB_PROCS";
+    pub const SLOTS: &str = "PB_SLOTS";
+    pub const SLOT_COUNTS: &str = "PB_SLOT_COUNTS";
     pub const NEXT_INSTANCE: &str = "PB_NEXT_INSTANCE";
     pub const SET_REQUESTS: &str = "PB_SET_REQUESTS";
     pub const EVENTS: &str = "PB_EVENTS";
@@ -205,6 +207,10 @@ pub mod mode {
     /// In stream mode, send one record per call only for the syscalls `PB_SHOWN` marks (`-e
     /// trace=`); the others are counted, and their first uses sent, as in summary mode.
     pub const SHOWN: u32 = 64;
+    /// In stream mode, send each call's record at its entry (`syscall_flags::AT_ENTRY`: no
+    /// return value, duration or failure): no exit program, so other processes pay only the
+    /// entry filter.
+    pub const ENTRY_ONLY: u32 = 128;
 }
 
 /// Syscall arguments the kernel programs can record: the first three (every "kind" argument
@@ -542,6 +548,47 @@ pub struct ProcState {
     pub _pad: u32,
 }
 
+/// Process slots: a traced process whose slot (`tgid % PROC_SLOTS`) is free keeps its state
+/// and its counters of syscalls below `SLOT_SYSCALLS` there, in arrays the programs index
+/// directly (no hash lookup on a call). Processes whose slot is taken use PB_PROCS and
+/// PB_COUNTS.
+pub const PROC_SLOTS: u32 = 1024;
+/// Syscalls numbered below this are counted in their process's slot.
+pub const SLOT_SYSCALLS: u32 = 512;
+/// `Place`/slot index of a process kept in PB_PROCS.
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// One process slot (PB_SLOTS, mapped into the agent's memory).
+///
+/// - The kernel takes a free slot (`claims` 0) with an atomic add and a read back: it owns it
+///   when it reads 1. It writes `state`, then `live`, then `owner`.
+/// - The kernel sets `live` to 0 when the process exits or is let go; its counters are then
+///   final.
+/// - The agent reads them, clears them, and gives the slot back by subtracting its claim.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot {
+    pub claims: u32,
+    /// The owner's tgid while its state here is in use; 0 after.
+    pub live: u32,
+    /// The owner's tgid, kept until the agent gives the slot back.
+    pub owner: u32,
+    pub _pad: u32,
+    pub state: ProcState,
+}
+
+/// One syscall's counter in a process slot (PB_SLOT_COUNTS, `slot * SLOT_SYSCALLS + nr`,
+/// mapped into the agent's memory). It counts one segment: the first caller in a segment
+/// takes it (`claim`, as for `Slot`) and writes `seg`; calls of another segment go to
+/// PB_COUNTS until the agent, once that segment is over, has read and cleared this one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotCount {
+    pub seg: u32,
+    pub claim: u32,
+    pub calls: u64,
+}
+
 /// The agent asks for a narrower marker set for a process whose phase it now knows (phases
 /// only move forward, so later phases need fewer markers). The kernel applies it at the
 /// process's next marker-candidate call if `instance` and `execs` still match.
@@ -582,6 +629,8 @@ mod pod {
     unsafe impl aya::Pod for CountKey {}
     unsafe impl aya::Pod for Counts {}
     unsafe impl aya::Pod for ProcState {}
+    unsafe impl aya::Pod for Slot {}
+    unsafe impl aya::Pod for SlotCount {}
     unsafe impl aya::Pod for SetRequest {}
     unsafe impl aya::Pod for Pending {}
     unsafe impl aya::Pod for Scope {}
@@ -618,6 +667,8 @@ const _: () = assert!(offset_of!(CountKey, nr) == 12);
 const _: () = assert!(size_of::<Counts>() == 16);
 const _: () = assert!(offset_of!(Counts, errors) == 8);
 const _: () = assert!(size_of::<ProcState>() == 24);
+const _: () = assert!(size_of::<Slot>() == 40);
+const _: () = assert!(size_of::<SlotCount>() == 16);
 const _: () = assert!(size_of::<SetRequest>() == 16);
 const _: () = assert!(size_of::<Pending>() == 24);
 const _: () = assert!(offset_of!(Pending, enter_ns) == 16);

@@ -51,6 +51,14 @@ pub struct Summary {
     /// The syscall table the numbers were named with.
     pub arch: String,
     pub processes: Vec<ProcessSummary>,
+    /// Whether failed calls were counted (`errors`): not with `--entry-only`, which sends
+    /// calls at their entry.
+    #[serde(default = "yes")]
+    pub errors_counted: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Summary {
@@ -83,6 +91,7 @@ impl Summary {
             losses,
             arch: sysnames::ARCH.to_string(),
             processes,
+            errors_counted: true,
         }
     }
 
@@ -102,6 +111,9 @@ impl Summary {
     /// A table per process, most-called syscalls first, like `strace -c`.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
+        if !self.errors_counted {
+            out.push_str("(failed calls not counted: calls were recorded at their entry)\n");
+        }
         for p in &self.processes {
             process_table(&mut out, p);
         }

@@ -4,7 +4,9 @@
 //! - `pb_sys_enter` (raw tracepoint raw_syscalls/sys_enter): the only program every syscall on
 //!   the host runs in summary mode. Untracked processes leave after two inlined array lookups.
 //!   Tracked ones: their segment (a new one at a marker-candidate call), the counter, and a
-//!   record for segment openers and first uses (every call in stream mode, at exit).
+//!   record for segment openers and first uses (every call in stream mode, at exit). A
+//!   process's state and counters are in its slot (PB_SLOTS, PB_SLOT_COUNTS: arrays, found by
+//!   index) when the slot was free, else in the hash maps (PB_PROCS, PB_COUNTS).
 //!   `pb_sys_enter_btf` is the same on the BTF-typed tracepoint, where the argument registers
 //!   are plain loads: the agent attaches it instead where the kernel has BTF and arguments are
 //!   recorded.
@@ -26,7 +28,8 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
 use aya_ebpf::{
     EbpfContext, Global,
     bindings::{
-        BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_pidns_info,
+        BPF_F_MMAPABLE, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        bpf_pidns_info,
     },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
@@ -40,9 +43,10 @@ use aya_ebpf::{
 use phasebox_common::{
     ALLOWED_WORDS, ARG_SLOTS, Allowed, ArgSpec, ArgsKey, ArgsRecord, COMM_LEN, Config, CountKey,
     Counts, ExecRecord, ExitRecord, FORK_MARKER_SLOT, FULL_MARKER_SET, FilteredRecord, ForkRecord,
-    Header, MAX_MARKER_SETS, MAX_SYSCALLS, NO_FIELD, PathRecord, Pending, ProcState, Record,
-    SIGKILL, Scope, SegmentRecord, SetRequest, SyscallRecord, Verdict, drop_slot, exec_flags,
-    is_error, mode, proc_flags, scope_flags, segment_flags, stat_slot, syscall_flags,
+    Header, MAX_MARKER_SETS, MAX_SYSCALLS, NO_FIELD, NO_SLOT, PROC_SLOTS, PathRecord, Pending,
+    ProcState, Record, SIGKILL, SLOT_SYSCALLS, Scope, SegmentRecord, SetRequest, Slot, SlotCount,
+    SyscallRecord, Verdict, drop_slot, exec_flags, is_error, mode, proc_flags, scope_flags,
+    segment_flags, stat_slot, syscall_flags,
 };
 
 /// Settings written by the agent before load (see `Config`).
@@ -99,10 +103,22 @@ static PB_ARGS_LAST: PerCpuArray<ArgsKey> = PerCpuArray::with_max_entries(MAX_SY
 static PB_MARKERS: Array<u8> = Array::with_max_entries(MAX_MARKER_SETS * MAX_SYSCALLS, 0);
 
 /// tgid (and the tid of every thread, made at its clone in case it is a process) → the
-/// process's instance, current segment, marker set and flags. Only the programs write it,
-/// except that the agent deletes a `GONE` entry once it has read the exit.
+/// process's instance, current segment, marker set and flags, for processes whose slot in
+/// PB_SLOTS was taken. Only the programs write it, except that the agent deletes a `GONE`
+/// entry once it has read the exit.
 #[map]
 static PB_PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(65536, 0);
+
+/// Process slots (see `phasebox_common::Slot`): the state of a process whose slot was free,
+/// found by an index instead of a hash lookup. Mapped into the agent's memory.
+#[map]
+static PB_SLOTS: Array<Slot> = Array::with_max_entries(PROC_SLOTS, BPF_F_MMAPABLE);
+
+/// The counters of the processes in PB_SLOTS (see `phasebox_common::SlotCount`): slot ×
+/// syscall, one segment each. Mapped into the agent's memory.
+#[map]
+static PB_SLOT_COUNTS: Array<SlotCount> =
+    Array::with_max_entries(PROC_SLOTS * SLOT_SYSCALLS, BPF_F_MMAPABLE);
 
 /// The next process instance number (1, 2, 3…: never reused, unlike pids).
 #[map]
@@ -401,8 +417,9 @@ fn new_instance() -> u32 {
     }
 }
 
-/// Starts keeping state for `tgid` at its first segment. Returns None when the map is full
-/// (its calls are then counted under instance 0, without segments).
+/// Starts keeping state for `tgid` at its first segment: in its slot if that is free, else in
+/// PB_PROCS. State an earlier process with this pid left is replaced. Returns None when the
+/// map is full (its calls are then counted under instance 0, without segments).
 #[inline(always)]
 fn start_process(tgid: u32, instance: u32, flags: u32) -> Option<ProcState> {
     let st = ProcState {
@@ -413,6 +430,25 @@ fn start_process(tgid: u32, instance: u32, flags: u32) -> Option<ProcState> {
         flags,
         _pad: 0,
     };
+    let _ = PB_PROCS.remove(tgid);
+    if let Some(slot) = PB_SLOTS.get_ptr_mut(tgid % PROC_SLOTS) {
+        // SAFETY: `slot` points at an array element for this run. Its fields other than
+        // `claims` are written only by the program that owns the slot (`take` returned true),
+        // `live` after `state`, so a program that finds its tgid there finds its state.
+        unsafe {
+            if core::ptr::read_volatile(&raw const (*slot).live) == tgid {
+                // An earlier process with this pid (no longer traced): its counters stay for
+                // the agent, which gives the slot back.
+                core::ptr::write_volatile(&raw mut (*slot).live, 0);
+            } else if take(&raw mut (*slot).claims) {
+                (*slot).state = st;
+                core::ptr::write_volatile(&raw mut (*slot).live, tgid);
+                // Last: the agent reads a slot with an owner as in use.
+                core::ptr::write_volatile(&raw mut (*slot).owner, tgid);
+                return Some(st);
+            }
+        }
+    }
     match PB_PROCS.insert(tgid, st, 0) {
         Ok(()) => Some(st),
         Err(_) => {
@@ -420,6 +456,56 @@ fn start_process(tgid: u32, instance: u32, flags: u32) -> Option<ProcState> {
             None
         }
     }
+}
+
+/// Takes a claim word that is 0 (a free slot or counter): adds one and reads it back. Returns
+/// whether this caller alone took it. A caller that reads more than 1 shares it with another
+/// and takes its add back (both may then fail, and use the hash maps).
+#[inline(always)]
+fn take(claims: *mut u32) -> bool {
+    // SAFETY: `claims` points at a map value for this run, changed only atomically (the agent
+    // gives a claim back by subtracting it).
+    unsafe {
+        if core::ptr::read_volatile(claims) != 0 {
+            return false;
+        }
+        atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(claims, 1);
+        if core::ptr::read_volatile(claims) == 1 {
+            return true;
+        }
+        // Adding u32::MAX subtracts one (the BPF ISA has no 32-bit atomic subtraction).
+        atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(claims, u32::MAX);
+    }
+    false
+}
+
+/// The state of `tgid` and its slot (`NO_SLOT` when it is in PB_PROCS), if it has one.
+#[inline(always)]
+fn state_of(tgid: u32) -> Option<(*mut ProcState, u32)> {
+    let index = tgid % PROC_SLOTS;
+    if let Some(slot) = PB_SLOTS.get_ptr_mut(index) {
+        // SAFETY: an array element for this run; see `start_process` for its writers.
+        if unsafe { core::ptr::read_volatile(&raw const (*slot).live) } == tgid {
+            // SAFETY: as above.
+            return Some((unsafe { &raw mut (*slot).state }, index));
+        }
+    }
+    PB_PROCS.get_ptr_mut(tgid).map(|st| (st, NO_SLOT))
+}
+
+/// Drops the state of `tgid`: its slot's state goes out of use (its counters stay for the
+/// agent), or its PB_PROCS entry goes.
+#[inline(always)]
+fn forget(tgid: u32) {
+    if let Some(slot) = PB_SLOTS.get_ptr_mut(tgid % PROC_SLOTS) {
+        // SAFETY: as in `state_of`.
+        unsafe {
+            if core::ptr::read_volatile(&raw const (*slot).live) == tgid {
+                core::ptr::write_volatile(&raw mut (*slot).live, 0);
+            }
+        }
+    }
+    let _ = PB_PROCS.remove(tgid);
 }
 
 /// Whether a call of `nr` (or a fork, FORK_MARKER_SLOT) may start a later phase under `set`.
@@ -442,7 +528,7 @@ fn apply_set_request(tgid: u32, st: *mut ProcState) {
     let Some(req) = (unsafe { PB_SET_REQUESTS.get(tgid) }) else {
         return;
     };
-    // SAFETY: `st` points at this process's PB_PROCS value; see `open_segment` for writers.
+    // SAFETY: `st` points at this process's state (its slot or PB_PROCS value); see `open_segment` for writers.
     unsafe {
         if req.execs == (*st).execs && req.instance == (*st).instance {
             (*st).marker_set = req.marker_set;
@@ -453,7 +539,7 @@ fn apply_set_request(tgid: u32, st: *mut ProcState) {
 /// Opens the process's next segment and reports it; returns the new segment.
 #[inline(always)]
 fn open_segment(tgid: u32, tid: u32, st: *mut ProcState, nr: u32, why: u16, ts_ns: u64) -> u32 {
-    // SAFETY: `st` points at this process's PB_PROCS value. Its threads may race here: the
+    // SAFETY: `st` points at this process's state (its slot or PB_PROCS value). Its threads may race here: the
     // atomic add never loses a step, so segments only move forward; two threads opening at the
     // same instant may read the same new number (userspace then takes both markers for it).
     let (instance, seg) = unsafe {
@@ -546,7 +632,56 @@ fn add_one(c: *mut Counts, error: bool) {
     }
 }
 
-/// Counts one call; returns whether it is the first of its syscall in its segment.
+/// Counts one call of a process in `slot` (or `NO_SLOT`): in the slot's counter when it
+/// counts this segment (or is free), else in PB_COUNTS. Returns whether it is the first call
+/// of its syscall in its segment.
+#[inline(always)]
+fn count_at(slot: u32, key: &CountKey) -> bool {
+    if slot != NO_SLOT
+        && key.nr < SLOT_SYSCALLS
+        && let Some(c) = PB_SLOT_COUNTS.get_ptr_mut(slot * SLOT_SYSCALLS + key.nr)
+    {
+        // SAFETY: an array element for this run. `seg` is written once per claim, by the
+        // program that took it; `calls` only atomically; the agent clears them only once the
+        // segment is over (or the process has gone) and then gives the claim back.
+        unsafe {
+            let seg = core::ptr::read_volatile(&raw const (*c).seg);
+            if seg == key.seg {
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*c).calls, 1);
+                return false;
+            }
+            if seg == 0 && take(&raw mut (*c).claim) {
+                core::ptr::write_volatile(&raw mut (*c).seg, key.seg);
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*c).calls, 1);
+                // The first, unless calls of this segment went to PB_COUNTS while the counter
+                // still held an earlier one.
+                return PB_COUNTS.get(key).is_none();
+            }
+        }
+    }
+    count(key)
+}
+
+/// Counts one failed call: its counter in PB_COUNTS (its calls may be in a slot).
+#[inline(always)]
+fn count_error(key: &CountKey) {
+    if let Some(c) = PB_COUNTS.get_ptr_mut(key) {
+        add_one(c, true);
+        return;
+    }
+    let one = Counts {
+        calls: 0,
+        errors: 1,
+    };
+    if PB_COUNTS.insert(key, one, BPF_NOEXIST.into()).is_err() {
+        match PB_COUNTS.get_ptr_mut(key) {
+            Some(c) => add_one(c, true),
+            None => lost(drop_slot::COUNTS),
+        }
+    }
+}
+
+/// Counts one call in PB_COUNTS; returns whether it is the first of its syscall in its segment.
 #[inline(always)]
 fn count(key: &CountKey) -> bool {
     if let Some(c) = PB_COUNTS.get_ptr_mut(key) {
@@ -576,20 +711,20 @@ fn count(key: &CountKey) -> bool {
 #[inline(always)]
 fn segment_of(ctx: &impl SysEnter, tgid: u32, tid: u32, nr: u32) -> Option<Place> {
     let mut why = 0;
-    let st = match PB_PROCS.get_ptr_mut(tgid) {
-        Some(st) => st,
+    let (st, slot) = match state_of(tgid) {
+        Some(found) => found,
         None => {
             let Some(fresh) = start_process(tgid, new_instance(), 0) else {
                 return Some(Place::UNKNOWN);
             };
             why |= segment_flags::FIRST;
-            match PB_PROCS.get_ptr_mut(tgid) {
-                Some(st) => st,
+            match state_of(tgid) {
+                Some(found) => found,
                 None => return Some(Place::of(&fresh)),
             }
         }
     };
-    // SAFETY: `st` points at this process's PB_PROCS value for this run.
+    // SAFETY: `st` points at this process's state (its slot or PB_PROCS value) for this run.
     let flags = unsafe { (*st).flags };
     if flags & proc_flags::GONE != 0 {
         return None;
@@ -604,6 +739,7 @@ fn segment_of(ctx: &impl SysEnter, tgid: u32, tid: u32, nr: u32) -> Option<Place
     let place = |seg| Place {
         instance,
         seg,
+        slot,
         confirmed,
     };
     if is_marker(set, nr) {
@@ -633,6 +769,8 @@ fn segment_of(ctx: &impl SysEnter, tgid: u32, tid: u32, nr: u32) -> Option<Place
 struct Place {
     instance: u32,
     seg: u32,
+    /// The process's slot, or `NO_SLOT`.
+    slot: u32,
     /// Not waiting for the agent's verdict (found at exec): it may be enforced.
     confirmed: bool,
 }
@@ -643,6 +781,7 @@ impl Place {
     const UNKNOWN: Place = Place {
         instance: 0,
         seg: 0,
+        slot: NO_SLOT,
         confirmed: false,
     };
 
@@ -650,6 +789,7 @@ impl Place {
         Place {
             instance: st.instance,
             seg: st.seg,
+            slot: NO_SLOT,
             confirmed: st.flags & proc_flags::UNCONFIRMED == 0,
         }
     }
@@ -664,7 +804,7 @@ fn apply_verdict(tgid: u32, st: *mut ProcState) -> bool {
     let Some(v) = (unsafe { PB_VERDICTS.get(tgid) }).copied() else {
         return true; // not decided yet: counted, never enforced
     };
-    // SAFETY: `st` points at this process's PB_PROCS value for this run.
+    // SAFETY: `st` points at this process's state (its slot or PB_PROCS value) for this run.
     if v.instance != unsafe { (*st).instance } {
         return true; // a verdict for an earlier process with this pid
     }
@@ -675,7 +815,7 @@ fn apply_verdict(tgid: u32, st: *mut ProcState) -> bool {
         return true;
     }
     set_kernel_bit(tgid, false);
-    let _ = PB_PROCS.remove(tgid);
+    forget(tgid);
     false
 }
 
@@ -738,6 +878,7 @@ fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
     let Some(Place {
         instance,
         seg,
+        slot,
         confirmed,
     }) = segment_of(ctx, tgid, tid, nr)
     else {
@@ -752,7 +893,7 @@ fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
         seg,
         nr,
     };
-    let first = count(&key);
+    let first = count_at(slot, &key);
     if mode_has(mode::STREAM) && shown(nr) {
         let enter_ns = now();
         let cfg = PB_CONFIG.load();
@@ -768,7 +909,15 @@ fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
         {
             emit_args(&key, tid, enter_ns, values);
         }
-        remember(tid, &key, enter_ns);
+        if !mode_has(mode::ENTRY_ONLY) {
+            remember(tid, &key, enter_ns);
+            return;
+        }
+        emit_at_entry(&key, tid, enter_ns, syscall_flags::AT_ENTRY);
+        if mode_has(mode::FILTERED) {
+            // For the exit program, once attached: an exit without this is a filtered call.
+            remember(tid, &key, 1);
+        }
     } else {
         if mode_has(mode::ARGS)
             && let Some(values) = arg_values(ctx, nr)
@@ -776,7 +925,10 @@ fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
         {
             emit_args(&key, tid, now(), values);
         }
-        if mode_has(mode::ERRORS) || mode_has(mode::FILTERED) || mode_has(mode::STREAM) {
+        if mode_has(mode::ERRORS)
+            || mode_has(mode::FILTERED)
+            || mode_has(mode::STREAM) && !mode_has(mode::ENTRY_ONLY)
+        {
             remember(tid, &key, 1);
         }
         if first {
@@ -919,12 +1071,10 @@ fn traced_exit(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
         seg: p.seg,
         nr: p.nr,
     };
-    if is_error(ret)
-        && let Some(c) = PB_COUNTS.get_ptr_mut(key)
-    {
-        add_one(c, true);
+    if is_error(ret) {
+        count_error(&key);
     }
-    if mode_has(mode::STREAM) && shown(p.nr) {
+    if mode_has(mode::STREAM) && !mode_has(mode::ENTRY_ONLY) && shown(p.nr) {
         emit(
             SyscallRecord {
                 header: Header::of::<SyscallRecord>(0, tgid),
@@ -1003,10 +1153,10 @@ fn traced_state(tgid: u32) -> Option<*mut ProcState> {
     if !tracked(tgid) {
         return None;
     }
-    match PB_PROCS.get_ptr_mut(tgid) {
-        // SAFETY: `st` points at this process's PB_PROCS value for this run.
-        Some(st) if unsafe { (*st).flags } & proc_flags::GONE != 0 => None,
-        Some(st) => Some(st),
+    match state_of(tgid) {
+        // SAFETY: `st` points at this process's state for this run.
+        Some((st, _)) if unsafe { (*st).flags } & proc_flags::GONE != 0 => None,
+        Some((st, _)) => Some(st),
         // Tracked, no state yet (attached, no call seen): a null state, still traced.
         None => Some(core::ptr::null_mut()),
     }
@@ -1031,7 +1181,7 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
     let ts_ns = now();
     let mut child_flags = 0;
     if !st.is_null() {
-        // SAFETY: `st` points at the parent's PB_PROCS value for this run.
+        // SAFETY: `st` points at the parent's state for this run.
         let (set, flags) = unsafe { ((*st).marker_set, (*st).flags) };
         // A child of an unconfirmed process waits for the agent's verdict too.
         child_flags = flags & proc_flags::UNCONFIRMED;
@@ -1159,7 +1309,7 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
             return 0;
         }
     };
-    // SAFETY: `st` points at this process's PB_PROCS value; exec has ended its other threads.
+    // SAFETY: `st` points at this process's state (its slot or PB_PROCS value); exec has ended its other threads.
     unsafe {
         (*st).marker_set = FULL_MARKER_SET;
         (*st).execs += 1;
@@ -1222,7 +1372,7 @@ pub fn pb_exit(ctx: TracePointContext) -> u32 {
     if tid != tgid {
         set_kernel_bit(tid, false);
         // The state pb_fork made in case the thread was a process.
-        let _ = PB_PROCS.remove(tid);
+        forget(tid);
     }
     if group_dead != 0 {
         process_ended(tgid);
@@ -1249,15 +1399,14 @@ fn process_ended(tgid: u32) {
     let _ = PB_SET_REQUESTS.remove(tgid);
     let _ = PB_ALLOWED.remove(tgid);
     let _ = PB_VERDICTS.remove(tgid);
-    if !user_tracked(tgid) {
-        let _ = PB_PROCS.remove(tgid);
-        return;
-    }
-    match PB_PROCS.get_ptr_mut(tgid) {
-        // SAFETY: `st` points at this process's PB_PROCS value; its last task is exiting.
-        Some(st) => unsafe { (*st).flags |= proc_flags::GONE },
-        None => {
-            let _ = start_process(tgid, 0, proc_flags::GONE);
+    forget(tgid);
+    if user_tracked(tgid) {
+        let gone = ProcState {
+            flags: proc_flags::GONE,
+            ..ProcState::default()
+        };
+        if PB_PROCS.insert(tgid, gone, 0).is_err() {
+            lost(drop_slot::PROCS);
         }
     }
 }

@@ -147,12 +147,13 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     let nginx = Nginx::start();
     let url = nginx.url("/index.html");
     let dir = TempDir::new("bench-agent");
-    const MODES: [&str; 6] = [
+    const MODES: [&str; 7] = [
         "baseline: no tracer",
         "floor: an empty program on raw_syscalls/sys_enter",
         "agent (summary mode)",
         "agent --errors (and an exit program)",
         "record (stream mode)",
+        "record --entry-only (stream mode, no exit program)",
         "strace -f",
     ];
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
@@ -197,9 +198,10 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
                     }
                     r.rps
                 }
-                4 => {
+                4 | 5 => {
                     let summary = dir.path("summary.json");
-                    let t = start_phasebox(bin, nginx.pid(), &[], summary)?;
+                    let extra: &[&str] = if m == 5 { &["--entry-only"] } else { &[] };
+                    let t = start_phasebox(bin, nginx.pid(), extra, summary)?;
                     let rps = wrk(&url, s.secs)?;
                     stop(t)?;
                     rps
@@ -223,7 +225,8 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
             (median(&mut r), spread_points(&r))
         })
         .collect();
-    let med: Vec<f64> = results.iter_mut().map(|r| median(r)).collect();
+    // Medians of copies: `median` sorts, and the rounds stay paired below.
+    let med: Vec<f64> = results.iter().map(|r| median(&mut r.clone())).collect();
     let mut out = format!(
         "## The agent on nginx\n\n\
          `phasebox agent -p MASTER --phases nginx` (summary mode: exact counters per process, \
@@ -232,8 +235,9 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
          -c32 -d{}s` pinned to CPU {WRK_CPU}, {} rounds of every mode alternated, then rounds \
          of the floor, the agent and record until the 95% confidence half-width of both ratios \
          to the floor was under {SPREAD_POINTS} points (at most {MAX_ROUNDS}): {} rounds of \
-         those in all. Median requests/s, against no tracer and against the floor (what any tracer on \
-         the syscall tracepoint costs).\n\n\
+         those in all. Median requests/s; against no tracer and against the floor (what any tracer on \
+         the syscall tracepoint costs), the median of each round's ratio to the same round's \
+         run.\n\n\
          | mode | median req/s | vs. baseline | vs. floor |\n|---|---|---|---|\n",
         nginx_version(),
         s.secs,
@@ -241,11 +245,21 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         results[floor].len()
     );
     for (m, name) in MODES.iter().enumerate() {
+        // Each round against the same round's baseline and floor (modes that ran in more
+        // rounds than others are paired round by round, never median against median).
+        let vs = |base: usize| {
+            let mut r: Vec<f64> = results[m]
+                .iter()
+                .zip(&results[base])
+                .map(|(x, b)| x / b)
+                .collect();
+            100.0 * median(&mut r)
+        };
         out += &format!(
             "| {name} | {:.0} | {:.1}% | {:.1}% |\n",
             med[m],
-            100.0 * med[m] / med[0],
-            100.0 * med[m] / med[1]
+            vs(0),
+            vs(1)
         );
     }
     out += &format!(

@@ -161,6 +161,12 @@ const CONFIGS: &[Config] = &[
         ready: "tracing pid",
     },
     Config {
+        name: "record --entry-only",
+        what: "`phasebox record -p P --entry-only` (every call streamed at its entry: no exit program)",
+        argv: &["{bin}", "record", "-q", "-p", "{pid}", "--entry-only"],
+        ready: "tracing pid",
+    },
+    Config {
         name: "record --profile",
         what: "`phasebox record -p P --profile F` (streamed with paths, phases learned)",
         argv: &[

@@ -34,6 +34,12 @@ pub enum ProbeError {
         #[source]
         source: MapError,
     },
+    #[error("cannot map the kernel map {map} into memory")]
+    Mmap {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("pid {0} is above the kernel's pid_max")]
     PidTooLarge(u32),
     #[error("ring buffer size {0} is not a power of two (try 8M)")]

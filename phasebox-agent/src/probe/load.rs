@@ -109,6 +109,7 @@ fn mode_bits(opts: &ProbeOptions) -> u32 {
         (opts.filtered, mode::FILTERED),
         (opts.args, mode::ARGS),
         (opts.shown.is_some(), mode::SHOWN),
+        (opts.stream && opts.entry_only, mode::ENTRY_ONLY),
     ] {
         if on {
             bits |= bit;
@@ -122,6 +123,12 @@ pub(super) enum Attached {
     Raw(&'static str, RawTracePointLinkId),
     Btf(&'static str, BtfTracePointLinkId),
     Sched(&'static str, TracePointLinkId),
+}
+
+/// Whether `opts` need the exit program from the start: return values and durations (stream
+/// mode, unless entry only), failed calls.
+pub(super) fn needs_exit(opts: &ProbeOptions) -> bool {
+    opts.stream && !opts.entry_only || opts.errors
 }
 
 /// Loads the object with its settings and map sizes, and attaches what `opts` needs.
@@ -145,7 +152,7 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeEr
     // `filtered`, it is attached once a traced process runs under a seccomp filter).
     let btf = btf.and_then(|t| t.join().ok()).and_then(Result::ok);
     let mut links = vec![attach_sys_enter(&mut ebpf, btf.as_ref())?];
-    if opts.stream || opts.errors {
+    if needs_exit(opts) {
         links.push(attach_raw(&mut ebpf, names::PROG_SYS_EXIT, "sys_exit")?);
     }
     for (prog, tp) in [

@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod load;
 pub mod preflight;
+mod slots;
 pub mod stats;
 pub mod tracefs;
 
@@ -37,8 +38,11 @@ pub struct ProbeOptions {
     pub stream: bool,
     /// Send path arguments (phase markers, profiles and trace files use them).
     pub paths: bool,
-    /// Count failed calls (attaches the exit program; stream mode always does).
+    /// Count failed calls (attaches the exit program; stream mode does unless `entry_only`).
     pub errors: bool,
+    /// In stream mode, send each call at its entry, without return value or duration: no
+    /// exit program.
+    pub entry_only: bool,
     /// Kill processes that call outside their allowed set (monitor mode).
     pub kill: bool,
     /// Track any process that executes a program with this comm, from its execve on.
@@ -104,12 +108,16 @@ pub struct Probe {
     set_requests: HashMap<MapData, u32, SetRequest>,
     allowed: HashMap<MapData, u32, Allowed>,
     procs: HashMap<MapData, u32, ProcState>,
+    /// The process slots' state and counters, mapped into memory.
+    slots: slots::Slots,
     verdicts: HashMap<MapData, u32, Verdict>,
     scope: Array<MapData, Scope>,
     drops: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     /// Whether the exit program is attached.
     exit_attached: bool,
+    /// Whether failed calls are counted (the exit program attached from the start).
+    counts_errors: bool,
     /// Whether the programs were loaded to notice filtered calls (`ProbeOptions::filtered`).
     filtered: bool,
     /// Updates of agent-written maps that failed because a map was full.
@@ -148,6 +156,12 @@ where
     T::try_from(map).map_err(ProbeError::map("open", name))
 }
 
+/// A map as it is (to be mapped into memory).
+fn take_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeError> {
+    ebpf.take_map(name)
+        .ok_or(ProbeError::Missing { what: "map", name })
+}
+
 impl Probe {
     /// Checks privileges, mounts tracefs if needed, loads and attaches the programs `opts`
     /// needs. Returns the probe and the stream the records arrive on.
@@ -163,11 +177,16 @@ impl Probe {
             set_requests: take(&mut ebpf, names::SET_REQUESTS)?,
             allowed: take(&mut ebpf, names::ALLOWED)?,
             procs: take(&mut ebpf, names::PROCS)?,
+            slots: slots::Slots::new(
+                take_raw(&mut ebpf, names::SLOTS)?,
+                take_raw(&mut ebpf, names::SLOT_COUNTS)?,
+            )?,
             verdicts: take(&mut ebpf, names::VERDICTS)?,
             scope: take(&mut ebpf, names::SCOPE)?,
             drops: take(&mut ebpf, names::DROPS)?,
             stats: take(&mut ebpf, names::STATS)?,
-            exit_attached: opts.stream || opts.errors,
+            exit_attached: load::needs_exit(&opts),
+            counts_errors: load::needs_exit(&opts),
             filtered: opts.filtered,
             map_full: MapFull::default(),
             ebpf,
@@ -246,6 +265,12 @@ impl Probe {
         self.links.push(link);
         self.exit_attached = true;
         Ok(true)
+    }
+
+    /// Whether failed calls are counted (not in summary mode without `errors`, nor with
+    /// `entry_only`).
+    pub fn counts_errors(&self) -> bool {
+        self.counts_errors
     }
 
     /// Whether [`Probe::watch_filtered`] would attach the exit program now.
@@ -376,17 +401,25 @@ impl Probe {
         .collect()
     }
 
-    /// The exact per-(process, segment, syscall) counters.
-    pub fn counts(&self) -> Result<Vec<(CountKey, Counts)>, ProbeError> {
-        if let Ok(all) = batch::counts(&self.counts) {
-            return Ok(all);
-        }
-        // A kernel without batch lookups: key by key.
-        let mut out = Vec::new();
-        for item in self.counts.iter() {
-            out.push(item.map_err(ProbeError::map("read", names::COUNTS))?);
-        }
-        Ok(out)
+    /// The exact per-(process, segment, syscall) counters: the hash map's and the process
+    /// slots' (whose final counters are cleared and kept here until deleted).
+    pub fn counts(&mut self) -> Result<Vec<(CountKey, Counts)>, ProbeError> {
+        let mut all: std::collections::HashMap<CountKey, Counts> = match batch::counts(&self.counts)
+        {
+            Ok(all) => all.into_iter().collect(),
+            // A kernel without batch lookups: key by key.
+            Err(_) => {
+                let mut out = std::collections::HashMap::new();
+                for item in self.counts.iter() {
+                    let (k, v) = item.map_err(ProbeError::map("read", names::COUNTS))?;
+                    out.insert(k, v);
+                }
+                out
+            }
+        };
+        // After the hash map: a call counts in one place, and the slots are read later.
+        self.slots.read(&mut all);
+        Ok(all.into_iter().collect())
     }
 
     /// Detaches every program now (they stay loaded until the probe is dropped).
@@ -399,5 +432,6 @@ impl Probe {
         for k in keys {
             let _ = self.counts.remove(k);
         }
+        self.slots.delete(keys);
     }
 }

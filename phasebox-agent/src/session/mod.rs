@@ -122,6 +122,13 @@ impl SessionBuilder {
         self
     }
 
+    /// In stream mode, each call at its entry: no return values, durations or failures, and
+    /// no exit program (every other process pays the entry filter only).
+    pub fn entry_only(mut self, on: bool) -> Self {
+        self.probe.entry_only = on;
+        self
+    }
+
     /// Record the "kind" arguments of the calls `call_args` lists (on by default).
     pub fn args(mut self, on: bool) -> Self {
         self.probe.args = on;
@@ -498,7 +505,8 @@ impl Session {
                 self.bad_records
             );
         }
-        let summary = Summary::build(&self.tree, losses, self.events);
+        let mut summary = Summary::build(&self.tree, losses, self.events);
+        summary.errors_counted = self.probe.counts_errors();
         self.run.dropped = losses.ringbuf_full;
         let profile = self.learner.map(|l| l.finish(&self.tree, &self.run));
         let footer = TraceFooter {

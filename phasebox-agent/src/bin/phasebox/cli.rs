@@ -528,6 +528,11 @@ pub struct TraceOptions {
     /// no record for the others); the profile and phases still see every call.
     #[arg(short = 'e', value_name = "trace=SET", value_parser = parse_trace_filter)]
     pub filter: Option<TraceFilter>,
+    /// Record each call at its entry, without its return value, duration or failure. No
+    /// syscall-exit program is attached, so every other process on the host pays about half
+    /// as much for the tracing (BENCHMARKS.md); counts stay exact.
+    #[arg(long)]
+    pub entry_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -75,6 +75,7 @@ fn trace_session(mode: Mode, opts: &TraceOptions) -> anyhow::Result<SessionBuild
     let mut b = Session::builder(mode)
         .ring_bytes(opts.ring_bytes)
         .args(!opts.no_args)
+        .entry_only(opts.entry_only)
         .outputs(OutputPaths {
             summary: opts.summary.clone(),
             trace: opts.output.clone(),

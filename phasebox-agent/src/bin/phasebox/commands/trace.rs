@@ -25,7 +25,7 @@ pub fn render(ev: &Event, start_ns: u64, args: &str) -> Option<String> {
         Event::Path(_) | Event::Segment(_) | Event::Args(_) => return None,
         Event::Syscall(r) => {
             let name = sysnames::name(r.nr);
-            if r.header.flags & syscall_flags::NO_RETURN != 0 {
+            if r.header.flags & (syscall_flags::NO_RETURN | syscall_flags::AT_ENTRY) != 0 {
                 format!("{:12.6} {:>7} {name}({args}) = ?", secs(r.enter_ns), r.tid)
             } else {
                 format!(
@@ -81,7 +81,8 @@ pub fn render_json(ev: &Event, start_ns: u64, args: &[String]) -> Option<serde_j
     Some(match ev {
         Event::Path(_) | Event::Segment(_) | Event::Args(_) => return None,
         Event::Syscall(r) => {
-            let returned = r.header.flags & syscall_flags::NO_RETURN == 0;
+            let returned =
+                r.header.flags & (syscall_flags::NO_RETURN | syscall_flags::AT_ENTRY) == 0;
             json!({
                 "t": secs(r.enter_ns), "tid": r.tid, "pid": r.header.tgid, "event": "syscall",
                 "name": sysnames::name(r.nr), "args": args,

@@ -1,0 +1,409 @@
+//! The process slots (see `phasebox_common::Slot`): the kernel keeps the counters of most
+//! traced processes in two arrays mapped into the agent's memory, so a call costs it no hash
+//! lookup and a reading costs the agent no system call. The agent reads them beside the hash
+//! counters, and clears what is final: a counter whose segment ended before its last reading,
+//! and every counter of a slot whose process has gone, after which it gives the slot back.
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use aya::maps::{Map, MapData};
+use phasebox_common::{CountKey, Counts, PROC_SLOTS, SLOT_SYSCALLS, Slot, SlotCount, names};
+
+use super::ProbeError;
+
+/// An array map's values in this process's memory (the map was made `BPF_F_MMAPABLE`).
+struct Mapped<T> {
+    base: NonNull<T>,
+    len: usize,
+    backing: Backing<T>,
+}
+
+/// What a `Mapped` is over.
+enum Backing<T> {
+    /// The map, kept open while it is mapped, and the mapping's length.
+    Map(#[allow(dead_code)] MapData, usize),
+    /// Memory of this process (the unit tests), kept while it is pointed at.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Owned(#[allow(dead_code)] Vec<T>),
+}
+
+impl<T> Mapped<T> {
+    fn map(map: Map, len: u32, name: &'static str) -> Result<Mapped<T>, ProbeError> {
+        let Map::Array(data) = map else {
+            return Err(ProbeError::Missing {
+                what: "array",
+                name,
+            });
+        };
+        let bytes = (len as usize * size_of::<T>()).next_multiple_of(page_size());
+        // SAFETY: a shared mapping of the map's fd, of the size of its values rounded to a
+        // page (what the kernel allows for an mmapable array); checked for failure below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(ProbeError::Mmap {
+                map: name,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(Mapped {
+            base: NonNull::new(ptr.cast()).expect("mmap succeeded"),
+            len: len as usize,
+            backing: Backing::Map(data, bytes),
+        })
+    }
+
+    #[cfg(test)]
+    fn zeroed(len: usize) -> Mapped<T>
+    where
+        T: Default + Clone,
+    {
+        let mut v = vec![T::default(); len];
+        Mapped {
+            base: NonNull::new(v.as_mut_ptr()).expect("a vector's buffer"),
+            len,
+            backing: Backing::Owned(v),
+        }
+    }
+
+    fn at(&self, i: usize) -> *mut T {
+        assert!(i < self.len);
+        // SAFETY: within the mapping (checked above).
+        unsafe { self.base.as_ptr().add(i) }
+    }
+}
+
+impl<T> Drop for Mapped<T> {
+    fn drop(&mut self) {
+        if let Backing::Map(_, bytes) = self.backing {
+            // SAFETY: the mapping made in `map`, unmapped once.
+            unsafe { libc::munmap(self.base.as_ptr().cast(), bytes) };
+        }
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: a query without side effects.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).unwrap_or(4096)
+}
+
+/// A u32 the kernel changes, read and written atomically.
+///
+/// SAFETY (of callers): `p` points into a live mapping, aligned for its type.
+unsafe fn u32_at<'a>(p: *mut u32) -> &'a AtomicU32 {
+    // SAFETY: see above.
+    unsafe { AtomicU32::from_ptr(p) }
+}
+
+/// A u64 the kernel changes, read and written atomically.
+unsafe fn u64_at<'a>(p: *mut u64) -> &'a AtomicU64 {
+    // SAFETY: as for `u32_at`.
+    unsafe { AtomicU64::from_ptr(p) }
+}
+
+/// What the agent saw of a slot at its last reading.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Seen {
+    owner: u32,
+    instance: u32,
+    /// The process's segment then: counters of earlier segments are final.
+    seg: u32,
+    /// The process had gone (read twice before the slot is given back).
+    gone: bool,
+}
+
+/// The slots and what the agent keeps of them.
+pub(super) struct Slots {
+    slots: Mapped<Slot>,
+    counts: Mapped<SlotCount>,
+    seen: Vec<Seen>,
+    /// Counters cleared from the slots, until the session has read them for the last time.
+    cleared: HashMap<CountKey, u64>,
+}
+
+impl Slots {
+    pub(super) fn new(slots: Map, counts: Map) -> Result<Slots, ProbeError> {
+        Ok(Slots::over(
+            Mapped::map(slots, PROC_SLOTS, names::SLOTS)?,
+            Mapped::map(counts, PROC_SLOTS * SLOT_SYSCALLS, names::SLOT_COUNTS)?,
+        ))
+    }
+
+    fn over(slots: Mapped<Slot>, counts: Mapped<SlotCount>) -> Slots {
+        Slots {
+            seen: vec![Seen::default(); slots.len],
+            slots,
+            counts,
+            cleared: HashMap::new(),
+        }
+    }
+
+    /// Adds every slot counter to `out`, clears the final ones and gives back the slots of
+    /// processes that have gone.
+    pub(super) fn read(&mut self, out: &mut HashMap<CountKey, Counts>) {
+        for i in 0..self.slots.len {
+            self.read_slot(i, out);
+        }
+        for (key, calls) in &self.cleared {
+            out.entry(*key).or_default().calls += calls;
+        }
+    }
+
+    /// Forgets counters the session has read for the last time.
+    pub(super) fn delete(&mut self, keys: &[CountKey]) {
+        for k in keys {
+            self.cleared.remove(k);
+        }
+    }
+
+    fn read_slot(&mut self, i: usize, out: &mut HashMap<CountKey, Counts>) {
+        let s = self.slots.at(i);
+        // SAFETY: `s` is slot i of the mapping; its fields are aligned u32s.
+        let (claims, owner, live, instance, seg) = unsafe {
+            (
+                u32_at(&raw mut (*s).claims).load(Ordering::Acquire),
+                u32_at(&raw mut (*s).owner).load(Ordering::Acquire),
+                u32_at(&raw mut (*s).live).load(Ordering::Acquire),
+                u32_at(&raw mut (*s).state.instance).load(Ordering::Acquire),
+                u32_at(&raw mut (*s).state.seg).load(Ordering::Acquire),
+            )
+        };
+        if claims == 0 || owner == 0 {
+            // Free, or being taken (the kernel writes `owner` last).
+            self.seen[i] = Seen::default();
+            return;
+        }
+        let gone = live != owner;
+        let before = self.seen[i];
+        let same = before.owner == owner && before.instance == instance;
+        // A counter is final once its segment had ended at the last reading (a call that read
+        // the segment before it changed has long been counted), or once the process has gone.
+        let final_below = match (gone, same) {
+            (true, _) => u32::MAX,
+            (false, true) => before.seg,
+            (false, false) => 0,
+        };
+        for nr in 0..SLOT_SYSCALLS {
+            let c = self.counts.at(i * SLOT_SYSCALLS as usize + nr as usize);
+            // SAFETY: counter `nr` of slot i in the mapping; aligned fields.
+            let (cseg, calls) = unsafe {
+                (
+                    u32_at(&raw mut (*c).seg).load(Ordering::Acquire),
+                    u64_at(&raw mut (*c).calls).load(Ordering::Acquire),
+                )
+            };
+            if cseg == 0 {
+                continue;
+            }
+            let key = CountKey {
+                tgid: owner,
+                instance,
+                seg: cseg,
+                nr,
+            };
+            if cseg < final_below {
+                *self.cleared.entry(key).or_default() += calls;
+                // SAFETY: as above. No program writes a final counter; the claim goes last.
+                unsafe {
+                    u64_at(&raw mut (*c).calls).store(0, Ordering::Release);
+                    u32_at(&raw mut (*c).seg).store(0, Ordering::Release);
+                    u32_at(&raw mut (*c).claim).fetch_sub(1, Ordering::Release);
+                }
+            } else {
+                out.entry(key).or_default().calls += calls;
+            }
+        }
+        if gone && same && before.gone {
+            // Gone at two readings: no program is still taking it. Given back, claim last.
+            // SAFETY: slot i; no program uses a slot whose `live` is not its owner.
+            unsafe {
+                (*s).state = Default::default();
+                u32_at(&raw mut (*s).owner).store(0, Ordering::Release);
+                u32_at(&raw mut (*s).claims).fetch_sub(1, Ordering::Release);
+            }
+            self.seen[i] = Seen::default();
+            return;
+        }
+        self.seen[i] = Seen {
+            owner,
+            instance,
+            seg,
+            gone,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table of `slots` slots, as the kernel leaves them.
+    fn table(slots: usize) -> Slots {
+        Slots::over(
+            Mapped::zeroed(slots),
+            Mapped::zeroed(slots * SLOT_SYSCALLS as usize),
+        )
+    }
+
+    /// What the kernel does when a process takes slot `i`.
+    fn take(t: &mut Slots, i: usize, tgid: u32, instance: u32) {
+        // SAFETY: slot i of the test's memory.
+        let s = unsafe { &mut *t.slots.at(i) };
+        s.claims = 1;
+        s.state.instance = instance;
+        s.state.seg = 1;
+        s.live = tgid;
+        s.owner = tgid;
+    }
+
+    /// What the kernel does on `calls` calls of `nr` in segment `seg` (the counter free, or
+    /// counting that segment).
+    fn calls(t: &mut Slots, i: usize, nr: u32, seg: u32, calls: u64) {
+        // SAFETY: a counter of the test's memory.
+        let c = unsafe { &mut *t.counts.at(i * SLOT_SYSCALLS as usize + nr as usize) };
+        assert!(
+            c.seg == 0 || c.seg == seg,
+            "the counter holds segment {}",
+            c.seg
+        );
+        c.claim = 1;
+        c.seg = seg;
+        c.calls += calls;
+    }
+
+    fn slot(t: &Slots, i: usize) -> Slot {
+        // SAFETY: slot i of the test's memory.
+        unsafe { *t.slots.at(i) }
+    }
+
+    fn counter(t: &Slots, i: usize, nr: u32) -> SlotCount {
+        // SAFETY: a counter of the test's memory.
+        unsafe { *t.counts.at(i * SLOT_SYSCALLS as usize + nr as usize) }
+    }
+
+    fn reading(t: &mut Slots) -> HashMap<(u32, u32, u32, u32), u64> {
+        let mut out = HashMap::new();
+        t.read(&mut out);
+        out.into_iter()
+            .map(|(k, c)| ((k.tgid, k.instance, k.seg, k.nr), c.calls))
+            .collect()
+    }
+
+    #[test]
+    fn a_live_process_counters_are_read_in_place() {
+        let mut t = table(4);
+        take(&mut t, 2, 1002, 7);
+        calls(&mut t, 2, 39, 1, 100);
+        calls(&mut t, 2, 0, 1, 3);
+        let r = reading(&mut t);
+        assert_eq!(
+            r,
+            HashMap::from([((1002, 7, 1, 39), 100), ((1002, 7, 1, 0), 3)])
+        );
+        calls(&mut t, 2, 39, 1, 5);
+        assert_eq!(reading(&mut t)[&(1002, 7, 1, 39)], 105);
+        // Nothing was cleared: the segment still runs.
+        assert_eq!(counter(&t, 2, 39).calls, 105);
+        assert_eq!(slot(&t, 2).claims, 1);
+    }
+
+    #[test]
+    fn a_counter_is_cleared_once_its_segment_ended_before_the_last_reading() {
+        let mut t = table(4);
+        take(&mut t, 1, 1001, 3);
+        calls(&mut t, 1, 39, 1, 10);
+        assert_eq!(reading(&mut t)[&(1001, 3, 1, 39)], 10);
+        // The process moves to segment 2: its counter of segment 1 may still be added to by a
+        // call that read the segment before, so it stays until the next reading.
+        // SAFETY: slot 1 of the test's memory.
+        unsafe { (*t.slots.at(1)).state.seg = 2 };
+        assert_eq!(reading(&mut t)[&(1001, 3, 1, 39)], 10);
+        assert_eq!(counter(&t, 1, 39).seg, 1);
+        // One reading later it is final: cleared and given back, still reported.
+        let r = reading(&mut t);
+        assert_eq!(r[&(1001, 3, 1, 39)], 10);
+        assert_eq!(counter(&t, 1, 39), SlotCount::default());
+        // The kernel takes it for segment 2; both are reported, each once.
+        calls(&mut t, 1, 39, 2, 4);
+        let r = reading(&mut t);
+        assert_eq!((r[&(1001, 3, 1, 39)], r[&(1001, 3, 2, 39)]), (10, 4));
+        // The session read segment 1 for the last time: it goes.
+        t.delete(&[CountKey {
+            tgid: 1001,
+            instance: 3,
+            seg: 1,
+            nr: 39,
+        }]);
+        assert!(!reading(&mut t).contains_key(&(1001, 3, 1, 39)));
+    }
+
+    #[test]
+    fn a_gone_process_is_read_cleared_and_its_slot_given_back() {
+        let mut t = table(4);
+        take(&mut t, 3, 1003, 9);
+        calls(&mut t, 3, 60, 1, 1);
+        calls(&mut t, 3, 231, 1, 1);
+        // SAFETY: slot 3 of the test's memory.
+        unsafe { (*t.slots.at(3)).live = 0 };
+        let r = reading(&mut t);
+        assert_eq!(
+            r,
+            HashMap::from([((1003, 9, 1, 60), 1), ((1003, 9, 1, 231), 1)])
+        );
+        assert_eq!(counter(&t, 3, 60), SlotCount::default());
+        // Kept until the second reading that finds it gone.
+        assert_eq!(slot(&t, 3).claims, 1);
+        assert_eq!(reading(&mut t).len(), 2);
+        assert_eq!(slot(&t, 3), Slot::default());
+        let keys: Vec<CountKey> = [60, 231]
+            .map(|nr| CountKey {
+                tgid: 1003,
+                instance: 9,
+                seg: 1,
+                nr,
+            })
+            .to_vec();
+        t.delete(&keys);
+        assert!(reading(&mut t).is_empty());
+    }
+
+    #[test]
+    fn free_slots_and_slots_being_taken_are_skipped() {
+        let mut t = table(2);
+        // Being taken: claimed, no owner written yet.
+        // SAFETY: slot 0 of the test's memory.
+        unsafe { (*t.slots.at(0)).claims = 1 };
+        assert!(reading(&mut t).is_empty());
+        assert_eq!(slot(&t, 0).claims, 1);
+    }
+
+    #[test]
+    fn another_process_in_the_slot_starts_afresh() {
+        let mut t = table(2);
+        take(&mut t, 0, 2048, 1);
+        // SAFETY: slot 0 of the test's memory.
+        unsafe { (*t.slots.at(0)).state.seg = 5 };
+        calls(&mut t, 0, 1, 5, 2);
+        let _ = reading(&mut t);
+        // Another process (another instance) in the slot, at its segment 1 and then 2: the
+        // first process's segment 5 never makes its counters final.
+        take(&mut t, 0, 2048, 2);
+        // SAFETY: as above.
+        unsafe { (*t.counts.at(1)) = SlotCount::default() };
+        calls(&mut t, 0, 1, 1, 1);
+        unsafe { (*t.slots.at(0)).state.seg = 2 };
+        assert_eq!(reading(&mut t)[&(2048, 2, 1, 1)], 1);
+        assert_eq!(counter(&t, 0, 1).calls, 1);
+    }
+}

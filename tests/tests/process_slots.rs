@@ -1,0 +1,104 @@
+//! More live processes than the kernel has process slots: those whose slot was free are
+//! counted there, the others in the hash maps, and every count is exact either way.
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use phasebox_tests::{Guard, TempDir, bpf_maps_of, bpftool, fixture, phasebox_bin, read_json};
+
+/// More children than PB_SLOTS has slots (1024).
+const CHILDREN: u64 = 1500;
+const CALLS: u64 = 100;
+
+/// Entries of the map `name` of process `pid` whose first four bytes are not all zero (for
+/// PB_SLOTS, its `claims`), and all entries.
+fn entries(pid: u32, name: &str) -> (usize, usize) {
+    let id = bpf_maps_of(pid)
+        .into_iter()
+        .find(|id| bpftool(&["map", "show", "id", &id.to_string()])["name"] == name)
+        .unwrap_or_else(|| panic!("phasebox holds no map {name}"));
+    let dump = bpftool(&["map", "dump", "id", &id.to_string()]);
+    let all = dump.as_array().cloned().unwrap_or_default();
+    let set = all
+        .iter()
+        .filter(|e| {
+            e["value"].as_array().is_some_and(|v| {
+                v.iter()
+                    .take(4)
+                    .any(|b| b.as_str().is_some_and(|b| b != "0x00"))
+            })
+        })
+        .count();
+    (set, all.len())
+}
+
+#[test]
+fn processes_beyond_the_slots_are_counted_exactly() {
+    let dir = TempDir::new("slots");
+    let summary = dir.path("summary.json");
+    let mut run = Guard::group(
+        Command::new(phasebox_bin())
+            .args(["run", "-q", "--summary", summary.to_str().unwrap(), "--"])
+            .arg(fixture("swarm"))
+            .args([CHILDREN.to_string(), CALLS.to_string(), "0".into()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let mut input = run.stdin.take().unwrap();
+    let mut out = BufReader::new(run.stdout.take().unwrap());
+    writeln!(input, "go").unwrap();
+    let mut line = String::new();
+    while !line.starts_with("ready") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the swarm ended before its children were ready"
+        );
+    }
+    // Every child lives: the slots are full and the rest are in the process hash map.
+    let (slots, all) = entries(run.id(), "PB_SLOTS");
+    let (_, procs) = entries(run.id(), "PB_PROCS");
+    eprintln!("{CHILDREN} children: {slots} of {all} slots in use, {procs} in PB_PROCS");
+    assert!(
+        slots > all / 2,
+        "only {slots} of {all} process slots in use"
+    );
+    assert!(
+        procs as u64 >= CHILDREN + 1 - all as u64,
+        "{procs} processes in PB_PROCS, with {slots} slots for {} processes",
+        CHILDREN + 1
+    );
+    drop(input);
+    let status = run.wait().unwrap();
+    assert!(status.success(), "phasebox run: {status}");
+    let s = read_json(&summary);
+    assert_eq!(s["dropped"], 0);
+    let procs = s["processes"].as_array().unwrap();
+    let children: Vec<u64> = procs
+        .iter()
+        .filter_map(|p| p["syscalls"]["getppid"]["calls"].as_u64())
+        .collect();
+    assert_eq!(
+        children.len() as u64,
+        CHILDREN,
+        "children that called getppid"
+    );
+    assert!(
+        children.iter().all(|&n| n == CALLS),
+        "a child's getppid count is not {CALLS}: {:?}",
+        children.iter().filter(|&&n| n != CALLS).collect::<Vec<_>>()
+    );
+    // Every child's exit_group too, counted wherever its process was.
+    let exits: u64 = procs
+        .iter()
+        .filter_map(|p| p["syscalls"]["exit_group"]["calls"].as_u64())
+        .sum();
+    assert_eq!(
+        exits,
+        CHILDREN + 1,
+        "exit_group of every child and the parent"
+    );
+}
