@@ -378,6 +378,32 @@ pub fn bpftool(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
+/// The id of the BPF map `name` that process `pid` holds open.
+pub fn map_of(pid: u32, name: &str) -> u32 {
+    bpf_maps_of(pid)
+        .into_iter()
+        .find(|id| bpftool(&["map", "show", "id", &id.to_string()])["name"] == name)
+        .unwrap_or_else(|| panic!("process {pid} holds no map {name}"))
+}
+
+/// Entries of the BPF map `id` whose value's first four bytes are not all zero (for an array
+/// of process slots, those in use).
+pub fn entries_in_use(id: u32) -> usize {
+    let dump = bpftool(&["map", "dump", "id", &id.to_string()]);
+    let entries = dump.as_array().cloned().unwrap_or_default();
+    assert!(!entries.is_empty(), "map {id} has no entries");
+    entries
+        .iter()
+        .filter(|e| {
+            e["value"].as_array().is_some_and(|v| {
+                v.iter()
+                    .take(4)
+                    .any(|b| b.as_str().is_some_and(|b| b != "0x00"))
+            })
+        })
+        .count()
+}
+
 /// Entries in the BPF map `id` now (`bpftool map dump`).
 pub fn map_entries(id: u32) -> usize {
     bpftool(&["map", "dump", "id", &id.to_string()])

@@ -26,32 +26,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Entries now in the kernel map `name` of the agent `pid` (other phasebox instances may be
 /// loaded on a busy machine: the agent's own map, by the ids its descriptors hold).
-/// Process slots of the agent's PB_SLOTS that a process holds (the first field, `claims`, is
-/// not 0).
-fn slots_in_use(pid: u32) -> usize {
-    let id = map_id(pid, "PB_SLOTS");
-    let dump = phasebox_tests::bpftool(&["map", "dump", "id", &id.to_string()]);
-    let entries = dump.as_array().expect("a dump of PB_SLOTS");
-    assert!(!entries.is_empty(), "PB_SLOTS has no entries");
-    entries
-        .iter()
-        .filter(|e| {
-            e["value"].as_array().expect("raw bytes")[..4]
-                .iter()
-                .any(|b| b.as_str() != Some("0x00"))
-        })
-        .count()
-}
-
-fn map_id(pid: u32, name: &str) -> u32 {
-    phasebox_tests::bpf_maps_of(pid)
-        .into_iter()
-        .find(|id| phasebox_tests::bpftool(&["map", "show", "id", &id.to_string()])["name"] == name)
-        .unwrap_or_else(|| panic!("the agent holds no map {name}"))
-}
-
 fn map_entries(pid: u32, name: &str) -> usize {
-    phasebox_tests::map_entries(map_id(pid, name))
+    phasebox_tests::map_entries(phasebox_tests::map_of(pid, name))
 }
 
 fn send(fifo: &std::path::Path) {
@@ -127,7 +103,7 @@ fn a_hundred_thousand_short_lived_processes() {
         );
     }
     // Process slots: given back once their processes have gone.
-    let slots = slots_in_use(agent.id());
+    let slots = phasebox_tests::entries_in_use(phasebox_tests::map_of(agent.id(), "PB_SLOTS"));
     assert!(slots < 64, "{slots} process slots in use after the churn");
     send(&end);
     eventually(Duration::from_secs(30), "the agent to see the end", || {

@@ -4,33 +4,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use phasebox_tests::{Guard, TempDir, bpf_maps_of, bpftool, fixture, phasebox_bin, read_json};
+use phasebox_tests::{
+    Guard, TempDir, bpftool, entries_in_use, fixture, map_entries, map_of, phasebox_bin, read_json,
+};
 
 /// More children than PB_SLOTS has slots (1024).
 const CHILDREN: u64 = 1500;
 const CALLS: u64 = 100;
-
-/// Entries of the map `name` of process `pid` whose first four bytes are not all zero (for
-/// PB_SLOTS, its `claims`), and all entries.
-fn entries(pid: u32, name: &str) -> (usize, usize) {
-    let id = bpf_maps_of(pid)
-        .into_iter()
-        .find(|id| bpftool(&["map", "show", "id", &id.to_string()])["name"] == name)
-        .unwrap_or_else(|| panic!("phasebox holds no map {name}"));
-    let dump = bpftool(&["map", "dump", "id", &id.to_string()]);
-    let all = dump.as_array().cloned().unwrap_or_default();
-    let set = all
-        .iter()
-        .filter(|e| {
-            e["value"].as_array().is_some_and(|v| {
-                v.iter()
-                    .take(4)
-                    .any(|b| b.as_str().is_some_and(|b| b != "0x00"))
-            })
-        })
-        .count();
-    (set, all.len())
-}
 
 #[test]
 fn processes_beyond_the_slots_are_counted_exactly() {
@@ -59,8 +39,12 @@ fn processes_beyond_the_slots_are_counted_exactly() {
         );
     }
     // Every child lives: the slots are full and the rest are in the process hash map.
-    let (slots, all) = entries(run.id(), "PB_SLOTS");
-    let (_, procs) = entries(run.id(), "PB_PROCS");
+    let slots_map = map_of(run.id(), "PB_SLOTS");
+    let slots = entries_in_use(slots_map);
+    let all = bpftool(&["map", "show", "id", &slots_map.to_string()])["max_entries"]
+        .as_u64()
+        .expect("PB_SLOTS's size") as usize;
+    let procs = map_entries(map_of(run.id(), "PB_PROCS"));
     eprintln!("{CHILDREN} children: {slots} of {all} slots in use, {procs} in PB_PROCS");
     assert!(
         slots > all / 2,

@@ -292,6 +292,15 @@ mod tests {
         unsafe { *t.counts.at(i * SLOT_SYSCALLS as usize + nr as usize) }
     }
 
+    fn key(tgid: u32, instance: u32, seg: u32, nr: u32) -> CountKey {
+        CountKey {
+            tgid,
+            instance,
+            seg,
+            nr,
+        }
+    }
+
     fn reading(t: &mut Slots) -> HashMap<(u32, u32, u32, u32), u64> {
         let mut out = HashMap::new();
         t.read(&mut out);
@@ -339,12 +348,7 @@ mod tests {
         let r = reading(&mut t);
         assert_eq!((r[&(1001, 3, 1, 39)], r[&(1001, 3, 2, 39)]), (10, 4));
         // The session read segment 1 for the last time: it goes.
-        t.delete(&[CountKey {
-            tgid: 1001,
-            instance: 3,
-            seg: 1,
-            nr: 39,
-        }]);
+        t.delete(&[key(1001, 3, 1, 39)]);
         assert!(!reading(&mut t).contains_key(&(1001, 3, 1, 39)));
     }
 
@@ -366,15 +370,7 @@ mod tests {
         assert_eq!(slot(&t, 3).claims, 1);
         assert_eq!(reading(&mut t).len(), 2);
         assert_eq!(slot(&t, 3), Slot::default());
-        let keys: Vec<CountKey> = [60, 231]
-            .map(|nr| CountKey {
-                tgid: 1003,
-                instance: 9,
-                seg: 1,
-                nr,
-            })
-            .to_vec();
-        t.delete(&keys);
+        t.delete(&[key(1003, 9, 1, 60), key(1003, 9, 1, 231)]);
         assert!(reading(&mut t).is_empty());
     }
 
