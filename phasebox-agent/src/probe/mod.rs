@@ -229,6 +229,12 @@ impl Probe {
         }
     }
 
+    /// Ends the process slot of `tgid` (instance `instance`, 0 if unknown), which the agent
+    /// found gone in /proc: see `Slots::release`.
+    pub fn release_slot(&mut self, tgid: u32, instance: u32) {
+        self.slots.release(tgid, instance);
+    }
+
     /// Whether the agent's own bit is set for `tgid` (attached or launched).
     pub fn user_tracked(&self, tgid: u32) -> bool {
         let (word, mask) = ((tgid / 64) as usize, 1u64 << (tgid % 64));

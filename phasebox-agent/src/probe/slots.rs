@@ -160,6 +160,30 @@ impl Slots {
         }
     }
 
+    /// Marks the slot of process `tgid` (instance `instance`, 0 if unknown) gone, for an exit
+    /// the agent learned of from /proc: where the exit tracepoint has no `group_dead` field
+    /// (older kernels) the kernel never ends a process, and its slot would stay live, read
+    /// again after the session has pruned the process. Its counters are final at the next
+    /// reading, and the slot is given back as any other.
+    pub(super) fn release(&mut self, tgid: u32, instance: u32) {
+        let s = self.slots.at(tgid as usize % self.slots.len);
+        // SAFETY: slot of `tgid` in the mapping; aligned u32 fields. `live` is only ever
+        // changed by a compare-and-swap here, so a process that took the slot since (a new
+        // owner, or a new instance of the pid) keeps it.
+        unsafe {
+            let owner = u32_at(&raw mut (*s).owner).load(Ordering::Acquire);
+            let theirs = u32_at(&raw mut (*s).state.instance).load(Ordering::Acquire);
+            if owner == tgid && (instance == 0 || theirs == instance) {
+                let _ = u32_at(&raw mut (*s).live).compare_exchange(
+                    tgid,
+                    0,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+        }
+    }
+
     /// Forgets counters the session has read for the last time.
     pub(super) fn delete(&mut self, keys: &[CountKey]) {
         for k in keys {
@@ -299,6 +323,26 @@ mod tests {
             seg,
             nr,
         }
+    }
+
+    #[test]
+    fn a_process_whose_exit_the_kernel_missed_is_released_by_the_agent() {
+        let mut t = table(4);
+        take(&mut t, 1, 1001, 5);
+        calls(&mut t, 1, 39, 1, 7);
+        assert_eq!(reading(&mut t)[&(1001, 5, 1, 39)], 7);
+        // Another instance, or another pid in the slot: left alone.
+        t.release(1001, 6);
+        t.release(1005, 0);
+        assert_eq!(slot(&t, 1).live, 1001);
+        // The agent found it gone in /proc: its counters are final at the next reading.
+        t.release(1001, 5);
+        assert_eq!(slot(&t, 1).live, 0);
+        assert_eq!(reading(&mut t)[&(1001, 5, 1, 39)], 7);
+        assert_eq!(counter(&t, 1, 39), SlotCount::default());
+        t.delete(&[key(1001, 5, 1, 39)]);
+        assert!(reading(&mut t).is_empty());
+        assert_eq!(slot(&t, 1), Slot::default());
     }
 
     fn reading(t: &mut Slots) -> HashMap<(u32, u32, u32, u32), u64> {

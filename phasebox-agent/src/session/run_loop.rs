@@ -99,8 +99,10 @@ impl Session {
                 }
                 Ok(false) if self.tree.is_candidate(pid) => self.tree.drop_candidate(pid),
                 Ok(false) => {
+                    let instance = self.tree.get(pid).map_or(0, |p| p.instance);
                     self.tree.mark_exited(pid, 0);
                     self.probe.untrack(pid);
+                    self.probe.release_slot(pid, instance);
                 }
             }
             if any && alive > 0 {
