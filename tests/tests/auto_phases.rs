@@ -519,7 +519,19 @@ fn memcached_under_a_small_client() {
     let (p, _) = learned_server("memcached", &prof);
     let main = profile::role(&p, "main");
     assert!(has_phase_with(main, "privileges", "setuid"));
-    assert!(has_phase_with(main, "sockets", "bind"));
+    // bind opens the sockets phase; where the windows put memcached's socket calls in two
+    // phases (its threads' calls interleave differently from run to run), the role has more
+    // phases than a profile keeps, and the smallest, bind's, is folded into the workers before
+    // it, which the profile notes.
+    let folded = p["notes"].as_array().into_iter().flatten().any(|n| {
+        n.as_str()
+            .is_some_and(|n| n.contains("role main") && n.contains("merged"))
+    });
+    assert!(
+        has_phase_with(main, "sockets", "bind")
+            || (folded && has_phase_with(main, "workers", "bind")),
+        "bind is in neither the sockets phase nor, folded, the workers'"
+    );
     assert!(has_phase_with(main, "workers", "clone3"));
 
     let port = MEMCACHED_PORT + 1;
