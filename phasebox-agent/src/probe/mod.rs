@@ -414,14 +414,11 @@ impl Probe {
         {
             Ok(all) => all.into_iter().collect(),
             // A kernel without batch lookups: key by key.
-            Err(_) => {
-                let mut out = std::collections::HashMap::new();
-                for item in self.counts.iter() {
-                    let (k, v) = item.map_err(ProbeError::map("read", names::COUNTS))?;
-                    out.insert(k, v);
-                }
-                out
-            }
+            Err(_) => self
+                .counts
+                .iter()
+                .collect::<Result<_, _>>()
+                .map_err(ProbeError::map("read", names::COUNTS))?,
         };
         // After the hash map: a call counts in one place, and the slots are read later.
         self.slots.read(&mut all);

@@ -167,9 +167,9 @@ impl Slots {
     /// reading, and the slot is given back as any other.
     pub(super) fn release(&mut self, tgid: u32, instance: u32) {
         let s = self.slots.at(tgid as usize % self.slots.len);
-        // SAFETY: slot of `tgid` in the mapping; aligned u32 fields. `live` is only ever
-        // changed by a compare-and-swap here, so a process that took the slot since (a new
-        // owner, or a new instance of the pid) keeps it.
+        // SAFETY: slot of `tgid` in the mapping; aligned u32 fields. `live` is cleared only
+        // if it still holds `tgid` (a compare-and-swap), so a process that took the slot since
+        // (a new owner) keeps it; the instance check keeps a new instance of the pid's.
         unsafe {
             let owner = u32_at(&raw mut (*s).owner).load(Ordering::Acquire);
             let theirs = u32_at(&raw mut (*s).state.instance).load(Ordering::Acquire);
