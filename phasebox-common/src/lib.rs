@@ -24,6 +24,7 @@ pub mod names {
     pub const PROCS: &str = "PB_PROCS";
     pub const SLOTS: &str = "PB_SLOTS";
     pub const SLOT_COUNTS: &str = "PB_SLOT_COUNTS";
+    pub const THREADS: &str = "PB_THREADS";
     pub const NEXT_INSTANCE: &str = "PB_NEXT_INSTANCE";
     pub const SET_REQUESTS: &str = "PB_SET_REQUESTS";
     pub const EVENTS: &str = "PB_EVENTS";
@@ -211,6 +212,9 @@ pub mod mode {
     /// return value, duration or failure): no exit program, so other processes pay only the
     /// entry filter.
     pub const ENTRY_ONLY: u32 = 128;
+    /// The syscall programs look the calling thread up in the `thread_cache` before the pid
+    /// helper (set where the kernel has what the cache needs).
+    pub const THREAD_CACHE: u32 = 256;
 }
 
 /// Syscall arguments the kernel programs can record: the first three (every "kind" argument
@@ -558,6 +562,67 @@ pub const SLOT_SYSCALLS: u32 = 512;
 /// `Place`/slot index of a process kept in PB_PROCS.
 pub const NO_SLOT: u32 = u32::MAX;
 
+/// The thread cache (PB_THREADS, mapped into the agent's memory): threads found untracked,
+/// so that their calls leave the syscall programs before the pid helper, the untracked path's
+/// only cost above an empty program. A thread is known by where the kernel saved its user
+/// registers (`struct pt_regs`, the syscall tracepoints' first argument: the top of its
+/// kernel stack, which is its own while it lives), in one u64 holding that address's low 48
+/// bits and the generation it was found untracked in.
+///
+/// - Entry 0 is the generation. The agent moves it on, and clears every entry, each time it
+///   starts tracking a process: a thread found untracked before that is looked up again.
+///   While it is 0 the cache is off.
+/// - A program reads the generation before the pid bitmaps, and writes the entry with the
+///   generation it read: an entry written while the agent changed the bitmaps carries the
+///   old generation and does not match.
+/// - The kernel clears a thread's entry when the thread exits (its stack may become a new
+///   thread's, which a tracked process may have made) and when it executes a program (which
+///   may make it tracked).
+/// - Only addresses whose top 16 bits are all set are kept: those are unique in their low
+///   48 bits. Others are never cached (they are looked up by pid on every call).
+pub mod thread_cache {
+    /// Entries after the generation.
+    pub const ENTRIES: u32 = 8192;
+    /// Bits of the address kept in an entry.
+    const ADDRESS_BITS: u32 = 48;
+    const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
+    /// The top bits of an address that is kept.
+    const KEPT_TOP: u64 = u64::MAX >> ADDRESS_BITS;
+    /// The last generation; the one after it is 1.
+    pub const LAST_GENERATION: u64 = u64::MAX >> ADDRESS_BITS;
+
+    /// The entry of the thread whose registers are saved at `regs` (1..=ENTRIES).
+    #[inline(always)]
+    pub const fn index(regs: u64) -> u32 {
+        1 + ((regs >> 14) as u32 & (ENTRIES - 1))
+    }
+
+    /// What the entry holds for that thread found untracked in `generation`; 0 (never a
+    /// match, as generations start at 1) for an address that is not kept.
+    #[inline(always)]
+    pub const fn tag(regs: u64, generation: u64) -> u64 {
+        if regs >> ADDRESS_BITS != KEPT_TOP || generation == 0 {
+            return 0;
+        }
+        regs & ADDRESS_MASK | generation << ADDRESS_BITS
+    }
+
+    /// Whether an entry is that thread's, in any generation.
+    #[inline(always)]
+    pub const fn holds(entry: u64, regs: u64) -> bool {
+        entry != 0 && entry & ADDRESS_MASK == regs & ADDRESS_MASK
+    }
+
+    /// The generation after `generation`.
+    pub const fn next(generation: u64) -> u64 {
+        if generation >= LAST_GENERATION {
+            1
+        } else {
+            generation + 1
+        }
+    }
+}
+
 /// One process slot (PB_SLOTS, mapped into the agent's memory).
 ///
 /// - The kernel takes a free slot (`claims` 0) with an atomic add and a read back: it owns it
@@ -672,3 +737,53 @@ const _: () = assert!(size_of::<SlotCount>() == 16);
 const _: () = assert!(size_of::<SetRequest>() == 16);
 const _: () = assert!(size_of::<Pending>() == 24);
 const _: () = assert!(offset_of!(Pending, enter_ns) == 16);
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::thread_cache::*;
+
+    const STACK: u64 = 0xffff_c900_0123_7f58;
+
+    #[test]
+    fn a_thread_matches_only_its_own_entry_of_the_current_generation() {
+        let entry = tag(STACK, 7);
+        assert_eq!(entry, tag(STACK, 7));
+        assert_ne!(entry, tag(STACK, 8), "another generation");
+        assert_ne!(entry, tag(STACK + (1 << 14), 7), "another stack");
+        assert!(holds(entry, STACK));
+        assert!(!holds(entry, STACK + 8));
+        assert!(
+            !holds(0, STACK & !((1 << 48) - 1)),
+            "an empty entry is nobody's"
+        );
+    }
+
+    #[test]
+    fn addresses_not_unique_in_48_bits_and_generation_0_are_never_kept() {
+        assert_eq!(
+            tag(0xff11_0000_0123_7f58, 3),
+            0,
+            "a 5-level direct-map address"
+        );
+        assert_eq!(tag(STACK, 0), 0, "the cache is off");
+        assert_eq!(tag(STACK, LAST_GENERATION) >> 48, LAST_GENERATION);
+    }
+
+    #[test]
+    fn generations_cycle_without_0_and_stacks_spread_over_the_entries() {
+        assert_eq!(next(1), 2);
+        assert_eq!(next(LAST_GENERATION), 1);
+        assert_eq!(next(0), 1);
+        let used: std::collections::BTreeSet<u32> = (0..ENTRIES as u64)
+            .map(|k| index(STACK + (k << 14)))
+            .collect();
+        assert_eq!(
+            used.len(),
+            ENTRIES as usize,
+            "consecutive stacks, distinct entries"
+        );
+        assert!(used.iter().all(|&i| (1..=ENTRIES).contains(&i)));
+    }
+}

@@ -2,7 +2,9 @@
 //! emit what userspace needs.
 //!
 //! - `pb_sys_enter` (raw tracepoint raw_syscalls/sys_enter): the only program every syscall on
-//!   the host runs in summary mode. Untracked processes leave after two inlined array lookups.
+//!   the host runs in summary mode. Untracked threads leave after one lookup in the thread
+//!   cache (PB_THREADS, by the address of their saved registers), or, when not found there,
+//!   after the pid helper and two inlined array lookups.
 //!   Tracked ones: their segment (a new one at a marker-candidate call), the counter, and a
 //!   record for segment openers and first uses (every call in stream mode, at exit). A
 //!   process's state and counters are in its slot (PB_SLOTS, PB_SLOT_COUNTS: arrays, found by
@@ -34,7 +36,10 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_ns_current_pid_tgid, bpf_send_signal},
+        generated::{
+            bpf_get_current_task_btf, bpf_get_ns_current_pid_tgid, bpf_send_signal,
+            bpf_task_pt_regs,
+        },
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -46,7 +51,7 @@ use phasebox_common::{
     Header, MAX_MARKER_SETS, MAX_SYSCALLS, NO_FIELD, NO_SLOT, PROC_SLOTS, PathRecord, Pending,
     ProcState, Record, SIGKILL, SLOT_SYSCALLS, Scope, SegmentRecord, SetRequest, Slot, SlotCount,
     SyscallRecord, Verdict, drop_slot, exec_flags, is_error, mode, proc_flags, scope_flags,
-    segment_flags, stat_slot, syscall_flags,
+    segment_flags, stat_slot, syscall_flags, thread_cache,
 };
 
 /// Settings written by the agent before load (see `Config`).
@@ -113,6 +118,16 @@ static PB_PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(65536, 0);
 /// found by an index instead of a hash lookup. Mapped into the agent's memory.
 #[map]
 static PB_SLOTS: Array<Slot> = Array::with_max_entries(PROC_SLOTS, BPF_F_MMAPABLE);
+
+/// Threads found untracked (see `phasebox_common::thread_cache`); entry 0 is the generation,
+/// which the agent writes. Mapped into the agent's memory.
+#[map]
+static PB_THREADS: Array<u64> = Array::with_max_entries(thread_cache::ENTRIES + 1, BPF_F_MMAPABLE);
+
+/// One number per CPU through which a typed pointer becomes a plain number: the verifier
+/// allows no shift or mask on a pointer, and a value stored in a map loads back as a number.
+#[map]
+static PB_SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// The counters of the processes in PB_SLOTS (see `phasebox_common::SlotCount`): slot ×
 /// syscall, one segment each. Mapped into the agent's memory.
@@ -228,6 +243,8 @@ trait SysEnter {
     fn args(&self) -> Option<[u64; ARG_SLOTS]>;
     /// Syscall argument `i` (0, 1 or 2).
     fn argument(&self, i: usize) -> Option<u64>;
+    /// Where the caller's registers are saved, as a number (the thread cache's key).
+    fn regs(&self) -> u64;
 }
 
 impl SysEnter for RawTracePointContext {
@@ -252,6 +269,11 @@ impl SysEnter for RawTracePointContext {
         let regs = self.arg::<u64>(0) as *const u8;
         // SAFETY: as above, one register.
         unsafe { bpf_probe_read_kernel(regs.add(off).cast::<u64>()) }.ok()
+    }
+
+    #[inline(always)]
+    fn regs(&self) -> u64 {
+        self.arg::<u64>(0)
     }
 }
 
@@ -286,6 +308,12 @@ impl SysEnter for BtfSysEnter {
     #[inline(always)]
     fn argument(&self, i: usize) -> Option<u64> {
         self.args()?.get(i).copied()
+    }
+
+    /// The typed pointer's value, through PB_SCRATCH.
+    #[inline(always)]
+    fn regs(&self) -> u64 {
+        as_number(self.0.arg::<u64>(0))
     }
 }
 
@@ -370,6 +398,88 @@ fn set_kernel_bit(pid: u32, on: bool) {
 fn current() -> (u32, u32) {
     let id = bpf_get_current_pid_tgid();
     ((id >> 32) as u32, id as u32)
+}
+
+/// A thread the thread cache did not know: what remembering it as untracked takes.
+struct Lookup {
+    regs: u64,
+    /// The generation read before the pid bitmaps (0: the cache is off).
+    generation: u64,
+}
+
+impl Lookup {
+    /// Remembers the thread as untracked, with the generation read before the bitmaps that
+    /// said so: if the agent has moved the generation on since, the entry does not match.
+    #[inline(always)]
+    fn remember(&self) {
+        let tag = thread_cache::tag(self.regs, self.generation);
+        if tag == 0 {
+            return;
+        }
+        if let Some(e) = PB_THREADS.get_ptr_mut(thread_cache::index(self.regs)) {
+            // SAFETY: an array element for this run; entries are single u64 stores.
+            unsafe { core::ptr::write_volatile(e, tag) };
+        }
+    }
+}
+
+/// The filter's first step, before the pid helper: Ok when the calling thread (its registers
+/// saved at `regs()`) was found untracked in the cache's current generation. The generation
+/// is read first, before the entry and before the bitmaps the caller reads on a miss.
+#[inline(always)]
+fn cached_untracked(regs: impl FnOnce() -> u64) -> Result<(), Lookup> {
+    if !mode_has(mode::THREAD_CACHE) {
+        return Err(Lookup {
+            regs: 0,
+            generation: 0,
+        });
+    }
+    let regs = regs();
+    let generation = match PB_THREADS.get_ptr(0) {
+        // SAFETY: an array element for this run, written whole by the agent.
+        Some(g) => unsafe { core::ptr::read_volatile(g) },
+        None => 0,
+    };
+    let tag = thread_cache::tag(regs, generation);
+    match PB_THREADS.get_ptr(thread_cache::index(regs)) {
+        // SAFETY: as above; entries are single u64 stores.
+        Some(e) if tag != 0 && unsafe { core::ptr::read_volatile(e) } == tag => Ok(()),
+        _ => Err(Lookup { regs, generation }),
+    }
+}
+
+/// Clears the calling thread's entry in the thread cache: at its exit (its stack may become a
+/// new thread's) and at its exec (the program may be one that is tracked).
+#[inline(always)]
+fn forget_thread() {
+    if !mode_has(mode::THREAD_CACHE) {
+        return;
+    }
+    // SAFETY: helpers on the current task, which the verifier types; the agent sets
+    // `mode::THREAD_CACHE` only on kernels that have both (5.15 and later).
+    let regs = as_number(unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64);
+    if let Some(e) = PB_THREADS.get_ptr_mut(thread_cache::index(regs)) {
+        // SAFETY: an array element for this run; entries are single u64 stores. Clearing
+        // another thread's entry only makes it be looked up by pid again.
+        unsafe {
+            if thread_cache::holds(core::ptr::read_volatile(e), regs) {
+                core::ptr::write_volatile(e, 0);
+            }
+        }
+    }
+}
+
+/// A pointer's value as a plain number (see PB_SCRATCH).
+#[inline(always)]
+fn as_number(pointer: u64) -> u64 {
+    let Some(s) = PB_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's element; nothing else uses it while this program runs here.
+    unsafe {
+        core::ptr::write_volatile(s, pointer);
+        core::ptr::read_volatile(s)
+    }
 }
 
 #[inline(always)]
@@ -839,23 +949,29 @@ fn emit_at_entry(key: &CountKey, tid: u32, enter_ns: u64, flags: u16) {
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn pb_sys_enter(ctx: RawTracePointContext) -> i32 {
-    let (tgid, tid) = current();
-    // Untracked processes (nearly all of them) leave here, through a program that is no more
-    // than this test: the rest is a function of its own, so its registers and stack are set
-    // up only for tracked processes.
-    if tracked(tgid) {
-        traced_enter(&ctx, tgid, tid);
-    }
-    0
+    enter(&ctx)
 }
 
 /// `pb_sys_enter` on the BTF-typed tracepoint (where the kernel has BTF): the same work, with
 /// the argument registers read as plain loads. The agent attaches one of the two.
 #[btf_tracepoint(function = "sys_enter")]
 pub fn pb_sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
+    enter(&BtfSysEnter(ctx))
+}
+
+/// Untracked threads (nearly all of them) leave here, through a program that is no more than
+/// the filter: the rest is a function of its own, so its registers and stack are set up only
+/// for tracked processes.
+#[inline(always)]
+fn enter(ctx: &impl SysEnter) -> i32 {
+    let Err(lookup) = cached_untracked(|| ctx.regs()) else {
+        return 0;
+    };
     let (tgid, tid) = current();
     if tracked(tgid) {
-        traced_enter(&BtfSysEnter(ctx), tgid, tid);
+        traced_enter(ctx, tgid, tid);
+    } else {
+        lookup.remember();
     }
     0
 }
@@ -1039,9 +1155,14 @@ fn remember(tid: u32, key: &CountKey, enter_ns: u64) {
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
+    let Err(lookup) = cached_untracked(|| ctx.arg::<u64>(0)) else {
+        return 0;
+    };
     let (tgid, tid) = current();
     if tracked(tgid) {
         traced_exit(&ctx, tgid, tid);
+    } else {
+        lookup.remember();
     }
     0
 }
@@ -1264,6 +1385,7 @@ fn scope_match(comm: &[u8; COMM_LEN], cfg: &Config) -> u16 {
 
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn pb_exec(ctx: TracePointContext) -> u32 {
+    forget_thread();
     let (tgid, tid) = current();
     let cfg = PB_CONFIG.load();
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
@@ -1356,6 +1478,7 @@ fn emit_exec(
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn pb_exit(ctx: TracePointContext) -> u32 {
+    forget_thread();
     let (tgid, tid) = current();
     if traced_state(tgid).is_none() {
         return 0;

@@ -110,6 +110,10 @@ fn mode_bits(opts: &ProbeOptions) -> u32 {
         (opts.args, mode::ARGS),
         (opts.shown.is_some(), mode::SHOWN),
         (opts.stream && opts.entry_only, mode::ENTRY_ONLY),
+        (
+            preflight::thread_cache_works(&release()),
+            mode::THREAD_CACHE,
+        ),
     ] {
         if on {
             bits |= bit;
@@ -131,8 +135,13 @@ pub(super) fn needs_exit(opts: &ProbeOptions) -> bool {
     opts.stream && !opts.entry_only || opts.errors
 }
 
-/// Loads the object with its settings and map sizes, and attaches what `opts` needs.
-pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeError> {
+fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default()
+}
+
+/// Loads the object with its settings and map sizes, and attaches what `opts` needs. The
+/// flag: whether the programs use the thread cache.
+pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>, bool), ProbeError> {
     // The kernel's BTF is parsed (tens of ms) beside the rest of the loading, and only when
     // it pays: arguments are read on every call that has them.
     let btf = opts.args.then(|| std::thread::spawn(Btf::from_sys_fs));
@@ -175,7 +184,7 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>), ProbeEr
     if let Some(bits) = &opts.shown {
         fill_shown(&mut ebpf, bits)?;
     }
-    Ok((ebpf, links))
+    Ok((ebpf, links, mode & mode::THREAD_CACHE != 0))
 }
 
 /// Loads the object and attaches only one of the floor programs to raw_syscalls/sys_enter:

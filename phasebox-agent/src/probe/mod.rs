@@ -4,9 +4,11 @@ mod batch;
 mod error;
 mod events;
 mod load;
+mod mapped;
 pub mod preflight;
 mod slots;
 pub mod stats;
+mod threads;
 pub mod tracefs;
 
 use std::collections::BTreeSet;
@@ -110,6 +112,8 @@ pub struct Probe {
     procs: HashMap<MapData, u32, ProcState>,
     /// The process slots' state and counters, mapped into memory.
     slots: slots::Slots,
+    /// The thread cache, where the kernel programs use it.
+    threads: Option<threads::ThreadCache>,
     verdicts: HashMap<MapData, u32, Verdict>,
     scope: Array<MapData, Scope>,
     drops: PerCpuArray<MapData, u64>,
@@ -166,8 +170,19 @@ impl Probe {
     /// Checks privileges, mounts tracefs if needed, loads and attaches the programs `opts`
     /// needs. Returns the probe and the stream the records arrive on.
     pub fn load(opts: ProbeOptions) -> Result<(Probe, EventStream), ProbeError> {
-        let (mut ebpf, links) = load::load(&opts)?;
+        let (mut ebpf, links, thread_cache) = load::load(&opts)?;
         let ring = take(&mut ebpf, names::EVENTS)?;
+        let threads = match thread_cache {
+            true => Some(threads::ThreadCache::new(take_raw(
+                &mut ebpf,
+                names::THREADS,
+            )?)?),
+            false => None,
+        };
+        if let Some(t) = &threads {
+            // Every program is attached: from now on a thread's exit clears its entry.
+            t.invalidate();
+        }
         let probe = Probe {
             await_exec: take(&mut ebpf, names::AWAIT)?,
             user_bits: take(&mut ebpf, names::USER_BITS)?,
@@ -181,6 +196,7 @@ impl Probe {
                 take_raw(&mut ebpf, names::SLOTS)?,
                 take_raw(&mut ebpf, names::SLOT_COUNTS)?,
             )?,
+            threads,
             verdicts: take(&mut ebpf, names::VERDICTS)?,
             scope: take(&mut ebpf, names::SCOPE)?,
             drops: take(&mut ebpf, names::DROPS)?,
@@ -306,7 +322,12 @@ impl Probe {
         }
         self.user_bits
             .set(word as u32, *w, 0)
-            .map_err(ProbeError::map("update", names::USER_BITS))
+            .map_err(ProbeError::map("update", names::USER_BITS))?;
+        if let (true, Some(t)) = (on, &self.threads) {
+            // The process's threads may be in the cache as untracked.
+            t.invalidate();
+        }
+        Ok(())
     }
 
     /// Writes marker set `set` (its syscall slots; see `phase::markers`).

@@ -104,6 +104,14 @@ pub fn check_kernel() -> anyhow::Result<()> {
     }
 }
 
+/// Whether the syscall programs may use the thread cache (`phasebox_common::thread_cache`):
+/// its entries are cleared with `bpf_task_pt_regs` (Linux 5.15), and the generation is read
+/// before the pid bitmaps with plain loads, which x86-64 keeps in order (other architectures
+/// may not: there the programs look every call up by pid).
+pub fn thread_cache_works(release: &str) -> bool {
+    cfg!(target_arch = "x86_64") && kernel_version(release).is_some_and(|v| v >= (5, 15))
+}
+
 /// The kernel's BTF, which the tracepoint programs' maps and helpers are checked against.
 pub fn check_btf() -> anyhow::Result<()> {
     if Path::new("/sys/kernel/btf/vmlinux").exists() {
