@@ -18,6 +18,7 @@ pub mod promql;
 pub mod redis;
 pub mod rootfs;
 pub mod strace;
+pub mod swarm;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,12 +1,6 @@
 //! More live processes than the kernel has process slots: those whose slot was free are
 //! counted there, the others in the hash maps, and every count is exact either way.
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-
-use phasebox_tests::{
-    Guard, TempDir, bpftool, entries_in_use, fixture, map_entries, map_of, phasebox_bin, read_json,
-};
+use phasebox_tests::{TempDir, bpftool, entries_in_use, map_entries, map_of, read_json};
 
 /// More children than PB_SLOTS has slots (1024).
 const CHILDREN: u64 = 1500;
@@ -16,28 +10,7 @@ const CALLS: u64 = 100;
 fn processes_beyond_the_slots_are_counted_exactly() {
     let dir = TempDir::new("slots");
     let summary = dir.path("summary.json");
-    let mut run = Guard::group(
-        Command::new(phasebox_bin())
-            .args(["run", "-q", "--summary", summary.to_str().unwrap(), "--"])
-            .arg(fixture("swarm"))
-            .args([CHILDREN.to_string(), CALLS.to_string(), "0".into()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
-    let mut input = run.stdin.take().unwrap();
-    let mut out = BufReader::new(run.stdout.take().unwrap());
-    writeln!(input, "go").unwrap();
-    let mut line = String::new();
-    while !line.starts_with("ready") {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "the swarm ended before its children were ready"
-        );
-    }
+    let (mut run, input) = phasebox_tests::swarm::run_until_ready(&summary, CHILDREN, CALLS);
     // Every child lives: the slots are full and the rest are in the process hash map.
     let slots_map = map_of(run.id(), "PB_SLOTS");
     let slots = entries_in_use(slots_map);

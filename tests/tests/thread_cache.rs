@@ -7,11 +7,10 @@
 //! every child's calls must be counted. (The other ways a thread found untracked becomes
 //! tracked are tested where they happen: a launched program waits untracked before its exec,
 //! in every `run` test; a process found at its exec, in found_at_exec.rs.)
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use phasebox_tests::{Guard, TempDir, bpftool, fixture, map_of, phasebox_bin, read_json};
+use phasebox_tests::{Guard, TempDir, bpftool, map_of, read_json};
 
 const CHILDREN: u64 = 400;
 const CALLS: u64 = 100;
@@ -57,28 +56,7 @@ fn children_on_the_stacks_of_untracked_processes_that_just_exited_are_counted() 
         .collect();
     let dir = TempDir::new("thread-cache");
     let summary = dir.path("summary.json");
-    let mut run = Guard::group(
-        Command::new(phasebox_bin())
-            .args(["run", "-q", "--summary", summary.to_str().unwrap(), "--"])
-            .arg(fixture("swarm"))
-            .args([CHILDREN.to_string(), CALLS.to_string(), "0".into()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
-    let mut input = run.stdin.take().unwrap();
-    let mut out = BufReader::new(run.stdout.take().unwrap());
-    writeln!(input, "go").unwrap();
-    let mut line = String::new();
-    while !line.starts_with("ready") {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "the swarm ended before its children were ready"
-        );
-    }
+    let (mut run, input) = phasebox_tests::swarm::run_until_ready(&summary, CHILDREN, CALLS);
     let generation = generation(run.id());
     eprintln!("thread cache generation {generation}");
     if cache_expected() {

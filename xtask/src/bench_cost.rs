@@ -92,8 +92,9 @@ const CONFIGS: &[Config] = &[
     },
     Config {
         name: "floor + pid + 1 word",
-        what: "the floor, the pid and one word of a pid bitmap (`phasebox floor --step bit`); \
-               the agent's untracked path reads two",
+        what: "the floor, the pid and one word of a pid bitmap (`phasebox floor --step bit`): \
+               a filter by pid; the agent's filter reads two words where its thread cache \
+               misses (or is off)",
         argv: &["{bin}", "floor", "--step", "bit"],
         ready: "attached",
     },
