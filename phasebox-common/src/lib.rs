@@ -562,34 +562,42 @@ pub const SLOT_SYSCALLS: u32 = 512;
 /// `Place`/slot index of a process kept in PB_PROCS.
 pub const NO_SLOT: u32 = u32::MAX;
 
-/// The thread cache (PB_THREADS, mapped into the agent's memory): threads found untracked,
-/// so that their calls leave the syscall programs before the pid helper, the untracked path's
-/// only cost above an empty program. A thread is known by where the kernel saved its user
-/// registers (`struct pt_regs`, the syscall tracepoints' first argument: the top of its
-/// kernel stack, which is its own while it lives), in one u64 holding that address's low 48
-/// bits and the generation it was found untracked in.
+/// The thread cache (PB_THREADS, mapped into the agent's memory): what the syscall programs
+/// found of a thread, so that its next calls need no pid helper (a call: the untracked path's
+/// whole cost above an empty program). A thread is known by where the kernel saved its user
+/// registers (`struct pt_regs`, the syscall tracepoints' first argument: the top of its kernel
+/// stack, which is its own while it lives). An entry (`ThreadEntry`) holds that address's low
+/// 48 bits, whether the thread was found tracked, and the generation it was found in; for a
+/// tracked thread, also its tgid and tid.
 ///
-/// - Entry 0 is the generation. The agent moves it on, and clears every entry, each time it
-///   starts tracking a process: a thread found untracked before that is looked up again.
-///   While it is 0 the cache is off.
+/// - Entry 0's `tag` is the generation. The agent moves it on, and clears every entry, each
+///   time it starts tracking a process: a thread found untracked before that is looked up
+///   again. While it is 0 the cache is off.
 /// - A program reads the generation before the pid bitmaps, and writes the entry with the
 ///   generation it read: an entry written while the agent changed the bitmaps carries the
 ///   old generation and does not match.
+/// - A tracked entry is written tag 0, ids, tag, and read tag, ids, tag (a sequence lock: the
+///   tag read twice is the same only if the ids between are that thread's). A thread's ids
+///   change only at an exec from another thread than the leader; a tracked hit still tests
+///   the tgid's bits (a process may stop being tracked).
 /// - The kernel clears a thread's entry when the thread exits (its stack may become a new
-///   thread's, which a tracked process may have made) and when it executes a program (which
-///   may make it tracked).
+///   thread's) and when it executes a program (which may make it tracked, or change its ids).
 /// - Only addresses whose top 16 bits are all set are kept: those are unique in their low
 ///   48 bits. Others are never cached (they are looked up by pid on every call).
 pub mod thread_cache {
-    /// Entries after the generation.
+    /// Entries after the generation's.
     pub const ENTRIES: u32 = 8192;
-    /// Bits of the address kept in an entry.
+    /// Bits of the address kept in a tag.
     const ADDRESS_BITS: u32 = 48;
     const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
     /// The top bits of an address that is kept.
     const KEPT_TOP: u64 = u64::MAX >> ADDRESS_BITS;
+    /// The tag bit of a thread found tracked.
+    const TRACKED: u64 = 1 << ADDRESS_BITS;
+    /// Where the generation starts in a tag.
+    const GENERATION_SHIFT: u32 = ADDRESS_BITS + 1;
     /// The last generation; the one after it is 1.
-    pub const LAST_GENERATION: u64 = u64::MAX >> ADDRESS_BITS;
+    pub const LAST_GENERATION: u64 = u64::MAX >> GENERATION_SHIFT;
 
     /// The entry of the thread whose registers are saved at `regs` (1..=ENTRIES).
     #[inline(always)]
@@ -597,20 +605,21 @@ pub mod thread_cache {
         1 + ((regs >> 14) as u32 & (ENTRIES - 1))
     }
 
-    /// What the entry holds for that thread found untracked in `generation`; 0 (never a
-    /// match, as generations start at 1) for an address that is not kept.
+    /// The tag of that thread found tracked or not in `generation`; 0 (never a match, as
+    /// generations start at 1) for an address that is not kept.
     #[inline(always)]
-    pub const fn tag(regs: u64, generation: u64) -> u64 {
+    pub const fn tag(regs: u64, generation: u64, tracked: bool) -> u64 {
         if regs >> ADDRESS_BITS != KEPT_TOP || generation == 0 {
             return 0;
         }
-        regs & ADDRESS_MASK | generation << ADDRESS_BITS
+        let bit = if tracked { TRACKED } else { 0 };
+        regs & ADDRESS_MASK | bit | generation << GENERATION_SHIFT
     }
 
-    /// Whether an entry is that thread's, in any generation.
+    /// Whether a tag is that thread's, in any generation.
     #[inline(always)]
-    pub const fn holds(entry: u64, regs: u64) -> bool {
-        entry != 0 && entry & ADDRESS_MASK == regs & ADDRESS_MASK
+    pub const fn holds(tag: u64, regs: u64) -> bool {
+        tag != 0 && tag & ADDRESS_MASK == regs & ADDRESS_MASK
     }
 
     /// The generation after `generation`.
@@ -621,6 +630,21 @@ pub mod thread_cache {
             generation + 1
         }
     }
+
+    /// A tracked thread's ids, as `bpf_get_current_pid_tgid` gives them (tgid high).
+    #[inline(always)]
+    pub const fn ids(tgid: u32, tid: u32) -> u64 {
+        (tgid as u64) << 32 | tid as u64
+    }
+}
+
+/// One entry of the thread cache (see `thread_cache`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadEntry {
+    pub tag: u64,
+    /// A tracked thread's `thread_cache::ids`.
+    pub ids: u64,
 }
 
 /// One process slot (PB_SLOTS, mapped into the agent's memory).
@@ -733,6 +757,7 @@ const _: () = assert!(size_of::<Counts>() == 16);
 const _: () = assert!(offset_of!(Counts, errors) == 8);
 const _: () = assert!(size_of::<ProcState>() == 24);
 const _: () = assert!(size_of::<Slot>() == 40);
+const _: () = assert!(size_of::<ThreadEntry>() == 16);
 const _: () = assert!(size_of::<SlotCount>() == 16);
 const _: () = assert!(size_of::<SetRequest>() == 16);
 const _: () = assert!(size_of::<Pending>() == 24);
@@ -748,27 +773,30 @@ mod tests {
 
     #[test]
     fn a_thread_matches_only_its_own_entry_of_the_current_generation() {
-        let entry = tag(STACK, 7);
-        assert_eq!(entry, tag(STACK, 7));
-        assert_ne!(entry, tag(STACK, 8), "another generation");
-        assert_ne!(entry, tag(STACK + (1 << 14), 7), "another stack");
-        assert!(holds(entry, STACK));
-        assert!(!holds(entry, STACK + 8));
+        let untracked = tag(STACK, 7, false);
+        assert_eq!(untracked, tag(STACK, 7, false));
+        assert_ne!(untracked, tag(STACK, 8, false), "another generation");
+        assert_ne!(untracked, tag(STACK + (1 << 14), 7, false), "another stack");
+        assert_ne!(untracked, tag(STACK, 7, true), "found tracked");
+        assert!(holds(untracked, STACK) && holds(tag(STACK, 7, true), STACK));
+        assert!(!holds(untracked, STACK + 8));
         assert!(
             !holds(0, STACK & !((1 << 48) - 1)),
             "an empty entry is nobody's"
         );
+        assert_eq!(ids(7, 9), 7 << 32 | 9);
     }
 
     #[test]
     fn addresses_not_unique_in_48_bits_and_generation_0_are_never_kept() {
         assert_eq!(
-            tag(0xff11_0000_0123_7f58, 3),
+            tag(0xff11_0000_0123_7f58, 3, false),
             0,
             "a 5-level direct-map address"
         );
-        assert_eq!(tag(STACK, 0), 0, "the cache is off");
-        assert_eq!(tag(STACK, LAST_GENERATION) >> 48, LAST_GENERATION);
+        assert_eq!(tag(STACK, 0, true), 0, "the cache is off");
+        assert_eq!(tag(STACK, LAST_GENERATION, true) >> 49, LAST_GENERATION);
+        assert_ne!(tag(STACK, LAST_GENERATION, false), tag(STACK, 1, false));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! emit what userspace needs.
 //!
 //! - `pb_sys_enter` (raw tracepoint raw_syscalls/sys_enter): the only program every syscall on
-//!   the host runs in summary mode. Untracked threads leave after one lookup in the thread
-//!   cache (PB_THREADS, by the address of their saved registers), or, when not found there,
-//!   after the pid helper and two inlined array lookups.
+//!   the host runs in summary mode. A thread is looked up in the thread cache (PB_THREADS, by
+//!   the address of its saved registers): an untracked one leaves there, a tracked one gets its
+//!   ids from it; a thread not found there costs the pid helper and two inlined array lookups.
 //!   Tracked ones: their segment (a new one at a marker-candidate call), the counter, and a
 //!   record for segment openers and first uses (every call in stream mode, at exit). A
 //!   process's state and counters are in its slot (PB_SLOTS, PB_SLOT_COUNTS: arrays, found by
@@ -50,8 +50,8 @@ use phasebox_common::{
     Counts, ExecRecord, ExitRecord, FORK_MARKER_SLOT, FULL_MARKER_SET, FilteredRecord, ForkRecord,
     Header, MAX_MARKER_SETS, MAX_SYSCALLS, NO_FIELD, NO_SLOT, PROC_SLOTS, PathRecord, Pending,
     ProcState, Record, SIGKILL, SLOT_SYSCALLS, Scope, SegmentRecord, SetRequest, Slot, SlotCount,
-    SyscallRecord, Verdict, drop_slot, exec_flags, is_error, mode, proc_flags, scope_flags,
-    segment_flags, stat_slot, syscall_flags, thread_cache,
+    SyscallRecord, ThreadEntry, Verdict, drop_slot, exec_flags, is_error, mode, proc_flags,
+    scope_flags, segment_flags, stat_slot, syscall_flags, thread_cache,
 };
 
 /// Settings written by the agent before load (see `Config`).
@@ -119,10 +119,11 @@ static PB_PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(65536, 0);
 #[map]
 static PB_SLOTS: Array<Slot> = Array::with_max_entries(PROC_SLOTS, BPF_F_MMAPABLE);
 
-/// Threads found untracked (see `phasebox_common::thread_cache`); entry 0 is the generation,
-/// which the agent writes. Mapped into the agent's memory.
+/// What the programs found of a thread (see `phasebox_common::thread_cache`); entry 0's tag is
+/// the generation, which the agent writes. Mapped into the agent's memory.
 #[map]
-static PB_THREADS: Array<u64> = Array::with_max_entries(thread_cache::ENTRIES + 1, BPF_F_MMAPABLE);
+static PB_THREADS: Array<ThreadEntry> =
+    Array::with_max_entries(thread_cache::ENTRIES + 1, BPF_F_MMAPABLE);
 
 /// One number per CPU through which a typed pointer becomes a plain number: the verifier
 /// allows no shift or mask on a pointer, and a value stored in a map loads back as a number.
@@ -400,52 +401,62 @@ fn current() -> (u32, u32) {
     ((id >> 32) as u32, id as u32)
 }
 
-/// A thread the thread cache did not know: what remembering it as untracked takes.
-struct Lookup {
-    regs: u64,
-    /// The generation read before the pid bitmaps (0: the cache is off).
-    generation: u64,
-}
-
-impl Lookup {
-    /// Remembers the thread as untracked, with the generation read before the bitmaps that
-    /// said so: if the agent has moved the generation on since, the entry does not match.
-    #[inline(always)]
-    fn remember(&self) {
-        let tag = thread_cache::tag(self.regs, self.generation);
-        if tag == 0 {
-            return;
-        }
-        if let Some(e) = PB_THREADS.get_ptr_mut(thread_cache::index(self.regs)) {
-            // SAFETY: an array element for this run; entries are single u64 stores.
-            unsafe { core::ptr::write_volatile(e, tag) };
-        }
-    }
-}
-
-/// The filter's first step, before the pid helper: Ok when the calling thread (its registers
-/// saved at `regs()`) was found untracked in the cache's current generation. The generation
-/// is read first, before the entry and before the bitmaps the caller reads on a miss.
+/// The filter: the calling thread's (tgid, tid) if its process is tracked, else None. The
+/// thread cache first (its registers saved at `regs()`): found untracked, the call leaves; found
+/// tracked, its ids come from there; otherwise the pid helper and the bitmaps, and the thread
+/// is remembered. The generation is read first, before the entry and the bitmaps.
 #[inline(always)]
-fn cached_untracked(regs: impl FnOnce() -> u64) -> Result<(), Lookup> {
+fn filter(regs: impl FnOnce() -> u64) -> Option<(u32, u32)> {
     if !mode_has(mode::THREAD_CACHE) {
-        return Err(Lookup {
-            regs: 0,
-            generation: 0,
-        });
+        let (tgid, tid) = current();
+        return tracked(tgid).then_some((tgid, tid));
     }
     let regs = regs();
     let generation = match PB_THREADS.get_ptr(0) {
-        // SAFETY: an array element for this run, written whole by the agent.
-        Some(g) => unsafe { core::ptr::read_volatile(g) },
+        // SAFETY: an array element for this run, written by the agent with single stores.
+        Some(g) => unsafe { core::ptr::read_volatile(&raw const (*g).tag) },
         None => 0,
     };
-    let tag = thread_cache::tag(regs, generation);
-    match PB_THREADS.get_ptr(thread_cache::index(regs)) {
-        // SAFETY: as above; entries are single u64 stores.
-        Some(e) if tag != 0 && unsafe { core::ptr::read_volatile(e) } == tag => Ok(()),
-        _ => Err(Lookup { regs, generation }),
+    let untracked = thread_cache::tag(regs, generation, false);
+    let entry = PB_THREADS.get_ptr_mut(thread_cache::index(regs));
+    if let Some(e) = entry
+        && untracked != 0
+    {
+        // SAFETY: an array element for this run; its words are written with single stores,
+        // a tracked entry's as a sequence lock (written below).
+        unsafe {
+            let tag = core::ptr::read_volatile(&raw const (*e).tag);
+            if tag == untracked {
+                return None;
+            }
+            if tag == thread_cache::tag(regs, generation, true) {
+                let ids = core::ptr::read_volatile(&raw const (*e).ids);
+                if core::ptr::read_volatile(&raw const (*e).tag) == tag {
+                    let (tgid, tid) = ((ids >> 32) as u32, ids as u32);
+                    if tracked(tgid) {
+                        return Some((tgid, tid));
+                    }
+                }
+            }
+        }
     }
+    let (tgid, tid) = current();
+    let found = tracked(tgid);
+    if let Some(e) = entry {
+        let tag = thread_cache::tag(regs, generation, found);
+        if tag != 0 {
+            // SAFETY: as above. A tracked entry: tag 0, ids, tag, so that a reader that sees
+            // the tag twice read these ids between.
+            unsafe {
+                if found {
+                    core::ptr::write_volatile(&raw mut (*e).tag, 0);
+                    core::ptr::write_volatile(&raw mut (*e).ids, thread_cache::ids(tgid, tid));
+                }
+                core::ptr::write_volatile(&raw mut (*e).tag, tag);
+            }
+        }
+    }
+    found.then_some((tgid, tid))
 }
 
 /// Clears the calling thread's entry in the thread cache: at its exit (its stack may become a
@@ -459,11 +470,11 @@ fn forget_thread() {
     // `mode::THREAD_CACHE` only on kernels that have both (5.15 and later).
     let regs = as_number(unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64);
     if let Some(e) = PB_THREADS.get_ptr_mut(thread_cache::index(regs)) {
-        // SAFETY: an array element for this run; entries are single u64 stores. Clearing
+        // SAFETY: an array element for this run; tags are single u64 stores. Clearing
         // another thread's entry only makes it be looked up by pid again.
         unsafe {
-            if thread_cache::holds(core::ptr::read_volatile(e), regs) {
-                core::ptr::write_volatile(e, 0);
+            if thread_cache::holds(core::ptr::read_volatile(&raw const (*e).tag), regs) {
+                core::ptr::write_volatile(&raw mut (*e).tag, 0);
             }
         }
     }
@@ -964,14 +975,8 @@ pub fn pb_sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
 /// for tracked processes.
 #[inline(always)]
 fn enter(ctx: &impl SysEnter) -> i32 {
-    let Err(lookup) = cached_untracked(|| ctx.regs()) else {
-        return 0;
-    };
-    let (tgid, tid) = current();
-    if tracked(tgid) {
+    if let Some((tgid, tid)) = filter(|| ctx.regs()) {
         traced_enter(ctx, tgid, tid);
-    } else {
-        lookup.remember();
     }
     0
 }
@@ -1155,14 +1160,8 @@ fn remember(tid: u32, key: &CountKey, enter_ns: u64) {
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
-    let Err(lookup) = cached_untracked(|| ctx.arg::<u64>(0)) else {
-        return 0;
-    };
-    let (tgid, tid) = current();
-    if tracked(tgid) {
+    if let Some((tgid, tid)) = filter(|| ctx.arg::<u64>(0)) {
         traced_exit(&ctx, tgid, tid);
-    } else {
-        lookup.remember();
     }
     0
 }

@@ -25,7 +25,7 @@ fn cache_expected() -> bool {
     cfg!(target_arch = "x86_64") && version >= (5, 15)
 }
 
-/// The cache's generation (entry 0 of PB_THREADS) in the agent `pid`.
+/// The cache's generation (the tag, first u64, of entry 0 of PB_THREADS) in the agent `pid`.
 fn generation(pid: u32) -> u64 {
     let id = map_of(pid, "PB_THREADS").to_string();
     let entry = bpftool(&["map", "lookup", "id", &id, "key", "0", "0", "0", "0"]);
@@ -33,9 +33,10 @@ fn generation(pid: u32) -> u64 {
         .as_array()
         .expect("PB_THREADS entry 0")
         .iter()
+        .take(8)
         .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
         .collect();
-    u64::from_le_bytes(bytes.try_into().expect("a u64"))
+    u64::from_le_bytes(bytes.try_into().expect("a u64 tag"))
 }
 
 #[test]

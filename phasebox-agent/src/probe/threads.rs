@@ -1,17 +1,17 @@
 //! The thread cache's agent side (see `phasebox_common::thread_cache`): its generation, which
 //! the agent moves on, clearing every entry, each time the pid bitmaps gain a process, so
 //! that no thread found untracked before is taken for untracked after.
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aya::maps::Map;
-use phasebox_common::{names, thread_cache};
+use phasebox_common::{ThreadEntry, names, thread_cache};
 
 use super::ProbeError;
 use super::mapped::{Mapped, u64_at};
 
 pub(super) struct ThreadCache {
-    /// Entry 0 the generation, then the entries.
-    entries: Mapped<u64>,
+    /// Entry 0's tag the generation, then the entries.
+    entries: Mapped<ThreadEntry>,
 }
 
 impl ThreadCache {
@@ -26,15 +26,23 @@ impl ThreadCache {
     /// and those it wrote before are gone. The first call turns the cache on.
     pub(super) fn invalidate(&self) {
         // SAFETY: entries of the mapping, aligned u64s; the agent is the generation's only
-        // writer, the kernel writes entries with single stores.
+        // writer, the kernel writes tags with single stores. A cleared tag is no entry.
         unsafe {
-            let generation = u64_at(self.entries.at(0));
+            let generation = self.tag(0);
             let next = thread_cache::next(generation.load(Ordering::Relaxed));
             generation.store(next, Ordering::Release);
             for i in 1..self.entries.len {
-                u64_at(self.entries.at(i)).store(0, Ordering::Relaxed);
+                self.tag(i).store(0, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Entry `i`'s tag.
+    ///
+    /// SAFETY (of callers): `i` is within the mapping.
+    unsafe fn tag(&self, i: usize) -> &AtomicU64 {
+        // SAFETY: see above; the tag is the entry's first, aligned, field.
+        unsafe { u64_at(&raw mut (*self.entries.at(i)).tag) }
     }
 
     #[cfg(test)]
@@ -47,7 +55,7 @@ impl ThreadCache {
     #[cfg(test)]
     fn entry(&self, i: usize) -> u64 {
         // SAFETY: as in `invalidate`.
-        unsafe { u64_at(self.entries.at(i)).load(Ordering::Relaxed) }
+        unsafe { self.tag(i).load(Ordering::Relaxed) }
     }
 }
 
@@ -62,13 +70,15 @@ mod tests {
         let i = thread_cache::index(REGS) as usize;
         // SAFETY: as in `invalidate`.
         unsafe {
-            u64_at(cache.entries.at(i))
-                .store(thread_cache::tag(REGS, generation), Ordering::Relaxed)
+            cache.tag(i).store(
+                thread_cache::tag(REGS, generation, false),
+                Ordering::Relaxed,
+            )
         };
     }
 
     fn found_untracked(cache: &ThreadCache) -> bool {
-        let tag = thread_cache::tag(REGS, cache.entry(0));
+        let tag = thread_cache::tag(REGS, cache.entry(0), false);
         tag != 0 && cache.entry(thread_cache::index(REGS) as usize) == tag
     }
 
@@ -103,7 +113,9 @@ mod tests {
         let cache = ThreadCache::zeroed();
         // SAFETY: as in `invalidate`.
         unsafe {
-            u64_at(cache.entries.at(0)).store(thread_cache::LAST_GENERATION, Ordering::Relaxed)
+            cache
+                .tag(0)
+                .store(thread_cache::LAST_GENERATION, Ordering::Relaxed)
         };
         remember(&cache, 1);
         cache.invalidate();
