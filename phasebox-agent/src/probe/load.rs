@@ -111,7 +111,7 @@ fn mode_bits(opts: &ProbeOptions) -> u32 {
         (opts.shown.is_some(), mode::SHOWN),
         (opts.stream && opts.entry_only, mode::ENTRY_ONLY),
         (
-            preflight::thread_cache_works(&release()),
+            preflight::thread_cache_works(&crate::procfs::kernel_release()),
             mode::THREAD_CACHE,
         ),
     ] {
@@ -133,10 +133,6 @@ pub(super) enum Attached {
 /// mode, unless entry only), failed calls.
 pub(super) fn needs_exit(opts: &ProbeOptions) -> bool {
     opts.stream && !opts.entry_only || opts.errors
-}
-
-fn release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default()
 }
 
 /// Loads the object with its settings and map sizes, and attaches what `opts` needs. The

@@ -172,12 +172,13 @@ impl Probe {
     pub fn load(opts: ProbeOptions) -> Result<(Probe, EventStream), ProbeError> {
         let (mut ebpf, links, thread_cache) = load::load(&opts)?;
         let ring = take(&mut ebpf, names::EVENTS)?;
-        let threads = match thread_cache {
-            true => Some(threads::ThreadCache::new(take_raw(
+        let threads = if thread_cache {
+            Some(threads::ThreadCache::new(take_raw(
                 &mut ebpf,
                 names::THREADS,
-            )?)?),
-            false => None,
+            )?)?)
+        } else {
+            None
         };
         if let Some(t) = &threads {
             // Every program is attached: from now on a thread's exit clears its entry.
@@ -323,7 +324,7 @@ impl Probe {
         self.user_bits
             .set(word as u32, *w, 0)
             .map_err(ProbeError::map("update", names::USER_BITS))?;
-        if let (true, Some(t)) = (on, &self.threads) {
+        if on && let Some(t) = &self.threads {
             // The process's threads may be in the cache as untracked.
             t.invalidate();
         }
