@@ -2,7 +2,9 @@
 //! unrelated process that takes the pid of a traced root that died is neither killed nor
 //! counted (even while the agent is stopped and has not read the death yet); a pid reused
 //! inside the traced tree is enforced as the new process it is; a program whose role the
-//! profile lacks is killed unless unknown roles are ignored.
+//! profile lacks is killed unless unknown roles are ignored; once the agent has ended
+//! (stopped, or killed), nothing is killed: not the process it traced, not the processes
+//! started right after it.
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -164,6 +166,65 @@ fn an_unrelated_process_with_a_traced_pid_is_never_touched() {
         let violations = value(&after, "phasebox_profile_violations_total", &[]);
         assert_eq!(violations, None, "trial {trial}: {after}");
         drop(agent);
+    }
+}
+
+#[test]
+fn nothing_is_killed_once_the_agent_has_ended() {
+    let dir = TempDir::new("kill-after-end");
+    let prof = learn(&dir);
+    for trial in 0..6 {
+        // Stopped (SIGTERM) or killed (SIGKILL): the kernel lets go of the programs a few
+        // milliseconds after the agent's end, in an order of its own.
+        let (how, sig) = if trial % 2 == 0 {
+            ("stopped", libc::SIGTERM)
+        } else {
+            ("killed", libc::SIGKILL)
+        };
+        let tp = free_port();
+        let mut t = Guard::new(server(tp));
+        assert_eq!(ask(tp, "GET"), "hello\n");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let pid = t.id().to_string();
+        let (mut agent, listen) = agent(&[
+            "-p",
+            &pid,
+            "--phases",
+            "generic",
+            "--listen",
+            &listen,
+            "--monitor",
+            &prof,
+            "--on-violation",
+            "kill",
+        ]);
+        assert_eq!(ask(tp, "GET"), "hello\n");
+        eventually(Duration::from_secs(15), "T's calls counted", || {
+            counted(&listen, "main", "accept4")
+        });
+        std::thread::sleep(Duration::from_millis(1500)); // a refresh writes its kill set
+        signal(agent.id(), sig);
+        let status = agent.wait().unwrap();
+        assert_eq!(status.success(), sig == libc::SIGTERM, "{how}: {status:?}");
+        // At once: a call outside the profile (after a stop: the agent's word is that it no
+        // longer enforces), the server's end, and new processes, one of which may take the
+        // server's kernel stack.
+        if sig == libc::SIGTERM {
+            let reply = ask(tp, "ptrace");
+            assert!(
+                reply.starts_with("ptrace: "),
+                "trial {trial}: the server was killed after the agent {how}"
+            );
+        }
+        assert_eq!(ask(tp, "quit"), "bye\n", "trial {trial} ({how})");
+        assert!(t.wait().unwrap().success(), "trial {trial} ({how})");
+        for i in 0..200 {
+            let st = Command::new("/bin/true").status().unwrap();
+            assert!(
+                st.success(),
+                "trial {trial}: process {i} after the agent {how} ended with {st:?}"
+            );
+        }
     }
 }
 

@@ -156,10 +156,11 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>, bool), P
     // Summary mode counts calls on entry and never looks at returns: no exit program (with
     // `filtered`, it is attached once a traced process runs under a seccomp filter).
     let btf = btf.and_then(|t| t.join().ok()).and_then(Result::ok);
-    let mut links = vec![attach_sys_enter(&mut ebpf, btf.as_ref())?];
-    if needs_exit(opts) {
-        links.push(attach_raw(&mut ebpf, names::PROG_SYS_EXIT, "sys_exit")?);
-    }
+    // The process programs first, the syscall programs after them: when phasebox ends
+    // without detaching (SIGKILL), the kernel closes its descriptors in ascending order and
+    // lets go of the links in the reverse order, so the syscall programs leave first and never
+    // run without the exit program (which clears the thread cache's entry of an ending thread).
+    let mut links = Vec::new();
     for (prog, tp) in [
         (names::PROG_FORK, "sched_process_fork"),
         (names::PROG_EXEC, "sched_process_exec"),
@@ -174,6 +175,10 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>, bool), P
             source,
         })?;
         links.push(Attached::Sched(prog, id));
+    }
+    links.push(attach_sys_enter(&mut ebpf, btf.as_ref())?);
+    if needs_exit(opts) {
+        links.push(attach_raw(&mut ebpf, names::PROG_SYS_EXIT, "sys_exit")?);
     }
     fill_path_args(&mut ebpf)?;
     fill_arg_specs(&mut ebpf)?;

@@ -447,9 +447,26 @@ impl Probe {
         Ok(all.into_iter().collect())
     }
 
-    /// Detaches every program now (they stay loaded until the probe is dropped).
+    /// Detaches every program now (they stay loaded until the probe is dropped), once they
+    /// are disarmed: the kernel lets go of them some milliseconds after phasebox has ended.
     pub fn detach(&mut self) {
+        if self.links.is_empty() {
+            return;
+        }
+        self.disarm();
         load::detach_all(&mut self.ebpf, std::mem::take(&mut self.links));
+    }
+
+    /// Makes the programs harmless for the time they stay attached: no kill sets (a monitor
+    /// that has ended kills nothing), no thread cache (see `ThreadCache::turn_off`).
+    fn disarm(&mut self) {
+        let tgids: Vec<u32> = self.allowed.keys().filter_map(Result::ok).collect();
+        for tgid in tgids {
+            let _ = self.allowed.remove(&tgid);
+        }
+        if let Some(t) = &self.threads {
+            t.turn_off();
+        }
     }
 
     /// Deletes counters read for the last time (their processes have exited).

@@ -37,6 +37,15 @@ impl ThreadCache {
         }
     }
 
+    /// Turns the cache off (generation 0: the programs neither trust nor write an entry),
+    /// before the programs are let go. The kernel then detaches them in an order of its own:
+    /// were the exit program gone first, a thread ending then would keep its entry, and a new
+    /// thread on the same kernel stack would be taken for it by the syscall programs.
+    pub(super) fn turn_off(&self) {
+        // SAFETY: as in `invalidate`.
+        unsafe { self.tag(0).store(0, Ordering::Release) };
+    }
+
     /// Entry `i`'s tag.
     ///
     /// SAFETY (of callers): `i` is within the mapping.
