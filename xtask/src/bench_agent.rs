@@ -2,7 +2,7 @@
 //! to its first metrics page.
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -19,13 +19,8 @@ pub const BEGIN: &str = "<!-- bench:agent:begin -->";
 pub const END: &str = "<!-- bench:agent:end -->";
 
 /// nginx's processes run on this CPU, wrk on the other one (the machine has two).
-const NGINX_CPU: &str = "1";
-const WRK_CPU: &str = "0";
-
-/// Rounds go on, floor, agent and record only, until the 95% confidence half-width of both
-/// ratios to the floor is under this many points, or MAX_ROUNDS.
-const SPREAD_POINTS: f64 = 2.0;
-const MAX_ROUNDS: usize = 30;
+pub const NGINX_CPU: &str = "1";
+pub const WRK_CPU: &str = "0";
 
 /// The agent in summary mode on nginx, side by side with no tracer, `record` (stream mode)
 /// and strace; time to a non-empty /metrics, the agent's memory and the kernel programs' cost.
@@ -37,18 +32,13 @@ struct AgentRun {
     events: f64,
 }
 
-/// `phasebox agent -p MASTER` (with `extra`) on nginx while wrk runs.
-fn agent_run(
-    bin: &Path,
-    nginx: &Nginx,
-    url: &str,
-    secs: u64,
-    extra: &[&str],
-) -> anyhow::Result<AgentRun> {
+/// `phasebox agent -p PID --phases nginx` (with `extra`), once it serves metrics; its
+/// address and the time that took.
+pub fn start_agent(bin: &Path, pid: u32, extra: &[&str]) -> anyhow::Result<(Child, String, f64)> {
     let listen = format!("127.0.0.1:{}", phasebox_tests::nginx::free_port());
     let t0 = std::time::Instant::now();
     let mut agent = Command::new(bin)
-        .args(["agent", "-p", &nginx.pid().to_string(), "--phases", "nginx"])
+        .args(["agent", "-p", &pid.to_string(), "--phases", "nginx"])
         .args(["--listen", &listen])
         // Run-time statistics are sampled by default; the cost section measures them apart.
         .args(["--bpf-stats-every", "off"])
@@ -57,11 +47,24 @@ fn agent_run(
         .spawn()?;
     while !scrape(&listen).contains("phasebox_tracked_processes") {
         if t0.elapsed() > Duration::from_secs(20) {
+            let _ = agent.kill();
+            let _ = agent.wait();
             bail!("the agent served no metrics");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let ready_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    Ok((agent, listen, t0.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// `phasebox agent -p MASTER` (with `extra`) on nginx while wrk runs.
+fn agent_run(
+    bin: &Path,
+    nginx: &Nginx,
+    url: &str,
+    secs: u64,
+    extra: &[&str],
+) -> anyhow::Result<AgentRun> {
+    let (mut agent, listen, ready_ms) = start_agent(bin, nginx.pid(), extra)?;
     let rps = wrk(url, secs)?;
     std::thread::sleep(Duration::from_millis(1200)); // one more refresh
     let rss_mib = rss_kib(agent.id()) / 1024.0;
@@ -76,7 +79,7 @@ fn agent_run(
 }
 
 /// Pins every thread of nginx's master and workers to NGINX_CPU.
-fn pin_nginx(nginx: &Nginx) -> anyhow::Result<()> {
+pub fn pin_nginx(nginx: &Nginx) -> anyhow::Result<()> {
     for pid in std::iter::once(nginx.pid()).chain(nginx.workers()) {
         crate::util::output("taskset", &["-a", "-p", "-c", NGINX_CPU, &pid.to_string()])?;
     }
@@ -106,7 +109,7 @@ fn on_wrk_cpu<T>(f: impl FnOnce() -> T) -> anyhow::Result<T> {
 }
 
 /// The 95% confidence half-width of the mean of `ratios`, in points (100 × ratio).
-fn spread_points(ratios: &[f64]) -> f64 {
+pub fn spread_points(ratios: &[f64]) -> f64 {
     let n = ratios.len() as f64;
     if n < 2.0 {
         return f64::INFINITY;
@@ -160,30 +163,9 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
     let (mut ready_ms, mut rss, mut events) = (vec![], vec![], vec![]);
     pin_nginx(&nginx)?;
     wrk(&url, 1)?;
-    // Every mode in the first rounds; then floor, agent and record until their ratios hold.
-    let (floor, agent, record) = (1, 2, 4);
-    let mut round = 0;
-    loop {
-        let all = round < s.rounds;
-        let settled = [agent, record]
-            .iter()
-            .all(|&m| spread_points(&ratios(&results, m)) < SPREAD_POINTS);
-        if !all && (settled || round >= MAX_ROUNDS.max(s.rounds) || s.quick) {
-            break;
-        }
-        let order: Vec<usize> = if all {
-            (0..MODES.len())
-                .map(|k| (k + round) % MODES.len())
-                .collect()
-        } else {
-            [floor, agent, record]
-                .iter()
-                .cycle()
-                .skip(round % 3)
-                .take(3)
-                .copied()
-                .collect()
-        };
+    let (agent, record) = (2, 4);
+    for round in 0..s.rounds {
+        let order = (0..MODES.len()).map(|k| (k + round) % MODES.len());
         for m in order {
             let rps = match m {
                 0 => wrk(&url, s.secs)?,
@@ -216,7 +198,6 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
             eprintln!("bench: round {} {}: {rps:.0} req/s", round + 1, MODES[m]);
             results[m].push(rps);
         }
-        round += 1;
     }
     let spreads: Vec<(f64, f64)> = [agent, record]
         .iter()
@@ -232,17 +213,15 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
          `phasebox agent -p MASTER --phases nginx` (summary mode: exact counters per process, \
          segment and syscall in the kernel; only segment openers and each syscall's first use in \
          a segment are sent), nginx {} (master and worker pinned to CPU {NGINX_CPU}), `wrk -t1 \
-         -c32 -d{}s` pinned to CPU {WRK_CPU}, {} rounds of every mode alternated, then rounds \
-         of the floor, the agent and record until the 95% confidence half-width of both ratios \
-         to the floor was under {SPREAD_POINTS} points (at most {MAX_ROUNDS}): {} rounds of \
-         those in all. Median requests/s; against no tracer and against the floor (what any tracer on \
-         the syscall tracepoint costs), the median of each round's ratio to the same round's \
-         run.\n\n\
+         -c32 -d{}s` pinned to CPU {WRK_CPU}, {} rounds of every mode alternated, one after \
+         the other. Median requests/s; against no tracer and against the floor (what any tracer \
+         on the syscall tracepoint costs), the median of each round's ratio to the same \
+         round's run. The machine's noise moves rounds by up to a fifth: the side-by-side \
+         measurement below is the precise one.\n\n\
          | mode | median req/s | vs. baseline | vs. floor |\n|---|---|---|---|\n",
         nginx_version(),
         s.secs,
         s.rounds,
-        results[floor].len()
     );
     for (m, name) in MODES.iter().enumerate() {
         // Each round against the same round's baseline and floor (modes that ran in more
@@ -276,5 +255,7 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         median(&mut rss),
         median(&mut events)
     );
+    drop(nginx);
+    out += &crate::bench_agent_pair::side_by_side(bin, s)?;
     Ok(out)
 }

@@ -21,6 +21,7 @@
 //!   qemu, or only those named (part of `test`; docs/kernels.md).
 mod bench;
 mod bench_agent;
+mod bench_agent_pair;
 mod bench_args;
 mod bench_core;
 mod bench_cost;
