@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use phasebox_tests::{
-    CARGO_LIBRARY_PATH, Guard, TempDir, ask, fixture,
+    CARGO_LIBRARY_PATH, Guard, TempDir, ask, bpf_programs_of, bpftool, fixture,
+    loaded_bpf_programs,
     metrics::{eventually, scrape, sum, value},
     nginx::free_port,
     phasebox, phasebox_bin,
@@ -225,6 +226,52 @@ fn nothing_is_killed_once_the_agent_has_ended() {
                 "trial {trial}: process {i} after the agent {how} ended with {st:?}"
             );
         }
+    }
+}
+
+/// Under `kill -9` the kernel lets go of the agent's programs one at a time, tens of ms apart:
+/// the syscall program must leave first, never after the exit program, which clears the
+/// thread cache entry of a thread that ends (without it, a new thread on the same kernel stack
+/// would be taken for the one that ended, and killed in its stead).
+#[test]
+fn under_kill_9_the_syscall_program_leaves_before_the_exit_program() {
+    for trial in 0..3 {
+        let sleeper = Guard::new(Command::new("sleep").arg("60").spawn().unwrap());
+        let listen = format!("127.0.0.1:{}", free_port());
+        let pid = sleeper.id().to_string();
+        let (mut agent, _) = agent(&["-p", &pid, "--listen", &listen]);
+        let ours = bpf_programs_of(agent.id());
+        let named = |prefix: &str| -> u32 {
+            *ours
+                .iter()
+                .find(|id| {
+                    let info = bpftool(&["prog", "show", "id", &id.to_string()]);
+                    info["name"].as_str().is_some_and(|n| n.starts_with(prefix))
+                })
+                .unwrap_or_else(|| panic!("the agent has no program {prefix}*: {ours:?}"))
+        };
+        let (enter, exit) = (named("pb_sys_enter"), named("pb_exit"));
+        signal(agent.id(), libc::SIGKILL);
+        let mut polls = 0;
+        loop {
+            let loaded = loaded_bpf_programs();
+            let (enter_in, exit_in) = (loaded.contains(&enter), loaded.contains(&exit));
+            assert!(
+                !enter_in || exit_in,
+                "trial {trial}: the exit program left while the syscall program was loaded \
+                 (after {polls} looks)"
+            );
+            if !enter_in && !exit_in {
+                break;
+            }
+            polls += 1;
+            assert!(
+                polls < 10_000,
+                "the agent's programs stay loaded after kill -9"
+            );
+        }
+        let _ = agent.wait();
+        drop(sleeper);
     }
 }
 
