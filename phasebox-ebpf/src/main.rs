@@ -25,6 +25,7 @@
 #![allow(internal_features)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+use core::hint::cold_path;
 use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
 
 use aya_ebpf::{
@@ -440,6 +441,8 @@ fn filter(regs: impl FnOnce() -> u64) -> Option<(u32, u32)> {
             }
         }
     }
+    // A thread not in the cache: once per thread and generation.
+    cold_path();
     let (tgid, tid) = current();
     let found = tracked(tgid);
     if let Some(e) = entry {
@@ -771,6 +774,7 @@ fn count_at(slot: u32, key: &CountKey) -> bool {
                 atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*c).calls, 1);
                 return false;
             }
+            cold_path();
             if seg == 0 && take(&raw mut (*c).claim) {
                 core::ptr::write_volatile(&raw mut (*c).seg, key.seg);
                 atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*c).calls, 1);
@@ -835,6 +839,7 @@ fn segment_of(ctx: &impl SysEnter, tgid: u32, tid: u32, nr: u32) -> Option<Place
     let (st, slot) = match state_of(tgid) {
         Some(found) => found,
         None => {
+            cold_path();
             let Some(fresh) = start_process(tgid, new_instance(), 0) else {
                 return Some(Place::UNKNOWN);
             };
@@ -847,11 +852,11 @@ fn segment_of(ctx: &impl SysEnter, tgid: u32, tid: u32, nr: u32) -> Option<Place
     };
     // SAFETY: `st` points at this process's state (its slot or PB_PROCS value) for this run.
     let flags = unsafe { (*st).flags };
-    if flags & proc_flags::GONE != 0 {
-        return None;
-    }
-    if flags & proc_flags::UNCONFIRMED != 0 && !apply_verdict(tgid, st) {
-        return None;
+    if flags & (proc_flags::GONE | proc_flags::UNCONFIRMED) != 0 {
+        cold_path();
+        if flags & proc_flags::GONE != 0 || !apply_verdict(tgid, st) {
+            return None;
+        }
     }
     // SAFETY: as above.
     let (instance, seg, set) = unsafe { ((*st).instance, (*st).seg, (*st).marker_set) };
@@ -864,6 +869,7 @@ fn segment_of(ctx: &impl SysEnter, tgid: u32, tid: u32, nr: u32) -> Option<Place
         confirmed,
     };
     if is_marker(set, nr) {
+        cold_path();
         apply_set_request(tgid, st);
         // SAFETY: as above.
         if is_marker(unsafe { (*st).marker_set }, nr) {
@@ -988,6 +994,7 @@ fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
     if let Some(waiting) = PB_AWAIT.get_ptr_mut(0) {
         // SAFETY: the array's only element; only the launched process's thread clears it.
         if unsafe { *waiting } == tgid {
+            cold_path();
             let cfg = PB_CONFIG.load();
             if nr != cfg.nr_execve && nr != cfg.nr_execveat {
                 return;
@@ -1053,6 +1060,7 @@ fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
             remember(tid, &key, 1);
         }
         if first {
+            cold_path();
             // The clock is read only for a call that is reported.
             let enter_ns = now();
             if mode_has(mode::PATHS) {
