@@ -85,6 +85,15 @@ fn agent(args: &[&str]) -> (Guard, String) {
     (agent, listen.to_string())
 }
 
+/// `phasebox agent -p PIDS --phases generic --monitor PROFILE --on-violation kill`, serving
+/// metrics on a free port; returns it with that address.
+fn kill_monitor(pids: &str, prof: &str) -> (Guard, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let monitor = ["--monitor", prof, "--on-violation", "kill"];
+    let args = ["-p", pids, "--phases", "generic", "--listen", &listen];
+    agent(&[&args[..], &monitor[..]].concat())
+}
+
 /// Calls of `syscall` by processes of `role`, in all their phases (None: no series yet).
 fn counted(listen: &str, role: &str, syscall: &str) -> Option<f64> {
     let page = scrape(listen);
@@ -109,19 +118,7 @@ fn an_unrelated_process_with_a_traced_pid_is_never_touched() {
         assert_eq!(ask(tp, "GET"), "hello\n");
         assert_eq!(ask(kp, "GET"), "hello\n");
         let pids = format!("{},{}", t.id(), _k.id());
-        let listen = format!("127.0.0.1:{}", free_port());
-        let (agent, listen) = agent(&[
-            "-p",
-            &pids,
-            "--phases",
-            "generic",
-            "--listen",
-            &listen,
-            "--monitor",
-            &prof,
-            "--on-violation",
-            "kill",
-        ]);
+        let (agent, listen) = kill_monitor(&pids, &prof);
         assert_eq!(ask(tp, "GET"), "hello\n");
         assert_eq!(ask(tp, "GET"), "hello\n");
         eventually(Duration::from_secs(15), "T's calls counted", || {
@@ -185,20 +182,7 @@ fn nothing_is_killed_once_the_agent_has_ended() {
         let tp = free_port();
         let mut t = Guard::new(server(tp));
         assert_eq!(ask(tp, "GET"), "hello\n");
-        let listen = format!("127.0.0.1:{}", free_port());
-        let pid = t.id().to_string();
-        let (mut agent, listen) = agent(&[
-            "-p",
-            &pid,
-            "--phases",
-            "generic",
-            "--listen",
-            &listen,
-            "--monitor",
-            &prof,
-            "--on-violation",
-            "kill",
-        ]);
+        let (mut agent, listen) = kill_monitor(&t.id().to_string(), &prof);
         assert_eq!(ask(tp, "GET"), "hello\n");
         eventually(Duration::from_secs(15), "T's calls counted", || {
             counted(&listen, "main", "accept4")
@@ -381,20 +365,7 @@ fn a_reused_pid_inside_the_tree_is_enforced_and_unknown_roles_are_violations() {
     let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(status.success());
     let shell = command_shell(&fifo);
-    let listen = format!("127.0.0.1:{}", free_port());
-    let pid = shell.id().to_string();
-    let (agent, listen) = agent(&[
-        "-p",
-        &pid,
-        "--phases",
-        "generic",
-        "--listen",
-        &listen,
-        "--monitor",
-        &prof,
-        "--on-violation",
-        "kill",
-    ]);
+    let (agent, listen) = kill_monitor(&shell.id().to_string(), &prof);
     let srv = fixture("phased_server");
     // A first server: its pid is the one to reuse.
     let port = free_port();
