@@ -224,8 +224,8 @@ fn pinned_bench(bin: &Path, s: &Settings) -> anyhow::Result<String> {
         s.rounds,
     );
     for (m, name) in MODES.iter().enumerate() {
-        // Each round against the same round's baseline and floor (modes that ran in more
-        // rounds than others are paired round by round, never median against median).
+        // Each round against the same round's baseline and floor, never median against
+        // median.
         let vs = |base: usize| {
             let mut r: Vec<f64> = results[m]
                 .iter()
