@@ -20,6 +20,7 @@ pub mod names {
     pub const USER_BITS: &str = "PB_USER_BITS";
     pub const KERNEL_BITS: &str = "PB_KERNEL_BITS";
     pub const PENDING: &str = "PB_PENDING";
+    pub const PENDING_BY_TID: &str = "PB_PENDING_BY_TID";
     pub const COUNTS: &str = "PB_COUNTS";
     pub const PROCS: &str = "PB_PROCS";
     pub const SLOTS: &str = "PB_SLOTS";
@@ -54,6 +55,9 @@ pub mod names {
     pub const PROG_FLOOR_PID: &str = "pb_floor_pid";
     /// The floor plus the pid and one word of a pid bitmap (half of the agent's filter).
     pub const PROG_FLOOR_BIT: &str = "pb_floor_bit";
+    /// An empty program for raw_syscalls/sys_exit: with `pb_floor`, what any tracer that sees
+    /// both ends of a call costs.
+    pub const PROG_FLOOR_EXIT: &str = "pb_floor_exit";
     /// Every phasebox program name starts with this.
     pub const PROG_PREFIX: &str = "pb_";
 }
@@ -691,16 +695,21 @@ pub struct SetRequest {
     pub _pad: u32,
 }
 
-/// A syscall entered and not yet returned, keyed by tid.
+/// A syscall entered and not yet returned, by tid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pending {
     pub nr: u32,
     pub instance: u32,
     pub seg: u32,
-    pub _pad: u32,
+    /// 1 once the thread has entered a traced call (an array element is never absent).
+    pub live: u32,
     pub enter_ns: u64,
 }
+
+/// The largest size of PB_PENDING_BY_TID, the array of pending calls indexed by tid (24 bytes
+/// an element: 3 MiB at most). Where pid_max is larger, higher tids use the hash map.
+pub const PENDING_BY_TID_MAX: u32 = 1 << 17;
 
 /// Highest errno a syscall returns as `-errno` (the kernel's MAX_ERRNO).
 pub const MAX_ERRNO: i64 = 4095;

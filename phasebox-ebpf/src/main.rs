@@ -161,9 +161,16 @@ static PB_VERDICTS: HashMap<u32, Verdict> = HashMap::with_max_entries(16384, 0);
 #[map]
 static PB_SCOPE: Array<Scope> = Array::with_max_entries(1, 0);
 
-/// tid → the syscall it is in (stream and errors modes).
+/// tid → the syscall it is in (stream and errors modes), for tids beyond PB_PENDING_BY_TID.
 #[map]
 static PB_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(65536, 0);
+
+/// The same by index: tid → the syscall it is in, for tids below its size (the agent sizes it
+/// at pid_max, at most `PENDING_BY_TID_MAX`, when it loads an exit program; else 1). An
+/// inlined array access instead of two hash lookups a call; the exit program clears a thread's
+/// element when it ends.
+#[map]
+static PB_PENDING_BY_TID: Array<Pending> = Array::with_max_entries(1, 0);
 
 /// (tgid, instance, segment, syscall) → calls and errors: exact even when the ring buffer is
 /// full. The agent reads and deletes the entries of exited processes. Preallocated, and shared
@@ -1152,9 +1159,15 @@ fn remember(tid: u32, key: &CountKey, enter_ns: u64) {
         nr: key.nr,
         instance: key.instance,
         seg: key.seg,
-        _pad: 0,
+        live: 1,
         enter_ns,
     };
+    if let Some(slot) = PB_PENDING_BY_TID.get_ptr_mut(tid) {
+        // SAFETY: the element of this tid; only its thread writes it while it lives.
+        unsafe { *slot = p };
+        return;
+    }
+    cold_path();
     // Written in place when the thread has an entry already: an update would take the map's
     // bucket lock and swap elements on every syscall.
     match PB_PENDING.get_ptr_mut(tid) {
@@ -1164,6 +1177,17 @@ fn remember(tid: u32, key: &CountKey, enter_ns: u64) {
             let _ = PB_PENDING.insert(tid, p, 0);
         }
     }
+}
+
+/// The call `tid` is in, as `remember` noted it; None if it entered none since it was traced.
+#[inline(always)]
+fn pending_of(tid: u32) -> Option<*mut Pending> {
+    if let Some(slot) = PB_PENDING_BY_TID.get_ptr_mut(tid) {
+        // SAFETY: as in `remember`.
+        return (unsafe { (*slot).live } != 0).then_some(slot);
+    }
+    cold_path();
+    PB_PENDING.get_ptr_mut(tid)
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
@@ -1177,7 +1201,7 @@ pub fn pb_sys_exit(ctx: RawTracePointContext) -> i32 {
 /// A tracked process returns from a syscall: a failure counted, the record sent.
 #[inline(never)]
 fn traced_exit(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
-    let Some(pending) = PB_PENDING.get_ptr_mut(tid) else {
+    let Some(pending) = pending_of(tid) else {
         return; // entered before tracking began
     };
     // SAFETY: only this thread reads or writes its own entry.
@@ -1253,6 +1277,12 @@ fn filtered(ctx: &RawTracePointContext, tgid: u32, tid: u32, p: &Pending) {
 /// Does nothing: the per-syscall cost benchmark's floor.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn pb_floor(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+/// Does nothing on sys_exit: with `pb_floor`, the floor of a tracer that sees both ends.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn pb_floor_exit(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
@@ -1487,6 +1517,15 @@ fn emit_exec(
 pub fn pb_exit(ctx: TracePointContext) -> u32 {
     forget_thread();
     let (tgid, tid) = current();
+    if let Some(slot) = PB_PENDING_BY_TID.get_ptr_mut(tid) {
+        // SAFETY: the element of this tid, whose thread is ending; read first so that the
+        // threads that never had a pending call leave its line clean.
+        unsafe {
+            if (*slot).live != 0 {
+                (*slot).live = 0;
+            }
+        }
+    }
     if traced_state(tgid).is_none() {
         return 0;
     }

@@ -2,6 +2,11 @@
 use phasebox_tests::{TempDir, diff_counts, fixture, phasebox, read_json, strace, summary_totals};
 
 fn assert_same_as_strace(argv: &[&str]) {
+    assert_same_as_strace_with(&[], argv);
+}
+
+/// As above, with `options` for `phasebox run`.
+fn assert_same_as_strace_with(options: &[&str], argv: &[&str]) {
     let expected = strace::counts(argv);
     assert!(
         expected.contains_key("execve"),
@@ -9,7 +14,9 @@ fn assert_same_as_strace(argv: &[&str]) {
     );
     let dir = TempDir::new("exact");
     let summary = dir.path("summary.json");
-    let mut args = vec!["run", "-q", "--summary", summary.to_str().unwrap(), "--"];
+    let mut args = vec!["run", "-q", "--summary", summary.to_str().unwrap()];
+    args.extend_from_slice(options);
+    args.push("--");
     args.extend_from_slice(argv);
     let out = phasebox(&args);
     assert!(
@@ -52,6 +59,16 @@ fn pwd_help() {
 fn threads_and_a_child_process() {
     let bin = fixture("threads");
     assert_same_as_strace(&[bin.to_str().unwrap()]);
+}
+
+/// A call's enter and exit are paired through an array indexed by tid; tids beyond it (where
+/// pid_max is larger than the array) go through a hash map: with every tid there, the counts
+/// and failures are still strace's.
+#[test]
+fn calls_paired_through_the_hash_map_are_exact_too() {
+    let bin = fixture("threads");
+    assert_same_as_strace_with(&["--pending-by-tid-max", "1"], &[bin.to_str().unwrap()]);
+    assert_same_as_strace_with(&["--pending-by-tid-max", "1"], &["/bin/pwd", "--help"]);
 }
 
 #[test]

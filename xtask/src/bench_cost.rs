@@ -99,6 +99,13 @@ const CONFIGS: &[Config] = &[
         ready: "attached",
     },
     Config {
+        name: "floor, enter + exit",
+        what: "empty programs on raw_syscalls/sys_enter and sys_exit (`phasebox floor --step \
+               exit`): what any tracer that sees each call's return pays",
+        argv: &["{bin}", "floor", "--step", "exit"],
+        ready: "attached",
+    },
+    Config {
         name: "bpftrace",
         what: "bpftrace `tracepoint:raw_syscalls:sys_enter /pid == P/ { @[args->id] = count(); }`",
         argv: &[

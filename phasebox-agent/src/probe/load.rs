@@ -9,7 +9,9 @@ use aya::{
         tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
     },
 };
-use phasebox_common::{ArgSpec, COMM_LEN, Config, MAX_SYSCALLS, NO_FIELD, mode, names};
+use phasebox_common::{
+    ArgSpec, COMM_LEN, Config, MAX_SYSCALLS, NO_FIELD, PENDING_BY_TID_MAX, mode, names,
+};
 use phasebox_core::{call_args, sysnames};
 use std::os::fd::AsRawFd;
 
@@ -129,6 +131,18 @@ pub(super) enum Attached {
     Sched(&'static str, TracePointLinkId),
 }
 
+/// PB_PENDING_BY_TID's size: every tid below pid_max (up to `PENDING_BY_TID_MAX`) where an
+/// exit program may be attached, else one element (the map then serves no tid but 0, never
+/// traced).
+fn pending_by_tid(opts: &ProbeOptions) -> u32 {
+    if needs_exit(opts) || opts.filtered {
+        let most = opts.pending_by_tid_max.unwrap_or(PENDING_BY_TID_MAX);
+        pid_max().min(most).max(1)
+    } else {
+        1
+    }
+}
+
 /// Whether `opts` need the exit program from the start: return values and durations (stream
 /// mode, unless entry only), failed calls.
 pub(super) fn needs_exit(opts: &ProbeOptions) -> bool {
@@ -151,6 +165,7 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>, bool), P
         .map_max_entries(names::EVENTS, opts.ring_bytes)
         .map_max_entries(names::USER_BITS, words)
         .map_max_entries(names::KERNEL_BITS, words)
+        .map_max_entries(names::PENDING_BY_TID, pending_by_tid(opts))
         .load(OBJECT)
         .map_err(ProbeError::Load)?;
     // Summary mode counts calls on entry and never looks at returns: no exit program (with
@@ -190,8 +205,9 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>, bool), P
 
 /// Loads the object and attaches only one of the floor programs to raw_syscalls/sys_enter:
 /// what any tracer on that tracepoint costs the host (`pb_floor`, empty), and the steps of the
-/// untracked path on top of it (`pb_floor_pid`, `pb_floor_bit`), for the cost benchmark.
-pub(super) fn load_floor(program: &'static str) -> Result<Ebpf, ProbeError> {
+/// untracked path on top of it (`pb_floor_pid`, `pb_floor_bit`), for the cost benchmark; with
+/// `exit`, also the empty program on raw_syscalls/sys_exit.
+pub(super) fn load_floor(program: &'static str, exit: bool) -> Result<Ebpf, ProbeError> {
     preflight::check_privileges().map_err(preflight_error)?;
     tracefs::ensure_mounted().map_err(preflight_error)?;
     let words = pid_max() / 64 + 1;
@@ -202,6 +218,9 @@ pub(super) fn load_floor(program: &'static str) -> Result<Ebpf, ProbeError> {
         .load(OBJECT)
         .map_err(ProbeError::Load)?;
     attach_raw(&mut ebpf, program, "sys_enter")?;
+    if exit {
+        attach_raw(&mut ebpf, names::PROG_FLOOR_EXIT, "sys_exit")?;
+    }
     Ok(ebpf)
 }
 

@@ -57,6 +57,9 @@ pub struct ProbeOptions {
     /// In stream mode, one record per call only for these syscalls (a bit per number below
     /// MAX_SYSCALLS: `-e trace=`); the others are counted as in summary mode.
     pub shown: Option<[u64; ALLOWED_WORDS]>,
+    /// The tids whose pending calls live in an array, below this (none: pid_max, at most
+    /// `PENDING_BY_TID_MAX`); the others' in a hash map. Set only to test the hash map's path.
+    pub pending_by_tid_max: Option<u32>,
 }
 
 /// Checks a `--ring-buffer` size.
@@ -213,9 +216,10 @@ impl Probe {
     }
 
     /// Loads only one floor program on raw_syscalls/sys_enter (the cost benchmark's floor:
-    /// `names::PROG_FLOOR`, `PROG_FLOOR_PID` or `PROG_FLOOR_BIT`).
-    pub fn load_floor(program: &'static str) -> Result<Floor, ProbeError> {
-        load::load_floor(program).map(|ebpf| Floor { _ebpf: ebpf })
+    /// `names::PROG_FLOOR`, `PROG_FLOOR_PID` or `PROG_FLOOR_BIT`), and with `exit` the empty
+    /// program on raw_syscalls/sys_exit too.
+    pub fn load_floor(program: &'static str, exit: bool) -> Result<Floor, ProbeError> {
+        load::load_floor(program, exit).map(|ebpf| Floor { _ebpf: ebpf })
     }
 
     /// Starts tracing `tgid` and the children it forks from now on.

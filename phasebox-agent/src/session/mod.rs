@@ -129,6 +129,13 @@ impl SessionBuilder {
         self
     }
 
+    /// Pending calls of tids from `max` on in the kernel's hash map instead of its array (to
+    /// test that path; by default every tid below pid_max uses the array).
+    pub fn pending_by_tid_max(mut self, max: Option<u32>) -> Self {
+        self.probe.pending_by_tid_max = max;
+        self
+    }
+
     /// Record the "kind" arguments of the calls `call_args` lists (on by default).
     pub fn args(mut self, on: bool) -> Self {
         self.probe.args = on;

@@ -102,7 +102,8 @@ pub struct FloorArgs {
     /// Detach after this long (default: on Ctrl-C or SIGTERM).
     #[arg(short, long, value_name = "D", value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// What the program does: nothing, read the caller's pid, or also one word of a pid bitmap.
+    /// What the program does: nothing, read the caller's pid, or also one word of a pid bitmap;
+    /// `exit`: nothing, with a second empty program on raw_syscalls/sys_exit.
     #[arg(long, value_enum, default_value = "empty")]
     pub step: FloorStep,
 }
@@ -130,6 +131,7 @@ pub enum FloorStep {
     Empty,
     Pid,
     Bit,
+    Exit,
 }
 
 #[derive(Debug, Subcommand)]
@@ -533,6 +535,10 @@ pub struct TraceOptions {
     /// as much for the tracing (BENCHMARKS.md); counts stay exact.
     #[arg(long)]
     pub entry_only: bool,
+    /// For tests: keep the pending calls of tids from N on in the kernel's hash map, not its
+    /// array indexed by tid.
+    #[arg(long, value_name = "N", hide = true)]
+    pub pending_by_tid_max: Option<u32>,
 }
 
 #[derive(Debug, Args)]

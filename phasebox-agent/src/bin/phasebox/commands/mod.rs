@@ -76,6 +76,7 @@ fn trace_session(mode: Mode, opts: &TraceOptions) -> anyhow::Result<SessionBuild
         .ring_bytes(opts.ring_bytes)
         .args(!opts.no_args)
         .entry_only(opts.entry_only)
+        .pending_by_tid_max(opts.pending_by_tid_max)
         .outputs(OutputPaths {
             summary: opts.summary.clone(),
             trace: opts.output.clone(),
