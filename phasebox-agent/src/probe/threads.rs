@@ -134,4 +134,20 @@ mod tests {
             "an entry of generation 1 written long ago"
         );
     }
+
+    #[test]
+    fn once_turned_off_no_entry_is_trusted_or_written() {
+        let cache = ThreadCache::zeroed();
+        cache.invalidate();
+        remember(&cache, cache.entry(0));
+        assert!(found_untracked(&cache));
+        cache.turn_off();
+        assert_eq!(cache.entry(0), 0, "generation 0: the cache is off");
+        assert!(
+            !found_untracked(&cache),
+            "an entry written while the cache was on is not trusted once it is off"
+        );
+        // The programs make no tag for generation 0, so they write none.
+        assert_eq!(thread_cache::tag(REGS, cache.entry(0), false), 0);
+    }
 }
