@@ -8,7 +8,14 @@ const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
-    for name in ["threads", "storm", "phased_server", "syscall_loop", "swarm"] {
+    for name in [
+        "threads",
+        "storm",
+        "phased_server",
+        "syscall_loop",
+        "swarm",
+        "thread_exec",
+    ] {
         let src = format!("fixtures/{name}.c");
         println!("cargo:rerun-if-changed={src}");
         let status = Command::new("cc")

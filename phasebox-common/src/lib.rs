@@ -20,7 +20,7 @@ pub mod names {
     pub const USER_BITS: &str = "PB_USER_BITS";
     pub const KERNEL_BITS: &str = "PB_KERNEL_BITS";
     pub const PENDING: &str = "PB_PENDING";
-    pub const PENDING_BY_TID: &str = "PB_PENDING_BY_TID";
+    pub const PENDING_BY_TID: &str = "PB_PENDING_TID";
     pub const COUNTS: &str = "PB_COUNTS";
     pub const PROCS: &str = "PB_PROCS";
     pub const SLOTS: &str = "PB_SLOTS";
@@ -707,7 +707,7 @@ pub struct Pending {
     pub enter_ns: u64,
 }
 
-/// The largest size of PB_PENDING_BY_TID, the array of pending calls indexed by tid (24 bytes
+/// The largest size of PB_PENDING_TID, the array of pending calls indexed by tid (24 bytes
 /// an element: 3 MiB at most). Where pid_max is larger, higher tids use the hash map.
 pub const PENDING_BY_TID_MAX: u32 = 1 << 17;
 

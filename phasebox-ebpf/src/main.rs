@@ -161,7 +161,7 @@ static PB_VERDICTS: HashMap<u32, Verdict> = HashMap::with_max_entries(16384, 0);
 #[map]
 static PB_SCOPE: Array<Scope> = Array::with_max_entries(1, 0);
 
-/// tid → the syscall it is in (stream and errors modes), for tids beyond PB_PENDING_BY_TID.
+/// tid → the syscall it is in (stream and errors modes), for tids beyond PB_PENDING_TID.
 #[map]
 static PB_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(65536, 0);
 
@@ -170,7 +170,7 @@ static PB_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(65536, 0);
 /// inlined array access instead of two hash lookups a call; the exit program clears a thread's
 /// element when it ends.
 #[map]
-static PB_PENDING_BY_TID: Array<Pending> = Array::with_max_entries(1, 0);
+static PB_PENDING_TID: Array<Pending> = Array::with_max_entries(1, 0);
 
 /// (tgid, instance, segment, syscall) → calls and errors: exact even when the ring buffer is
 /// full. The agent reads and deletes the entries of exited processes. Preallocated, and shared
@@ -1162,7 +1162,7 @@ fn remember(tid: u32, key: &CountKey, enter_ns: u64) {
         live: 1,
         enter_ns,
     };
-    if let Some(slot) = PB_PENDING_BY_TID.get_ptr_mut(tid) {
+    if let Some(slot) = PB_PENDING_TID.get_ptr_mut(tid) {
         // SAFETY: the element of this tid; only its thread writes it while it lives.
         unsafe { *slot = p };
         return;
@@ -1182,12 +1182,27 @@ fn remember(tid: u32, key: &CountKey, enter_ns: u64) {
 /// The call `tid` is in, as `remember` noted it; None if it entered none since it was traced.
 #[inline(always)]
 fn pending_of(tid: u32) -> Option<*mut Pending> {
-    if let Some(slot) = PB_PENDING_BY_TID.get_ptr_mut(tid) {
+    if let Some(slot) = PB_PENDING_TID.get_ptr_mut(tid) {
         // SAFETY: as in `remember`.
         return (unsafe { (*slot).live } != 0).then_some(slot);
     }
     cold_path();
     PB_PENDING.get_ptr_mut(tid)
+}
+
+/// Clears the pending call of `tid`, a thread that ended or took another tid at its exec:
+/// a later thread with that tid must not pair its first exit with it. Read first, so that the
+/// threads that never had a pending call leave their element's line clean.
+#[inline(always)]
+fn forget_pending_by_tid(tid: u32) {
+    if let Some(slot) = PB_PENDING_TID.get_ptr_mut(tid) {
+        // SAFETY: the element of `tid`, whose thread has ended or no longer has that tid.
+        unsafe {
+            if (*slot).live != 0 {
+                (*slot).live = 0;
+            }
+        }
+    }
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
@@ -1427,6 +1442,18 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
     let cfg = PB_CONFIG.load();
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     let traced = traced_state(tgid);
+    if traced.is_some() {
+        // A thread other than the leader that execs takes the leader's tid: the call it was
+        // in under its own (this execve, whose exit is looked up under the new tid) goes.
+        // SAFETY: a read of the tracepoint record through the probe helper at an offset read
+        // from the kernel's own format file.
+        let old = unsafe { ctx.read_at::<i32>(cfg.exec_old_pid_off as usize) }.unwrap_or(0) as u32;
+        if old != tid {
+            cold_path();
+            forget_pending_by_tid(old);
+            let _ = PB_PENDING.remove(old);
+        }
+    }
     let mut flags = 0;
     if traced.is_none() {
         let how = scope_match(&comm, &cfg);
@@ -1517,15 +1544,7 @@ fn emit_exec(
 pub fn pb_exit(ctx: TracePointContext) -> u32 {
     forget_thread();
     let (tgid, tid) = current();
-    if let Some(slot) = PB_PENDING_BY_TID.get_ptr_mut(tid) {
-        // SAFETY: the element of this tid, whose thread is ending; read first so that the
-        // threads that never had a pending call leave its line clean.
-        unsafe {
-            if (*slot).live != 0 {
-                (*slot).live = 0;
-            }
-        }
-    }
+    forget_pending_by_tid(tid);
     if traced_state(tgid).is_none() {
         return 0;
     }

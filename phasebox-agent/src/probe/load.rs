@@ -131,7 +131,7 @@ pub(super) enum Attached {
     Sched(&'static str, TracePointLinkId),
 }
 
-/// PB_PENDING_BY_TID's size: every tid below pid_max (up to `PENDING_BY_TID_MAX`) where an
+/// PB_PENDING_TID's size: every tid below pid_max (up to `PENDING_BY_TID_MAX`) where an
 /// exit program may be attached, else one element (the map then serves no tid but 0, never
 /// traced).
 fn pending_by_tid(opts: &ProbeOptions) -> u32 {
