@@ -20,7 +20,7 @@ pub mod names {
     pub const USER_BITS: &str = "PB_USER_BITS";
     pub const KERNEL_BITS: &str = "PB_KERNEL_BITS";
     pub const PENDING: &str = "PB_PENDING";
-    pub const PENDING_BY_TID: &str = "PB_PENDING_TID";
+    pub const PENDING_TID: &str = "PB_PENDING_TID";
     pub const COUNTS: &str = "PB_COUNTS";
     pub const PROCS: &str = "PB_PROCS";
     pub const SLOTS: &str = "PB_SLOTS";

@@ -165,7 +165,7 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>, bool), P
         .map_max_entries(names::EVENTS, opts.ring_bytes)
         .map_max_entries(names::USER_BITS, words)
         .map_max_entries(names::KERNEL_BITS, words)
-        .map_max_entries(names::PENDING_BY_TID, pending_by_tid(opts))
+        .map_max_entries(names::PENDING_TID, pending_by_tid(opts))
         .load(OBJECT)
         .map_err(ProbeError::Load)?;
     // Summary mode counts calls on entry and never looks at returns: no exit program (with
