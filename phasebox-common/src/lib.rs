@@ -21,6 +21,7 @@ pub mod names {
     pub const KERNEL_BITS: &str = "PB_KERNEL_BITS";
     pub const PENDING: &str = "PB_PENDING";
     pub const PENDING_TID: &str = "PB_PENDING_TID";
+    pub const BATCHES: &str = "PB_BATCHES";
     pub const COUNTS: &str = "PB_COUNTS";
     pub const PROCS: &str = "PB_PROCS";
     pub const SLOTS: &str = "PB_SLOTS";
@@ -74,6 +75,8 @@ pub enum Kind {
     Segment = 6,
     Filtered = 7,
     Args = 8,
+    /// Several syscall records of one thread ([`BatchRecord`]): userspace splits it.
+    Batch = 9,
 }
 
 impl Kind {
@@ -88,6 +91,7 @@ impl Kind {
             6 => Kind::Segment,
             7 => Kind::Filtered,
             8 => Kind::Args,
+            9 => Kind::Batch,
             _ => return None,
         })
     }
@@ -518,6 +522,36 @@ unsafe impl Record for FilteredRecord {
 unsafe impl Record for ArgsRecord {
     const KIND: Kind = Kind::Args;
 }
+unsafe impl Record for BatchRecord {
+    const KIND: Kind = Kind::Batch;
+}
+
+/// How many syscall records a thread holds before it sends them in one reservation.
+pub const BATCH_LEN: usize = 4;
+
+/// A thread's syscall records, sent together (record mode): one ring-buffer reservation
+/// where there were `count`. The element of PB_BATCHES of a thread is one of these, filled in
+/// place; only its first `count` calls are sent (16 + 48 × count bytes). A thread sends its
+/// batch before any other record of its own (so its records stay in order), when it is full,
+/// and when the thread ends; the agent reads the rest at the end of the session.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub header: Header,
+    pub count: u32,
+    pub _pad: u32,
+    pub calls: [SyscallRecord; BATCH_LEN],
+}
+
+impl BatchRecord {
+    /// Bytes before the calls.
+    pub const HEAD: usize = 16;
+
+    /// The bytes a batch of `count` calls takes on the wire.
+    pub const fn wire_len(count: usize) -> usize {
+        Self::HEAD + count * size_of::<SyscallRecord>()
+    }
+}
 
 /// Key of the syscall counters: one process instance's segment and syscall.
 #[repr(C)]
@@ -736,6 +770,7 @@ mod pod {
     unsafe impl aya::Pod for Allowed {}
     unsafe impl aya::Pod for ArgSpec {}
     unsafe impl aya::Pod for ArgsKey {}
+    unsafe impl aya::Pod for BatchRecord {}
 }
 
 // Sizes and offsets are part of the wire format: a change here is a new WIRE_VERSION. A size
@@ -771,6 +806,8 @@ const _: () = assert!(size_of::<SlotCount>() == 16);
 const _: () = assert!(size_of::<SetRequest>() == 16);
 const _: () = assert!(size_of::<Pending>() == 24);
 const _: () = assert!(offset_of!(Pending, enter_ns) == 16);
+const _: () = assert!(offset_of!(BatchRecord, calls) == BatchRecord::HEAD);
+const _: () = assert!(size_of::<BatchRecord>() == BatchRecord::wire_len(BATCH_LEN));
 
 #[cfg(test)]
 mod tests {

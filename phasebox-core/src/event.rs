@@ -1,7 +1,7 @@
 //! Decoding of the kernel's wire records into typed events.
 use phasebox_common::{
-    ArgsRecord, ExecRecord, ExitRecord, FilteredRecord, ForkRecord, Header, Kind, PathRecord,
-    Record, SegmentRecord, SyscallRecord, WIRE_VERSION, exec_flags,
+    ArgsRecord, BATCH_LEN, BatchRecord, ExecRecord, ExitRecord, FilteredRecord, ForkRecord, Header,
+    Kind, PathRecord, Record, SegmentRecord, SyscallRecord, WIRE_VERSION, exec_flags,
 };
 
 /// One record from the kernel (or from a trace file).
@@ -54,6 +54,8 @@ pub enum DecodeError {
     UnknownKind(u16),
     #[error("record of kind {kind:?} has {got} bytes, expected {want}")]
     Length { kind: Kind, got: usize, want: usize },
+    #[error("a batch of {0} calls (at most {BATCH_LEN}) is split into its calls before decoding")]
+    Batch(usize),
 }
 
 /// Size of the record of `kind`.
@@ -67,7 +69,25 @@ pub fn record_len(kind: Kind) -> usize {
         Kind::Segment => size_of::<SegmentRecord>(),
         Kind::Filtered => size_of::<FilteredRecord>(),
         Kind::Args => size_of::<ArgsRecord>(),
+        // Never in a trace file: its header alone, so that decoding it fails cleanly.
+        Kind::Batch => BatchRecord::HEAD,
     }
+}
+
+/// The syscall records of a batch (`Kind::Batch`), each as its own bytes; any other record is
+/// itself. Err when a batch's length does not match its count.
+pub fn split(bytes: &[u8]) -> Result<std::slice::ChunksExact<'_, u8>, DecodeError> {
+    if peek_header(bytes)?.kind != Kind::Batch as u16 {
+        return Ok(bytes.chunks_exact(bytes.len().max(1)));
+    }
+    let count = bytes
+        .get(8..12)
+        .and_then(|b| b.try_into().ok())
+        .map_or(usize::MAX, |b| u32::from_ne_bytes(b) as usize);
+    if count > BATCH_LEN || bytes.len() != BatchRecord::wire_len(count) {
+        return Err(DecodeError::Batch(count.min(bytes.len())));
+    }
+    Ok(bytes[BatchRecord::HEAD..].chunks_exact(size_of::<SyscallRecord>()))
 }
 
 /// The header of the record starting at `bytes`.
@@ -112,6 +132,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         Kind::Segment => Event::Segment(read(bytes)?),
         Kind::Filtered => Event::Filtered(read(bytes)?),
         Kind::Args => Event::Args(read(bytes)?),
+        Kind::Batch => return Err(DecodeError::Batch(bytes.len())),
         Kind::Exec => {
             let r: ExecRecord = read(bytes)?;
             Event::Exec(Exec {
@@ -231,6 +252,36 @@ pub(crate) mod tests {
             ts_ns: 99,
         };
         assert_eq!(decode(as_bytes(&exit)).unwrap().ts_ns(), 99);
+    }
+
+    #[test]
+    fn a_batch_splits_into_its_calls_and_other_records_stay_whole() {
+        let call = |i: u32| SyscallRecord {
+            header: Header::of::<SyscallRecord>(0, 7),
+            tid: 8,
+            nr: i,
+            enter_ns: u64::from(i) * 10,
+            ..SyscallRecord::default()
+        };
+        let mut batch = BatchRecord {
+            header: Header::of::<BatchRecord>(0, 7),
+            count: 3,
+            _pad: 0,
+            calls: [call(1), call(2), call(3), call(99)],
+        };
+        let wire = &as_bytes(&batch)[..BatchRecord::wire_len(3)];
+        let calls: Vec<Event> = split(wire).unwrap().map(|b| decode(b).unwrap()).collect();
+        assert_eq!(calls, [1, 2, 3].map(|i| Event::Syscall(call(i))));
+        // A batch is never an event by itself.
+        assert_eq!(decode(wire), Err(DecodeError::Batch(wire.len())));
+        // Other records pass through whole.
+        let five = call(5);
+        let one: Vec<&[u8]> = split(as_bytes(&five)).unwrap().collect();
+        assert_eq!(one, [as_bytes(&five)]);
+        // A count the bytes do not hold, or above the batch's size, is refused.
+        assert!(split(&as_bytes(&batch)[..BatchRecord::wire_len(2)]).is_err());
+        batch.count = BATCH_LEN as u32 + 1;
+        assert!(split(as_bytes(&batch)).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! may use their parent's items), so there is no cycle:
 //!
 //! 1. names and text: `sysnames`, `call_args` (the arguments recorded), `display`, `units`,
-//!    `event`;
+//!    `event`, `ahead` (values sent ahead of a call's record);
 //! 2. files: `file_error` (errors that name the file), `atomic_file` (writing), `input`
 //!    (reading);
 //! 3. formats that stand alone: `rules` (phase rule sets), `process`, `summary`, `tracefile`,
@@ -18,6 +18,7 @@
 //!    reads seccomp actions);
 //! 6. the learner and what uses it: `learn`, `harvest`, `monitor`, `metrics`, `scenario`,
 //!    `report`.
+pub mod ahead;
 pub mod atomic_file;
 pub mod call_args;
 pub mod call_classes;

@@ -47,12 +47,13 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use phasebox_common::{
-    ALLOWED_WORDS, ARG_SLOTS, Allowed, ArgSpec, ArgsKey, ArgsRecord, COMM_LEN, Config, CountKey,
-    Counts, ExecRecord, ExitRecord, FORK_MARKER_SLOT, FULL_MARKER_SET, FilteredRecord, ForkRecord,
-    Header, MAX_MARKER_SETS, MAX_SYSCALLS, NO_FIELD, NO_SLOT, PROC_SLOTS, PathRecord, Pending,
-    ProcState, Record, SIGKILL, SLOT_SYSCALLS, Scope, SegmentRecord, SetRequest, Slot, SlotCount,
-    SyscallRecord, ThreadEntry, Verdict, drop_slot, exec_flags, is_error, mode, proc_flags,
-    scope_flags, segment_flags, stat_slot, syscall_flags, thread_cache,
+    ALLOWED_WORDS, ARG_SLOTS, Allowed, ArgSpec, ArgsKey, ArgsRecord, BATCH_LEN, BatchRecord,
+    COMM_LEN, Config, CountKey, Counts, ExecRecord, ExitRecord, FORK_MARKER_SLOT, FULL_MARKER_SET,
+    FilteredRecord, ForkRecord, Header, MAX_MARKER_SETS, MAX_SYSCALLS, NO_FIELD, NO_SLOT,
+    PROC_SLOTS, PathRecord, Pending, ProcState, Record, SIGKILL, SLOT_SYSCALLS, Scope,
+    SegmentRecord, SetRequest, Slot, SlotCount, SyscallRecord, ThreadEntry, Verdict, drop_slot,
+    exec_flags, is_error, mode, proc_flags, scope_flags, segment_flags, stat_slot, syscall_flags,
+    thread_cache,
 };
 
 /// Settings written by the agent before load (see `Config`).
@@ -176,6 +177,13 @@ static PB_PENDING_TID: Array<Pending> = Array::with_max_entries(1, 0);
 /// full. The agent reads and deletes the entries of exited processes. Preallocated, and shared
 /// by the CPUs (atomic adds): entries allocated at first use (per CPU) failed to allocate when
 /// thousands of processes started at once, and their calls were lost while the map had room.
+/// Record mode: the syscall records each thread holds until it sends them in one reservation
+/// (`phasebox_common::BatchRecord`), indexed by tid and sized like PB_PENDING_TID by the agent
+/// (one element when nothing is batched: tid 0 is never traced). Mapped into the agent's
+/// memory: it reads what the threads still hold once their programs are detached.
+#[map]
+static PB_BATCHES: Array<BatchRecord> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
 #[map]
 static PB_COUNTS: HashMap<CountKey, Counts> = HashMap::with_max_entries(COUNT_ENTRIES, 0);
 
@@ -352,6 +360,15 @@ fn lost(slot: u32) {
     bump(&PB_DROPS, slot);
 }
 
+/// Adds `n` to this CPU's drop counter `slot`.
+#[inline(always)]
+fn lost_n(slot: u32, n: u64) {
+    if let Some(c) = PB_DROPS.get_ptr_mut(slot) {
+        // SAFETY: this CPU's slot; nothing else writes it while this program runs here.
+        unsafe { *c += n };
+    }
+}
+
 /// Adds one to this CPU's `slot` of a per-CPU counter array.
 #[inline(always)]
 fn bump(counters: &PerCpuArray<u64>, slot: u32) {
@@ -521,6 +538,64 @@ fn emit<T: Record>(rec: T, flags: u64) {
     }
 }
 
+/// Sends a call's record: into its thread's batch where the thread has one (record mode),
+/// the batch going out once full; else on its own.
+#[inline(always)]
+fn send_call(rec: SyscallRecord) {
+    let Some(b) = PB_BATCHES.get_ptr_mut(rec.tid) else {
+        emit(rec, batched_wakeup());
+        return;
+    };
+    // SAFETY: the element of this tid: only its thread writes it while it lives (the agent
+    // reads it once the syscall programs are detached).
+    unsafe {
+        let n = (*b).count as usize;
+        if n >= BATCH_LEN {
+            // Never: a full batch is sent at once. The bound is the verifier's.
+            cold_path();
+            emit(rec, batched_wakeup());
+            return;
+        }
+        (*b).calls[n] = rec;
+        (*b).count = n as u32 + 1;
+        if n + 1 == BATCH_LEN {
+            send_batch(b, rec.header.tgid);
+        }
+    }
+}
+
+/// Sends what thread `tid` holds, before any other record of its own (so that its records
+/// stay in order) and when it ends.
+#[inline(always)]
+fn send_held(tid: u32, tgid: u32) {
+    if let Some(b) = PB_BATCHES.get_ptr_mut(tid) {
+        // SAFETY: as in `send_call`.
+        if unsafe { (*b).count } != 0 {
+            send_batch(b, tgid);
+        }
+    }
+}
+
+/// Sends batch `b` (1 to BATCH_LEN calls) in one reservation, and empties it; a full ring
+/// buffer loses its calls, counted.
+#[inline(always)]
+fn send_batch(b: *mut BatchRecord, tgid: u32) {
+    // SAFETY: `b` is an element of PB_BATCHES its thread owns (see `send_call`); the bytes
+    // sent are its first `wire_len(n)`, within the element.
+    unsafe {
+        let n = (*b).count as usize;
+        if n == 0 || n > BATCH_LEN {
+            return;
+        }
+        (*b).header = Header::of::<BatchRecord>(0, tgid);
+        let bytes = core::slice::from_raw_parts(b as *const u8, BatchRecord::wire_len(n));
+        if PB_EVENTS.output::<[u8]>(bytes, batched_wakeup()).is_err() {
+            lost_n(drop_slot::RINGBUF, n as u64);
+        }
+        (*b).count = 0;
+    }
+}
+
 /// Wakes the reader only when enough bytes are waiting; it also drains on a timer.
 #[inline(always)]
 fn batched_wakeup() -> u64 {
@@ -686,6 +761,7 @@ fn open_segment(tgid: u32, tid: u32, st: *mut ProcState, nr: u32, why: u16, ts_n
 /// reach the agent at once: it narrows the marker set in reply.
 #[inline(always)]
 fn emit_segment(tgid: u32, tid: u32, nr: u32, instance: u32, seg: u32, why: u16, ts_ns: u64) {
+    send_held(tid, tgid);
     emit(
         SegmentRecord {
             header: Header::of::<SegmentRecord>(why, tgid),
@@ -1033,6 +1109,7 @@ fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
         let enter_ns = now();
         let cfg = PB_CONFIG.load();
         if nr == cfg.nr_exit || nr == cfg.nr_exit_group {
+            send_held(tid, tgid);
             emit_at_entry(&key, tid, enter_ns, syscall_flags::NO_RETURN);
             return;
         }
@@ -1242,19 +1319,16 @@ fn traced_exit(ctx: &RawTracePointContext, tgid: u32, tid: u32) {
         count_error(&key);
     }
     if mode_has(mode::STREAM) && !mode_has(mode::ENTRY_ONLY) && shown(p.nr) {
-        emit(
-            SyscallRecord {
-                header: Header::of::<SyscallRecord>(0, tgid),
-                tid,
-                nr: p.nr,
-                instance: p.instance,
-                seg: p.seg,
-                enter_ns: p.enter_ns,
-                duration_ns: now().saturating_sub(p.enter_ns),
-                ret,
-            },
-            batched_wakeup(),
-        );
+        send_call(SyscallRecord {
+            header: Header::of::<SyscallRecord>(0, tgid),
+            tid,
+            nr: p.nr,
+            instance: p.instance,
+            seg: p.seg,
+            enter_ns: p.enter_ns,
+            duration_ns: now().saturating_sub(p.enter_ns),
+            ret,
+        });
     }
 }
 
@@ -1275,6 +1349,7 @@ fn filtered(ctx: &RawTracePointContext, tgid: u32, tid: u32, p: &Pending) {
     let Ok(nr) = (unsafe { bpf_probe_read_kernel(regs.add(off).cast::<i32>()) }) else {
         return;
     };
+    send_held(tid, tgid);
     emit(
         FilteredRecord {
             header: Header::of::<FilteredRecord>(0, tgid),
@@ -1368,6 +1443,7 @@ pub fn pb_fork(ctx: TracePointContext) -> u32 {
     set_kernel_bit(child, true);
     let child_instance = new_instance();
     start_process(child, child_instance, child_flags);
+    send_held(tid, tgid);
     emit(
         ForkRecord {
             header: Header::of::<ForkRecord>(0, tgid),
@@ -1452,7 +1528,9 @@ pub fn pb_exec(ctx: TracePointContext) -> u32 {
             cold_path();
             forget_pending_by_tid(old);
             let _ = PB_PENDING.remove(old);
+            send_held(old, tgid);
         }
+        send_held(tid, tgid);
     }
     let mut flags = 0;
     if traced.is_none() {
@@ -1545,6 +1623,8 @@ pub fn pb_exit(ctx: TracePointContext) -> u32 {
     forget_thread();
     let (tgid, tid) = current();
     forget_pending_by_tid(tid);
+    // Whether or not its process is still traced: a later thread with this tid starts empty.
+    send_held(tid, tgid);
     if traced_state(tgid).is_none() {
         return 0;
     }

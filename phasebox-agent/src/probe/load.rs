@@ -143,6 +143,22 @@ fn pending_by_tid(opts: &ProbeOptions) -> u32 {
     }
 }
 
+/// PB_BATCHES' size: as PB_PENDING_TID's where calls are batched, else one element (tid 0,
+/// never traced: no thread batches).
+pub(super) fn batches_by_tid(opts: &ProbeOptions) -> u32 {
+    if batches(opts) {
+        pending_by_tid(opts)
+    } else {
+        1
+    }
+}
+
+/// Whether threads hold their calls to send several in one reservation: in stream mode with
+/// the exit program, where nobody reads the records live (`ProbeOptions::batch`).
+fn batches(opts: &ProbeOptions) -> bool {
+    opts.batch && opts.stream && !opts.entry_only
+}
+
 /// Whether `opts` need the exit program from the start: return values and durations (stream
 /// mode, unless entry only), failed calls.
 pub(super) fn needs_exit(opts: &ProbeOptions) -> bool {
@@ -166,6 +182,7 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>, bool), P
         .map_max_entries(names::USER_BITS, words)
         .map_max_entries(names::KERNEL_BITS, words)
         .map_max_entries(names::PENDING_TID, pending_by_tid(opts))
+        .map_max_entries(names::BATCHES, batches_by_tid(opts))
         .load(OBJECT)
         .map_err(ProbeError::Load)?;
     // Summary mode counts calls on entry and never looks at returns: no exit program (with
@@ -350,6 +367,20 @@ unsafe fn drop_last_and_exit(close: &[i32], done_r: i32) -> ! {
         {}
         libc::_exit(0)
     }
+}
+
+/// Detaches the syscall programs now, and waits for it (the raw tracepoints' links go at
+/// once); the process programs stay. No thread adds to its batch after this.
+pub(super) fn detach_syscall_programs(ebpf: &mut Ebpf, links: &mut Vec<Attached>) {
+    let (syscall, process): (Vec<_>, Vec<_>) = std::mem::take(links)
+        .into_iter()
+        .partition(|l| !matches!(l, Attached::Sched(..)));
+    *links = process;
+    drop(take_links(ebpf, syscall));
+    // A run that began before the detach may still be going: it ends within a grace period.
+    // SAFETY: a system call without pointers; a refusal (nohz_full) leaves a window of
+    // microseconds, no more.
+    unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_GLOBAL, 0, 0) };
 }
 
 /// Takes the links out of their programs, to drop them when phasebox decides.

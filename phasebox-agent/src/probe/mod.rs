@@ -3,6 +3,7 @@
 mod batch;
 mod error;
 mod events;
+mod held;
 mod load;
 mod mapped;
 pub mod preflight;
@@ -24,7 +25,7 @@ use phasebox_common::{
 use phasebox_core::summary::Losses;
 
 pub use error::ProbeError;
-pub use events::EventStream;
+pub use events::{EventStream, Took};
 
 /// Ring-buffer sizes accepted by `--ring-buffer`.
 pub const MIN_RING_BYTES: u64 = 4096;
@@ -57,6 +58,10 @@ pub struct ProbeOptions {
     /// In stream mode, one record per call only for these syscalls (a bit per number below
     /// MAX_SYSCALLS: `-e trace=`); the others are counted as in summary mode.
     pub shown: Option<[u64; ALLOWED_WORDS]>,
+    /// In stream mode, let each thread send its calls a few at a time (fewer ring-buffer
+    /// reservations): for sessions read at their end, where a thread's last calls may wait
+    /// in the kernel until then ([`Probe::take_held_calls`]), not for live views.
+    pub batch: bool,
     /// The tids whose pending calls live in an array, below this (none: pid_max, at most
     /// `PENDING_BY_TID_MAX`); the others' in a hash map. Set only to test the hash map's path.
     pub pending_by_tid_max: Option<u32>,
@@ -117,6 +122,8 @@ pub struct Probe {
     slots: slots::Slots,
     /// The thread cache, where the kernel programs use it.
     threads: Option<threads::ThreadCache>,
+    /// The calls threads hold in their batches, where they batch.
+    held: Option<held::HeldCalls>,
     verdicts: HashMap<MapData, u32, Verdict>,
     scope: Array<MapData, Scope>,
     drops: PerCpuArray<MapData, u64>,
@@ -187,7 +194,16 @@ impl Probe {
             // Every program is attached: from now on a thread's exit clears its entry.
             t.invalidate();
         }
+        let held = match load::batches_by_tid(&opts) {
+            1 => None,
+            n => Some(held::HeldCalls::new(mapped::Mapped::map(
+                take_raw(&mut ebpf, names::BATCHES)?,
+                n,
+                names::BATCHES,
+            )?)),
+        };
         let probe = Probe {
+            held,
             await_exec: take(&mut ebpf, names::AWAIT)?,
             user_bits: take(&mut ebpf, names::USER_BITS)?,
             user_words: vec![0; (load::pid_max() / 64 + 1) as usize],
@@ -449,6 +465,18 @@ impl Probe {
         // After the hash map: a call counts in one place, and the slots are read later.
         self.slots.read(&mut all);
         Ok(all.into_iter().collect())
+    }
+
+    /// The calls threads still hold in their batches (none unless `ProbeOptions::batch`),
+    /// taken once the syscall programs are detached, so that no thread adds to its batch
+    /// meanwhile. Call it at the end, after the last drain: a thread that ends now sends its
+    /// batch on the ring buffer too, so the caller drains again and keeps one of each call.
+    pub fn take_held_calls(&mut self) -> Vec<phasebox_common::SyscallRecord> {
+        let Some(held) = &self.held else {
+            return Vec::new();
+        };
+        load::detach_syscall_programs(&mut self.ebpf, &mut self.links);
+        held.take()
     }
 
     /// Detaches every program now (they stay loaded until the probe is dropped), once they

@@ -193,6 +193,9 @@ impl SessionBuilder {
         let header = self.header();
         let outputs = Outputs::open(&self.outputs, &header)?;
         self.probe.shown = self.outputs.shown.as_ref().map(TraceFilter::bits);
+        // A session read at its end lets threads send their calls a few at a time; one that
+        // shows phases live (the agent, phase-aware enforcement) gets each call at once.
+        self.probe.batch = self.mode != Mode::Agent && self.board.is_none();
         let (probe, stream) = Probe::load(self.probe)?;
         // SAFETY: the stream owns its fd, which stays open until the AsyncFd is dropped.
         let stream = unsafe { AsyncFd::register_with_interest(stream, Interest::READABLE) }
@@ -502,7 +505,7 @@ impl Session {
 
     /// Final drain and harvest; writes the summary, the trace and the profile.
     pub fn finish(mut self) -> anyhow::Result<Summary> {
-        self.drain()?;
+        self.drain_last()?;
         self.harvest()?;
         let losses = self.probe.losses()?;
         self.probe.detach();

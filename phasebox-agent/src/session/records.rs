@@ -3,7 +3,9 @@
 //! board). The ring buffer is emptied first, each record only decoded (so the kernel gets its
 //! space back at once); the work (/proc reads for processes found at exec, the learner, the
 //! trace file) is done on the drained batch.
-use phasebox_common::FULL_MARKER_SET;
+use std::collections::HashSet;
+
+use phasebox_common::{FULL_MARKER_SET, SyscallRecord};
 use phasebox_core::{
     event::{self, Event},
     learn::{Learner, PhaseChange},
@@ -43,6 +45,8 @@ struct Sink<'a> {
     watch_filters: bool,
     bad_records: &'a mut u64,
     batch: Batch,
+    /// The calls taken, by tid and entry time, while held calls wait to be taken after them.
+    sent: Option<HashSet<(u32, u64)>>,
 }
 
 /// How many records are decoded before they are taken in.
@@ -76,6 +80,11 @@ impl Sink<'_> {
             return;
         };
         match &ev {
+            Event::Syscall(r) if self.sent.is_some() => {
+                if let Some(s) = self.sent.as_mut() {
+                    s.insert((r.tid, r.enter_ns));
+                }
+            }
             Event::Exec(e) if e.new_root => self.found(e),
             // A program started under a filter (a container's init, a sandboxing launcher).
             Event::Exec(e) if self.watch_filters => {
@@ -135,6 +144,24 @@ impl Session {
     /// Reads every record waiting in the ring buffer, then tells the kernel and the phase
     /// board what changed.
     pub(super) fn drain(&mut self) -> anyhow::Result<()> {
+        self.drain_then(Vec::new())
+    }
+
+    /// The last drain of a session whose threads batch their calls: the ring buffer, then the
+    /// calls the threads still held (those a thread sent as it ended meanwhile came on the
+    /// ring buffer: kept once).
+    pub(super) fn drain_last(&mut self) -> anyhow::Result<()> {
+        self.drain()?;
+        let held = self.probe.take_held_calls();
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.drain_then(held)
+    }
+
+    /// `drain`, and then `held`: calls that came on the ring buffer in this drain are not
+    /// taken again.
+    fn drain_then(&mut self, held: Vec<SyscallRecord>) -> anyhow::Result<()> {
         let mut sink = Sink {
             tree: &mut self.tree,
             learner: self.learner.as_mut(),
@@ -145,23 +172,35 @@ impl Session {
             watch_filters: self.probe.may_watch_filtered(),
             bad_records: &mut self.bad_records,
             batch: Batch::default(),
+            sent: (!held.is_empty()).then(HashSet::new),
         };
         let keep_bytes = sink.trace.is_some();
         let mut drained = Drained::default();
         // In batches of at most BATCH records, so that a burst costs no more memory than one.
         loop {
-            let n = self
+            let took = self
                 .stream
                 .get_mut()
                 .drain(BATCH, |bytes| drained.push(bytes, keep_bytes));
-            self.events += n as u64;
+            self.events += took.records as u64;
             for (ev, at) in drained.events.drain(..) {
                 sink.take(ev, &drained.bytes[at]);
             }
             drained.bytes.clear();
-            if n < BATCH {
+            if took.entries < BATCH {
                 break;
             }
+        }
+        for call in held {
+            if sink
+                .sent
+                .as_ref()
+                .is_some_and(|s| s.contains(&(call.tid, call.enter_ns)))
+            {
+                continue;
+            }
+            self.events += 1;
+            sink.take(Some(Event::Syscall(call)), event::as_bytes(&call));
         }
         let batch = sink.batch;
         self.rejected += batch.rejected;

@@ -20,6 +20,7 @@ use phasebox_common::{
 };
 
 use crate::{
+    ahead::Ahead,
     call_args::Values,
     event::Event,
     phase::{Detector, Tracker},
@@ -135,10 +136,10 @@ pub struct Learner {
     roots: HashSet<u32>,
     attached: HashSet<u32>,
     procs: HashMap<u32, ProcState>,
-    /// tid → the path argument of the syscall it is in (enter time, path).
-    paths: HashMap<u32, (u64, String)>,
-    /// tid → the recorded arguments of the syscall it is in (stream mode: enter time, values).
-    args: HashMap<u32, (u64, Values)>,
+    /// The path arguments of calls whose records have not come yet.
+    paths: Ahead<String>,
+    /// The recorded arguments of calls whose records have not come yet (stream mode).
+    args: Ahead<Values>,
     roles: Vec<RoleAgg>,
     /// The role and phase of every segment opened, per process instance (kept until its
     /// counts are final).
@@ -168,8 +169,8 @@ impl Learner {
             roots: roots.iter().copied().collect(),
             attached: attached.iter().copied().collect(),
             procs: HashMap::new(),
-            paths: HashMap::new(),
-            args: HashMap::new(),
+            paths: Ahead::default(),
+            args: Ahead::default(),
             roles: Vec::new(),
             segs: HashMap::new(),
             waiting: HashMap::new(),
@@ -280,10 +281,7 @@ impl Learner {
 
     /// The path argument recorded for `tid`'s call entered at `enter_ns`.
     fn take_path(&mut self, tid: u32, enter_ns: u64) -> Option<String> {
-        match self.paths.remove(&tid) {
-            Some((ns, p)) if ns == enter_ns => Some(p),
-            _ => None,
-        }
+        self.paths.take(tid, enter_ns)
     }
 
     /// A segment opener (phase rules): moves the tracker on the marker it reports.
@@ -364,10 +362,7 @@ impl Learner {
     fn syscall(&mut self, r: &SyscallRecord, tree: &ProcessTree) {
         let tgid = r.header.tgid;
         let path = self.take_path(r.tid, r.enter_ns);
-        let args = match self.args.remove(&r.tid) {
-            Some((ns, v)) if ns == r.enter_ns => Some(v),
-            _ => None,
-        };
+        let args = self.args.take(r.tid, r.enter_ns);
         let at_entry = r.header.flags & syscall_flags::AT_ENTRY != 0;
         let item = Item {
             nr: r.nr,
@@ -431,7 +426,7 @@ impl Learner {
             Event::Filtered(f) => self.filtered(f, tree),
             Event::Args(a) => self.recorded_args(a, tree),
             Event::Path(p) => {
-                self.paths.insert(p.tid, (p.enter_ns, p.path.clone()));
+                self.paths.hold(p.tid, p.enter_ns, p.path.clone());
             }
             Event::Segment(s) => self.segment(s, tree),
             Event::Syscall(r) => self.syscall(r, tree),
@@ -480,8 +475,8 @@ impl Learner {
                 st.tracker.process_event(&self.det, role_name, Obs::Exec);
             }
             Event::Exit(x) => {
-                self.paths.remove(&x.tid);
-                self.args.remove(&x.tid);
+                self.paths.forget(x.tid);
+                self.args.forget(x.tid);
                 if x.group_dead != 0 {
                     self.end(x.header.tgid);
                 }
@@ -505,7 +500,7 @@ impl Learner {
     /// follows); counting the kernel's counters, to the phase of the call's segment.
     fn recorded_args(&mut self, a: &ArgsRecord, tree: &ProcessTree) {
         if self.counting == Counting::Records {
-            self.args.insert(a.tid, (a.enter_ns, a.values));
+            self.args.hold(a.tid, a.enter_ns, a.values);
             return;
         }
         let tgid = a.header.tgid;

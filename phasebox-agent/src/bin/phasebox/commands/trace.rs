@@ -1,13 +1,14 @@
 //! `phasebox trace dump FILE`: a trace file, one line per event, strace-like, or one JSON
 //! object per line (`--json`); `-e trace=SET` shows only those calls.
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
 use phasebox_common::syscall_flags;
 
 use phasebox_core::{
+    ahead::Ahead,
     call_args, display,
     event::Event,
     sysnames,
@@ -165,10 +166,10 @@ fn print<R: Read>(
         head(&h, how.filter, out)?;
     }
     let mut lines = Reorder::default();
-    // The path argument and the recorded arguments of each thread's call in flight (they
-    // come before the call's record).
-    let mut paths: HashMap<u32, (u64, String)> = HashMap::new();
-    let mut recorded: HashMap<u32, (u64, String)> = HashMap::new();
+    // The path arguments and the recorded arguments of calls whose records have not come
+    // yet (they come before the call's record).
+    let mut paths: Ahead<String> = Ahead::default();
+    let mut recorded: Ahead<String> = Ahead::default();
     let damage = loop {
         let ev = match trace.next_event() {
             Ok(Some(ev)) => ev,
@@ -178,26 +179,22 @@ fn print<R: Read>(
         let mut args = Vec::new();
         match &ev {
             Event::Path(p) => {
-                paths.insert(p.tid, (p.enter_ns, format!("{:?}", p.path)));
+                paths.hold(p.tid, p.enter_ns, format!("{:?}", p.path));
             }
             Event::Args(a) => {
                 let text = call_args::of(&sysnames::name(a.nr))
                     .map(|c| c.arguments(&a.values))
                     .unwrap_or_default();
-                recorded.insert(a.tid, (a.enter_ns, text));
+                recorded.hold(a.tid, a.enter_ns, text);
             }
             Event::Syscall(r) => {
                 for held in [&mut paths, &mut recorded] {
-                    if let Some((at, text)) = held.remove(&r.tid)
-                        && at == r.enter_ns
-                    {
-                        args.push(text);
-                    }
+                    args.extend(held.take(r.tid, r.enter_ns));
                 }
             }
             Event::Exit(r) => {
-                paths.remove(&r.tid);
-                recorded.remove(&r.tid);
+                paths.forget(r.tid);
+                recorded.forget(r.tid);
             }
             _ => {}
         }

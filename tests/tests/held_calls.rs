@@ -1,0 +1,104 @@
+//! Record mode lets a thread send its calls a few at a time (PB_BATCHES). The calls a thread
+//! still holds when the session ends (the last ones before it blocked) are read from the
+//! kernel then: the trace has every call the kernel counted, none twice.
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use phasebox_tests::{
+    Guard, TempDir, bpftool, fixture, lines::Lines, map_of, phasebox, phasebox_bin, read_json,
+    summary_totals,
+};
+
+/// How many calls the thread `tid` holds in the phasebox `pid` (the batch's `count`, bytes 8
+/// to 12 of its element).
+fn held(pid: u32, tid: u32) -> u32 {
+    let id = map_of(pid, "PB_BATCHES").to_string();
+    let key: Vec<String> = tid.to_le_bytes().iter().map(u8::to_string).collect();
+    let mut args = vec!["map", "lookup", "id", id.as_str(), "key"];
+    args.extend(key.iter().map(String::as_str));
+    let entry = bpftool(&args);
+    let bytes: Vec<u8> = entry["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("PB_BATCHES has no element {tid}: {entry}"))
+        .iter()
+        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    u32::from_le_bytes(bytes[8..12].try_into().expect("a batch's count"))
+}
+
+#[test]
+fn calls_a_thread_holds_at_the_end_are_in_the_trace() {
+    let dir = TempDir::new("held");
+    let trace = dir.path("loop.pbtrace");
+    let summary = dir.path("summary.json");
+    // A loop that makes N getppid calls per number it reads, prints, and waits for the next.
+    let mut program = Guard::new(
+        Command::new(fixture("syscall_loop"))
+            .arg("0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the loop starts"),
+    );
+    let pid = program.id();
+    let mut to_loop = program.stdin.take().unwrap();
+    let mut from_loop = BufReader::new(program.stdout.take().unwrap());
+    let mut round = |n: u32| {
+        writeln!(to_loop, "{n}").unwrap();
+        let mut line = String::new();
+        from_loop.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "the loop ended");
+    };
+    round(1); // the loop is set up, and waits in its read
+
+    let mut rec = Guard::new(
+        Command::new(phasebox_bin())
+            .args(["record", "-p", &pid.to_string(), "-o"])
+            .arg(&trace)
+            .arg("--summary")
+            .arg(&summary)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("phasebox starts"),
+    );
+    let mut said = Lines::follow(rec.stderr.take().unwrap());
+    said.wait_for("tracing pid", Duration::from_secs(60))
+        .unwrap();
+    // Its calls from now on: the read that returns, N getppid, the write of the line, the
+    // next read (in flight at the end).
+    round(5);
+    round(2);
+    let holding = held(rec.id(), pid);
+    assert!(
+        holding > 0,
+        "the loop's thread holds no call: the test shows nothing (its calls came in whole batches)"
+    );
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    let status = rec.wait().unwrap();
+    assert!(status.success(), "phasebox record: {status}");
+
+    let counted = summary_totals(&read_json(&summary));
+    let calls = |name: &str| counted.get(name).map_or(0, |c| c.0);
+    assert_eq!(
+        (calls("getppid"), calls("write")),
+        (7, 2),
+        "the kernel's counters: {counted:?}"
+    );
+    let dump = phasebox(&["trace", "dump", trace.to_str().unwrap()]);
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let text = String::from_utf8_lossy(&dump.stdout);
+    let lines = |call: &str| text.lines().filter(|l| l.contains(call)).count();
+    assert_eq!(
+        (lines(" getppid() = "), lines(" write(")),
+        (7, 2),
+        "{holding} calls were held at the end; the trace:\n{text}"
+    );
+    assert!(text.contains(" 0 dropped while recording"), "{text}");
+}
