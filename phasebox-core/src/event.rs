@@ -54,8 +54,10 @@ pub enum DecodeError {
     UnknownKind(u16),
     #[error("record of kind {kind:?} has {got} bytes, expected {want}")]
     Length { kind: Kind, got: usize, want: usize },
-    #[error("a batch of {0} calls (at most {BATCH_LEN}) is split into its calls before decoding")]
-    Batch(usize),
+    #[error("a batch of calls is split into its calls before it is decoded")]
+    Batch,
+    #[error("a batch says it holds {count} calls (at most {BATCH_LEN}) in {len} bytes")]
+    BatchLength { count: usize, len: usize },
 }
 
 /// Size of the record of `kind`.
@@ -83,9 +85,10 @@ pub fn split(bytes: &[u8]) -> Result<std::slice::ChunksExact<'_, u8>, DecodeErro
     let count = bytes
         .get(8..12)
         .and_then(|b| b.try_into().ok())
-        .map_or(usize::MAX, |b| u32::from_ne_bytes(b) as usize);
+        .map_or(0, |b| u32::from_ne_bytes(b) as usize);
     if count > BATCH_LEN || bytes.len() != BatchRecord::wire_len(count) {
-        return Err(DecodeError::Batch(count.min(bytes.len())));
+        let len = bytes.len();
+        return Err(DecodeError::BatchLength { count, len });
     }
     Ok(bytes[BatchRecord::HEAD..].chunks_exact(size_of::<SyscallRecord>()))
 }
@@ -132,7 +135,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         Kind::Segment => Event::Segment(read(bytes)?),
         Kind::Filtered => Event::Filtered(read(bytes)?),
         Kind::Args => Event::Args(read(bytes)?),
-        Kind::Batch => return Err(DecodeError::Batch(bytes.len())),
+        Kind::Batch => return Err(DecodeError::Batch),
         Kind::Exec => {
             let r: ExecRecord = read(bytes)?;
             Event::Exec(Exec {
@@ -273,7 +276,7 @@ pub(crate) mod tests {
         let calls: Vec<Event> = split(wire).unwrap().map(|b| decode(b).unwrap()).collect();
         assert_eq!(calls, [1, 2, 3].map(|i| Event::Syscall(call(i))));
         // A batch is never an event by itself.
-        assert_eq!(decode(wire), Err(DecodeError::Batch(wire.len())));
+        assert_eq!(decode(wire), Err(DecodeError::Batch));
         // Other records pass through whole.
         let five = call(5);
         let one: Vec<&[u8]> = split(as_bytes(&five)).unwrap().collect();

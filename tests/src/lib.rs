@@ -387,6 +387,21 @@ pub fn map_of(pid: u32, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("process {pid} holds no map {name}"))
 }
 
+/// The value of element `index` of the BPF array `name` that process `pid` holds open.
+pub fn array_element(pid: u32, name: &str, index: u32) -> Vec<u8> {
+    let id = map_of(pid, name).to_string();
+    let key: Vec<String> = index.to_le_bytes().iter().map(u8::to_string).collect();
+    let mut args = vec!["map", "lookup", "id", id.as_str(), "key"];
+    args.extend(key.iter().map(String::as_str));
+    let entry = bpftool(&args);
+    entry["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} has no element {index}: {entry}"))
+        .iter()
+        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+        .collect()
+}
+
 /// Entries of the BPF map `id` whose value's first four bytes are not all zero (for an array
 /// of process slots, those in use).
 pub fn entries_in_use(id: u32) -> usize {

@@ -6,24 +6,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use phasebox_tests::{
-    Guard, TempDir, bpftool, fixture, lines::Lines, map_of, phasebox, phasebox_bin, read_json,
+    Guard, TempDir, array_element, fixture, lines::Lines, phasebox_bin, phasebox_ok, read_json,
     summary_totals,
 };
 
 /// How many calls the thread `tid` holds in the phasebox `pid` (the batch's `count`, bytes 8
 /// to 12 of its element).
 fn held(pid: u32, tid: u32) -> u32 {
-    let id = map_of(pid, "PB_BATCHES").to_string();
-    let key: Vec<String> = tid.to_le_bytes().iter().map(u8::to_string).collect();
-    let mut args = vec!["map", "lookup", "id", id.as_str(), "key"];
-    args.extend(key.iter().map(String::as_str));
-    let entry = bpftool(&args);
-    let bytes: Vec<u8> = entry["value"]
-        .as_array()
-        .unwrap_or_else(|| panic!("PB_BATCHES has no element {tid}: {entry}"))
-        .iter()
-        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-        .collect();
+    let bytes = array_element(pid, "PB_BATCHES", tid);
     u32::from_le_bytes(bytes[8..12].try_into().expect("a batch's count"))
 }
 
@@ -87,12 +77,7 @@ fn calls_a_thread_holds_at_the_end_are_in_the_trace() {
         (7, 2),
         "the kernel's counters: {counted:?}"
     );
-    let dump = phasebox(&["trace", "dump", trace.to_str().unwrap()]);
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
+    let dump = phasebox_ok(&["trace", "dump", trace.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&dump.stdout);
     let lines = |call: &str| text.lines().filter(|l| l.contains(call)).count();
     assert_eq!(

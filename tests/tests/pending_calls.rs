@@ -6,22 +6,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use phasebox_tests::{Guard, TempDir, bpftool, children, fixture, map_of, phasebox_bin, read_json};
+use phasebox_tests::{Guard, TempDir, array_element, children, fixture, phasebox_bin, read_json};
 
 /// Whether element `tid` of PB_PENDING_TID, in the phasebox `pid`, holds a call (its
 /// `live` word, bytes 12 to 16).
 fn pending(pid: u32, tid: u32) -> bool {
-    let id = map_of(pid, "PB_PENDING_TID").to_string();
-    let key: Vec<String> = tid.to_le_bytes().iter().map(u8::to_string).collect();
-    let mut args = vec!["map", "lookup", "id", id.as_str(), "key"];
-    args.extend(key.iter().map(String::as_str));
-    let entry = bpftool(&args);
-    let bytes: Vec<u8> = entry["value"]
-        .as_array()
-        .unwrap_or_else(|| panic!("PB_PENDING_TID has no element {tid}: {entry}"))
-        .iter()
-        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-        .collect();
+    let bytes = array_element(pid, "PB_PENDING_TID", tid);
     u32::from_le_bytes(bytes[12..16].try_into().expect("a 24-byte element")) != 0
 }
 

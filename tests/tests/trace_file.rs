@@ -21,12 +21,7 @@ fn trace_file_holds_every_syscall() {
         .map(|c| c.0)
         .sum();
 
-    let dump = phasebox(&["trace", "dump", trace.to_str().unwrap()]);
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
+    let dump = phasebox_ok(&["trace", "dump", trace.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&dump.stdout);
     let syscall_lines = text
         .lines()
