@@ -223,6 +223,9 @@ pub mod mode {
     /// The syscall programs look the calling thread up in the `thread_cache` before the pid
     /// helper (set where the kernel has what the cache needs).
     pub const THREAD_CACHE: u32 = 256;
+    /// Stream mode: each thread holds its syscall records in PB_BATCHES and sends several in
+    /// one reservation (sessions read at their end).
+    pub const BATCH: u32 = 512;
 }
 
 /// Syscall arguments the kernel programs can record: the first three (every "kind" argument

@@ -542,6 +542,10 @@ fn emit<T: Record>(rec: T, flags: u64) {
 /// the batch going out once full; else on its own.
 #[inline(always)]
 fn send_call(rec: SyscallRecord) {
+    if !mode_has(mode::BATCH) {
+        emit(rec, batched_wakeup());
+        return;
+    }
     let Some(b) = PB_BATCHES.get_ptr_mut(rec.tid) else {
         emit(rec, batched_wakeup());
         return;
@@ -568,6 +572,9 @@ fn send_call(rec: SyscallRecord) {
 /// stay in order) and when it ends.
 #[inline(always)]
 fn send_held(tid: u32, tgid: u32) {
+    if !mode_has(mode::BATCH) {
+        return;
+    }
     if let Some(b) = PB_BATCHES.get_ptr_mut(tid) {
         // SAFETY: as in `send_call`.
         if unsafe { (*b).count } != 0 {
@@ -577,8 +584,9 @@ fn send_held(tid: u32, tgid: u32) {
 }
 
 /// Sends batch `b` (1 to BATCH_LEN calls) in one reservation, and empties it; a full ring
-/// buffer loses its calls, counted.
-#[inline(always)]
+/// buffer loses its calls, counted. A function of its own: the programs that may send a
+/// batch call it from one place or several, and stay small.
+#[inline(never)]
 fn send_batch(b: *mut BatchRecord, tgid: u32) {
     // SAFETY: `b` is an element of PB_BATCHES its thread owns (see `send_call`); the bytes
     // sent are its first `wire_len(n)`, within the element.

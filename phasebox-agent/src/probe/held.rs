@@ -16,6 +16,16 @@ impl HeldCalls {
         HeldCalls { batches }
     }
 
+    /// Whether some thread holds calls (none does once every traced thread has ended).
+    pub(super) fn any(&self) -> bool {
+        (0..self.batches.len).any(|i| {
+            let b = self.batches.at(i);
+            // SAFETY: as in `take`.
+            let count = unsafe { u32_at(&raw mut (*b).count) };
+            count.load(std::sync::atomic::Ordering::Acquire) != 0
+        })
+    }
+
     /// Takes every call a thread holds, each batch's in order; the batches are left empty, so
     /// that nothing is taken twice.
     pub(super) fn take(&self) -> Vec<SyscallRecord> {
@@ -45,6 +55,7 @@ mod tests {
     #[test]
     fn takes_each_batch_in_order_once() {
         let held = HeldCalls::new(Mapped::zeroed(8));
+        assert!(!held.any());
         let call = |tid: u32, nr: u32| SyscallRecord {
             header: Header::of::<SyscallRecord>(0, 1),
             tid,
@@ -62,8 +73,10 @@ mod tests {
             (*b).calls[1] = call(7, 21);
             (*b).count = 1; // the second was never counted: not sent
         }
+        assert!(held.any());
         let got: Vec<(u32, u32)> = held.take().iter().map(|c| (c.tid, c.nr)).collect();
         assert_eq!(got, [(3, 10), (3, 11), (7, 20)]);
         assert!(held.take().is_empty(), "a batch is taken once");
+        assert!(!held.any());
     }
 }

@@ -112,6 +112,7 @@ fn mode_bits(opts: &ProbeOptions) -> u32 {
         (opts.args, mode::ARGS),
         (opts.shown.is_some(), mode::SHOWN),
         (opts.stream && opts.entry_only, mode::ENTRY_ONLY),
+        (batches(opts), mode::BATCH),
         (
             preflight::thread_cache_works(&crate::procfs::kernel_release()),
             mode::THREAD_CACHE,

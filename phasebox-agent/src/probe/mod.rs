@@ -471,10 +471,15 @@ impl Probe {
     /// taken once the syscall programs are detached, so that no thread adds to its batch
     /// meanwhile. Call it at the end, after the last drain: a thread that ends now sends its
     /// batch on the ring buffer too, so the caller drains again and keeps one of each call.
+    /// When no thread holds any (the traced threads have all ended: `run`'s usual end), the
+    /// programs stay attached until `detach`, and no grace period is waited for.
     pub fn take_held_calls(&mut self) -> Vec<phasebox_common::SyscallRecord> {
         let Some(held) = &self.held else {
             return Vec::new();
         };
+        if !held.any() {
+            return Vec::new();
+        }
         load::detach_syscall_programs(&mut self.ebpf, &mut self.links);
         held.take()
     }
