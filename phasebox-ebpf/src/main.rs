@@ -13,7 +13,8 @@
 //!   are plain loads: the agent attaches it instead where the kernel has BTF and arguments are
 //!   recorded.
 //! - `pb_sys_exit` (raw_syscalls/sys_exit, stream and errors modes only): failed calls, and the
-//!   paired record with duration and return value.
+//!   paired record with duration and return value (in sessions read at their end, held in the
+//!   thread's batch, PB_BATCHES, and sent four at a time).
 //! - `pb_fork` / `pb_exec` / `pb_exit` (sched tracepoints): follow children, report execs and
 //!   exits, clean up.
 //! - `pb_floor`: does nothing; the cost benchmark attaches it alone to measure a tracepoint's
@@ -173,10 +174,6 @@ static PB_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(65536, 0);
 #[map]
 static PB_PENDING_TID: Array<Pending> = Array::with_max_entries(1, 0);
 
-/// (tgid, instance, segment, syscall) → calls and errors: exact even when the ring buffer is
-/// full. The agent reads and deletes the entries of exited processes. Preallocated, and shared
-/// by the CPUs (atomic adds): entries allocated at first use (per CPU) failed to allocate when
-/// thousands of processes started at once, and their calls were lost while the map had room.
 /// Record mode: the syscall records each thread holds until it sends them in one reservation
 /// (`phasebox_common::BatchRecord`), indexed by tid and sized like PB_PENDING_TID by the agent
 /// (one element when nothing is batched: tid 0 is never traced). Mapped into the agent's
@@ -184,6 +181,10 @@ static PB_PENDING_TID: Array<Pending> = Array::with_max_entries(1, 0);
 #[map]
 static PB_BATCHES: Array<BatchRecord> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
+/// (tgid, instance, segment, syscall) → calls and errors: exact even when the ring buffer is
+/// full. The agent reads and deletes the entries of exited processes. Preallocated, and shared
+/// by the CPUs (atomic adds): entries allocated at first use (per CPU) failed to allocate when
+/// thousands of processes started at once, and their calls were lost while the map had room.
 #[map]
 static PB_COUNTS: HashMap<CountKey, Counts> = HashMap::with_max_entries(COUNT_ENTRIES, 0);
 
