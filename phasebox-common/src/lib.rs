@@ -22,6 +22,7 @@ pub mod names {
     pub const PENDING: &str = "PB_PENDING";
     pub const PENDING_TID: &str = "PB_PENDING_TID";
     pub const BATCHES: &str = "PB_BATCHES";
+    pub const WAITS: &str = "PB_WAITS";
     pub const COUNTS: &str = "PB_COUNTS";
     pub const PROCS: &str = "PB_PROCS";
     pub const SLOTS: &str = "PB_SLOTS";

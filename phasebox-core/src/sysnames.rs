@@ -54,6 +54,37 @@ pub fn is_known_anywhere(name: &str) -> bool {
         || name.parse::<syscalls::riscv64::Sysno>().is_ok()
 }
 
+/// Syscalls a thread waits in for an event, a peer or time (the calls an event loop or a
+/// worker pool sleeps in). In a session that batches calls, a thread sends what it holds
+/// before it enters one, so its calls are not held back while it waits.
+pub const WAITING: &[&str] = &[
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "futex",
+    "futex_waitv",
+    "nanosleep",
+    "clock_nanosleep",
+    "wait4",
+    "waitid",
+    "pause",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "accept",
+    "accept4",
+    "io_getevents",
+    "io_pgetevents",
+    "io_uring_enter",
+    "msgrcv",
+    "semop",
+    "semtimedop",
+    "mq_timedreceive",
+];
+
 /// Syscalls that take a path, and which argument (0-based) holds it. The kernel side reads that
 /// argument at entry when streaming.
 pub const PATH_ARGS: &[(&str, u32)] = &[
@@ -182,6 +213,14 @@ mod tests {
             .filter(|(n, _)| number(n).is_some())
             .count();
         assert!(known > 40, "{known}");
+    }
+
+    #[test]
+    fn every_waiting_call_is_a_syscall_somewhere() {
+        for name in WAITING {
+            assert!(is_known_anywhere(name), "{name}");
+        }
+        assert!(WAITING.iter().any(|n| number(n).is_some()));
     }
 
     #[test]

@@ -90,6 +90,11 @@ static PB_PATH_ARGS: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 #[map]
 static PB_SHOWN: Array<u8> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
+/// syscall number → 1 for a call a thread waits in (`phasebox_core::sysnames::WAITING`): with
+/// `mode::BATCH`, a thread sends its batch before it enters one.
+#[map]
+static PB_WAITS: Array<u8> = Array::with_max_entries(MAX_SYSCALLS, 0);
+
 /// syscall number → which of its arguments are recorded (`mode::ARGS`), and with what mask.
 #[map]
 static PB_ARG_SPECS: Array<ArgSpec> = Array::with_max_entries(MAX_SYSCALLS, 0);
@@ -1114,6 +1119,10 @@ fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
         nr,
     };
     let first = count_at(slot, &key);
+    if mode_has(mode::BATCH) && PB_WAITS.get(nr).is_some_and(|w| *w != 0) {
+        // It may wait long: what it holds goes now, not after the wait.
+        send_held(tid, tgid);
+    }
     if mode_has(mode::STREAM) && shown(nr) {
         let enter_ns = now();
         let cfg = PB_CONFIG.load();
@@ -1154,6 +1163,8 @@ fn traced_enter(ctx: &impl SysEnter, tgid: u32, tid: u32) {
         }
         if first {
             cold_path();
+            // A call not shown (`-e trace=`) reports its first use: after the thread's batch.
+            send_held(tid, tgid);
             // The clock is read only for a call that is reported.
             let enter_ns = now();
             if mode_has(mode::PATHS) {

@@ -87,3 +87,59 @@ fn calls_a_thread_holds_at_the_end_are_in_the_trace() {
     );
     assert!(text.contains(" 0 dropped while recording"), "{text}");
 }
+
+/// The syscall `pid` is blocked in (the first field of /proc/PID/syscall), and how many times
+/// it has slept so far (voluntary context switches): the same count twice means it did not
+/// wake between.
+fn blocked_in(pid: u32) -> (Option<u32>, u64) {
+    let call = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok());
+    let switches = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (call, switches)
+}
+
+#[test]
+fn a_thread_sends_what_it_holds_before_it_waits() {
+    let wait4 = phasebox_core::sysnames::number("wait4").expect("wait4 on this architecture");
+    // A shell that forks a sleep and waits for it, again and again.
+    let shell = Guard::new(
+        Command::new("/bin/bash")
+            .args(["-c", "while :; do sleep 0.5; done"])
+            .spawn()
+            .expect("bash starts"),
+    );
+    let pid = shell.id();
+    let mut rec = Guard::new(
+        Command::new(phasebox_bin())
+            .args(["record", "-q", "-p", &pid.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("phasebox starts"),
+    );
+    let mut said = Lines::follow(rec.stderr.take().unwrap());
+    said.wait_for("tracing pid", Duration::from_secs(60))
+        .unwrap();
+    // Its calls between two waits (the fork, signal masks, the wait's own return) are sent
+    // as it enters wait4: while it waits, it holds none.
+    let (mut seen, deadline) = (0, std::time::Instant::now() + Duration::from_secs(30));
+    while seen < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let before = blocked_in(pid);
+        if before.0 != Some(wait4) {
+            continue;
+        }
+        let holding = held(rec.id(), pid);
+        if blocked_in(pid) != before {
+            continue; // it woke meanwhile
+        }
+        assert_eq!(holding, 0, "the shell holds calls while it waits in wait4");
+        seen += 1;
+    }
+    assert_eq!(seen, 3, "the shell was not seen waiting in wait4");
+}

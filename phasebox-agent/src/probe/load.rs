@@ -215,6 +215,9 @@ pub(super) fn load(opts: &ProbeOptions) -> Result<(Ebpf, Vec<Attached>, bool), P
     }
     fill_path_args(&mut ebpf)?;
     fill_arg_specs(&mut ebpf)?;
+    if batches(opts) {
+        fill_waits(&mut ebpf)?;
+    }
     if let Some(bits) = &opts.shown {
         fill_shown(&mut ebpf, bits)?;
     }
@@ -379,9 +382,13 @@ pub(super) fn detach_syscall_programs(ebpf: &mut Ebpf, links: &mut Vec<Attached>
     *links = process;
     drop(take_links(ebpf, syscall));
     // A run that began before the detach may still be going: it ends within a grace period.
-    // SAFETY: a system call without pointers; a refusal (nohz_full) leaves a window of
-    // microseconds, no more.
-    unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    // SAFETY: a system call without pointers.
+    let waited = unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if waited != 0 {
+        // Refused (nohz_full, a seccomp filter): a run lasts microseconds.
+        log::debug!("membarrier: {}", std::io::Error::last_os_error());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Takes the links out of their programs, to drop them when phasebox decides.
@@ -456,6 +463,24 @@ fn fill_shown(ebpf: &mut Ebpf, bits: &[u64]) -> Result<(), ProbeError> {
             shown
                 .set(nr, 1, 0)
                 .map_err(ProbeError::map("fill", names::SHOWN))?;
+        }
+    }
+    Ok(())
+}
+
+/// The calls a thread sends its batch before (it may wait in them long).
+fn fill_waits(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
+    let map = ebpf.map_mut(names::WAITS).ok_or(ProbeError::Missing {
+        what: "map",
+        name: names::WAITS,
+    })?;
+    let mut waits: Array<&mut MapData, u8> =
+        Array::try_from(map).map_err(ProbeError::map("open", names::WAITS))?;
+    for name in sysnames::WAITING {
+        if let Some(nr) = sysnames::number(name).filter(|&n| n < MAX_SYSCALLS) {
+            waits
+                .set(nr, 1, 0)
+                .map_err(ProbeError::map("fill", names::WAITS))?;
         }
     }
     Ok(())
