@@ -17,6 +17,23 @@ fn held(pid: u32, tid: u32) -> u32 {
     u32::from_le_bytes(bytes[8..12].try_into().expect("a batch's count"))
 }
 
+/// `phasebox record -p PID ARGS`, once it traces the process, and its standard error (read on
+/// to the end, so that phasebox never writes into a closed pipe).
+fn record(pid: u32, args: &[&str]) -> (Guard, Lines) {
+    let mut rec = Guard::new(
+        Command::new(phasebox_bin())
+            .args(["record", "-p", &pid.to_string()])
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("phasebox starts"),
+    );
+    let mut said = Lines::follow(rec.stderr.take().unwrap());
+    said.wait_for("tracing pid", Duration::from_secs(60))
+        .unwrap();
+    (rec, said)
+}
+
 #[test]
 fn calls_a_thread_holds_at_the_end_are_in_the_trace() {
     let dir = TempDir::new("held");
@@ -42,19 +59,8 @@ fn calls_a_thread_holds_at_the_end_are_in_the_trace() {
     };
     round(1); // the loop is set up, and waits in its read
 
-    let mut rec = Guard::new(
-        Command::new(phasebox_bin())
-            .args(["record", "-p", &pid.to_string(), "-o"])
-            .arg(&trace)
-            .arg("--summary")
-            .arg(&summary)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("phasebox starts"),
-    );
-    let mut said = Lines::follow(rec.stderr.take().unwrap());
-    said.wait_for("tracing pid", Duration::from_secs(60))
-        .unwrap();
+    let (trace_s, summary_s) = (trace.to_str().unwrap(), summary.to_str().unwrap());
+    let (mut rec, _said) = record(pid, &["-o", trace_s, "--summary", summary_s]);
     // Its calls from now on: the read that returns, N getppid, the write of the line, the
     // next read (in flight at the end).
     round(5);
@@ -115,16 +121,7 @@ fn a_thread_sends_what_it_holds_before_it_waits() {
             .expect("bash starts"),
     );
     let pid = shell.id();
-    let mut rec = Guard::new(
-        Command::new(phasebox_bin())
-            .args(["record", "-q", "-p", &pid.to_string()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("phasebox starts"),
-    );
-    let mut said = Lines::follow(rec.stderr.take().unwrap());
-    said.wait_for("tracing pid", Duration::from_secs(60))
-        .unwrap();
+    let (rec, _said) = record(pid, &["-q"]);
     // Its calls between two waits (the fork, signal masks, the wait's own return) are sent
     // as it enters wait4: while it waits, it holds none.
     let (mut seen, deadline) = (0, std::time::Instant::now() + Duration::from_secs(30));
