@@ -452,36 +452,32 @@ fn fill_arg_specs(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
 
 /// The syscalls a stream sends one record per call of (`-e trace=`).
 fn fill_shown(ebpf: &mut Ebpf, bits: &[u64]) -> Result<(), ProbeError> {
-    let map = ebpf.map_mut(names::SHOWN).ok_or(ProbeError::Missing {
-        what: "map",
-        name: names::SHOWN,
-    })?;
-    let mut shown: Array<&mut MapData, u8> =
-        Array::try_from(map).map_err(ProbeError::map("open", names::SHOWN))?;
-    for nr in 0..MAX_SYSCALLS {
-        if bits[(nr / 64) as usize] & (1 << (nr % 64)) != 0 {
-            shown
-                .set(nr, 1, 0)
-                .map_err(ProbeError::map("fill", names::SHOWN))?;
-        }
-    }
-    Ok(())
+    let shown = (0..MAX_SYSCALLS).filter(|nr| bits[(nr / 64) as usize] & (1 << (nr % 64)) != 0);
+    mark_syscalls(ebpf, names::SHOWN, shown)
 }
 
 /// The calls a thread sends its batch before (it may wait in them long).
 fn fill_waits(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
-    let map = ebpf.map_mut(names::WAITS).ok_or(ProbeError::Missing {
-        what: "map",
-        name: names::WAITS,
-    })?;
-    let mut waits: Array<&mut MapData, u8> =
-        Array::try_from(map).map_err(ProbeError::map("open", names::WAITS))?;
-    for name in sysnames::WAITING {
-        if let Some(nr) = sysnames::number(name).filter(|&n| n < MAX_SYSCALLS) {
-            waits
-                .set(nr, 1, 0)
-                .map_err(ProbeError::map("fill", names::WAITS))?;
-        }
+    let waits = sysnames::WAITING
+        .iter()
+        .filter_map(|name| sysnames::number(name));
+    mark_syscalls(ebpf, names::WAITS, waits)
+}
+
+/// Sets element `nr` of the per-syscall byte array `name` to 1 for each of `nrs` (numbers
+/// beyond the array are skipped).
+fn mark_syscalls(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    nrs: impl IntoIterator<Item = u32>,
+) -> Result<(), ProbeError> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(ProbeError::Missing { what: "map", name })?;
+    let mut marks: Array<&mut MapData, u8> =
+        Array::try_from(map).map_err(ProbeError::map("open", name))?;
+    for nr in nrs.into_iter().filter(|&n| n < MAX_SYSCALLS) {
+        marks.set(nr, 1, 0).map_err(ProbeError::map("fill", name))?;
     }
     Ok(())
 }

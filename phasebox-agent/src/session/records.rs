@@ -80,9 +80,9 @@ impl Sink<'_> {
             return;
         };
         match &ev {
-            Event::Syscall(r) if self.sent.is_some() => {
-                if let Some(s) = self.sent.as_mut() {
-                    s.insert((r.tid, r.enter_ns));
+            Event::Syscall(r) => {
+                if let Some(sent) = &mut self.sent {
+                    sent.insert((r.tid, r.enter_ns));
                 }
             }
             Event::Exec(e) if e.new_root => self.found(e),
